@@ -1,0 +1,27 @@
+# Two set-up commands, each self-contained on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	bash jobs/run_samples.sh
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check etl tests bench jobs
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check etl tests bench jobs
+
+clean:
+	rm -rf $(VENV) out state .pytest_cache

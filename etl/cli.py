@@ -1,0 +1,276 @@
+"""`mpetl`: the command line analysts and schedulers use.
+
+Exit codes (README, "Exit codes"): 0 ok, 2 bad input or config, 3 not reconciled, 4 send failures
+remain (the next run retries them), 5 another run holds the ledger. Errors are one line on stderr,
+never a traceback, never a cell value or the API secret.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from etl import log
+from etl.errors import EXIT_BAD_INPUT, MpetlError
+
+
+def _parse_now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"expected ISO-8601 such as 2026-11-21T06:00:00Z, got {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _is_tty() -> bool:
+    return sys.stdout.isatty()
+
+
+def _fail(exc: MpetlError) -> None:
+    click.echo(f"mpetl: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def _print_run_summary(summary: dict[str, Any]) -> None:
+    if not _is_tty():
+        click.echo(orjson.dumps({"event": "summary", **{k: v for k, v in summary.items() if k != "send"}}).decode())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"run {summary['run_id']} ({summary['mode']})")
+    for col in ("source", "rows_in", "sent", "rejected", "duplicate", "deferred", "failed", "no_session"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for name, s in summary["sources"].items():
+        table.add_row(name, *(str(s[c]) for c in ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed", "no_session")))
+    table.add_row("TOTAL", *(str(summary[c]) for c in ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed", "no_session")), style="bold")
+    console = Console()
+    console.print(table)
+    console.print(
+        f"rows_in {summary['rows_in']} == sent {summary['sent']} + rejected {summary['rejected']} + duplicate "
+        f"{summary['duplicate']} + deferred {summary['deferred']} + failed {summary['failed']}"
+    )
+    for err in summary["source_errors"]:
+        console.print(f"[red]source {err['source']}: {err['error']}[/red]")
+
+
+def _progress_printer():
+    """A rich progress bar on a terminal; a JSON log line every few seconds otherwise (cron, Airflow)."""
+    import time
+
+    state: dict[str, Any] = {"last": 0.0, "bar": None}
+
+    def report(stats) -> None:
+        now = time.monotonic()
+        if _is_tty():
+            if state["bar"] is None:
+                from rich.progress import Progress
+
+                bar = Progress()
+                bar.start()
+                state["bar"] = (bar, bar.add_task("sending", total=stats.total_events))
+            bar, task = state["bar"]
+            bar.update(task, completed=stats.events_sent + stats.events_failed,
+                       description=f"sending ({stats.rate:,.0f} ev/s, {stats.retries} retries)")
+            if stats.events_sent + stats.events_failed >= stats.total_events:
+                bar.stop()
+        elif now - state["last"] >= 5:
+            state["last"] = now
+            log.emit("progress", sent=stats.events_sent, failed=stats.events_failed, total=stats.total_events,
+                     events_per_second=round(stats.rate, 1), retries=stats.retries)
+
+    return report
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="More log lines (each stage's JSON log on stderr).")
+@click.option("-q", "--quiet", is_flag=True, help="No log lines; only the final summary and errors.")
+def main(verbose: bool, quiet: bool) -> None:
+    """Send offline conversions to GA4 through the Measurement Protocol, and prove they arrived."""
+    log.set_quiet(quiet)
+
+
+config_option = click.option(
+    "--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="The TOML config: property, destination, ledger, sources, reconcile.",
+)
+now_option = click.option(
+    "--now", default=None, help="Pin the clock (ISO-8601, UTC if no offset): the 72 h window is measured from it.",
+)
+
+
+def _load(config_path: Path):
+    from etl.config import load_config
+
+    return load_config(config_path)
+
+
+@main.command()
+@config_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for summary.json, rejects.ndjson, deferred.csv, privacy_manifest.json (and requests.ndjson).")
+@click.option("--dry-run", is_flag=True, help="Build and validate every request, write the exact bodies to requests.ndjson, send nothing.")
+@now_option
+@click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Requests in flight at once (default: config, 8).")
+@click.option("--source", "only_sources", multiple=True, help="Run only this source (repeatable).")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first unreadable source instead of going on with the others.")
+@click.option("--chunk-rows", type=click.IntRange(1000, 10_000_000), default=100_000, show_default=True,
+              help="Rows read per chunk: bounds memory.")
+@click.option("--since", default=None, help="Only rows whose event time is at or after this (ISO-8601; naive = UTC).")
+@click.option("--until", default=None, help="Only rows whose event time is before this (ISO-8601; naive = UTC).")
+def run(config_path: Path, out_dir: Path, dry_run: bool, now: str | None, concurrency: int | None,
+        only_sources: tuple[str, ...], fail_fast: bool, chunk_rows: int, since: str | None, until: str | None) -> None:
+    """Extract, transform, send (or --dry-run) and account for every row."""
+    from etl.pipeline import RunOptions, run_pipeline
+
+    try:
+        config = _load(config_path)
+        result = run_pipeline(config, RunOptions(
+            out_dir=out_dir, mode="dry-run" if dry_run else "send", now=_parse_now(now), concurrency=concurrency,
+            fail_fast=fail_fast, chunk_rows=chunk_rows, only_sources=only_sources, progress=_progress_printer(),
+            since=_parse_now(since), until=_parse_now(until),
+        ))
+    except MpetlError as exc:
+        _fail(exc)
+    _print_run_summary(result.summary)
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@config_option
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Where to keep the validation outputs (default: a temporary folder).")
+@now_option
+@click.option("--debug-endpoint", is_flag=True, help="Also send every request to /debug/mp/collect and report its messages.")
+def validate(config_path: Path, out_dir: Path | None, now: str | None, debug_endpoint: bool) -> None:
+    """Run everything but sending; print a table of reject reasons with counts."""
+    import tempfile
+
+    from etl.pipeline import RunOptions, run_pipeline
+
+    try:
+        config = _load(config_path)
+        with tempfile.TemporaryDirectory() as tmp:
+            target = out_dir or Path(tmp)
+            result = run_pipeline(config, RunOptions(out_dir=target, mode="validate" if debug_endpoint else "dry-run",
+                                                     now=_parse_now(now)))
+            reasons: Counter[tuple[str, str, str]] = Counter()
+            rejects = target / "rejects.ndjson"
+            for line in rejects.read_bytes().splitlines() if rejects.exists() else []:
+                record = orjson.loads(line)
+                for r in record["reasons"]:
+                    reasons[(record["source"], r["validationCode"], r["description"])] += 1
+    except MpetlError as exc:
+        _fail(exc)
+    summary = result.summary
+    if _is_tty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="reject reasons")
+        for col in ("source", "code", "reason", "rows"):
+            table.add_column(col)
+        for (source, code, desc), count in reasons.most_common():
+            table.add_row(source, code, desc, str(count))
+        Console().print(table)
+    else:
+        for (source, code, desc), count in reasons.most_common():
+            click.echo(orjson.dumps({"source": source, "validationCode": code, "description": desc, "rows": count}).decode())
+    click.echo(orjson.dumps({k: summary[k] for k in ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed")}
+                            | {"debug_messages": summary["send"]["debug_messages"]}).decode())
+    sys.exit(EXIT_BAD_INPUT if summary["source_errors"] else 0)
+
+
+@main.command()
+@config_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for reconciliation.json/.csv/.html, missing.csv, duplicates.csv.")
+@click.option("--run-id", default=None, help="Reconcile the events this run planned or sent.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First event date (property zone).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last event date (property zone).")
+@now_option
+def reconcile(config_path: Path, out_dir: Path, run_id: str | None, since: datetime | None, until: datetime | None,
+              now: str | None) -> None:
+    """Compare what the ledger sent with what the export holds; exit 3 when it does not reconcile."""
+    from etl.reconcile import reconcile as do_reconcile
+
+    try:
+        config = _load(config_path)
+        result = do_reconcile(config, out_dir=out_dir, run_id=run_id,
+                              since=since.date() if since else None, until=until.date() if until else None,
+                              now=_parse_now(now))
+    except MpetlError as exc:
+        _fail(exc)
+    click.echo(result.summary_text())
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@config_option
+@click.option("-n", "rows", default=5, show_default=True, help="Mapped events to show per source.")
+@now_option
+def sources(config_path: Path, rows: int, now: str | None) -> None:
+    """Preview each source: columns found, the mapping, and the first mapped events (no personal data)."""
+    from etl.extract import preview_source
+
+    try:
+        config = _load(config_path)
+        for source in config.sources:
+            preview = preview_source(source, n=rows)
+            click.echo(orjson.dumps({"source": source.name, "kind": source.kind, **_safe_preview(preview)},
+                                    option=orjson.OPT_INDENT_2, default=str).decode())
+    except MpetlError as exc:
+        _fail(exc)
+
+
+def _safe_preview(preview: dict[str, Any]) -> dict[str, Any]:
+    """Show headers and the mapping; never raw cells (they may hold names or emails)."""
+    return {k: v for k, v in preview.items() if k in ("columns_found", "mapping", "missing", "path")}
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8787, show_default=True, help="Port (0: any free port).")
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the GA4-export-shaped store (events_YYYYMMDD.ndjson).")
+@click.option("--measurement-id", required=True, help="The measurement id requests must carry.")
+@click.option("--api-secret-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File holding the API secret (default: the MP_API_SECRET environment variable).")
+@click.option("--timezone", default="UTC", show_default=True, help="Reporting zone for event_date.")
+@now_option
+@click.option("--fail-rate", default=0.0, help="Share of requests answered 5xx.")
+@click.option("--throttle-rate", default=0.0, help="Share of requests answered 429 with Retry-After.")
+@click.option("--drop-rate", default=0.0, help="Share of requests answered 2xx but not recorded (what GA does to bad events).")
+@click.option("--reset-rate", default=0.0, help="Share of connections reset mid-response.")
+@click.option("--latency-ms", default=0, help="Added latency per request.")
+@click.option("--latency-jitter-ms", default=0, help="Extra random latency per request, up to this.")
+@click.option("--seed", default=0, show_default=True, help="Seed for the fault injection (repeatable runs).")
+def collector(host: str, port: int, data_dir: Path, measurement_id: str, api_secret_file: Path | None, timezone: str,
+              now: str | None, fail_rate: float, throttle_rate: float, drop_rate: float, reset_rate: float,
+              latency_ms: int, latency_jitter_ms: int, seed: int) -> None:
+    """Serve the local MP endpoint (/mp/collect, /debug/mp/collect) with a GA4-export-shaped store."""
+    import os
+
+    from etl.collector import serve_forever
+
+    secret = os.environ.get("MP_API_SECRET") or (api_secret_file.read_text().strip() if api_secret_file else None)
+    if not secret:
+        _fail(MpetlError("no API secret: set MP_API_SECRET or --api-secret-file"))
+    serve_forever(data_dir, host=host, port=port, measurement_id=measurement_id, api_secret=secret,
+                  timezone=timezone, now=_parse_now(now), fail_rate=fail_rate, throttle_rate=throttle_rate,
+                  drop_rate=drop_rate, reset_rate=reset_rate, latency_ms=latency_ms,
+                  latency_jitter_ms=latency_jitter_ms, seed=seed)
+
+
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""What the local MP endpoint does with a request, independent of HTTP.
+
+GA4's semantics, which the sender must survive: ``/mp/collect`` answers 204 even for invalid bodies
+and drops what is invalid (an invalid event alone; a bad request-level field, the whole request);
+a wrong measurement_id or api_secret also gets 204 and records nothing. ``/debug/mp/collect``
+validates and never records. Injected faults (seeded) apply to ``/mp/collect`` only.
+
+Invariant visible in ``/__stats``: events_received = events_stored + sum(dropped). Events in
+requests answered 429/5xx are counted apart (``events_refused``): the sender was told.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import time
+import zoneinfo
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from etl.collector.export import export_row
+from etl.collector.faults import DROP, FAIL, RESET, THROTTLE, FaultInjector
+from etl.collector.stats import Stats
+from etl.collector.store import EventStore
+from etl.protocol import VALUE_INVALID, VALUE_OUT_OF_BOUNDS, VALUE_REQUIRED, Message, message, split_by_event
+from etl.protocol.body import parse_body
+from etl.protocol.rules import FUTURE_TOLERANCE_S, MAX_EVENT_AGE_HOURS
+from etl.protocol.validate import validate_request
+
+Query = dict[str, list[str]]
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    reset: bool = False  # cut the connection mid-response instead of answering
+
+
+def to_micros(moment: dt.datetime) -> int:
+    """Microseconds since the epoch; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class Endpoint:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        measurement_id: str,
+        api_secret: str,
+        timezone: str = "UTC",
+        now: dt.datetime | None = None,
+        faults: FaultInjector,
+        stats: Stats,
+    ) -> None:
+        if not api_secret:
+            raise ValueError("api_secret must not be empty")
+        self.store = store
+        self.measurement_id = measurement_id
+        self._secret = api_secret.encode()
+        self.zone = zoneinfo.ZoneInfo(timezone)
+        self._pinned_micros = to_micros(now) if now is not None else None
+        self.faults = faults
+        self.stats = stats
+
+    def now_micros(self) -> int:
+        """The collector's clock: pinned when ``now`` was given (repeatable tests), else real time."""
+        return self._pinned_micros if self._pinned_micros is not None else time.time_ns() // 1000
+
+    def _authorized(self, query: Query) -> tuple[bool, bool]:
+        """(measurement_id matches, api_secret matches), compared in constant time for the secret."""
+        mid = query.get("measurement_id", [""])[0]
+        secret = query.get("api_secret", [""])[0].encode()
+        return mid == self.measurement_id, bool(secret) and hmac.compare_digest(secret, self._secret)
+
+    # --- /mp/collect ---------------------------------------------------------------------
+    def collect(self, query: Query, raw: bytes) -> Answer:
+        self.stats.add("requests")
+        plan = self.faults.next_plan()
+        if plan.delay_s:
+            time.sleep(plan.delay_s)
+        body, byte_messages = parse_body(raw)
+        events = body.get("events") if isinstance(body, dict) else None
+        n_events = len(events) if isinstance(events, list) else 0
+
+        if plan.kind == FAIL:
+            return self._refuse(f"fail_{plan.status}", Answer(plan.status or 500), n_events)
+        if plan.kind == THROTTLE:
+            return self._refuse("throttle", Answer(429, {"Retry-After": "1"}), n_events)
+
+        self.stats.add("events_received", n_events)
+        mid_ok, secret_ok = self._authorized(query)
+        if not (mid_ok and secret_ok):
+            self._drop_request("bad_auth", n_events)
+        elif plan.kind == DROP:
+            self.stats.injected("drop")
+            self._drop_request("injected_drop", n_events)
+        else:
+            self._accept(body, byte_messages, events if n_events else [])
+
+        if plan.kind == RESET:
+            self.stats.injected("reset")
+            self.stats.response("reset")
+            return Answer(204, reset=True)
+        self.stats.response(204)
+        return Answer(204)
+
+    def _refuse(self, kind: str, answer: Answer, n_events: int) -> Answer:
+        self.stats.injected(kind)
+        self.stats.add("events_refused", n_events)
+        self.stats.response(answer.status)
+        return answer
+
+    def _drop_request(self, reason: str, n_events: int) -> None:
+        self.stats.drop_request(reason)
+        self.stats.drop_events(reason, n_events)
+
+    def _accept(self, body: Any, byte_messages: list[Message], events: list[Any]) -> None:
+        now = self.now_micros()
+        messages = list(byte_messages)
+        if body is not None:
+            messages += validate_request(
+                body, now_micros=now, max_age_hours=MAX_EVENT_AGE_HOURS, future_tolerance_s=FUTURE_TOLERANCE_S
+            )
+        request_level, by_event = split_by_event(messages)
+        if request_level:
+            ts = body.get("timestamp_micros") if isinstance(body, dict) else None
+            self._drop_request(self._reason(request_level, ts, now), len(events))
+            return
+        rows = []
+        for i, event in enumerate(events):
+            if i in by_event:
+                ts = event.get("timestamp_micros", body.get("timestamp_micros")) if isinstance(event, dict) else None
+                self.stats.drop_events(self._reason(by_event[i], ts, now), 1)
+                continue
+            rows.append(export_row(event, body, arrival_micros=now, zone=self.zone, stream_id=self.measurement_id))
+        if rows:
+            self.store.append(rows)
+            self.stats.add("events_stored", len(rows))
+
+    @staticmethod
+    def _reason(messages: list[Message], timestamp: Any, now: int) -> str:
+        """``too_old`` / ``future`` when the time window is the only problem, else ``invalid``."""
+        window_only = all(
+            m["validationCode"] == VALUE_OUT_OF_BOUNDS and m["fieldPath"].endswith("timestamp_micros") for m in messages
+        )
+        if window_only and type(timestamp) is int:
+            return "too_old" if timestamp < now else "future"
+        return "invalid"
+
+    # --- /debug/mp/collect -----------------------------------------------------------------
+    def debug(self, query: Query, raw: bytes) -> Answer:
+        self.stats.add("debug_requests")
+        mid_ok, secret_ok = self._authorized(query)
+        messages: list[Message] = []
+        if not mid_ok:
+            messages.append(message("measurement_id", "measurement_id does not name this collector's stream.", VALUE_INVALID))
+        if not secret_ok:
+            given = bool(query.get("api_secret", [""])[0])
+            messages.append(
+                message("api_secret", "The api_secret is not valid for this stream.", VALUE_INVALID)
+                if given
+                else message("api_secret", "api_secret is required.", VALUE_REQUIRED)
+            )
+        body, byte_messages = parse_body(raw)
+        messages += byte_messages
+        unparseable = any(m["fieldPath"] == "" and m["validationCode"] == VALUE_INVALID for m in byte_messages)
+        if not unparseable:
+            messages += validate_request(body, now_micros=self.now_micros())
+        return Answer(200, {"Content-Type": "application/json"}, orjson.dumps({"validationMessages": messages}))
+
+    def stats_answer(self) -> Answer:
+        return Answer(200, {"Content-Type": "application/json"}, orjson.dumps(self.stats.snapshot()))

@@ -1,0 +1,326 @@
+"""Typed configuration, loaded from TOML.
+
+Why a typed layer: a nightly job should fail at start-up, naming the file, the key and what was
+expected, not halfway through a send. Relative paths resolve against ``base_dir`` (itself relative to
+the config file, default: the config file's folder), so cron and Airflow get the same files whatever
+their working directory. The API secret is never read from TOML: only from ``MP_API_SECRET`` or the
+file named by ``destination.api_secret_file``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from etl.errors import ConfigError
+
+GOOGLE_ENDPOINT = "https://www.google-analytics.com"
+GOOGLE_EU_ENDPOINT = "https://region1.google-analytics.com"
+
+SOURCE_KINDS = ("csv", "parquet", "salesforce", "hubspot", "shopify", "square")
+CONSENT_DEFAULTS = ("deny", "grant", "omit")
+SECRET_ENV = "MP_API_SECRET"
+
+
+@dataclass(frozen=True)
+class PropertyConfig:
+    measurement_id: str
+    timezone: str
+    property_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    endpoint: str = GOOGLE_ENDPOINT
+    concurrency: int = 8
+    timeout_s: float = 10.0
+    max_attempts: int = 6
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    api_secret_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """The 72 h backdating window and the rules that turn local times into exact UTC micros."""
+
+    max_age_hours: float = 72.0
+    safety_margin_minutes: float = 60.0
+    future_tolerance_minutes: float = 5.0
+    date_only_time: str = "00:00:00"
+    ambiguous: str = "earliest"  # or "latest": which of the two instants a repeated local time means
+    nonexistent: str = "shift_forward"  # a local time skipped by DST moves to the first valid instant
+
+
+@dataclass(frozen=True)
+class IdentityMapConfig:
+    path: Path
+    key: str
+    client_id: str
+    source_key: str | None = None  # the source's column to join on; default: same name as `key`
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    kind: str
+    path: Path
+    event: str = "purchase"
+    timezone: str = "UTC"
+    columns: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)  # declared extra params: name -> column
+    encoding: str | None = None
+    delimiter: str | None = None
+    decimal: str = "."
+    thousands: str | None = None
+    identity_map: IdentityMapConfig | None = None
+    consent_default: str = "deny"
+    on_pii: str = "reject"  # or "drop": drop the offending field instead of the row
+    send_user_id: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # kind-specific (stage names, refunds…)
+
+
+@dataclass(frozen=True)
+class ReconcileConfig:
+    backend: str = "duckdb"  # or "bigquery"
+    store: Path | None = None  # duckdb: the collector's data dir or a folder of exported files
+    project: str | None = None
+    dataset: str | None = None
+    location: str | None = None
+    api_endpoint: str | None = None  # a local BigQuery API (tests); None: Google's
+    tolerance: float = 0.0  # share of sent events allowed missing on final dates
+    provisional_hours: float = 72.0
+    maximum_bytes_billed: int = 10 * 1024**3
+
+
+@dataclass(frozen=True)
+class Config:
+    file: Path
+    base_dir: Path
+    property: PropertyConfig
+    destination: DestinationConfig
+    ledger_path: Path
+    window: WindowConfig
+    sources: tuple[SourceConfig, ...]
+    reconcile: ReconcileConfig
+    privacy_extra_params: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+def read_api_secret(dest: DestinationConfig) -> str | None:
+    """The API secret from the environment, else from the configured file; None when neither."""
+    secret = os.environ.get(SECRET_ENV)
+    if secret:
+        return secret.strip()
+    if dest.api_secret_file is not None and dest.api_secret_file.exists():
+        return dest.api_secret_file.read_text().strip() or None
+    return None
+
+
+class _Reader:
+    """Reads typed values from a TOML table, naming file and key in every error."""
+
+    def __init__(self, file: Path, table: dict[str, Any], prefix: str) -> None:
+        self.file, self.table, self.prefix = file, table, prefix
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def error(self, key: str, expected: str) -> ConfigError:
+        return ConfigError(str(self.file), self._key(key), expected)
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., expected: str = "") -> Any:
+        if key not in self.table:
+            if default is ...:
+                raise self.error(key, f"is required ({expected or _type_name(kind)})")
+            return default
+        value = self.table[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.error(key, f"expected {expected or _type_name(kind)}, got {type(value).__name__}")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(key, str, default)
+        if value not in choices:
+            raise self.error(key, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def zone(self, key: str, default: Any = ...) -> str:
+        value = self.get(key, str, default, expected="an IANA time zone such as 'Europe/London'")
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise self.error(key, f"expected an IANA time zone such as 'Europe/London', got {value!r}") from None
+        return value
+
+    def table_of(self, key: str) -> _Reader:
+        sub = self.get(key, dict, {})
+        return _Reader(self.file, sub, self._key(key))
+
+    def string_map(self, key: str) -> dict[str, str]:
+        sub = self.get(key, dict, {})
+        for k, v in sub.items():
+            if not isinstance(v, str):
+                raise ConfigError(str(self.file), f"{self._key(key)}.{k}", "expected a column name (string)")
+        return dict(sub)
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table", list: "a list"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Load and check a TOML config; raises ConfigError naming the file and key."""
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(file), "-", "config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(file), "-", f"is not valid TOML ({exc})") from None
+    top = _Reader(file, raw, "")
+    base_dir = (file.parent / top.get("base_dir", str, ".")).resolve()
+
+    def resolve(p: str) -> Path:
+        q = Path(p)
+        return q if q.is_absolute() else base_dir / q
+
+    prop_r = top.table_of("property")
+    if not prop_r.table:
+        raise top.error("property", "is required: measurement_id and timezone")
+    measurement_id = prop_r.get("measurement_id", str)
+    if not measurement_id.startswith("G-"):
+        raise prop_r.error("measurement_id", f"expected a web stream id like 'G-XXXXXXX', got {measurement_id!r}")
+    prop = PropertyConfig(
+        measurement_id=measurement_id,
+        timezone=prop_r.zone("timezone"),
+        property_id=str(prop_r.get("property_id", (str, int), "")) or None,
+    )
+
+    dest_r = top.table_of("destination")
+    if "api_secret" in dest_r.table or "api_secret" in raw:
+        raise dest_r.error("api_secret", f"must not be in the config file: set {SECRET_ENV} or destination.api_secret_file")
+    region = dest_r.choice("region", ("global", "eu"), "global")
+    default_endpoint = GOOGLE_EU_ENDPOINT if region == "eu" else GOOGLE_ENDPOINT
+    endpoint = dest_r.get("endpoint", str, default_endpoint).rstrip("/")
+    if endpoint != "local" and not endpoint.startswith(("http://", "https://")):
+        raise dest_r.error("endpoint", f"expected an http(s) URL or \"local\" (the project's endpoint), got {endpoint!r}")
+    secret_file = dest_r.get("api_secret_file", str, None)
+    dest = DestinationConfig(
+        endpoint=endpoint,
+        concurrency=dest_r.get("concurrency", int, 8),
+        timeout_s=dest_r.get("timeout_s", float, 10.0),
+        max_attempts=dest_r.get("max_attempts", int, 6),
+        backoff_base_s=dest_r.get("backoff_base_s", float, 0.5),
+        backoff_max_s=dest_r.get("backoff_max_s", float, 30.0),
+        api_secret_file=resolve(secret_file) if secret_file else None,
+    )
+    if dest.concurrency < 1 or dest.max_attempts < 1:
+        raise dest_r.error("concurrency", "concurrency and max_attempts must be at least 1")
+
+    ledger_r = top.table_of("ledger")
+    ledger_path = resolve(ledger_r.get("path", str, "state/ledger.sqlite"))
+
+    win_r = top.table_of("window")
+    window = WindowConfig(
+        max_age_hours=win_r.get("max_age_hours", float, 72.0),
+        safety_margin_minutes=win_r.get("safety_margin_minutes", float, 60.0),
+        future_tolerance_minutes=win_r.get("future_tolerance_minutes", float, 5.0),
+        date_only_time=win_r.get("date_only_time", str, "00:00:00"),
+        ambiguous=win_r.choice("ambiguous", ("earliest", "latest"), "earliest"),
+        nonexistent=win_r.choice("nonexistent", ("shift_forward", "shift_backward"), "shift_forward"),
+    )
+    if window.max_age_hours > 72:
+        raise win_r.error("max_age_hours", "must be at most 72: GA4 does not accept older events")
+
+    sources_raw = top.get("sources", list, [])
+    if not sources_raw:
+        raise top.error("sources", "expected at least one [[sources]] table")
+    sources: list[SourceConfig] = []
+    seen: set[str] = set()
+    for i, s in enumerate(sources_raw):
+        if not isinstance(s, dict):
+            raise top.error(f"sources[{i}]", "expected a table")
+        sr = _Reader(file, s, f"sources[{i}]")
+        name = sr.get("name", str)
+        if name in seen or "|" in name:
+            raise sr.error("name", f"must be unique and contain no '|', got {name!r}")
+        seen.add(name)
+        sr.prefix = f"sources.{name}"
+        idm = None
+        if "identity_map" in s:
+            ir = sr.table_of("identity_map")
+            idm = IdentityMapConfig(
+                path=resolve(ir.get("path", str)),
+                key=ir.get("key", str),
+                client_id=ir.get("client_id", str),
+                source_key=ir.get("source_key", str, None),
+            )
+        sources.append(
+            SourceConfig(
+                name=name,
+                kind=sr.choice("kind", SOURCE_KINDS, "csv"),
+                path=resolve(sr.get("path", str)),
+                event=sr.get("event", str, "purchase"),
+                timezone=sr.zone("timezone", "UTC"),
+                columns=sr.string_map("columns"),
+                params=sr.string_map("params"),
+                encoding=sr.get("encoding", str, None),
+                delimiter=sr.get("delimiter", str, None),
+                decimal=sr.choice("decimal", (".", ","), "."),
+                thousands=sr.get("thousands", str, None),
+                identity_map=idm,
+                consent_default=sr.choice("consent_default", CONSENT_DEFAULTS, "deny"),
+                on_pii=sr.choice("on_pii", ("reject", "drop"), "reject"),
+                send_user_id=sr.get("send_user_id", bool, False),
+                options=sr.get("options", dict, {}),
+            )
+        )
+
+    rec_r = top.table_of("reconcile")
+    store = rec_r.get("store", str, None)
+    reconcile = ReconcileConfig(
+        backend=rec_r.choice("backend", ("duckdb", "bigquery"), "duckdb"),
+        store=resolve(store) if store else None,
+        project=rec_r.get("project", str, None),
+        dataset=rec_r.get("dataset", str, None),
+        location=rec_r.get("location", str, None),
+        api_endpoint=rec_r.get("api_endpoint", str, None),
+        tolerance=rec_r.get("tolerance", float, 0.0),
+        provisional_hours=rec_r.get("provisional_hours", float, 72.0),
+        maximum_bytes_billed=rec_r.get("maximum_bytes_billed", int, 10 * 1024**3),
+    )
+    if reconcile.backend == "bigquery" and not (reconcile.project and reconcile.dataset):
+        raise rec_r.error("project", "backend 'bigquery' needs project and dataset (analytics_<property_id>)")
+
+    priv_r = top.table_of("privacy")
+    extra_params: dict[str, tuple[str, ...]] = {}
+    for event, names in priv_r.get("extra_params", dict, {}).items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise priv_r.error(f"extra_params.{event}", "expected a list of param names")
+        extra_params[event] = tuple(names)
+
+    return Config(
+        privacy_extra_params=extra_params,
+        file=file.resolve(),
+        base_dir=base_dir,
+        property=prop,
+        destination=dest,
+        ledger_path=ledger_path,
+        window=window,
+        sources=tuple(sources),
+        reconcile=reconcile,
+    )

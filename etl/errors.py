@@ -1,0 +1,52 @@
+"""Exceptions that carry the exit code a scheduler should see.
+
+Exit codes are part of the tool's contract with cron and Airflow (README, "Exit codes"):
+0 ok, 2 bad input or config, 3 not reconciled, 4 send failures remain, 5 another run holds the ledger.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_NOT_RECONCILED = 3
+EXIT_SEND_FAILURES = 4
+EXIT_LOCKED = 5
+
+
+class MpetlError(Exception):
+    """Base class: an error the CLI reports in one line, with an exit code, and no traceback."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ConfigError(MpetlError):
+    """A config problem, named by file, key and what was expected."""
+
+    def __init__(self, file: str, key: str, expected: str) -> None:
+        self.file, self.key, self.expected = file, key, expected
+        super().__init__(f"{file}: [{key}] {expected}")
+
+
+class SourceError(MpetlError):
+    """A structural problem in an input file: names the file, the row and the column.
+
+    Raised for what makes a whole source unreadable (missing required column, undecodable bytes,
+    malformed quoting). A bad cell is not a SourceError: the transform rejects only that row.
+    `row` is the 1-based data row (header excluded), or None when the problem is the header/file.
+    The message must never contain a cell's value (it could be personal data).
+    """
+
+    def __init__(self, path: str, row: int | None, column: str | None, message: str) -> None:
+        self.path, self.row, self.column, self.message = path, row, column, message
+        where = path
+        if row is not None:
+            where += f", row {row}"
+        if column is not None:
+            where += f", column {column!r}"
+        super().__init__(f"{where}: {message}")
+
+
+class LedgerLockedError(MpetlError):
+    """Another run holds the ledger: two runs on one ledger could double-send."""
+
+    exit_code = EXIT_LOCKED

@@ -1,0 +1,108 @@
+"""Canonical field names and the resolution of source headers to them.
+
+Why a resolver: vendor exports drift (``Currency`` vs ``Opportunity Currency``, trailing spaces,
+different capitalisation), so each kind lists candidate headers per field and the user's
+``columns`` override wins. Resolution happens once per file, against the header row, so a missing
+column fails before any record is produced and the error names the header that was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from etl.config import SourceConfig
+from etl.errors import SourceError
+
+CANONICAL_FIELDS = (
+    "client_id",
+    "session_id",
+    "timestamp",
+    "timezone",
+    "transaction_id",
+    "value",
+    "currency",
+    "event_name",
+    "items",
+    "consent_analytics",
+    "ad_user_data",
+    "ad_personalization",
+    "user_id",
+)
+PARAM_PREFIX = "param."
+SKIP_REASON = "skip_reason"
+# Params holding money: normalised like `value` so "$2.16" arrives as "2.16".
+MONEY_PARAMS = frozenset({"tax", "shipping", "tip", "discount"})
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A field a kind reads: candidate headers in order of preference, and whether it must exist."""
+
+    field: str
+    headers: tuple[str, ...]
+    required: bool = False
+
+
+def header_key(name: str) -> str:
+    """Headers match case-insensitively and trimmed (a BOM or stray space must not break a mapping)."""
+    return name.replace("\ufeff", "").strip().casefold()
+
+
+@dataclass(frozen=True)
+class ResolvedColumns:
+    """Field → position in the header row, and field → the header as the file spells it."""
+
+    positions: dict[str, int]
+    headers: dict[str, str]
+
+    def has(self, field: str) -> bool:
+        return field in self.positions
+
+
+def specs_for(source: SourceConfig, defaults: Sequence[FieldSpec], helpers: Iterable[str] = ()) -> list[FieldSpec]:
+    """The kind's default specs with the user's `columns` and `params` laid over them.
+
+    A user mapping is required (the user named it, so its absence is an error); an empty string
+    unmaps a default. Unknown field names are refused so a typo cannot silently map nothing.
+    """
+    known = set(CANONICAL_FIELDS) | {"time"} | set(helpers) | {s.field for s in defaults}
+    by_field = {s.field: s for s in defaults}
+    for field, header in source.columns.items():
+        if field not in known:
+            raise SourceError(
+                str(source.path), None, None,
+                f"config columns.{field} is not a known field (expected one of: {', '.join(sorted(known))})",
+            )
+        if header.strip():
+            by_field[field] = FieldSpec(field, (header,), required=True)
+        else:
+            by_field.pop(field, None)
+    for name, header in source.params.items():
+        by_field[PARAM_PREFIX + name] = FieldSpec(PARAM_PREFIX + name, (header,), required=True)
+    return list(by_field.values())
+
+
+def resolve(path: str, header_row: Sequence[str], specs: Sequence[FieldSpec]) -> ResolvedColumns:
+    """Match specs against the header row; raise SourceError naming the first missing required header."""
+    index: dict[str, list[int]] = {}
+    for pos, name in enumerate(header_row):
+        index.setdefault(header_key(name), []).append(pos)
+    positions: dict[str, int] = {}
+    headers: dict[str, str] = {}
+    for spec in specs:
+        found = next((index[header_key(h)] for h in spec.headers if header_key(h) in index), None)
+        if found is None:
+            if spec.required:
+                expected = " or ".join(repr(h) for h in spec.headers)
+                raise SourceError(
+                    path, None, spec.headers[0],
+                    f"required column not found: expected a header {expected} for {spec.field} "
+                    f"(the header row has {len(header_row)} columns)",
+                )
+            continue
+        if len(found) > 1:
+            raise SourceError(path, None, header_row[found[0]], f"header appears {len(found)} times; {spec.field} would be ambiguous")
+        positions[spec.field] = found[0]
+        headers[spec.field] = header_row[found[0]].replace("\ufeff", "").strip()
+    return ResolvedColumns(positions, headers)

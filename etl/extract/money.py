@@ -1,0 +1,38 @@
+"""Amounts as plain decimal text ("1234.56"), vectorised.
+
+Why text and not floats: the transform decides what is a valid value and rejects with a reason;
+the extract only removes the formatting it knows about (currency symbols and codes, thousands
+separators, decimal comma, accounting parentheses). Anything it cannot make sense of is passed
+through unchanged so the transform can reject that row, naming it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+_PLAIN = r"^[+-]?\d+(?:\.\d+)?$"
+
+
+def normalise_amounts(values: pd.Series, decimal: str = ".", thousands: str | None = None) -> pd.Series:
+    """Normalise a text column of amounts; NA stays NA, unparseable text stays as written."""
+    text = values.astype("string")
+    cleaned = text.str.replace(r"^(?:US|CA|AU|NZ|HK|S)\$", "$", regex=True)
+    cleaned = cleaned.str.replace(r"[\s\u00a0\u202f$€£¥₹']", "", regex=True)
+    cleaned = cleaned.str.replace(r"^([A-Z]{3})(?=[\d(+-])|(?<=[\d)])[A-Z]{3}$", "", regex=True)
+    negative = cleaned.str.match(r"^\(.*\)$").fillna(False) | cleaned.str.endswith("-").fillna(False)
+    cleaned = cleaned.str.replace(r"^\((.*)\)$", r"\1", regex=True).str.replace(r"^(.*\d)-$", r"\1", regex=True)
+    sep = thousands if thousands is not None else ("." if decimal == "," else ",")
+    dec = "\\" + decimal
+    grp = "\\" + sep if sep else ""
+    if grp:
+        grouped = rf"^[+-]?\d{{1,3}}(?:{grp}\d{{3}})+(?:{dec}\d+)?$"
+        is_grouped = cleaned.str.match(grouped).fillna(False)
+        cleaned = cleaned.where(~is_grouped, cleaned.str.replace(sep, "", regex=False))
+    if decimal == ",":
+        # With a decimal comma a remaining "." is not grouping: such text is left for the transform.
+        ok = cleaned.str.match(r"^[+-]?\d+(?:,\d+)?$").fillna(False)
+        cleaned = cleaned.str.replace(",", ".", regex=False)
+    else:
+        ok = cleaned.str.match(_PLAIN).fillna(False)
+    cleaned = cleaned.where(~negative, "-" + cleaned.str.lstrip("+-"))
+    return text.where(~ok, cleaned).astype(object).where(text.notna(), pd.NA)

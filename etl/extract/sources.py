@@ -1,0 +1,85 @@
+"""Dispatch: open a source, resolve its columns once, and stream canonical chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pandas as pd
+
+from etl.config import SourceConfig
+from etl.errors import SourceError
+from etl.extract.canonical import TEXT, assemble
+from etl.extract.chunk import SourceChunk
+from etl.extract.csv_stream import iter_csv_raw
+from etl.extract.fields import FieldSpec, ResolvedColumns, resolve
+from etl.extract.identity import check_map, fill_client_ids, load_identity_map, source_key_spec
+from etl.extract.kinds import Built, Kind, registry
+from etl.extract.kinds.generic import IDENTITY_KEY
+from etl.extract.parquet_stream import iter_parquet_raw, parquet_header
+from etl.extract.raw import RawChunk
+from etl.extract.text_file import inspect
+
+
+@dataclass
+class OpenSource:
+    header: list[str]
+    cols: ResolvedColumns
+    kind: Kind
+    raw: Iterator[RawChunk]
+
+
+def open_source(source: SourceConfig) -> OpenSource:
+    """Read the header, resolve the mapping (failing early on a missing column) and start the raw stream."""
+    kinds = registry()
+    if source.kind not in kinds:
+        raise SourceError(str(source.path), None, None, f"unknown source kind {source.kind!r}")
+    kind = kinds[source.kind]()
+    specs: list[FieldSpec] = kind.specs(source)
+    if source.identity_map is not None:
+        check_map(source.identity_map)
+        spec = source_key_spec(source.identity_map)
+        if source.kind == "square":
+            spec = FieldSpec(spec.field, (*spec.headers, "Customer ID"), True)
+        specs.append(spec)
+    if source.kind == "parquet":
+        header = parquet_header(source.path)
+        raw = iter_parquet_raw(source.path)
+    else:
+        layout = inspect(source.path, source.encoding, source.delimiter)
+        header = layout.header
+        raw = iter_csv_raw(layout)
+    cols = resolve(str(source.path), header, specs)
+    return OpenSource(header, cols, kind, raw)
+
+
+def iter_chunks(source: SourceConfig, chunk_rows: int) -> Iterator[SourceChunk]:
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be at least 1")
+    opened = open_source(source)
+    identity = load_identity_map(source.identity_map) if source.identity_map is not None else None
+    for built in opened.kind.build(source, opened.raw, opened.cols, chunk_rows):
+        yield finish(source, built, identity, opened.cols)
+
+
+def finish(source: SourceConfig, built: Built, identity: pd.Series | None, cols: ResolvedColumns) -> SourceChunk:
+    """What every kind shares: identity map, a default currency, then the fixed column order."""
+    fields, names = dict(built.fields), dict(built.names)
+    if identity is not None and IDENTITY_KEY in built.extra:
+        fields["client_id"] = fill_client_ids(fields.get("client_id"), built.extra[IDENTITY_KEY], identity)
+        via = f"{cols.headers[IDENTITY_KEY]} via identity map {source.identity_map.path.name}"
+        names["client_id"] = f"{names['client_id']} (else {via})" if "client_id" in names else via
+    currency = source.options.get("currency")
+    if currency:
+        default = pd.Series(str(currency), index=range(len(built.rows)), dtype=TEXT)
+        fields["currency"] = fields["currency"].fillna(default) if "currency" in fields else default
+        names.setdefault("currency", "(config options.currency)")
+    frame = assemble(built.rows, fields)
+    return SourceChunk(
+        source=source.name,
+        path=str(source.path),
+        frame=frame,
+        columns={k: v for k, v in names.items() if k in frame.columns},
+        lines=built.lines,
+        skipped_blank=built.skipped_blank,
+    )

@@ -1,0 +1,99 @@
+"""Where request bodies go: Google (or the local collector) over HTTP, or an outbox file.
+
+Dry-run and validate go through exactly the same batching, ledger and gate code as a real send;
+only the transport differs. The API secret lives only inside `HttpTransport`: it is passed to httpx
+as a query param and scrubbed from anything that could be printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+import orjson
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int | None  # None: no HTTP answer (connection error, timeout)
+    retry_after_s: float | None = None
+    error: str | None = None  # already redacted
+    validation_messages: list[dict] | None = None
+
+
+class Transport(Protocol):
+    async def post(self, body: bytes) -> Answer: ...
+    async def aclose(self) -> None: ...
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Remove the secret (and its URL-encoded form) from a message before anyone can see it."""
+    if not secret:
+        return text
+    from urllib.parse import quote, quote_plus
+
+    for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+        text = text.replace(form, "***")
+    return text
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class HttpTransport:
+    """POST to `<endpoint>/mp/collect` (or `/debug/mp/collect`): keep-alive, HTTP/2 where offered."""
+
+    def __init__(self, endpoint: str, measurement_id: str, api_secret: str, *, concurrency: int, timeout_s: float,
+                 debug: bool = False) -> None:
+        self._secret = api_secret
+        self._path = "/debug/mp/collect" if debug else "/mp/collect"
+        self._params = {"measurement_id": measurement_id, "api_secret": api_secret}
+        self._debug = debug
+        self._client = httpx.AsyncClient(
+            base_url=endpoint,
+            http2=endpoint.startswith("https://"),
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            headers={"content-type": "application/json", "user-agent": "mpetl/0.1"},
+        )
+
+    async def post(self, body: bytes) -> Answer:
+        try:
+            response = await self._client.post(self._path, params=self._params, content=body)
+        except httpx.HTTPError as exc:
+            # httpx messages can embed the URL, which holds the secret: keep the class name and a scrubbed text.
+            return Answer(None, error=redact(f"{type(exc).__name__}: {exc}", self._secret))
+        messages = None
+        if self._debug and response.status_code == 200:
+            try:
+                messages = orjson.loads(response.content).get("validationMessages", [])
+            except (orjson.JSONDecodeError, AttributeError):
+                messages = [{"fieldPath": "", "description": "debug endpoint answered non-JSON", "validationCode": "VALUE_INVALID"}]
+        return Answer(response.status_code, _retry_after(response), validation_messages=messages)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class OutboxTransport:
+    """Dry-run: write each exact body as one line of `requests.ndjson` and answer as GA would (204)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("ab")
+
+    async def post(self, body: bytes) -> Answer:
+        self._file.write(body + b"\n")
+        return Answer(204)
+
+    async def aclose(self) -> None:
+        self._file.close()

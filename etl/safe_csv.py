@@ -1,0 +1,31 @@
+"""CSV output that a spreadsheet cannot turn into a formula (CSV injection).
+
+Cells from source files end up in reports people open in Excel or Sheets; a cell starting with
+=, +, -, @ (or a tab/CR) is prefixed with a single quote so it is shown, never evaluated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_object_dtype(out[column].dtype) or pd.api.types.is_string_dtype(out[column].dtype):
+            text = out[column].astype("string")
+            risky = text.str.startswith(_TRIGGERS).fillna(False)
+            # A plain negative number is data, not a formula.
+            risky &= ~text.str.fullmatch(r"-\d+(\.\d+)?").fillna(False)
+            if risky.any():
+                out[column] = text.mask(risky, "'" + text)
+    return out
+
+
+def write_csv(frame: pd.DataFrame, path: Path, *, append: bool = False) -> None:
+    header = not (append and path.exists() and path.stat().st_size > 0)
+    neutralise(frame).to_csv(path, mode="a" if append else "w", header=header, index=False)

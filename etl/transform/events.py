@@ -1,0 +1,488 @@
+"""Rows → MP events, rejects and deferrals: the transform stage's one entry point.
+
+Every rule is a vectorised mask over the chunk; a row's fate is decided once, in a fixed order:
+rejected (any reason) → deferred (valid but older than the 72 h window) → to send. Dedupe against
+earlier runs needs the ledger, so it happens in the pipeline, not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from etl.config import PropertyConfig, SourceConfig, WindowConfig
+from etl.policy import ITEM_PARAMS, NUMERIC_PARAMS, allowed_params
+from etl.protocol import rules
+from etl.transform import jsonfrag
+from etl.transform.consent import apply_default, parse_consent
+from etl.transform.identity import client_id_from_ga_cookie, session_id_from_ga_cookie
+from etl.transform.numbers import parse_decimal
+from etl.transform.privacy import detect_personal_data
+from etl.transform.reasons import RejectReasons
+from etl.transform.timestamps import event_date_in_zone, to_utc_micros
+
+MICROS_PER_MINUTE = 60_000_000
+MICROS_PER_HOUR = 60 * MICROS_PER_MINUTE
+ECOMMERCE_EVENTS = ("purchase", "refund")
+
+
+class Chunk(Protocol):
+    """What the transform needs of an extracted chunk (etl.extract.SourceChunk satisfies it)."""
+
+    source: str
+    path: str
+    frame: pd.DataFrame
+    columns: dict[str, str]
+
+
+@dataclass
+class TransformResult:
+    events: pd.DataFrame
+    rejects: pd.DataFrame
+    deferred: pd.DataFrame
+    counters: dict[str, Any] = field(default_factory=dict)
+
+
+def _blank(values: pd.Series) -> np.ndarray:
+    text = values.astype("string")
+    return (text.isna() | (text.str.strip() == "")).to_numpy(dtype=bool)
+
+
+def _strip(values: pd.Series) -> pd.Series:
+    text = values.astype("string").str.strip()
+    return text.mask(text == "")
+
+
+class _Frame:
+    """Column access that yields an all-NA column for fields the source does not map."""
+
+    def __init__(self, chunk: Chunk) -> None:
+        self.df = chunk.frame
+        self.columns = chunk.columns
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.df.columns
+
+    def get(self, name: str) -> pd.Series:
+        if name in self.df.columns:
+            return self.df[name]
+        return pd.Series(pd.NA, index=self.df.index, dtype="string")
+
+    def label(self, name: str) -> str:
+        return self.columns.get(name, name)
+
+
+def _check_event_names(names: pd.Series, reasons: RejectReasons) -> None:
+    for name in names.dropna().unique():
+        mask = (names == name).to_numpy(dtype=bool)
+        if len(name) > rules.MAX_EVENT_NAME_LEN:
+            reasons.add(mask, "events[0].name", f"event name {name!r} is longer than {rules.MAX_EVENT_NAME_LEN} characters", "VALUE_OUT_OF_BOUNDS")
+        elif not rules.NAME_PATTERN.fullmatch(name):
+            reasons.add(mask, "events[0].name", f"event name {name!r} must start with a letter and hold only letters, digits and underscores", "NAME_INVALID")
+        elif name in rules.RESERVED_EVENT_NAMES or name.startswith(rules.RESERVED_PREFIXES):
+            reasons.add(mask, "events[0].name", f"event name {name!r} is reserved", "NAME_RESERVED")
+
+
+def _scan_personal_data(
+    values: pd.Series,
+    *,
+    label: str,
+    field_path: str,
+    reasons: RejectReasons,
+    counters: dict[str, Any],
+    droppable: bool,
+    on_pii: str,
+) -> pd.Series:
+    """Reject (or blank, when allowed) values that look like personal data; count each detector."""
+    detected = detect_personal_data(values)
+    hits = detected.notna().to_numpy(dtype=bool)
+    if not hits.any():
+        return values
+    detectors = counters.setdefault("detectors", {})
+    for name in pd.unique(detected[hits]):
+        mask = hits & (detected == name).fillna(False).to_numpy(dtype=bool)
+        detectors[name] = detectors.get(name, 0) + int(mask.sum())
+        if droppable and on_pii == "drop":
+            dropped = counters.setdefault("pii_dropped", {})
+            dropped[label] = dropped.get(label, 0) + int(mask.sum())
+        else:
+            reasons.add(
+                mask,
+                field_path,
+                f"column {label!r} looks like personal data (detector: {name}); the value is not shown and was not sent",
+                "PERSONAL_DATA",
+            )
+    if droppable and on_pii == "drop":
+        return values.mask(hits)
+    return values
+
+
+def _normalise_items(items: pd.Series, reasons: RejectReasons, counters: dict[str, Any], label: str) -> pd.Series:
+    """Parse, check and re-serialise item arrays; only item params in the allowlist leave."""
+    out = pd.Series(pd.NA, index=items.index, dtype="string")
+    bad_json = np.zeros(len(items), dtype=bool)
+    too_many = np.zeros(len(items), dtype=bool)
+    no_id = np.zeros(len(items), dtype=bool)
+    dropped_keys: dict[str, int] = {}
+    for pos, text in enumerate(items.to_numpy()):
+        if text is None or text is pd.NA or (isinstance(text, float) and np.isnan(text)):
+            continue
+        try:
+            parsed = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            bad_json[pos] = True
+            continue
+        if not isinstance(parsed, list) or not all(isinstance(i, dict) for i in parsed):
+            bad_json[pos] = True
+            continue
+        if len(parsed) > rules.MAX_ITEMS_PER_EVENT:
+            too_many[pos] = True
+            continue
+        clean = []
+        for item in parsed:
+            kept = {k: v for k, v in item.items() if k in ITEM_PARAMS and v is not None and v != ""}
+            for k in item.keys() - ITEM_PARAMS:
+                dropped_keys[k] = dropped_keys.get(k, 0) + 1
+            if "item_id" not in kept and "item_name" not in kept:
+                no_id[pos] = True
+            clean.append(kept)
+        out.iat[pos] = orjson.dumps(clean).decode()
+    reasons.add(bad_json, "events[0].params.items", f"column {label!r} does not hold a list of items", "VALUE_INVALID")
+    reasons.add(too_many, "events[0].params.items", f"more than {rules.MAX_ITEMS_PER_EVENT} items in one event", "EXCEEDED_MAX_ENTITIES")
+    reasons.add(no_id, "events[0].params.items", "every item needs item_id or item_name", "VALUE_REQUIRED")
+    if dropped_keys:
+        counters["item_keys_not_sent"] = dropped_keys
+    return out
+
+
+def _item_strings(items: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Every string inside the items (flattened) with the position of its row, for the PII scan."""
+    values: list[str] = []
+    positions: list[int] = []
+    for pos, text in enumerate(items.to_numpy()):
+        if isinstance(text, str):
+            for item in orjson.loads(text):
+                for v in item.values():
+                    if isinstance(v, str):
+                        values.append(v)
+                        positions.append(pos)
+    return pd.Series(values, dtype="string"), np.asarray(positions, dtype=np.int64)
+
+
+def transform_chunk(
+    chunk: Chunk,
+    source: SourceConfig,
+    prop: PropertyConfig,
+    window: WindowConfig,
+    *,
+    now_micros: int,
+    run_id: str,
+    since_micros: int | None = None,
+    until_micros: int | None = None,
+    extra_params: Mapping[str, Any] | None = None,
+) -> TransformResult:
+    """Map one extracted chunk to MP events; every row ends in exactly one of events/rejects/deferred.
+
+    With `since_micros`/`until_micros` (the incremental window, e.g. an Airflow data interval), rows
+    whose event time falls outside [since, until) are not part of this run: they are counted in
+    `counters["outside_window"]` and otherwise left alone. Rows with an unreadable time stay in (and
+    are rejected), so a bad date can never hide a row.
+    """
+    outside = 0
+    if since_micros is not None or until_micros is not None:
+        chunk, outside = _within_window(chunk, source, window, since_micros, until_micros)
+    f = _Frame(chunk)
+    n = len(f.df)
+    reasons = RejectReasons(n)
+    counters: dict[str, Any] = {"rows": n, "outside_window": outside}
+    rows = f.df["row"].astype("int64")
+
+    # Rows the extractor knows are not conversions (e.g. an opportunity not in a won stage).
+    if "skip_reason" in f:
+        skip = f.get("skip_reason").astype("string")
+        for why in skip.dropna().unique():
+            reasons.add((skip == why).fillna(False), "events[0].name", f"not a conversion: {why}", "FILTERED")
+
+    names = _strip(f.get("event_name")).fillna(source.event)
+    _check_event_names(names, reasons)
+
+    # Identity.
+    raw_cid = f.get("client_id")
+    client_id = client_id_from_ga_cookie(raw_cid)
+    cid_blank = _blank(raw_cid)
+    reasons.add(cid_blank, "client_id", f"client_id is required: column {f.label('client_id')!r} is empty (no invented ids)", "VALUE_REQUIRED")
+    reasons.add(~cid_blank & client_id.isna().to_numpy(dtype=bool), "client_id", f"column {f.label('client_id')!r} holds neither a _ga cookie nor a client id", "VALUE_INVALID")
+    raw_sid = f.get("session_id")
+    session_id = session_id_from_ga_cookie(raw_sid)
+    session_unparsed = ~_blank(raw_sid) & session_id.isna().to_numpy(dtype=bool)
+
+    # Time: exact integer micros, then the window.
+    raw_ts = f.get("timestamp")
+    ts = to_utc_micros(
+        raw_ts,
+        default_zone=source.timezone,
+        zones=f.df["timezone"] if "timezone" in f else None,
+        date_only_time=window.date_only_time,
+        ambiguous=window.ambiguous,
+        nonexistent=window.nonexistent,
+    )
+    ts_blank = _blank(raw_ts)
+    ts_na = ts.isna().to_numpy(dtype=bool)
+    ts_label = f.label("timestamp")
+    reasons.add(ts_blank, "events[0].timestamp_micros", f"column {ts_label!r} is empty: a conversion needs its time", "VALUE_REQUIRED")
+    reasons.add(~ts_blank & ts_na, "events[0].timestamp_micros", f"column {ts_label!r} is not a date/time this tool can read", "VALUE_INVALID")
+    ts_filled = ts.fillna(now_micros).astype("int64").to_numpy()
+    future_limit = now_micros + int(window.future_tolerance_minutes * MICROS_PER_MINUTE)
+    reasons.add(
+        ~ts_na & (ts_filled > future_limit),
+        "events[0].timestamp_micros",
+        f"column {ts_label!r} is in the future (beyond {window.future_tolerance_minutes:g} min of clock skew)",
+        "VALUE_OUT_OF_BOUNDS",
+    )
+    oldest_sendable = now_micros - int((window.max_age_hours * 60 - window.safety_margin_minutes) * MICROS_PER_MINUTE)
+    too_old = ~ts_na & (ts_filled < oldest_sendable)
+
+    # Transaction id: required for e-commerce; the dedupe key for everything.
+    tid = _strip(f.get("transaction_id"))
+    tid_blank = tid.isna().to_numpy(dtype=bool)
+    is_ecommerce = names.isin(ECOMMERCE_EVENTS).to_numpy(dtype=bool)
+    tid_label = f.label("transaction_id")
+    reasons.add(is_ecommerce & tid_blank, "events[0].params.transaction_id", f"transaction_id is required for purchase and refund: column {tid_label!r} is empty", "VALUE_REQUIRED")
+    reasons.add((tid.str.len() > rules.MAX_PARAM_VALUE_LEN).fillna(False), "events[0].params.transaction_id", f"column {tid_label!r} is longer than {rules.MAX_PARAM_VALUE_LEN} characters", "VALUE_OUT_OF_BOUNDS")
+
+    # Value and currency.
+    value, value_invalid = parse_decimal(f.get("value"))
+    reasons.add(value_invalid, "events[0].params.value", f"column {f.label('value')!r} is not a number", "VALUE_INVALID")
+    currency = _strip(f.get("currency")).str.upper()
+    if source.options.get("currency"):
+        currency = currency.fillna(str(source.options["currency"]).upper())
+    has_value = value.notna().to_numpy(dtype=bool)
+    cur_blank = currency.isna().to_numpy(dtype=bool)
+    reasons.add(has_value & cur_blank, "events[0].params.currency", f"currency is required with value: column {f.label('currency')!r} is empty", "VALUE_REQUIRED")
+    reasons.add(~cur_blank & ~currency.isin(rules.ISO_4217_CODES).fillna(False).to_numpy(dtype=bool), "events[0].params.currency", f"column {f.label('currency')!r} is not an ISO 4217 currency code", "VALUE_INVALID")
+
+    # Extra params: only where the row's event allows them (an extractor's default mapping, e.g. a
+    # CRM's Lead Source, never rides on an event whose allowlist lacks it). Configured params were
+    # checked against the allowlist before the run started.
+    extra: dict[str, pd.Series] = {}
+    event_names = [str(x) for x in names.dropna().unique()]
+    for column in f.df.columns:
+        if not column.startswith("param."):
+            continue
+        pname = column.removeprefix("param.")
+        label = f.label(column)
+        allowing = [e for e in event_names if pname in allowed_params(e, extra_params)]
+        if not allowing:
+            counters.setdefault("params_not_allowed", {})[pname] = int(f.df[column].notna().sum())
+            continue
+        if pname in NUMERIC_PARAMS:
+            numbers, invalid = parse_decimal(f.df[column])
+            reasons.add(invalid, f"events[0].params.{pname}", f"column {label!r} is not a number", "VALUE_INVALID")
+            extra[pname] = numbers.where(names.isin(allowing))
+        else:
+            text = _strip(f.df[column])
+            reasons.add((text.str.len() > rules.MAX_PARAM_VALUE_LEN).fillna(False), f"events[0].params.{pname}", f"column {label!r} is longer than {rules.MAX_PARAM_VALUE_LEN} characters", "VALUE_OUT_OF_BOUNDS")
+            extra[pname] = _scan_personal_data(
+                text.where(names.isin(allowing)), label=label, field_path=f"events[0].params.{pname}", reasons=reasons, counters=counters, droppable=True, on_pii=source.on_pii
+            )
+
+    # Items (POS exports): parsed per order — only sources with line items pay for it.
+    items = None
+    if "items" in f:
+        items = _normalise_items(f.df["items"], reasons, counters, f.label("items"))
+        strings, positions = _item_strings(items)
+        if len(strings):
+            detected = detect_personal_data(strings)
+            hit_rows = np.zeros(n, dtype=bool)
+            hit_positions = positions[detected.notna().to_numpy(dtype=bool)]
+            hit_rows[hit_positions] = True
+            if hit_rows.any():
+                detectors = counters.setdefault("detectors", {})
+                for name, count in detected.dropna().value_counts().items():
+                    detectors[name] = detectors.get(name, 0) + int(count)
+                reasons.add(hit_rows, "events[0].params.items", f"column {f.label('items')!r} holds personal data in an item; the value is not shown and was not sent", "PERSONAL_DATA")
+
+    # Outgoing strings that are not params we can drop.
+    tid = _scan_personal_data(tid, label=tid_label, field_path="events[0].params.transaction_id", reasons=reasons, counters=counters, droppable=False, on_pii="reject")
+    user_id = None
+    if source.send_user_id and "user_id" in f:
+        user_id = _scan_personal_data(_strip(f.get("user_id")), label=f.label("user_id"), field_path="user_id", reasons=reasons, counters=counters, droppable=False, on_pii="reject")
+
+    # Consent follows the data.
+    consent_cols: dict[str, pd.Series] = {}
+    policy = source.consent_default
+    if "consent_analytics" in f:
+        label = f.label("consent_analytics")
+        parsed, unrecognised = parse_consent(f.get("consent_analytics"))
+        reasons.add(unrecognised, label, f"column {label!r} holds a consent value this tool does not recognise (value not shown)", "VALUE_INVALID")
+        reasons.add((parsed == "DENIED").fillna(False), label, f"analytics consent is denied in column {label!r}", "CONSENT_DENIED")
+        missing = parsed.isna().to_numpy(dtype=bool) & ~unrecognised
+        if policy == "deny":
+            reasons.add(missing, label, f"no analytics consent recorded in column {label!r}; consent_default is 'deny'", "CONSENT_DENIED")
+    elif policy == "deny":
+        reasons.add(np.ones(n, dtype=bool), "consent", "this source maps no analytics consent column and consent_default is 'deny'", "CONSENT_DENIED")
+    for key in ("ad_user_data", "ad_personalization"):
+        if key in f:
+            label = f.label(key)
+            parsed, unrecognised = parse_consent(f.get(key))
+            reasons.add(unrecognised, label, f"column {label!r} holds a consent value this tool does not recognise (value not shown)", "VALUE_INVALID")
+            consent_cols[key] = apply_default(parsed, policy)
+        elif policy != "omit":
+            consent_cols[key] = pd.Series("GRANTED" if policy == "grant" else "DENIED", index=f.df.index, dtype="string")
+
+    # Fates.
+    rejected = reasons.rejected
+    deferred_mask = ~rejected & too_old
+    send_mask = ~rejected & ~too_old
+    counters["rejected"] = int(rejected.sum())
+    counters["deferred"] = int(deferred_mask.sum())
+    counters["to_send"] = int(send_mask.sum())
+    counters["reject_codes"] = reasons.count_by_code()
+    counters["no_session"] = int((send_mask & session_id.isna().to_numpy(dtype=bool)).sum())
+    counters["session_cookie_unparsed"] = int((send_mask & session_unparsed).sum())
+
+    def pick(series: pd.Series | None, mask: np.ndarray) -> pd.Series | None:
+        return None if series is None else series[mask].reset_index(drop=True)
+
+    sel = send_mask
+    k = int(sel.sum())
+    s_names = pick(names, sel)
+    s_ts = pd.Series(ts_filled[sel], dtype="int64")
+    s_tid = pick(tid, sel)
+    s_session = pick(session_id, sel)
+    s_client = pick(client_id, sel)
+    members = [
+        jsonfrag.member("transaction_id", jsonfrag.json_string(s_tid)),
+        jsonfrag.member("value", jsonfrag.json_number(pick(value, sel))),
+        # Validated ISO 4217 codes and digits-only session ids need no escaping.
+        jsonfrag.member("currency", jsonfrag.json_token(pick(currency, sel))),
+    ]
+    for pname, series in extra.items():
+        fragment = jsonfrag.json_number if pname in NUMERIC_PARAMS else jsonfrag.json_string
+        members.append(jsonfrag.member(pname, fragment(pick(series, sel))))
+    if items is not None:
+        members.append(jsonfrag.member("items", jsonfrag.raw(pick(items, sel))))
+    members.append(jsonfrag.member("session_id", jsonfrag.json_token(s_session)))
+    # Constant members lead: every event is engaged and carries the run marker (no comma can dangle).
+    constant = '"engagement_time_msec":1,"mpetl_run":' + orjson.dumps(run_id).decode()
+    params = pc.binary_join_element_wise(pa.repeat(pa.scalar(constant), k), *members, ",", null_handling="skip")
+    event_json = pc.binary_join_element_wise(
+        '{"name":', jsonfrag.json_token(s_names), ',"timestamp_micros":', pc.cast(pa.array(s_ts), pa.string()),
+        ',"params":{', params, "}}", "",
+    )
+
+    consent_json = None
+    if consent_cols:
+        consent_members = [jsonfrag.member(key, jsonfrag.json_string(pick(col, sel))) for key, col in consent_cols.items()]
+        joined = jsonfrag.join_members(consent_members, k)
+        consent_json = pd.Series(joined.to_pandas(), dtype="string").replace("{}", pd.NA)
+
+    key_tail = s_tid.copy()
+    if key_tail.isna().any():
+        # No transaction id (lead events may lack one): a stable digest of what identifies the conversion.
+        basis = pd.DataFrame({"c": s_client, "t": s_ts, "v": pick(value, sel)})
+        digest = pd.util.hash_pandas_object(basis, index=False).map(lambda h: f"row:{h:016x}")
+        key_tail = key_tail.fillna(digest.astype("string"))
+    events = pd.DataFrame(
+        {
+            "source": chunk.source,
+            "row": rows[sel].reset_index(drop=True),
+            "event_key": chunk.source + "|" + s_names + "|" + key_tail,
+            "event_name": s_names,
+            "client_id": s_client,
+            "user_id": pick(user_id, sel) if user_id is not None else pd.Series(pd.NA, index=range(k), dtype="string"),
+            "consent_json": consent_json if consent_json is not None else pd.Series(pd.NA, index=range(k), dtype="string"),
+            "timestamp_micros": s_ts,
+            "event_date": event_date_in_zone(s_ts, prop.timezone).reset_index(drop=True),
+            "transaction_id": s_tid,
+            "has_session": s_session.notna(),
+            "event_json": pd.Series(event_json.to_pandas(), dtype="string"),
+        }
+    )
+
+    deferred = _data_import_rows(
+        f, deferred_mask, names=names, client_id=client_id, ts=ts_filled, tid=tid, value=value, currency=currency,
+        session_id=session_id, extra=extra, items=items, prop=prop, source_name=chunk.source, rows=rows,
+    )
+    return TransformResult(events=events, rejects=reasons.to_frame(chunk.source, rows), deferred=deferred, counters=counters)
+
+
+@dataclass
+class _WindowedChunk:
+    source: str
+    path: str
+    frame: pd.DataFrame
+    columns: dict[str, str]
+
+
+def _within_window(chunk: Chunk, source: SourceConfig, window: WindowConfig, since: int | None,
+                   until: int | None) -> tuple[Chunk, int]:
+    frame = chunk.frame
+    if "timestamp" not in frame.columns:
+        return chunk, 0
+    ts = to_utc_micros(
+        frame["timestamp"], default_zone=source.timezone, zones=frame["timezone"] if "timezone" in frame.columns else None,
+        date_only_time=window.date_only_time, ambiguous=window.ambiguous, nonexistent=window.nonexistent,
+    )
+    known = ts.notna().to_numpy(dtype=bool)
+    values = ts.fillna(0).astype("int64").to_numpy()
+    out = np.zeros(len(frame), dtype=bool)
+    if since is not None:
+        out |= known & (values < since)
+    if until is not None:
+        out |= known & (values >= until)
+    if not out.any():
+        return chunk, 0
+    kept = frame[~out].reset_index(drop=True)
+    return _WindowedChunk(chunk.source, chunk.path, kept, chunk.columns), int(out.sum())
+
+
+def _data_import_rows(
+    f: _Frame,
+    mask: np.ndarray,
+    *,
+    names: pd.Series,
+    client_id: pd.Series,
+    ts: np.ndarray,
+    tid: pd.Series,
+    value: pd.Series,
+    currency: pd.Series,
+    session_id: pd.Series,
+    extra: Mapping[str, pd.Series],
+    items: pd.Series | None,
+    prop: PropertyConfig,
+    source_name: str,
+    rows: pd.Series,
+) -> pd.DataFrame:
+    """Events too old for MP, shaped for GA4 Data Import → Offline event data (one CSV row each)."""
+    k = int(mask.sum())
+    out = pd.DataFrame(
+        {
+            "measurement_id": [prop.measurement_id] * k,
+            "client_id": client_id[mask].to_numpy(),
+            "user_id": [pd.NA] * k,
+            "timestamp_micros": ts[mask],
+            "event_name": names[mask].to_numpy(),
+            "event_param.transaction_id": tid[mask].to_numpy(),
+            "event_param.value": value[mask].to_numpy(),
+            "event_param.currency": currency[mask].to_numpy(),
+            "event_param.session_id": session_id[mask].to_numpy(),
+        }
+    )
+    for pname, series in extra.items():
+        out[f"event_param.{pname}"] = series[mask].to_numpy()
+    if items is not None and k:
+        expanded = [orjson.loads(t) if isinstance(t, str) else [] for t in items[mask].to_numpy()]
+        for i in range(max((len(x) for x in expanded), default=0)):
+            for key in ("item_id", "item_name", "price", "quantity"):
+                out[f"item{i + 1}.{key}"] = [x[i].get(key) if i < len(x) else None for x in expanded]
+    out.insert(0, "row", rows[mask].to_numpy())
+    out.insert(0, "source", source_name)
+    return out

@@ -1,0 +1,187 @@
+"""Detect values that look like personal data, so that none of them reaches GA4.
+
+Why: Google's terms forbid sending personal data (emails, phone numbers, IP addresses, card numbers, or
+hashes of them) to Analytics, and a CRM export happily carries them in a "notes" or "reference" column.
+Every free-text value that would leave goes through :func:`detect_personal_data`; the caller rejects the
+row (or blanks the field) and reports only the detector's *name*, never the value.
+
+Detectors, in the order they are tried (the first that fires names the value; names are stable):
+
+* ``email`` — ``local@domain.tld``, also with the ``@`` URL-encoded as ``%40``.
+* ``payment_card`` — 13–19 digits laid out as cards are (plain runs: 15 digits starting 34/37, 16 starting
+  2–6, 19 starting 3–6; grouped: 4-4-4-4[-1..3], 4-6-5, 4-6-4, separated by spaces or dashes) that pass
+  the **Luhn** check. Tried before ``phone`` because a grouped card number also looks like a long phone
+  number.
+* ``ipv4`` — four dotted octets 0–255 not glued to other digits, dots or letters.
+* ``ipv6`` — eight colon-separated hex groups, or a ``::``-compressed address with at least two groups.
+* ``phone`` — ``+`` and 8–15 digits (separators: space, ``-``, parentheses); a parenthesised area code
+  ``(555) 123-4567``; ``555.123.4567``; or 10–15 digits in at least two groups separated by single spaces
+  or dashes (``020 7946 0958``, ``555-123-4567``, ``06 12 34 56 78``).
+* ``hashed_identifier`` — a standalone hex run of exactly 32, 40 or 64 characters (MD5, SHA-1, SHA-256,
+  as ad platforms' "hashed email" fields hold) or the 44-character base64 of a SHA-256 digest.
+
+The false-positive trade-off, since transaction ids, cookies, amounts and dates pass through this too:
+
+* A digit run only counts when it stands alone: not preceded by a letter, digit, ``.``, ``-``, ``/``,
+  ``:``, ``#``, ``$``, ``@``, ``%`` or ``+`` (so ``T-2026-000123``, ``#1001``, ``GA1.1.1162820436.1749482504``
+  and the fields of GS1/GS2 cookies never qualify), and not followed by a letter, a digit, ``:`` (so the
+  date of ``2026-11-20 14:03`` is no phone) or a separator and another digit.
+* A plain run of digits without separators and without ``+`` is **not** a phone: it is indistinguishable
+  from a unix timestamp, a Shopify order id or an ERP number. A phone stored as bare digits
+  (``07700900123``) is therefore missed; one written ``+447700900123`` or ``07700 900123`` is caught.
+* Decimal amounts (``1234.56``), ISO dates, GA client ids (``123456789.1700000000``, groups too long to be
+  phone groups) and currency codes do not match. A value written with space thousands separators
+  (``1 234 567 890``) *does* look like a phone and is flagged: amounts should go through ``value``, which
+  is parsed as a number and never scanned.
+* Card numbers must be laid out like real cards; an arbitrary 13–19 digit id passing Luhn by chance (one in
+  ten) is not flagged unless it has a card's prefix and length. Only the first card-shaped run of a value is
+  checked against Luhn (then the next, up to four), which keeps the check vectorised.
+* A dashless UUID is 32 hex characters and is flagged as ``hashed_identifier``: it cannot be told apart
+  from an MD5, and being wrong the other way would leak a hashed email.
+* A dotted quad such as a four-part version number ``1.2.3.4`` is flagged as ``ipv4``.
+
+Speed: all detectors are joined into one RE2 pattern that is matched over the whole column (one DFA pass,
+no captures); only the rows it flags — rare in real data — are matched detector by detector.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Characters that glue a digit run to an identifier, a decimal, a date, a cookie or a URL.
+_GLUE = r"\w.\-/:#$@%+"
+_DIGITS_START = r"(?:^|[^" + _GLUE + r"\s]|(?:^|[^\d.\-/:])\s)"
+_DIGITS_END = r"(?:$|[^\w\-/:#$@%.\s]|[.\s](?:$|[^\d]))"
+
+
+def _grouped_digits(low: int, high: int) -> str:
+    """``low``–``high`` digits in two or more groups split by single spaces or dashes.
+
+    RE2 cannot count digits across separators, so there is one alternative per length of the first group
+    (1–8), each with an exact count for the rest: a plain digit run never matches, a grouped one of the right
+    length always does.
+    """
+    alternatives = [
+        rf"\d{{{first}}}[ \-]\d(?:[ \-]?\d){{{max(low - first - 1, 0)},{high - first - 1}}}"
+        for first in range(1, 9)
+        if high - first - 1 >= 0
+    ]
+    return "(?:" + "|".join(alternatives) + ")"
+
+
+_EMAIL = r"[A-Za-z0-9._%+\-]+(?:@|%40)[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
+
+_CARD_BODY = (
+    r"(?:3[47]\d{13}|[2-6]\d{15}|[3-6]\d{18}"
+    r"|\d{4}[ \-]\d{4}[ \-]\d{4}[ \-]\d{4}(?:[ \-]?\d{1,3})?"
+    r"|\d{4}[ \-]\d{6}[ \-]\d{4,5})"
+)
+_CARD = _DIGITS_START + "(?P<card>" + _CARD_BODY + ")" + _DIGITS_END
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = r"(?:^|[^\w.])" + _OCTET + r"(?:\." + _OCTET + r"){3}(?:$|[^\w.]|\.(?:$|[^\w]))"
+
+_HEX_GROUP = r"[0-9A-Fa-f]{1,4}"
+_IPV6_BODY = (
+    r"(?:" + _HEX_GROUP + r"(?::" + _HEX_GROUP + r"){7}"
+    r"|" + _HEX_GROUP + r"(?::" + _HEX_GROUP + r"){1,5}::(?:" + _HEX_GROUP + r"(?::" + _HEX_GROUP + r"){0,5})?"
+    r"|" + _HEX_GROUP + r"::" + _HEX_GROUP + r"(?::" + _HEX_GROUP + r"){0,5})"
+)
+_IPV6 = r"(?:^|[^\w:.])" + _IPV6_BODY + r"(?:$|[^\w:])"
+
+_PHONE = (
+    r"(?:(?:^|[^\w+])\+\(?\d(?:[ \-()]{0,2}\d){7,14}" + _DIGITS_END
+    + r"|\(\d{3}\)[ \-.]?\d{3}[ \-.]?\d{4}" + _DIGITS_END
+    + r"|" + _DIGITS_START + r"(?:\d{3}\.\d{3}\.\d{4}|" + _grouped_digits(10, 15) + r")" + _DIGITS_END + r")"
+)
+
+_HASH = (
+    r"(?:(?:^|[^0-9A-Za-z])(?:[0-9A-Fa-f]{64}|[0-9A-Fa-f]{40}|[0-9A-Fa-f]{32})(?:$|[^0-9A-Za-z])"
+    r"|(?:^|[^A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{42}[AEIMQUYcgkosw048]=(?:$|[^A-Za-z0-9+/=_\-]))"
+)
+
+#: Detector names in the order they are tried, with their RE2 patterns (search semantics: anywhere).
+DETECTORS: dict[str, str] = {
+    "email": _EMAIL,
+    "payment_card": _CARD,
+    "ipv4": _IPV4,
+    "ipv6": _IPV6,
+    "phone": _PHONE,
+    "hashed_identifier": _HASH,
+}
+
+_ANY = "|".join("(?:" + pattern.replace("(?P<card>", "(?:") + ")" for pattern in DETECTORS.values())
+_LUHN_ATTEMPTS = 4
+
+
+def detect_personal_data(values: pd.Series) -> pd.Series:
+    """For each value the name of the first detector that fires (see ``DETECTORS``), NA when none does."""
+    text = _arrow_strings(values)
+    found = np.full(len(text), None, dtype=object)
+    suspects = np.flatnonzero(_bool_numpy(pc.match_substring_regex(text, _ANY)))
+    if len(suspects):
+        subset = text.take(pa.array(suspects))
+        open_rows = np.ones(len(suspects), dtype=bool)
+        for name, pattern in DETECTORS.items():
+            fires = _card_fires(subset) if name == "payment_card" else _bool_numpy(
+                pc.match_substring_regex(subset, pattern)
+            )
+            fires &= open_rows
+            found[suspects[fires]] = name
+            open_rows &= ~fires
+    return pd.Series(found, index=values.index, name=values.name, dtype="str")
+
+
+def scan_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """One column per scanned column of ``frame`` holding the detector name or NA.
+
+    Columns the frame does not have are skipped (a source that does not map a field has nothing in it).
+    When nothing fires — the usual case — the cost is one regex pass per column.
+    """
+    scanned = [column for column in columns if column in frame.columns]
+    return pd.DataFrame({column: detect_personal_data(frame[column]) for column in scanned}, index=frame.index)
+
+
+def _card_fires(text: pa.Array) -> np.ndarray:
+    """Rows holding a card-shaped run that passes Luhn; later runs are tried when the first one fails."""
+    fires = np.zeros(len(text), dtype=bool)
+    rows = np.arange(len(text))
+    for _ in range(_LUHN_ATTEMPTS):
+        runs = pc.extract_regex(text, _CARD)
+        shaped = _bool_numpy(pc.is_valid(runs))
+        if not shaped.any():
+            break
+        digits = pc.replace_substring_regex(pc.struct_field(runs, "card").filter(pa.array(shaped)), r"\D", "")
+        passed = _luhn_valid(digits)
+        fires[rows[shaped][passed]] = True
+        retry = np.flatnonzero(shaped)[~passed]
+        if not len(retry):
+            break
+        # Drop the failed run (and the boundary characters it consumed, replaced by a space) and look again.
+        text = pc.replace_substring_regex(text.take(pa.array(retry)), _CARD, " ", max_replacements=1)
+        rows = rows[retry]
+    return fires
+
+
+def _luhn_valid(digits: pa.Array) -> np.ndarray:
+    """Luhn check of digit strings (at most 19 digits), vectorised over a digit matrix."""
+    width = 19
+    padded = pc.utf8_lpad(digits, width, "0")  # leading zeros do not change a Luhn sum
+    matrix = np.frombuffer("".join(padded.to_pylist()).encode("ascii"), dtype=np.uint8).reshape(-1, width) - 48
+    doubled = matrix[:, width - 2 :: -2] * 2
+    total = matrix[:, width - 1 :: -2].sum(axis=1) + (doubled - 9 * (doubled > 9)).sum(axis=1)
+    return total % 10 == 0
+
+
+def _bool_numpy(mask: pa.Array) -> np.ndarray:
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool, copy=True)
+
+
+def _arrow_strings(values: pd.Series) -> pa.Array:
+    """The values as one Arrow string array (nulls for NA), whatever the Series' dtype."""
+    if values.dtype != "str":
+        values = values.astype("str")
+    return pa.array(values)

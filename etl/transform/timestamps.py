@@ -1,0 +1,389 @@
+"""Vendor timestamps → exact UTC microseconds since the epoch, and the GA4 ``event_date`` of an instant.
+
+Why integers all the way: MP's ``timestamp_micros`` is an integer and reconciliation matches events by it,
+so a float round-trip (which loses microseconds beyond 2^53 µs ≈ year 2255 but, worse, rounds fractional
+seconds on the way) is never used. Fields are parsed into integers and combined with integer arithmetic on
+``datetime64[us]`` values.
+
+Rules (the README quotes them):
+
+* **An explicit offset wins.** ``Z``, ``UTC``/``GMT``, ``±HH``, ``±HHMM`` or ``±HH:MM`` after the time
+  (``2026-11-20T14:03:11Z``, ``2026-11-20 14:03:11 -0500``, ``2026-11-20T14:03:11+01:00``) fixes the
+  instant; the row's zone and the source's zone are ignored.
+* **Otherwise the time is local wall-clock time** in the row's zone (the ``timezone`` column, an IANA
+  name; empty → the source's zone) or the source's ``timezone``. DST is applied as the zone's rules say
+  for that date. An unknown zone name makes the row unreadable (NA), never silently UTC.
+* **Ambiguous local times** (the hour repeated when clocks go back, e.g. 01:30 on 2026-10-25 in
+  Europe/London) mean the earliest of the two instants (``ambiguous="earliest"``, the default: the first
+  time the clock showed it) or the latest (``"latest"``).
+* **Non-existent local times** (skipped when clocks go forward, e.g. 01:30 on 2026-03-29 in London) move
+  to the first valid instant after the gap (``nonexistent="shift_forward"``: 02:00 local) or to the last
+  microsecond before it (``"shift_backward"``).
+* **Date-only values** take ``date_only_time`` (default ``00:00:00``) as local time, then follow the rules
+  above.
+* **Date layouts** — each is unambiguous, so one file can mix them row by row:
+
+  - year first, ``YYYY-MM-DD`` (also ``/`` or ``.`` between fields): ISO 8601;
+  - slashes with the year last, ``MM/DD/YYYY``: **month first** (US CRM exports: Salesforce, HubSpot);
+  - dots with the year last, ``DD.MM.YYYY``: **day first** (European exports).
+
+  ``20/11/2026`` is therefore *not* read as 20 November: month 20 does not exist, so the row is
+  unreadable. Guessing per row would make ``03/04/2026`` mean different days in the same file. Dashes with
+  the year last (``20-11-2026``) and two-digit years are not accepted for the same reason.
+* **Times**: ``HH:MM``, ``HH:MM:SS`` or ``HH:MM:SS.ffffff`` (``,`` also accepted before the fraction; up
+  to 9 fraction digits, truncated to microseconds), 24-hour, or 12-hour with ``AM``/``PM`` (``2:03 PM``,
+  ``12:00 AM`` = midnight). The date and time are separated by ``T``, spaces or ``, ``.
+* Anything else (empty, out-of-range fields such as 2026-02-30 or 24:00, leap seconds, text) is NA.
+
+Speed: the common ISO forms are recognised by a regex (RE2 DFA, no captures) and parsed by Arrow's own
+ISO-8601 cast; other layouts go through one capturing regex. Naive values are localised with pandas per
+distinct zone, so the cost per row is a handful of vectorised passes whatever the mix.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+AMBIGUOUS_CHOICES = ("earliest", "latest")
+NONEXISTENT_CHOICES = ("shift_forward", "shift_backward")
+
+MICROS_PER_SECOND = 1_000_000
+MICROS_PER_MINUTE = 60 * MICROS_PER_SECOND
+MICROS_PER_DAY = 86_400 * MICROS_PER_SECOND
+
+
+
+@dataclass(frozen=True)
+class _FastLayout:
+    """A layout common enough to deserve Arrow's own parser; its capture-free RE2 pattern vets each row.
+
+    ``strptime`` None means Arrow's ISO-8601 cast. Arrow's strptime rolls 02/30 over into March, so for
+    those layouts the month written in the text (field ``month_field`` when split on ``separator``) is
+    compared with the parsed month. A fast layout only ever *accepts* rows: anything it cannot read goes
+    on to the general pattern, which judges it.
+    """
+
+    pattern: str
+    strptime: str | None = None
+    separator: str = "/"
+    month_field: int = 0
+    with_offset: bool = False
+    date_only: bool = False
+
+
+_ISO_DATE, _US_DATE, _EU_DATE = r"^\d{4}-\d{2}-\d{2}", r"^\d{1,2}/\d{1,2}/\d{4}", r"^\d{1,2}\.\d{1,2}\.\d{4}"
+_ISO_TIME = r"[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?"
+# ISO 8601 as Arrow's cast reads it exactly as we would (a date, optional time, 0–6 fraction digits).
+_ISO_LAYOUTS = (
+    _FastLayout(_ISO_DATE + _ISO_TIME + r"(?:Z|[+-]\d{2}(?::?\d{2})?)$", with_offset=True),
+    _FastLayout(_ISO_DATE + _ISO_TIME + r"$"),
+    _FastLayout(_ISO_DATE + r"$", date_only=True),
+)
+# US CRM exports (Salesforce, HubSpot): indexed by 2 × (number of colons) + (ends with AM/PM).
+_US_LAYOUTS = (
+    _FastLayout(_US_DATE + r"$", "%m/%d/%Y", date_only=True),
+    None,
+    _FastLayout(_US_DATE + r" \d{1,2}:\d{2}$", "%m/%d/%Y %H:%M"),
+    _FastLayout(_US_DATE + r" \d{1,2}:\d{2} [AaPp][Mm]$", "%m/%d/%Y %I:%M %p"),
+    _FastLayout(_US_DATE + r" \d{1,2}:\d{2}:\d{2}$", "%m/%d/%Y %H:%M:%S"),
+    _FastLayout(_US_DATE + r" \d{1,2}:\d{2}:\d{2} [AaPp][Mm]$", "%m/%d/%Y %I:%M:%S %p"),
+)
+# European exports: indexed by the number of colons.
+_EU_LAYOUTS = (
+    _FastLayout(_EU_DATE + r"$", "%d.%m.%Y", ".", 1, date_only=True),
+    _FastLayout(_EU_DATE + r" \d{1,2}:\d{2}$", "%d.%m.%Y %H:%M", ".", 1),
+    _FastLayout(_EU_DATE + r" \d{1,2}:\d{2}:\d{2}$", "%d.%m.%Y %H:%M:%S", ".", 1),
+)
+
+
+_TIME = (
+    r"(?:(?:[Tt]|,?\s+)(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:[.,](?P<fraction>\d{1,9}))?)?"
+    r"\s*(?:(?P<meridiem>[AaPp])\.?[Mm]\.?)?"
+    r"\s*(?P<offset>[Zz]|(?i:UTC|GMT)|(?P<sign>[+-])(?P<off_h>\d{2}):?(?P<off_m>\d{2})?)?)?"
+)
+# One capturing pass for every accepted layout: exactly one date alternative participates, so joining the
+# three groups of a field picks it.
+_GENERAL = (
+    r"^(?:(?P<y1>\d{4})[-/.](?P<m1>\d{1,2})[-/.](?P<d1>\d{1,2})"
+    r"|(?P<m2>\d{1,2})/(?P<d2>\d{1,2})/(?P<y2>\d{4})"
+    r"|(?P<d3>\d{1,2})\.(?P<m3>\d{1,2})\.(?P<y3>\d{4}))" + _TIME + r"$"
+)
+
+_TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?")
+
+
+def to_utc_micros(
+    values: pd.Series,
+    *,
+    default_zone: str,
+    zones: pd.Series | None = None,
+    date_only_time: str = "00:00:00",
+    ambiguous: str = "earliest",
+    nonexistent: str = "shift_forward",
+) -> pd.Series:
+    """Exact UTC microseconds (``Int64``) for each value, NA where unreadable; the rules are in the module doc.
+
+    ``zones`` (same length as ``values``, matched by position) gives a per-row IANA zone for naive values.
+    ``values`` may also be a datetime64 Series: aware values keep their instant, naive ones are local time.
+    """
+    if ambiguous not in AMBIGUOUS_CHOICES:
+        raise ValueError(f"ambiguous must be one of {AMBIGUOUS_CHOICES}, got {ambiguous!r}")
+    if nonexistent not in NONEXISTENT_CHOICES:
+        raise ValueError(f"nonexistent must be one of {NONEXISTENT_CHOICES}, got {nonexistent!r}")
+    if zones is not None and len(zones) != len(values):
+        raise ValueError(f"zones has {len(zones)} values for {len(values)} timestamps")
+    n = len(values)
+    parsed = _Parsed(n)
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        known = values.notna().to_numpy()
+        parsed.set_utc(known, values.dt.tz_convert("UTC").dt.as_unit("us").to_numpy().view("int64")[known])
+    elif pd.api.types.is_datetime64_dtype(values.dtype):
+        known = values.notna().to_numpy()
+        parsed.set_local(known, values.dt.as_unit("us").to_numpy().view("int64")[known])
+    else:
+        _parse_text(_arrow_strings(values), parsed, _time_of_day_micros(date_only_time))
+    if parsed.naive.any():
+        _localise(parsed, _row_zones(zones, default_zone, parsed.naive), default_zone, ambiguous, nonexistent)
+    return pd.Series(pd.arrays.IntegerArray(parsed.utc, ~parsed.known), index=values.index, name=values.name)
+
+
+def event_date_in_zone(micros: pd.Series, zone: str) -> pd.Series:
+    """``YYYYMMDD`` of each instant in ``zone`` (the GA4 export's ``event_date``), NA where micros is NA."""
+    as_int = micros.astype("Int64")
+    if as_int.empty:
+        return pd.Series([], index=micros.index, name=micros.name, dtype="str")
+    missing = as_int.isna().to_numpy()
+    instants = pd.DatetimeIndex(as_int.to_numpy(dtype="int64", na_value=0).view("datetime64[us]"), tz="UTC")
+    local = instants.tz_convert(zone).tz_localize(None).asi8
+    days = np.floor_divide(local, MICROS_PER_DAY)
+    codes, distinct = pd.factorize(days)  # a chunk spans a few days: format each once
+    labels = np.char.replace(np.datetime_as_string(distinct.astype("datetime64[D]"), unit="D"), "-", "")
+    out = labels[codes].astype(object)
+    out[missing] = None
+    return pd.Series(out, index=micros.index, name=micros.name, dtype="str")
+
+
+class _Parsed:
+    """Per-row parse state: a UTC instant, or a local wall time still to be placed in a zone."""
+
+    def __init__(self, n: int) -> None:
+        self.utc = np.zeros(n, dtype=np.int64)
+        self.known = np.zeros(n, dtype=bool)
+        self.local = np.zeros(n, dtype=np.int64)
+        self.naive = np.zeros(n, dtype=bool)
+
+    def set_utc(self, rows: np.ndarray, micros: np.ndarray) -> None:
+        self.utc[rows] = micros
+        self.known[rows] = True
+
+    def set_local(self, rows: np.ndarray, micros: np.ndarray) -> None:
+        self.local[rows] = micros
+        self.naive[rows] = True
+
+
+def _parse_text(text: pa.Array, parsed: _Parsed, date_only_micros: int) -> None:
+    """Fill ``parsed`` from strings: Arrow's parsers for the common layouts, the general pattern for the rest.
+
+    Rows are sorted into layouts with cheap string tests (the date separator, colons, a final AM/PM), so
+    each row costs one capture-free regex pass and one Arrow parse; RE2's per-call overhead makes trying
+    layout after layout on every row several times slower.
+    """
+    pending = _bool_numpy(pc.is_valid(text))
+    head = pc.utf8_slice_codeunits(text, 0, 5)
+    for separator, classify in (("-", _iso_layout), ("/", _us_layout), (".", _eu_layout)):
+        rows = np.flatnonzero(pending & _bool_numpy(pc.match_substring(head, separator)))
+        if not len(rows):
+            continue
+        subset = text if len(rows) == len(text) else text.take(pa.array(rows))
+        layouts, which = classify(subset)
+        for index in np.unique(which[which >= 0]):
+            layout = layouts[index]
+            assert layout is not None  # the classifiers never pick an empty slot
+            in_layout = which == index
+            candidates = _only(subset, in_layout)
+            vetted = _bool_numpy(pc.match_substring_regex(candidates, layout.pattern))
+            micros, read = _read_fast(_only(candidates, vetted), layout)
+            accepted = rows[in_layout][vetted][read]
+            if layout.with_offset:
+                parsed.set_utc(accepted, micros[read])
+            else:
+                parsed.set_local(accepted, micros[read] + (date_only_micros if layout.date_only else 0))
+            pending[accepted] = False
+    if pending.any():
+        _parse_general(text, pending, parsed, date_only_micros)
+
+
+def _only(values: pa.Array, keep: np.ndarray) -> pa.Array:
+    """``values`` filtered by ``keep``, without a copy in the usual case where every row is kept."""
+    return values if keep.all() else values.filter(pa.array(keep))
+
+
+def _iso_layout(text: pa.Array) -> tuple[tuple[_FastLayout | None, ...], np.ndarray]:
+    """Offset (Z, +, - after the minutes), date only (10 characters) or naive, for year-first values."""
+    tail = pc.utf8_slice_codeunits(text, 16)
+    offset = _bool_numpy(pc.match_substring(tail, "Z"))
+    offset |= _bool_numpy(pc.match_substring(tail, "+")) | _bool_numpy(pc.match_substring(tail, "-"))
+    date_only = _bool_numpy(pc.equal(pc.utf8_length(text), 10))
+    return _ISO_LAYOUTS, np.where(offset, 0, np.where(date_only, 2, 1))
+
+
+def _us_layout(text: pa.Array) -> tuple[tuple[_FastLayout | None, ...], np.ndarray]:
+    colons = pc.count_substring(text, ":").to_numpy(zero_copy_only=False)
+    meridiem = _bool_numpy(pc.match_substring(pc.utf8_slice_codeunits(text, -2), "M", ignore_case=True))
+    which = np.where(colons <= 2, 2 * colons + meridiem, -1)
+    return _US_LAYOUTS, np.where(which == 1, -1, which)
+
+
+def _eu_layout(text: pa.Array) -> tuple[tuple[_FastLayout | None, ...], np.ndarray]:
+    colons = pc.count_substring(text, ":").to_numpy(zero_copy_only=False)
+    return _EU_LAYOUTS, np.where(colons <= 2, colons, -1)
+
+
+def _read_fast(subset: pa.Array, layout: _FastLayout) -> tuple[np.ndarray, np.ndarray]:
+    """Micros (UTC for offset layouts, else local wall time) and which rows Arrow read correctly."""
+    if layout.strptime is None:
+        try:
+            stamps = pc.cast(subset, pa.timestamp("us", "UTC") if layout.with_offset else pa.timestamp("us"))
+        except pa.ArrowInvalid:  # e.g. 2026-02-30 somewhere in the group: the general path judges each row
+            return np.zeros(len(subset), dtype=np.int64), np.zeros(len(subset), dtype=bool)
+        return stamps.cast(pa.int64()).to_numpy(), np.ones(len(subset), dtype=bool)
+    stamps = pc.strptime(subset, format=layout.strptime, unit="us", error_is_null=True)
+    fields = pc.split_pattern(subset, layout.separator, max_splits=layout.month_field + 1)
+    written_month = pc.cast(pc.list_element(fields, layout.month_field), pa.int64())
+    read = _bool_numpy(pc.equal(pc.month(stamps), written_month))
+    return pc.fill_null(stamps.cast(pa.int64()), 0).to_numpy(), read
+
+
+def _parse_general(text: pa.Array, pending: np.ndarray, parsed: _Parsed, date_only_micros: int) -> None:
+    """Every accepted layout through one capturing regex; fields validated and combined as integers."""
+    rows = np.flatnonzero(pending)
+    fields = pc.extract_regex(text.take(pa.array(rows)), _GENERAL)
+    matched = _bool_numpy(pc.is_valid(fields))
+
+    def field(*names: str) -> pa.Array:
+        parts = [pc.struct_field(fields, name) for name in names]
+        return pc.binary_join_element_wise(*parts, pa.scalar("", parts[0].type))
+
+    def number(*names: str) -> np.ndarray:
+        return _integers(field(*names))
+
+    year, month, day = number("y1", "y2", "y3"), number("m1", "m2", "m3"), number("d1", "d2", "d3")
+    hour, minute, second = number("hour"), number("minute"), number("second")
+    fraction = _integers(pc.utf8_slice_codeunits(pc.utf8_rpad(field("fraction"), 6, "0"), 0, 6))
+    has_time = _bool_numpy(pc.not_equal(field("hour"), ""))
+    meridiem = pc.utf8_upper(field("meridiem"))
+    is_pm, is_am = _bool_numpy(pc.equal(meridiem, "P")), _bool_numpy(pc.equal(meridiem, "A"))
+    twelve_hour = is_pm | is_am
+
+    days, valid_date = _days_since_epoch(year, month, day)
+    valid = matched & valid_date & (minute <= 59) & (second <= 59)
+    valid &= np.where(twelve_hour, (hour >= 1) & (hour <= 12), hour <= 23)
+    hour24 = np.where(twelve_hour, hour % 12 + np.where(is_pm, 12, 0), hour)
+    time_of_day = ((hour24 * 60 + minute) * 60 + second) * MICROS_PER_SECOND + fraction
+    local = days * MICROS_PER_DAY + np.where(has_time, time_of_day, date_only_micros)
+
+    offset_text = field("offset")
+    has_offset = _bool_numpy(pc.not_equal(offset_text, ""))
+    off_h, off_m = number("off_h"), number("off_m")
+    valid &= (off_h <= 23) & (off_m <= 59)
+    sign = np.where(_bool_numpy(pc.equal(field("sign"), "-")), -1, 1)
+    offset = sign * (off_h * 60 + off_m) * MICROS_PER_MINUTE
+
+    aware = valid & has_offset
+    parsed.set_utc(rows[aware], (local - offset)[aware])
+    naive = valid & ~has_offset
+    parsed.set_local(rows[naive], local[naive])
+
+
+def _days_since_epoch(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Days since 1970-01-01 for proleptic Gregorian dates, and which (year, month, day) triples exist."""
+    valid = (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
+    months = np.where(valid, (year - 1970) * 12 + (month - 1), 0)
+    first = months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+    following = (months + 1).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+    valid &= day <= following - first
+    return first + day - 1, valid
+
+
+def _row_zones(zones: pd.Series | None, default_zone: str, naive: np.ndarray) -> pa.DictionaryArray | None:
+    """The IANA zone of each naive row, dictionary-encoded (each distinct name once); None: all default."""
+    if zones is None:
+        return None
+    names = pc.utf8_trim_whitespace(_arrow_strings(zones)).filter(pa.array(naive))
+    names = pc.if_else(pc.equal(names, ""), pa.scalar(None, names.type), names)
+    return pc.dictionary_encode(pc.fill_null(names, default_zone))
+
+
+def _localise(parsed: _Parsed, zones: pa.DictionaryArray | None, default_zone: str, ambiguous: str,
+              nonexistent: str) -> None:
+    """Place local wall times in their zones, one vectorised call per distinct zone."""
+    rows = np.flatnonzero(parsed.naive)
+    if zones is None:
+        groups = [(default_zone, rows)]
+    else:
+        codes = zones.indices.to_numpy(zero_copy_only=False)
+        groups = [(zone, rows[codes == code]) for code, zone in enumerate(zones.dictionary.to_pylist())]
+    for zone, in_zone in groups:
+        if len(in_zone) and _is_zone(zone):  # an unknown zone leaves its rows unreadable
+            parsed.set_utc(in_zone, _localise_zone(parsed.local[in_zone], zone, ambiguous, nonexistent))
+
+
+def _localise_zone(local: np.ndarray, zone: str, ambiguous: str, nonexistent: str) -> np.ndarray:
+    """UTC micros for local wall-clock micros in one zone, with the ambiguity and gap policies."""
+    wall = pd.DatetimeIndex(local.view("datetime64[us]"))
+    first = wall.tz_localize(zone, ambiguous="NaT", nonexistent=nonexistent)
+    utc = first.asi8.copy()
+    repeated = np.asarray(first.isna())  # the inputs are never NaT, so NaT marks an ambiguous wall time
+    if repeated.any():
+        # Localise the repeated times both ways and keep the earlier or later instant. Comparing instants
+        # (rather than trusting pandas' "is DST" flag) stays right in zones whose winter time is the
+        # "DST" one, such as Europe/Dublin.
+        wall_repeated = wall[repeated]
+        one = wall_repeated.tz_localize(zone, ambiguous=np.ones(len(wall_repeated), dtype=bool)).asi8
+        other = wall_repeated.tz_localize(zone, ambiguous=np.zeros(len(wall_repeated), dtype=bool)).asi8
+        utc[repeated] = np.minimum(one, other) if ambiguous == "earliest" else np.maximum(one, other)
+    return utc
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _time_of_day_micros(text: str) -> int:
+    """Micros after midnight for ``HH:MM[:SS[.ffffff]]`` (the configured time of date-only values)."""
+    match = _TIME_OF_DAY.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"date_only_time must look like HH:MM[:SS], got {text!r}")
+    hour, minute = int(match[1]), int(match[2])
+    second = int(match[3] or 0)
+    fraction = int((match[4] or "").ljust(6, "0"))
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueError(f"date_only_time must be a time of day, got {text!r}")
+    return ((hour * 60 + minute) * 60 + second) * MICROS_PER_SECOND + fraction
+
+
+def _integers(text: pa.Array) -> np.ndarray:
+    """Digit strings as int64 (empty or null → 0; the patterns guarantee digits only)."""
+    return pc.cast(pc.fill_null(pc.utf8_lpad(text, 1, "0"), "0"), pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def _bool_numpy(mask: pa.Array) -> np.ndarray:
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
+
+
+def _arrow_strings(values: pd.Series) -> pa.Array:
+    """The values trimmed, as one Arrow string array (nulls for NA), whatever the Series' dtype."""
+    if values.dtype != "str":
+        values = values.astype("str")
+    return pc.utf8_trim_whitespace(pa.array(values))

@@ -1,0 +1,243 @@
+"""Airflow DAG: send each day's offline conversions to GA4, then reconcile against the export.
+
+Why this shape:
+- One task group per configured source (`validate` = a dry run of that source for the data interval,
+  then `send`), so a bad file is seen, and retried, per source. The groups run one after another
+  (chained, and `max_active_tasks=1`): every source writes to the same ledger, which admits one run
+  at a time.
+- Every task calls mpetl's Python API for the run's data interval (a day in the property's reporting
+  zone). The ledger makes each task idempotent: a retry or a cleared task sends only what was not
+  sent yet, never an event twice.
+- `wait_for_export` gives the GA4 export time to land (0 for the local endpoint), then `reconcile`
+  fails the run when the dates that became final do not reconcile (exit 3).
+- The API secret lives in an Airflow connection or Variable named `mpetl_api_secret`. It is put in
+  the environment (MP_API_SECRET) only while a `send` task runs, registered with Airflow's secret
+  masker, and never written to this file, a log line, XCom or an error message.
+
+Settings (Airflow Variable, else environment variable, else default):
+- `mpetl_config` / MPETL_CONFIG: the config file (default: jobs/configs/samples.toml of this checkout).
+  Read when the DAG is parsed (to lay out one group per source) and again in each task.
+- `mpetl_out_dir` / MPETL_OUT: output root; each run writes `<root>/airflow/<last day>/...`
+  (default: `out` under the config's base_dir).
+- `mpetl_export_wait_minutes` / MPETL_EXPORT_WAIT_MINUTES: how long after the data interval ends to
+  wait before reconciling (default 0 for `endpoint = "local"`, 240 otherwise).
+- `mpetl_api_secret` (connection password, or Variable): the Measurement Protocol API secret. If
+  neither exists, the worker's own MP_API_SECRET or the config's api_secret_file is used.
+
+Run parameters (trigger with config): `now` pins the clock (ISO-8601; the 72 h window is measured
+from it; default: the wall clock), `days` sends the last N days of the interval instead of 1 (late rows).
+
+`catchup=False`: a new deployment starts from the latest interval. To backfill (GA4 only takes events
+up to 72 h old; older rows go to deferred.csv for Data Import):
+    airflow backfill create --dag-id mpetl_offline_conversions --from-date 2026-11-18 --to-date 2026-11-20
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from airflow.sdk import CronDataIntervalTimetable, Param, TaskGroup, Variable, chain, dag, task
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
+
+from etl.config import SECRET_ENV, Config, load_config
+from etl.errors import EXIT_BAD_INPUT, EXIT_OK, MpetlError
+
+DAG_ID = "mpetl_offline_conversions"
+SECRET_ID = "mpetl_api_secret"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "samples.toml"
+SUMMARY_COUNTS = ("run_id", "rows_in", "sent", "rejected", "duplicate", "deferred", "failed", "exit_code")
+
+
+def _setting(variable: str, env: str, default: str | None = None) -> str | None:
+    """An Airflow Variable, else an environment variable, else the default."""
+    try:
+        value = Variable.get(variable, default=None)
+    except Exception:  # no metadata DB / API reachable (e.g. parsing outside Airflow): use the environment
+        value = None
+    return value or os.environ.get(env) or default
+
+
+def _config() -> Config:
+    return load_config(_setting("mpetl_config", "MPETL_CONFIG", str(DEFAULT_CONFIG)))
+
+
+def _out_root(config: Config) -> Path:
+    return Path(_setting("mpetl_out_dir", "MPETL_OUT", str(config.base_dir / "out"))) / "airflow"
+
+
+def _parse_moment(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class Window:
+    """The run's event-time window [since, until) and the dates to reconcile, in the reporting zone."""
+
+    def __init__(self, config: Config, interval_start: datetime | None, interval_end: datetime | None,
+                 params: dict[str, Any]) -> None:
+        if interval_start is None or interval_end is None:
+            raise AirflowFailException("this DAG needs a data interval: trigger it with a logical date")
+        zone = ZoneInfo(config.property.timezone)
+        self.now = _parse_moment(params.get("now"))
+        self.last_day: date = (interval_end.astimezone(zone) - timedelta(microseconds=1)).date()
+        first_day = interval_start.astimezone(zone).date() - timedelta(days=int(params.get("days") or 1) - 1)
+        self.since = datetime.combine(first_day, time(), zone).astimezone(UTC)
+        self.until = interval_end.astimezone(UTC)
+        clock = self.now or datetime.now(UTC)
+        settled = (clock - timedelta(hours=config.reconcile.provisional_hours)).astimezone(zone).date()
+        self.reconcile_since = min(settled - timedelta(days=1), self.last_day)
+
+    def out_dir(self, config: Config, *parts: str) -> Path:
+        return _out_root(config).joinpath(self.last_day.isoformat(), *parts)
+
+
+def _lookup_secret() -> str | None:
+    """The API secret from the connection `mpetl_api_secret` (password), else the Variable of that name."""
+    from airflow.sdk import BaseHook
+
+    try:
+        password = BaseHook.get_connection(SECRET_ID).password
+        if password:
+            return password
+    except AirflowNotFoundException:
+        pass
+    return Variable.get(SECRET_ID, default=None)
+
+
+@contextlib.contextmanager
+def _api_secret_in_env() -> Iterator[None]:
+    """MP_API_SECRET set for the duration of one task only, masked in every log line."""
+    from airflow.sdk.log import mask_secret
+
+    secret = _lookup_secret()
+    if not secret:
+        yield  # the worker's own MP_API_SECRET or the config's api_secret_file applies
+        return
+    mask_secret(secret)
+    previous = os.environ.get(SECRET_ENV)
+    os.environ[SECRET_ENV] = secret
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(SECRET_ENV, None)
+        else:
+            os.environ[SECRET_ENV] = previous
+
+
+def _fail(step: str, code: int, detail: str) -> None:
+    """One line, no secret. Bad input or config (2) will not fix itself: fail without retrying."""
+    message = f"mpetl {step} exited {code}: {detail}"
+    if code == EXIT_BAD_INPUT:
+        raise AirflowFailException(message)
+    raise AirflowException(message)
+
+
+def _run_source(source: str, mode: str, data_interval_start: datetime | None, data_interval_end: datetime | None,
+                params: dict[str, Any]) -> dict[str, Any]:
+    from etl.pipeline import RunOptions, run_pipeline
+
+    step = f"{'dry-run' if mode == 'dry-run' else 'send'} of source {source}"
+    try:
+        config = _config()
+        if source not in {s.name for s in config.sources}:
+            raise AirflowFailException(f"source {source} is no longer in {config.file}; re-parse the DAG")
+        window = Window(config, data_interval_start, data_interval_end, params)
+        out = window.out_dir(config, source, "validate" if mode == "dry-run" else "send")
+        options = RunOptions(out_dir=out, mode=mode, now=window.now, since=window.since, until=window.until,
+                             only_sources=(source,))
+        with _api_secret_in_env() if mode == "send" else contextlib.nullcontext():
+            result = run_pipeline(config, options)
+    except MpetlError as exc:
+        _fail(step, exc.exit_code, str(exc))
+    counts = {k: result.summary[k] for k in SUMMARY_COUNTS}
+    if result.exit_code != EXIT_OK:
+        errors = "; ".join(e["error"] for e in result.summary["source_errors"])
+        _fail(step, result.exit_code, errors or f"{counts['failed']} events not delivered (a retry resends them); see {out}/summary.json")
+    return counts
+
+
+@task
+def validate(source: str, data_interval_start=None, data_interval_end=None, params=None) -> dict[str, Any]:
+    """Dry run for the interval: the source reads, and every request is built and checked; nothing is sent."""
+    return _run_source(source, "dry-run", data_interval_start, data_interval_end, params or {})
+
+
+@task
+def send(source: str, data_interval_start=None, data_interval_end=None, params=None) -> dict[str, Any]:
+    """Send the source's events of the interval; the ledger skips what an earlier try already sent."""
+    return _run_source(source, "send", data_interval_start, data_interval_end, params or {})
+
+
+@task.sensor(poke_interval=300, timeout=24 * 3600, mode="reschedule")
+def wait_for_export(data_interval_end=None) -> bool:
+    """Wait until the export has had time to land (wall clock: data interval end + the configured wait)."""
+    config = _config()
+    default = "0" if config.destination.endpoint == "local" else "240"
+    minutes = float(_setting("mpetl_export_wait_minutes", "MPETL_EXPORT_WAIT_MINUTES", default) or 0)
+    return datetime.now(UTC) >= data_interval_end + timedelta(minutes=minutes)
+
+
+@task
+def reconcile(data_interval_start=None, data_interval_end=None, params=None) -> dict[str, Any]:
+    """Compare the ledger with the export for the dates that became final (and the provisional ones since)."""
+    from etl.reconcile import reconcile as do_reconcile
+
+    try:
+        config = _config()
+        window = Window(config, data_interval_start, data_interval_end, params or {})
+        out = window.out_dir(config, "reconcile")
+        result = do_reconcile(config, out_dir=out, since=window.reconcile_since, until=window.last_day, now=window.now)
+    except MpetlError as exc:
+        _fail("reconcile", exc.exit_code, str(exc))
+    print(result.summary_text())
+    if result.exit_code != EXIT_OK:
+        _fail("reconcile", result.exit_code, f"{result.verdict}; see {out}")
+    return {"verdict": str(result.verdict), "since": window.reconcile_since.isoformat(),
+            "until": window.last_day.isoformat(), "exit_code": result.exit_code}
+
+
+def _group_id(source: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", source)
+
+
+_parsed = _config()
+
+
+@dag(
+    dag_id=DAG_ID,
+    description="Offline conversions to GA4 via the Measurement Protocol, reconciled against the export",
+    doc_md=__doc__,
+    # A data interval of one day in the property's reporting zone, like GA4's own dates (Airflow 3's
+    # "@daily" is a trigger timetable whose interval is empty, so the interval timetable is explicit).
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone=_parsed.property.timezone),
+    start_date=datetime(2026, 1, 1, tzinfo=ZoneInfo(_parsed.property.timezone)),
+    catchup=False,
+    max_active_runs=1,
+    max_active_tasks=1,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=10)},
+    params={
+        "now": Param(None, type=["null", "string"], description="Pin the clock (ISO-8601); default: wall clock"),
+        "days": Param(1, type="integer", minimum=1, maximum=3, description="Days of the interval to send (late rows)"),
+    },
+    tags=["mpetl", "ga4"],
+)
+def mpetl_offline_conversions() -> None:
+    groups = []
+    for source in _parsed.sources:
+        with TaskGroup(group_id=_group_id(source.name)) as group:
+            validate.override(task_id="validate")(source.name) >> send.override(task_id="send")(source.name)
+        groups.append(group)
+    chain(*groups, wait_for_export(), reconcile())
+
+
+mpetl_offline_conversions()

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make run`: the nightly job on data/samples/ against the project's own local MP endpoint (the run
+# starts and stops it), then reconciliation of what was sent against the endpoint's GA4-shaped store.
+# The samples are historical exports, so the clock is pinned to the morning after their last day.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+MPETL=${MPETL:-.venv/bin/mpetl}
+CONFIG=jobs/configs/samples.toml
+NOW=${SAMPLES_NOW:-2026-11-21T06:00:00Z}
+OUT=out/samples
+# The local endpoint's secret: never a real Google secret, whatever the environment holds.
+export MP_API_SECRET=local-samples-secret
+
+mkdir -p "$OUT"
+"$MPETL" run --config "$CONFIG" --out "$OUT/run" --now "$NOW" >"$OUT/run.log" 2>"$OUT/run.stderr.log"
+run_code=$?
+python3 - "$OUT/run/summary.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(f"run {s['run_id']}: rows_in {s['rows_in']} == sent {s['sent']} + rejected {s['rejected']} + "
+      f"duplicate {s['duplicate']} + deferred {s['deferred']} + failed {s['failed']}")
+for name, src in s["sources"].items():
+    print(f"  {name:<11} rows {src['rows_in']:>4}  sent {src['sent']:>4}  rejected {src['rejected']:>4}  "
+          f"duplicate {src['duplicate']:>3}  deferred {src['deferred']:>3}  failed {src['failed']:>3}")
+print(f"  events without session_id: {s['no_session']}; personal data detectors fired: {s['detectors'] or 'none'}")
+PY
+"$MPETL" -q reconcile --config "$CONFIG" --out "$OUT/reconcile" --since 2026-11-17 --until 2026-11-21 --now "$NOW"
+rec_code=$?
+echo "outputs: $OUT/run (summary.json, rejects.ndjson, deferred.csv, privacy_manifest.json), $OUT/reconcile (reconciliation.html …)"
+echo "exit codes: run $run_code, reconcile $rec_code"
+[ "$run_code" -ne 0 ] && exit "$run_code"
+exit "$rec_code"

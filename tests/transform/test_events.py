@@ -1,0 +1,209 @@
+"""transform_chunk: each row's fate, the event JSON, consent, privacy and the 72 h window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import orjson
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from etl.config import PropertyConfig, SourceConfig, WindowConfig
+from etl.transform import transform_chunk
+
+NOW = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
+NOW_MICROS = int(NOW.timestamp()) * 1_000_000
+PROP = PropertyConfig(measurement_id="G-TEST123", timezone="Europe/London")
+WINDOW = WindowConfig()
+SOURCE = SourceConfig(name="crm", kind="csv", path="crm.csv", event="purchase", timezone="America/New_York",
+                      consent_default="grant")
+
+
+@dataclass
+class Chunk:
+    frame: pd.DataFrame
+    source: str = "crm"
+    path: str = "crm.csv"
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+def _row(**overrides) -> dict:
+    base = {
+        "client_id": "GA1.1.1162820436.1749482504",
+        "session_id": "GS2.1.s1763650000$o3$g1$t1763650100$j0$l0$h0",
+        "timestamp": "2026-11-20 14:03:11",
+        "transaction_id": "T-1001",
+        "value": "49.99",
+        "currency": "gbp",
+    }
+    base.update(overrides)
+    return base
+
+
+def _chunk(rows: list[dict], columns: dict[str, str] | None = None) -> Chunk:
+    frame = pd.DataFrame(rows).astype("string")
+    frame.insert(0, "row", pd.Series(range(1, len(rows) + 1), dtype="int64"))
+    return Chunk(frame=frame, columns=columns or {c: f"Col {c}" for c in frame.columns})
+
+
+def _run(rows, source=SOURCE, columns=None):
+    return transform_chunk(_chunk(rows, columns), source, PROP, WINDOW, now_micros=NOW_MICROS, run_id="run-1")
+
+
+def _fates(result, n):
+    sent = set(result.events["row"])
+    rejected = set(result.rejects["row"])
+    deferred = set(result.deferred["row"])
+    assert not (sent & rejected) and not (sent & deferred) and not (rejected & deferred)
+    assert sent | rejected | deferred == set(range(1, n + 1))
+    return sent, rejected, deferred
+
+
+def test_a_good_row_becomes_one_exact_minimal_event():
+    result = _run([_row()])
+    (event,) = result.events.to_dict("records")
+    body = orjson.loads(event["event_json"])
+    # 2026-11-20 14:03:11 in New York (EST, UTC-5) is 19:03:11 UTC.
+    expected = int(datetime(2026, 11, 20, 19, 3, 11, tzinfo=UTC).timestamp()) * 1_000_000
+    assert body["timestamp_micros"] == expected == event["timestamp_micros"]
+    assert body["name"] == "purchase"
+    assert body["params"] == {
+        "transaction_id": "T-1001",
+        "value": 49.99,
+        "currency": "GBP",
+        "session_id": "1763650000",
+        "engagement_time_msec": 1,
+        "mpetl_run": "run-1",
+    }
+    assert event["client_id"] == "1162820436.1749482504"
+    assert event["event_key"] == "crm|purchase|T-1001"
+    assert event["event_date"] == "20261120"
+
+
+def test_bad_identity_is_rejected_with_debug_shaped_reasons_naming_the_column():
+    result = _run([_row(client_id=None), _row(client_id="not-a-cookie"), _row()])
+    _fates(result, 3)
+    reasons = {r["row"]: r["reasons"] for r in result.rejects.to_dict("records")}
+    assert reasons[1] == [{"fieldPath": "client_id", "validationCode": "VALUE_REQUIRED",
+                           "description": reasons[1][0]["description"]}]
+    assert "Col client_id" in reasons[1][0]["description"]
+    assert reasons[2][0]["validationCode"] == "VALUE_INVALID"
+    assert "not-a-cookie" not in orjson.dumps(result.rejects.to_dict("records")).decode()
+
+
+def test_purchase_needs_a_transaction_id_and_value_needs_a_currency():
+    result = _run([_row(transaction_id=" "), _row(currency=None), _row(currency="XYZ"), _row(value="12abc")])
+    _, rejected, _ = _fates(result, 4)
+    assert rejected == {1, 2, 3, 4}
+    codes = {r["row"]: [x["validationCode"] for x in r["reasons"]] for r in result.rejects.to_dict("records")}
+    assert codes == {1: ["VALUE_REQUIRED"], 2: ["VALUE_REQUIRED"], 3: ["VALUE_INVALID"], 4: ["VALUE_INVALID"]}
+
+
+def test_window_defers_old_rows_for_data_import_and_rejects_the_future():
+    rows = [_row(timestamp="2026-11-17 09:00:00", transaction_id="OLD"),
+            _row(timestamp="2026-11-21 09:00:00", transaction_id="FUTURE"),
+            _row(transaction_id="OK")]
+    result = _run(rows)
+    sent, rejected, deferred = _fates(result, 3)
+    assert (sent, rejected, deferred) == ({3}, {2}, {1})
+    d = result.deferred.iloc[0]
+    assert d["measurement_id"] == "G-TEST123" and d["client_id"] == "1162820436.1749482504"
+    assert d["event_name"] == "purchase" and d["event_param.transaction_id"] == "OLD"
+    assert result.rejects.iloc[0]["reasons"][0]["validationCode"] == "VALUE_OUT_OF_BOUNDS"
+
+
+def test_window_boundary_with_the_safety_margin():
+    # Sendable back to now - (72 h - 60 min margin) = 2026-11-18 07:00 UTC = 02:00 New York.
+    rows = [_row(timestamp="2026-11-18 02:00:00", transaction_id="EDGE"),
+            _row(timestamp="2026-11-18 01:59:59", transaction_id="JUST-OLD")]
+    sent, _, deferred = _fates(_run(rows), 2)
+    assert sent == {1} and deferred == {2}
+
+
+def test_missing_session_is_sent_and_counted():
+    result = _run([_row(session_id=None), _row(session_id="GS1.1.1763650000.4.1.1763650200.0.0.0")])
+    assert len(result.events) == 2
+    assert result.counters["no_session"] == 1
+    assert list(result.events["has_session"]) == [False, True]
+
+
+def test_consent_denied_is_not_sent_and_says_which_column():
+    source = replace(SOURCE, consent_default="deny")
+    rows = [_row(consent="no"), _row(consent="Granted"), _row(consent=None), _row(consent="maybe")]
+    frame = _chunk(rows).frame.rename(columns={"consent": "consent_analytics"})
+    result = transform_chunk(Chunk(frame=frame, columns={"consent_analytics": "Analytics Consent"}), source, PROP,
+                             WINDOW, now_micros=NOW_MICROS, run_id="r")
+    sent, rejected, _ = _fates(result, 4)
+    assert sent == {2} and rejected == {1, 3, 4}
+    reasons = {r["row"]: r["reasons"][0] for r in result.rejects.to_dict("records")}
+    assert reasons[1]["validationCode"] == "CONSENT_DENIED" and reasons[1]["fieldPath"] == "Analytics Consent"
+    assert reasons[3]["validationCode"] == "CONSENT_DENIED" and "consent_default" in reasons[3]["description"]
+    assert reasons[4]["validationCode"] == "VALUE_INVALID" and "maybe" not in reasons[4]["description"]
+
+
+def test_default_deny_applies_when_a_source_maps_no_consent_column():
+    result = _run([_row()], source=replace(SOURCE, consent_default="deny"))
+    assert result.events.empty and result.rejects.iloc[0]["reasons"][0]["validationCode"] == "CONSENT_DENIED"
+
+
+def test_ad_consent_rides_in_the_consent_object():
+    frame = _chunk([_row(), _row()]).frame
+    frame["ad_user_data"] = pd.Series(["yes", None], dtype="string")
+    frame["ad_personalization"] = pd.Series(["0", "false"], dtype="string")
+    # With analytics consent granted by policy, ad consent defaults follow the same policy ("grant").
+    result = transform_chunk(Chunk(frame=frame), SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r")
+    consents = [orjson.loads(c) for c in result.events["consent_json"]]
+    assert consents == [{"ad_user_data": "GRANTED", "ad_personalization": "DENIED"},
+                        {"ad_user_data": "GRANTED", "ad_personalization": "DENIED"}]
+
+
+def test_personal_data_in_a_sent_field_rejects_the_row_without_echoing_it():
+    frame = _chunk([_row(), _row(transaction_id="T-2")]).frame
+    frame["param.coupon"] = pd.Series(["jane.doe@example.com", "SUMMER10"], dtype="string")
+    chunk = Chunk(frame=frame, columns={"param.coupon": "Discount Code"})
+    result = transform_chunk(chunk, SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r")
+    sent, rejected, _ = _fates(result, 2)
+    assert sent == {2} and rejected == {1}
+    reason = result.rejects.iloc[0]["reasons"][0]
+    assert reason["validationCode"] == "PERSONAL_DATA" and "Discount Code" in reason["description"]
+    assert "jane" not in orjson.dumps(result.rejects.to_dict("records")).decode()
+    assert orjson.loads(result.events.iloc[0]["event_json"])["params"]["coupon"] == "SUMMER10"
+    assert result.counters["detectors"] == {"email": 1}
+
+    dropping = transform_chunk(chunk, replace(SOURCE, on_pii="drop"), PROP, WINDOW, now_micros=NOW_MICROS, run_id="r")
+    assert len(dropping.events) == 2
+    assert "coupon" not in orjson.loads(dropping.events.iloc[0]["event_json"])["params"]
+
+
+def test_rows_outside_the_incremental_window_are_not_part_of_the_run():
+    rows = [_row(timestamp="2026-11-19 10:00:00", transaction_id="A"), _row(timestamp="2026-11-20 10:00:00", transaction_id="B"),
+            _row(timestamp="garbage", transaction_id="C")]
+    since = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp()) * 1_000_000
+    result = transform_chunk(_chunk(rows), SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r", since_micros=since)
+    assert result.counters["outside_window"] == 1
+    assert list(result.events["transaction_id"]) == ["B"]
+    assert list(result.rejects["row"]) == [3]  # an unreadable time never hides a row
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60))
+def test_event_json_is_valid_whatever_the_transaction_id_holds(text):
+    result = _run([_row(transaction_id=text)])
+    if len(result.events):
+        body = orjson.loads(result.events.iloc[0]["event_json"])
+        sent = body["params"]["transaction_id"]
+        # Control characters become spaces; everything else arrives exactly (trimmed).
+        expected = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text.strip())
+        assert sent == expected
+    else:
+        assert len(result.rejects) + len(result.deferred) == 1
+
+
+@pytest.mark.parametrize("name,code", [("session_start", "NAME_RESERVED"), ("ga_custom", "NAME_RESERVED"),
+                                       ("9lives", "NAME_INVALID"), ("x" * 41, "VALUE_OUT_OF_BOUNDS")])
+def test_bad_event_names_are_rejected(name, code):
+    result = _run([_row()], source=replace(SOURCE, event=name))
+    assert result.rejects.iloc[0]["reasons"][0]["validationCode"] == code
