@@ -171,7 +171,7 @@ def hubspot(fk: Faker) -> None:
     write_csv(HERE / "crm" / "hubspot_deals.csv", header, rows)
 
 
-SHOPIFY_HEADER = (
+SHOPIFY_HEADER_LINE = (  # exactly as the vendor writes it
     "Name,Email,Financial Status,Paid at,Fulfillment Status,Fulfilled at,Accepts Marketing,Currency,Subtotal,"
     "Shipping,Taxes,Total,Discount Code,Discount Amount,Shipping Method,Created at,Lineitem quantity,Lineitem name,"
     "Lineitem price,Lineitem compare at price,Lineitem sku,Lineitem requires shipping,Lineitem taxable,"
@@ -183,7 +183,8 @@ SHOPIFY_HEADER = (
     "Lineitem discount,Tax 1 Name,Tax 1 Value,Tax 2 Name,Tax 2 Value,Tax 3 Name,Tax 3 Value,Tax 4 Name,"
     "Tax 4 Value,Tax 5 Name,Tax 5 Value,Phone,Receipt Number,Duties,Billing Province Name,Shipping Province Name,"
     "Payment ID,Payment Terms Name,Next Payment Due At,Payment References"
-).split(",")
+)
+SHOPIFY_HEADER = SHOPIFY_HEADER_LINE.split(",")
 PRODUCTS = [("FERN-1", "Botanical Fern Print", 16.00, "Paper & Co"), ("MUG-1", "Speckled Mug", 25.00, "Kiln Works"),
             ("TOTE-1", "Canvas Tote Bag", 20.00, "Paper & Co"), ("CNDL-3", "Cedar Candle, 3-wick", 34.50, "Wick House"),
             ("SCRF-2", 'Wool Scarf 70" Grey', 48.00, "Knit Lab"), ("CARD-6", "Greeting Cards (6 pack)", 12.00, "Paper & Co")]
@@ -270,7 +271,7 @@ def shopify(fk: Faker) -> None:
     write_csv(HERE / "pos" / "shopify_orders_export.csv", SHOPIFY_HEADER, rows)
 
 
-SQUARE_TX_HEADER = (
+SQUARE_TX_HEADER_LINE = (  # exactly as the vendor writes it
     "Date,Time,Time Zone,Gross Sales,Discounts,Service Charges,Net Sales,Gift Card Sales,Tax,Tip,Partial Refunds,"
     "Total Collected,Source,Card,Card Entry Methods,Cash,Square Gift Card,Other Tender,Other Tender Type,Tender Note,"
     "Fees,Net Total,Transaction ID,Payment ID,Card Brand,PAN Suffix,Device Name,Staff Name,Staff ID,Details,"
@@ -278,13 +279,15 @@ SQUARE_TX_HEADER = (
     "Third Party Fees,Deposit ID,Deposit Date,Deposit Details,Fee Percentage Rate,Fee Fixed Rate,Refund Reason,"
     "Discount Name,Transaction Status,Cash App,Order Reference ID,Fulfillment Note,Free Processing Applied,Channel,"
     "Unattributed Tips,Table Info,International Fee"
-).split(",")
-SQUARE_ITEM_HEADER = (
+)
+SQUARE_TX_HEADER = SQUARE_TX_HEADER_LINE.split(",")
+SQUARE_ITEM_HEADER_LINE = (  # exactly as the vendor writes it
     "Date,Time,Time Zone,Category,Item,Qty,Price Point Name,SKU,Modifiers Applied,Gross Sales,Discounts,Net Sales,"
     "Tax,Transaction ID,Payment ID,Device Name,Notes,Details,Event Type,Location,Dining Option,Customer ID,"
     "Customer Name,Customer Reference ID,Unit,Count,GTIN,Itemization Type,Commission,Employee,Fulfillment Note,"
     "Channel,Token,Card Brand,PAN Suffix"
-).split(",")
+)
+SQUARE_ITEM_HEADER = SQUARE_ITEM_HEADER_LINE.split(",")
 MENU = [("Coffee", "Latte", "LAT-12", 5.25), ("Coffee", "Cold Brew", "CB-16", 4.75), ("Bakery", "Almond Croissant", "CRS-ALM", 4.50),
         ("Retail", "Whole Bean 1 lb", "BEAN-1LB", 18.00), ("Retail", "Ceramic Tumbler", "TMB-01", 32.00)]
 

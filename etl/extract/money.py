@@ -18,7 +18,9 @@ def normalise_amounts(values: pd.Series, decimal: str = ".", thousands: str | No
     text = values.astype("string")
     cleaned = text.str.replace(r"^(?:US|CA|AU|NZ|HK|S)\$", "$", regex=True)
     cleaned = cleaned.str.replace(r"[\s\u00a0\u202f$€£¥₹']", "", regex=True)
-    cleaned = cleaned.str.replace(r"^([A-Z]{3})(?=[\d(+-])|(?<=[\d)])[A-Z]{3}$", "", regex=True)
+    # ISO codes before or after the number ("USD 12", "12 EUR"); no look-arounds, so Arrow's RE2 runs it.
+    cleaned = cleaned.str.replace(r"^[A-Z]{3}([\d(+-])", r"\1", regex=True)
+    cleaned = cleaned.str.replace(r"([\d)])[A-Z]{3}$", r"\1", regex=True)
     negative = cleaned.str.match(r"^\(.*\)$").fillna(False) | cleaned.str.endswith("-").fillna(False)
     cleaned = cleaned.str.replace(r"^\((.*)\)$", r"\1", regex=True).str.replace(r"^(.*\d)-$", r"\1", regex=True)
     sep = thousands if thousands is not None else ("." if decimal == "," else ",")

@@ -205,15 +205,24 @@ class Ledger:
                 yield PendingEvent(key, client_id, user_id, consent_json, bytes(event_json))
 
     def mark(self, keys: list[str], status: str, *, request_hash: str | None = None, http_status: int | None = None,
-             attempts: int | None = None, sent_run_id: str | None = None) -> None:
+             attempts: int | None = None, sent_run_id: str | None = None, possible_duplicate: bool | None = None) -> None:
+        """Record a state change for the events of one request, in one transaction."""
         now = _now()
         sent_at = now if status == "sent" else None
-        self.db.executemany(
-            "UPDATE events SET status = ?, request_hash = COALESCE(?, request_hash), http_status = COALESCE(?, http_status), "
-            "attempts = COALESCE(?, attempts), sent_run_id = COALESCE(?, sent_run_id), sent_at = COALESCE(?, sent_at), "
-            "updated_at = ? WHERE event_key = ?",
-            ((status, request_hash, http_status, attempts, sent_run_id, sent_at, now, k) for k in keys),
-        )
+        dup = None if possible_duplicate is None else int(possible_duplicate)
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany(
+                "UPDATE events SET status = ?, request_hash = COALESCE(?, request_hash), "
+                "http_status = COALESCE(?, http_status), attempts = COALESCE(?, attempts), "
+                "sent_run_id = COALESCE(?, sent_run_id), sent_at = COALESCE(?, sent_at), "
+                "possible_duplicate = MAX(possible_duplicate, COALESCE(?, 0)), updated_at = ? WHERE event_key = ?",
+                ((status, request_hash, http_status, attempts, sent_run_id, sent_at, dup, now, k) for k in keys),
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     # -- accounting ------------------------------------------------------------------------------
     def run_outcome(self, run_id: str) -> dict[str, int]:

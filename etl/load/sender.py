@@ -50,6 +50,7 @@ class SendStats:
     events_sent: int = 0
     events_failed: int = 0
     retries: int = 0
+    possible_duplicates: int = 0
     oversized: int = 0
     gate_rejected: int = 0
     gate_messages: Counter[str] = field(default_factory=Counter)
@@ -69,6 +70,7 @@ class SendStats:
             "events_sent": self.events_sent,
             "events_failed": self.events_failed,
             "retries": self.retries,
+            "possible_duplicates": self.possible_duplicates,
             "oversized": self.oversized,
             "gate_rejected": self.gate_rejected,
             "gate_messages": dict(self.gate_messages),
@@ -95,9 +97,19 @@ def _message_key(message: dict) -> str:
     return f"{message.get('validationCode', '')} {message.get('fieldPath', '')}: {message.get('description', '')}"
 
 
+@dataclass(frozen=True)
+class Delivery:
+    answer: Answer
+    attempts: int
+    # An attempt got no answer (reset, timeout): the endpoint may have recorded it, so a later
+    # success may have delivered these events twice. GA has no idempotency key to prevent it.
+    ambiguous: bool
+
+
 async def _deliver(transport: Transport, request: Request, policy: RetryPolicy, rng: random.Random,
-                   stats: SendStats) -> tuple[Answer, int]:
+                   stats: SendStats) -> Delivery:
     attempt = 0
+    ambiguous = False
     while True:
         attempt += 1
         answer = await transport.post(request.body)
@@ -106,10 +118,11 @@ async def _deliver(transport: Transport, request: Request, policy: RetryPolicy, 
         else:
             stats.http_statuses["no_answer"] += 1
             stats.last_error = answer.error
+            ambiguous = True
         if answer.status is not None and 200 <= answer.status < 300:
-            return answer, attempt
+            return Delivery(answer, attempt, ambiguous)
         if not retryable(answer) or attempt >= policy.max_attempts:
-            return answer, attempt
+            return Delivery(answer, attempt, ambiguous)
         stats.retries += 1
         await asyncio.sleep(policy.delay(attempt, answer, rng))
 
@@ -146,9 +159,13 @@ async def _send_all(ledger: Ledger, transport: Transport, *, run_id: str, policy
             request, body = job
             keys = list(request.keys)
             ledger.mark(keys, "in_flight", request_hash=request.body_hash)
-            answer, attempts = await _deliver(transport, request, policy, rng, stats)
+            delivery = await _deliver(transport, request, policy, rng, stats)
+            answer, attempts = delivery.answer, delivery.attempts
             if answer.status is not None and 200 <= answer.status < 300:
-                ledger.mark(keys, "sent", http_status=answer.status, attempts=attempts, sent_run_id=run_id)
+                ledger.mark(keys, "sent", http_status=answer.status, attempts=attempts, sent_run_id=run_id,
+                            possible_duplicate=delivery.ambiguous or None)
+                if delivery.ambiguous:
+                    stats.possible_duplicates += len(keys)
                 stats.requests_sent += 1
                 stats.events_sent += len(keys)
                 manifest.observe(body)

@@ -13,7 +13,8 @@ Detectors, in the order they are tried (the first that fires names the value; na
   the **Luhn** check. Tried before ``phone`` because a grouped card number also looks like a long phone
   number.
 * ``ipv4`` — four dotted octets 0–255 not glued to other digits, dots or letters.
-* ``ipv6`` — eight colon-separated hex groups, or a ``::``-compressed address with at least two groups.
+* ``ipv6`` — eight colon-separated hex groups, or a ``::``-compressed address with at least two groups
+  (``::1`` and ``fe80::`` are not personal and are not flagged).
 * ``phone`` — ``+`` and 8–15 digits (separators: space, ``-``, parentheses); a parenthesised area code
   ``(555) 123-4567``; ``555.123.4567``; or 10–15 digits in at least two groups separated by single spaces
   or dashes (``020 7946 0958``, ``555-123-4567``, ``06 12 34 56 78``).
@@ -88,7 +89,8 @@ _HEX_GROUP = r"[0-9A-Fa-f]{1,4}"
 _IPV6_BODY = (
     r"(?:" + _HEX_GROUP + r"(?::" + _HEX_GROUP + r"){7}"
     r"|" + _HEX_GROUP + r"(?::" + _HEX_GROUP + r"){1,5}::(?:" + _HEX_GROUP + r"(?::" + _HEX_GROUP + r"){0,5})?"
-    r"|" + _HEX_GROUP + r"::" + _HEX_GROUP + r"(?::" + _HEX_GROUP + r"){0,5})"
+    r"|" + _HEX_GROUP + r"::" + _HEX_GROUP + r"(?::" + _HEX_GROUP + r"){0,5}"
+    r"|::" + _HEX_GROUP + r"(?::" + _HEX_GROUP + r"){1,6})"
 )
 _IPV6 = r"(?:^|[^\w:.])" + _IPV6_BODY + r"(?:$|[^\w:])"
 

@@ -1,0 +1,85 @@
+"""Reads the GA4 BigQuery export (`{project}.{dataset}.events_*`) with google-cloud-bigquery.
+
+Why the import lives inside the method: the client library is heavy and only this backend needs it,
+so every other command starts fast. Only bound query parameters reach the SQL; project and dataset
+are checked ids from config. `maximum_bytes_billed` caps what one reconciliation can cost. Results
+come back over the REST API (`create_bqstorage_client=False`) so a local API endpoint is enough.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from etl.reconcile.errors import ExportUnavailableError
+from etl.reconcile.export_backend import normalise_export
+from etl.reconcile.export_sql import bigquery_sql, query_parameters
+
+_REQUEST_DEADLINE_S = 120.0
+
+
+class BigQueryExport:
+    """The export backend over a GA4 BigQuery export dataset."""
+
+    name = "bigquery"
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        dataset: str,
+        location: str | None = None,
+        api_endpoint: str | None = None,
+        maximum_bytes_billed: int = 10 * 1024**3,
+    ) -> None:
+        self.project, self.dataset, self.location = project, dataset, location
+        self.api_endpoint = api_endpoint
+        self.maximum_bytes_billed = maximum_bytes_billed
+
+    def _client(self):  # -> google.cloud.bigquery.Client (imported lazily)
+        from google.cloud import bigquery
+
+        if self.api_endpoint:
+            from google.api_core.client_options import ClientOptions
+            from google.auth.credentials import AnonymousCredentials
+
+            return bigquery.Client(
+                project=self.project,
+                location=self.location,
+                credentials=AnonymousCredentials(),
+                client_options=ClientOptions(api_endpoint=self.api_endpoint),
+            )
+        return bigquery.Client(project=self.project, location=self.location)
+
+    def events_for(self, dates: list[str], event_names: list[str]) -> pd.DataFrame:
+        from google.api_core import exceptions as google_exceptions
+        from google.auth import exceptions as auth_exceptions
+        from google.cloud import bigquery
+
+        try:
+            sql = bigquery_sql(self.project, self.dataset)
+        except ValueError as exc:
+            raise ExportUnavailableError(str(exc)) from None
+        values = query_parameters(dates, list(event_names))
+        params = [
+            bigquery.ScalarQueryParameter(name, "STRING", values[name])
+            for name in ("start", "end", "intraday_start", "intraday_end")
+        ]
+        params.append(bigquery.ArrayQueryParameter("event_names", "STRING", values["event_names"]))
+        job_config = bigquery.QueryJobConfig(query_parameters=params, maximum_bytes_billed=self.maximum_bytes_billed)
+        retry = bigquery.DEFAULT_RETRY.with_deadline(_REQUEST_DEADLINE_S)
+        where = f"BigQuery {self.project}.{self.dataset}.events_*"
+        try:
+            client = self._client()
+            job = client.query(sql, job_config=job_config, retry=retry, timeout=_REQUEST_DEADLINE_S)
+            table = job.result(retry=retry, timeout=_REQUEST_DEADLINE_S).to_arrow(create_bqstorage_client=False)
+        except (google_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as exc:
+            raise ExportUnavailableError(f"{where}: query failed: {_short(exc)}") from None
+        except OSError as exc:
+            raise ExportUnavailableError(f"{where}: cannot reach the BigQuery API: {type(exc).__name__}") from None
+        return normalise_export(table.to_pandas(), dates)
+
+
+def _short(exc: Exception) -> str:
+    """The API's own message, first line only: it names tables and SQL positions, not row values."""
+    text = getattr(exc, "message", None) or str(exc)
+    return str(text).splitlines()[0][:300]

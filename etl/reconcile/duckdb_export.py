@@ -1,0 +1,107 @@
+"""Reads the local collector's store (and GA4 exports a user saved there) with DuckDB.
+
+Why DuckDB: it reads newline-delimited JSON and Parquet with the export's nested types directly, so
+the same SQL as for BigQuery runs over a view named `events`, and only the day files needed are
+opened. Files are chosen by name (`events_YYYYMMDD.ndjson`, `.jsonl`, `.json`, `.parquet`, and the
+`events_intraday_YYYYMMDD.*` variants), never by scanning contents.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from etl.reconcile.errors import ExportUnavailableError
+from etl.reconcile.export_backend import normalise_export
+from etl.reconcile.export_sql import duckdb_sql, query_parameters
+
+_FILE_NAME = re.compile(r"^events_(?P<suffix>(?:intraday_)?(?P<date>\d{8}))\.(?P<ext>ndjson|jsonl|json|parquet)$")
+
+# Only the fields the query reads; other keys in the files are ignored.
+_PARAM_TYPE = "STRUCT(key VARCHAR, value STRUCT(string_value VARCHAR))[]"
+_JSON_COLUMNS = {
+    "event_date": "VARCHAR",
+    "event_timestamp": "BIGINT",
+    "event_name": "VARCHAR",
+    "event_params": _PARAM_TYPE,
+    "ecommerce": "STRUCT(transaction_id VARCHAR)",
+}
+_SUFFIX_FROM_FILENAME = r"regexp_extract(filename, 'events_((?:intraday_)?[0-9]{8})\.[a-z]+$', 1)"
+_EMPTY_VIEW = (
+    "SELECT NULL::VARCHAR AS event_date, NULL::BIGINT AS event_timestamp, NULL::VARCHAR AS event_name, "
+    f"NULL::{_PARAM_TYPE} AS event_params, NULL::STRUCT(transaction_id VARCHAR) AS ecommerce, "
+    "NULL::VARCHAR AS _TABLE_SUFFIX WHERE false"
+)
+
+
+class DuckDBExport:
+    """The export backend over a folder of GA4-shaped day files."""
+
+    name = "duckdb"
+
+    def __init__(self, store: Path) -> None:
+        self.store = Path(store)
+
+    def day_files(self, dates: list[str]) -> list[Path]:
+        """The store's files for the given YYYYMMDD dates, sorted by name."""
+        if not self.store.is_dir():
+            raise ExportUnavailableError(f"{self.store}: the export store folder does not exist ([reconcile] store)")
+        wanted = set(dates)
+        files = []
+        for path in self.store.iterdir():
+            match = _FILE_NAME.match(path.name)
+            if match and match["date"] in wanted and path.is_file():
+                files.append(path)
+        return sorted(files)
+
+    def events_for(self, dates: list[str], event_names: list[str]) -> pd.DataFrame:
+        files = self.day_files(dates)
+        con = duckdb.connect(":memory:")
+        try:
+            self._register_events_view(con, files)
+            frame = con.execute(duckdb_sql("events"), query_parameters(dates, list(event_names))).df()
+        except duckdb.Error as exc:
+            message = str(exc).splitlines()[0][:300]
+            raise ExportUnavailableError(f"{self.store}: could not read the export files: {message}") from None
+        finally:
+            con.close()
+        return normalise_export(frame, dates)
+
+    @staticmethod
+    def _register_events_view(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
+        """Create view `events`: the files' rows with the export's columns plus `_TABLE_SUFFIX`."""
+        ndjson = [str(f) for f in files if f.suffix in (".ndjson", ".jsonl")]
+        json_any = [str(f) for f in files if f.suffix == ".json"]
+        parquet = [str(f) for f in files if f.suffix == ".parquet"]
+        parts: list[str] = []
+        for name, paths, fmt in (("store_ndjson", ndjson, "newline_delimited"), ("store_json", json_any, "auto")):
+            if paths:
+                con.read_json(paths, columns=_JSON_COLUMNS, format=fmt, filename=True).create_view(name)
+                parts.append(
+                    "SELECT event_date, event_timestamp, event_name, event_params, ecommerce, "
+                    f"{_SUFFIX_FROM_FILENAME} AS _TABLE_SUFFIX FROM {name}"
+                )
+        if parquet:
+            rel = con.read_parquet(parquet, union_by_name=True, filename=True)
+            rel.create_view("store_parquet")
+            has = set(rel.columns)
+            ecommerce = (
+                "struct_pack(transaction_id := ecommerce.transaction_id::VARCHAR)"
+                if "ecommerce" in has
+                else "NULL::STRUCT(transaction_id VARCHAR)"
+            )
+            params = (
+                "list_transform(event_params, x -> struct_pack(key := x.key::VARCHAR, "
+                "value := struct_pack(string_value := x.value.string_value::VARCHAR)))"
+                if "event_params" in has
+                else f"NULL::{_PARAM_TYPE}"
+            )
+            parts.append(
+                "SELECT event_date::VARCHAR AS event_date, event_timestamp::BIGINT AS event_timestamp, "
+                f"event_name::VARCHAR AS event_name, {params} AS event_params, {ecommerce} AS ecommerce, "
+                f"{_SUFFIX_FROM_FILENAME} AS _TABLE_SUFFIX FROM store_parquet"
+            )
+        con.execute("CREATE VIEW events AS " + (" UNION ALL ".join(parts) if parts else _EMPTY_VIEW))
