@@ -1,0 +1,133 @@
+"""The job end to end on the samples, through the CLI, against the local endpoint (issue 2)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime
+
+import orjson
+import pytest
+
+from etl.collector import read_store, spawn_collector
+from tests.support import SAMPLES_NOW, files_containing, samples_config
+
+SECRET = "SENTINEL-SECRET-e2e-41c9"
+MID = "G-K7QW2ZP9LM"
+PINNED = datetime.fromisoformat(SAMPLES_NOW.replace("Z", "+00:00"))
+
+
+def mpetl(*args: str, secret: str | None = SECRET) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MP_API_SECRET"}
+    if secret:
+        env["MP_API_SECRET"] = secret
+    return subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=240)
+
+
+def summary(out) -> dict:
+    return orjson.loads((out / "summary.json").read_bytes())
+
+
+def stored_transaction_ids(store) -> list[tuple[str, str]]:
+    """(event_name, transaction_id) of every stored event: a refund shares its order's id."""
+    frame = read_store(store)
+    return [(name, next((p["value"]["string_value"] for p in params if p["key"] == "transaction_id"), None))
+            for name, params in zip(frame["event_name"], frame["event_params"], strict=True)]
+
+
+@pytest.fixture
+def collector(tmp_path):
+    with spawn_collector(tmp_path / "store", measurement_id=MID, api_secret=SECRET, timezone="Europe/London",
+                         now=PINNED) as server:
+        yield server
+
+
+def test_run_sends_every_planned_event_and_accounts_for_every_row(tmp_path, collector):
+    config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
+    result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
+    assert result.returncode == 0, result.stderr
+    s = summary(tmp_path / "out")
+    assert s["rows_in"] == s["sent"] + s["rejected"] + s["duplicate"] + s["deferred"] + s["failed"]
+    assert s["failed"] == 0 and s["sent"] > 100 and s["rejected"] > 0 and s["deferred"] > 0 and s["duplicate"] > 0
+    ids = stored_transaction_ids(collector.data_dir)
+    assert len(ids) == s["sent"] == len(set(ids))
+    # Every reject names its source and 1-based row, with debug-shaped reasons.
+    rejects = [orjson.loads(line) for line in (tmp_path / "out" / "rejects.ndjson").read_bytes().splitlines()]
+    assert len(rejects) == s["rejected"]
+    for r in rejects:
+        assert r["row"] >= 1 and r["source"] in s["sources"]
+        assert r["reasons"] and all(set(x) == {"fieldPath", "description", "validationCode"} for x in r["reasons"])
+    # Deferred rows are shaped for GA4 Data Import (offline events).
+    header = (tmp_path / "out" / "deferred.csv").read_text().splitlines()[0].split(",")
+    assert header[:5] == ["measurement_id", "client_id", "user_id", "timestamp_micros", "event_name"]
+    assert len((tmp_path / "out" / "deferred.csv").read_text().splitlines()) == s["deferred"] + 1
+
+
+def test_a_rerun_sends_nothing_new(tmp_path, collector):
+    config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
+    first = mpetl("run", "--config", str(config), "--out", str(tmp_path / "a"), "--now", SAMPLES_NOW)
+    second = mpetl("run", "--config", str(config), "--out", str(tmp_path / "b"), "--now", SAMPLES_NOW)
+    assert first.returncode == second.returncode == 0
+    a, b = summary(tmp_path / "a"), summary(tmp_path / "b")
+    assert b["sent"] == 0
+    assert b["duplicate"] == a["duplicate"] + a["sent"]
+    assert len(stored_transaction_ids(collector.data_dir)) == a["sent"]
+
+
+def test_dry_run_writes_exact_bodies_and_leaves_the_ledger_alone(tmp_path, collector):
+    config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
+    dry = mpetl("run", "--config", str(config), "--out", str(tmp_path / "dry"), "--dry-run", "--now", SAMPLES_NOW,
+                secret=None)
+    assert dry.returncode == 0, dry.stderr
+    bodies = [orjson.loads(x) for x in (tmp_path / "dry" / "requests.ndjson").read_bytes().splitlines()]
+    assert sum(len(b["events"]) for b in bodies) == summary(tmp_path / "dry")["sent"]
+    assert collector.stats()["requests"] == 0
+    real = mpetl("run", "--config", str(config), "--out", str(tmp_path / "real"), "--now", SAMPLES_NOW)
+    assert real.returncode == 0
+    assert summary(tmp_path / "real")["sent"] == summary(tmp_path / "dry")["sent"]
+
+
+def test_the_secret_never_lands_in_outputs_state_or_logs(tmp_path, collector):
+    config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
+    runs = [mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW),
+            mpetl("-v", "run", "--config", str(config), "--out", str(tmp_path / "dry"), "--dry-run", "--now", SAMPLES_NOW)]
+    for r in runs:
+        assert SECRET not in r.stdout + r.stderr
+    assert files_containing(tmp_path, SECRET) == []  # ledger, outputs, collector store: none holds it
+
+
+def test_missing_secret_is_a_config_error_naming_the_fix(tmp_path, collector):
+    config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
+    result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), secret=None)
+    assert result.returncode == 2
+    assert "MP_API_SECRET" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_config_errors_name_file_key_and_expectation(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[property]\nmeasurement_id = "G-1"\ntimezone = "Mars/Olympus"\n')
+    result = mpetl("run", "--config", str(bad), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert "bad.toml" in result.stderr and "property.timezone" in result.stderr and "IANA" in result.stderr
+    bad.write_text('[property]\nmeasurement_id = "G-1"\ntimezone = "UTC"\n[destination]\napi_secret = "x"\n')
+    result = mpetl("run", "--config", str(bad), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "must not be in the config file" in result.stderr
+
+
+def test_an_unreadable_source_is_reported_and_the_others_still_go(tmp_path, collector):
+    broken = tmp_path / "broken.csv"
+    broken.write_text("order;when\n1;2026-11-20\n")
+    config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
+    text = config.read_text() + (
+        f'\n[[sources]]\nname = "broken"\nkind = "csv"\npath = "{broken}"\nconsent_default = "grant"\n'
+        '[sources.columns]\ntransaction_id = "order"\ntimestamp = "when"\nclient_id = "ga_cookie"\n'
+    )
+    config.write_text(text)
+    result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
+    assert result.returncode == 2
+    s = summary(tmp_path / "out")
+    assert s["sent"] > 100 and "broken" not in s["sources"]
+    (error,) = s["source_errors"]
+    assert error["source"] == "broken" and "broken.csv" in error["error"] and "ga_cookie" in error["error"]
