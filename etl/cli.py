@@ -218,22 +218,41 @@ def reconcile(config_path: Path, out_dir: Path, run_id: str | None, since: datet
 @click.option("-n", "rows", default=5, show_default=True, help="Mapped events to show per source.")
 @now_option
 def sources(config_path: Path, rows: int, now: str | None) -> None:
-    """Preview each source: columns found, the mapping, and the first mapped events (no personal data)."""
+    """Preview each source: columns found, the mapping, and the first events exactly as they would be sent.
+
+    The events come out of the real transform, so they carry only allowlisted, scanned params: no raw
+    cell of the export (which may hold names or emails) is ever printed. Rows the transform would
+    reject show their reasons instead.
+    """
+    from datetime import UTC
+    from types import SimpleNamespace
+
     from etl.extract import preview_source
+    from etl.pipeline import _micros
+    from etl.transform import transform_chunk
 
     try:
         config = _load(config_path)
+        moment = _parse_now(now) or datetime.now(UTC)
         for source in config.sources:
             preview = preview_source(source, n=rows)
-            click.echo(orjson.dumps({"source": source.name, "kind": source.kind, **_safe_preview(preview)},
-                                    option=orjson.OPT_INDENT_2, default=str).decode())
+            head = preview["head"]
+            chunk = SimpleNamespace(source=source.name, path=str(source.path), frame=head, columns=preview["mapping"])
+            result = transform_chunk(chunk, source, config.property, config.window, now_micros=_micros(moment),
+                                     run_id="preview", extra_params=config.privacy_extra_params)
+            click.echo(orjson.dumps({
+                "source": source.name,
+                "kind": source.kind,
+                "path": str(source.path),
+                "columns_found": preview["columns_found"],
+                "mapping": preview["mapping"],
+                "events": [orjson.loads(e) for e in result.events["event_json"]],
+                "rejected_rows": [{"row": int(r), "reasons": [x["validationCode"] + ": " + x["description"] for x in rs]}
+                                  for r, rs in zip(result.rejects["row"], result.rejects["reasons"], strict=True)],
+                "deferred_rows": [int(r) for r in result.deferred["row"]],
+            }, option=orjson.OPT_INDENT_2, default=str).decode())
     except MpetlError as exc:
         _fail(exc)
-
-
-def _safe_preview(preview: dict[str, Any]) -> dict[str, Any]:
-    """Show headers and the mapping; never raw cells (they may hold names or emails)."""
-    return {k: v for k, v in preview.items() if k in ("columns_found", "mapping", "missing", "path")}
 
 
 @main.command()

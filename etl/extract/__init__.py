@@ -14,7 +14,6 @@ and never a value.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from itertools import islice
 from typing import Any
 
@@ -31,20 +30,17 @@ def iter_source_chunks(
     source: SourceConfig,
     *,
     chunk_rows: int = 100_000,
-    since: datetime | None = None,
-    until: datetime | None = None,
 ) -> Iterator[SourceChunk]:
     """Yield the source's records in chunks of at most `chunk_rows` records (a Shopify chunk is cut
     between orders, so it may hold slightly more source lines).
 
-    `since`/`until` are accepted for the architecture's signature but not applied here: turning a
-    vendor's local time into an instant needs the transform's zone rules, and a record filtered out
-    here would vanish without a reason. Every record is yielded; the transform windows them.
+    Every record is yielded: an incremental window (`--since/--until`) is applied by the transform,
+    which knows the zone rules that turn a vendor's local time into an instant, and counts what it
+    leaves out.
 
     A `SourceError` can surface after some chunks were yielded (a broken row deep in the file): the
     caller must treat the source as failed as a whole.
     """
-    del since, until  # documented above: windowing belongs to the transform
     yield from iter_chunks(source, chunk_rows)
 
 

@@ -44,11 +44,11 @@ class DuckDBExport:
 
     def __init__(self, store: Path) -> None:
         self.store = Path(store)
+        if not self.store.is_dir():
+            raise ExportUnavailableError(f"{self.store}: the export store folder does not exist ([reconcile] store)")
 
     def day_files(self, dates: list[str]) -> list[Path]:
         """The store's files for the given YYYYMMDD dates, sorted by name."""
-        if not self.store.is_dir():
-            raise ExportUnavailableError(f"{self.store}: the export store folder does not exist ([reconcile] store)")
         wanted = set(dates)
         files = []
         for path in self.store.iterdir():

@@ -143,10 +143,10 @@ def to_utc_micros(
     parsed = _Parsed(n)
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         known = values.notna().to_numpy()
-        parsed.set_utc(known, values.dt.tz_convert("UTC").dt.as_unit("us").to_numpy().view("int64")[known])
+        parsed.set_utc(known, pd.DatetimeIndex(values).as_unit("us").asi8[known])  # asi8 of aware: UTC
     elif pd.api.types.is_datetime64_dtype(values.dtype):
         known = values.notna().to_numpy()
-        parsed.set_local(known, values.dt.as_unit("us").to_numpy().view("int64")[known])
+        parsed.set_local(known, pd.DatetimeIndex(values).as_unit("us").asi8[known])
     else:
         _parse_text(_arrow_strings(values), parsed, _time_of_day_micros(date_only_time))
     if parsed.naive.any():
@@ -338,18 +338,46 @@ def _localise(parsed: _Parsed, zones: pa.DictionaryArray | None, default_zone: s
 def _localise_zone(local: np.ndarray, zone: str, ambiguous: str, nonexistent: str) -> np.ndarray:
     """UTC micros for local wall-clock micros in one zone, with the ambiguity and gap policies."""
     wall = pd.DatetimeIndex(local.view("datetime64[us]"))
-    first = wall.tz_localize(zone, ambiguous="NaT", nonexistent=nonexistent)
+    first = wall.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
     utc = first.asi8.copy()
-    repeated = np.asarray(first.isna())  # the inputs are never NaT, so NaT marks an ambiguous wall time
-    if repeated.any():
-        # Localise the repeated times both ways and keep the earlier or later instant. Comparing instants
-        # (rather than trusting pandas' "is DST" flag) stays right in zones whose winter time is the
-        # "DST" one, such as Europe/Dublin.
-        wall_repeated = wall[repeated]
-        one = wall_repeated.tz_localize(zone, ambiguous=np.ones(len(wall_repeated), dtype=bool)).asi8
-        other = wall_repeated.tz_localize(zone, ambiguous=np.zeros(len(wall_repeated), dtype=bool)).asi8
-        utc[repeated] = np.minimum(one, other) if ambiguous == "earliest" else np.maximum(one, other)
+    unresolved = np.flatnonzero(np.asarray(first.isna()))  # inputs are never NaT: repeated or skipped times
+    if not len(unresolved):
+        return utc
+    # Localise the rest both ways and keep the earlier or later instant. Comparing instants (rather than
+    # trusting pandas' "is DST" flag) stays right where winter time is the "DST" one, as in Europe/Dublin.
+    rest = wall[unresolved]
+    one = rest.tz_localize(zone, ambiguous=np.ones(len(rest), dtype=bool), nonexistent="NaT")
+    other = rest.tz_localize(zone, ambiguous=np.zeros(len(rest), dtype=bool), nonexistent="NaT")
+    pick = np.minimum if ambiguous == "earliest" else np.maximum
+    utc[unresolved] = pick(one.asi8, other.asi8)
+    skipped = np.asarray(one.isna())
+    if skipped.any():
+        # pandas' own shift_forward lands on the next whole hour, wrong for 30-minute shifts (Lord Howe):
+        # find the instant the clocks jumped instead.
+        gap_end = _first_instant_after_gap(local[unresolved[skipped]], zone)
+        utc[unresolved[skipped]] = gap_end if nonexistent == "shift_forward" else gap_end - 1
     return utc
+
+
+def _first_instant_after_gap(local: np.ndarray, zone: str) -> np.ndarray:
+    """For wall times skipped by a forward jump: the UTC instant of the jump, by bisection on the offset.
+
+    The jump lies within a day either side of the wall time read as UTC (offsets are under 24 h), and a
+    zone never changes its offset twice within two days, so the later offset marks "after the jump".
+    """
+    low, high = local - MICROS_PER_DAY, local + MICROS_PER_DAY
+    offset_after = _utc_offsets(high, zone)
+    while (high - low > 1).any():
+        middle = low + (high - low) // 2
+        after = _utc_offsets(middle, zone) == offset_after
+        high, low = np.where(after, middle, high), np.where(after, low, middle)
+    return high
+
+
+def _utc_offsets(utc: np.ndarray, zone: str) -> np.ndarray:
+    """The zone's UTC offset in micros at each instant."""
+    instants = pd.DatetimeIndex(utc.view("datetime64[us]"), tz="UTC")
+    return instants.tz_convert(zone).tz_localize(None).asi8 - utc
 
 
 def _is_zone(name: str) -> bool:

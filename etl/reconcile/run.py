@@ -1,0 +1,106 @@
+"""`reconcile()`: read the ledger, ask the export, compare, decide, write the reports.
+
+Why the export is asked for one day either side of the sent dates: an event whose date the export
+places across midnight (a zone mismatch between sender and property) should be reported as found
+on another date, not as missing.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from etl.config import Config
+from etl.reconcile.compare import compare
+from etl.reconcile.export_backend import ExportBackend, find_export_backend
+from etl.reconcile.export_sql import EXPORT_COLUMNS
+from etl.reconcile.ledger_reader import known_keys, open_ledger, read_sent
+from etl.reconcile.provisional import as_utc, is_provisional
+from etl.reconcile.reports import write_reports
+from etl.reconcile.result import Reconciliation, decide_verdict
+
+
+def reconcile(
+    config: Config,
+    *,
+    out_dir: Path,
+    run_id: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    now: datetime | None = None,
+    backend: ExportBackend | None = None,
+) -> Reconciliation:
+    """Compare the ledger's sent events (of `run_id` and/or event dates `since`..`until`) with the export.
+
+    Raises an `MpetlError` subclass (exit 2) when the ledger or the export cannot be read. With
+    neither a run nor dates, the most recent delivering run is reconciled.
+    """
+    now_utc = as_utc(now)
+    export_backend = backend or find_export_backend(config)
+    con = open_ledger(config.ledger_path)
+    try:
+        selection = read_sent(con, run_id=run_id, since=since, until=until)
+        sent = selection.events
+        dates = sorted(sent["event_date"].dropna().unique().tolist())
+        if dates:
+            export = export_backend.events_for(_with_neighbours(dates), sent["event_name"].dropna().unique().tolist())
+        else:
+            export = pd.DataFrame({c: pd.Series(dtype="string") for c in EXPORT_COLUMNS}).astype(
+                {"has_session": bool, "intraday": bool}
+            )
+        run_ids = {selection.run_id} if selection.run_id else set(sent["sent_run_id"].dropna())
+        provisional = {
+            d: is_provisional(
+                d,
+                timezone=config.property.timezone,
+                provisional_hours=config.reconcile.provisional_hours,
+                now=now_utc,
+            )
+            for d in dates
+        }
+        comparison = compare(
+            sent,
+            export,
+            run_ids=run_ids,
+            provisional=provisional,
+            tolerance=config.reconcile.tolerance,
+            ledger_knows=lambda keys: known_keys(con, keys),
+        )
+    finally:
+        con.close()
+
+    result = Reconciliation(
+        verdict=decide_verdict(comparison.dates),
+        run_id=selection.run_id,
+        selection={
+            "run_id": run_id,
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+        },
+        settings={
+            "backend": getattr(export_backend, "name", type(export_backend).__name__),
+            "tolerance": config.reconcile.tolerance,
+            "provisional_hours": config.reconcile.provisional_hours,
+            "timezone": config.property.timezone,
+        },
+        generated_at=now_utc.isoformat(timespec="seconds"),
+        dates=comparison.dates,
+        rows=comparison.rows,
+        missing=comparison.missing,
+        duplicates=comparison.duplicates,
+        extras=comparison.extras,
+        totals=comparison.totals,
+    )
+    write_reports(result, Path(out_dir))
+    return result
+
+
+def _with_neighbours(dates: list[str]) -> list[str]:
+    """The dates plus the day before and after each."""
+    out: set[str] = set()
+    for d in dates:
+        day = datetime.strptime(d, "%Y%m%d")
+        out.update((day + timedelta(days=k)).strftime("%Y%m%d") for k in (-1, 0, 1))
+    return sorted(out)

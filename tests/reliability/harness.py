@@ -1,0 +1,188 @@
+"""Shared machinery for the reliability suite: generated inputs, the CLI as a real process, ledger reads.
+
+Why the CLI in a subprocess: the promises under test ("nothing lost after kill -9", "two runs never
+double-send", "the secret never reaches a file") are about the process a scheduler starts, so the
+tests start exactly that process and read back what it left on disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.support import REPO, SAMPLES_NOW, samples_config
+
+MPETL = [sys.executable, "-m", "etl.cli"] if not (REPO / ".venv" / "bin" / "mpetl").exists() else [str(REPO / ".venv" / "bin" / "mpetl")]
+MEASUREMENT_ID = "G-K7QW2ZP9LM"  # the samples config's property
+NOW = dt.datetime.fromisoformat(SAMPLES_NOW.replace("Z", "+00:00"))
+SECRET = "test-secret-reliability-51c2"
+
+GENERATED_COLUMNS = {
+    "client_id": "GA Cookie",
+    "session_id": "GA Session",
+    "timestamp": "Closed At",
+    "transaction_id": "Order ID",
+    "value": "Amount",
+    "currency": "Currency",
+}
+
+
+def write_orders(path: Path, *, prefix: str, clients: int, per_client: int, hours_ago: float = 30.0) -> list[str]:
+    """A valid generic CSV: `clients` × `per_client` purchases inside the 72 h window; returns the tids.
+
+    Rows of one client share a cookie, so the sender packs them into ⌈per_client / 25⌉ requests.
+    """
+    start = NOW - dt.timedelta(hours=hours_ago)
+    step_s = min(7.0, hours_ago * 3600 / 2 / max(1, clients * per_client))
+    tids: list[str] = []
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(GENERATED_COLUMNS.values())
+        for c in range(clients):
+            cookie = f"GA1.1.{1_000_000 + c}.{1_763_000_000 + c}"
+            for k in range(per_client):
+                i = c * per_client + k
+                tid = f"{prefix}-{i:05d}"
+                tids.append(tid)
+                moment = start + dt.timedelta(seconds=step_s * i)
+                writer.writerow([cookie, str(1_795_000_000 + c), moment.strftime("%Y-%m-%d %H:%M:%S"), tid,
+                                 f"{10 + i % 90}.{i % 100:02d}", "EUR"])
+    return tids
+
+
+def generic_source(path: Path, *, name: str = "orders", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "csv", "path": str(path), "event": "purchase", "timezone": "UTC",
+            "consent_default": "grant", "columns": dict(GENERATED_COLUMNS), **extra}
+
+
+def config_for(tmp_path: Path, sources: list[dict[str, Any]], *, endpoint: str = "local",
+               **destination: Any) -> Path:
+    """The samples config with only the given sources, state under tmp_path, fast backoff."""
+    dest = {"backoff_base_s": 0.02, "backoff_max_s": 0.2, **destination}
+    return samples_config(tmp_path, endpoint=endpoint, sources=sources, destination=dest)
+
+
+def env(secret: str = SECRET) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if k != "MP_API_SECRET"}
+    out["MP_API_SECRET"] = secret
+    out["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), out.get("PYTHONPATH", "")) if p)
+    return out
+
+
+def run_args(config: Path, out: Path, *extra: str) -> list[str]:
+    return [*MPETL, "run", "--config", str(config), "--out", str(out), "--now", SAMPLES_NOW, *extra]
+
+
+@dataclass
+class Finished:
+    code: int
+    stdout: str
+    stderr: str
+
+    def summary(self, out: Path) -> dict[str, Any]:
+        return orjson.loads((out / "summary.json").read_bytes())
+
+
+def cli(*args: str, secret: str = SECRET, timeout: float = 120) -> Finished:
+    proc = subprocess.run(list(args), capture_output=True, env=env(secret), timeout=timeout, cwd=REPO)
+    return Finished(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+
+
+def start(*args: str, secret: str = SECRET) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env(secret), cwd=REPO)
+
+
+def ledger_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "ledger.sqlite"
+
+
+def read_only(path: Path) -> sqlite3.Connection | None:
+    """A read-only view of the ledger another process is writing (None until the file exists)."""
+    if not path.exists():
+        return None
+    try:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return None
+
+
+def query(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """One read-only query; [] when the ledger or its tables do not exist yet."""
+    con = read_only(path)
+    if con is None:
+        return []
+    try:
+        return con.execute(sql, params).fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        con.close()
+
+
+EventId = tuple[str, str]  # (event_name, transaction_id): how the store and the ledger name one event
+
+
+def ledger_rows(path: Path) -> dict[EventId, dict[str, Any]]:
+    """(event_name, transaction_id) → its ledger row (status, possible_duplicate, request_hash, run ids)."""
+    con = sqlite3.connect(path)
+    try:
+        con.row_factory = sqlite3.Row
+        rows = [dict(r) for r in con.execute(
+            "SELECT event_name, transaction_id, event_key, status, possible_duplicate, request_hash, run_id, "
+            "sent_run_id, attempts FROM events")]
+    finally:
+        con.close()
+    by_id = {(r["event_name"], r["transaction_id"]): r for r in rows}
+    assert len(by_id) == len(rows), "two ledger rows share (event_name, transaction_id): the harness cannot tell them apart"
+    return by_id
+
+
+def integrity(path: Path) -> str:
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        con.close()
+
+
+def stored_events(data_dir: Path, prefix: str = "") -> Counter[EventId]:
+    """How many times each (event_name, transaction_id) reached the collector's store."""
+    counts: Counter[EventId] = Counter()
+    for file in sorted(data_dir.glob("events_*.ndjson")):
+        for line in file.read_bytes().splitlines():
+            row = orjson.loads(line)
+            params = {p["key"]: p["value"] for p in row.get("event_params") or []}
+            tid = (params.get("transaction_id") or {}).get("string_value")
+            if tid is not None and tid.startswith(prefix):
+                counts[(row["event_name"], tid)] += 1
+    return counts
+
+
+def requested_events(requests_ndjson: Path) -> Counter[EventId]:
+    """(event_name, transaction_id) of every event in a dry-run's exact request bodies."""
+    counts: Counter[EventId] = Counter()
+    for line in requests_ndjson.read_bytes().splitlines():
+        for event in orjson.loads(line)["events"]:
+            counts[(event["name"], event["params"]["transaction_id"])] += 1
+    return counts
+
+
+def balanced(summary: dict[str, Any]) -> bool:
+    parts = ("sent", "rejected", "duplicate", "deferred", "failed")
+    return summary["rows_in"] == sum(summary[k] for k in parts) and all(
+        s["rows_in"] == sum(s[k] for k in parts) for s in summary["sources"].values())
+
+
+def assert_no_traceback(*texts: str) -> None:
+    for text in texts:
+        assert "Traceback (most recent call last)" not in text, text[-3000:]
