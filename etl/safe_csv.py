@@ -26,6 +26,7 @@ def neutralise(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_csv(frame: pd.DataFrame, path: Path, *, append: bool = False) -> None:
-    header = not (append and path.exists() and path.stat().st_size > 0)
-    neutralise(frame).to_csv(path, mode="a" if append else "w", header=header, index=False)
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Write `frame` as a neutralised UTF-8 CSV with a header, also when it has no rows."""
+    neutralise(frame).to_csv(path, index=False, encoding="utf-8")
+    return path

@@ -30,7 +30,15 @@ ROW_COLUMNS = [
     "date_shifted",
 ]
 MISSING_COLUMNS = ["event_date", "event_name", "transaction_id", "source", "sent_run_id"]
-DUPLICATE_COLUMNS = ["event_date", "event_name", "transaction_id", "count", "marked_copies", "possible_duplicate", "sent_run_id"]
+DUPLICATE_COLUMNS = [
+    "event_date",
+    "event_name",
+    "transaction_id",
+    "count",
+    "marked_copies",
+    "possible_duplicate",
+    "sent_run_id",
+]
 EXTRA_COLUMNS = ["event_date", "event_name", "transaction_id", "count", "sender"]
 
 SENDER_OTHER = "other (no mpetl_run marker, not in ledger)"
@@ -95,6 +103,7 @@ def compare(
     rows = _rows(sent, ours, missing, dup, provisional)
     per_date = _dates(rows, provisional, tolerance)
     totals = _totals(sent, ours, missing, duplicates, extras, per_date)
+    totals["duplicate_copies"] = int(rows["duplicate_copies"].sum()) if len(rows) else 0
     return Comparison(rows=rows, dates=per_date, missing=missing, duplicates=duplicates, extras=extras, totals=totals)
 
 
@@ -174,7 +183,7 @@ def _totals(
         "missing": len(missing),
         "missing_share": round(len(missing) / len(sent), 6) if len(sent) else 0.0,
         "duplicate_ids": len(duplicates),
-        "duplicate_copies": int((duplicates["count"]).sum()) if len(duplicates) else 0,
+        "duplicate_copies": 0,  # extra copies beyond those sent; filled from the per-row counts
         "possible_duplicates_flagged": int(duplicates["possible_duplicate"].sum()) if len(duplicates) else 0,
         "extra_ids": int(extras["transaction_id"].nunique()) if len(extras) else 0,
         "extra_events": int(extras["count"].sum()) if len(extras) else 0,

@@ -42,7 +42,9 @@ def find_export_backend(config: Config) -> ExportBackend:
         from etl.reconcile.bigquery_export import BigQueryExport
 
         if not (rec.project and rec.dataset):
-            raise ExportUnavailableError(f"{config.file}: [reconcile] project and dataset are required for backend 'bigquery'")
+            raise ExportUnavailableError(
+                f"{config.file}: [reconcile] project and dataset are required for backend 'bigquery'"
+            )
         return BigQueryExport(
             project=rec.project,
             dataset=rec.dataset,

@@ -48,8 +48,11 @@ def plot_png(dates: pd.DataFrame) -> bytes:
         bar.set_hatch(h)
     ax.set_xticks(list(positions), dates["event_date"].tolist(), rotation=45, ha="right")
     ax.set_ylabel("events")
+    ax.set_ylim(
+        0, max(1, int(dates["sent"].max() if len(dates) else 0), int(dates["found"].max() if len(dates) else 0)) * 1.3
+    )
     ax.set_title("Sent vs found per event date (hatched: provisional)")
-    ax.legend()
+    ax.legend(loc="upper left", ncols=2)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

@@ -42,9 +42,7 @@ def open_ledger(path: Path) -> sqlite3.Connection:
     return con
 
 
-def read_sent(
-    con: sqlite3.Connection, *, run_id: str | None, since: date | None, until: date | None
-) -> SentSelection:
+def read_sent(con: sqlite3.Connection, *, run_id: str | None, since: date | None, until: date | None) -> SentSelection:
     """Sent events of `run_id` (produced or delivered by it) and/or of event dates in [since, until].
 
     With neither a run nor dates, the run that delivered the most recent sent event is chosen, so a

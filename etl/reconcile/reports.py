@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 
-from etl.reconcile.csv_safe import write_csv
+from etl.safe_csv import write_csv
 from etl.reconcile.html_report import render_html
 from etl.reconcile.result import Reconciliation
 

@@ -28,6 +28,10 @@ VERDICT_HEADLINES = {
 }
 
 
+# A run that had nothing to send must not turn a scheduler red, but must not claim success either.
+NOTHING_SENT_HEADLINE = "Nothing to reconcile: no sent events matched this selection."
+
+
 def decide_verdict(dates: pd.DataFrame) -> str:
     """not_reconciled when a final date fails; provisional when only young dates differ."""
     if bool(dates["failed"].any()):
@@ -61,6 +65,8 @@ class Reconciliation:
 
     @property
     def headline(self) -> str:
+        if not self.totals.get("sent"):
+            return NOTHING_SENT_HEADLINE
         return VERDICT_HEADLINES[self.verdict]
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,8 +106,6 @@ class Reconciliation:
             if row.mismatch:
                 state = "FAILED" if row.failed else "provisional"
                 lines.append(f"  {row.event_date} ({state}): {row.missing} of {row.sent} missing")
-        if t["sent"] == 0:
-            lines.append("No sent events matched this selection in the ledger.")
         if self.out_dir is not None:
             lines.append(f"reports: {self.out_dir}")
         return "\n".join(lines)

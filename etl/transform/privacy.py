@@ -36,7 +36,7 @@ The false-positive trade-off, since transaction ids, cookies, amounts and dates 
   is parsed as a number and never scanned.
 * Card numbers must be laid out like real cards; an arbitrary 13–19 digit id passing Luhn by chance (one in
   ten) is not flagged unless it has a card's prefix and length. Only the first card-shaped run of a value is
-  checked against Luhn (then the next, up to four), which keeps the check vectorised.
+  checked against Luhn (then the next, up to ``LUHN_ATTEMPTS``), which keeps the check vectorised.
 * A dashless UUID is 32 hex characters and is flagged as ``hashed_identifier``: it cannot be told apart
   from an MD5, and being wrong the other way would leak a hashed email.
 * A dotted quad such as a four-part version number ``1.2.3.4`` is flagged as ``ipv4``.
@@ -54,7 +54,7 @@ import pyarrow.compute as pc
 
 # Characters that glue a digit run to an identifier, a decimal, a date, a cookie or a URL.
 _GLUE = r"\w.\-/:#$@%+"
-_DIGITS_START = r"(?:^|[^" + _GLUE + r"\s]|(?:^|[^\d.\-/:])\s)"
+_DIGITS_START = r"(?:^|[^" + _GLUE + r"\s]|(?:^|\D)\s)"
 _DIGITS_END = r"(?:$|[^\w\-/:#$@%.\s]|[.\s](?:$|[^\d]))"
 
 
@@ -116,7 +116,8 @@ DETECTORS: dict[str, str] = {
 }
 
 _ANY = "|".join("(?:" + pattern.replace("(?P<card>", "(?:") + ")" for pattern in DETECTORS.values())
-_LUHN_ATTEMPTS = 4
+#: How many card-shaped runs of one value are checked against Luhn before giving up on it.
+LUHN_ATTEMPTS = 8
 
 
 def detect_personal_data(values: pd.Series) -> pd.Series:
@@ -151,7 +152,7 @@ def _card_fires(text: pa.Array) -> np.ndarray:
     """Rows holding a card-shaped run that passes Luhn; later runs are tried when the first one fails."""
     fires = np.zeros(len(text), dtype=bool)
     rows = np.arange(len(text))
-    for _ in range(_LUHN_ATTEMPTS):
+    for _ in range(LUHN_ATTEMPTS):
         runs = pc.extract_regex(text, _CARD)
         shaped = _bool_numpy(pc.is_valid(runs))
         if not shaped.any():

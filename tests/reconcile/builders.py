@@ -1,0 +1,237 @@
+"""Builds ledgers and stores exactly in the documented formats (docs/ARCHITECTURE.md).
+
+Why build them here: the ledger and the collector are written by other stages; these tests pin
+reconciliation to the contracts, not to another stage's code. Client and user ids are distinctive
+strings so a test can prove they never reach a report.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from etl.config import (
+    Config,
+    DestinationConfig,
+    PropertyConfig,
+    ReconcileConfig,
+    WindowConfig,
+)
+
+LEDGER_DDL = """
+CREATE TABLE events (
+  event_key TEXT PRIMARY KEY,
+  source TEXT, event_name TEXT, transaction_id TEXT,
+  client_id TEXT, user_id TEXT,
+  consent_json TEXT,
+  timestamp_micros INTEGER,
+  event_date TEXT,
+  has_session INTEGER,
+  event_json BLOB,
+  status TEXT,
+  run_id TEXT,
+  sent_run_id TEXT,
+  request_hash TEXT,
+  http_status INTEGER, attempts INTEGER,
+  possible_duplicate INTEGER,
+  planned_at TEXT, sent_at TEXT, updated_at TEXT
+);
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, started_at TEXT, finished_at TEXT, mode TEXT, summary_json TEXT);
+"""
+
+TIMEZONE = "Europe/London"
+CLIENT_ID_PREFIX = "777000111."  # GA client ids look like "<random>.<seconds>"
+USER_ID_PREFIX = "crm-user-"
+
+
+def client_id_for(transaction_id: str) -> str:
+    return f"{CLIENT_ID_PREFIX}{zlib.crc32(transaction_id.encode()):010d}"
+
+
+def micros_for(event_date: str, hour: int = 12) -> int:
+    day = datetime.strptime(event_date, "%Y%m%d").replace(hour=hour, tzinfo=UTC)
+    return int(day.timestamp() * 1_000_000)
+
+
+@dataclass
+class SentEvent:
+    transaction_id: str | None
+    event_date: str
+    event_name: str = "purchase"
+    source: str = "shop"
+    run_id: str = "run-1"
+    sent_run_id: str | None = "run-1"
+    status: str = "sent"
+    possible_duplicate: int = 0
+    has_session: bool = True
+
+    @property
+    def client_id(self) -> str:
+        return client_id_for(self.transaction_id or self.event_date)
+
+
+def create_ledger(path: Path, events: list[SentEvent]) -> Path:
+    """A ledger file with the documented `events` and `runs` tables holding `events`."""
+    path.unlink(missing_ok=True)
+    con = sqlite3.connect(path)
+    con.executescript(LEDGER_DDL)
+    now = datetime(2026, 11, 23, tzinfo=UTC).isoformat()
+    for i, e in enumerate(events):
+        event_json = orjson.dumps(
+            {
+                "name": e.event_name,
+                "timestamp_micros": micros_for(e.event_date),
+                "params": {"transaction_id": e.transaction_id, "mpetl_run": e.sent_run_id, "value": 10.0},
+            }
+        )
+        con.execute(
+            "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                f"{e.source}|{e.event_name}|{e.transaction_id or f'row{i}'}",
+                e.source,
+                e.event_name,
+                e.transaction_id,
+                e.client_id,
+                f"{USER_ID_PREFIX}{i}",
+                None,
+                micros_for(e.event_date),
+                e.event_date,
+                int(e.has_session),
+                event_json,
+                e.status,
+                e.run_id,
+                e.sent_run_id if e.status == "sent" else None,
+                "h",
+                204 if e.status == "sent" else None,
+                1,
+                e.possible_duplicate,
+                now,
+                f"2026-11-22T{i % 24:02d}:00:00+00:00" if e.status == "sent" else None,
+                now,
+            ),
+        )
+    runs = {e.run_id for e in events} | {e.sent_run_id for e in events if e.sent_run_id}
+    con.executemany("INSERT INTO runs VALUES (?,?,?,?,?)", [(r, now, now, "send", "{}") for r in sorted(runs)])
+    con.commit()
+    con.close()
+    return path
+
+
+def export_row(
+    transaction_id: str | None,
+    event_date: str,
+    *,
+    event_name: str = "purchase",
+    run_marker: str | None = "run-1",
+    session: bool = True,
+) -> dict:
+    """One event as the collector stores it: BigQuery export column names and nesting."""
+
+    def param(key: str, *, s: str | None = None, i: int | None = None) -> dict:
+        return {"key": key, "value": {"string_value": s, "int_value": i, "float_value": None, "double_value": None}}
+
+    params = [param("value", s=None, i=10)]
+    if run_marker is not None:
+        params.append(param("mpetl_run", s=run_marker))
+    if session:
+        params.append(param("ga_session_id", i=1700000000))
+    if transaction_id is not None and event_name != "purchase":
+        params.append(param("transaction_id", s=transaction_id))
+    client = client_id_for(transaction_id or event_date)
+    return {
+        "event_date": event_date,
+        "event_timestamp": micros_for(event_date),
+        "event_name": event_name,
+        "event_params": params,
+        "user_pseudo_id": client,
+        "user_id": None,
+        "privacy_info": {"ads_storage": "No", "analytics_storage": "Yes"},
+        "ecommerce": {
+            "transaction_id": transaction_id if event_name == "purchase" else None,
+            "purchase_revenue": 10.0,
+            "refund_value": None,
+            "tax_value": None,
+            "shipping_value": None,
+            "currency": "EUR",
+        }
+        if event_name == "purchase"
+        else None,
+        "items": [{"item_id": "SKU-1", "item_name": "thing", "price": 10.0, "quantity": 1}],
+        "stream_id": "1234",
+        "platform": "WEB",
+        "collected_traffic_source": None,
+        "event_server_timestamp_offset": 0,
+    }
+
+
+def write_store(folder: Path, rows: list[dict]) -> Path:
+    """Append rows to `events_YYYYMMDD.ndjson` by their event_date, as the collector does."""
+    folder.mkdir(parents=True, exist_ok=True)
+    by_day: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_day[row["event_date"]].append(row)
+    for day, day_rows in by_day.items():
+        with (folder / f"events_{day}.ndjson").open("ab") as fh:
+            for row in day_rows:
+                fh.write(orjson.dumps(row) + b"\n")
+    return folder
+
+
+def make_config(tmp_path: Path, **reconcile: object) -> Config:
+    settings = {"backend": "duckdb", "store": tmp_path / "store"} | reconcile
+    return Config(
+        file=tmp_path / "mpetl.toml",
+        base_dir=tmp_path,
+        property=PropertyConfig(measurement_id="G-TEST123", timezone=TIMEZONE),
+        destination=DestinationConfig(),
+        ledger_path=tmp_path / "ledger.sqlite",
+        window=WindowConfig(),
+        sources=(),
+        reconcile=ReconcileConfig(**settings),  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class Scenario:
+    """Sent events in the ledger and what the export holds, built from one list of ids per date."""
+
+    tmp_path: Path
+    sent: list[SentEvent] = field(default_factory=list)
+    exported: list[dict] = field(default_factory=list)
+
+    def send(self, event_date: str, ids: list[str], **kwargs: object) -> list[SentEvent]:
+        events = [SentEvent(transaction_id=t, event_date=event_date, **kwargs) for t in ids]  # type: ignore[arg-type]
+        self.sent.extend(events)
+        return events
+
+    def arrive(self, events: list[SentEvent], *, drop: frozenset[str] = frozenset(), times: int = 1) -> None:
+        """The events reach the export (all but `drop`), each `times` times, carrying their run marker."""
+        for e in events:
+            if e.transaction_id in drop:
+                continue
+            for _ in range(times):
+                self.exported.append(
+                    export_row(
+                        e.transaction_id,
+                        e.event_date,
+                        event_name=e.event_name,
+                        run_marker=e.sent_run_id,
+                        session=e.has_session,
+                    )
+                )
+
+    def build(self, **reconcile: object) -> Config:
+        config = make_config(self.tmp_path, **reconcile)
+        create_ledger(config.ledger_path, self.sent)
+        write_store(self.tmp_path / "store", self.exported)
+        return config
+
+
+def ids(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}-{i:04d}" for i in range(n)]

@@ -1,0 +1,93 @@
+"""The human-facing outputs: the HTML page and the notebook, read back as a person's tools would."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from etl.reconcile import reconcile
+
+from .builders import Scenario, ids
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "reconciliation.ipynb"
+
+
+class PageReader(HTMLParser):
+    """Collects the verdict heading's text, image sources, and any external reference."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_verdict = False
+        self.verdict = ""
+        self.images: list[str] = []
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "h1" and a.get("id") == "verdict":
+            self.in_verdict = True
+        if tag == "img":
+            self.images.append(a.get("src") or "")
+        for key in ("src", "href"):
+            value = a.get(key) or ""
+            if value and not value.startswith("data:"):
+                self.external.append(value)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "h1":
+            self.in_verdict = False
+
+    def handle_data(self, data: str) -> None:
+        if self.in_verdict:
+            self.verdict += data
+
+
+@pytest.fixture
+def failed_run(tmp_path: Path) -> Path:
+    s = Scenario(tmp_path)
+    s.arrive(s.send("20261115", ids("A", 8)), drop=frozenset({"A-0002", "A-0005"}))
+    s.arrive(s.send("20261116", ids("B", 4), has_session=False))
+    s.arrive(s.send("20261121", ids("Y", 3)), drop=frozenset({"Y-0001"}))
+    reconcile(s.build(), out_dir=tmp_path / "out", run_id="run-1", now=NOW)
+    return tmp_path / "out"
+
+
+def test_html_states_the_verdict_and_embeds_the_plot(failed_run: Path) -> None:
+    page = PageReader()
+    page.feed((failed_run / "reconciliation.html").read_text(encoding="utf-8"))
+
+    assert page.verdict.startswith("Not reconciled")
+    assert page.external == []  # self-contained
+    pngs = [src for src in page.images if src.startswith("data:image/png;base64,")]
+    assert len(pngs) == 1
+    assert base64.b64decode(pngs[0].split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
+    text = (failed_run / "reconciliation.html").read_text(encoding="utf-8")
+    assert "A-0002" in text and "A-0005" in text
+
+
+def test_notebook_runs_against_generated_reports(failed_run: Path, tmp_path: Path) -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    parameter_cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(parameter_cells) == 1 and 'RUN_DIR = "out/latest"' in parameter_cells[0].source
+    parameter_cells[0].source = f"RUN_DIR = {json.dumps(str(failed_run))}"
+
+    client = NotebookClient(nb, kernel_name="python3", timeout=60, resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError on any failing cell
+
+    outputs = "".join(
+        o.get("text", "") + json.dumps(o.get("data", {}))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+    assert "NOT_RECONCILED (exit code 3)" in outputs
+    assert "A-0002" in outputs and "A-0005" in outputs
+    assert "image/png" in outputs

@@ -1,0 +1,154 @@
+"""kill -9 at seeded random points, then rerun: nothing lost, duplicates only where the ledger says so.
+
+Each trial sends a fresh generated input (its own transaction-id prefix) to one collector process
+with a little latency, so a send lasts about a second. The job is killed with SIGKILL at a point
+chosen by a seeded generator, in one of four ways that together cover start-up, extract, planning
+(ledger writes), and sending (requests in flight, `in_flight`/`sent` marks being written):
+
+* ``started``: once the run has taken the ledger (its `runs` row exists), after 0–120 ms;
+* ``planning``: as soon as the first chunk's events are planned;
+* ``sending``: once requests are in flight, after 0–900 ms;
+* ``anytime``: 0–1.5 s after the process starts.
+
+A job that finished before its kill point is not a crash trial; at least 20 trials must be kills.
+
+After each kill: the ledger passes `PRAGMA integrity_check`; a rerun exits 0; the store holds every
+event; an event stored twice was in flight at the kill and is flagged `possible_duplicate`; the extra
+copies are at most (requests in flight) × 25; the rerun's summary reports the recovery.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.harness import (
+    assert_no_traceback,
+    balanced,
+    cli,
+    config_for,
+    generic_source,
+    integrity,
+    ledger_path,
+    ledger_rows,
+    query,
+    requested_events,
+    run_args,
+    start,
+    stored_events,
+    write_orders,
+)
+
+TRIALS = 20
+SEED = 8_2026
+CLIENTS, PER_CLIENT = 40, 50  # 2 000 events in 80 requests of 25
+KILL_MODES = ("started", "planning", "sending", "anytime")
+POLL_S = 0.003
+
+
+def _wait_for(ledger: Path, sql: str, deadline: float, proc) -> bool:
+    while time.monotonic() < deadline and proc.poll() is None:
+        rows = query(ledger, sql)
+        if rows and rows[0][0]:
+            return True
+        time.sleep(POLL_S)
+    return False
+
+
+def _kill_at_seeded_point(proc, ledger: Path, mode: str, rng: random.Random) -> None:
+    deadline = time.monotonic() + 20
+    if mode == "started":
+        _wait_for(ledger, "SELECT COUNT(*) FROM runs", deadline, proc)
+        time.sleep(rng.uniform(0, 0.12))
+    elif mode == "planning":
+        _wait_for(ledger, "SELECT COUNT(*) FROM events", deadline, proc)
+    elif mode == "sending":
+        _wait_for(ledger, "SELECT COUNT(*) FROM events WHERE status = 'in_flight'", deadline, proc)
+        time.sleep(rng.uniform(0, 0.9))
+    else:
+        time.sleep(rng.uniform(0, 1.5))
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+
+
+def _phase(ledger: Path, total: int) -> str:
+    """Where the kill landed, read from what the dead run left in the ledger."""
+    if not query(ledger, "SELECT COUNT(*) FROM runs") or not query(ledger, "SELECT COUNT(*) FROM runs")[0][0]:
+        return "start-up"
+    counts = dict(query(ledger, "SELECT status, COUNT(*) FROM events GROUP BY status"))
+    if counts.get("sent", 0) == total:
+        return "after sending"
+    if counts.get("in_flight", 0) or counts.get("sent", 0):
+        return "sending"
+    return "extract/planning"
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_then_rerun_loses_nothing(tmp_path, collector, record_property):
+    server = collector(latency_ms=20, latency_jitter_ms=60, seed=SEED)
+    phases: Counter[str] = Counter()
+    figures = Counter()
+    started = time.monotonic()
+    for trial in range(TRIALS):
+        rng = random.Random(SEED + trial)
+        mode = KILL_MODES[trial % len(KILL_MODES)]
+        work = tmp_path / f"trial{trial:02d}"
+        work.mkdir()
+        prefix = f"K{trial:02d}-"
+        tids = write_orders(work / "orders.csv", prefix=prefix.rstrip("-"), clients=CLIENTS, per_client=PER_CLIENT)
+        expected = {("purchase", tid) for tid in tids}
+        config = config_for(work, [generic_source(work / "orders.csv")], endpoint=server.url, concurrency=8)
+        if trial == 0:  # the clean reference: a dry run plans exactly the generated events
+            reference = cli(*run_args(config, work / "reference", "--dry-run", "--chunk-rows", "1000"))
+            assert reference.code == 0 and set(requested_events(work / "reference" / "requests.ndjson")) == expected
+
+        ledger = ledger_path(work)
+        proc = start(*run_args(config, work / "killed", "--chunk-rows", "1000"))
+        _kill_at_seeded_point(proc, ledger, mode, rng)
+        if proc.returncode == 0:
+            phases["finished before the kill"] += 1
+        else:
+            assert proc.returncode == -signal.SIGKILL, f"trial {trial}: the job failed on its own ({proc.returncode})"
+            figures["kills"] += 1
+            phases[_phase(ledger, len(tids))] += 1
+
+        in_flight = query(ledger, "SELECT event_name, transaction_id, request_hash FROM events WHERE status = 'in_flight'")
+        if ledger.exists():
+            assert integrity(ledger) == "ok", f"trial {trial} ({mode}): ledger corrupt after kill -9"
+        at_kill = {(name, tid) for name, tid, _ in in_flight}
+        requests_in_flight = len({h for *_, h in in_flight})
+
+        rerun = cli(*run_args(config, work / "rerun", "--chunk-rows", "1000"))
+        assert_no_traceback(rerun.stdout, rerun.stderr)
+        assert rerun.code == 0, f"trial {trial} ({mode}): rerun exit {rerun.code}: {rerun.stderr[-1500:]}"
+        summary = rerun.summary(work / "rerun")
+        assert balanced(summary) and summary["failed"] == 0
+
+        stored = stored_events(server.data_dir, prefix)
+        assert set(stored) == expected, f"trial {trial} ({mode}): {len(expected - set(stored))} events lost"
+        rows = ledger_rows(ledger)
+        assert {row["status"] for row in rows.values()} == {"sent"}
+        duplicated = {event for event, n in stored.items() if n > 1}
+        extra_copies = sum(n - 1 for n in stored.values())
+        assert duplicated <= at_kill, f"trial {trial} ({mode}): duplicates of events that were not in flight"
+        assert all(rows[event]["possible_duplicate"] for event in duplicated)
+        assert extra_copies <= requests_in_flight * 25
+        assert summary["recovered_in_flight"] == len(at_kill)
+        assert summary["possible_duplicates"] == len(at_kill)
+
+        figures["events"] += len(expected)
+        figures["in_flight_at_kill"] += len(at_kill)
+        figures["requests_in_flight_at_kill"] += requests_in_flight
+        figures["duplicate_copies"] += extra_copies
+    elapsed = time.monotonic() - started
+    assert figures["kills"] >= 20, phases
+    # The seeded kill points must have landed both before any request and in the middle of sending.
+    assert phases["extract/planning"] + phases["start-up"] > 0 and phases["sending"] > 0, phases
+    record_property("crash_figures", {"trials": TRIALS, **figures, "phases": dict(phases), "seconds": round(elapsed, 1)})
+    print("crash figures:", {"trials": TRIALS, **figures, "phases": dict(phases), "seconds": round(elapsed, 1)})
