@@ -24,16 +24,18 @@ Detectors, in the order they are tried (the first that fires names the value; na
 The false-positive trade-off, since transaction ids, cookies, amounts and dates pass through this too:
 
 * A digit run only counts when it stands alone: not preceded by a letter, digit, ``.``, ``-``, ``/``,
-  ``:``, ``#``, ``$``, ``@``, ``%`` or ``+`` (so ``T-2026-000123``, ``#1001``, ``GA1.1.1162820436.1749482504``
-  and the fields of GS1/GS2 cookies never qualify), and not followed by a letter, a digit, ``:`` (so the
-  date of ``2026-11-20 14:03`` is no phone) or a separator and another digit.
+  ``:``, ``#``, ``$``, ``@``, ``%`` or ``+``, nor by a space that follows a digit (so ``T-2026-000123``,
+  ``#1001``, ``GA1.1.1162820436.1749482504`` and the fields of GS1/GS2 cookies never qualify), and not
+  followed by a letter, a digit, ``:`` (so the date of ``2026-11-20 14:03`` is no phone) or a separator
+  and another digit (so a run is judged whole, never by a slice of it).
 * A plain run of digits without separators and without ``+`` is **not** a phone: it is indistinguishable
   from a unix timestamp, a Shopify order id or an ERP number. A phone stored as bare digits
   (``07700900123``) is therefore missed; one written ``+447700900123`` or ``07700 900123`` is caught.
-* Decimal amounts (``1234.56``), ISO dates, GA client ids (``123456789.1700000000``, groups too long to be
-  phone groups) and currency codes do not match. A value written with space thousands separators
-  (``1 234 567 890``) *does* look like a phone and is flagged: amounts should go through ``value``, which
-  is parsed as a number and never scanned.
+* Decimal amounts (``1234.56``), ISO dates, GA client ids (``123456789.1700000000``: a dot is a phone
+  separator only in the US ``555.123.4567`` layout) and currency codes do not match. A number written with
+  space thousands separators (``1 234 567 890``) or a signed integer of 8+ digits (``+123456789``) *does*
+  look like a phone and is flagged: amounts should go through ``value``, which is parsed as a number and
+  never scanned.
 * Card numbers must be laid out like real cards; an arbitrary 13–19 digit id passing Luhn by chance (one in
   ten) is not flagged unless it has a card's prefix and length. Only the first card-shaped run of a value is
   checked against Luhn (then the next, up to ``LUHN_ATTEMPTS``), which keeps the check vectorised.

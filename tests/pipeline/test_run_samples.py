@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime
@@ -131,3 +133,30 @@ def test_an_unreadable_source_is_reported_and_the_others_still_go(tmp_path, coll
     assert s["sent"] > 100 and "broken" not in s["sources"]
     (error,) = s["source_errors"]
     assert error["source"] == "broken" and "broken.csv" in error["error"] and "ga_cookie" in error["error"]
+
+
+def test_reconcile_names_exactly_the_transactions_the_endpoint_dropped(tmp_path):
+    store = tmp_path / "store"
+    with spawn_collector(store, measurement_id=MID, api_secret=SECRET, timezone="Europe/London", now=PINNED,
+                         drop_rate=0.15, seed=11) as server:
+        config = samples_config(tmp_path, endpoint=server.url, store=store,
+                                reconcile={"backend": "duckdb", "provisional_hours": 0})
+        run = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
+        assert run.returncode == 0  # GA answers 2xx to what it drops: the sender cannot know
+        assert server.stats()["dropped"]["injected_drop"] > 0
+    ledger = sqlite3.connect(tmp_path / "state" / "ledger.sqlite")
+    sent = set(ledger.execute("SELECT event_name, transaction_id FROM events WHERE status = 'sent'"))
+    arrived = set(stored_transaction_ids(store))
+    dropped = sent - arrived
+    assert dropped
+    rec = mpetl("reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--since", "2026-11-17",
+                "--until", "2026-11-20", "--now", "2026-11-25T00:00:00Z")
+    assert rec.returncode == 3, rec.stdout + rec.stderr
+    missing = {(r["event_name"], r["transaction_id"].lstrip("'"))
+               for r in csv.DictReader((tmp_path / "rec" / "missing.csv").open())}
+    in_range = {(n, t) for n, t in dropped
+                if ledger.execute("SELECT event_date FROM events WHERE transaction_id = ? AND event_name = ?",
+                                  (t, n)).fetchone()[0] <= "20261120"}
+    assert missing == in_range
+    report = orjson.loads((tmp_path / "rec" / "reconciliation.json").read_bytes())
+    assert report["verdict"] == "not_reconciled"
