@@ -11,9 +11,9 @@ from pathlib import Path
 
 import orjson
 
-from etl.safe_csv import write_csv
 from etl.reconcile.html_report import render_html
 from etl.reconcile.result import Reconciliation
+from etl.safe_csv import write_csv
 
 REPORT_FILES = {
     "json": "reconciliation.json",
