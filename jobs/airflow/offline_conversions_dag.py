@@ -21,6 +21,9 @@ Settings (Airflow Variable, else environment variable, else default):
   (default: `out` under the config's base_dir).
 - `mpetl_export_wait_minutes` / MPETL_EXPORT_WAIT_MINUTES: how long after the data interval ends to
   wait before reconciling (default 0 for `endpoint = "local"`, 240 otherwise).
+- `mpetl_retries` / MPETL_RETRIES (default 2) and `mpetl_retry_delay_minutes` / MPETL_RETRY_DELAY_MINUTES
+  (default 10): a send with failures left (exit 4) or a held ledger (exit 5) is retried; bad input or
+  config (exit 2) fails at once, since a retry cannot fix it.
 - `mpetl_api_secret` (connection password, or Variable): the Measurement Protocol API secret. If
   neither exists, the worker's own MP_API_SECRET or the config's api_secret_file is used.
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import traceback
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -142,12 +146,33 @@ def _fail(step: str, code: int, detail: str) -> None:
     raise AirflowException(message)
 
 
+@contextlib.contextmanager
+def _one_line_errors(step: str) -> Iterator[None]:
+    """Turn an mpetl error into a one-line task failure; an unexpected error into its type and place only.
+
+    A library's own message can quote data (pandas prints the offending keys), so, like the CLI, the
+    task never lets such a message or traceback reach the log: the type and the innermost line of the
+    code suffice to find the bug, and they hold no row values.
+    """
+    try:
+        yield
+    except (AirflowException, AirflowFailException):
+        raise
+    except MpetlError as exc:
+        _fail(step, exc.exit_code, str(exc))
+    except Exception as exc:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        raise AirflowException(
+            f"mpetl {step} failed: internal error {type(exc).__name__} at {Path(frame.filename).name}:{frame.lineno}"
+        ) from None
+
+
 def _run_source(source: str, mode: str, data_interval_start: datetime | None, data_interval_end: datetime | None,
                 params: dict[str, Any]) -> dict[str, Any]:
     from etl.pipeline import RunOptions, run_pipeline
 
     step = f"{'dry-run' if mode == 'dry-run' else 'send'} of source {source}"
-    try:
+    with _one_line_errors(step):
         config = _config()
         if source not in {s.name for s in config.sources}:
             raise AirflowFailException(f"source {source} is no longer in {config.file}; re-parse the DAG")
@@ -155,10 +180,10 @@ def _run_source(source: str, mode: str, data_interval_start: datetime | None, da
         out = window.out_dir(config, source, "validate" if mode == "dry-run" else "send")
         options = RunOptions(out_dir=out, mode=mode, now=window.now, since=window.since, until=window.until,
                              only_sources=(source,))
+        print(f"{step}: events from {window.since.isoformat()} to {window.until.isoformat()} (now: "
+              f"{window.now.isoformat() if window.now else 'wall clock'}), outputs in {out}")
         with _api_secret_in_env() if mode == "send" else contextlib.nullcontext():
             result = run_pipeline(config, options)
-    except MpetlError as exc:
-        _fail(step, exc.exit_code, str(exc))
     counts = {k: result.summary[k] for k in SUMMARY_COUNTS}
     if result.exit_code != EXIT_OK:
         errors = "; ".join(e["error"] for e in result.summary["source_errors"])
@@ -192,13 +217,12 @@ def reconcile(data_interval_start=None, data_interval_end=None, params=None) -> 
     """Compare the ledger with the export for the dates that became final (and the provisional ones since)."""
     from etl.reconcile import reconcile as do_reconcile
 
-    try:
+    with _one_line_errors("reconcile"):
         config = _config()
         window = Window(config, data_interval_start, data_interval_end, params or {})
         out = window.out_dir(config, "reconcile")
+        print(f"reconcile: event dates {window.reconcile_since} to {window.last_day}, outputs in {out}")
         result = do_reconcile(config, out_dir=out, since=window.reconcile_since, until=window.last_day, now=window.now)
-    except MpetlError as exc:
-        _fail("reconcile", exc.exit_code, str(exc))
     print(result.summary_text())
     if result.exit_code != EXIT_OK:
         _fail("reconcile", result.exit_code, f"{result.verdict}; see {out}")
@@ -224,7 +248,10 @@ _parsed = _config()
     catchup=False,
     max_active_runs=1,
     max_active_tasks=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=10)},
+    default_args={
+        "retries": int(_setting("mpetl_retries", "MPETL_RETRIES", "2") or 0),
+        "retry_delay": timedelta(minutes=float(_setting("mpetl_retry_delay_minutes", "MPETL_RETRY_DELAY_MINUTES", "10") or 0)),
+    },
     params={
         "now": Param(None, type=["null", "string"], description="Pin the clock (ISO-8601); default: wall clock"),
         "days": Param(1, type="integer", minimum=1, maximum=3, description="Days of the interval to send (late rows)"),
