@@ -174,8 +174,14 @@ def _card_fires(text: pa.Array) -> np.ndarray:
 def _luhn_valid(digits: pa.Array) -> np.ndarray:
     """Luhn check of digit strings (at most 19 digits), vectorised over a digit matrix."""
     width = 19
-    padded = pc.utf8_lpad(digits, width, "0")  # leading zeros do not change a Luhn sum
-    matrix = np.frombuffer("".join(padded.to_pylist()).encode("ascii"), dtype=np.uint8).reshape(-1, width) - 48
+    padded = pc.utf8_lpad(digits, width, "0").cast(pa.large_string())  # leading zeros do not change a Luhn sum
+    if len(padded) == 0:
+        return np.zeros(0, dtype=bool)
+    # Every value is now exactly `width` ASCII digits, stored back to back: view the data buffer as a matrix.
+    _, offsets_buffer, data_buffer = padded.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[padded.offset : padded.offset + len(padded) + 1]
+    chars = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    matrix = chars.reshape(-1, width).astype(np.int64) - 48
     doubled = matrix[:, width - 2 :: -2] * 2
     total = matrix[:, width - 1 :: -2].sum(axis=1) + (doubled - 9 * (doubled > 9)).sum(axis=1)
     return total % 10 == 0

@@ -1,0 +1,52 @@
+"""`mpetl validate`: everything but sending, with a table of reasons; optionally the debug endpoint too."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime
+
+import orjson
+
+from etl.collector import read_store, spawn_collector
+from tests.support import SAMPLES_NOW, samples_config
+
+SECRET = "secret-validate-91"
+
+
+def mpetl(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MP_API_SECRET": SECRET}
+    return subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True, env=env, timeout=240)
+
+
+def test_validate_counts_reasons_and_sends_nothing(tmp_path):
+    with spawn_collector(tmp_path / "store", measurement_id="G-K7QW2ZP9LM", api_secret=SECRET) as server:
+        config = samples_config(tmp_path, endpoint=server.url, store=tmp_path / "store")
+        result = mpetl("validate", "--config", str(config), "--now", SAMPLES_NOW)
+        requests = server.stats()["requests"]
+    assert result.returncode == 0, result.stderr
+    lines = [orjson.loads(x) for x in result.stdout.splitlines()]
+    *reasons, totals = lines
+    assert requests == 0
+    assert sum(r["rows"] for r in reasons) >= totals["rejected"] > 0
+    codes = {r["validationCode"] for r in reasons}
+    assert {"CONSENT_DENIED", "VALUE_INVALID", "FILTERED"} <= codes
+    assert totals["rows_in"] == totals["sent"] + totals["rejected"] + totals["duplicate"] + totals["deferred"]
+    # Validation works on a scratch copy: the real ledger is never created or touched.
+    assert not (tmp_path / "state" / "ledger.sqlite").exists()
+
+
+def test_validate_against_the_debug_endpoint_records_nothing(tmp_path):
+    pinned = datetime.fromisoformat(SAMPLES_NOW.replace("Z", "+00:00"))
+    with spawn_collector(tmp_path / "store", measurement_id="G-K7QW2ZP9LM", api_secret=SECRET,
+                         timezone="Europe/London", now=pinned) as server:
+        config = samples_config(tmp_path, endpoint=server.url, store=tmp_path / "store")
+        result = mpetl("validate", "--config", str(config), "--now", SAMPLES_NOW, "--debug-endpoint")
+        stats = server.stats()
+    assert result.returncode == 0, result.stderr
+    totals = orjson.loads(result.stdout.splitlines()[-1])
+    assert stats["debug_requests"] > 0 and stats["requests"] == 0 and stats["events_stored"] == 0
+    assert read_store(tmp_path / "store").empty
+    # Everything the local validation let through, the debug endpoint accepts too.
+    assert totals["sent"] > 100 and totals["debug_messages"] == {}
