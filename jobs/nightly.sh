@@ -36,7 +36,7 @@ log() {
     shift
     local fields=""
     while (($#)); do
-        fields+=",\"$1\":\"$2\""
+        if [[ "$2" =~ ^[0-9]+$ ]]; then fields+=",\"$1\":$2"; else fields+=",\"$1\":\"$2\""; fi
         shift 2
     done
     printf '{"ts":"%s","event":"nightly_%s"%s}\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$event" "$fields" >&2

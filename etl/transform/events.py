@@ -7,6 +7,8 @@ earlier runs needs the ledger, so it happens in the pipeline, not here.
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,6 +50,11 @@ class TransformResult:
     rejects: pd.DataFrame
     deferred: pd.DataFrame
     counters: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
 
 
 def _blank(values: pd.Series) -> np.ndarray:
@@ -236,8 +243,13 @@ def transform_chunk(
     ts_blank = _blank(raw_ts)
     ts_na = ts.isna().to_numpy(dtype=bool)
     ts_label = f.label("timestamp")
+    bad_zone = np.zeros(n, dtype=bool)
+    if "timezone" in f:
+        zones = _strip(f.df["timezone"])
+        bad_zone = (zones.notna() & ~zones.isin(_known_zones())).to_numpy(dtype=bool)
+        reasons.add(bad_zone, "events[0].timestamp_micros", f"column {f.label('timezone')!r} is not a time zone this tool knows", "VALUE_INVALID")
     reasons.add(ts_blank, "events[0].timestamp_micros", f"column {ts_label!r} is empty: a conversion needs its time", "VALUE_REQUIRED")
-    reasons.add(~ts_blank & ts_na, "events[0].timestamp_micros", f"column {ts_label!r} is not a date/time this tool can read", "VALUE_INVALID")
+    reasons.add(~ts_blank & ts_na & ~bad_zone, "events[0].timestamp_micros", f"column {ts_label!r} is not a date/time this tool can read", "VALUE_INVALID")
     ts_filled = ts.fillna(now_micros).astype("int64").to_numpy()
     future_limit = now_micros + int(window.future_tolerance_minutes * MICROS_PER_MINUTE)
     reasons.add(

@@ -28,6 +28,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from etl.transform.arrow_text import arrow_strings
+
 # Percent-escapes that can occur in a valid cookie value once decoded (anything else encoded cannot be part
 # of a valid id, so the value is rejected by the patterns below whether or not we decode it).
 _URL_ESCAPES = {
@@ -73,14 +75,14 @@ _SESSION_ID_DIGITS = (
 
 def client_id_from_ga_cookie(values: pd.Series) -> pd.Series:
     """The MP ``client_id`` (``<random>.<ts>``) carried by each value, NA where it carries none."""
-    cleaned = _clean_cookie_text(_arrow_strings(values))
+    cleaned = _clean_cookie_text(arrow_strings(values))
     found = pc.struct_field(pc.extract_regex(cleaned, CLIENT_ID_PATTERN), "client_id")
     return pd.Series(found, dtype="str", index=values.index, name=values.name)
 
 
 def session_id_from_ga_cookie(values: pd.Series) -> pd.Series:
     """The GA4 session id (a string of digits) carried by each value, NA where it carries none."""
-    cleaned = _clean_cookie_text(_arrow_strings(values))
+    cleaned = _clean_cookie_text(arrow_strings(values))
     valid = pc.fill_null(pc.match_substring_regex(cleaned, SESSION_ID_PATTERN), False)
     parts = pc.extract_regex(pc.if_else(valid, cleaned, pa.scalar(None, cleaned.type)), _SESSION_ID_DIGITS)
     # Exactly one alternative participates in a match and the others are empty: joining picks it.
@@ -89,11 +91,6 @@ def session_id_from_ga_cookie(values: pd.Series) -> pd.Series:
     return pd.Series(found, dtype="str", index=values.index, name=values.name)
 
 
-def _arrow_strings(values: pd.Series) -> pa.Array:
-    """The values as one Arrow string array (nulls for NA), whatever the Series' dtype."""
-    if values.dtype != "str":
-        values = values.astype("str")
-    return pa.array(values)
 
 
 def _clean_cookie_text(arr: pa.Array) -> pa.Array:

@@ -11,16 +11,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from etl.transform.arrow_text import arrow_strings
+
 _CONTROL_CHARS = r"[\x00-\x1f\x7f]"
 
 
-def _arrow_strings(values: pd.Series) -> pa.Array:
-    return pa.array(values.astype("string"), type=pa.string(), from_pandas=True)
 
 
 def json_string(values: pd.Series) -> pa.Array:
     """`"…"` JSON string literals; NA stays null. Control characters become spaces (CSV cells can hold them)."""
-    arr = _arrow_strings(values)
+    arr = arrow_strings(values)
     # Each rewrite only runs when a value needs it: most columns hold no quote, backslash or control char.
     if pc.all(pc.utf8_is_printable(arr)).as_py() is False:
         arr = pc.replace_substring_regex(arr, _CONTROL_CHARS, " ")
@@ -33,7 +33,7 @@ def json_string(values: pd.Series) -> pa.Array:
 
 def json_token(values: pd.Series) -> pa.Array:
     """`"…"` for values already validated to hold only safe characters (event names, digits, ISO codes)."""
-    return pc.binary_join_element_wise('"', _arrow_strings(values), '"', "")
+    return pc.binary_join_element_wise('"', arrow_strings(values), '"', "")
 
 
 def json_number(values: pd.Series) -> pa.Array:
@@ -60,4 +60,4 @@ def join_members(members: list[pa.Array], length: int) -> pa.Array:
 
 def raw(values: pd.Series) -> pa.Array:
     """Values that already are JSON text (e.g. a checked items array)."""
-    return _arrow_strings(values)
+    return arrow_strings(values)

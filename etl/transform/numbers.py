@@ -11,10 +11,11 @@ means empty; with ``invalid`` True it means present but unreadable.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from etl.transform.arrow_text import bool_numpy
 
 DECIMAL_PATTERN = r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$"
 # Quantities: an integer, optionally written with a zero fraction (``3.0`` from a spreadsheet). At most 18
@@ -27,7 +28,7 @@ def parse_decimal(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     text, present = _trimmed(values)
     valid = pc.fill_null(pc.match_substring_regex(text, DECIMAL_PATTERN), False)
     numbers = pc.cast(pc.if_else(valid, text, pa.scalar(None, pa.large_string())), pa.float64())
-    invalid = _bool_numpy(present) & ~_bool_numpy(valid)
+    invalid = bool_numpy(present) & ~bool_numpy(valid)
     result = pd.Series(numbers.to_numpy(zero_copy_only=False), index=values.index, name=values.name, dtype="float64")
     return result, pd.Series(invalid, index=values.index, name=values.name)
 
@@ -38,7 +39,7 @@ def parse_int(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     valid = pc.fill_null(pc.match_substring_regex(text, INTEGER_PATTERN), False)
     integral = pc.replace_substring_regex(text, r"^\+|\.0*$", "")  # Arrow's int parser rejects "+3" and "3.0"
     numbers = pc.cast(pc.if_else(valid, integral, pa.scalar(None, pa.large_string())), pa.int64())
-    invalid = _bool_numpy(present) & ~_bool_numpy(valid)
+    invalid = bool_numpy(present) & ~bool_numpy(valid)
     result = pd.Series(numbers, dtype="Int64", index=values.index, name=values.name)
     return result, pd.Series(invalid, index=values.index, name=values.name)
 
@@ -51,6 +52,3 @@ def _trimmed(values: pd.Series) -> tuple[pa.Array, pa.Array]:
     present = pc.fill_null(pc.greater(pc.utf8_length(text), 0), False)
     return text, present
 
-
-def _bool_numpy(mask: pa.Array) -> np.ndarray:
-    return mask.to_numpy(zero_copy_only=False).astype(bool, copy=False)

@@ -54,6 +54,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from etl.transform.arrow_text import arrow_strings, bool_numpy
+
 # Characters that glue a digit run to an identifier, a decimal, a date, a cookie or a URL.
 _GLUE = r"\w.\-/:#$@%+"
 _DIGITS_START = r"(?:^|[^" + _GLUE + r"\s]|(?:^|\D)\s)"
@@ -124,14 +126,14 @@ LUHN_ATTEMPTS = 8
 
 def detect_personal_data(values: pd.Series) -> pd.Series:
     """For each value the name of the first detector that fires (see ``DETECTORS``), NA when none does."""
-    text = _arrow_strings(values)
+    text = arrow_strings(values)
     found = np.full(len(text), None, dtype=object)
-    suspects = np.flatnonzero(_bool_numpy(pc.match_substring_regex(text, _ANY)))
+    suspects = np.flatnonzero(bool_numpy(pc.match_substring_regex(text, _ANY)))
     if len(suspects):
         subset = text.take(pa.array(suspects))
         open_rows = np.ones(len(suspects), dtype=bool)
         for name, pattern in DETECTORS.items():
-            fires = _card_fires(subset) if name == "payment_card" else _bool_numpy(
+            fires = _card_fires(subset) if name == "payment_card" else bool_numpy(
                 pc.match_substring_regex(subset, pattern)
             )
             fires &= open_rows
@@ -156,7 +158,7 @@ def _card_fires(text: pa.Array) -> np.ndarray:
     rows = np.arange(len(text))
     for _ in range(LUHN_ATTEMPTS):
         runs = pc.extract_regex(text, _CARD)
-        shaped = _bool_numpy(pc.is_valid(runs))
+        shaped = bool_numpy(pc.is_valid(runs))
         if not shaped.any():
             break
         digits = pc.replace_substring_regex(pc.struct_field(runs, "card").filter(pa.array(shaped)), r"\D", "")
@@ -186,13 +188,3 @@ def _luhn_valid(digits: pa.Array) -> np.ndarray:
     total = matrix[:, width - 1 :: -2].sum(axis=1) + (doubled - 9 * (doubled > 9)).sum(axis=1)
     return total % 10 == 0
 
-
-def _bool_numpy(mask: pa.Array) -> np.ndarray:
-    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool, copy=True)
-
-
-def _arrow_strings(values: pd.Series) -> pa.Array:
-    """The values as one Arrow string array (nulls for NA), whatever the Series' dtype."""
-    if values.dtype != "str":
-        values = values.astype("str")
-    return pa.array(values)

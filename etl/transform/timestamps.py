@@ -35,9 +35,11 @@ Rules (the README quotes them):
   ``12:00 AM`` = midnight). The date and time are separated by ``T``, spaces or ``, ``.
 * Anything else (empty, out-of-range fields such as 2026-02-30 or 24:00, leap seconds, text) is NA.
 
-Speed: the common ISO forms are recognised by a regex (RE2 DFA, no captures) and parsed by Arrow's own
-ISO-8601 cast; other layouts go through one capturing regex. Naive values are localised with pandas per
-distinct zone, so the cost per row is a handful of vectorised passes whatever the mix.
+Speed: rows are sorted into layouts with cheap string tests; the common layouts (ISO 8601, US
+``MM/DD/YYYY [h:MM[:SS] AM]``, European ``DD.MM.YYYY [HH:MM[:SS]]``) are vetted by a capture-free RE2
+pattern and parsed by Arrow's own ISO cast or strptime; everything else goes through one capturing regex
+(about three times slower). Naive values are localised with pandas once per distinct zone; pandas'
+``nonexistent`` shifting assumes whole-hour jumps, so skipped times are placed by bisection instead.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from etl.transform.arrow_text import arrow_strings, bool_numpy
 
 AMBIGUOUS_CHOICES = ("earliest", "latest")
 NONEXISTENT_CHOICES = ("shift_forward", "shift_backward")
@@ -139,8 +143,8 @@ def to_utc_micros(
         raise ValueError(f"nonexistent must be one of {NONEXISTENT_CHOICES}, got {nonexistent!r}")
     if zones is not None and len(zones) != len(values):
         raise ValueError(f"zones has {len(zones)} values for {len(values)} timestamps")
-    n = len(values)
-    parsed = _Parsed(n)
+    date_only_micros = _time_of_day_micros(date_only_time)
+    parsed = _Parsed(len(values))
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         known = values.notna().to_numpy()
         parsed.set_utc(known, pd.DatetimeIndex(values).as_unit("us").asi8[known])  # asi8 of aware: UTC
@@ -148,7 +152,7 @@ def to_utc_micros(
         known = values.notna().to_numpy()
         parsed.set_local(known, pd.DatetimeIndex(values).as_unit("us").asi8[known])
     else:
-        _parse_text(_arrow_strings(values), parsed, _time_of_day_micros(date_only_time))
+        _parse_text(_arrow_strings(values), parsed, date_only_micros)
     if parsed.naive.any():
         _localise(parsed, _row_zones(zones, default_zone, parsed.naive), default_zone, ambiguous, nonexistent)
     return pd.Series(pd.arrays.IntegerArray(parsed.utc, ~parsed.known), index=values.index, name=values.name)
@@ -195,20 +199,22 @@ def _parse_text(text: pa.Array, parsed: _Parsed, date_only_micros: int) -> None:
     each row costs one capture-free regex pass and one Arrow parse; RE2's per-call overhead makes trying
     layout after layout on every row several times slower.
     """
-    pending = _bool_numpy(pc.is_valid(text))
+    pending = bool_numpy(pc.is_valid(text))
     head = pc.utf8_slice_codeunits(text, 0, 5)
     for separator, classify in (("-", _iso_layout), ("/", _us_layout), (".", _eu_layout)):
-        rows = np.flatnonzero(pending & _bool_numpy(pc.match_substring(head, separator)))
+        rows = np.flatnonzero(pending & bool_numpy(pc.match_substring(head, separator)))
         if not len(rows):
             continue
         subset = text if len(rows) == len(text) else text.take(pa.array(rows))
+        if separator != "-":  # "11/20/2026, 2:03 PM" and "20.11.2026, 14:03" (browsers' toLocaleString)
+            subset = pc.replace_substring(subset, ", ", " ", max_replacements=1)
         layouts, which = classify(subset)
         for index in np.unique(which[which >= 0]):
             layout = layouts[index]
             assert layout is not None  # the classifiers never pick an empty slot
             in_layout = which == index
             candidates = _only(subset, in_layout)
-            vetted = _bool_numpy(pc.match_substring_regex(candidates, layout.pattern))
+            vetted = bool_numpy(pc.match_substring_regex(candidates, layout.pattern))
             micros, read = _read_fast(_only(candidates, vetted), layout)
             accepted = rows[in_layout][vetted][read]
             if layout.with_offset:
@@ -228,15 +234,15 @@ def _only(values: pa.Array, keep: np.ndarray) -> pa.Array:
 def _iso_layout(text: pa.Array) -> tuple[tuple[_FastLayout | None, ...], np.ndarray]:
     """Offset (Z, +, - after the minutes), date only (10 characters) or naive, for year-first values."""
     tail = pc.utf8_slice_codeunits(text, 16)
-    offset = _bool_numpy(pc.match_substring(tail, "Z"))
-    offset |= _bool_numpy(pc.match_substring(tail, "+")) | _bool_numpy(pc.match_substring(tail, "-"))
-    date_only = _bool_numpy(pc.equal(pc.utf8_length(text), 10))
+    offset = bool_numpy(pc.match_substring(tail, "Z"))
+    offset |= bool_numpy(pc.match_substring(tail, "+")) | bool_numpy(pc.match_substring(tail, "-"))
+    date_only = bool_numpy(pc.equal(pc.utf8_length(text), 10))
     return _ISO_LAYOUTS, np.where(offset, 0, np.where(date_only, 2, 1))
 
 
 def _us_layout(text: pa.Array) -> tuple[tuple[_FastLayout | None, ...], np.ndarray]:
     colons = pc.count_substring(text, ":").to_numpy(zero_copy_only=False)
-    meridiem = _bool_numpy(pc.match_substring(pc.utf8_slice_codeunits(text, -2), "M", ignore_case=True))
+    meridiem = bool_numpy(pc.match_substring(pc.utf8_slice_codeunits(text, -2), "M", ignore_case=True))
     which = np.where(colons <= 2, 2 * colons + meridiem, -1)
     return _US_LAYOUTS, np.where(which == 1, -1, which)
 
@@ -257,7 +263,7 @@ def _read_fast(subset: pa.Array, layout: _FastLayout) -> tuple[np.ndarray, np.nd
     stamps = pc.strptime(subset, format=layout.strptime, unit="us", error_is_null=True)
     fields = pc.split_pattern(subset, layout.separator, max_splits=layout.month_field + 1)
     written_month = pc.cast(pc.list_element(fields, layout.month_field), pa.int64())
-    read = _bool_numpy(pc.equal(pc.month(stamps), written_month))
+    read = bool_numpy(pc.equal(pc.month(stamps), written_month))
     return pc.fill_null(stamps.cast(pa.int64()), 0).to_numpy(), read
 
 
@@ -265,7 +271,7 @@ def _parse_general(text: pa.Array, pending: np.ndarray, parsed: _Parsed, date_on
     """Every accepted layout through one capturing regex; fields validated and combined as integers."""
     rows = np.flatnonzero(pending)
     fields = pc.extract_regex(text.take(pa.array(rows)), _GENERAL)
-    matched = _bool_numpy(pc.is_valid(fields))
+    matched = bool_numpy(pc.is_valid(fields))
 
     def field(*names: str) -> pa.Array:
         parts = [pc.struct_field(fields, name) for name in names]
@@ -277,9 +283,9 @@ def _parse_general(text: pa.Array, pending: np.ndarray, parsed: _Parsed, date_on
     year, month, day = number("y1", "y2", "y3"), number("m1", "m2", "m3"), number("d1", "d2", "d3")
     hour, minute, second = number("hour"), number("minute"), number("second")
     fraction = _integers(pc.utf8_slice_codeunits(pc.utf8_rpad(field("fraction"), 6, "0"), 0, 6))
-    has_time = _bool_numpy(pc.not_equal(field("hour"), ""))
+    has_time = bool_numpy(pc.not_equal(field("hour"), ""))
     meridiem = pc.utf8_upper(field("meridiem"))
-    is_pm, is_am = _bool_numpy(pc.equal(meridiem, "P")), _bool_numpy(pc.equal(meridiem, "A"))
+    is_pm, is_am = bool_numpy(pc.equal(meridiem, "P")), bool_numpy(pc.equal(meridiem, "A"))
     twelve_hour = is_pm | is_am
 
     days, valid_date = _days_since_epoch(year, month, day)
@@ -290,10 +296,10 @@ def _parse_general(text: pa.Array, pending: np.ndarray, parsed: _Parsed, date_on
     local = days * MICROS_PER_DAY + np.where(has_time, time_of_day, date_only_micros)
 
     offset_text = field("offset")
-    has_offset = _bool_numpy(pc.not_equal(offset_text, ""))
+    has_offset = bool_numpy(pc.not_equal(offset_text, ""))
     off_h, off_m = number("off_h"), number("off_m")
     valid &= (off_h <= 23) & (off_m <= 59)
-    sign = np.where(_bool_numpy(pc.equal(field("sign"), "-")), -1, 1)
+    sign = np.where(bool_numpy(pc.equal(field("sign"), "-")), -1, 1)
     offset = sign * (off_h * 60 + off_m) * MICROS_PER_MINUTE
 
     aware = valid & has_offset
@@ -406,12 +412,8 @@ def _integers(text: pa.Array) -> np.ndarray:
     return pc.cast(pc.fill_null(pc.utf8_lpad(text, 1, "0"), "0"), pa.int64()).to_numpy(zero_copy_only=False)
 
 
-def _bool_numpy(mask: pa.Array) -> np.ndarray:
-    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
 def _arrow_strings(values: pd.Series) -> pa.Array:
     """The values trimmed, as one Arrow string array (nulls for NA), whatever the Series' dtype."""
-    if values.dtype != "str":
-        values = values.astype("str")
-    return pc.utf8_trim_whitespace(pa.array(values))
+    return pc.utf8_trim_whitespace(arrow_strings(values))

@@ -79,7 +79,10 @@ def _out_root(config: Config) -> Path:
 def _parse_moment(text: str | None) -> datetime | None:
     if not text:
         return None
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise AirflowFailException("run parameter now: expected ISO-8601 such as 2026-11-21T06:00:00Z") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -138,12 +141,10 @@ def _api_secret_in_env() -> Iterator[None]:
             os.environ[SECRET_ENV] = previous
 
 
-def _fail(step: str, code: int, detail: str) -> None:
+def _failure(step: str, code: int, detail: str) -> AirflowException:
     """One line, no secret. Bad input or config (2) will not fix itself: fail without retrying."""
     message = f"mpetl {step} exited {code}: {detail}"
-    if code == EXIT_BAD_INPUT:
-        raise AirflowFailException(message)
-    raise AirflowException(message)
+    return AirflowFailException(message) if code == EXIT_BAD_INPUT else AirflowException(message)
 
 
 @contextlib.contextmanager
@@ -159,7 +160,7 @@ def _one_line_errors(step: str) -> Iterator[None]:
     except (AirflowException, AirflowFailException):
         raise
     except MpetlError as exc:
-        _fail(step, exc.exit_code, str(exc))
+        raise _failure(step, exc.exit_code, str(exc)) from None
     except Exception as exc:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         raise AirflowException(
@@ -187,7 +188,8 @@ def _run_source(source: str, mode: str, data_interval_start: datetime | None, da
     counts = {k: result.summary[k] for k in SUMMARY_COUNTS}
     if result.exit_code != EXIT_OK:
         errors = "; ".join(e["error"] for e in result.summary["source_errors"])
-        _fail(step, result.exit_code, errors or f"{counts['failed']} events not delivered (a retry resends them); see {out}/summary.json")
+        detail = errors or f"{counts['failed']} events not delivered (a retry resends them); see {out}/summary.json"
+        raise _failure(step, result.exit_code, detail)
     return counts
 
 
@@ -206,6 +208,8 @@ def send(source: str, data_interval_start=None, data_interval_end=None, params=N
 @task.sensor(poke_interval=300, timeout=24 * 3600, mode="reschedule")
 def wait_for_export(data_interval_end=None) -> bool:
     """Wait until the export has had time to land (wall clock: data interval end + the configured wait)."""
+    if data_interval_end is None:
+        raise AirflowFailException("this DAG needs a data interval: trigger it with a logical date")
     config = _config()
     default = "0" if config.destination.endpoint == "local" else "240"
     minutes = float(_setting("mpetl_export_wait_minutes", "MPETL_EXPORT_WAIT_MINUTES", default) or 0)
@@ -225,7 +229,7 @@ def reconcile(data_interval_start=None, data_interval_end=None, params=None) -> 
         result = do_reconcile(config, out_dir=out, since=window.reconcile_since, until=window.last_day, now=window.now)
     print(result.summary_text())
     if result.exit_code != EXIT_OK:
-        _fail("reconcile", result.exit_code, f"{result.verdict}; see {out}")
+        raise _failure("reconcile", result.exit_code, f"{result.headline} See {out}/reconciliation.html")
     return {"verdict": str(result.verdict), "since": window.reconcile_since.isoformat(),
             "until": window.last_day.isoformat(), "exit_code": result.exit_code}
 

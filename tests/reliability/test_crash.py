@@ -7,8 +7,8 @@ chosen by a seeded generator, in one of four ways that together cover start-up, 
 
 * ``started``: once the run has taken the ledger (its `runs` row exists), after 0–120 ms;
 * ``planning``: as soon as the first chunk's events are planned;
-* ``sending``: once requests are in flight, after 0–900 ms;
-* ``anytime``: 0–1.5 s after the process starts.
+* ``sending``: when a seeded share (0–90 %) of the events is marked `sent` (amid `in_flight`/`sent` writes);
+* ``anytime``: 0–0.7 s after the process starts.
 
 A job that finished before its kill point is not a crash trial; at least 20 trials must be kills.
 
@@ -44,10 +44,10 @@ from tests.reliability.harness import (
     write_orders,
 )
 
-TRIALS = 20
+TRIALS = 21
 SEED = 8_2026
-CLIENTS, PER_CLIENT = 40, 50  # 2 000 events in 80 requests of 25
-KILL_MODES = ("started", "planning", "sending", "anytime")
+CLIENTS, PER_CLIENT = 24, 50  # 1 200 events in 48 requests of 25
+KILL_MODES = ("started", "planning", "sending", "anytime", "sending")
 POLL_S = 0.003
 
 
@@ -68,10 +68,11 @@ def _kill_at_seeded_point(proc, ledger: Path, mode: str, rng: random.Random) -> 
     elif mode == "planning":
         _wait_for(ledger, "SELECT COUNT(*) FROM events", deadline, proc)
     elif mode == "sending":
-        _wait_for(ledger, "SELECT COUNT(*) FROM events WHERE status = 'in_flight'", deadline, proc)
-        time.sleep(rng.uniform(0, 0.9))
+        target = max(1, int(rng.uniform(0, 0.9) * CLIENTS * PER_CLIENT))
+        _wait_for(ledger, f"SELECT SUM(status = 'sent') >= {target} AND SUM(status != 'sent') > 0 FROM events",
+                  deadline, proc)
     else:
-        time.sleep(rng.uniform(0, 1.5))
+        time.sleep(rng.uniform(0, 0.7))
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)

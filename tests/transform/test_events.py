@@ -207,3 +207,13 @@ def test_event_json_is_valid_whatever_the_transaction_id_holds(text):
 def test_bad_event_names_are_rejected(name, code):
     result = _run([_row()], source=replace(SOURCE, event=name))
     assert result.rejects.iloc[0]["reasons"][0]["validationCode"] == code
+
+
+def test_an_unknown_zone_blames_the_zone_column_not_the_time():
+    frame = _chunk([_row(), _row(transaction_id="T-2")]).frame
+    frame["timezone"] = pd.Series(["Atlantis/Capital", "Europe/Paris"], dtype="string")
+    result = transform_chunk(Chunk(frame=frame, columns={"timezone": "Time Zone", "timestamp": "Date + Time"}),
+                             SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r")
+    (reasons,) = list(result.rejects["reasons"])
+    assert [r["description"] for r in reasons] == ["column 'Time Zone' is not a time zone this tool knows"]
+    assert list(result.events["transaction_id"]) == ["T-2"]

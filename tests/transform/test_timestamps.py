@@ -175,6 +175,8 @@ def test_an_explicit_offset_fixes_the_instant_whatever_the_zone(text: str, expec
         ("20.11.2026 14:03", datetime(2026, 11, 20, 14, 3)),
         ("20.11.2026 14:03:11", datetime(2026, 11, 20, 14, 3, 11)),
         ("20.11.2026 14:03:11,250", datetime(2026, 11, 20, 14, 3, 11, 250000)),
+        ("20.11.2026, 14:03:11", datetime(2026, 11, 20, 14, 3, 11)),
+        ("11/20/2026, 2:03:04 PM", datetime(2026, 11, 20, 14, 3, 4)),
     ],
 )
 def test_naive_layouts_are_local_time_in_the_zone(text: str, wall: datetime) -> None:
@@ -285,13 +287,15 @@ def test_formatting_with_an_offset_and_parsing_returns_the_exact_micros(moment: 
 @given(
     wall=st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2100, 12, 31)),
     zone=st.sampled_from(["UTC", "Europe/London", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]),
+    style=st.sampled_from(["{} PM", "{} pm", "{}PM", "{} P.M."]),  # the last two take the general pattern
 )
-def test_us_twelve_hour_layout_matches_zoneinfo(wall: datetime, zone: str) -> None:
+def test_us_twelve_hour_layout_matches_zoneinfo(wall: datetime, zone: str, style: str) -> None:
     wall = wall.replace(microsecond=0)
     tz = ZoneInfo(zone)
     if not wall_time_exists(wall, tz):
         return  # the gap is covered by the transition test
-    text = f"{wall.month}/{wall.day}/{wall.year} {(wall.hour % 12) or 12}:{wall:%M:%S} {'PM' if wall.hour >= 12 else 'AM'}"
+    meridiem = style.replace("P", "A").replace("p", "a") if wall.hour < 12 else style
+    text = f"{wall.month}/{wall.day}/{wall.year} " + meridiem.format(f"{(wall.hour % 12) or 12}:{wall:%M:%S}")
     expected = min(micros(wall.replace(tzinfo=tz, fold=0)), micros(wall.replace(tzinfo=tz, fold=1)))
     assert parse_one(text, zone) == expected
 

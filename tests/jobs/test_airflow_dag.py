@@ -1,0 +1,176 @@
+"""The Airflow DAG, run by real Apache Airflow 3 from .venv-airflow (jobs/airflow/setup_venv.sh).
+
+Airflow lives in its own virtualenv, so these tests drive it through its CLI and interpreter in
+subprocesses: a DagBag import, then `airflow dags test` end to end on the samples against the local
+endpoint, with the API secret given only as an Airflow Variable.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from etl.collector import spawn_collector
+from tests.support import REPO, SAMPLES_NOW, files_containing, samples_config
+
+pytestmark = pytest.mark.airflow
+
+AIRFLOW_VENV = REPO / ".venv-airflow"
+AIRFLOW = AIRFLOW_VENV / "bin" / "airflow"
+DAG_ID = "mpetl_offline_conversions"
+SECRET = "SENTINEL-SECRET-airflow-9d2e"
+LOGICAL_DATE = "2026-11-21"  # its data interval is the day before, in the property's zone
+LAST_DAY = "2026-11-20"
+
+if not AIRFLOW.exists():
+    pytest.skip(f"{AIRFLOW_VENV} does not exist: create it with `bash jobs/airflow/setup_venv.sh` (make test does)",
+                allow_module_level=True)
+
+
+class AirflowSandbox:
+    """An AIRFLOW_HOME with its own SQLite metadata DB, the repo's DAG folder and a samples config copy."""
+
+    def __init__(self, root: Path, **config: Any) -> None:
+        self.root = root
+        self.config = samples_config(root, **({"endpoint": "local"} | config))
+        self.sources = [s["name"] for s in tomllib.loads(self.config.read_text())["sources"]]
+        self.out = root / "out"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MPETL"))}
+        self.env.pop("MP_API_SECRET", None)  # the secret must come from the Airflow Variable, nowhere else
+        self.env.update({
+            "AIRFLOW_HOME": str(root / "airflow-home"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "jobs" / "airflow"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW_VAR_MPETL_CONFIG": str(self.config),
+            "AIRFLOW_VAR_MPETL_API_SECRET": SECRET,
+            "MPETL_OUT": str(self.out),
+            "MPETL_RETRIES": "0",  # a failure shows at once instead of waiting out a retry delay
+        })
+
+    def run(self, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
+        return subprocess.run(list(args), capture_output=True, text=True, env=self.env, timeout=timeout,
+                              cwd=self.root)
+
+    def airflow(self, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
+        return self.run(str(AIRFLOW), *args, timeout=timeout)
+
+    def migrate(self) -> AirflowSandbox:
+        migrated = self.airflow("db", "migrate")
+        assert migrated.returncode == 0, migrated.stderr[-2000:]
+        return self
+
+    def dags_test(self) -> subprocess.CompletedProcess:
+        """Parse the DAG into the metadata DB, then run one DAG run in-process (every task, in order)."""
+        reserialized = self.airflow("dags", "reserialize")
+        assert reserialized.returncode == 0, reserialized.stderr[-2000:]
+        return self.airflow("dags", "test", DAG_ID, LOGICAL_DATE, "-c", orjson.dumps({"now": SAMPLES_NOW}).decode())
+
+    def task_states(self) -> tuple[str, dict[str, str]]:
+        """The DAG run's state and each task's state."""
+        runs = self.airflow_json("dags", "list-runs", DAG_ID)
+        assert len(runs) == 1
+        states = self.airflow_json("tasks", "states-for-dag-run", DAG_ID, runs[0]["run_id"])
+        return runs[0]["state"], {s["task_id"]: s["state"] for s in states}
+
+    def airflow_json(self, *args: str) -> list[dict]:
+        result = self.airflow(*args, "-o", "json")
+        assert result.returncode == 0, result.stderr[-2000:]
+        line = next(line for line in result.stdout.splitlines() if line.startswith("["))
+        return orjson.loads(line)
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory) -> AirflowSandbox:
+    return AirflowSandbox(tmp_path_factory.mktemp("airflow")).migrate()
+
+
+DAGBAG_PROBE = """
+import json
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag({folder!r})
+dag = bag.dags.get({dag_id!r})
+print("PROBE" + json.dumps({{
+    "errors": {{k: v.splitlines()[-1] for k, v in bag.import_errors.items()}},
+    "tasks": [[t.task_id, sorted(t.upstream_task_ids), t.retries] for t in dag.topological_sort()] if dag else None,
+    "catchup": dag and dag.catchup,
+    "max_active_tasks": dag and dag.max_active_tasks,
+    "max_active_runs": dag and dag.max_active_runs,
+    "timetable": dag and repr(dag.timetable),
+}}))
+"""
+
+
+def test_dag_imports_with_one_serial_group_per_source(sandbox):
+    probe = sandbox.run(str(AIRFLOW_VENV / "bin" / "python"), "-c",
+                        DAGBAG_PROBE.format(folder=str(REPO / "jobs" / "airflow"), dag_id=DAG_ID), timeout=120)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    found = orjson.loads(next(line[5:] for line in probe.stdout.splitlines() if line.startswith("PROBE")))
+    assert found["errors"] == {}
+    expected_order = [f"{s}.{step}" for s in sandbox.sources for step in ("validate", "send")] + ["wait_for_export", "reconcile"]
+    tasks = found["tasks"]
+    assert [t[0] for t in tasks] == expected_order
+    # Serial: each task waits for the one before it (the sources share one ledger).
+    assert all(upstream == [tasks[i - 1][0]] for i, (_, upstream, _) in enumerate(tasks) if i > 0)
+    assert found["catchup"] is False and found["max_active_tasks"] == 1 and found["max_active_runs"] == 1
+    assert "0 0 * * *" in found["timetable"] and "Europe/London" in found["timetable"]
+
+
+def test_dags_test_sends_the_interval_and_reconciles(sandbox):
+    run = sandbox.dags_test()
+    logs = run.stdout + run.stderr
+    assert run.returncode == 0, logs[-3000:]
+
+    run_state, states = sandbox.task_states()
+    assert run_state == "success"
+    assert len(states) == 2 * len(sandbox.sources) + 2
+    assert set(states.values()) == {"success"}
+
+    day = sandbox.out / "airflow" / LAST_DAY
+    sent = 0
+    for source_dir in sorted(p for p in day.iterdir() if p.name != "reconcile"):
+        dry = orjson.loads((source_dir / "validate" / "summary.json").read_bytes())
+        real = orjson.loads((source_dir / "send" / "summary.json").read_bytes())
+        assert dry["mode"] == "dry-run" and real["mode"] == "send"
+        assert list(real["sources"]) == [source_dir.name]  # each task sent its own source only
+        assert real["sent"] == dry["sent"] and real["failed"] == 0  # the dry run predicted the send
+        sent += real["sent"]
+    assert sent > 0
+    with sqlite3.connect(sandbox.root / "state" / "ledger.sqlite") as db:
+        dates = dict(db.execute("SELECT event_date, COUNT(*) FROM events WHERE status = 'sent' GROUP BY event_date"))
+    assert dates == {LAST_DAY.replace("-", ""): sent}  # exactly the data interval's day, every event once
+    report = orjson.loads((day / "reconcile" / "reconciliation.json").read_bytes())
+    assert report["verdict"] == "reconciled" and report["totals"]["sent"] == sent
+
+    # The secret was only ever in the Variable: not in a log line, an output, the metadata DB or XCom.
+    assert SECRET not in logs
+    assert files_containing(sandbox.root, SECRET) == []
+
+
+def test_a_run_that_does_not_reconcile_fails_the_reconcile_task(tmp_path):
+    # The endpoint answers 2xx but records nothing (what GA does with events it drops): every send
+    # task succeeds, and the reconcile task must turn the run red with a one-line reason.
+    pinned = datetime.fromisoformat(SAMPLES_NOW.replace("Z", "+00:00"))
+    with spawn_collector(tmp_path / "store", measurement_id="G-K7QW2ZP9LM", api_secret=SECRET,
+                         timezone="Europe/London", now=pinned, drop_rate=1.0) as collector:
+        box = AirflowSandbox(tmp_path, endpoint=collector.url, store=collector.data_dir)
+        box.env["MPETL_EXPORT_WAIT_MINUTES"] = "0"  # a remote endpoint waits 4 h for the export by default
+        # This time the secret is an Airflow connection's password, the other supported home for it.
+        del box.env["AIRFLOW_VAR_MPETL_API_SECRET"]
+        box.env["AIRFLOW_CONN_MPETL_API_SECRET"] = orjson.dumps({"conn_type": "generic", "password": SECRET}).decode()
+        run = box.migrate().dags_test()
+    logs = run.stdout + run.stderr
+    assert run.returncode != 0
+    run_state, states = box.task_states()
+    assert run_state == "failed"
+    assert states.pop("reconcile") == "failed"
+    assert set(states.values()) == {"success"}
+    assert "mpetl reconcile exited 3: Not reconciled" in logs
+    assert SECRET not in logs and files_containing(tmp_path / "out", SECRET) == []

@@ -1,0 +1,148 @@
+"""jobs/nightly.sh as cron runs it: yesterday in the property's zone, one run at a time, dated outputs."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from etl.collector import read_store, spawn_collector
+from tests.support import REPO, SAMPLES_NOW, files_containing, samples_config
+
+NIGHTLY = REPO / "jobs" / "nightly.sh"
+SECRET = "SENTINEL-SECRET-nightly-7f3a"
+MID = "G-K7QW2ZP9LM"
+PINNED = datetime.fromisoformat(SAMPLES_NOW.replace("Z", "+00:00"))
+
+
+def nightly_env(secret: str | None = SECRET) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MP_API_SECRET", "MPETL_OUT")}
+    if secret:
+        env["MP_API_SECRET"] = secret
+    return env
+
+
+def nightly(config: Path, out_root: Path, *extra: str, secret: str | None = SECRET) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(NIGHTLY), str(config), "--now", SAMPLES_NOW, "--out-root", str(out_root), *extra],
+                          capture_output=True, text=True, env=nightly_env(secret), timeout=120)
+
+
+def yesterday_window(zone: str) -> tuple[str, datetime, datetime]:
+    """What "yesterday" means at the pinned clock in `zone`: the folder name and the UTC bounds."""
+    tz = ZoneInfo(zone)
+    today = PINNED.astimezone(tz).date()
+    day = today - timedelta(days=1)
+    return (day.isoformat(), datetime.combine(day, dtime(), tz).astimezone(UTC),
+            datetime.combine(today, dtime(), tz).astimezone(UTC))
+
+
+def read_json(path: Path) -> dict:
+    return orjson.loads(path.read_bytes())
+
+
+def sent_event_dates(ledger: Path) -> set[str]:
+    with sqlite3.connect(ledger) as db:
+        return {d for (d,) in db.execute("SELECT DISTINCT event_date FROM events WHERE status = 'sent'")}
+
+
+def test_nightly_sends_yesterday_reconciles_and_a_rerun_sends_nothing_twice(tmp_path):
+    config = samples_config(tmp_path, endpoint="local")
+    out = tmp_path / "out"
+    day, since, until = yesterday_window("Europe/London")  # the samples property's reporting zone
+
+    first = nightly(config, out)
+    assert first.returncode == 0, first.stderr[-2000:]
+    summary = read_json(out / "nightly" / day / "run" / "summary.json")
+    assert summary["window"] == {"since": since.isoformat(), "until": until.isoformat()}
+    assert summary["sent"] > 0 and summary["failed"] == 0
+    # Only yesterday's events were sent: the ledger's dates (property zone) are that one day.
+    assert sent_event_dates(tmp_path / "state" / "ledger.sqlite") == {day.replace("-", "")}
+    report = read_json(out / "nightly" / day / "reconcile" / "reconciliation.json")
+    assert report["verdict"] == "reconciled" and report["totals"]["sent"] == summary["sent"]
+    assert (out / "nightly" / "latest").resolve() == (out / "nightly" / day).resolve()
+    assert '"event":"nightly_finished","exit_code":0' in first.stderr
+
+    # cron retried the same night: the ledger has it all, nothing is sent again.
+    second = nightly(config, out)
+    assert second.returncode == 0, second.stderr[-2000:]
+    again = read_json(out / "nightly" / day / "run" / "summary.json")
+    assert again["sent"] == 0 and again["duplicate"] == summary["sent"]
+    assert len(read_store(tmp_path / "state" / "collector")) == summary["sent"]
+    assert files_containing(tmp_path, SECRET) == []
+    assert SECRET not in first.stdout + first.stderr + second.stdout + second.stderr
+
+
+def test_second_nightly_refuses_to_start_while_the_first_runs(tmp_path):
+    # A slow endpoint (3 s a request) keeps the first run busy while the second one starts.
+    zone = "America/New_York"  # also checks that "yesterday" is the property's day, not UTC's
+    with spawn_collector(tmp_path / "store", measurement_id=MID, api_secret=SECRET, timezone=zone, now=PINNED,
+                         latency_ms=3000) as collector:
+        config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir,
+                                property={"timezone": zone})
+        out = tmp_path / "out"
+        first_log = tmp_path / "first.log"
+        with first_log.open("w") as log:
+            first = subprocess.Popen(["bash", str(NIGHTLY), str(config), "--now", SAMPLES_NOW, "--out-root", str(out)],
+                                     stdout=log, stderr=subprocess.STDOUT, env=nightly_env())
+        try:
+            deadline = time.monotonic() + 30
+            while '"nightly_started"' not in first_log.read_text() and time.monotonic() < deadline:
+                assert first.poll() is None, first_log.read_text()
+                time.sleep(0.05)
+            started = time.monotonic()
+            second = nightly(config, out)
+            assert first.poll() is None, "the first run ended before the second started: the test proves nothing"
+            assert second.returncode == 5
+            assert "another nightly run holds" in second.stderr and "refusing to start" in second.stderr
+            assert time.monotonic() - started < 10  # refused at once, did not queue behind the first
+            assert first.wait(timeout=90) == 0, first_log.read_text()[-2000:]
+        finally:
+            if first.poll() is None:
+                first.kill()
+    day, since, _ = yesterday_window(zone)
+    summary = read_json(out / "nightly" / day / "run" / "summary.json")
+    assert summary["window"]["since"] == since.isoformat()
+    assert summary["sent"] > 0 and summary["failed"] == 0
+    assert '"nightly_started"' not in second.stderr  # it never began a run
+
+
+def test_exit_code_is_the_worst_of_run_and_reconcile(tmp_path):
+    # The endpoint answers 2xx but records nothing (what GA does with events it drops): the run itself
+    # succeeds, reconciliation on the final date finds them missing, and cron must see exit 3.
+    with spawn_collector(tmp_path / "store", measurement_id=MID, api_secret=SECRET, timezone="Europe/London",
+                         now=PINNED, drop_rate=1.0) as collector:
+        config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
+        result = nightly(config, tmp_path / "out")
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert '"nightly_run_finished","exit_code":0' in result.stderr
+    assert '"nightly_reconcile_finished","exit_code":3' in result.stderr
+    day, _, _ = yesterday_window("Europe/London")
+    assert read_json(tmp_path / "out" / "nightly" / day / "reconcile" / "reconciliation.json")["verdict"] == "not_reconciled"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((), "config file not found"),
+    (("--days", "4"), "--days must be 1, 2 or 3"),
+])
+def test_bad_invocation_exits_2_before_taking_the_lock(tmp_path, args, message):
+    missing = tmp_path / "nope.toml"
+    result = nightly(missing if not args else samples_config(tmp_path, endpoint="local"), tmp_path / "out", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists() and not list(tmp_path.rglob("*.nightly.lock"))
+
+
+def test_no_secret_means_exit_2_and_nothing_sent(tmp_path):
+    config = samples_config(tmp_path, endpoint="local")
+    result = nightly(config, tmp_path / "out", secret=None)
+    assert result.returncode == 2
+    assert "no API secret" in result.stderr
+    assert not (tmp_path / "state" / "collector").exists() or read_store(tmp_path / "state" / "collector").empty
