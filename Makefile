@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean airflow-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	bash jobs/run_samples.sh
 
-test: $(STAMP)
+# Real Apache Airflow in its own venv, for the DAG tests (idempotent: a stamp skips it when unchanged).
+airflow-venv:
+	bash jobs/airflow/setup_venv.sh
+
+test: $(STAMP) airflow-venv
 	$(VENV)/bin/ruff check etl tests bench jobs
 	$(PY) -m pytest -q
 
@@ -24,4 +28,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check etl tests bench jobs
 
 clean:
-	rm -rf $(VENV) out state .pytest_cache
+	rm -rf $(VENV) .venv-airflow out state .pytest_cache

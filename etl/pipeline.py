@@ -196,6 +196,10 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
     """Run the job once; return the summary (also written to out_dir/summary.json) and the exit code."""
     if options.mode not in MODES:
         raise ConfigError("-", "mode", f"expected one of {', '.join(MODES)}")
+    unknown = sorted(set(options.only_sources) - {s.name for s in config.sources})
+    if unknown:
+        raise ConfigError(str(config.file), "sources", f"no source named {', '.join(map(repr, unknown))}; "
+                          f"known: {', '.join(s.name for s in config.sources)}")
     now = options.now or datetime.now(UTC)
     now_micros = _micros(now)
     run_id = new_run_id(datetime.now(UTC))

@@ -160,3 +160,9 @@ def test_reconcile_names_exactly_the_transactions_the_endpoint_dropped(tmp_path)
     assert missing == in_range
     report = orjson.loads((tmp_path / "rec" / "reconciliation.json").read_bytes())
     assert report["verdict"] == "not_reconciled"
+
+
+def test_an_unknown_source_name_is_a_config_error(tmp_path):
+    config = samples_config(tmp_path, endpoint="http://127.0.0.1:9")
+    result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--source", "hubspto")
+    assert result.returncode == 2 and "hubspto" in result.stderr and "hubspot" in result.stderr
