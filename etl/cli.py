@@ -96,6 +96,7 @@ def _progress_printer():
 def main(verbose: bool, quiet: bool) -> None:
     """Send offline conversions to GA4 through the Measurement Protocol, and prove they arrived."""
     log.set_quiet(quiet)
+    log.set_verbose(verbose)
 
 
 config_option = click.option(
@@ -255,40 +256,14 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
         _fail(exc)
 
 
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8787, show_default=True, help="Port (0: any free port).")
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of the GA4-export-shaped store (events_YYYYMMDD.ndjson).")
-@click.option("--measurement-id", required=True, help="The measurement id requests must carry.")
-@click.option("--api-secret-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File holding the API secret (default: the MP_API_SECRET environment variable).")
-@click.option("--timezone", default="UTC", show_default=True, help="Reporting zone for event_date.")
-@now_option
-@click.option("--fail-rate", default=0.0, help="Share of requests answered 5xx.")
-@click.option("--throttle-rate", default=0.0, help="Share of requests answered 429 with Retry-After.")
-@click.option("--drop-rate", default=0.0, help="Share of requests answered 2xx but not recorded (what GA does to bad events).")
-@click.option("--reset-rate", default=0.0, help="Share of connections reset mid-response.")
-@click.option("--latency-ms", default=0, help="Added latency per request.")
-@click.option("--latency-jitter-ms", default=0, help="Extra random latency per request, up to this.")
-@click.option("--seed", default=0, show_default=True, help="Seed for the fault injection (repeatable runs).")
-def collector(host: str, port: int, data_dir: Path, measurement_id: str, api_secret_file: Path | None, timezone: str,
-              now: str | None, fail_rate: float, throttle_rate: float, drop_rate: float, reset_rate: float,
-              latency_ms: int, latency_jitter_ms: int, seed: int) -> None:
-    """Serve the local MP endpoint (/mp/collect, /debug/mp/collect) with a GA4-export-shaped store."""
-    import os
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+              add_help_option=False)
+@click.pass_context
+def collector(ctx: click.Context) -> None:
+    """Serve the local MP endpoint with a GA4-export-shaped store (`mpetl collector --help` for options)."""
+    from etl.collector.__main__ import main as collector_main
 
-    from etl.collector import serve_forever
-
-    secret = os.environ.get("MP_API_SECRET") or (api_secret_file.read_text().strip() if api_secret_file else None)
-    if not secret:
-        _fail(MpetlError("no API secret: set MP_API_SECRET or --api-secret-file"))
-    serve_forever(data_dir, host=host, port=port, measurement_id=measurement_id, api_secret=secret,
-                  timezone=timezone, now=_parse_now(now), fail_rate=fail_rate, throttle_rate=throttle_rate,
-                  drop_rate=drop_rate, reset_rate=reset_rate, latency_ms=latency_ms,
-                  latency_jitter_ms=latency_jitter_ms, seed=seed)
-
-
+    sys.exit(collector_main(list(ctx.args)))
 
 
 if __name__ == "__main__":

@@ -13,11 +13,23 @@ from typing import Any
 import orjson
 
 _quiet = False
+_verbose = False
 
 
 def set_quiet(quiet: bool) -> None:
     global _quiet
     _quiet = quiet
+
+
+def set_verbose(verbose: bool) -> None:
+    global _verbose
+    _verbose = verbose
+
+
+def detail(event: str, **fields: Any) -> None:
+    """A line only `-v` wants: one per chunk, say."""
+    if _verbose:
+        emit(event, **fields)
 
 
 def emit(event: str, **fields: Any) -> None:

@@ -151,6 +151,8 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
         outputs.add_rejects(result.rejects)
         outputs.add_deferred(result.deferred)
         c = result.counters
+        log.detail("chunk_planned", source=source.name, rows=c["rows"], planned=int((buckets == "planned").sum()),
+                   rejected=c["rejected"], deferred=c["deferred"], outside_window=c.get("outside_window", 0))
         tally.rows_in += c["rows"]
         tally.lines += int(getattr(chunk, "lines", c["rows"]))
         tally.rejected += c["rejected"]

@@ -28,19 +28,30 @@ def _parse_now(text: str) -> dt.datetime:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m etl.collector", description="Local GA4 Measurement Protocol endpoint.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
-    p.add_argument("--data", type=Path, required=True, help="folder for events_YYYYMMDD.ndjson")
-    p.add_argument("--measurement-id", required=True)
-    p.add_argument("--timezone", default="UTC", help="reporting zone that decides each event's date")
-    p.add_argument("--now", type=_parse_now, default=None, help="pin the clock (ISO-8601; naive = UTC)")
-    p.add_argument("--api-secret-file", type=Path, default=None, help=f"used when {SECRET_ENV} is unset")
-    for name in ("fail-rate", "throttle-rate", "drop-rate", "reset-rate"):
-        p.add_argument(f"--{name}", type=float, default=0.0)
-    p.add_argument("--latency-ms", type=float, default=0)
-    p.add_argument("--latency-jitter-ms", type=float, default=0)
-    p.add_argument("--seed", type=int, default=0)
+    p = argparse.ArgumentParser(
+        prog="mpetl collector",
+        description="The local GA4 Measurement Protocol endpoint: POST /mp/collect (GA's semantics: 204 even "
+        "for what it drops), POST /debug/mp/collect (validation messages, records nothing), GET /__stats. "
+        "Accepted events land in DATA/events_YYYYMMDD.ndjson, shaped like the GA4 BigQuery export.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (printed on stdout)")
+    p.add_argument("--data", type=Path, required=True, help="folder of the GA4-shaped store (events_YYYYMMDD.ndjson)")
+    p.add_argument("--measurement-id", required=True, help="the measurement id requests must carry (G-…)")
+    p.add_argument("--timezone", default="UTC", help="reporting zone that decides each event's event_date")
+    p.add_argument("--now", type=_parse_now, default=None, help="pin the clock for the 72 h check (ISO-8601; naive = UTC)")
+    p.add_argument("--api-secret-file", type=Path, default=None, help=f"file holding the API secret, used when {SECRET_ENV} is unset")
+    faults = {
+        "fail-rate": "share of requests answered 500/503",
+        "throttle-rate": "share of requests answered 429 with Retry-After: 1",
+        "drop-rate": "share of requests answered 204 but not recorded (what GA does to bad events)",
+        "reset-rate": "share of requests recorded, then the connection cut before the answer",
+    }
+    for name, text in faults.items():
+        p.add_argument(f"--{name}", type=float, default=0.0, help=text + " (default 0)")
+    p.add_argument("--latency-ms", type=float, default=0, help="latency added to every /mp/collect request")
+    p.add_argument("--latency-jitter-ms", type=float, default=0, help="extra random latency, up to this")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fault injection: same seed, same outcomes")
     return p
 
 

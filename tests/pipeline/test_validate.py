@@ -50,3 +50,25 @@ def test_validate_against_the_debug_endpoint_records_nothing(tmp_path):
     assert read_store(tmp_path / "store").empty
     # Everything the local validation let through, the debug endpoint accepts too.
     assert totals["sent"] > 100 and totals["debug_messages"] == {}
+
+
+def test_mpetl_collector_serves_and_stores(tmp_path):
+    import httpx
+
+    env = {**os.environ, "MP_API_SECRET": SECRET}
+    proc = subprocess.Popen([sys.executable, "-m", "etl.cli", "collector", "--port", "0", "--data", str(tmp_path / "s"),
+                             "--measurement-id", "G-CLI12345"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            text=True)
+    try:
+        started = orjson.loads(proc.stdout.readline())
+        assert started["event"] == "collector_started"
+        body = {"client_id": "1.2", "events": [{"name": "purchase", "params": {"transaction_id": "C-1", "value": 1.5,
+                                                                               "currency": "EUR"}}]}
+        answer = httpx.post(started["url"] + "/mp/collect", params={"measurement_id": "G-CLI12345", "api_secret": SECRET},
+                            json=body)
+        assert answer.status_code == 204
+        assert len(read_store(tmp_path / "s")) == 1
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert SECRET not in err
