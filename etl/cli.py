@@ -120,7 +120,7 @@ def _load(config_path: Path):
               help="Folder for summary.json, rejects.ndjson, deferred.csv, privacy_manifest.json (and requests.ndjson).")
 @click.option("--dry-run", is_flag=True, help="Build and validate every request, write the exact bodies to requests.ndjson, send nothing.")
 @now_option
-@click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Requests in flight at once (default: config, 8).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Requests in flight at once (default: config, 32).")
 @click.option("--source", "only_sources", multiple=True, help="Run only this source (repeatable).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first unreadable source instead of going on with the others.")
 @click.option("--chunk-rows", type=click.IntRange(1000, 10_000_000), default=100_000, show_default=True,

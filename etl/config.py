@@ -36,7 +36,7 @@ class PropertyConfig:
 @dataclass(frozen=True)
 class DestinationConfig:
     endpoint: str = GOOGLE_ENDPOINT
-    concurrency: int = 8
+    concurrency: int = 32
     timeout_s: float = 10.0
     max_attempts: int = 6
     backoff_base_s: float = 0.5
@@ -221,7 +221,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     secret_file = dest_r.get("api_secret_file", str, None)
     dest = DestinationConfig(
         endpoint=endpoint,
-        concurrency=dest_r.get("concurrency", int, 8),
+        concurrency=dest_r.get("concurrency", int, 32),
         timeout_s=dest_r.get("timeout_s", float, 10.0),
         max_attempts=dest_r.get("max_attempts", int, 6),
         backoff_base_s=dest_r.get("backoff_base_s", float, 0.5),
