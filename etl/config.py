@@ -160,7 +160,7 @@ class _Reader:
         value = self.get(key, str, default, expected="an IANA time zone such as 'Europe/London'")
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a folder
             raise self.error(key, f"expected an IANA time zone such as 'Europe/London', got {value!r}") from None
         return value
 

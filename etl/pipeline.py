@@ -226,9 +226,8 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
                 original.db.execute("VACUUM INTO ?", (str(scratch),))
         ledger_path = scratch
 
-    ledger = Ledger(ledger_path)
+    ledger = Ledger(ledger_path, lock=True)
     try:
-        ledger.lock()
         ledger.begin_run(run_id, options.mode)
         recovered = ledger.recover_in_flight()
         log.emit("run_started", run_id=run_id, mode=options.mode, now=now.isoformat(), recovered_in_flight=recovered)

@@ -19,6 +19,7 @@ from etl.errors import SourceError
 
 GZIP_MAGIC = b"\x1f\x8b"
 SAMPLE_BYTES = 1 << 16
+MAX_HEADER_BYTES = 16 << 20
 FALLBACK_ENCODING = "cp1252"
 DELIMITER_CANDIDATES = (",", ";", "\t", "|")
 
@@ -113,6 +114,11 @@ def inspect(path: Path, encoding: str | None, delimiter: str | None) -> TextLayo
     check_exists(path)
     compressed = is_gzip(path)
     sample = read_sample(path, compressed)
+    size = SAMPLE_BYTES
+    # A header longer than the sample (thousands of columns) would be cut short: read on until it ends.
+    while len(sample) == size and b"\n" not in sample and b"\r" not in sample and size < MAX_HEADER_BYTES:
+        size *= 4
+        sample = read_sample(path, compressed, size)
     if not sample.strip():
         raise SourceError(str(path), None, None, "file is empty (no header row)")
     codec = detect_encoding(sample, encoding, path)

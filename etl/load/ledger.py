@@ -79,10 +79,14 @@ class PendingEvent:
 class Ledger:
     """The ledger of one property. Hold `lock()` for the whole run: two writers could double-send."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, lock: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = None
+        if lock:
+            # Before the first SQLite statement: a second run must refuse (exit 5), not trip over the
+            # first run's locks while it switches the new file to WAL and creates the tables.
+            self.lock()
         self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -91,6 +95,8 @@ class Ledger:
     # -- run lifecycle ---------------------------------------------------------------------------
     def lock(self) -> None:
         """Take the ledger's run lock without waiting; LedgerLockedError when another run holds it."""
+        if self._lock_fd is not None:
+            return
         fd = os.open(str(self.path) + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -118,7 +118,7 @@ async def _deliver(transport: Transport, request: Request, policy: RetryPolicy, 
         else:
             stats.http_statuses["no_answer"] += 1
             stats.last_error = answer.error
-            ambiguous = True
+            ambiguous = ambiguous or answer.maybe_delivered
         if answer.status is not None and 200 <= answer.status < 300:
             return Delivery(answer, attempt, ambiguous)
         if not retryable(answer) or attempt >= policy.max_attempts:

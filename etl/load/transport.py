@@ -22,6 +22,9 @@ class Answer:
     retry_after_s: float | None = None
     error: str | None = None  # already redacted
     validation_messages: list[dict] | None = None
+    # No answer, but the request may have reached the endpoint (a reset or a read timeout after the
+    # body went out). False for errors before the first byte (connection refused, connect timeout).
+    maybe_delivered: bool = False
 
 
 class Transport(Protocol):
@@ -86,7 +89,9 @@ class HttpTransport:
             response = await client.post(self._path, params=self._params, content=body)
         except httpx.HTTPError as exc:
             # httpx messages can embed the URL, which holds the secret: keep the class name and a scrubbed text.
-            return Answer(None, error=redact(f"{type(exc).__name__}: {exc}", self._secret))
+            never_left = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+            return Answer(None, error=redact(f"{type(exc).__name__}: {exc}", self._secret),
+                          maybe_delivered=not never_left)
         finally:
             self._idle.put_nowait(client)
         messages = None

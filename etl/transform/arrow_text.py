@@ -14,7 +14,9 @@ import pyarrow.compute as pc
 
 def arrow_strings(values: pd.Series) -> pa.Array:
     """The values as one Arrow string array (nulls for NA), whatever the Series' dtype."""
-    return pa.array(values.astype("string"), type=pa.string(), from_pandas=True)
+    array = pa.array(values.astype("string"), type=pa.string(), from_pandas=True)
+    # A column read in several blocks arrives chunked; callers index and dictionary-encode one array.
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 def bool_numpy(mask: pa.Array) -> np.ndarray:

@@ -268,6 +268,8 @@ def transform_chunk(
     tid_label = f.label("transaction_id")
     reasons.add(is_ecommerce & tid_blank, "events[0].params.transaction_id", f"transaction_id is required for purchase and refund: column {tid_label!r} is empty", "VALUE_REQUIRED")
     reasons.add((tid.str.len() > rules.MAX_PARAM_VALUE_LEN).fillna(False), "events[0].params.transaction_id", f"column {tid_label!r} is longer than {rules.MAX_PARAM_VALUE_LEN} characters", "VALUE_OUT_OF_BOUNDS")
+    # An id is the join key of reconciliation: one holding control characters (NUL, line breaks) is corrupt.
+    reasons.add(tid.str.contains(r"[\x00-\x1f\x7f]", regex=True).fillna(False), "events[0].params.transaction_id", f"column {tid_label!r} holds control characters", "VALUE_INVALID")
 
     # Value and currency.
     value, value_invalid = parse_decimal(f.get("value"))

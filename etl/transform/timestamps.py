@@ -389,7 +389,7 @@ def _utc_offsets(utc: np.ndarray, zone: str) -> np.ndarray:
 def _is_zone(name: str) -> bool:
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: "Europe" is a folder
         return False
     return True
 

@@ -83,6 +83,10 @@ def run_args(config: Path, out: Path, *extra: str) -> list[str]:
     return [*MPETL, "run", "--config", str(config), "--out", str(out), "--now", SAMPLES_NOW, *extra]
 
 
+def reconcile_args(config: Path, out: Path, *extra: str) -> list[str]:
+    return [*MPETL, "reconcile", "--config", str(config), "--out", str(out), "--now", SAMPLES_NOW, *extra]
+
+
 @dataclass
 class Finished:
     code: int

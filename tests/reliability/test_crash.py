@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -51,7 +52,7 @@ KILL_MODES = ("started", "planning", "sending", "anytime", "sending")
 POLL_S = 0.003
 
 
-def _wait_for(ledger: Path, sql: str, deadline: float, proc) -> bool:
+def _wait_for(ledger: Path, sql: str, deadline: float, proc: subprocess.Popen[bytes]) -> bool:
     while time.monotonic() < deadline and proc.poll() is None:
         rows = query(ledger, sql)
         if rows and rows[0][0]:
@@ -60,7 +61,7 @@ def _wait_for(ledger: Path, sql: str, deadline: float, proc) -> bool:
     return False
 
 
-def _kill_at_seeded_point(proc, ledger: Path, mode: str, rng: random.Random) -> None:
+def _kill_at_seeded_point(proc: subprocess.Popen[bytes], ledger: Path, mode: str, rng: random.Random) -> None:
     deadline = time.monotonic() + 20
     if mode == "started":
         _wait_for(ledger, "SELECT COUNT(*) FROM runs", deadline, proc)
@@ -80,7 +81,7 @@ def _kill_at_seeded_point(proc, ledger: Path, mode: str, rng: random.Random) -> 
 
 def _phase(ledger: Path, total: int) -> str:
     """Where the kill landed, read from what the dead run left in the ledger."""
-    if not query(ledger, "SELECT COUNT(*) FROM runs") or not query(ledger, "SELECT COUNT(*) FROM runs")[0][0]:
+    if not (query(ledger, "SELECT COUNT(*) FROM runs") or [(0,)])[0][0]:
         return "start-up"
     counts = dict(query(ledger, "SELECT status, COUNT(*) FROM events GROUP BY status"))
     if counts.get("sent", 0) == total:
@@ -94,7 +95,7 @@ def _phase(ledger: Path, total: int) -> str:
 def test_kill_minus_nine_then_rerun_loses_nothing(tmp_path, collector, record_property):
     server = collector(latency_ms=20, latency_jitter_ms=60, seed=SEED)
     phases: Counter[str] = Counter()
-    figures = Counter()
+    figures: Counter[str] = Counter()
     started = time.monotonic()
     for trial in range(TRIALS):
         rng = random.Random(SEED + trial)
@@ -129,7 +130,8 @@ def test_kill_minus_nine_then_rerun_loses_nothing(tmp_path, collector, record_pr
         assert_no_traceback(rerun.stdout, rerun.stderr)
         assert rerun.code == 0, f"trial {trial} ({mode}): rerun exit {rerun.code}: {rerun.stderr[-1500:]}"
         summary = rerun.summary(work / "rerun")
-        assert balanced(summary) and summary["failed"] == 0
+        assert balanced(summary) and summary["failed"] == 0 and summary["rejected"] == 0
+        assert summary["sent"] + summary["duplicate"] == len(tids)  # resent now, or delivered before the kill
 
         stored = stored_events(server.data_dir, prefix)
         assert set(stored) == expected, f"trial {trial} ({mode}): {len(expected - set(stored))} events lost"

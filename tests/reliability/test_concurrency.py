@@ -1,0 +1,92 @@
+"""Two runs on one ledger at once: one refuses at once (exit 5, nothing sent), nothing is sent twice."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import subprocess
+import time
+
+from tests.reliability.harness import (
+    assert_no_traceback,
+    cli,
+    config_for,
+    generic_source,
+    ledger_path,
+    query,
+    run_args,
+    start,
+    stored_events,
+    write_orders,
+)
+
+
+def test_second_run_on_a_held_ledger_exits_5_and_sends_nothing(tmp_path, collector):
+    server = collector(latency_ms=150)
+    tids = write_orders(tmp_path / "orders.csv", prefix="C", clients=24, per_client=2)
+    config = config_for(tmp_path, [generic_source(tmp_path / "orders.csv")], endpoint=server.url, concurrency=2)
+    first = start(*run_args(config, tmp_path / "out_a"))
+    ledger = ledger_path(tmp_path)
+    deadline = time.monotonic() + 20
+    while not (query(ledger, "SELECT COUNT(*) FROM events WHERE status = 'in_flight'") or [(0,)])[0][0]:
+        assert time.monotonic() < deadline and first.poll() is None, "the first run never started sending"
+        time.sleep(0.01)
+
+    began = time.monotonic()
+    second = cli(*run_args(config, tmp_path / "out_b"))
+    refused_in = time.monotonic() - began
+    still_running = first.poll() is None
+    out, err = first.communicate(timeout=60)
+
+    assert_no_traceback(second.stdout, second.stderr)
+    assert second.code == 5
+    assert second.stderr.strip().splitlines() == [second.stderr.strip()], "one line, no traceback"
+    assert "another run holds the ledger" in second.stderr
+    assert still_running, "the refusal came after the first run ended: the test proved nothing"
+    assert refused_in < 5
+    assert not (tmp_path / "out_b" / "summary.json").exists()
+    assert first.returncode == 0, err.decode()[-2000:]
+    assert stored_events(server.data_dir) == {("purchase", tid): 1 for tid in tids}
+
+
+def test_two_runs_started_together_never_double_send(tmp_path, collector):
+    server = collector(latency_ms=100)
+    for attempt in range(3):
+        work = tmp_path / f"race{attempt}"
+        work.mkdir()
+        tids = write_orders(work / "orders.csv", prefix=f"R{attempt}", clients=12, per_client=2)
+        config = config_for(work, [generic_source(work / "orders.csv")], endpoint=server.url, concurrency=2)
+        racers = [start(*run_args(config, work / f"out{i}")) for i in range(2)]
+        outcomes = [(p.returncode, p.communicate(timeout=60)[1].decode()) for p in racers]
+        outcomes = [(p.returncode, err) for p, (_, err) in zip(racers, outcomes, strict=True)]
+        codes = sorted(code for code, _ in outcomes)
+        assert_no_traceback(*(text for _, text in outcomes))
+        assert codes == [0, 5], outcomes
+        assert stored_events(server.data_dir, f"R{attempt}") == {("purchase", tid): 1 for tid in tids}
+
+
+def test_a_run_refuses_at_once_while_another_is_still_creating_the_ledger(tmp_path):
+    """The first night: run A holds the run lock and is creating the SQLite file when run B starts.
+
+    B must answer exit 5 at once from the lock file, not wait on (or trip over) A's SQLite locks.
+    """
+    write_orders(tmp_path / "orders.csv", prefix="F", clients=2, per_client=2)
+    config = config_for(tmp_path, [generic_source(tmp_path / "orders.csv")], endpoint="http://127.0.0.1:9")
+    ledger = ledger_path(tmp_path)
+    ledger.parent.mkdir(parents=True)
+    lock_fd = os.open(f"{ledger}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    creating = sqlite3.connect(ledger, isolation_level=None)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what run A's Ledger.lock() holds
+        creating.execute("BEGIN EXCLUSIVE")  # what run A holds while it sets WAL mode and creates tables
+        creating.execute("CREATE TABLE IF NOT EXISTS events(event_key TEXT PRIMARY KEY)")
+        try:
+            second = cli(*run_args(config, tmp_path / "out_b"), timeout=10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the second run waited on SQLite instead of refusing at once (exit 5)") from None
+    finally:
+        creating.close()
+        os.close(lock_fd)
+    assert_no_traceback(second.stdout, second.stderr)
+    assert second.code == 5, second.stderr[-1500:]
