@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 from tests.reliability.harness import (
+    GENERATED_COLUMNS,
     MPETL,
     SAMPLES_NOW,
     assert_no_traceback,
@@ -36,16 +37,7 @@ ADDRESS = "42 Sentinel Lane, Quornfield"
 PATTERN_PII = (EMAIL, PHONE)
 PII_NEEDLES = (EMAIL, "pii.sentinel.7f3a9", PHONE, PHONE_DIGITS, "202-555-0173", NAME, "Pillsbury", ADDRESS)
 
-COLUMNS = {  # canonical field → header
-    "client_id": "GA Cookie",
-    "session_id": "GA Session",
-    "timestamp": "Closed At",
-    "transaction_id": "Order ID",
-    "value": "Amount",
-    "currency": "Currency",
-    "user_id": "Customer No",
-    "consent_analytics": "Consent",
-}
+COLUMNS = {**GENERATED_COLUMNS, "user_id": "Customer No", "consent_analytics": "Consent"}  # canonical → header
 PARAMS = {"coupon": "Coupon", "affiliation": "Affiliation"}
 UNMAPPED = ("Customer", "Email", "Phone", "Address", "Notes")
 HEADER = [*COLUMNS.values(), *PARAMS.values(), *UNMAPPED]
