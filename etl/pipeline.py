@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -83,9 +82,7 @@ def _check_allowlists(config: Config) -> None:
     """Stop before anything is read or sent if a configured param is outside the allowlist."""
     extra = config.privacy_extra_params
     for source in config.sources:
-        names = set(source.params)
-        for event in {source.event, *source.options.get("events", [])}:
-            check_params(event, names, source=source.name, extra=extra)
+        check_params(source.event, set(source.params), source=source.name, extra=extra)
 
 
 class _Outputs:
@@ -341,12 +338,3 @@ def _manifest(config: Config, manifest: PrivacyManifest, tallies: dict[str, Sour
             for s in config.sources if s.name in tallies
         },
     }
-
-
-def copy_tree_latest(out_dir: Path, latest: Path) -> None:
-    """Keep `out/latest` pointing at the newest run's outputs (for notebooks and humans)."""
-    if latest.is_symlink() or latest.is_file():
-        latest.unlink()
-    elif latest.exists():
-        shutil.rmtree(latest)
-    latest.symlink_to(out_dir.resolve(), target_is_directory=True)
