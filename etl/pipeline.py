@@ -98,6 +98,20 @@ class _Outputs:
         self._deferred = self._deferred_tmp.open("wb")
         self.deferred_rows = 0
 
+    def mark(self) -> tuple[int, int, int]:
+        """Where the files stand now, to withdraw a source that fails part-way through."""
+        self._rejects.flush()
+        self._deferred.flush()
+        return self._rejects.tell(), self._deferred.tell(), self.deferred_rows
+
+    def withdraw_to(self, mark: tuple[int, int, int]) -> None:
+        """Forget what was written since `mark`: a failed source leaves nothing in the outputs."""
+        rejects_at, deferred_at, self.deferred_rows = mark
+        for handle, position in ((self._rejects, rejects_at), (self._deferred, deferred_at)):
+            handle.flush()
+            handle.truncate(position)
+            handle.seek(position)
+
     def add_rejects(self, rejects: pd.DataFrame) -> None:
         for source, row, reasons in rejects.itertuples(index=False):
             self._rejects.write(orjson.dumps({"source": source, "row": int(row), "reasons": reasons}) + b"\n")
@@ -234,13 +248,16 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
         for source in config.sources:
             if options.only_sources and source.name not in options.only_sources:
                 continue
+            mark = outputs.mark()
             try:
                 tallies[source.name] = _process_source(source, config, ledger, outputs, run_id=run_id,
                                                        now_micros=now_micros, options=options)
             except SourceError as exc:
-                # Nothing from a broken source is sent: withdraw what this run planned for it.
+                # Nothing from a broken source is sent or reported row by row: withdraw what this run
+                # planned for it and what it wrote to rejects/deferred before the broken row.
                 ledger.db.execute("DELETE FROM events WHERE run_id = ? AND source = ? AND status = 'planned'",
                                   (run_id, source.name))
+                outputs.withdraw_to(mark)
                 source_errors.append({"source": source.name, "error": str(exc)})
                 log.emit("source_failed", source=source.name, error=str(exc))
                 if options.fail_fast:

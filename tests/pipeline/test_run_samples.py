@@ -166,3 +166,23 @@ def test_an_unknown_source_name_is_a_config_error(tmp_path):
     config = samples_config(tmp_path, endpoint="http://127.0.0.1:9")
     result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--source", "hubspto")
     assert result.returncode == 2 and "hubspto" in result.stderr and "hubspot" in result.stderr
+
+
+def test_a_source_broken_deep_in_the_file_leaves_nothing_behind(tmp_path, collector):
+    good = "\n".join(f"D{i},GA1.1.{1000 + i}.1700000000,2026-11-20 10:00,12.5,EUR" for i in range(180_000))
+    path = tmp_path / "deep.csv"
+    # A rejected row first (written to rejects.ndjson in the first chunk), a row with too many fields
+    # after ~11 MB (past two 4 MB read blocks): the source fails only after chunks were planned.
+    path.write_text("id,cookie,closed,amount,cur\nX1,not-a-cookie,2026-11-20 10:00,1,EUR\n" + good
+                    + "\nD-BAD,GA1.1.1.1700000000,2026-11-20 10:00,1,EUR,extra,fields\n")
+    config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir, sources=[{
+        "name": "deep", "kind": "csv", "path": str(path), "consent_default": "grant",
+        "columns": {"transaction_id": "id", "client_id": "cookie", "timestamp": "closed", "value": "amount",
+                    "currency": "cur"}}])
+    result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW,
+                   "--chunk-rows", "1000")
+    assert result.returncode == 2
+    s = summary(tmp_path / "out")
+    assert s["rows_in"] == 0 and s["sent"] == 0 and s["source_errors"][0]["source"] == "deep"
+    assert (tmp_path / "out" / "rejects.ndjson").read_bytes() == b""
+    assert collector.stats()["requests"] == 0
