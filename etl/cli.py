@@ -151,7 +151,9 @@ def run(config_path: Path, out_dir: Path, dry_run: bool, now: str | None, concur
               help="Where to keep the validation outputs (default: a temporary folder).")
 @now_option
 @click.option("--debug-endpoint", is_flag=True, help="Also send every request to /debug/mp/collect and report its messages.")
-def validate(config_path: Path, out_dir: Path | None, now: str | None, debug_endpoint: bool) -> None:
+@click.option("--sample", type=click.IntRange(1), default=None,
+              help="With --debug-endpoint: send only the first N requests (a quick check of a big run).")
+def validate(config_path: Path, out_dir: Path | None, now: str | None, debug_endpoint: bool, sample: int | None) -> None:
     """Run everything but sending; print a table of reject reasons with counts."""
     import tempfile
 
@@ -162,7 +164,7 @@ def validate(config_path: Path, out_dir: Path | None, now: str | None, debug_end
         with tempfile.TemporaryDirectory() as tmp:
             target = out_dir or Path(tmp)
             result = run_pipeline(config, RunOptions(out_dir=target, mode="validate" if debug_endpoint else "dry-run",
-                                                     now=_parse_now(now)))
+                                                     now=_parse_now(now), sample_requests=sample))
             reasons: Counter[tuple[str, str, str]] = Counter()
             rejects = target / "rejects.ndjson"
             for line in rejects.read_bytes().splitlines() if rejects.exists() else []:
@@ -186,7 +188,8 @@ def validate(config_path: Path, out_dir: Path | None, now: str | None, debug_end
         for (source, code, desc), count in reasons.most_common():
             click.echo(orjson.dumps({"source": source, "validationCode": code, "description": desc, "rows": count}).decode())
     click.echo(orjson.dumps({k: summary[k] for k in ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed")}
-                            | {"debug_messages": summary["send"]["debug_messages"]}).decode())
+                            | {"debug_requests": summary["send"]["requests_sent"] if debug_endpoint else 0,
+                               "debug_messages": summary["send"]["debug_messages"]}).decode())
     sys.exit(EXIT_BAD_INPUT if summary["source_errors"] else 0)
 
 

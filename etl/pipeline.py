@@ -44,6 +44,7 @@ class RunOptions:
     seed: int | None = None
     since: datetime | None = None  # incremental window on event time: [since, until)
     until: datetime | None = None
+    sample_requests: int | None = None  # validate: send only this many requests to the debug endpoint
     progress: Callable[[SendStats], None] | None = None
 
 
@@ -271,7 +272,8 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
             stats = send_pending(ledger, transport, run_id=run_id, now_micros=now_micros, policy=policy,
                                  concurrency=options.concurrency or config.destination.concurrency,
                                  manifest=manifest, progress=options.progress, seed=options.seed,
-                                 extra_params=config.privacy_extra_params)
+                                 extra_params=config.privacy_extra_params,
+                                 max_requests=options.sample_requests if options.mode == "validate" else None)
         outcome = ledger.run_outcome(run_id)
         summary = _summarise(config, options, run_id, now, tallies, outcome, stats, source_errors, recovered, ledger)
         (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))

@@ -130,12 +130,15 @@ async def _deliver(transport: Transport, request: Request, policy: RetryPolicy, 
 async def _send_all(ledger: Ledger, transport: Transport, *, run_id: str, policy: RetryPolicy, concurrency: int,
                     now_micros: int, manifest: PrivacyManifest, stats: SendStats,
                     progress: Callable[[SendStats], None] | None, seed: int | None,
-                    extra_params: Mapping[str, Iterable[str]] | None) -> None:
+                    extra_params: Mapping[str, Iterable[str]] | None, max_requests: int | None) -> None:
     queue: asyncio.Queue[tuple[Request, dict] | None] = asyncio.Queue(maxsize=2 * concurrency)
     rng = random.Random(seed)
 
     async def produce() -> None:
+        queued = 0
         for item in build_requests(ledger.iter_pending()):
+            if max_requests is not None and queued >= max_requests:
+                break  # a validation sample: the rest stays pending
             if isinstance(item, Oversized):
                 ledger.mark([item.key], "failed", http_status=413)
                 stats.oversized += 1
@@ -151,6 +154,7 @@ async def _send_all(ledger: Ledger, transport: Transport, *, run_id: str, policy
                 stats.gate_messages.update(_message_key(m) for m in messages)
                 continue
             await queue.put((item, body))
+            queued += 1
         for _ in range(concurrency):
             await queue.put(None)
 
@@ -184,13 +188,17 @@ async def _send_all(ledger: Ledger, transport: Transport, *, run_id: str, policy
 def send_pending(ledger: Ledger, transport: Transport, *, run_id: str, now_micros: int, policy: RetryPolicy,
                  concurrency: int, manifest: PrivacyManifest | None = None,
                  progress: Callable[[SendStats], None] | None = None, seed: int | None = None,
-                 extra_params: Mapping[str, Iterable[str]] | None = None) -> SendStats:
-    """Send every pending event in the ledger (this run's and any an earlier run left behind)."""
+                 extra_params: Mapping[str, Iterable[str]] | None = None,
+                 max_requests: int | None = None) -> SendStats:
+    """Send every pending event in the ledger (this run's and any an earlier run left behind).
+
+    `max_requests` stops after that many requests (a sample for the debug endpoint).
+    """
     stats = SendStats()
     stats.total_events = ledger.snapshot_pending()
     asyncio.run(
         _send_all(ledger, transport, run_id=run_id, policy=policy, concurrency=concurrency, now_micros=now_micros,
                   manifest=manifest if manifest is not None else PrivacyManifest(), stats=stats, progress=progress,
-                  seed=seed, extra_params=extra_params)
+                  seed=seed, extra_params=extra_params, max_requests=max_requests)
     )
     return stats

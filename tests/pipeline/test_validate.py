@@ -72,3 +72,13 @@ def test_mpetl_collector_serves_and_stores(tmp_path):
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert SECRET not in err
+
+
+def test_validate_can_sample_the_debug_endpoint(tmp_path):
+    with spawn_collector(tmp_path / "store", measurement_id="G-K7QW2ZP9LM", api_secret=SECRET) as server:
+        config = samples_config(tmp_path, endpoint=server.url, store=tmp_path / "store")
+        result = mpetl("validate", "--config", str(config), "--now", SAMPLES_NOW, "--debug-endpoint", "--sample", "3")
+        stats = server.stats()
+    assert result.returncode == 0, result.stderr
+    assert stats["debug_requests"] == 3 and stats["requests"] == 0
+    assert orjson.loads(result.stdout.splitlines()[-1])["debug_requests"] == 3
