@@ -76,7 +76,7 @@ def test_html_states_the_verdict_and_embeds_the_plot(failed_run: Path) -> None:
 def test_notebook_runs_against_generated_reports(failed_run: Path, tmp_path: Path) -> None:
     nb = nbformat.read(NOTEBOOK, as_version=4)
     parameter_cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    assert len(parameter_cells) == 1 and 'RUN_DIR = "out/latest"' in parameter_cells[0].source
+    assert len(parameter_cells) == 1 and 'RUN_DIR = "out/samples/reconcile"' in parameter_cells[0].source
     parameter_cells[0].source = f"RUN_DIR = {json.dumps(str(failed_run))}"
 
     client = NotebookClient(nb, kernel_name="python3", timeout=60, resources={"metadata": {"path": str(tmp_path)}})
