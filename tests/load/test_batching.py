@@ -58,3 +58,10 @@ def test_every_event_lands_in_exactly_one_request(spec):
     for r in requests:
         assert len(r.keys) <= 25 and len(r.body) <= rules.MAX_BODY_BYTES
         assert len(orjson.loads(r.body)["events"]) == len(r.keys)
+
+
+def test_user_id_is_part_of_the_request_identity():
+    plain = _event(1)
+    with_user = PendingEvent("k2", "1.2", "CUST-7", None, plain.event_json)
+    requests = list(build_requests([plain, with_user]))
+    assert [orjson.loads(r.body).get("user_id") for r in requests] == [None, "CUST-7"]

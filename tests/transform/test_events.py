@@ -217,3 +217,36 @@ def test_an_unknown_zone_blames_the_zone_column_not_the_time():
     (reasons,) = list(result.rejects["reasons"])
     assert [r["description"] for r in reasons] == ["column 'Time Zone' is not a time zone this tool knows"]
     assert list(result.events["transaction_id"]) == ["T-2"]
+
+
+def test_user_id_leaves_only_when_configured_and_not_personal():
+    frame = _chunk([_row(), _row(transaction_id="T-2"), _row(transaction_id="T-3")]).frame
+    frame["user_id"] = pd.Series(["CUST-1001", "ann@example.com", "44bd8a9c3f1e2d7b6a5c4f3e2d1c0b9a"], dtype="string")
+    chunk = Chunk(frame=frame, columns={"user_id": "Customer No"})
+    off = transform_chunk(chunk, SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r")
+    assert off.events["user_id"].isna().all() and len(off.events) == 3
+    on = transform_chunk(chunk, replace(SOURCE, send_user_id=True), PROP, WINDOW, now_micros=NOW_MICROS, run_id="r")
+    assert list(on.events["user_id"]) == ["CUST-1001"]
+    detectors = sorted(r[0]["description"].split("detector: ")[1].split(")")[0] for r in on.rejects["reasons"])
+    assert detectors == ["email", "hashed_identifier"]
+
+
+_local = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._", min_size=1, max_size=12).filter(
+    lambda s: s[0] not in "._" and s[-1] not in "._" and ".." not in s)
+_emails = st.builds(lambda a, b: f"{a}@{b}.com", _local, st.from_regex(r"[a-z]{2,10}", fullmatch=True))
+_phones = st.builds(lambda a, b, c: f"+44 {a} {b} {c}", st.integers(20, 99), st.integers(1000, 9999), st.integers(1000, 9999))
+_ipv4 = st.builds(lambda *o: ".".join(map(str, o)), *[st.integers(0, 255)] * 4)
+
+
+@settings(max_examples=120, deadline=None)
+@given(secret=st.one_of(_emails, _phones, _ipv4), prefix=st.sampled_from(["", "promo ", "code: "]),
+       on_pii=st.sampled_from(["reject", "drop"]))
+def test_a_value_holding_personal_data_never_reaches_an_event(secret, prefix, on_pii):
+    frame = _chunk([_row(), _row(transaction_id="T-2")]).frame
+    frame["param.coupon"] = pd.Series([prefix + secret, "SAVE5"], dtype="string")
+    result = transform_chunk(Chunk(frame=frame), replace(SOURCE, on_pii=on_pii), PROP, WINDOW,
+                             now_micros=NOW_MICROS, run_id="r")
+    sent = "".join(result.events["event_json"])
+    assert secret not in sent
+    assert secret not in orjson.dumps(result.rejects.to_dict("records")).decode()
+    assert "SAVE5" in sent
