@@ -173,7 +173,8 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
         tally.planned += int((buckets == "planned").sum())
         tally.no_session += c["no_session"]
         tally.outside_window += c.get("outside_window", 0)
-        tally.counters["session_cookie_unparsed"] += c.get("session_cookie_unparsed", 0)
+        for name in ("session_cookie_unparsed", "session_too_old_to_attribute", "timestamp_before_session_start"):
+            tally.counters[name] += c.get(name, 0)
         tally.detectors.update(c.get("detectors", {}))
         tally.reject_codes.update(c.get("reject_codes", {}))
     log.emit("source_planned", source=source.name, rows_in=tally.rows_in, planned=tally.planned,
@@ -310,6 +311,8 @@ def _summarise(config: Config, options: RunOptions, run_id: str, now: datetime, 
             "failed": t.planned - sent,
             "no_session": t.no_session,
             "outside_window": t.outside_window,
+            "session_too_old_to_attribute": t.counters["session_too_old_to_attribute"],
+            "timestamp_before_session_start": t.counters["timestamp_before_session_start"],
             "reject_codes": dict(t.reject_codes),
             "consent_default": config.source(name).consent_default,
         }
@@ -330,6 +333,8 @@ def _summarise(config: Config, options: RunOptions, run_id: str, now: datetime, 
         "balanced": True,
         "no_session": sum(s["no_session"] for s in sources.values()),
         "outside_window": sum(s["outside_window"] for s in sources.values()),
+        "session_too_old_to_attribute": sum(s["session_too_old_to_attribute"] for s in sources.values()),
+        "timestamp_before_session_start": sum(s["timestamp_before_session_start"] for s in sources.values()),
         "window": {"since": options.since.isoformat() if options.since else None,
                    "until": options.until.isoformat() if options.until else None},
         "possible_duplicates": outcome["possible_duplicates"],

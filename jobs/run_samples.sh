@@ -22,7 +22,8 @@ print(f"run {s['run_id']}: rows_in {s['rows_in']} == sent {s['sent']} + rejected
 for name, src in s["sources"].items():
     print(f"  {name:<11} rows {src['rows_in']:>4}  sent {src['sent']:>4}  rejected {src['rejected']:>4}  "
           f"duplicate {src['duplicate']:>3}  deferred {src['deferred']:>3}  failed {src['failed']:>3}")
-print(f"  events without session_id: {s['no_session']}; personal data detectors fired: {s['detectors'] or 'none'}")
+print(f"  events without session_id: {s['no_session']}; with a session GA will no longer attribute (started "
+      f"> 24 h before sending): {s['session_too_old_to_attribute']}; personal data detectors fired: {s['detectors'] or 'none'}")
 PY
 "$MPETL" -q reconcile --config "$CONFIG" --out "$OUT/reconcile" --since 2026-11-17 --until 2026-11-21 --now "$NOW"
 rec_code=$?

@@ -23,6 +23,7 @@ from etl.config import PropertyConfig, SourceConfig, WindowConfig
 from etl.policy import ITEM_PARAMS, NUMERIC_PARAMS, allowed_params
 from etl.protocol import rules
 from etl.transform import jsonfrag
+from etl.transform.arrow_text import arrow_strings
 from etl.transform.consent import apply_default, parse_consent
 from etl.transform.identity import client_id_from_ga_cookie, session_id_from_ga_cookie
 from etl.transform.numbers import parse_decimal
@@ -361,6 +362,14 @@ def transform_chunk(
     counters["reject_codes"] = reasons.count_by_code()
     counters["no_session"] = int((send_mask & session_id.isna().to_numpy(dtype=bool)).sum())
     counters["session_cookie_unparsed"] = int((send_mask & session_unparsed).sum())
+    # GA attributes an MP event to its session only when the request arrives within 24 h of the
+    # session start and the event lies inside the session: say how many will show "(not set)" anyway.
+    session_start_s = pc.cast(arrow_strings(session_id), pa.float64()).to_numpy(zero_copy_only=False)  # digits only
+    with np.errstate(invalid="ignore"):
+        late = send_mask & (now_micros // 1_000_000 - session_start_s > 86_400)
+        before = send_mask & (ts_filled // 1_000_000 < session_start_s)
+    counters["session_too_old_to_attribute"] = int(late.sum())
+    counters["timestamp_before_session_start"] = int(before.sum())
 
     def pick(series: pd.Series | None, mask: np.ndarray) -> pd.Series | None:
         return None if series is None else series[mask].reset_index(drop=True)

@@ -250,3 +250,16 @@ def test_a_value_holding_personal_data_never_reaches_an_event(secret, prefix, on
     assert secret not in sent
     assert secret not in orjson.dumps(result.rejects.to_dict("records")).decode()
     assert "SAVE5" in sent
+
+
+def test_sessions_ga_will_not_attribute_are_counted_but_still_sent():
+    now_s = NOW_MICROS // 1_000_000
+    rows = [
+        _row(transaction_id="FRESH", session_id=str(now_s - 3600), timestamp="2026-11-21 00:30:00"),
+        _row(transaction_id="STALE", session_id=str(now_s - 2 * 86_400)),  # session began two days ago
+        _row(transaction_id="BEFORE", session_id=str(now_s - 600), timestamp="2026-11-20 10:00:00"),
+    ]
+    result = _run(rows)
+    assert len(result.events) == 3
+    assert result.counters["session_too_old_to_attribute"] == 1
+    assert result.counters["timestamp_before_session_start"] == 1
