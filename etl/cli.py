@@ -232,7 +232,7 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
     from types import SimpleNamespace
 
     from etl.extract import preview_source
-    from etl.pipeline import _micros
+    from etl.protocol import to_micros
     from etl.transform import transform_chunk
 
     try:
@@ -242,7 +242,7 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
             preview = preview_source(source, n=rows)
             head = preview["head"]
             chunk = SimpleNamespace(source=source.name, path=str(source.path), frame=head, columns=preview["mapping"])
-            result = transform_chunk(chunk, source, config.property, config.window, now_micros=_micros(moment),
+            result = transform_chunk(chunk, source, config.property, config.window, now_micros=to_micros(moment),
                                      run_id="preview", extra_params=config.privacy_extra_params)
             click.echo(orjson.dumps({
                 "source": source.name,

@@ -25,6 +25,7 @@ from etl.config import Config, SourceConfig, read_api_secret
 from etl.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SEND_FAILURES, ConfigError, MpetlError, SourceError
 from etl.extract import iter_source_chunks
 from etl.load import HttpTransport, Ledger, OutboxTransport, PrivacyManifest, RetryPolicy, SendStats, send_pending
+from etl.protocol import to_micros
 from etl.safe_csv import neutralise
 from etl.transform import check_params, transform_chunk
 
@@ -74,9 +75,6 @@ def new_run_id(now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def _micros(moment: datetime) -> int:
-    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _check_allowlists(config: Config) -> None:
@@ -155,8 +153,8 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
     for chunk in iter_source_chunks(source, chunk_rows=options.chunk_rows):
         result = transform_chunk(
             chunk, source, config.property, config.window, now_micros=now_micros, run_id=run_id,
-            since_micros=_micros(options.since) if options.since else None,
-            until_micros=_micros(options.until) if options.until else None,
+            since_micros=to_micros(options.since) if options.since else None,
+            until_micros=to_micros(options.until) if options.until else None,
             extra_params=config.privacy_extra_params,
         )
         buckets = ledger.plan(result.events, run_id)
@@ -216,7 +214,7 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
         raise ConfigError(str(config.file), "sources", f"no source named {', '.join(map(repr, unknown))}; "
                           f"known: {', '.join(s.name for s in config.sources)}")
     now = options.now or datetime.now(UTC)
-    now_micros = _micros(now)
+    now_micros = to_micros(now)
     run_id = new_run_id(datetime.now(UTC))
     _check_allowlists(config)
     secret = None

@@ -24,7 +24,7 @@ from etl.collector.export import export_row
 from etl.collector.faults import DROP, FAIL, RESET, THROTTLE, FaultInjector
 from etl.collector.stats import Stats
 from etl.collector.store import EventStore
-from etl.protocol import VALUE_INVALID, VALUE_OUT_OF_BOUNDS, VALUE_REQUIRED, Message, message, split_by_event
+from etl.protocol import VALUE_INVALID, VALUE_OUT_OF_BOUNDS, VALUE_REQUIRED, Message, message, split_by_event, to_micros
 from etl.protocol.body import parse_body
 from etl.protocol.rules import FUTURE_TOLERANCE_S, MAX_EVENT_AGE_HOURS
 from etl.protocol.validate import validate_request
@@ -40,12 +40,6 @@ class Answer:
     reset: bool = False  # cut the connection mid-response instead of answering
 
 
-def to_micros(moment: dt.datetime) -> int:
-    """Microseconds since the epoch; a naive datetime is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 class Endpoint:

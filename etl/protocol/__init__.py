@@ -7,6 +7,7 @@ endpoint's shape: ``{"fieldPath", "description", "validationCode"}``.
 
 from etl.protocol.body import parse_body, validate_body_bytes
 from etl.protocol.messages import Message, event_index_of, message, split_by_event
+from etl.protocol.micros import to_micros
 from etl.protocol.rules import (
     CONSENT_VALUES,
     EXCEEDED_MAX_ENTITIES,
@@ -74,5 +75,6 @@ __all__ = [
     "parse_body",
     "split_by_event",
     "validate_body_bytes",
+    "to_micros",
     "validate_request",
 ]
