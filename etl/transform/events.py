@@ -203,9 +203,10 @@ def transform_chunk(
     `counters["outside_window"]` and otherwise left alone. Rows with an unreadable time stay in (and
     are rejected), so a bad date can never hide a row.
     """
+    ts = _event_times(chunk.frame, source, window)
     outside = 0
     if since_micros is not None or until_micros is not None:
-        chunk, outside = _within_window(chunk, source, window, since_micros, until_micros)
+        chunk, ts, outside = _within_window(chunk, ts, since_micros, until_micros)
     f = _Frame(chunk)
     n = len(f.df)
     reasons = RejectReasons(n)
@@ -231,16 +232,8 @@ def transform_chunk(
     session_id = session_id_from_ga_cookie(raw_sid)
     session_unparsed = ~_blank(raw_sid) & session_id.isna().to_numpy(dtype=bool)
 
-    # Time: exact integer micros, then the window.
+    # Time (parsed above, once): exact integer micros, then the 72 h window.
     raw_ts = f.get("timestamp")
-    ts = to_utc_micros(
-        raw_ts,
-        default_zone=source.timezone,
-        zones=f.df["timezone"] if "timezone" in f else None,
-        date_only_time=window.date_only_time,
-        ambiguous=window.ambiguous,
-        nonexistent=window.nonexistent,
-    )
     ts_blank = _blank(raw_ts)
     ts_na = ts.isna().to_numpy(dtype=bool)
     ts_label = f.label("timestamp")
@@ -445,26 +438,34 @@ class _WindowedChunk:
     columns: dict[str, str]
 
 
-def _within_window(chunk: Chunk, source: SourceConfig, window: WindowConfig, since: int | None,
-                   until: int | None) -> tuple[Chunk, int]:
-    frame = chunk.frame
+def _event_times(frame: pd.DataFrame, source: SourceConfig, window: WindowConfig) -> pd.Series:
+    """Each row's event time as exact UTC micros (NA where unreadable or unmapped)."""
     if "timestamp" not in frame.columns:
-        return chunk, 0
-    ts = to_utc_micros(
-        frame["timestamp"], default_zone=source.timezone, zones=frame["timezone"] if "timezone" in frame.columns else None,
-        date_only_time=window.date_only_time, ambiguous=window.ambiguous, nonexistent=window.nonexistent,
+        return pd.Series(pd.NA, index=frame.index, dtype="Int64")
+    return to_utc_micros(
+        frame["timestamp"],
+        default_zone=source.timezone,
+        zones=frame["timezone"] if "timezone" in frame.columns else None,
+        date_only_time=window.date_only_time,
+        ambiguous=window.ambiguous,
+        nonexistent=window.nonexistent,
     )
+
+
+def _within_window(chunk: Chunk, ts: pd.Series, since: int | None,
+                   until: int | None) -> tuple[Chunk, pd.Series, int]:
+    """Drop the rows whose known event time is outside [since, until); the parsed times go along."""
     known = ts.notna().to_numpy(dtype=bool)
     values = ts.fillna(0).astype("int64").to_numpy()
-    out = np.zeros(len(frame), dtype=bool)
+    out = np.zeros(len(ts), dtype=bool)
     if since is not None:
         out |= known & (values < since)
     if until is not None:
         out |= known & (values >= until)
     if not out.any():
-        return chunk, 0
-    kept = frame[~out].reset_index(drop=True)
-    return _WindowedChunk(chunk.source, chunk.path, kept, chunk.columns), int(out.sum())
+        return chunk, ts, 0
+    kept = chunk.frame[~out].reset_index(drop=True)
+    return _WindowedChunk(chunk.source, chunk.path, kept, chunk.columns), ts[~out].reset_index(drop=True), int(out.sum())
 
 
 def _data_import_rows(
