@@ -129,20 +129,29 @@ class _Outputs:
         self._write_deferred_csv()
 
     def _write_deferred_csv(self) -> None:
-        """deferred.csv for GA4 Data Import (offline events); deferred_index.csv ties each line to its row."""
+        """deferred.csv for GA4 Data Import (offline events); deferred_index.csv ties each line to its row.
+
+        Two streaming passes over the spool, so a backfill where every row is deferred stays within
+        bounded memory: the first finds the columns (item<N>.* depend on the largest order), the
+        second writes chunk by chunk.
+        """
         if self.deferred_rows == 0:
             self._deferred_tmp.unlink(missing_ok=True)
             return
-        frames = pd.read_json(self._deferred_tmp, lines=True, dtype=False, chunksize=50_000)
+
+        def chunks() -> Iterator[pd.DataFrame]:
+            return pd.read_json(self._deferred_tmp, lines=True, dtype=False, chunksize=50_000)
+
         columns: list[str] = []
-        parts = []
-        for frame in frames:
-            parts.append(frame)
+        for frame in chunks():
             columns.extend(c for c in frame.columns if c not in columns)
-        data = pd.concat(parts, ignore_index=True).reindex(columns=columns).astype("string")
         import_columns = [c for c in columns if c not in ("source", "row")]
-        data[import_columns].to_csv(self.dir / "deferred.csv", index=False)
-        data[["source", "row", "event_name", "event_param.transaction_id"]].to_csv(self.dir / "deferred_index.csv", index=False)
+        index_columns = ["source", "row", "event_name", "event_param.transaction_id"]
+        for i, frame in enumerate(chunks()):
+            data = frame.reindex(columns=columns).astype("string")
+            mode, header = ("w", True) if i == 0 else ("a", False)
+            data[import_columns].to_csv(self.dir / "deferred.csv", index=False, mode=mode, header=header)
+            data[index_columns].to_csv(self.dir / "deferred_index.csv", index=False, mode=mode, header=header)
         self._deferred_tmp.unlink(missing_ok=True)
 
 
