@@ -170,14 +170,15 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
         outputs.add_rejects(result.rejects)
         outputs.add_deferred(result.deferred)
         c = result.counters
-        log.detail("chunk_planned", source=source.name, rows=c["rows"], planned=int((buckets == "planned").sum()),
+        planned = int((buckets == "planned").sum())
+        log.detail("chunk_planned", source=source.name, rows=c["rows"], planned=planned,
                    rejected=c["rejected"], deferred=c["deferred"], outside_window=c.get("outside_window", 0))
         tally.rows_in += c["rows"]
         tally.lines += int(getattr(chunk, "lines", c["rows"]))
         tally.rejected += c["rejected"]
         tally.deferred += c["deferred"]
         tally.duplicate += int((buckets == "duplicate").sum())
-        tally.planned += int((buckets == "planned").sum())
+        tally.planned += planned
         tally.no_session += c["no_session"]
         tally.outside_window += c.get("outside_window", 0)
         for name in ("session_cookie_unparsed", "session_too_old_to_attribute", "timestamp_before_session_start"):
@@ -286,7 +287,7 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
         summary = _summarise(config, options, run_id, now, tallies, outcome, stats, source_errors, recovered, ledger)
         (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         (out / "privacy_manifest.json").write_bytes(
-            orjson.dumps(_manifest(config, manifest, tallies), option=orjson.OPT_INDENT_2)
+            orjson.dumps(_manifest(config, manifest, tallies, summary["detectors"]), option=orjson.OPT_INDENT_2)
         )
         ledger.finish_run(run_id, orjson.dumps(summary).decode())
         log.emit("run_finished", **{k: summary[k] for k in ("run_id", "rows_in", "sent", "rejected", "duplicate",
@@ -355,14 +356,12 @@ def _summarise(config: Config, options: RunOptions, run_id: str, now: datetime, 
     }
 
 
-def _manifest(config: Config, manifest: PrivacyManifest, tallies: dict[str, SourceTally]) -> dict[str, Any]:
-    detectors: Counter[str] = Counter()
-    for t in tallies.values():
-        detectors.update(t.detectors)
+def _manifest(config: Config, manifest: PrivacyManifest, tallies: dict[str, SourceTally],
+              detectors: dict[str, int]) -> dict[str, Any]:
     return {
         **manifest.to_dict(),
         "never_sent": ["user_data", "ip_override"],
-        "detectors_fired": dict(detectors),
+        "detectors_fired": detectors,
         "consent_policy": {
             s.name: {"consent_default": s.consent_default,
                      "columns": {k: v for k, v in s.columns.items() if k in ("consent_analytics", "ad_user_data", "ad_personalization")}}
