@@ -119,7 +119,7 @@ async def _deliver(transport: Transport, request: Request, policy: RetryPolicy, 
             stats.http_statuses["no_answer"] += 1
             stats.last_error = answer.error
             ambiguous = ambiguous or answer.maybe_delivered
-        if answer.status is not None and 200 <= answer.status < 300:
+        if answer.ok:
             return Delivery(answer, attempt, ambiguous)
         if not retryable(answer) or attempt >= policy.max_attempts:
             return Delivery(answer, attempt, ambiguous)
@@ -165,7 +165,7 @@ async def _send_all(ledger: Ledger, transport: Transport, *, run_id: str, policy
             ledger.mark(keys, "in_flight", request_hash=request.body_hash)
             delivery = await _deliver(transport, request, policy, rng, stats)
             answer, attempts = delivery.answer, delivery.attempts
-            if answer.status is not None and 200 <= answer.status < 300:
+            if answer.ok:
                 ledger.mark(keys, "sent", http_status=answer.status, attempts=attempts, sent_run_id=run_id,
                             possible_duplicate=delivery.ambiguous or None)
                 if delivery.ambiguous:

@@ -26,6 +26,11 @@ class Answer:
     # body went out). False for errors before the first byte (connection refused, connect timeout).
     maybe_delivered: bool = False
 
+    @property
+    def ok(self) -> bool:
+        """A 2xx: GA took the request (which, for /mp/collect, says nothing about what it kept)."""
+        return self.status is not None and 200 <= self.status < 300
+
 
 class Transport(Protocol):
     async def post(self, body: bytes) -> Answer: ...
