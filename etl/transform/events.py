@@ -132,9 +132,17 @@ def _scan_personal_data(
     return values
 
 
-def _normalise_items(items: pd.Series, reasons: RejectReasons, counters: dict[str, Any], label: str) -> pd.Series:
-    """Parse, check and re-serialise item arrays; only item params in the allowlist leave."""
+def _normalise_items(
+    items: pd.Series, reasons: RejectReasons, counters: dict[str, Any], label: str
+) -> tuple[pd.Series, pd.Series, np.ndarray]:
+    """Parse, check and re-serialise item arrays; only item params in the allowlist leave.
+
+    Also returns every string value of the kept items, with its row position, for the PII scan
+    (collected here, so each order's items are parsed once).
+    """
     out = pd.Series(pd.NA, index=items.index, dtype="string")
+    strings: list[str] = []
+    positions: list[int] = []
     bad_json = np.zeros(len(items), dtype=bool)
     too_many = np.zeros(len(items), dtype=bool)
     no_id = np.zeros(len(items), dtype=bool)
@@ -160,6 +168,10 @@ def _normalise_items(items: pd.Series, reasons: RejectReasons, counters: dict[st
                 dropped_keys[k] = dropped_keys.get(k, 0) + 1
             if "item_id" not in kept and "item_name" not in kept:
                 no_id[pos] = True
+            for v in kept.values():
+                if isinstance(v, str):
+                    strings.append(v)
+                    positions.append(pos)
             clean.append(kept)
         out.iat[pos] = orjson.dumps(clean).decode()
     reasons.add(bad_json, "events[0].params.items", f"column {label!r} does not hold a list of items", "VALUE_INVALID")
@@ -167,21 +179,7 @@ def _normalise_items(items: pd.Series, reasons: RejectReasons, counters: dict[st
     reasons.add(no_id, "events[0].params.items", "every item needs item_id or item_name", "VALUE_REQUIRED")
     if dropped_keys:
         counters["item_keys_not_sent"] = dropped_keys
-    return out
-
-
-def _item_strings(items: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Every string inside the items (flattened) with the position of its row, for the PII scan."""
-    values: list[str] = []
-    positions: list[int] = []
-    for pos, text in enumerate(items.to_numpy()):
-        if isinstance(text, str):
-            for item in orjson.loads(text):
-                for v in item.values():
-                    if isinstance(v, str):
-                        values.append(v)
-                        positions.append(pos)
-    return pd.Series(values, dtype="string"), np.asarray(positions, dtype=np.int64)
+    return out, pd.Series(strings, dtype="string"), np.asarray(positions, dtype=np.int64)
 
 
 def transform_chunk(
@@ -304,8 +302,7 @@ def transform_chunk(
     # Items (POS exports): parsed per order — only sources with line items pay for it.
     items = None
     if "items" in f:
-        items = _normalise_items(f.df["items"], reasons, counters, f.label("items"))
-        strings, positions = _item_strings(items)
+        items, strings, positions = _normalise_items(f.df["items"], reasons, counters, f.label("items"))
         if len(strings):
             detected = detect_personal_data(strings)
             hit_rows = np.zeros(n, dtype=bool)

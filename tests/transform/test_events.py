@@ -263,3 +263,19 @@ def test_sessions_ga_will_not_attribute_are_counted_but_still_sent():
     assert len(result.events) == 3
     assert result.counters["session_too_old_to_attribute"] == 1
     assert result.counters["timestamp_before_session_start"] == 1
+
+
+def test_personal_data_inside_an_item_rejects_the_order():
+    frame = _chunk([_row(), _row(transaction_id="T-2")]).frame
+    frame["items"] = pd.Series([
+        '[{"item_id": "SKU1", "item_name": "Gift card for ann@example.com", "price": 5, "quantity": 1}]',
+        '[{"item_id": "SKU2", "item_name": "Candle", "price": 5, "quantity": 1, "vendor_note": "x"}]',
+    ], dtype="string")
+    result = transform_chunk(Chunk(frame=frame, columns={"items": "Lineitem name"}), SOURCE, PROP, WINDOW,
+                             now_micros=NOW_MICROS, run_id="r")
+    assert list(result.rejects["row"]) == [1]
+    assert result.rejects.iloc[0]["reasons"][0]["validationCode"] == "PERSONAL_DATA"
+    assert "ann@" not in orjson.dumps(result.rejects.to_dict("records")).decode()
+    (sent,) = [orjson.loads(e) for e in result.events["event_json"]]
+    assert sent["params"]["items"] == [{"item_id": "SKU2", "item_name": "Candle", "price": 5, "quantity": 1}]
+    assert result.counters["detectors"] == {"email": 1} and result.counters["item_keys_not_sent"] == {"vendor_note": 1}
