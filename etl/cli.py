@@ -167,10 +167,11 @@ def validate(config_path: Path, out_dir: Path | None, now: str | None, debug_end
                                                      now=_parse_now(now), sample_requests=sample))
             reasons: Counter[tuple[str, str, str]] = Counter()
             rejects = target / "rejects.ndjson"
-            for line in rejects.read_bytes().splitlines() if rejects.exists() else []:
-                record = orjson.loads(line)
-                for r in record["reasons"]:
-                    reasons[(record["source"], r["validationCode"], r["description"])] += 1
+            with rejects.open("rb") as lines:  # streamed: a big export can reject millions of rows
+                for line in lines:
+                    record = orjson.loads(line)
+                    for r in record["reasons"]:
+                        reasons[(record["source"], r["validationCode"], r["description"])] += 1
     except MpetlError as exc:
         _fail(exc)
     summary = result.summary
