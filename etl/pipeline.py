@@ -230,7 +230,7 @@ def _open_run_ledger(config: Config, options: RunOptions) -> Ledger:
         if Path(location).exists():
             with open_ledger(location, clock=options.clock) as original:
                 original.copy_to(scratch)
-        location = scratch
+        return open_ledger(scratch, lock=True, clock=options.clock, scratch=True)
     return open_ledger(location, lock=True, clock=options.clock)
 
 
