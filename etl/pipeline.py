@@ -159,7 +159,7 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
                     now_micros: int, options: RunOptions) -> SourceTally:
     tally = SourceTally()
     log.emit("source_started", source=source.name, kind=source.kind, path=str(source.path))
-    for chunk in iter_source_chunks(source, chunk_rows=options.chunk_rows):
+    for chunk in iter_source_chunks(source, chunk_rows=options.chunk_rows, since=options.since, until=options.until):
         result = transform_chunk(
             chunk, source, config.property, config.window, now_micros=now_micros, run_id=run_id,
             since_micros=to_micros(options.since) if options.since else None,

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from etl.extract.csv_diagnose import diagnose, find_problem
+from etl.extract.location import is_url, open_bytes
 from etl.extract.raw import RawChunk, position_name
 from etl.extract.text_file import TextLayout
 
@@ -48,8 +49,19 @@ def iter_csv_raw(layout: TextLayout) -> Iterator[RawChunk]:
     width = len(layout.header)
     names = [position_name(i) for i in range(width)]
     blanks = _BlankLines()
+    # A URL is read through its fsspec file object; a local file through pyarrow's native reader.
+    handle = open_bytes(layout.path) if is_url(layout.path) else None
     try:
-        stream = pa.input_stream(str(layout.path), compression="gzip" if layout.compressed else None)
+        yield from _read(layout, names, blanks, handle)
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _read(layout: TextLayout, names: list[str], blanks: _BlankLines, handle) -> Iterator[RawChunk]:
+    try:
+        stream = pa.input_stream(handle if handle is not None else str(layout.path),
+                                 compression="gzip" if layout.compressed else None)
         reader = pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(
