@@ -101,7 +101,7 @@ class BigQueryReader:
 
             def rows() -> Any:
                 return job.result(page_size=page_rows, timeout=REQUEST_TIMEOUT_S)
-        log.detail("bigquery_read", source=self.source.name, table=str(self.table or "query"), method=method,
+        log.emit("bigquery_read", source=self.source.name, table=str(self.table or "query"), method=method,
                    window_pushed_down=where is not None, storage_api=read_client is not None)
         next_row = 1
         batches = self._batches(rows, read_client)
