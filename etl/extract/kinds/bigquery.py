@@ -2,7 +2,8 @@
 chunks into the same canonical columns as a file.
 
 How it reads:
-- the schema first (the table's metadata, or a free dry run of the query), so the `columns` mapping
+- the schema first (the table's metadata, or a dry run of the query, which is free and returns the
+  result schema: https://cloud.google.com/bigquery/docs/samples/bigquery-query-dry-run), so the `columns` mapping
   is resolved and a missing column fails before any row is read or billed;
 - only the mapped columns (BigQuery bills by the columns read);
 - a table with no window: `list_rows` (no query, no query cost); with `--since/--until`, or for a
