@@ -1,7 +1,8 @@
 """Source files on object stores: a URL path is opened through fsspec, a local path as before.
 
-The stores here are fsspec's own `memory://` (in-process) and `file://` (a local file named by URL):
-the same code path as `gs://`/`s3://`, whose back ends (gcsfs, s3fs) are optional extras.
+The stores here are fsspec's own `memory://` (in-process), `file://` (a local file named by URL) and
+`s3://` through s3fs against moto's S3 server on 127.0.0.1 (offline): the same code path as `gs://`,
+whose back end (gcsfs) is an optional extra like s3fs.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import gzip
 import importlib.util
 import io
 import os
+import socket
 import subprocess
 import sys
 import tomllib
@@ -157,3 +159,47 @@ def test_memory_url_runs_end_to_end_through_the_cli(tmp_path):
         runs[name] = (summary, _requests(out))
     assert runs["memory"][1] == runs["local"][1]
     assert runs["memory"][0]["sources"]["generic_de"]["rows_in"] == runs["local"][0]["sources"]["generic_de"]["rows_in"] > 0
+
+
+@pytest.fixture
+def s3_server():
+    """moto's S3 API on a free 127.0.0.1 port; the environment a worker would have (endpoint, keys)."""
+    pytest.importorskip("s3fs")
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    try:
+        yield env
+    finally:
+        server.stop()
+
+
+def test_s3_url_runs_end_to_end_like_the_local_path(tmp_path, s3_server):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_server["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="crm-exports")
+    s3.put_object(Bucket="crm-exports", Key="nightly/closed_deals.csv.gz", Body=gzip.compress(GENERIC.read_bytes()))
+    env = {k: v for k, v in os.environ.items() if k != "MP_API_SECRET" and not k.startswith("AWS_")} | s3_server
+    runs = {}
+    for name, path in (("local", str(GENERIC)), ("s3", "s3://crm-exports/nightly/closed_deals.csv.gz"),
+                       ("missing", "s3://crm-exports/nightly/nope.csv")):
+        out = tmp_path / name
+        result = subprocess.run([sys.executable, "-m", "etl.cli", "run", "--config", str(_config(tmp_path, path)),
+                                 "--out", str(out), "--dry-run", "--now", SAMPLES_NOW],
+                                capture_output=True, text=True, env=env, timeout=240)
+        runs[name] = (result, orjson.loads((out / "summary.json").read_bytes()))
+    assert runs["local"][0].returncode == runs["s3"][0].returncode == 0, runs["s3"][0].stderr
+    assert _requests(tmp_path / "s3") == _requests(tmp_path / "local") != []
+    assert runs["s3"][1]["rows_in"] == runs["local"][1]["rows_in"]
+    missing, summary = runs["missing"]
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert summary["source_errors"] == [{"source": "generic_de",
+                                         "error": "s3://crm-exports/nightly/nope.csv: file not found"}]
