@@ -220,7 +220,9 @@ def _read_client(source: SourceConfig) -> Any:
         import grpc
         from google.cloud.bigquery_storage_v1.services.big_query_read.transports import BigQueryReadGrpcTransport
 
-        channel = grpc.insecure_channel(str(endpoint))
+        # As the library's own transport: no cap on a message's size (a stream message can exceed 4 MB).
+        channel = grpc.insecure_channel(str(endpoint), options=[("grpc.max_receive_message_length", -1),
+                                                                ("grpc.max_send_message_length", -1)])
         return bigquery_storage.BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
     return bigquery_storage.BigQueryReadClient()
 
