@@ -96,7 +96,54 @@ def open_bytes(location: Location, compression: str | None = None) -> IO[bytes]:
 
     _filesystem(url)  # a clear error for a missing back end before fsspec.open raises its own
     # OpenFile.open() ties the decompressor's close to the underlying store file.
-    return _on_store(url, lambda: fsspec.open(url, "rb", compression=compression).open())
+    return _StoreFile(_on_store(url, lambda: fsspec.open(url, "rb", compression=compression).open()))
+
+
+class _StoreFile:
+    """A store's file whose reads fail only with OSError (with the type name, never the text).
+
+    Why: the readers (pyarrow's CSV and Parquet readers, the strict CSV diagnosis) already turn an
+    OSError into a one-line SourceError; a store client raising its own type mid-file (an HTTP or auth
+    error) would otherwise escape as a traceback.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+
+    def _guard(self, action: Callable[[], T]) -> T:
+        try:
+            return action()
+        except (OSError, EOFError, ValueError):
+            raise
+        except Exception as exc:  # noqa: BLE001 — see the class docstring
+            raise OSError(f"store read failed ({type(exc).__name__})") from None
+
+    def read(self, size: int = -1) -> bytes:
+        return self._guard(lambda: self._raw.read(size))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._guard(lambda: self._raw.seek(offset, whence))
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> _StoreFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str):  # closed, seekable, readable, size, mode…
+        value = getattr(self._raw, name)
+        if name in _READS:
+            return lambda *args: self._guard(lambda: value(*args))
+        return value
+
+
+_READS = frozenset({"read1", "readinto", "readinto1", "readline", "readlines"})
 
 
 

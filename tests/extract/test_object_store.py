@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import fsspec
+import fsspec.implementations.memory
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -90,6 +91,46 @@ def test_url_errors_are_one_line_and_name_the_url():
     with pytest.raises(SourceError) as info:
         read_all(source(url, columns={"transaction_id": "Order", "value": "Amount", "client_id": "Client"}))
     assert info.value.row == 2 and "jane" not in str(info.value) and info.value.path == url
+
+
+class _FailingFile(io.BytesIO):
+    """A store file whose connection breaks after 80 kB with the client's own exception type."""
+
+    def _check(self) -> None:
+        if self.tell() > 80_000:
+            raise RuntimeError("connection reset; token=ya29.SECRET")
+
+    def read(self, size=-1):
+        self._check()
+        return super().read(size)
+
+    def readinto(self, buffer):
+        self._check()
+        return super().readinto(buffer)
+
+
+class _FailingStore(fsspec.implementations.memory.MemoryFileSystem):
+    """memory:// files, opened as _FailingFile."""
+
+    protocol = ("failingmem",)
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(path.replace("failingmem://", "memory://", 1))
+
+    def _open(self, path, mode="rb", **kwargs):
+        return _FailingFile(super()._open(path, mode, **kwargs).getvalue())
+
+
+def test_a_store_failing_mid_file_is_one_line_without_its_text():
+    fsspec.register_implementation("failingmem", _FailingStore, clobber=True)
+    body = "Order,Amount,Client\n" + "".join(f"A{i},{i},c{i}\n" for i in range(20_000))
+    url = _memory_url("big.csv", body.encode()).replace("memory://", "failingmem://")
+    columns = {"transaction_id": "Order", "value": "Amount", "client_id": "Client"}
+    with pytest.raises(SourceError) as info:
+        read_all(source(url, columns=columns), chunk_rows=1000)
+    assert info.value.path == url and "cannot be read" in info.value.message
+    assert "\n" not in str(info.value) and "SECRET" not in str(info.value)
 
 
 @pytest.mark.parametrize(("url", "module", "extra"), [("gs://bucket/deals.csv", "gcsfs", "gcs"),
