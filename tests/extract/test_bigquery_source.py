@@ -9,6 +9,7 @@ line naming it, exit 2, and the other sources go on.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -285,3 +286,20 @@ def test_bad_identifiers_never_reach_the_sql(warehouse):
             list(iter_source_chunks(source))
         assert "\n" not in str(info.value) and str(info.value).startswith(f"bigquery:{table}")
 
+
+
+def test_sources_preview_shows_the_schema_and_the_first_events(tmp_path, warehouse):
+    config = _config(tmp_path, _sources(warehouse)[1:])
+    env = {k: v for k, v in os.environ.items() if k != "MP_API_SECRET"}
+    result = subprocess.run([sys.executable, "-m", "etl.cli", "sources", "--config", str(config), "-n", "3",
+                             "--now", NOW], capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, result.stderr
+    decoder, text, previews, at = json.JSONDecoder(), result.stdout, [], 0
+    while text[at:].strip():  # one indented JSON object per source
+        at += len(text[at:]) - len(text[at:].lstrip())
+        preview, at = decoder.raw_decode(text, at)
+        previews.append(preview)
+    assert [p["source"] for p in previews] == ["bq_table", "bq_query"]
+    for p in previews:
+        assert p["columns_found"] == ["order_id", "ts", "amount", "client", "currency", "consent", "items"]
+        assert 0 < len(p["events"]) + len(p["rejected_rows"]) + len(p["deferred_rows"]) <= 3
