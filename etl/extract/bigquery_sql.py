@@ -10,8 +10,9 @@ dropped). A TIMESTAMP is an instant, so its bounds are exact. A DATETIME or DATE
 wall-clock time that the transform places with the source's zone (or a per-row `timezone` column),
 so the bounds are widened by a margin that covers any DST jump (3 h) or any zone on Earth (27 h,
 when rows carry their own zone); the transform cuts exactly and counts the margin's rows as
-`outside_window`. A NULL time is always read (the transform rejects it, visibly). Other types
-(STRING times in a vendor's format) are not pushed down: every row is read and the transform filters.
+`outside_window`. A NULL time is always read (the transform rejects it, visibly). A STRING time is
+pushed down only with a type hint (`options.timestamp_type`), through SAFE_CAST and a day's margin;
+without one every row is read and the transform filters.
 """
 
 from __future__ import annotations
@@ -98,36 +99,48 @@ def select_sql(columns: list[str], source_sql: str, where: WindowFilter | None) 
 
 
 def window_filter(column: str, field_type: str, since: datetime | None, until: datetime | None, *,
-                  zone: str, row_zones: bool) -> WindowFilter | None:
-    """The pushdown for [since, until) on `column`, or None when it cannot be pushed down safely."""
+                  zone: str, row_zones: bool, hint: str | None = None) -> WindowFilter | None:
+    """The pushdown for [since, until) on `column`, or None when it cannot be pushed down safely.
+
+    `hint` (`options.timestamp_type`) lets a STRING column be pushed down as the type its text
+    holds: the WHERE compares `SAFE_CAST(column AS hint)`, a text it cannot cast is NULL and read, and
+    the bounds are widened by a whole day either way (a text's zone is the transform's business).
+    """
     if since is None and until is None:
         return None
     kind = field_type.upper()
-    if kind not in PUSHABLE_TYPES:
+    expr = quote_identifier(column)
+    margin = ANY_ZONE_MARGIN if row_zones else DST_MARGIN
+    exact = True  # a TIMESTAMP column is an instant: its bounds need no margin
+    if kind == "STRING" and hint is not None:
+        kind = hint.upper()
+        if kind not in PUSHABLE_TYPES:
+            raise ValueError(f"options.timestamp_type must be one of {', '.join(PUSHABLE_TYPES)}, got {hint!r}")
+        expr, margin, exact = f"SAFE_CAST({expr} AS {kind})", ANY_ZONE_MARGIN, False
+    elif kind not in PUSHABLE_TYPES:
         return None
-    col = quote_identifier(column)
     conditions: list[str] = []
     params: list[tuple[str, str, Any]] = []
     if kind == "TIMESTAMP":
+        shift = timedelta(0) if exact else margin
         if since is not None:
-            conditions.append(f"{col} >= @{SINCE_PARAM}")
-            params.append((SINCE_PARAM, "TIMESTAMP", since))
+            conditions.append(f"{expr} >= @{SINCE_PARAM}")
+            params.append((SINCE_PARAM, "TIMESTAMP", since - shift))
         if until is not None:
-            conditions.append(f"{col} < @{UNTIL_PARAM}")
-            params.append((UNTIL_PARAM, "TIMESTAMP", until))
+            conditions.append(f"{expr} < @{UNTIL_PARAM}")
+            params.append((UNTIL_PARAM, "TIMESTAMP", until + shift))
     else:
         tz = zoneinfo.ZoneInfo(zone)
-        margin = ANY_ZONE_MARGIN if row_zones else DST_MARGIN
 
         def local(moment: datetime, shift: timedelta) -> datetime:
             return moment.astimezone(tz).replace(tzinfo=None) + shift
 
         if since is not None:
             low = local(since, -margin)
-            conditions.append(f"{col} >= @{SINCE_PARAM}")
+            conditions.append(f"{expr} >= @{SINCE_PARAM}")
             params.append((SINCE_PARAM, kind, low.date() if kind == "DATE" else low))
         if until is not None:
             high = local(until, margin)
-            conditions.append(f"{col} <= @{UNTIL_PARAM}")
+            conditions.append(f"{expr} <= @{UNTIL_PARAM}")
             params.append((UNTIL_PARAM, kind, high.date() if kind == "DATE" else high))
-    return WindowFilter(f"({col} IS NULL OR ({' AND '.join(conditions)}))", tuple(params))
+    return WindowFilter(f"({expr} IS NULL OR ({' AND '.join(conditions)}))", tuple(params))

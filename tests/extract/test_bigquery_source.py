@@ -259,23 +259,33 @@ def test_datetime_and_date_columns_read_a_margin_and_the_transform_cuts_exactly(
     client, table = warehouse["client"], f"{EMULATOR_PROJECT}.{warehouse['dataset']}.local_times"
     client.create_table(bigquery.Table(table, schema=[bigquery.SchemaField("order_id", "STRING"),
                                                       bigquery.SchemaField("at", "DATETIME"),
-                                                      bigquery.SchemaField("day", "DATE")]))
+                                                      bigquery.SchemaField("day", "DATE"),
+                                                      bigquery.SchemaField("at_text", "STRING")]))
     rows = [{"order_id": f"L{h}", "at": (dt.datetime(2026, 11, 19) + dt.timedelta(hours=h)).isoformat(),
-             "day": (dt.date(2026, 11, 19) + dt.timedelta(days=h // 24)).isoformat()} for h in range(-36, 60, 2)]
-    rows.append({"order_id": "Lnull", "at": None, "day": None})
+             "day": (dt.date(2026, 11, 19) + dt.timedelta(days=h // 24)).isoformat(),
+             "at_text": (dt.datetime(2026, 11, 19) + dt.timedelta(hours=h)).isoformat()} for h in range(-36, 60, 2)]
+    rows.append({"order_id": "Lnull", "at": None, "day": None, "at_text": None})
+    rows.append({"order_id": "Ltext", "at": None, "day": None, "at_text": "11/19/2026 3:00 PM"})
     assert client.insert_rows_json(table, rows) == []
     since, until = dt.datetime(2026, 11, 19, 5, tzinfo=dt.UTC), dt.datetime(2026, 11, 20, 5, tzinfo=dt.UTC)
 
-    def read(field: str) -> set[str]:
+    def read(field: str, **options) -> set[str]:
         source = SourceConfig(name="s", kind="bigquery", path="bigquery", table=table, project=EMULATOR_PROJECT,
                               api_endpoint=warehouse["endpoint"], timezone="America/New_York",
-                              columns={"transaction_id": "order_id", "timestamp": field})
+                              columns={"transaction_id": "order_id", "timestamp": field}, options=options)
         return {t for c in iter_source_chunks(source, since=since, until=until) for t in c.frame["transaction_id"]}
 
     # New York is UTC-5: the window is 00:00–24:00 local on the 19th; 3 h of margin either side.
-    assert read("at") == {f"L{h}" for h in range(-36, 60, 2) if -3 <= h <= 27} | {"Lnull"}
+    assert read("at") == {f"L{h}" for h in range(-36, 60, 2) if -3 <= h <= 27} | {"Lnull", "Ltext"}
     # A DATE is widened to whole days: the 18th (3 h before the 19th's midnight) to the 20th.
-    assert read("day") == {f"L{h}" for h in range(-36, 60, 2) if -24 <= h < 48} | {"Lnull"}
+    assert read("day") == {f"L{h}" for h in range(-36, 60, 2) if -24 <= h < 48} | {"Lnull", "Ltext"}
+    # Text times: all read without a hint; with one, a day either side, and text it cannot cast is read.
+    assert len(read("at_text")) == len(rows)
+    assert read("at_text", timestamp_type="DATETIME") == \
+        {f"L{h}" for h in range(-36, 60, 2) if -27 <= h <= 51} | {"Lnull", "Ltext"}
+    with pytest.raises(SourceError) as info:
+        read("at_text", timestamp_type="NUMBER")
+    assert info.value.column == "at_text" and "timestamp_type" in info.value.message
 
 
 def test_bad_identifiers_never_reach_the_sql(warehouse):

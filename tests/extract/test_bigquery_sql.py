@@ -53,6 +53,18 @@ def test_text_times_and_no_window_are_not_pushed_down():
     assert window_filter("ts", "TIMESTAMP", None, None, zone="UTC", row_zones=False) is None
 
 
+def test_a_type_hint_pushes_text_times_down_through_safe_cast_with_a_day_of_margin():
+    where = window_filter("ts", "STRING", SINCE, UNTIL, zone="UTC", row_zones=False, hint="timestamp")
+    assert where.clause == ("(SAFE_CAST(`ts` AS TIMESTAMP) IS NULL OR (SAFE_CAST(`ts` AS TIMESTAMP) >= @mpetl_since "
+                            "AND SAFE_CAST(`ts` AS TIMESTAMP) < @mpetl_until))")
+    assert [p[2] for p in where.params] == [SINCE - dt.timedelta(hours=27), UNTIL + dt.timedelta(hours=27)]
+    # A hint never overrides a typed column, and an unknown one is refused.
+    typed = window_filter("ts", "TIMESTAMP", SINCE, UNTIL, zone="UTC", row_zones=False, hint="DATE")
+    assert typed.params[0] == ("mpetl_since", "TIMESTAMP", SINCE)
+    with pytest.raises(ValueError):
+        window_filter("ts", "STRING", SINCE, UNTIL, zone="UTC", row_zones=False, hint="INT64; DROP")
+
+
 @given(st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2030, 12, 31)),
        st.sampled_from(["Europe/London", "America/New_York", "Australia/Lord_Howe", "Pacific/Kiritimati",
                         "Pacific/Pago_Pago", "Asia/Kolkata"]),

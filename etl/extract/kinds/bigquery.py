@@ -128,8 +128,12 @@ class BigQueryReader:
         if "timestamp" not in cols.positions:
             return None
         field = self.schema[cols.positions["timestamp"]]
-        return window_filter(field.name, field.field_type, since, until, zone=self.source.timezone,
-                             row_zones="timezone" in cols.positions)
+        hint = self.source.options.get("timestamp_type")
+        try:
+            return window_filter(field.name, field.field_type, since, until, zone=self.source.timezone,
+                                 row_zones="timezone" in cols.positions, hint=None if hint is None else str(hint))
+        except ValueError as exc:
+            raise SourceError(self.label, None, field.name, str(exc)) from None
 
     def _batches(self, rows: Callable[[], Any], read_client: Any) -> Iterator[pa.RecordBatch]:
         """Arrow batches over the Storage Read API, or REST pages when it is unavailable or refused."""
