@@ -313,3 +313,41 @@ def test_sources_preview_shows_the_schema_and_the_first_events(tmp_path, warehou
     for p in previews:
         assert p["columns_found"] == ["order_id", "ts", "amount", "client", "currency", "consent", "items"]
         assert 0 < len(p["events"]) + len(p["rejected_rows"]) + len(p["deferred_rows"]) <= 3
+
+
+class _RefusingReadApi:
+    """A gRPC server that answers every Storage Read API call as Google does for a credential
+    without `bigquery.readsessions.create`: PERMISSION_DENIED."""
+
+    def __enter__(self) -> str:
+        from concurrent import futures
+
+        import grpc
+
+        class Refuse(grpc.GenericRpcHandler):
+            def service(self, handler_call_details):
+                def deny(request, context):
+                    context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                  "Permission denied: bigquery.readsessions.create")
+                return grpc.unary_unary_rpc_method_handler(deny)
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[Refuse()])
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+        return f"127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop(grace=None)
+
+
+def test_a_refused_storage_read_api_falls_back_to_rest_pages(warehouse, capfd):
+    with _RefusingReadApi() as endpoint:
+        source = SourceConfig(name="s", kind="bigquery", path="bigquery", table=warehouse["table"],
+                              project=EMULATOR_PROJECT, api_endpoint=warehouse["endpoint"], columns=COLUMNS,
+                              options={"read_api_endpoint": endpoint})
+        capfd.readouterr()
+        chunks = list(iter_source_chunks(source, chunk_rows=10))
+    assert sorted(t for c in chunks for t in c.frame["transaction_id"]) == [f"BQ-{i:03d}" for i in range(N_ROWS)]
+    logged = [orjson.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    assert {"event": "bigquery_storage_api_refused", "source": "s", "reason": "PermissionDenied"}.items() <= \
+        next(e for e in logged if e["event"] == "bigquery_storage_api_refused").items()
