@@ -244,3 +244,27 @@ def test_s3_url_runs_end_to_end_like_the_local_path(tmp_path, s3_server):
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert summary["source_errors"] == [{"source": "generic_de",
                                          "error": "s3://crm-exports/nightly/nope.csv: file not found"}]
+
+
+def test_vendor_kinds_and_identity_maps_read_from_a_store_like_from_disk():
+    from etl.config import IdentityMapConfig
+
+    sf = SAMPLES / "crm" / "salesforce_opportunities.csv"
+    local, _ = read_all(source(sf, "salesforce"))
+    remote, _ = read_all(source(_memory_url(sf.name, sf.read_bytes()), "salesforce"))
+    assert remote.equals(local) and len(local) > 0
+
+    pos = SAMPLES / "pos"
+    ids = pos / "customer_identity_map.csv"
+
+    def square(path, id_path):
+        idm = IdentityMapConfig(path=id_path, key="Square Customer ID", client_id="GA Cookie", source_key="Customer ID")
+        return read_all(source(path, "square", identity_map=idm, options={"currency": "USD"}))[0]
+
+    local = square(pos / "square_transactions.csv", ids)
+    remote = square(_memory_url("tx.csv", (pos / "square_transactions.csv").read_bytes()),
+                    _memory_url("ids.csv", ids.read_bytes()))
+    assert remote.equals(local) and local["client_id"].notna().sum() > 0
+    with pytest.raises(SourceError) as info:  # Square's item details sit beside a local transactions file
+        read_all(source(_memory_url("tx.csv", b"x\n"), "square", options={"items_path": "items.csv"}))
+    assert "items_path" in info.value.message
