@@ -49,7 +49,10 @@ def _text(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         return pa.array([None if v is None else v.decode("utf-8", errors="replace") for v in array.to_pylist()],
                         type=pa.string())
-    return array.cast(pa.string())
+    try:
+        return array.cast(pa.string())
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # a type Arrow cannot cast (intervals…): Python's text
+        return pa.array([None if v is None else str(v) for v in array.to_pylist()], type=pa.string())
 
 
 def _json_default(value: object) -> object:

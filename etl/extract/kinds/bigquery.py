@@ -86,9 +86,15 @@ class BigQueryReader:
                  page_rows: int) -> Iterator[RawChunk]:
         """Numbered raw records of the mapped columns, in Arrow batches (a REST page or a stream message)."""
         positions = sorted(set(cols.positions.values()))
+        if not positions:
+            raise SourceError(self.label, None, None, "no column is mapped (set [sources.columns])")
         names = [self.header[p] for p in positions]
         where = self._window(cols, since, until)
-        read_client = _read_client(self.source)
+        try:
+            read_client = _read_client(self.source)
+        except Exception as exc:  # noqa: BLE001 — no read client (credentials, transport): REST pages will do
+            log.emit("bigquery_storage_api_unavailable", source=self.source.name, reason=type(exc).__name__)
+            read_client = None
         if where is None and self.listable:
             selected = [self.schema[p] for p in positions]
             method = "list_rows"
@@ -103,7 +109,7 @@ class BigQueryReader:
             def rows() -> Any:
                 return job.result(page_size=page_rows, timeout=REQUEST_TIMEOUT_S)
         log.emit("bigquery_read", source=self.source.name, table=str(self.table or "query"), method=method,
-                   window_pushed_down=where is not None, storage_api=read_client is not None)
+                 window_pushed_down=where is not None, storage_api=read_client is not None)
         next_row = 1
         batches = self._batches(rows, read_client)
         while True:
