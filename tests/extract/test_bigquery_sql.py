@@ -82,3 +82,24 @@ def test_a_local_time_the_transform_keeps_is_never_excluded_by_the_sql(local, zo
     dw = window_filter("day", "DATE", since, until, zone=zone, row_zones=row_zones)
     (_, _, low_day), (_, _, high_day) = dw.params
     assert low_day <= local.date() <= high_day
+
+
+def test_config_needs_exactly_one_of_table_or_query(tmp_path):
+    from etl.config import load_config
+    from etl.errors import ConfigError
+    from tests.support import dump_toml
+
+    def config(**source) -> object:
+        path = tmp_path / "c.toml"
+        path.write_text(dump_toml({"property": {"measurement_id": "G-TEST1", "timezone": "UTC"},
+                                   "sources": [{"name": "bq", "kind": "bigquery", **source}]}))
+        return load_config(path)
+
+    loaded = config(table="p.d.t", project="p", location="EU", api_endpoint="http://127.0.0.1:1")
+    s = loaded.sources[0]
+    assert (s.table, s.query, s.project, s.location, s.path) == ("p.d.t", None, "p", "EU", "bigquery:p.d.t")
+    assert config(query="SELECT 1").sources[0].path == "bigquery:query"
+    for bad in ({}, {"table": "p.d.t", "query": "SELECT 1"}):
+        with pytest.raises(ConfigError) as info:
+            config(**bad)
+        assert "sources.bq.table" in str(info.value) and "exactly one" in str(info.value)
