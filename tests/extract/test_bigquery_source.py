@@ -25,7 +25,7 @@ from etl.config import SourceConfig
 from etl.errors import SourceError
 from etl.extract import iter_source_chunks
 from tests.reconcile.conftest import EMULATOR_PROJECT, bigquery_emulator  # noqa: F401  (the session fixture)
-from tests.support import dump_toml
+from tests.support import dump_toml, pinned_clock_env
 
 NOW = "2026-11-21T06:00:00Z"
 BASE = dt.datetime(2026, 11, 18, 8, 0, tzinfo=dt.UTC)
@@ -127,7 +127,8 @@ def _sources(w: dict) -> list[dict]:
 
 
 def _run(config: Path, out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
-    env = {k: v for k, v in os.environ.items() if k != "MP_API_SECRET"}
+    # The night of NOW, simulated by the process clock (an event's age is the wall clock's, never --now).
+    env = pinned_clock_env({k: v for k, v in os.environ.items() if k != "MP_API_SECRET"}, NOW)
     result = subprocess.run([sys.executable, "-m", "etl.cli", "run", "--config", str(config), "--out", str(out),
                              "--dry-run", "--now", NOW, *args], capture_output=True, text=True, env=env, timeout=240)
     summary = orjson.loads((out / "summary.json").read_bytes()) if (out / "summary.json").exists() else {}
@@ -300,7 +301,7 @@ def test_bad_identifiers_never_reach_the_sql(warehouse):
 
 def test_sources_preview_shows_the_schema_and_the_first_events(tmp_path, warehouse):
     config = _config(tmp_path, _sources(warehouse)[1:])
-    env = {k: v for k, v in os.environ.items() if k != "MP_API_SECRET"}
+    env = pinned_clock_env({k: v for k, v in os.environ.items() if k != "MP_API_SECRET"}, NOW)
     result = subprocess.run([sys.executable, "-m", "etl.cli", "sources", "--config", str(config), "-n", "3",
                              "--now", NOW], capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stderr
