@@ -352,3 +352,24 @@ def test_a_refused_storage_read_api_falls_back_to_rest_pages(warehouse, capfd):
     logged = [orjson.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
     assert {"event": "bigquery_storage_api_refused", "source": "s", "reason": "PermissionDenied"}.items() <= \
         next(e for e in logged if e["event"] == "bigquery_storage_api_refused").items()
+
+
+def test_a_table_dropped_mid_read_is_one_line_naming_the_row(warehouse):
+    """A dbt run replacing the table while we page through it: the error names the first row not read."""
+    from google.cloud import bigquery
+
+    client = warehouse["client"]
+    table = f"{EMULATOR_PROJECT}.{warehouse['dataset']}.replaced"
+    client.create_table(bigquery.Table(table, schema=client.get_table(warehouse["table"]).schema))
+    assert client.insert_rows_json(table, _rows()) == []
+    source = SourceConfig(name="s", kind="bigquery", path="bigquery", table=table, project=EMULATOR_PROJECT,
+                          api_endpoint=warehouse["endpoint"], columns=COLUMNS)
+    chunks = iter_source_chunks(source, chunk_rows=5)
+    first = next(chunks)
+    assert first.frame["row"].tolist() == [1, 2, 3, 4, 5]
+    client.delete_table(table)
+    with pytest.raises(SourceError) as info:
+        list(chunks)
+    err = info.value
+    assert err.path == f"bigquery:{table}" and err.row is not None and 5 < err.row <= 11
+    assert "\n" not in str(err) and "reading failed from this row on" in err.message
