@@ -161,7 +161,7 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
     tally = SourceTally()
     log.emit("source_started", source=source.name, kind=source.kind, path=str(source.path))
     until = options.select_until
-    for chunk in iter_source_chunks(source, chunk_rows=options.chunk_rows):
+    for chunk in iter_source_chunks(source, chunk_rows=options.chunk_rows, since=options.since, until=until):
         if stopper.stopped:
             break  # what was read is planned; the rest of the file is read again by the next run
         now_micros = options.clock()
