@@ -31,6 +31,13 @@ MAX_EVENT_AGE_HOURS = 72
 MAX_USER_ID_LEN = 256  # GA4: user_id must be under 256 characters
 FUTURE_TOLERANCE_S = 300  # clock skew allowed for "now"-ish timestamps
 
+# Amounts (value, tax, shipping, item price, discount) beyond this are poison, not revenue: a double holds
+# integers exactly only up to 2**53 (about 9e15), so a larger amount cannot even be stored to the unit, and
+# a 400-digit cell parses to infinity. No order in any currency comes near it.
+MAX_ABS_AMOUNT = 1e15
+# Item quantities beyond this are a unit mix-up or a corrupt cell, not an order line.
+MAX_ITEM_QUANTITY = 1_000_000_000
+
 # Integer values land in BigQuery INT64 columns: anything wider cannot be stored as sent.
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
