@@ -381,7 +381,8 @@ def transform_chunk(
         if not present.any():
             continue
         allowing = [e for e in event_names if pname in allowed_params(e, extra_params)]
-        outside_list = present & ~names.isin(allowing).to_numpy(dtype=bool)
+        # Rows whose event name is itself outside the allowlist already carry that reason.
+        outside_list = present & ~names.isin(allowing).to_numpy(dtype=bool) & names.isin(allowed_events).to_numpy(dtype=bool)
         reasons.add(outside_list, f"events[0].params.{pname}", f"column {f.label(pname)!r}: {pname} is not in the allowlist for this row's event (declare it under [privacy] extra_params)", "NOT_ALLOWED")
 
     # Items (POS exports): parsed per order — only sources with line items pay for it.
