@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import orjson
-import pandas as pd
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etl.load import Ledger, RetryPolicy, send_pending
+from etl.load import RetryPolicy, SendSettings, open_ledger, send_pending
 from etl.load.transport import Answer
 from etl.protocol import scrub_message
+from tests.load.conftest import Clock, events_frame
 
 MARK = "Zq9mark"
 SECRET = "k3Y9sEcReT_vAlUe-2026xx"
@@ -29,6 +28,7 @@ templates = st.sampled_from([
 ])
 
 
+@settings(deadline=None)
 @given(templates, values)
 def test_values_in_brackets_quotes_urls_and_secret_pairs_never_survive(template: str, value: str) -> None:
     scrubbed = scrub_message({"fieldPath": "events", "description": template.format(v=value), "validationCode": "VALUE_INVALID"})
@@ -36,6 +36,7 @@ def test_values_in_brackets_quotes_urls_and_secret_pairs_never_survive(template:
     assert scrubbed["validationCode"] == "VALUE_INVALID" and scrubbed["fieldPath"] == "events"
 
 
+@settings(deadline=None)
 @given(st.sampled_from(["jane.doe@example.com", "jürgen@müller.de", "+44 20 7946 0958", "4111 1111 1111 1111", "a" * 64,
                         SECRET]))
 def test_bare_personal_data_and_long_tokens_never_survive(value: str) -> None:
@@ -82,19 +83,18 @@ class _EchoingDebugEndpoint:
 
 
 def test_the_summarys_debug_messages_hold_no_value_and_no_secret(tmp_path) -> None:
-    now = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
-    now_micros = int(now.timestamp()) * 1_000_000
+    clock = Clock()
     tid = "T-Zq9-000123"
-    event = {"name": "purchase", "timestamp_micros": now_micros - 3_600_000_000,
-             "params": {"transaction_id": tid, "value": 10.5, "currency": "EUR", "mpetl_run": "r1"}}
-    with Ledger(tmp_path / "l.sqlite") as ledger:
-        ledger.plan(pd.DataFrame([{
-            "source": "crm", "row": 1, "event_key": f"crm|purchase|{tid}", "event_name": "purchase",
-            "client_id": "100.1700000000", "user_id": None, "consent_json": None,
-            "timestamp_micros": event["timestamp_micros"], "event_date": "20261121", "transaction_id": tid,
-            "has_session": False, "event_json": orjson.dumps(event).decode()}]), "r1")
-        stats = send_pending(ledger, _EchoingDebugEndpoint(), run_id="r1", now_micros=now_micros,
-                             policy=RetryPolicy(max_attempts=1), concurrency=1, seed=1)
+    ledger = open_ledger(str(tmp_path / "l.sqlite"), clock=clock)
+    try:
+        ledger.bind_property("G-TESTSEND1", "http://127.0.0.1")
+        ledger.begin_run("r1", "send")
+        ledger.plan(events_frame([f"crm|purchase|{tid}"]), "r1", oldest_sendable_micros=clock() - 71 * 3_600_000_000)
+        stats = send_pending(ledger, _EchoingDebugEndpoint(), SendSettings(
+            run_id="r1", policy=RetryPolicy(max_attempts=1), concurrency=1, max_age_micros=71 * 3_600_000_000,
+            clock=clock, seed=1))
+    finally:
+        ledger.close()
     summary = json.dumps(stats.to_dict())
     assert stats.events_sent == 1 and sum(stats.debug_messages.values()) == 1
     for leaked in (tid, "jane.doe", SECRET):

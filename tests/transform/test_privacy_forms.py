@@ -7,7 +7,7 @@ import base64
 import hashlib
 
 import pandas as pd
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl.transform.privacy import detect_personal_data
@@ -33,6 +33,7 @@ unicode_emails = st.builds(
 )
 
 
+@settings(deadline=None)
 @given(embedded(unicode_emails))
 def test_emails_with_non_ascii_local_part_or_domain_are_detected(value: str) -> None:
     assert detect(value) == "email"
@@ -78,6 +79,7 @@ def encoded_digests(draw: st.DrawFn) -> str:
     return "sha256-" + base64.b64encode(sha256).decode()  # subresource-integrity style
 
 
+@settings(deadline=None)
 @given(embedded(encoded_digests()))
 def test_prefixed_and_otherwise_encoded_digests_are_detected(value: str) -> None:
     assert detect(value) == "hashed_identifier"
@@ -104,6 +106,7 @@ reported_phones = st.one_of(
 )
 
 
+@settings(deadline=None)
 @given(embedded(reported_phones))
 def test_the_reported_phone_formats_are_detected(value: str) -> None:
     assert detect(value) == "phone"
@@ -117,6 +120,7 @@ def test_the_reported_phone_examples() -> None:
 # --- dotted card numbers --------------------------------------------------------------------------------------------
 
 
+@settings(deadline=None)
 @given(embedded(cards().map(lambda card: card.replace(" ", ".").replace("-", "."))))
 def test_card_numbers_with_dots_are_detected(value: str) -> None:
     assert detect(value) == "payment_card"
@@ -134,6 +138,7 @@ ssns = st.builds(lambda a, g, s, sep: f"{a}{sep}{g:02d}{sep}{s:04d}", ssn_area, 
                  st.sampled_from(["-", " "]))
 
 
+@settings(deadline=None)
 @given(embedded(ssns))
 def test_us_ssns_in_free_text_are_detected(value: str) -> None:
     assert detect(value) == "us_ssn"
