@@ -510,13 +510,22 @@ def transform_chunk(
             }
         )
 
-
         oversized = _oversized(event_json, s_client, events["user_id"], events["consent_json"])
-        if _pass or not oversized.any():
+        # GA4 takes at most 25 params per event; the sender adds the run marker to each.
+        crowded = np.zeros(k, dtype=bool)
+        if len(members) + 1 > rules.MAX_PARAMS_PER_EVENT:
+            present = sum(np.asarray(pc.is_valid(m).to_numpy(zero_copy_only=False), dtype=np.int64) for m in members)
+            crowded = present + 1 > rules.MAX_PARAMS_PER_EVENT
+        if _pass or not (oversized.any() or crowded.any()):
             break
-        too_big = np.zeros(n, dtype=bool)
-        too_big[np.flatnonzero(sel)[oversized]] = True
-        reasons.add(too_big, "events[0]", f"the event is larger than one request may be ({rules.MAX_BODY_BYTES:,} bytes with its client_id and consent): shorten or drop params or items", "VALUE_OUT_OF_BOUNDS")
+        for bad, description in (
+            (oversized, f"the event is larger than one request may be ({rules.MAX_BODY_BYTES:,} bytes with its client_id and consent): shorten or drop params or items"),
+            (crowded, f"the event would carry more than {rules.MAX_PARAMS_PER_EVENT} params (with the run marker): declare fewer extra params"),
+        ):
+            full = np.zeros(n, dtype=bool)
+            full[np.flatnonzero(sel)[bad]] = True
+            reasons.add(full, "events[0]" if bad is oversized else "events[0].params", description,
+                        "VALUE_OUT_OF_BOUNDS" if bad is oversized else "EXCEEDED_MAX_ENTITIES")
 
     counters["purchase_without_items"] = int((send_mask & (names == "purchase").to_numpy(dtype=bool) & _no_items(items, n)).sum())
 

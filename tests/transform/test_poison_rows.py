@@ -101,6 +101,19 @@ def test_an_event_too_big_for_any_request_is_rejected_not_planned():
     assert result.counters["rejected"] == 1 and result.counters["to_send"] == 1
 
 
+def test_an_event_with_more_than_25_params_is_rejected_not_planned():
+    names = [f"note{i}" for i in range(24)]
+    frame = _chunk([_row(), _row(transaction_id="T-2")]).frame
+    for i, name in enumerate(names):
+        frame[f"param.{name}"] = pd.Series(["x", "x" if i < 20 else None], dtype="string")
+    result = transform_chunk(Chunk(frame=frame), SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r",
+                             extra_params={"purchase": names})
+    sent, rejected = _fates(result, 2)
+    # row 1: 24 notes + transaction_id, value, currency, session_id + the run marker = 29; row 2: 20 + 4 + 1 = 25
+    assert sent == {2} and rejected == {1}
+    assert _reasons(result)[1][0]["validationCode"] == "EXCEEDED_MAX_ENTITIES"
+
+
 def test_a_per_row_event_name_outside_the_allowlist_rejects_only_its_row():
     rows = [_row(), _row(transaction_id="T-2", event_name="jane.doe@example.com"),
             _row(transaction_id="T-3", event_name="my_custom_event"), _row(transaction_id="T-4", event_name="refund")]
