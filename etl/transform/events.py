@@ -377,9 +377,12 @@ def transform_chunk(
     ):
         if not present.any():
             continue
-        allowing = [e for e in event_names if pname in allowed_params(e, extra_params)]
-        # Rows whose event name is itself outside the allowlist already carry that reason.
-        outside_list = present & ~names.isin(allowing).to_numpy(dtype=bool) & names.isin(allowed_events).to_numpy(dtype=bool)
+        # Only names that are allowed events yet lack this param (rows whose event name is itself outside
+        # the allowlist already carry that reason); usually there are none and no row is looked at.
+        lacking = [e for e in event_names if e in allowed_events and pname not in allowed_params(e, extra_params)]
+        if not lacking:
+            continue
+        outside_list = present & names.isin(lacking).to_numpy(dtype=bool)
         reasons.add(outside_list, f"events[0].params.{pname}", f"column {f.label(pname)!r}: {pname} is not in the allowlist for this row's event (declare it under [privacy] extra_params)", "NOT_ALLOWED")
 
     # Items (POS exports): parsed per order — only sources with line items pay for it.
@@ -527,7 +530,8 @@ def transform_chunk(
             reasons.add(full, "events[0]" if bad is oversized else "events[0].params", description,
                         "VALUE_OUT_OF_BOUNDS" if bad is oversized else "EXCEEDED_MAX_ENTITIES")
 
-    counters["purchase_without_items"] = int((send_mask & (names == "purchase").to_numpy(dtype=bool) & _no_items(items, n)).sum())
+    purchases = send_mask if event_names == ["purchase"] else send_mask & (names == "purchase").to_numpy(dtype=bool)
+    counters["purchase_without_items"] = int((purchases & _no_items(items, n)).sum()) if "purchase" in event_names else 0
 
     return TransformResult(events=events, rejects=reasons.to_frame(chunk.source, rows), counters=counters)
 
