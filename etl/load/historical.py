@@ -43,7 +43,6 @@ PARTITION_COLUMN = "event_day"
 HISTORICAL_SCHEMA: list[dict[str, Any]] = [*ROW_SCHEMA, {"name": PARTITION_COLUMN, "type": "DATE", "mode": "NULLABLE"}]
 """The historical table: the export's columns (as the collector writes them) plus `event_day` DATE."""
 
-_LOAD_TIMEOUT_S = 300.0
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -158,17 +157,24 @@ def _load_bigquery(settings: HistoricalConfig, run_id: str | None, rows: Iterato
         full = table_id(settings)
         project, dataset, _ = full.split(".")
         client = _bigquery_client(settings, project)
-        client.create_dataset(bigquery.Dataset(f"{project}.{dataset}"), exists_ok=True, timeout=60)
+        deadline = settings.timeout_s
+        retry = bigquery.DEFAULT_RETRY.with_deadline(deadline)
+        schema = [bigquery.SchemaField.from_api_repr(f) for f in HISTORICAL_SCHEMA]
+        partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field=PARTITION_COLUMN)
+        # Created explicitly (not by the load job) so the partitioning is set however the table came to be.
+        client.create_dataset(bigquery.Dataset(f"{project}.{dataset}"), exists_ok=True, retry=retry, timeout=deadline)
+        table = bigquery.Table(full, schema=schema)
+        table.time_partitioning = partitioning
+        client.create_table(table, exists_ok=True, retry=retry, timeout=deadline)
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-            schema=[bigquery.SchemaField.from_api_repr(f) for f in HISTORICAL_SCHEMA],
+            schema=schema,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-            create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
-            time_partitioning=bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY,
-                                                        field=PARTITION_COLUMN),
+            create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
+            time_partitioning=partitioning,
         )
         job_id = f"mpetl-historical-{_UNSAFE_ID.sub('_', run_id or 'unknown')}"
         job = client.load_table_from_file(buffer, full, job_config=config, job_id=job_id, rewind=True,
-                                          timeout=_LOAD_TIMEOUT_S)
-        job.result(timeout=_LOAD_TIMEOUT_S)
+                                          timeout=deadline)
+        job.result(retry=retry, timeout=deadline)
     return count
