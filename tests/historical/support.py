@@ -29,14 +29,22 @@ def duckdb_view_sql() -> str:
     return text
 
 
+def _view(con: duckdb.DuckDBPyConnection, name: str, folder: Path, pattern: str, columns: dict[str, str]) -> None:
+    """A view over the folder's files with the given columns; typed and empty when there is none yet."""
+    if any(folder.glob(pattern)):
+        source = (f"SELECT * FROM read_json('{folder}/{pattern}', format = 'newline_delimited', "
+                  f"columns = {_columns(columns)})")
+    else:
+        source = "SELECT " + ", ".join(f"CAST(NULL AS {kind}) AS {col}" for col, kind in columns.items()) + " LIMIT 0"
+    con.execute(f"CREATE VIEW {name} AS {source}")
+
+
 def union_rows(store: Path, historical: Path, table: str = "historical") -> list[dict]:
     """Every row of the union view over the collector's store and the historical folder."""
     with duckdb.connect() as con:
         con.execute("CREATE MACRO parse_date(fmt, s) AS CAST(strptime(s, fmt) AS DATE)")  # BigQuery's PARSE_DATE
-        con.execute(f"CREATE VIEW events AS SELECT * FROM read_json('{store}/events_*.ndjson', "
-                    f"format = 'newline_delimited', columns = {_columns(duckdb_columns())})")
-        con.execute(f"CREATE VIEW historical AS SELECT * FROM read_json('{historical}/{table}_*.ndjson', "
-                    f"format = 'newline_delimited', columns = {_columns(historical_columns())})")
+        _view(con, "events", store, "events_*.ndjson", duckdb_columns())
+        _view(con, "historical", historical, f"{table}_*.ndjson", historical_columns())
         con.execute(duckdb_view_sql())
         frame = con.sql(f"SELECT *, {MARKER_SQL} AS mpetl_run FROM events_with_historical").df()
     return frame.to_dict("records")

@@ -133,3 +133,27 @@ def test_a_historical_row_is_the_export_schema_plus_event_day(tmp_path, secret):
     assert list(row) == [f["name"] for f in HISTORICAL_SCHEMA]
     params = {p["key"] for p in row["event_params"]}
     assert {"transaction_id", "value", "currency", "mpetl_run", "ga_session_id"} <= params
+
+
+def test_failures_that_age_out_reach_the_historical_store_at_their_true_date(tmp_path, secret):
+    # Night 1 the endpoint is down: the orders fail. Three days later they are too old to retry: the
+    # run that expires them defers them, and they land in the historical store at the day they happened.
+    csv_path = tmp_path / "orders.csv"
+    tids = write_orders(csv_path, prefix="FAIL", clients=2, per_client=3, hours_ago=10.0, now=WALL)
+    hist = tmp_path / "hist"
+    config = config_for(tmp_path, [generic_source(csv_path)], endpoint=DOWN,
+                        historical={"table": "historical", "path": str(hist)})
+    first = run(config, tmp_path / "out1", WALL)
+    assert first["failed"] == len(tids) and first["historical"]["rows"] == 0
+    later = WALL + dt.timedelta(days=3)
+    second = run(config, tmp_path / "out2", later)
+    assert second["expired"] + second["earlier_runs"]["expired"] == len(tids)
+    assert second["historical"]["rows"] == len(tids)
+
+    (tmp_path / "empty-store").mkdir()
+    rows = union_rows(tmp_path / "empty-store", hist)
+    assert sorted(r["transaction_id"] for r in rows) == sorted(tids)
+    for r in rows:
+        true_date = dt.datetime.fromtimestamp(r["event_timestamp"] / 1e6, LONDON).strftime("%Y%m%d")
+        assert r["event_date"] == true_date < later.strftime("%Y%m%d")
+        assert r["mpetl_run"] == second["run_id"]  # deferred (expired) by the second run
