@@ -157,3 +157,18 @@ def test_failures_that_age_out_reach_the_historical_store_at_their_true_date(tmp
         true_date = dt.datetime.fromtimestamp(r["event_timestamp"] / 1e6, LONDON).strftime("%Y%m%d")
         assert r["event_date"] == true_date < later.strftime("%Y%m%d")
         assert r["mpetl_run"] == second["run_id"]  # deferred (expired) by the second run
+
+
+def test_personal_data_in_a_deferred_row_never_reaches_the_historical_store(tmp_path, secret):
+    csv_path = tmp_path / "orders.csv"
+    tids = write_orders(csv_path, prefix="OLD", clients=2, per_client=2, hours_ago=120.0, now=WALL - dt.timedelta(hours=4))
+    sentinel = "jane.sentinel@example.com"
+    csv_path.write_text(csv_path.read_text().replace(tids[0], sentinel))
+    hist = tmp_path / "hist"
+    config = config_for(tmp_path, [generic_source(csv_path)], endpoint=DOWN,
+                        historical={"table": "historical", "path": str(hist)})
+    s = run(config, tmp_path / "out", WALL)
+    assert s["rejected"] == 1 and s["historical"]["rows"] == len(tids) - 1
+    written = b"".join(p.read_bytes() for p in hist.iterdir())
+    assert sentinel.encode() not in written and b"jane.sentinel" not in written
+    assert all(t.encode() in written for t in tids[1:])
