@@ -10,8 +10,7 @@ that deferred it), and jobs/sql/historical_union_view.sql unions it with `events
 Two backends:
 - bigquery: one load job per run (NDJSON, WRITE_APPEND, table created if missing), the table
   partitioned by `event_day` (DATE). `event_date` stays the export's YYYYMMDD STRING so the union
-  with `events_*` needs no cast. The job id is derived from the run id, so a retried request cannot
-  load the same run twice.
+  with `events_*` needs no cast. A run whose marker is already in the table is not loaded again.
 - duckdb: files `<path>/<table>_YYYYMMDD.<run_id>.ndjson` (one per event date and run), each written
   to a temporary name and renamed, so a crash leaves no half line and a run never writes a file twice;
   DuckDB reads the folder with `read_json('<path>/<table>_*.ndjson', columns=historical_columns())`.
@@ -71,8 +70,9 @@ def write_historical(settings: HistoricalConfig, events: Callable[[], Iterator[D
     report: dict[str, Any] = {"backend": settings.backend, "table": settings.table, "rows": 0}
     try:
         if settings.backend == "bigquery":
-            rows = (orjson.dumps(historical_row(e, zone=zone, stream_id=prop.measurement_id)) for e in events())
-            report["rows"] = _load_bigquery(settings, _run_of(events), rows)
+            report["rows"], already = _load_bigquery(settings, events, zone, prop.measurement_id)
+            if already:
+                report["already_loaded"] = already
         else:
             assert settings.path is not None
             report["rows"] = _write_files(Path(settings.path), settings.table, events, zone, prop.measurement_id)
@@ -83,11 +83,6 @@ def write_historical(settings: HistoricalConfig, events: Callable[[], Iterator[D
         return report
     log.emit("historical_written", **report)
     return report
-
-
-def _run_of(events: Callable[[], Iterator[DeferredEvent]]) -> str | None:
-    first = next(iter(events()), None)
-    return first.run_id if first is not None else None
 
 
 def _short(exc: BaseException) -> str:
@@ -142,17 +137,26 @@ def table_id(settings: HistoricalConfig) -> str:
     return ".".join(parts)
 
 
-def _load_bigquery(settings: HistoricalConfig, run_id: str | None, rows: Iterator[bytes]) -> int:
-    """One load job (NDJSON from a temporary file: bounded memory whatever the backfill)."""
+def _load_bigquery(settings: HistoricalConfig, events: Callable[[], Iterator[DeferredEvent]],
+                   zone: zoneinfo.ZoneInfo, stream_id: str) -> tuple[int, int]:
+    """One load job (NDJSON from a temporary file: bounded memory whatever the backfill).
+
+    Returns (rows loaded, rows found already loaded). A run's events are loaded once: before loading,
+    the table is asked for rows carrying this run's marker on this run's event days (partition-pruned),
+    so writing a run again (a retry after a timeout whose job did land) loads nothing.
+    """
     from google.cloud import bigquery
 
-    count = 0
+    count, days, runs = 0, set(), set()
     with tempfile.TemporaryFile() as buffer:
-        for line in rows:
-            buffer.write(line + b"\n")
+        for event in events():
+            row = historical_row(event, zone=zone, stream_id=stream_id)
+            buffer.write(orjson.dumps(row) + b"\n")
+            days.add(row[PARTITION_COLUMN])
+            runs.add(event.run_id)
             count += 1
         if count == 0:
-            return 0
+            return 0, 0
         buffer.seek(0)
         full = table_id(settings)
         project, dataset, _ = full.split(".")
@@ -166,6 +170,11 @@ def _load_bigquery(settings: HistoricalConfig, run_id: str | None, rows: Iterato
         table = bigquery.Table(full, schema=schema)
         table.time_partitioning = partitioning
         client.create_table(table, exists_ok=True, retry=retry, timeout=deadline)
+        (run_id,) = runs if len(runs) == 1 else (None,)
+        if run_id is not None:
+            already = _rows_of_run(client, full, run_id, min(days), max(days), retry, deadline)
+            if already:
+                return 0, already
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
             schema=schema,
@@ -173,8 +182,19 @@ def _load_bigquery(settings: HistoricalConfig, run_id: str | None, rows: Iterato
             create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
             time_partitioning=partitioning,
         )
-        job_id = f"mpetl-historical-{_UNSAFE_ID.sub('_', run_id or 'unknown')}"
-        job = client.load_table_from_file(buffer, full, job_config=config, job_id=job_id, rewind=True,
-                                          timeout=deadline)
+        job = client.load_table_from_file(buffer, full, job_config=config, rewind=True, timeout=deadline,
+                                          job_id_prefix=f"mpetl_historical_{_UNSAFE_ID.sub('_', run_id or 'runs')}_")
         job.result(retry=retry, timeout=deadline)
-    return count
+    return count, 0
+
+
+def _rows_of_run(client: Any, full: str, run_id: str, first: str, last: str, retry: Any, deadline: float) -> int:
+    from google.cloud import bigquery
+
+    sql = (f"SELECT COUNT(*) AS n FROM `{full}` AS h WHERE h.{PARTITION_COLUMN} BETWEEN @first AND @last "
+           f"AND EXISTS(SELECT 1 FROM UNNEST(h.event_params) AS p WHERE p.key = '{RUN_MARKER}' "
+           "AND p.value.string_value = @run)")
+    params = [bigquery.ScalarQueryParameter("first", "DATE", first), bigquery.ScalarQueryParameter("last", "DATE", last),
+              bigquery.ScalarQueryParameter("run", "STRING", run_id)]
+    job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params), retry=retry, timeout=deadline)
+    return int(next(iter(job.result(retry=retry, timeout=deadline)))["n"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import orjson
 import pytest
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
@@ -94,3 +95,20 @@ def test_an_unreachable_bigquery_is_reported_not_raised_and_nothing_is_lost(tmp_
                           b'{"transaction_id":"T1","value":1.5}', "too_old", "run-1")
     report = write_historical(settings, lambda: iter([event]), PropertyConfig("G-X", "Europe/London"))
     assert report["rows"] == 0 and "error" in report
+
+
+def test_writing_the_same_run_twice_loads_it_once(bigquery_emulator: str) -> None:
+    settings = HistoricalConfig(table="twice.mpetl_historical", backend="bigquery", project="demo",
+                                api_endpoint=bigquery_emulator, timeout_s=60.0)
+    from etl.load.ledger import DeferredEvent
+    events = [DeferredEvent(i, f"s|purchase|T{i}", "s", i, "1.2", None, "purchase", 1_795_000_000_000_000 + i,
+                            "20261120", orjson.dumps({"transaction_id": f"T{i}", "value": 1.5}), "too_old",
+                            "20261125T060000Z-aaaaaa") for i in range(3)]
+    prop = PropertyConfig("G-X", "Europe/London")
+    first = write_historical(settings, lambda: iter(events), prop)
+    second = write_historical(settings, lambda: iter(events), prop)
+    assert first == {"backend": "bigquery", "table": settings.table, "rows": 3}
+    assert second == {"backend": "bigquery", "table": settings.table, "rows": 0, "already_loaded": 3}
+    stored = query(client_for(bigquery_emulator), "SELECT h.ecommerce.transaction_id AS tid "
+                                                  "FROM `demo.twice.mpetl_historical` AS h")
+    assert sorted(r["tid"] for r in stored) == ["T0", "T1", "T2"]
