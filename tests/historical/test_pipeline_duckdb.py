@@ -172,3 +172,35 @@ def test_personal_data_in_a_deferred_row_never_reaches_the_historical_store(tmp_
     written = b"".join(p.read_bytes() for p in hist.iterdir())
     assert sentinel.encode() not in written and b"jane.sentinel" not in written
     assert all(t.encode() in written for t in tids[1:])
+
+
+def test_a_failed_write_is_reported_and_mpetl_historical_writes_that_run_once(tmp_path, secret):
+    from click.testing import CliRunner
+
+    from etl.cli import main
+
+    csv_path = tmp_path / "orders.csv"
+    old = write_orders(csv_path, prefix="OLD", clients=2, per_client=2, hours_ago=120.0, now=WALL - dt.timedelta(hours=4))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the historical folder should be")
+    broken = config_for(tmp_path, [generic_source(csv_path)], endpoint=DOWN,
+                        historical={"table": "historical", "path": str(blocker / "hist")})
+    s = run(broken, tmp_path / "out", WALL)
+    assert s["deferred"] == len(old) and s["exit_code"] == 0
+    assert s["historical"]["rows"] == 0
+    assert s["historical"]["error"].startswith(("FileExistsError", "NotADirectoryError"))
+    assert len(list((tmp_path / "out" / "deferred.csv").open())) == len(old) + 1  # still in deferred.csv
+
+    hist = tmp_path / "hist"
+    fixed = config_for(tmp_path, [generic_source(csv_path)], endpoint=DOWN,
+                       historical={"table": "historical", "path": str(hist)})
+    for _ in range(2):
+        result = CliRunner().invoke(main, ["-q", "historical", "--config", str(fixed), "--run-id", s["run_id"]])
+        assert result.exit_code == 0, result.output
+        assert orjson.loads(result.stdout)["rows"] == len(old)
+    (tmp_path / "empty-store").mkdir()
+    rows = union_rows(tmp_path / "empty-store", hist)
+    assert sorted(r["transaction_id"] for r in rows) == sorted(old)  # written twice, stored once
+
+    unknown = CliRunner().invoke(main, ["-q", "historical", "--config", str(fixed), "--run-id", "nope"])
+    assert unknown.exit_code == 2 and "no run 'nope'" in unknown.stderr
