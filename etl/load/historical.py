@@ -12,7 +12,8 @@ Two backends:
   partitioned by `event_day` (DATE). `event_date` stays the export's YYYYMMDD STRING so the union
   with `events_*` needs no cast. A run whose marker is already in the table is not loaded again.
 - duckdb: files `<path>/<table>_YYYYMMDD.<run_id>.ndjson` (one per event date and run), each written
-  to a temporary name and renamed, so a crash leaves no half line and a run never writes a file twice;
+  to a temporary name and renamed, so a crash leaves no half line and writing a run again replaces
+  that run's own files (never adds a second copy);
   DuckDB reads the folder with `read_json('<path>/<table>_*.ndjson', columns=historical_columns())`.
 
 Only what the ledger holds is written (pseudonymous client id, user id only where the source sends
