@@ -1,17 +1,22 @@
 -- mpetl: GA4's BigQuery export plus mpetl's historical table (deferred conversions at their TRUE date).
 --
--- Replace PROJECT.DATASET (the export dataset, analytics_<property_id>) and
--- PROJECT.HIST_DATASET.HIST_TABLE (`[historical] table` in the mpetl config), then run it once in
--- BigQuery; point Looker Studio at the view. The historical table must not be named events_*: the
--- wildcard below would read it twice (mpetl's config refuses such a name).
+-- Replace PROJECT.EXPORT_DATASET (the export, analytics_<property_id>) and PROJECT.MPETL_DATASET
+-- (where `[historical] table` lives, e.g. mpetl_reporting; rename mpetl_historical below if your
+-- table is named otherwise), run it once in BigQuery, point Looker
+-- Studio at the view. Keep the view and the historical table OUT of the export dataset, or at least
+-- never name them events_*: a wildcard query that matches a view fails ("The wildcard table
+-- functionality doesn't support views", cloud.google.com/bigquery/docs/querying-wildcard-tables),
+-- and a partitioned table under events_* would break every events_* query (mpetl's config refuses
+-- such a table name).
 --
 -- Why these columns: both sides share the export's names and types for the event, its params
 -- (the `mpetl_run` marker is one of them) and the ecommerce amounts; whole `ecommerce`/`items`
 -- structs are left out because GA4 adds fields to them over time and a UNION needs identical types.
--- Filter on event_day (DATE): it prunes the historical table's partitions. events_* includes
--- events_intraday_* (deleted by Google once the day's table is complete).
--- Do not also upload the same events through Data Import: they would count twice.
-CREATE OR REPLACE VIEW `PROJECT.DATASET.events_with_historical` AS
+-- event_day (DATE) prunes the historical table's partitions; the export branch reads every
+-- events_* table (events_intraday_* included, deleted by Google once the day's table is complete):
+-- on a large export, copy this SELECT into your query and add a _TABLE_SUFFIX filter to that branch.
+-- Do not also upload the same events through Data Import: they could count twice.
+CREATE OR REPLACE VIEW `PROJECT.MPETL_DATASET.mpetl_events_with_historical` AS
 SELECT
   'ga4_export' AS row_source,
   e.event_date AS event_date,
@@ -28,7 +33,7 @@ SELECT
   e.ecommerce.refund_value AS refund_value,
   e.ecommerce.tax_value AS tax_value,
   e.ecommerce.shipping_value AS shipping_value
-FROM `PROJECT.DATASET.events_*` AS e
+FROM `PROJECT.EXPORT_DATASET.events_*` AS e
 UNION ALL
 SELECT
   'mpetl_historical' AS row_source,
@@ -46,4 +51,4 @@ SELECT
   h.ecommerce.refund_value AS refund_value,
   h.ecommerce.tax_value AS tax_value,
   h.ecommerce.shipping_value AS shipping_value
-FROM `PROJECT.HIST_DATASET.HIST_TABLE` AS h;
+FROM `PROJECT.MPETL_DATASET.mpetl_historical` AS h;

@@ -21,9 +21,9 @@ def _columns(columns: dict[str, str]) -> str:
 def duckdb_view_sql() -> str:
     """The shipped BigQuery view with its three placeholders turned into DuckDB view names."""
     text = VIEW_SQL.read_text()
-    for placeholder, name in (("`PROJECT.DATASET.events_with_historical`", "events_with_historical"),
-                              ("`PROJECT.DATASET.events_*`", "events"),
-                              ("`PROJECT.HIST_DATASET.HIST_TABLE`", "historical")):
+    for placeholder, name in (("`PROJECT.MPETL_DATASET.mpetl_events_with_historical`", "events_with_historical"),
+                              ("`PROJECT.EXPORT_DATASET.events_*`", "events"),
+                              ("`PROJECT.MPETL_DATASET.mpetl_historical`", "historical")):
         assert placeholder in text
         text = text.replace(placeholder, name)
     return text
