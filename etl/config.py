@@ -113,7 +113,7 @@ class HistoricalConfig:
     """Where deferred events go at their true date ([historical]; README "Deferred events").
 
     bigquery: `table` is "dataset.table" or "project.dataset.table", partitioned by `event_day`.
-    duckdb: files `<path>/<table>_YYYYMMDD.ndjson` (default path: state/historical).
+    duckdb: files `<path>/<table>_YYYYMMDD.<run_id>.ndjson` (default path: state/historical).
     """
 
     table: str
