@@ -86,6 +86,9 @@ class SourceConfig:
     consent_default: str = "deny"
     on_pii: str = "reject"  # or "drop": drop the offending field instead of the row
     send_user_id: bool = False
+    # Send engagement_time_msec (1) on every event: only for a source that really measured engagement.
+    # Google counts a user as active when the param arrives; an offline conversion is not engagement.
+    engagement_time: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # kind-specific (stage names, refunds…)
     # kind = "bigquery": exactly one of table ("project.dataset.table") or query (standard SQL)
     table: str | None = None
@@ -359,6 +362,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
                 consent_default=sr.choice("consent_default", CONSENT_DEFAULTS, "deny"),
                 on_pii=sr.choice("on_pii", ("reject", "drop"), "reject"),
                 send_user_id=sr.get("send_user_id", bool, False),
+                engagement_time=sr.get("engagement_time", bool, False),
                 options=sr.get("options", dict, {}),
                 table=table,
                 query=query,
