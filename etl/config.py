@@ -125,7 +125,7 @@ class HistoricalConfig:
     location: str | None = None
     api_endpoint: str | None = None  # a local BigQuery API (tests); None: Google's
     path: Path | None = None
-    timeout_s: float = 300.0  # bigquery: each API call, retries included; then the run reports the error
+    timeout_s: float = 120.0  # bigquery: each API call, retries included; then the run reports the error
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def _historical(r: _Reader, resolve: Any) -> HistoricalConfig | None:
     return HistoricalConfig(
         table=table, backend=backend, project=project, location=r.get("location", str, None),
         api_endpoint=r.get("api_endpoint", str, None), path=resolve(path) if backend == "duckdb" else None,
-        timeout_s=r.get("timeout_s", float, 300.0),
+        timeout_s=r.get("timeout_s", float, 120.0),
     )
 
 
