@@ -123,7 +123,7 @@ def _load(config_path: Path):
 @click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Requests in flight at once (default: config, 32).")
 @click.option("--source", "only_sources", multiple=True, help="Run only this source (repeatable).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first unreadable source instead of going on with the others.")
-@click.option("--chunk-rows", type=click.IntRange(1000, 10_000_000), default=100_000, show_default=True,
+@click.option("--chunk-rows", type=click.IntRange(1000, 10_000_000), default=50_000, show_default=True,
               help="Rows read per chunk: bounds memory.")
 @click.option("--since", default=None, help="Only rows whose event time is at or after this (ISO-8601; naive = UTC).")
 @click.option("--until", default=None, help="Only rows whose event time is before this (ISO-8601; naive = UTC).")
