@@ -260,6 +260,14 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
         _fail(exc)
 
 
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the config file (point your editor's TOML support at it)."""
+    from etl.config import json_schema
+
+    click.echo(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
               add_help_option=False)
 @click.pass_context
