@@ -39,27 +39,52 @@ def _fail(exc: MpetlError) -> None:
     sys.exit(exc.exit_code)
 
 
+COUNTS = ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed")
+
+
+def _sent_label(mode: str) -> str:
+    """A dry run or a validation sends nothing: its summary says what it *would* send."""
+    return "sent" if mode == "send" else "would_send"
+
+
+def _relabel(summary: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    label = _sent_label(summary.get("mode", "send"))
+    return {(label if k == "sent" else k): summary[k] for k in keys if k in summary}
+
+
 def _print_run_summary(summary: dict[str, Any]) -> None:
+    label = _sent_label(summary["mode"])
     if not _is_tty():
-        click.echo(orjson.dumps({"event": "summary", **{k: v for k, v in summary.items() if k != "send"}}).decode())
+        shown = {(label if k == "sent" else k): v for k, v in summary.items() if k != "send"}
+        click.echo(orjson.dumps({"event": "summary", **shown}).decode())
+        _print_source_errors(summary)
         return
     from rich.console import Console
     from rich.table import Table
 
+    cols = ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed", "no_session")
     table = Table(title=f"run {summary['run_id']} ({summary['mode']})")
-    for col in ("source", "rows_in", "sent", "rejected", "duplicate", "deferred", "failed", "no_session"):
-        table.add_column(col, justify="left" if col == "source" else "right")
+    table.add_column("source")
+    for col in (*cols, "filtered"):
+        table.add_column(label if col == "sent" else col, justify="right")
     for name, s in summary["sources"].items():
-        table.add_row(name, *(str(s[c]) for c in ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed", "no_session")))
-    table.add_row("TOTAL", *(str(summary[c]) for c in ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed", "no_session")), style="bold")
+        filtered = s.get("reject_codes", {}).get("FILTERED", 0)
+        table.add_row(name, *(f"{s[c]:,}" for c in cols), f"{filtered:,}")
+    total_filtered = sum(s.get("reject_codes", {}).get("FILTERED", 0) for s in summary["sources"].values())
+    table.add_row("TOTAL", *(f"{summary[c]:,}" for c in cols), f"{total_filtered:,}", style="bold")
     console = Console()
     console.print(table)
     console.print(
-        f"rows_in {summary['rows_in']} == sent {summary['sent']} + rejected {summary['rejected']} + duplicate "
+        f"rows_in {summary['rows_in']} == {label} {summary['sent']} + rejected {summary['rejected']} + duplicate "
         f"{summary['duplicate']} + deferred {summary['deferred']} + failed {summary['failed']}"
     )
-    for err in summary["source_errors"]:
-        console.print(f"[red]source {err['source']}: {err['error']}[/red]")
+    _print_source_errors(summary)
+
+
+def _print_source_errors(summary: dict[str, Any]) -> None:
+    """A failed source's reason, one line each on stderr, whatever -q says: it is why the exit code is 2."""
+    for err in summary.get("source_errors", []):
+        click.echo(f"mpetl: error: source {err['source']}: {err['error']}", err=True)
 
 
 def _progress_printer():
@@ -90,13 +115,42 @@ def _progress_printer():
     return report
 
 
+def _set_flag(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """-q/-v/--log-file work before or after the command: each occurrence updates the root's settings."""
+    if value:
+        ctx.find_root().meta[f"mpetl.{param.name}"] = value
+        _apply_logging(ctx)
+
+
+def _apply_logging(ctx: click.Context) -> None:
+    meta = ctx.find_root().meta
+    log.configure(quiet=bool(meta.get("mpetl.quiet")), verbose=bool(meta.get("mpetl.verbose")),
+                  log_file=meta.get("mpetl.log_file"))
+
+
+def _quiet(ctx: click.Context | None = None) -> bool:
+    ctx = ctx or click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().meta.get("mpetl.quiet"))
+
+
+def verbosity(f):
+    """-v/-q/--log-file on the group and on every command (`mpetl -q run` and `mpetl run -q` both work)."""
+    f = click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None, expose_value=False,
+                     callback=_set_flag, help="Also write the JSON log lines to this file.")(f)
+    f = click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_flag,
+                     help="No log lines; only the final summary and errors.")(f)
+    f = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_set_flag,
+                     help="More log lines (one per chunk); on a terminal, log lines appear only with -v.")(f)
+    return f
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="More log lines (each stage's JSON log on stderr).")
-@click.option("-q", "--quiet", is_flag=True, help="No log lines; only the final summary and errors.")
-def main(verbose: bool, quiet: bool) -> None:
+@click.version_option(package_name="mpetl", prog_name="mpetl", message="%(prog)s %(version)s")
+@verbosity
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Send offline conversions to GA4 through the Measurement Protocol, and prove they arrived."""
-    log.set_quiet(quiet)
-    log.set_verbose(verbose)
+    _apply_logging(ctx)
 
 
 config_option = click.option(
@@ -115,6 +169,7 @@ def _load(config_path: Path):
 
 
 @main.command()
+@verbosity
 @config_option
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for summary.json, rejects.ndjson, deferred.csv, privacy_manifest.json (and requests.ndjson).")
@@ -146,6 +201,7 @@ def run(config_path: Path, out_dir: Path, dry_run: bool, now: str | None, concur
 
 
 @main.command()
+@verbosity
 @config_option
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Where to keep the validation outputs (default: a temporary folder).")
@@ -181,20 +237,36 @@ def validate(config_path: Path, out_dir: Path | None, now: str | None, debug_end
 
         table = Table(title="reject reasons")
         for col in ("source", "code", "reason", "rows"):
-            table.add_column(col)
+            table.add_column(col, justify="right" if col == "rows" else "left")
         for (source, code, desc), count in reasons.most_common():
-            table.add_row(source, code, desc, str(count))
+            table.add_row(source, code, desc, f"{count:,}")
         Console().print(table)
     else:
         for (source, code, desc), count in reasons.most_common():
             click.echo(orjson.dumps({"source": source, "validationCode": code, "description": desc, "rows": count}).decode())
-    click.echo(orjson.dumps({k: summary[k] for k in ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed")}
+    click.echo(orjson.dumps(_relabel(summary, COUNTS)
                             | {"debug_requests": summary["send"]["requests_sent"] if debug_endpoint else 0,
                                "debug_messages": summary["send"]["debug_messages"]}).decode())
-    sys.exit(EXIT_BAD_INPUT if summary["source_errors"] else 0)
+    _print_source_errors(summary)
+    unusable = _unusable_sources(summary, reasons)
+    for line in unusable:
+        click.echo(f"mpetl: error: {line}", err=True)
+    sys.exit(EXIT_BAD_INPUT if summary["source_errors"] or unusable else 0)
+
+
+def _unusable_sources(summary: dict[str, Any], reasons: Counter[tuple[str, str, str]]) -> list[str]:
+    """Sources that yielded rows and rejected every one: a mapping problem, not a data problem."""
+    out = []
+    for name, s in summary["sources"].items():
+        if s["rows_in"] > 0 and s["rejected"] == s["rows_in"]:
+            top = [(code, desc, n) for (src, code, desc), n in reasons.most_common() if src == name][:1]
+            hint = f"; most common: {top[0][0]} {top[0][1]} ({top[0][2]:,} rows)" if top else ""
+            out.append(f"source {name}: nothing usable — all {s['rows_in']:,} rows rejected; check the mapping{hint}")
+    return out
 
 
 @main.command()
+@verbosity
 @config_option
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for reconciliation.json/.csv/.html, missing.csv, duplicates.csv.")
@@ -219,6 +291,7 @@ def reconcile(config_path: Path, out_dir: Path, run_id: str | None, since: datet
 
 
 @main.command()
+@verbosity
 @config_option
 @click.option("-n", "rows", default=5, show_default=True, help="Mapped events to show per source.")
 @now_option
@@ -261,6 +334,7 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
 
 
 @main.command()
+@verbosity
 def schema() -> None:
     """Print the JSON Schema of the config file (point your editor's TOML support at it)."""
     from etl.config import json_schema
@@ -268,14 +342,42 @@ def schema() -> None:
     click.echo(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
-              add_help_option=False)
-@click.pass_context
-def collector(ctx: click.Context) -> None:
-    """Serve the local MP endpoint with a GA4-export-shaped store (`mpetl collector --help` for options)."""
+def _collector_command() -> click.Command:
+    """`mpetl collector` as a click command with the collector's own options (from its argparse parser).
+
+    Why generated: the collector owns its option list (`python -m etl.collector` takes the same), so
+    the two can never drift; click gives `mpetl collector --help` and checks types before it starts.
+    """
+    import argparse
+
+    from etl.collector.__main__ import build_parser
     from etl.collector.__main__ import main as collector_main
 
-    sys.exit(collector_main(list(ctx.args)))
+    parser = build_parser()
+    params: list[click.Parameter] = []
+    flags: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction) or not action.option_strings:
+            continue
+        name = action.dest
+        flags[name] = action.option_strings[-1]
+        kind = {int: click.INT, float: click.FLOAT, Path: click.Path(path_type=Path)}.get(action.type, click.STRING)
+        params.append(click.Option([*action.option_strings, name], type=kind, required=action.required,
+                                   default=None, help=(action.help or "").replace("%", "%%")))
+
+    def run_collector(**values: Any) -> None:
+        argv: list[str] = []
+        for name, value in values.items():
+            if value is not None:
+                argv += [flags[name], str(value)]
+        sys.exit(collector_main(argv))
+
+    command = click.Command("collector", callback=run_collector, params=params, help=parser.description,
+                            short_help="Serve the local MP endpoint with a GA4-export-shaped store.")
+    return command
+
+
+main.add_command(_collector_command())
 
 
 if __name__ == "__main__":
