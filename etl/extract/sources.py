@@ -49,6 +49,12 @@ def open_source(source: SourceConfig) -> OpenSource:
         layout = inspect(source.path, source.encoding, source.delimiter)
         header = layout.header
         raw = iter_csv_raw(layout)
+        try:
+            cols = resolve(str(source.path), header, specs)
+        except SourceError as exc:  # a wrong guess of encoding or delimiter looks like a missing column
+            raise SourceError(exc.path, exc.row, exc.column, f"{exc.message}; read as {layout.encoding}, "
+                              f"delimiter {layout.delimiter!r} (set the source's encoding/delimiter if wrong)") from None
+        return OpenSource(header, cols, kind, raw)
     cols = resolve(str(source.path), header, specs)
     return OpenSource(header, cols, kind, raw)
 
