@@ -185,19 +185,28 @@ def _load(config_path: Path):
 def run(config_path: Path, out_dir: Path, dry_run: bool, now: str | None, concurrency: int | None,
         only_sources: tuple[str, ...], fail_fast: bool, chunk_rows: int, since: str | None, until: str | None) -> None:
     """Extract, transform, send (or --dry-run) and account for every row."""
-    from etl.pipeline import RunOptions, run_pipeline
-
     try:
         config = _load(config_path)
-        result = run_pipeline(config, RunOptions(
-            out_dir=out_dir, mode="dry-run" if dry_run else "send", now=_parse_now(now), concurrency=concurrency,
-            fail_fast=fail_fast, chunk_rows=chunk_rows, only_sources=only_sources, progress=_progress_printer(),
-            since=_parse_now(since), until=_parse_now(until),
-        ))
+        code = _run(config, out_dir, dry_run=dry_run, now=_parse_now(now), concurrency=concurrency, fail_fast=fail_fast,
+                    chunk_rows=chunk_rows, only_sources=only_sources, since=_parse_now(since), until=_parse_now(until))
     except MpetlError as exc:
         _fail(exc)
+    sys.exit(code)
+
+
+def _run(config, out_dir: Path, *, dry_run: bool = False, now: datetime | None = None, concurrency: int | None = None,
+         fail_fast: bool = False, chunk_rows: int = 100_000, only_sources: tuple[str, ...] = (),
+         since: datetime | None = None, until: datetime | None = None) -> int:
+    """One run (also nightly's first step): print its summary, return its exit code."""
+    from etl.pipeline import RunOptions, run_pipeline
+
+    result = run_pipeline(config, RunOptions(
+        out_dir=out_dir, mode="dry-run" if dry_run else "send", now=now, concurrency=concurrency,
+        fail_fast=fail_fast, chunk_rows=chunk_rows, only_sources=only_sources, progress=_progress_printer(),
+        since=since, until=until,
+    ))
     _print_run_summary(result.summary)
-    sys.exit(result.exit_code)
+    return result.exit_code
 
 
 @main.command()
@@ -277,17 +286,61 @@ def _unusable_sources(summary: dict[str, Any], reasons: Counter[tuple[str, str, 
 def reconcile(config_path: Path, out_dir: Path, run_id: str | None, since: datetime | None, until: datetime | None,
               now: str | None) -> None:
     """Compare what the ledger sent with what the export holds; exit 3 when it does not reconcile."""
+    try:
+        config = _load(config_path)
+        code = _reconcile(config, out_dir, run_id=run_id, since=since.date() if since else None,
+                          until=until.date() if until else None, now=_parse_now(now))
+    except MpetlError as exc:
+        _fail(exc)
+    sys.exit(code)
+
+
+def _reconcile(config, out_dir: Path, *, run_id: str | None = None, since=None, until=None,
+               now: datetime | None = None) -> int:
+    """One reconciliation (also nightly's second step): print its verdict, return its exit code."""
     from etl.reconcile import reconcile as do_reconcile
+
+    result = do_reconcile(config, out_dir=out_dir, run_id=run_id, since=since, until=until, now=now)
+    click.echo(result.summary_text())
+    return result.exit_code
+
+
+@main.command()
+@verbosity
+@config_option
+@click.option("--days", type=int, default=1, show_default=True, callback=lambda c, p, v: _check_days(v),
+              help="Send the last N complete days (1-3: GA4 takes events up to 72 h old); overlaps are safe.")
+@click.option("--out-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the dated folders go: D/nightly/YYYY-MM-DD/{run,reconcile}, D/nightly/latest "
+                   "(default: $MPETL_OUT, else ./out).")
+@now_option
+def nightly(config_path: Path, days: int, out_root: Path | None, now: str | None) -> None:
+    """The cron job: send yesterday (property zone), reconcile final dates; exit with the worst code."""
+    import os
+
+    from etl.nightly import run_nightly
 
     try:
         config = _load(config_path)
-        result = do_reconcile(config, out_dir=out_dir, run_id=run_id,
-                              since=since.date() if since else None, until=until.date() if until else None,
-                              now=_parse_now(now))
+        moment = _parse_now(now)
+        pinned = moment is not None
+        moment = moment or datetime.now(UTC)
+        root = out_root or Path(os.environ.get("MPETL_OUT") or "out")
+        code = run_nightly(
+            config, now=moment, days=days, out_root=root, pinned=pinned,
+            run_step=lambda p, out: _run(config, out, now=moment if pinned else None, since=p.since, until=p.until),
+            reconcile_step=lambda p, out: _reconcile(config, out, since=p.reconcile_since, until=p.last_day,
+                                                     now=moment if pinned else None),
+        )
     except MpetlError as exc:
         _fail(exc)
-    click.echo(result.summary_text())
-    sys.exit(result.exit_code)
+    sys.exit(code)
+
+
+def _check_days(value: int) -> int:
+    if not 1 <= value <= 3:
+        raise click.BadParameter("--days must be 1, 2 or 3 (GA4 takes events up to 72 h old)")
+    return value
 
 
 @main.command()
