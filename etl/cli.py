@@ -388,6 +388,38 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
 
 @main.command()
 @verbosity
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--kind", type=click.Choice(["csv", "parquet", "salesforce", "hubspot", "shopify", "square"]), default="csv",
+              show_default=True, help="The source kind the config is laid out for.")
+@click.option("--timezone", default="Europe/London", show_default=True, help="The GA4 property's reporting zone.")
+@click.option("--measurement-id", default="G-XXXXXXXXXX", show_default=True, help="Your web stream's id (G-…).")
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+def init(folder: Path, kind: str, timezone: str, measurement_id: str, force: bool) -> None:
+    """Write a commented config for one kind, a crontab line and the Airflow DAG into FOLDER."""
+    from etl.config import _zone
+    from etl.init_files import write_starter
+
+    try:
+        _zone(timezone)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--timezone") from None
+    try:
+        written = write_starter(folder, kind=kind, timezone=timezone, measurement_id=measurement_id, force=force)
+    except FileExistsError as exc:
+        click.echo(f"mpetl: error: {exc}: already exists (use --force to overwrite)", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except OSError as exc:
+        click.echo(f"mpetl: error: {folder}: cannot write ({exc.strerror})", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    for path in written:
+        click.echo(f"wrote {path}")
+    config = folder.resolve() / "mpetl.toml"
+    click.echo(f"next: put your export where the config's path says, set MP_API_SECRET, then "
+               f"mpetl validate --config {config}")
+
+
+@main.command()
+@verbosity
 def schema() -> None:
     """Print the JSON Schema of the config file (point your editor's TOML support at it)."""
     from etl.config import json_schema
