@@ -17,7 +17,7 @@ import click
 import orjson
 
 from etl import log
-from etl.errors import EXIT_BAD_INPUT, MpetlError
+from etl.errors import EXIT_BAD_INPUT, LedgerError, MpetlError, OutputError
 
 
 def _parse_now(value: str | None) -> datetime | None:
@@ -37,6 +37,31 @@ def _is_tty() -> bool:
 def _fail(exc: MpetlError) -> None:
     click.echo(f"mpetl: error: {exc}", err=True)
     sys.exit(exc.exit_code)
+
+
+_LOADED: dict[str, Any] = {}
+
+
+def _as_mpetl_error(exc: Exception) -> MpetlError | None:
+    """A ledger or output problem as one of ours (one line, exit 2); None for anything else."""
+    import sqlite3
+
+    if isinstance(exc, MpetlError):
+        return exc
+    if isinstance(exc, sqlite3.Error):  # only the ledger is SQLite
+        config = _LOADED.get("config")
+        return LedgerError(config.ledger_path if config else "?", exc)
+    if isinstance(exc, OSError):
+        return OutputError(exc)
+    return None
+
+
+def _handle(exc: Exception) -> None:
+    """The CLI boundary: a known failure leaves as one line on stderr with its exit code; a bug re-raises."""
+    known = _as_mpetl_error(exc)
+    if known is None:
+        raise exc
+    _fail(known)
 
 
 COUNTS = ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed")
@@ -165,7 +190,9 @@ now_option = click.option(
 def _load(config_path: Path):
     from etl.config import load_config
 
-    return load_config(config_path)
+    config = load_config(config_path)
+    _LOADED["config"] = config
+    return config
 
 
 @main.command()
@@ -189,8 +216,8 @@ def run(config_path: Path, out_dir: Path, dry_run: bool, now: str | None, concur
         config = _load(config_path)
         code = _run(config, out_dir, dry_run=dry_run, now=_parse_now(now), concurrency=concurrency, fail_fast=fail_fast,
                     chunk_rows=chunk_rows, only_sources=only_sources, since=_parse_now(since), until=_parse_now(until))
-    except MpetlError as exc:
-        _fail(exc)
+    except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
+        _handle(exc)
     sys.exit(code)
 
 
@@ -237,8 +264,8 @@ def validate(config_path: Path, out_dir: Path | None, now: str | None, debug_end
                     record = orjson.loads(line)
                     for r in record["reasons"]:
                         reasons[(record["source"], r["validationCode"], r["description"])] += 1
-    except MpetlError as exc:
-        _fail(exc)
+    except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
+        _handle(exc)
     summary = result.summary
     if _is_tty():
         from rich.console import Console
@@ -290,8 +317,8 @@ def reconcile(config_path: Path, out_dir: Path, run_id: str | None, since: datet
         config = _load(config_path)
         code = _reconcile(config, out_dir, run_id=run_id, since=since.date() if since else None,
                           until=until.date() if until else None, now=_parse_now(now))
-    except MpetlError as exc:
-        _fail(exc)
+    except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
+        _handle(exc)
     sys.exit(code)
 
 
@@ -332,8 +359,8 @@ def nightly(config_path: Path, days: int, out_root: Path | None, now: str | None
             reconcile_step=lambda p, out: _reconcile(config, out, since=p.reconcile_since, until=p.last_day,
                                                      now=moment if pinned else None),
         )
-    except MpetlError as exc:
-        _fail(exc)
+    except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
+        _handle(exc)
     sys.exit(code)
 
 
@@ -382,8 +409,8 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
                                   for r, rs in zip(result.rejects["row"], result.rejects["reasons"], strict=True)],
                 "deferred_rows": [int(r) for r in result.deferred["row"]],
             }, option=orjson.OPT_INDENT_2, default=str).decode())
-    except MpetlError as exc:
-        _fail(exc)
+    except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
+        _handle(exc)
 
 
 @main.command()

@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 import traceback
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
@@ -58,7 +59,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, TaskGroup, Variable, c
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
 from etl.config import SECRET_ENV, Config, load_config
-from etl.errors import EXIT_BAD_INPUT, EXIT_OK, MpetlError
+from etl.errors import EXIT_BAD_INPUT, EXIT_OK, LedgerError, MpetlError, OutputError
 
 DAG_ID = "mpetl_offline_conversions"
 SECRET_ID = "mpetl_api_secret"
@@ -149,6 +150,13 @@ def _api_secret_in_env() -> Iterator[None]:
             os.environ[SECRET_ENV] = previous
 
 
+def _ledger_path() -> str:
+    try:
+        return str(_config().ledger_path)
+    except Exception:  # noqa: BLE001 - only for a message
+        return "(the configured ledger)"
+
+
 def _failure(step: str, code: int, detail: str) -> AirflowException:
     """One line, no secret. Bad input or config (2) will not fix itself: fail without retrying."""
     message = f"mpetl {step} exited {code}: {detail}"
@@ -169,6 +177,10 @@ def _one_line_errors(step: str) -> Iterator[None]:
         raise
     except MpetlError as exc:
         raise _failure(step, exc.exit_code, str(exc)) from None
+    except sqlite3.Error as exc:  # only the ledger is SQLite: corrupt, a directory, read-only
+        raise _failure(step, EXIT_BAD_INPUT, str(LedgerError(_ledger_path(), exc))) from None
+    except OSError as exc:  # an output folder that cannot be written
+        raise _failure(step, EXIT_BAD_INPUT, str(OutputError(exc))) from None
     except Exception as exc:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         raise AirflowException(
