@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -32,13 +33,18 @@ def parquet_header(path: Path) -> list[str]:
 def iter_parquet_raw(path: Path) -> Iterator[RawChunk]:
     """Yield numbered raw records; nulls become "" like an empty CSV cell."""
     pf = open_parquet(path)
+    names = pf.schema_arrow.names
     next_row = 1
     try:
         for batch in pf.iter_batches(batch_size=BATCH_ROWS):
             columns = {}
             for pos, array in enumerate(batch.columns):
-                text = array if pa.types.is_string(array.type) else _as_text(array)
-                columns[position_name(pos)] = pc.fill_null(text.cast(pa.string()), "")
+                try:
+                    text = array if pa.types.is_string(array.type) else _as_text(array)
+                    columns[position_name(pos)] = pc.fill_null(text.cast(pa.string()), "")
+                except pa.ArrowNotImplementedError:
+                    raise SourceError(str(path), None, names[pos],
+                                      f"a column of type {array.type} cannot be read as text") from None
             frame = pa.table(columns).to_pandas() if columns else None
             n = batch.num_rows
             rows = np.arange(next_row, next_row + n, dtype=np.int64)
@@ -55,4 +61,9 @@ def _as_text(array: pa.Array) -> pa.Array:
         return pc.strftime(array, format=fmt)
     if pa.types.is_dictionary(array.type):
         return array.cast(pa.string())
+    if pa.types.is_nested(array.type):
+        # A list/struct/map cell as JSON text: an `items` column of list<struct> then reads like the
+        # JSON items of a CSV, and a nested cell mapped to a scalar field is a reject, not a crash.
+        return pa.array([None if v is None else orjson.dumps(v, default=str).decode() for v in array.to_pylist()],
+                        type=pa.string())
     return array.cast(pa.string())
