@@ -15,6 +15,10 @@ The classes are pydantic dataclasses so code and tests can build them directly (
 kind=…, path=…)``, ``dataclasses.replace``). Checks that only make sense for a user's file (paths that
 must exist, the event name of a source) run only when loading a file, so a test can still build a
 source with a bad event name and see the transform reject its rows.
+
+Adding a key: a typed field with a default on its table's class (`LedgerConfig.url`, say); a new
+table: a new class with `config=_TABLE` and a field on `ConfigFile` (plus one on `Config` when code
+reads it). Unknown-key errors, did-you-mean and the schema follow from the classes.
 """
 
 from __future__ import annotations
@@ -359,7 +363,7 @@ class ConfigFile:
     """The TOML file as written: what `mpetl schema` describes."""
 
     property: PropertyConfig
-    sources: Annotated[list[SourceConfig], Field(min_length=1)]
+    sources: Annotated[list[SourceConfig], Field(min_length=1), AfterValidator(lambda s: _unique_names(s))]
     base_dir: str = "."
     destination: DestinationConfig = field(default_factory=DestinationConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
@@ -367,14 +371,14 @@ class ConfigFile:
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> ConfigFile:
-        seen: set[str] = set()
-        for s in self.sources:
-            if s.name in seen:
-                raise ValueError(f"two sources are named {s.name!r}: names must be unique")
-            seen.add(s.name)
-        return self
+
+def _unique_names(sources: list[SourceConfig]) -> list[SourceConfig]:
+    seen: set[str] = set()
+    for s in sources:
+        if s.name in seen:
+            raise ValueError(f"two sources are named {s.name!r}: names must be unique")
+        seen.add(s.name)
+    return sources
 
 
 # --- the runtime view ----------------------------------------------------------------------------

@@ -76,6 +76,10 @@ def test_the_samples_config_loads_with_the_same_api():
     (['delimiter = ";;"'], "sources.crm.delimiter", "single character"),
     (['timezone = "Europe"'], "sources.crm.timezone", "IANA"),
     (["[reconcile]", 'backend = "bigquery"'], "reconcile", "project and dataset"),
+    (["[[sources]]", 'name = "crm"', 'path = "other.csv"'], "sources", "names must be unique"),
+    (["[sources.filter]", "Stage = []"], "sources.crm.filter", "every row would be rejected"),
+    (["[sources.columns]", "client_id = 5"], "sources.crm.columns.client_id", "string"),
+    (["send_user_id = \"yes\""], "sources.crm.send_user_id", "boolean"),
 ])
 def test_each_mistake_is_one_line_naming_the_key(tmp_path, extra, key, words):
     text = error_of(write(tmp_path, *extra))
