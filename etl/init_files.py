@@ -1,7 +1,7 @@
 """`mpetl init DIR`: a starting point a first-time user can edit rather than write from nothing.
 
 Writes a commented config for one source kind (every key explained, the mapping laid out for that
-kind), a crontab line for `mpetl nightly`, and the Airflow DAG pointed at that config. The config it
+kind), its JSON Schema (named in the config's `#:schema` line, for editors), a crontab line for `mpetl nightly`, and the Airflow DAG pointed at that config. The config it
 writes loads as is (`mpetl validate` then only needs the export file and the real measurement id), so
 the first error a user meets is about their data, not about the template.
 """
@@ -12,12 +12,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from etl.config import SOURCE_KINDS
+import orjson
+
+from etl.config import SOURCE_KINDS, json_schema
 
 DAG_SOURCE = Path(__file__).resolve().parents[1] / "jobs" / "airflow" / "offline_conversions_dag.py"
 DAG_DEFAULT_LINE = 'DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "samples.toml"'
 
 HEADER = """\
+#:schema ./mpetl.schema.json
 # mpetl config ({kind} source). Check it with:  mpetl validate --config {config}
 # Every key is checked: a typo is an error that names the key (`mpetl schema` prints the JSON Schema).
 # Relative paths resolve against base_dir, itself relative to this file.
@@ -139,6 +142,8 @@ def write_starter(folder: Path, *, kind: str, timezone: str, measurement_id: str
     files = {
         config: HEADER.format(kind=kind, config=config, measurement_id=measurement_id, timezone=timezone)
         + SOURCES[kind].format(timezone=timezone),
+        # Editors with TOML + JSON Schema support (taplo / Even Better TOML) read the `#:schema` line.
+        folder / "mpetl.schema.json": orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n",
         folder / "crontab.txt": CRONTAB.format(timezone=timezone, mpetl=_mpetl_command(), config=config,
                                                out=folder / "out", log=folder / "nightly.log"),
     }

@@ -131,3 +131,17 @@ def test_schema_prints_the_json_schema():
     assert "filter" in source["properties"]
     dest = schema["$defs"]["DestinationConfig"]["properties"]["concurrency"]
     assert dest["maximum"] == 256 and dest["minimum"] == 1
+
+
+def test_the_schema_accepts_the_samples_and_refuses_what_the_loader_refuses():
+    import tomllib
+
+    import jsonschema
+
+    schema = json.loads(_cli("schema").stdout)
+    samples = tomllib.loads(SAMPLES_CONFIG.read_text())
+    jsonschema.validate(samples, schema)  # an editor would show no error on the shipped example
+    for broken in ({**samples, "destinaton": {}}, {**samples, "sources": [{**samples["sources"][0], "timezon": "UTC"}]},
+                   {**samples, "destination": {"concurrency": 5000}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)

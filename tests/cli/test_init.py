@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 
 import pytest
 
@@ -15,6 +16,8 @@ def test_init_writes_a_config_that_loads_for_each_kind(tmp_path, kind):
     result = mpetl("init", str(tmp_path / "job"), "--kind", kind, "--timezone", "America/New_York")
     assert result.returncode == 0, result.stderr
     config = load_config(tmp_path / "job" / "mpetl.toml")
+    assert (tmp_path / "job" / "mpetl.toml").read_text().startswith("#:schema ./mpetl.schema.json\n")
+    assert "SourceConfig" in json.loads((tmp_path / "job" / "mpetl.schema.json").read_text())["$defs"]
     assert config.sources[0].kind == kind and config.property.timezone == "America/New_York"
     cron = (tmp_path / "job" / "crontab.txt").read_text()
     assert "CRON_TZ=America/New_York" in cron and f"nightly --config {tmp_path / 'job' / 'mpetl.toml'}" in cron
