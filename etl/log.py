@@ -75,11 +75,3 @@ def warn(event: str, **fields: Any) -> None:
 # Used as a library (Airflow tasks, tests) without the CLI: JSON lines on stderr, as before.
 configure(tty=False)
 
-
-# Kept for callers of the old emitter.
-def set_quiet(quiet: bool) -> None:
-    configure(quiet=quiet, tty=False)
-
-
-def set_verbose(verbose: bool) -> None:
-    configure(verbose=verbose, tty=False)
