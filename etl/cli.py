@@ -144,7 +144,11 @@ def _set_flag(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     """-q/-v/--log-file work before or after the command: each occurrence updates the root's settings."""
     if value:
         ctx.find_root().meta[f"mpetl.{param.name}"] = value
-        _apply_logging(ctx)
+        try:
+            _apply_logging(ctx)
+        except OSError as exc:  # --log-file in a missing or read-only folder
+            ctx.find_root().meta.pop("mpetl.log_file", None)
+            raise click.BadParameter(f"cannot write {value} ({exc.strerror})", ctx=ctx, param=param) from None
 
 
 def _apply_logging(ctx: click.Context) -> None:

@@ -36,6 +36,11 @@ def test_off_a_terminal_log_lines_are_json_on_stderr_and_can_go_to_a_file(tmp_pa
     assert [orjson.loads(x)["event"] for x in log_file.read_text().splitlines()] == [x["event"] for x in lines]
 
 
+def test_an_unwritable_log_file_is_a_usage_error_not_a_traceback(tmp_path):
+    result = mpetl("--log-file", str(tmp_path / "missing" / "x.log"), "schema")
+    assert result.returncode == 2 and "--log-file" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_version():
     result = mpetl("--version")
     assert result.returncode == 0 and result.stdout.strip().startswith("mpetl ")
