@@ -17,7 +17,7 @@ import click
 import orjson
 
 from etl import log
-from etl.errors import EXIT_BAD_INPUT, LedgerError, MpetlError, OutputError
+from etl.errors import EXIT_BAD_INPUT, MpetlError, OutputError, ledger_error
 
 
 def _parse_now(value: str | None) -> datetime | None:
@@ -50,7 +50,7 @@ def _as_mpetl_error(exc: Exception) -> MpetlError | None:
         return exc
     if isinstance(exc, sqlite3.Error):  # only the ledger is SQLite
         config = _LOADED.get("config")
-        return LedgerError(config.ledger_path if config else "?", exc)
+        return ledger_error(config.ledger_path if config else "?", exc)
     if isinstance(exc, OSError):
         return OutputError(exc)
     return None
@@ -377,6 +377,27 @@ def _check_days(value: int) -> int:
 @main.command()
 @verbosity
 @config_option
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The Data Import CSV to write (an _index.csv beside it ties each line to its source row).")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Only events dated on or after this day (property zone).")
+def deferred(config_path: Path, out_file: Path, since: datetime | None) -> None:
+    """Export every deferred event not yet exported (GA4 Data Import, offline events), and mark it exported.
+
+    Each event is exported once, ever: upload only files from runs of this command that exited 0.
+    """
+    from etl.deferred import export_deferred
+
+    try:
+        summary = export_deferred(_load(config_path), out_file, since=since.date() if since else None)
+    except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
+        _handle(exc)
+    click.echo(orjson.dumps(summary).decode())
+
+
+@main.command()
+@verbosity
+@config_option
 @click.option("-n", "rows", default=5, show_default=True, help="Mapped events to show per source.")
 @now_option
 def sources(config_path: Path, rows: int, now: str | None) -> None:
@@ -390,6 +411,7 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
     from types import SimpleNamespace
 
     from etl.extract import preview_source
+    from etl.pipeline import max_age_micros
     from etl.protocol import to_micros
     from etl.transform import transform_chunk
 
@@ -411,7 +433,9 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
                 "events": [orjson.loads(e) for e in result.events["event_json"]],
                 "rejected_rows": [{"row": int(r), "reasons": [x["validationCode"] + ": " + x["description"] for x in rs]}
                                   for r, rs in zip(result.rejects["row"], result.rejects["reasons"], strict=True)],
-                "deferred_rows": [int(r) for r in result.deferred["row"]],
+                # Too old by the wall clock now: a run would defer them (Data Import), not send them.
+                "deferred_rows": [int(r) for r, ts in zip(result.events["row"], result.events["timestamp_micros"], strict=True)
+                                  if ts < to_micros(datetime.now(UTC)) - max_age_micros(config)],
             }, option=orjson.OPT_INDENT_2, default=str).decode())
     except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
         _handle(exc)

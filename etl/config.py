@@ -185,6 +185,9 @@ class DestinationConfig:
     backoff_max_s: PositiveFloat = 30.0
     api_secret_file: SecretFile | None = None
     region: Literal["global", "eu"] = "global"
+    request_deadline_s: PositiveFloat = 60.0  # one request's whole exchange, connect to last byte
+    # The whole send; what is left stays pending (exit 8). None: no deadline.
+    deadline_s: Annotated[float | None, Field(gt=0), BeforeValidator(_no_bool)] = 4 * 3600.0
 
     @model_validator(mode="after")
     def _defaults(self) -> DestinationConfig:

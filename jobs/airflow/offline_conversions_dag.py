@@ -59,7 +59,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, TaskGroup, Variable, c
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
 from etl.config import SECRET_ENV, Config, load_config
-from etl.errors import EXIT_BAD_INPUT, EXIT_OK, LedgerError, MpetlError, OutputError
+from etl.errors import EXIT_BAD_INPUT, EXIT_OK, MpetlError, OutputError, ledger_error
 
 DAG_ID = "mpetl_offline_conversions"
 SECRET_ID = "mpetl_api_secret"
@@ -178,7 +178,7 @@ def _one_line_errors(step: str) -> Iterator[None]:
     except MpetlError as exc:
         raise _failure(step, exc.exit_code, str(exc)) from None
     except sqlite3.Error as exc:  # only the ledger is SQLite: corrupt, a directory, read-only
-        raise _failure(step, EXIT_BAD_INPUT, str(LedgerError(_ledger_path(), exc))) from None
+        raise _failure(step, EXIT_BAD_INPUT, str(ledger_error(_ledger_path(), exc))) from None
     except OSError as exc:  # an output folder that cannot be written
         raise _failure(step, EXIT_BAD_INPUT, str(OutputError(exc))) from None
     except Exception as exc:
