@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import REPO
+from tests.support import REPO, pinned_clock_env
 
 NOW = "2026-11-21T06:00:00Z"
 
@@ -35,7 +35,12 @@ def crm_config(tmp_path: Path, *, columns: str = COLUMNS, extra_sources: str = "
     return path
 
 
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The night of NOW for the child's wall clock (libfaketime): event ages are the wall clock's, as Google's."""
+    return pinned_clock_env({**os.environ, "MP_API_SECRET": "cli-test-secret", **(env or {})}, at=NOW)
+
+
 def mpetl(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "MP_API_SECRET": "cli-test-secret", **(env or {})}
+    full_env = cli_env(env)
     return subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True, timeout=180,
                           env=full_env, cwd=cwd)

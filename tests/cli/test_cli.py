@@ -10,7 +10,7 @@ import sys
 
 import orjson
 
-from tests.cli.common import NOW, crm_config, mpetl
+from tests.cli.common import NOW, cli_env, crm_config, mpetl
 from tests.support import REPO
 
 
@@ -49,7 +49,7 @@ def test_version():
 def _on_a_terminal(*args: str) -> str:
     """Run mpetl with stdout and stderr on a pseudo-terminal; return what the user would see."""
     leader, follower = pty.openpty()
-    env = {**os.environ, "MP_API_SECRET": "x", "COLUMNS": "160"}
+    env = cli_env({"COLUMNS": "160"})
     proc = subprocess.Popen([sys.executable, "-m", "etl.cli", *args], stdout=follower, stderr=follower,
                             stdin=subprocess.DEVNULL, env=env, cwd=REPO)
     os.close(follower)

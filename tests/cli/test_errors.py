@@ -52,7 +52,7 @@ def test_a_damaged_ledger_is_one_line_and_never_replaced(sent_once, tmp_path, ho
     args = {"run": ["run", "--out", str(tmp_path / "o")], "dry-run": ["run", "--dry-run", "--out", str(tmp_path / "o")],
             "validate": ["validate"]}[command]
     line = one_line(mpetl(*args, "--config", str(config), "--now", NOW))
-    assert f"ledger {ledger}" in line and "restore it from a backup" in line
+    assert str(ledger) in line and "restore it from a backup" in line
     assert ledger.read_bytes() == before  # not "repaired" into an empty ledger that forgets what was sent
 
 
@@ -85,7 +85,7 @@ def test_a_read_only_ledger(sent_once, tmp_path):
         Path(str(ledger) + suffix).unlink(missing_ok=True)
     with read_only(ledger):
         line = one_line(mpetl("run", "--config", str(config), "--out", str(tmp_path / "o"), "--now", NOW))
-    assert "read-only" in line
+    assert str(ledger) in line and ("read-only" in line or "readonly" in line)
 
 
 @pytest.mark.parametrize("out", ["file/sub", "/proc/mpetl-out"])

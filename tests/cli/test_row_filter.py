@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import orjson
 
+from tests.cli.common import cli_env
 from tests.support import REPO
 
 NOW = "2026-11-21T06:00:00Z"
@@ -31,7 +31,7 @@ def test_filter_rejects_other_rows_naming_the_column_not_the_value(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "etl.cli", "-q", "run", "--config", str(tmp_path / "mpetl.toml"),
                              "--out", str(out), "--dry-run", "--now", NOW],
-                            capture_output=True, text=True, timeout=120, cwd=REPO, env=dict(os.environ))
+                            capture_output=True, text=True, timeout=120, cwd=REPO, env=cli_env())
     assert result.returncode == 0, result.stderr
     summary = orjson.loads((out / "summary.json").read_bytes())
     assert summary["rows_in"] == 4
@@ -53,6 +53,6 @@ def test_a_missing_filter_column_is_a_source_error(tmp_path):
         '[sources.filter]\nStage = "Closed Won"\n'
     )
     result = subprocess.run([sys.executable, "-m", "etl.cli", "validate", "--config", str(tmp_path / "mpetl.toml"),
-                             "--now", NOW], capture_output=True, text=True, timeout=120, cwd=REPO, env=dict(os.environ))
+                             "--now", NOW], capture_output=True, text=True, timeout=120, cwd=REPO, env=cli_env())
     assert result.returncode == 2
     assert "Stage" in result.stderr
