@@ -444,7 +444,8 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
 @main.command()
 @verbosity
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--kind", type=click.Choice(["csv", "parquet", "salesforce", "hubspot", "shopify", "square"]), default="csv",
+@click.option("--kind", type=click.Choice(["csv", "parquet", "salesforce", "hubspot", "shopify", "square", "bigquery"]),
+              default="csv",
               show_default=True, help="The source kind the config is laid out for.")
 @click.option("--timezone", default="Europe/London", show_default=True, help="The GA4 property's reporting zone.")
 @click.option("--measurement-id", default="G-XXXXXXXXXX", show_default=True, help="Your web stream's id (G-…).")

@@ -55,7 +55,9 @@ from etl.errors import ConfigError
 GOOGLE_ENDPOINT = "https://www.google-analytics.com"
 GOOGLE_EU_ENDPOINT = "https://region1.google-analytics.com"
 
-SOURCE_KINDS = ("csv", "parquet", "salesforce", "hubspot", "shopify", "square")
+SOURCE_KINDS = ("csv", "parquet", "salesforce", "hubspot", "shopify", "square", "bigquery")
+# `scheme://…` is a URL on an object store (gs://, s3://, memory://, file://): never resolved against base_dir.
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 CONSENT_DEFAULTS = ("deny", "grant", "omit")
 SECRET_ENV = "MP_API_SECRET"
 
@@ -86,6 +88,15 @@ def _resolve(value: Path, info: ValidationInfo) -> Path:
     if _from_file(info) and not value.is_absolute():
         return Path(info.context["base_dir"]) / value
     return value
+
+
+def _resolve_file(value: Path | str, info: ValidationInfo) -> Path | str:
+    """A source file: a URL stays as written (base_dir is for local paths only); a local path resolves."""
+    if isinstance(value, str):
+        if _URL_SCHEME.match(value):
+            return value
+        value = Path(value)
+    return _resolve(value, info)
 
 
 def _encoding(value: str | None) -> str | None:
@@ -130,6 +141,7 @@ def _secret_file(value: Path, info: ValidationInfo) -> Path:
 
 Zone = Annotated[str, AfterValidator(_zone)]
 ConfigPath = Annotated[Path, AfterValidator(_resolve)]
+FilePath = Annotated[Path | str, AfterValidator(_resolve_file)]  # str: a URL on an object store
 SecretFile = Annotated[Path, AfterValidator(_resolve), AfterValidator(_secret_file)]
 PositiveFloat = Annotated[float, Field(gt=0), BeforeValidator(lambda v: _no_bool(v))]
 NonNegativeFloat = Annotated[float, Field(ge=0), BeforeValidator(lambda v: _no_bool(v))]
@@ -219,7 +231,7 @@ class WindowConfig:
 class IdentityMapConfig:
     """`identity_map = {…}`: a file joining a source's customer key to a GA client id."""
 
-    path: ConfigPath
+    path: FilePath
     key: str
     client_id: str
     source_key: str | None = None  # the source's column to join on; default: same name as `key`
@@ -234,6 +246,12 @@ class SourceOptions:
     refunds: StrictBool | None = None  # shopify
     purchase_statuses: StringList | None = None  # shopify
     items_path: str | None = None  # square
+    # bigquery: what a STRING time column's text holds (pushed into the WHERE), a cost cap, and the
+    # Storage Read API switch / a local read API ("host:port", tests)
+    timestamp_type: Literal["TIMESTAMP", "DATETIME", "DATE"] | None = None
+    maximum_bytes_billed: Annotated[StrictInt | None, Field(gt=0)] = None
+    storage_api: StrictBool | None = None
+    read_api_endpoint: str | None = None
 
     # Which kinds read which option: anything else would be silently ignored, so it is an error.
     KINDS: typing.ClassVar[dict[str, tuple[str, ...]]] = {
@@ -241,6 +259,10 @@ class SourceOptions:
         "refunds": ("shopify",),
         "purchase_statuses": ("shopify",),
         "items_path": ("square",),
+        "timestamp_type": ("bigquery",),
+        "maximum_bytes_billed": ("bigquery",),
+        "storage_api": ("bigquery",),
+        "read_api_endpoint": ("bigquery",),
     }
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -252,6 +274,9 @@ class SourceOptions:
         if value is None:
             raise KeyError(key)
         return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and getattr(self, key, None) is not None
 
     def __bool__(self) -> bool:
         return any(getattr(self, k) is not None for k in self.__pydantic_fields__)
@@ -304,8 +329,9 @@ class SourceConfig:
     """One `[[sources]]` entry: a file, its kind, its zone and how its columns map to MP fields."""
 
     name: Annotated[str, AfterValidator(_name)]
-    kind: Literal["csv", "parquet", "salesforce", "hubspot", "shopify", "square"] = "csv"
-    path: ConfigPath
+    kind: Literal["csv", "parquet", "salesforce", "hubspot", "shopify", "square", "bigquery"] = "csv"
+    # A local file or a URL (gs://, s3://…); for kind "bigquery", a label set from table/query.
+    path: FilePath | None = None
     event: Annotated[str, AfterValidator(_event_name)] = "purchase"
     timezone: Zone = "UTC"
     columns: dict[str, str] = field(default_factory=dict)  # MP field -> source column
@@ -318,12 +344,31 @@ class SourceConfig:
     consent_default: Literal["deny", "grant", "omit"] = "deny"
     on_pii: Literal["reject", "drop"] = "reject"  # or "drop": drop the offending field instead of the row
     send_user_id: StrictBool = False
+    # Send engagement_time_msec (1) on every event: only for a source that really measured engagement.
+    # Google counts a user as active when the param arrives; an offline conversion is not engagement.
+    engagement_time: StrictBool = False
     options: SourceOptions = field(default_factory=SourceOptions)  # kind-specific (stage names, refunds…)
     # `[sources.filter]`: source column -> allowed values (case-insensitive, trimmed); other rows: FILTERED.
     filter: Annotated[dict[str, StringList], AfterValidator(_filter)] = field(default_factory=dict)
+    # kind = "bigquery": exactly one of table ("project.dataset.table") or query (standard SQL)
+    table: str | None = None
+    query: str | None = None
+    project: str | None = None  # billing project; default: the credentials' project
+    location: str | None = None
+    api_endpoint: Annotated[str | None, AfterValidator(lambda v: _endpoint(v))] = None  # a local BigQuery API (tests)
 
     @model_validator(mode="after")
     def _consistent(self) -> SourceConfig:
+        if self.kind == "bigquery":
+            if (self.table is None) == (self.query is None):
+                raise ValueError("kind 'bigquery' needs exactly one of table (\"project.dataset.table\") or query")
+            object.__setattr__(self, "path", f"bigquery:{self.table}" if self.table else "bigquery:query")
+        else:
+            if self.path is None:
+                raise ValueError("path is required (the export file, or a gs:// / s3:// URL)")
+            for key in ("table", "query", "project", "location", "api_endpoint"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key} is read only by kind 'bigquery', not {self.kind!r}")
         if self.thousands is not None and self.thousands == self.decimal:
             raise ValueError(f"thousands and decimal are both {self.decimal!r}")
         for key in self.options.set_keys():

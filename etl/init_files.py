@@ -111,6 +111,21 @@ timezone = "{timezone}"
 consent_default = "omit"            # a _ga cookie in the cart attributes means analytics consent
 options = {{ refunds = true }}      # also a refund event per refunded order
 """,
+    "bigquery": """\
+table = "my-project.crm.closed_deals"   # or, instead of table: query = "SELECT … FROM `my-project.crm.deals`"
+project = "my-project"              # billing project; default: the credentials' project
+# location = "EU"
+event = "purchase"
+timezone = "{timezone}"            # zone of DATETIME/DATE/text times (a TIMESTAMP is already an instant)
+consent_default = "deny"
+options = {{ maximum_bytes_billed = 10737418240 }}   # also timestamp_type, storage_api = false
+[sources.columns]                   # canonical field = BigQuery column
+client_id = "ga_client_id"
+timestamp = "closed_at"
+transaction_id = "deal_id"
+value = "amount"
+currency = "currency"
+""",
     "square": """\
 path = "data/square_transactions.csv"
 event = "purchase"

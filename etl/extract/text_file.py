@@ -2,20 +2,20 @@
 
 Why sniff: exports reach us from Excel on Windows (cp1252, `;` in European locales), from SaaS
 tools (UTF-8 with a BOM, CRLF) and from scripts (gzip). Deciding once from the first bytes keeps the
-hot path a single streaming pass; a configured `encoding`/`delimiter` always wins.
+hot path a single streaming pass; a configured `encoding`/`delimiter` always wins. The file may be
+local or a URL on an object store (`etl.extract.location`).
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import gzip
 import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from etl.errors import SourceError
+from etl.extract.location import Location, check_file, open_bytes
 
 GZIP_MAGIC = b"\x1f\x8b"
 SAMPLE_BYTES = 1 << 16
@@ -28,31 +28,28 @@ DELIMITER_CANDIDATES = (",", ";", "\t", "|")
 class TextLayout:
     """What the hot path needs to parse the file the same way the diagnosis does."""
 
-    path: Path
+    path: Location
     compressed: bool
     encoding: str  # a Python codec name
     delimiter: str
     header: list[str]
 
 
-def open_binary(path: Path, compressed: bool) -> BinaryIO:
+def open_binary(path: Location, compressed: bool) -> BinaryIO:
     """The file's bytes, decompressed when gzip."""
-    return gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115 (caller closes)
+    return open_bytes(path, "gzip" if compressed else None)  # type: ignore[return-value]
 
 
-def check_exists(path: Path) -> None:
-    if not path.exists():
-        raise SourceError(str(path), None, None, "file not found")
-    if not path.is_file():
-        raise SourceError(str(path), None, None, "is not a file")
+def check_exists(path: Location) -> None:
+    check_file(path)
 
 
-def is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
+def is_gzip(path: Location) -> bool:
+    with open_bytes(path) as fh:
         return fh.read(2) == GZIP_MAGIC
 
 
-def read_sample(path: Path, compressed: bool, size: int = SAMPLE_BYTES) -> bytes:
+def read_sample(path: Location, compressed: bool, size: int = SAMPLE_BYTES) -> bytes:
     try:
         with open_binary(path, compressed) as fh:
             return fh.read(size)
@@ -70,7 +67,7 @@ BOMS = (
 )
 
 
-def detect_encoding(sample: bytes, configured: str | None, path: Path) -> str:
+def detect_encoding(sample: bytes, configured: str | None, path: Location) -> str:
     """The codec to read the file with, in order: the config; a byte-order mark (UTF-8/16/32); strict
     UTF-8; charset-normalizer's best guess (UTF-16 without a mark, Cyrillic, CJK…); cp1252."""
     if configured:
@@ -118,7 +115,7 @@ def _fits(sample: bytes, codec: str) -> bool:
     return True
 
 
-def decode_sample(sample: bytes, encoding: str, path: Path | None = None) -> str:
+def decode_sample(sample: bytes, encoding: str, path: Location | None = None) -> str:
     try:
         text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample, final=False)
     except UnicodeError as exc:  # e.g. "UTF-32 stream does not start with BOM": not this encoding at all
@@ -143,7 +140,7 @@ def first_physical_line(text: str) -> str:
     return text[:end]
 
 
-def parse_header(text: str, delimiter: str, path: Path) -> list[str]:
+def parse_header(text: str, delimiter: str, path: Location) -> list[str]:
     """The first CSV record (quoted headers and newlines inside them are honoured)."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
@@ -155,7 +152,7 @@ def parse_header(text: str, delimiter: str, path: Path) -> list[str]:
     raise SourceError(str(path), None, None, "file is empty (no header row)")
 
 
-def inspect(path: Path, encoding: str | None, delimiter: str | None) -> TextLayout:
+def inspect(path: Location, encoding: str | None, delimiter: str | None) -> TextLayout:
     """Open the file once to decide compression, encoding, delimiter and read the header row."""
     check_exists(path)
     compressed = is_gzip(path)

@@ -11,7 +11,7 @@ from etl.config import load_config
 from tests.cli.common import NOW, mpetl
 
 
-@pytest.mark.parametrize("kind", ["csv", "parquet", "salesforce", "hubspot", "shopify", "square"])
+@pytest.mark.parametrize("kind", ["csv", "parquet", "salesforce", "hubspot", "shopify", "square", "bigquery"])
 def test_init_writes_a_config_that_loads_for_each_kind(tmp_path, kind):
     result = mpetl("init", str(tmp_path / "job"), "--kind", kind, "--timezone", "America/New_York")
     assert result.returncode == 0, result.stderr
