@@ -69,6 +69,14 @@ _TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.\d{1,6})?
 _TABLE = ConfigDict(extra="forbid", str_strip_whitespace=False, validate_default=False)
 
 
+class KeyedError(ValueError):
+    """A table-level check that blames one key of the table (the error names `sources.bq.table`)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def _from_file(info: ValidationInfo) -> bool:
     """True while loading a user's file (load_config passes a context); False for direct construction."""
     return bool(info.context) and "base_dir" in info.context
@@ -237,6 +245,14 @@ class IdentityMapConfig:
     source_key: str | None = None  # the source's column to join on; default: same name as `key`
 
 
+def _timestamp_type(value: str | None, info: ValidationInfo) -> str | None:
+    """In a user's file: one of the types BigQuery can cast a text time to (code may build others, and
+    the extract then names the column, as its tests check)."""
+    if value is not None and _from_file(info) and value.upper() not in ("TIMESTAMP", "DATETIME", "DATE"):
+        raise ValueError(f"expected 'TIMESTAMP', 'DATETIME' or 'DATE', got {value!r}")
+    return value
+
+
 @dataclass(frozen=True, config=_TABLE)
 class SourceOptions:
     """`options = {…}`: what only some kinds understand. Reads like a dict (`options.get("refunds")`)."""
@@ -248,7 +264,7 @@ class SourceOptions:
     items_path: str | None = None  # square
     # bigquery: what a STRING time column's text holds (pushed into the WHERE), a cost cap, and the
     # Storage Read API switch / a local read API ("host:port", tests)
-    timestamp_type: Literal["TIMESTAMP", "DATETIME", "DATE"] | None = None
+    timestamp_type: Annotated[str | None, AfterValidator(_timestamp_type)] = None
     maximum_bytes_billed: Annotated[StrictInt | None, Field(gt=0)] = None
     storage_api: StrictBool | None = None
     read_api_endpoint: str | None = None
@@ -361,20 +377,20 @@ class SourceConfig:
     def _consistent(self) -> SourceConfig:
         if self.kind == "bigquery":
             if (self.table is None) == (self.query is None):
-                raise ValueError("kind 'bigquery' needs exactly one of table (\"project.dataset.table\") or query")
+                raise KeyedError("table", "kind 'bigquery' needs exactly one of table (\"project.dataset.table\") or query")
             object.__setattr__(self, "path", f"bigquery:{self.table}" if self.table else "bigquery:query")
         else:
             if self.path is None:
-                raise ValueError("path is required (the export file, or a gs:// / s3:// URL)")
+                raise KeyedError("path", "is required (the export file, or a gs:// / s3:// URL)")
             for key in ("table", "query", "project", "location", "api_endpoint"):
                 if getattr(self, key) is not None:
-                    raise ValueError(f"{key} is read only by kind 'bigquery', not {self.kind!r}")
+                    raise KeyedError(key, f"is read only by kind 'bigquery', not {self.kind!r}")
         if self.thousands is not None and self.thousands == self.decimal:
-            raise ValueError(f"thousands and decimal are both {self.decimal!r}")
+            raise KeyedError("thousands", f"thousands and decimal are both {self.decimal!r}")
         for key in self.options.set_keys():
             kinds = SourceOptions.KINDS.get(key)
             if kinds and self.kind not in kinds:
-                raise ValueError(f"options.{key} is read only by kind {' or '.join(kinds)}, not {self.kind!r}")
+                raise KeyedError(f"options.{key}", f"is read only by kind {' or '.join(kinds)}, not {self.kind!r}")
         return self
 
 
@@ -395,7 +411,7 @@ class ReconcileConfig:
     @model_validator(mode="after")
     def _bigquery(self) -> ReconcileConfig:
         if self.backend == "bigquery" and not (self.project and self.dataset):
-            raise ValueError("backend 'bigquery' needs project and dataset (analytics_<property_id>)")
+            raise KeyedError("project", "backend 'bigquery' needs project and dataset (analytics_<property_id>)")
         return self
 
 
@@ -530,6 +546,9 @@ def _config_error(file: Path, raw: dict[str, Any], exc: ValidationError) -> Conf
     errors = exc.errors(include_url=False)
     first = errors[0]
     loc = [p for p in first["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
+    blamed = (first.get("ctx") or {}).get("error")
+    if isinstance(blamed, KeyedError):
+        loc = [*loc, *blamed.key.split(".")]
     key = _key_name(raw, loc)
     kind = first["type"]
     if kind in _UNKNOWN:

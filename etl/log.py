@@ -40,6 +40,17 @@ class Readable(logging.Formatter):
         return f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {record.getMessage()} {fields}".rstrip()
 
 
+class _Stderr(logging.StreamHandler):
+    """Whatever sys.stderr is when a line is written (a test's capture, a redirect), as print would."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure(*, quiet: bool = False, verbose: bool = False, tty: bool | None = None, log_file: Path | None = None) -> None:
     """Set where log lines go. -q: none; default: JSON on stderr unless stderr is a terminal; -v: also details."""
     for handler in list(LOGGER.handlers):
@@ -48,7 +59,7 @@ def configure(*, quiet: bool = False, verbose: bool = False, tty: bool | None = 
     tty = sys.stderr.isatty() if tty is None else tty
     LOGGER.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not quiet and (verbose or not tty):
-        stream = logging.StreamHandler(sys.stderr)
+        stream = _Stderr()
         stream.setFormatter(Readable() if tty else JsonLines())
         LOGGER.addHandler(stream)
     if log_file is not None:
