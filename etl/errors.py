@@ -57,3 +57,32 @@ class LedgerLockedError(MpetlError):
 
 class LedgerError(MpetlError):
     """The ledger cannot be used (a directory, corrupt, unreadable, an older schema): one line, exit 2."""
+
+
+def ledger_error(path: object, exc: BaseException) -> LedgerError:
+    """A SQLite error on the ledger as one line saying what to do (never "fixed" by starting an empty
+    ledger behind the user's back: that would forget what was sent and send it all again)."""
+    from pathlib import Path
+
+    where = Path(str(path))
+    text = str(exc).lower()
+    if where.is_dir():
+        why = "is a directory; [ledger] path must name the ledger file (e.g. state/ledger.sqlite)"
+    elif "malformed" in text or "not a database" in text or "corrupt" in text:
+        why = ("is not a readable SQLite ledger (corrupt or truncated): restore it from a backup; moving it "
+               "aside starts an empty ledger, which forgets what was sent and would send it again")
+    elif "readonly" in text or "read-only" in text or "permission" in text:
+        why = "is read-only: the run must record what it sends (check the file's and folder's permissions)"
+    elif "unable to open" in text:
+        why = "cannot be opened: check that its folder exists and is writable"
+    else:
+        why = f"cannot be used ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+    return LedgerError(f"ledger {where}: {why}")
+
+
+class OutputError(MpetlError):
+    """A file or folder the run must write cannot be written (an unwritable --out, a full disk)."""
+
+    def __init__(self, exc: OSError) -> None:
+        where = exc.filename or "output"
+        super().__init__(f"{where}: cannot write ({exc.strerror or type(exc).__name__}); choose a writable --out folder")

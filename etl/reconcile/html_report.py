@@ -13,6 +13,7 @@ import io
 
 import pandas as pd
 
+from etl.reconcile.presentation import fmt_count, fmt_date, fmt_share, next_step, present, row_classes
 from etl.reconcile.result import Reconciliation
 
 HTML_TABLE_LIMIT = 500
@@ -27,6 +28,10 @@ table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}
 th{background:#f3f3f3}
 .note{color:#555;font-size:.9rem}
+.next{font-size:1.05rem;padding:.5rem 1rem;border-left:.3rem solid #4c78a8;background:#f4f7fb}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.failed td{background:#fbe1e1;font-weight:600}
+tr.provisional td{background:#fff8e6;color:#6b5200}
 """
 
 
@@ -46,7 +51,7 @@ def plot_png(dates: pd.DataFrame) -> bytes:
     bars = ax.bar([p + 0.2 for p in positions], dates["found"], width=0.4, label="found (export)", color="#f58518")
     for bar, h in zip(bars, hatch, strict=True):
         bar.set_hatch(h)
-    ax.set_xticks(list(positions), dates["event_date"].tolist(), rotation=45, ha="right")
+    ax.set_xticks(list(positions), [fmt_date(d) for d in dates["event_date"]], rotation=45, ha="right")
     ax.set_ylabel("events")
     ax.set_ylim(
         0, max(1, int(dates["sent"].max() if len(dates) else 0), int(dates["found"].max() if len(dates) else 0)) * 1.3
@@ -66,25 +71,27 @@ def render_html(result: Reconciliation) -> str:
     e = html.escape
     facts = [
         ("run", result.run_id or "-"),
-        ("selection", ", ".join(f"{k}={v}" for k, v in result.selection.items() if v is not None) or "-"),
+        ("selection", ", ".join(f"{k}={fmt_date(str(v).replace('-', '')) if k in ('since', 'until') else v}"
+                                for k, v in result.selection.items() if v is not None) or "-"),
         ("export backend", result.settings.get("backend", "-")),
-        ("generated at (UTC)", result.generated_at),
-        ("sent / found / missing", f"{t['sent']} / {t['found']} / {t['missing']}"),
-        ("duplicate ids", str(t["duplicate_ids"])),
-        ("ids from other senders", str(t["extra_ids"])),
-        (
-            "found without session attribution",
-            "-" if t.get("no_session_share") is None else f"{t['no_session_share']:.1%}",
-        ),
+        ("generated at (UTC)", str(result.generated_at).replace("T", " ").removesuffix("+00:00").removesuffix("Z")),
+        ("sent / found / missing", f"{fmt_count(t['sent'])} / {fmt_count(t['found'])} / {fmt_count(t['missing'])}"),
+        ("dates", f"{fmt_count(t.get('dates_final', 0))} final, {fmt_count(t.get('dates_provisional', 0))} provisional, "
+                  f"{fmt_count(t.get('dates_failed', 0))} failed"),
+        ("duplicate ids", fmt_count(t["duplicate_ids"])),
+        ("ids from other senders", fmt_count(t["extra_ids"])),
+        ("found without session attribution", fmt_share(t.get("no_session_share"))),
     ]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>mpetl reconciliation</title>',
         f"<style>{_STYLE}</style></head><body>",
         f'<h1 id="verdict" class="{e(result.verdict)}">{e(result.headline)}</h1>',
-        f'<p class="note">verdict: <strong>{e(result.verdict)}</strong>, exit code {result.exit_code}. '
-        f"Tolerance {result.settings.get('tolerance')}; dates younger than "
-        f"{result.settings.get('provisional_hours')} h after their end are provisional.</p>",
+        f'<p class="next" id="next-step"><strong>What to do next:</strong> {e(next_step(result.verdict, t))}</p>',
+        f'<p class="note">verdict: <strong>{e(str(result.verdict).replace("_", " "))}</strong>, exit code {result.exit_code}. '
+        f"Tolerance {fmt_share(result.settings.get('tolerance') or 0)} missing; dates younger than "
+        f"{fmt_count(result.settings.get('provisional_hours'))} h after their end are provisional "
+        f"(shown in yellow; failed dates in red).</p>",
         "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts) + "</table>",
         f'<img alt="sent vs found per day" src="data:image/png;base64,{png}">',
         "<h2>Per date</h2>",
@@ -106,9 +113,19 @@ def render_html(result: Reconciliation) -> str:
 
 
 def _table(frame: pd.DataFrame) -> str:
+    """Formatted cells (dates, %, integers, yes/no); failed rows red, provisional rows yellow."""
     if frame.empty:
         return '<p class="note">none</p>'
-    shown = frame.head(HTML_TABLE_LIMIT).to_html(index=False, escape=True, na_rep="", border=0)
+    head = frame.head(HTML_TABLE_LIMIT)
+    shown_frame = present(head)
+    numeric = {c for c in head.columns if pd.api.types.is_numeric_dtype(head[c]) and head[c].dtype != bool}
+    e = html.escape
+    header = "".join(f"<th>{e(str(c).replace('_', ' '))}</th>" for c in shown_frame.columns)
+    body = []
+    for cls, (_, row) in zip(row_classes(head), shown_frame.iterrows(), strict=True):
+        cells = "".join(f'<td class="n">{e(v)}</td>' if c in numeric else f"<td>{e(v)}</td>" for c, v in row.items())
+        body.append(f'<tr class="{cls}">{cells}</tr>' if cls else f"<tr>{cells}</tr>")
+    shown = f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     if len(frame) > HTML_TABLE_LIMIT:
         shown += f'<p class="note">first {HTML_TABLE_LIMIT} of {len(frame)} rows; the CSV has all.</p>'
     return shown

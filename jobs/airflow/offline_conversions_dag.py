@@ -16,9 +16,16 @@ Why this shape:
 
 Settings (Airflow Variable, else environment variable, else default):
 - `mpetl_config` / MPETL_CONFIG: the config file (default: jobs/configs/samples.toml of this checkout).
-  Read when the DAG is parsed (to lay out one group per source) and again in each task.
-- `mpetl_out_dir` / MPETL_OUT: output root; each run writes `<root>/airflow/<last day>/...`
-  (default: `out` under the config's base_dir).
+  Read when the DAG is parsed (to lay out one group per source) and again in each task. A config that
+  does not load never breaks the parse: the DAG then holds only `check_config`, which fails with the
+  config's one-line error (and a good config shows the groups at the next parse).
+- `mpetl_out_dir` / MPETL_OUT: output root; each task try writes its own folder,
+  `<root>/airflow/<last day>/<source>/{validate,send}/try-<n>` and `<root>/airflow/<last day>/reconcile/try-<n>`,
+  so a retry never overwrites the outputs of the try that failed (default: `out` under the config's base_dir).
+- `mpetl_owner` / MPETL_OWNER: the tasks' owner shown in the UI (default: `data-engineering`).
+- `mpetl_on_failure` / MPETL_ON_FAILURE: `package.module:function` called with the task's context when a
+  task fails (after retries), e.g. to page or post to chat; every failure also logs one line
+  `mpetl task <id> failed (try n): <reason>`.
 - `mpetl_export_wait_minutes` / MPETL_EXPORT_WAIT_MINUTES: how long after the data interval ends to
   wait before reconciling (default 0 for `endpoint = "local"`, 240 otherwise).
 - `mpetl_retries` / MPETL_RETRIES (default 2) and `mpetl_retry_delay_minutes` / MPETL_RETRY_DELAY_MINUTES
@@ -40,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 import traceback
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
@@ -51,7 +59,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, TaskGroup, Variable, c
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
 from etl.config import SECRET_ENV, Config, load_config
-from etl.errors import EXIT_BAD_INPUT, EXIT_OK, MpetlError
+from etl.errors import EXIT_BAD_INPUT, EXIT_OK, MpetlError, OutputError, ledger_error
 
 DAG_ID = "mpetl_offline_conversions"
 SECRET_ID = "mpetl_api_secret"
@@ -103,8 +111,9 @@ class Window:
         settled = (clock - timedelta(hours=config.reconcile.provisional_hours)).astimezone(zone).date()
         self.reconcile_since = min(settled - timedelta(days=1), self.last_day)
 
-    def out_dir(self, config: Config, *parts: str) -> Path:
-        return _out_root(config).joinpath(self.last_day.isoformat(), *parts)
+    def out_dir(self, config: Config, *parts: str, try_number: int | None = None) -> Path:
+        """This try's own folder: a retry must not overwrite the outputs that explain the failed try."""
+        return _out_root(config).joinpath(self.last_day.isoformat(), *parts, f"try-{try_number or 1}")
 
 
 def _lookup_secret() -> str | None:
@@ -141,6 +150,13 @@ def _api_secret_in_env() -> Iterator[None]:
             os.environ[SECRET_ENV] = previous
 
 
+def _ledger_path() -> str:
+    try:
+        return str(_config().ledger_path)
+    except Exception:  # noqa: BLE001 - only for a message
+        return "(the configured ledger)"
+
+
 def _failure(step: str, code: int, detail: str) -> AirflowException:
     """One line, no secret. Bad input or config (2) will not fix itself: fail without retrying."""
     message = f"mpetl {step} exited {code}: {detail}"
@@ -161,6 +177,10 @@ def _one_line_errors(step: str) -> Iterator[None]:
         raise
     except MpetlError as exc:
         raise _failure(step, exc.exit_code, str(exc)) from None
+    except sqlite3.Error as exc:  # only the ledger is SQLite: corrupt, a directory, read-only
+        raise _failure(step, EXIT_BAD_INPUT, str(ledger_error(_ledger_path(), exc))) from None
+    except OSError as exc:  # an output folder that cannot be written
+        raise _failure(step, EXIT_BAD_INPUT, str(OutputError(exc))) from None
     except Exception as exc:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         raise AirflowException(
@@ -169,7 +189,7 @@ def _one_line_errors(step: str) -> Iterator[None]:
 
 
 def _run_source(source: str, mode: str, data_interval_start: datetime | None, data_interval_end: datetime | None,
-                params: dict[str, Any]) -> dict[str, Any]:
+                params: dict[str, Any], try_number: int | None = None) -> dict[str, Any]:
     from etl.pipeline import RunOptions, run_pipeline
 
     step = f"{'dry-run' if mode == 'dry-run' else 'send'} of source {source}"
@@ -178,7 +198,7 @@ def _run_source(source: str, mode: str, data_interval_start: datetime | None, da
         if source not in {s.name for s in config.sources}:
             raise AirflowFailException(f"source {source} is no longer in {config.file}; re-parse the DAG")
         window = Window(config, data_interval_start, data_interval_end, params)
-        out = window.out_dir(config, source, "validate" if mode == "dry-run" else "send")
+        out = window.out_dir(config, source, "validate" if mode == "dry-run" else "send", try_number=try_number)
         options = RunOptions(out_dir=out, mode=mode, now=window.now, since=window.since, until=window.until,
                              only_sources=(source,))
         print(f"{step}: events from {window.since.isoformat()} to {window.until.isoformat()} (now: "
@@ -193,16 +213,31 @@ def _run_source(source: str, mode: str, data_interval_start: datetime | None, da
     return counts
 
 
+def _try_number(ti: Any) -> int | None:
+    return getattr(ti, "try_number", None)
+
+
 @task
-def validate(source: str, data_interval_start=None, data_interval_end=None, params=None) -> dict[str, Any]:
+def check_config() -> dict[str, Any]:
+    """Load the config: a broken one fails here, in one line, instead of breaking the DAG's parse."""
+    with _one_line_errors("config check"):
+        config = _config()
+    return {"config": str(config.file), "sources": [s.name for s in config.sources]}
+
+
+@task
+def validate(source: str, data_interval_start=None, data_interval_end=None, params=None, ti=None) -> dict[str, Any]:
     """Dry run for the interval: the source reads, and every request is built and checked; nothing is sent."""
-    return _run_source(source, "dry-run", data_interval_start, data_interval_end, params or {})
+    return _run_source(source, "dry-run", data_interval_start, data_interval_end, params or {}, _try_number(ti))
 
 
 @task
-def send(source: str, data_interval_start=None, data_interval_end=None, params=None) -> dict[str, Any]:
-    """Send the source's events of the interval; the ledger skips what an earlier try already sent."""
-    return _run_source(source, "send", data_interval_start, data_interval_end, params or {})
+def send(source: str, data_interval_start=None, data_interval_end=None, params=None, ti=None) -> dict[str, Any]:
+    """Send the source's events of the interval; the ledger skips what an earlier try already sent.
+
+    A task function of its own (not folded into validate) so it can be mapped (`.expand`) over shards.
+    """
+    return _run_source(source, "send", data_interval_start, data_interval_end, params or {}, _try_number(ti))
 
 
 @task.sensor(poke_interval=300, timeout=24 * 3600, mode="reschedule")
@@ -210,21 +245,22 @@ def wait_for_export(data_interval_end=None) -> bool:
     """Wait until the export has had time to land (wall clock: data interval end + the configured wait)."""
     if data_interval_end is None:
         raise AirflowFailException("this DAG needs a data interval: trigger it with a logical date")
-    config = _config()
+    with _one_line_errors("wait for export"):
+        config = _config()
     default = "0" if config.destination.endpoint == "local" else "240"
     minutes = float(_setting("mpetl_export_wait_minutes", "MPETL_EXPORT_WAIT_MINUTES", default) or 0)
     return datetime.now(UTC) >= data_interval_end + timedelta(minutes=minutes)
 
 
 @task
-def reconcile(data_interval_start=None, data_interval_end=None, params=None) -> dict[str, Any]:
+def reconcile(data_interval_start=None, data_interval_end=None, params=None, ti=None) -> dict[str, Any]:
     """Compare the ledger with the export for the dates that became final (and the provisional ones since)."""
     from etl.reconcile import reconcile as do_reconcile
 
     with _one_line_errors("reconcile"):
         config = _config()
         window = Window(config, data_interval_start, data_interval_end, params or {})
-        out = window.out_dir(config, "reconcile")
+        out = window.out_dir(config, "reconcile", try_number=_try_number(ti))
         print(f"reconcile: event dates {window.reconcile_since} to {window.last_day}, outputs in {out}")
         result = do_reconcile(config, out_dir=out, since=window.reconcile_since, until=window.last_day, now=window.now)
     print(result.summary_text())
@@ -238,21 +274,48 @@ def _group_id(source: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", source)
 
 
-_parsed = _config()
+def _on_failure(context: dict[str, Any]) -> None:
+    """Every failed task: one line in the task log, then the user's hook (`mpetl_on_failure`), if any."""
+    import importlib
+
+    ti = context.get("task_instance") or context.get("ti")
+    exc = context.get("exception")
+    reason = str(exc).splitlines()[0] if exc else "see the task log"
+    print(f"mpetl task {getattr(ti, 'task_id', '?')} failed (try {getattr(ti, 'try_number', '?')}): {reason}")
+    hook = _setting("mpetl_on_failure", "MPETL_ON_FAILURE")
+    if hook:
+        module, _, name = hook.partition(":")
+        getattr(importlib.import_module(module), name or "on_failure")(context)
+
+
+def _parse_time_config() -> tuple[Config | None, str | None]:
+    """The config for the DAG's layout; a broken one is reported by `check_config`, never at parse."""
+    try:
+        return _config(), None
+    except MpetlError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - nothing may break the parse
+        return None, f"{type(exc).__name__}"
+
+
+_parsed, _parse_error = _parse_time_config()
+_zone = _parsed.property.timezone if _parsed else "UTC"
 
 
 @dag(
     dag_id=DAG_ID,
     description="Offline conversions to GA4 via the Measurement Protocol, reconciled against the export",
-    doc_md=__doc__,
+    doc_md=(f"**The config does not load:** {_parse_error}\n\n" if _parse_error else "") + (__doc__ or ""),
     # A data interval of one day in the property's reporting zone, like GA4's own dates (Airflow 3's
     # "@daily" is a trigger timetable whose interval is empty, so the interval timetable is explicit).
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone=_parsed.property.timezone),
-    start_date=datetime(2026, 1, 1, tzinfo=ZoneInfo(_parsed.property.timezone)),
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone=_zone),
+    start_date=datetime(2026, 1, 1, tzinfo=ZoneInfo(_zone)),
     catchup=False,
     max_active_runs=1,
     max_active_tasks=1,
     default_args={
+        "owner": _setting("mpetl_owner", "MPETL_OWNER", "data-engineering"),
+        "on_failure_callback": _on_failure,
         "retries": int(_setting("mpetl_retries", "MPETL_RETRIES", "2") or 0),
         "retry_delay": timedelta(minutes=float(_setting("mpetl_retry_delay_minutes", "MPETL_RETRY_DELAY_MINUTES", "10") or 0)),
     },
@@ -263,12 +326,15 @@ _parsed = _config()
     tags=["mpetl", "ga4"],
 )
 def mpetl_offline_conversions() -> None:
+    checked = check_config()
+    if _parsed is None:
+        return  # check_config fails with the reason; the groups appear once the config loads
     groups = []
     for source in _parsed.sources:
         with TaskGroup(group_id=_group_id(source.name)) as group:
             validate.override(task_id="validate")(source.name) >> send.override(task_id="send")(source.name)
         groups.append(group)
-    chain(*groups, wait_for_export(), reconcile())
+    chain(checked, *groups, wait_for_export(), reconcile())
 
 
 mpetl_offline_conversions()

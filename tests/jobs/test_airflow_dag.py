@@ -72,8 +72,9 @@ class AirflowSandbox:
         reserialized = self.airflow("dags", "reserialize")
         assert reserialized.returncode == 0, reserialized.stderr[-2000:]
         # The samples' night is simulated by the process clock (libfaketime), as the README says.
+        # Each task costs Airflow ~10 s of start-up on a loaded 2-core machine; the bound is a hang guard, not a speed test.
         return self.airflow("dags", "test", DAG_ID, LOGICAL_DATE, "-c", orjson.dumps({"now": SAMPLES_NOW}).decode(),
-                            env=pinned_clock_env(self.env))
+                            env=pinned_clock_env(self.env), timeout=420)
 
     def task_states(self) -> tuple[str, dict[str, str]]:
         """The DAG run's state and each task's state."""
@@ -106,23 +107,55 @@ print("PROBE" + json.dumps({{
     "max_active_tasks": dag and dag.max_active_tasks,
     "max_active_runs": dag and dag.max_active_runs,
     "timetable": dag and repr(dag.timetable),
+    "owners": dag and sorted({{t.owner for t in dag.tasks}}),
+    "callbacks": dag and sorted({{getattr(t.on_failure_callback, "__name__", None) or
+                                  str([c.__name__ for c in t.on_failure_callback]) for t in dag.tasks}}),
 }}))
 """
 
 
-def test_dag_imports_with_one_serial_group_per_source(sandbox):
-    probe = sandbox.run(str(AIRFLOW_VENV / "bin" / "python"), "-c",
-                        DAGBAG_PROBE.format(folder=str(REPO / "jobs" / "airflow"), dag_id=DAG_ID), timeout=120)
+def probe_dagbag(box: AirflowSandbox) -> dict:
+    probe = box.run(str(AIRFLOW_VENV / "bin" / "python"), "-c",
+                    DAGBAG_PROBE.format(folder=str(REPO / "jobs" / "airflow"), dag_id=DAG_ID), timeout=120)
     assert probe.returncode == 0, probe.stderr[-2000:]
-    found = orjson.loads(next(line[5:] for line in probe.stdout.splitlines() if line.startswith("PROBE")))
+    return orjson.loads(next(line[5:] for line in probe.stdout.splitlines() if line.startswith("PROBE")))
+
+
+def test_dag_imports_with_one_serial_group_per_source(sandbox):
+    found = probe_dagbag(sandbox)
     assert found["errors"] == {}
-    expected_order = [f"{s}.{step}" for s in sandbox.sources for step in ("validate", "send")] + ["wait_for_export", "reconcile"]
+    expected_order = (["check_config"] + [f"{s}.{step}" for s in sandbox.sources for step in ("validate", "send")]
+                      + ["wait_for_export", "reconcile"])
     tasks = found["tasks"]
     assert [t[0] for t in tasks] == expected_order
     # Serial: each task waits for the one before it (the sources share one ledger).
     assert all(upstream == [tasks[i - 1][0]] for i, (_, upstream, _) in enumerate(tasks) if i > 0)
     assert found["catchup"] is False and found["max_active_tasks"] == 1 and found["max_active_runs"] == 1
     assert "0 0 * * *" in found["timetable"] and "Europe/London" in found["timetable"]
+    assert found["owners"] == ["data-engineering"]
+    assert "_on_failure" in str(found["callbacks"])
+
+
+def test_a_broken_config_never_breaks_the_parse_a_task_fails_with_the_reason(tmp_path):
+    box = AirflowSandbox(tmp_path)
+    box.env["AIRFLOW_VAR_MPETL_CONFIG"] = str(tmp_path / "missing.toml")
+    box.env["MPETL_OWNER"] = "crm-team"
+    found = probe_dagbag(box)
+    assert found["errors"] == {}  # the DAG still imports
+    assert [t[0] for t in found["tasks"]] == ["check_config"] and found["owners"] == ["crm-team"]
+    # The failure hook point: a user's function, called with the failed task's context.
+    (tmp_path / "alerting.py").write_text(
+        "from pathlib import Path\n"
+        "def page(context):\n"
+        f"    Path({str(tmp_path / 'paged.txt')!r}).write_text(context['task_instance'].task_id)\n")
+    box.env["MPETL_ON_FAILURE"] = "alerting:page"
+    box.env["PYTHONPATH"] = str(tmp_path)
+    run = box.migrate().dags_test()
+    logs = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "missing.toml: [-] config file not found" in logs
+    assert "mpetl task check_config failed (try 1)" in logs
+    assert (tmp_path / "paged.txt").read_text() == "check_config"
 
 
 def test_dags_test_sends_the_interval_and_reconciles(sandbox):
@@ -132,14 +165,15 @@ def test_dags_test_sends_the_interval_and_reconciles(sandbox):
 
     run_state, states = sandbox.task_states()
     assert run_state == "success"
-    assert len(states) == 2 * len(sandbox.sources) + 2
+    assert len(states) == 2 * len(sandbox.sources) + 3
     assert set(states.values()) == {"success"}
 
     day = sandbox.out / "airflow" / LAST_DAY
     sent = 0
     for source_dir in sorted(p for p in day.iterdir() if p.name != "reconcile"):
-        dry = orjson.loads((source_dir / "validate" / "summary.json").read_bytes())
-        real = orjson.loads((source_dir / "send" / "summary.json").read_bytes())
+        # Each try has its own folder (a retry would write try-2 next to it).
+        dry = orjson.loads((source_dir / "validate" / "try-1" / "summary.json").read_bytes())
+        real = orjson.loads((source_dir / "send" / "try-1" / "summary.json").read_bytes())
         assert dry["mode"] == "dry-run" and real["mode"] == "send"
         assert list(real["sources"]) == [source_dir.name]  # each task sent its own source only
         assert real["sent"] == dry["sent"] and real["failed"] == 0  # the dry run predicted the send
@@ -148,7 +182,7 @@ def test_dags_test_sends_the_interval_and_reconciles(sandbox):
     with open_ledger(sandbox.root / "state" / "ledger.sqlite", read_only=True) as ledger:
         dates = ledger.for_reconcile(since="19700101")["event_date"].value_counts().to_dict()
     assert dates == {LAST_DAY.replace("-", ""): sent}  # exactly the data interval's day, every event once
-    report = orjson.loads((day / "reconcile" / "reconciliation.json").read_bytes())
+    report = orjson.loads((day / "reconcile" / "try-1" / "reconciliation.json").read_bytes())
     assert report["verdict"] == "reconciled" and report["totals"]["sent"] == sent
 
     # The secret was only ever in the Variable: not in a log line, an output, the metadata DB or XCom.

@@ -146,3 +146,24 @@ def test_no_secret_means_exit_2_and_nothing_sent(tmp_path):
     assert result.returncode == 2
     assert "no API secret" in result.stderr
     assert not (tmp_path / "state" / "collector").exists() or read_store(tmp_path / "state" / "collector").empty
+
+
+def test_the_installed_command_runs_outside_a_checkout_with_only_mpetl_on_path(tmp_path):
+    # cron outside the repo: no .venv next to the script, no python3 on PATH, just the installed command.
+    bin_dir, jobs = tmp_path / "bin", tmp_path / "elsewhere" / "jobs"
+    bin_dir.mkdir()
+    jobs.mkdir(parents=True)
+    (bin_dir / "mpetl").symlink_to(REPO / ".venv" / "bin" / "mpetl")
+    (jobs / "nightly.sh").write_text(NIGHTLY.read_text())
+    config = samples_config(tmp_path, endpoint="local")
+    env = {**nightly_env(), "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    env.pop("VIRTUAL_ENV", None)
+    out = tmp_path / "out"
+    wrapped = subprocess.run(["bash", str(jobs / "nightly.sh"), str(config), "--now", SAMPLES_NOW, "--out-root", str(out)],
+                             capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert wrapped.returncode == 0, wrapped.stderr[-2000:]
+    direct = subprocess.run(["mpetl", "nightly", "--config", str(config), "--now", SAMPLES_NOW, "--out-root", str(out)],
+                            capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert direct.returncode == 0, direct.stderr[-2000:]
+    day, _, _ = yesterday_window("Europe/London")
+    assert read_json(out / "nightly" / day / "run" / "summary.json")["sent"] == 0  # the second run: all duplicates
