@@ -423,6 +423,7 @@ def historical(config_path: Path, run_id: str) -> None:
 
 
 @main.command()
+@verbosity
 @config_option
 @click.option("-n", "rows", default=5, show_default=True, help="Mapped events to show per source.")
 @now_option

@@ -423,7 +423,7 @@ class HistoricalConfig:
     duckdb: files `<path>/<table>_YYYYMMDD.<run_id>.ndjson` (default path: state/historical).
     """
 
-    table: str
+    table: str | None = None  # absent: the table is off, nothing changes
     backend: Literal["duckdb", "bigquery"] = "duckdb"
     project: str | None = None
     location: str | None = None
@@ -433,6 +433,8 @@ class HistoricalConfig:
 
     @model_validator(mode="after")
     def _shape(self) -> HistoricalConfig:
+        if not self.table:
+            return self
         parts = self.table.split(".")
         shape = "dataset.table or project.dataset.table" if self.backend == "bigquery" else "a plain name such as 'historical'"
         if (self.backend == "duckdb" and len(parts) != 1) or (self.backend == "bigquery" and len(parts) not in (2, 3)) \
@@ -560,7 +562,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except ValidationError as exc:
         raise _config_error(file, raw, exc) from None
     return Config(
-        historical=parsed.historical,
+        historical=parsed.historical if parsed.historical is not None and parsed.historical.table else None,
         file=file.resolve(),
         base_dir=base_dir,
         property=parsed.property,
