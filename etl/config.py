@@ -95,6 +95,8 @@ class ReconcileConfig:
     tolerance: float = 0.0  # share of sent events allowed missing on final dates
     provisional_hours: float = 72.0
     maximum_bytes_billed: int = 10 * 1024**3
+    arrival_grace_minutes: float = 120.0  # after sending, an event absent this long counts as missing
+    daily_export_cap: int = 1_000_000  # a daily table this full is capped (standard property); 0: no cap (360)
 
 
 @dataclass(frozen=True)
@@ -302,6 +304,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         tolerance=rec_r.get("tolerance", float, 0.0),
         provisional_hours=rec_r.get("provisional_hours", float, 72.0),
         maximum_bytes_billed=rec_r.get("maximum_bytes_billed", int, 10 * 1024**3),
+        arrival_grace_minutes=rec_r.get("arrival_grace_minutes", float, 120.0),
+        daily_export_cap=rec_r.get("daily_export_cap", int, 1_000_000),
     )
     if reconcile.backend == "bigquery" and not (reconcile.project and reconcile.dataset):
         raise rec_r.error("project", "backend 'bigquery' needs project and dataset (analytics_<property_id>)")

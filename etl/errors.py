@@ -1,7 +1,8 @@
 """Exceptions that carry the exit code a scheduler should see.
 
 Exit codes are part of the tool's contract with cron and Airflow (README, "Exit codes"):
-0 ok, 2 bad input or config, 3 not reconciled, 4 send failures remain, 5 another run holds the ledger.
+0 ok, 2 bad input or config, 3 not reconciled, 4 send failures remain, 5 another run holds the ledger,
+6 the export cannot judge (absent, paused or capped), 7 the canary (`mpetl check`) was not found.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ EXIT_BAD_INPUT = 2
 EXIT_NOT_RECONCILED = 3
 EXIT_SEND_FAILURES = 4
 EXIT_LOCKED = 5
+EXIT_EXPORT_UNAVAILABLE = 6
+EXIT_CANARY_NOT_FOUND = 7
 
 
 class MpetlError(Exception):

@@ -17,7 +17,21 @@ import pandas as pd
 
 from etl.reconcile.errors import LedgerUnavailableError
 
-SENT_COLUMNS = ("event_date", "event_name", "transaction_id", "source", "run_id", "sent_run_id", "possible_duplicate")
+SENT_COLUMNS = (
+    "event_date",
+    "event_name",
+    "transaction_id",
+    "source",
+    "run_id",
+    "sent_run_id",
+    "sent_at",
+    "timestamp_micros",
+    "possible_duplicate",
+)
+"""What reconcile reads of each sent event (the ledger interface's `for_reconcile` must give these):
+`run_id` planned it (and wrote its `mpetl_run` marker), `sent_run_id` delivered it, `sent_at` (ISO-8601
+UTC) starts the arrival grace, `timestamp_micros` (the event time sent to GA) ends the 72 h window."""
+_STRING_COLUMNS = ("event_date", "event_name", "transaction_id", "source", "run_id", "sent_run_id", "sent_at")
 _LOOKUP_CHUNK = 500
 
 
@@ -64,8 +78,9 @@ def read_sent(con: sqlite3.Connection, *, run_id: str | None, since: date | None
         frame = pd.read_sql_query(sql, con, params=params)
     except (sqlite3.Error, pd.errors.DatabaseError) as exc:
         raise LedgerUnavailableError(f"ledger table events: cannot read sent events ({exc})") from None
-    for column in SENT_COLUMNS[:-1]:
+    for column in _STRING_COLUMNS:
         frame[column] = frame[column].astype("string")
+    frame["timestamp_micros"] = pd.to_numeric(frame["timestamp_micros"], errors="coerce").astype("Int64")
     frame["possible_duplicate"] = pd.to_numeric(frame["possible_duplicate"], errors="coerce").fillna(0).astype(bool)
     return SentSelection(events=frame, run_id=run_id)
 

@@ -70,6 +70,7 @@ class SentEvent:
     status: str = "sent"
     possible_duplicate: int = 0
     has_session: bool = True
+    sent_at: str | None = None  # ISO-8601 UTC; default: an hour of 2026-11-22 by position
 
     @property
     def client_id(self) -> str:
@@ -112,7 +113,7 @@ def create_ledger(path: Path, events: list[SentEvent]) -> Path:
                 1,
                 e.possible_duplicate,
                 now,
-                f"2026-11-22T{i % 24:02d}:00:00+00:00" if e.status == "sent" else None,
+                (e.sent_at or f"2026-11-22T{i % 24:02d}:00:00+00:00") if e.status == "sent" else None,
                 now,
             ),
         )
