@@ -1,7 +1,8 @@
 """`mpetl`: the command line analysts and schedulers use.
 
 Exit codes (README, "Exit codes"): 0 ok, 2 bad input or config, 3 not reconciled, 4 send failures
-remain (the next run retries them), 5 another run holds the ledger. Errors are one line on stderr,
+remain (the next run retries them), 5 another run holds the ledger, 6 the export cannot judge
+(absent, paused, capped), 7 the canary of `mpetl check` was not found in the export. Errors are one line on stderr,
 never a traceback, never a cell value or the API secret.
 """
 
@@ -215,6 +216,30 @@ def reconcile(config_path: Path, out_dir: Path, run_id: str | None, since: datet
     except MpetlError as exc:
         _fail(exc)
     click.echo(result.summary_text())
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@config_option
+@click.option("--wait-s", type=click.FloatRange(0, 3600), default=120.0, show_default=True,
+              help="How long to wait for the canary in the export (intraday tables usually take minutes).")
+@click.option("--poll-s", type=click.FloatRange(0.1, 600), default=5.0, show_default=True,
+              help="Seconds between looks at the export.")
+def check(config_path: Path, wait_s: float, poll_s: float) -> None:
+    """Send one marked `mpetl_canary` event and wait for it in the export (exit 7 when it does not show).
+
+    Catches what a 2xx cannot: a wrong api_secret or measurement id, or an export that is not linked.
+    """
+    from etl.canary import run_check
+
+    try:
+        result = run_check(_load(config_path), wait_s=wait_s, poll_s=poll_s)
+    except MpetlError as exc:
+        _fail(exc)
+    click.echo(result.message, err=not result.found)
+    click.echo(orjson.dumps({"event": "canary", "found": result.found, "canary_id": result.canary_id,
+                             "http_status": result.http_status, "waited_s": result.waited_s,
+                             "export_rows_today": result.export_rows_today}).decode())
     sys.exit(result.exit_code)
 
 
