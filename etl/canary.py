@@ -64,7 +64,7 @@ def run_check(config: Config, *, wait_s: float, poll_s: float = 1.0, backend=Non
     export = backend or find_export_backend(config)
     now = datetime.now(UTC)
     canary_id = f"canary-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
-    with _endpoint(config, secret) as url:
+    with endpoint_url(config, secret) as url:
         answer = asyncio.run(_post(url, config.property.measurement_id, secret, canary_body(canary_id, now),
                                    config.destination.timeout_s))
     dates = _dates_around(now, config.property.timezone)
@@ -123,7 +123,7 @@ async def _post(url: str, measurement_id: str, secret: str, body: bytes, timeout
 
 
 @contextlib.contextmanager
-def _endpoint(config: Config, secret: str) -> Iterator[str]:
+def endpoint_url(config: Config, secret: str) -> Iterator[str]:
     """The endpoint URL; for endpoint = "local", the project's collector, started for the check."""
     if config.destination.endpoint != LOCAL_ENDPOINT:
         yield config.destination.endpoint

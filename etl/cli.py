@@ -221,6 +221,30 @@ def reconcile(config_path: Path, out_dir: Path, run_id: str | None, since: datet
 
 @main.command()
 @config_option
+@click.option("--run-id", required=True, help="The run whose events the export lacks.")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for resend.json, resend_deferred.csv and the reconciliation before (default: out/resend/RUN).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Requests in flight at once.")
+def resend(config_path: Path, run_id: str, out_dir: Path | None, concurrency: int | None) -> None:
+    """Send again the events of RUN the export lacks (only our marked events count), while the 72 h window allows.
+
+    Exit 0 when every missing event was resent, 3 when some are past the window (resend_deferred.csv),
+    4 when sending failed. Reconcile afterwards to see them arrive.
+    """
+    from etl.resend import run_resend
+
+    try:
+        config = _load(config_path)
+        result = run_resend(config, run_id=run_id, out_dir=out_dir or config.base_dir / "out" / "resend" / run_id,
+                            concurrency=concurrency)
+    except MpetlError as exc:
+        _fail(exc)
+    click.echo(orjson.dumps({"event": "resend", **result.summary}).decode())
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@config_option
 @click.option("--wait-s", type=click.FloatRange(0, 3600), default=120.0, show_default=True,
               help="How long to wait for the canary in the export (intraday tables usually take minutes).")
 @click.option("--poll-s", type=click.FloatRange(0.1, 600), default=5.0, show_default=True,

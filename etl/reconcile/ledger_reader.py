@@ -18,6 +18,7 @@ import pandas as pd
 from etl.reconcile.errors import LedgerUnavailableError
 
 SENT_COLUMNS = (
+    "event_key",
     "event_date",
     "event_name",
     "transaction_id",
@@ -29,9 +30,9 @@ SENT_COLUMNS = (
     "possible_duplicate",
 )
 """What reconcile reads of each sent event (the ledger interface's `for_reconcile` must give these):
-`run_id` planned it (and wrote its `mpetl_run` marker), `sent_run_id` delivered it, `sent_at` (ISO-8601
+`event_key` names it for `mpetl resend`, `run_id` planned it (and wrote its `mpetl_run` marker), `sent_run_id` delivered it, `sent_at` (ISO-8601
 UTC) starts the arrival grace, `timestamp_micros` (the event time sent to GA) ends the 72 h window."""
-_STRING_COLUMNS = ("event_date", "event_name", "transaction_id", "source", "run_id", "sent_run_id", "sent_at")
+_STRING_COLUMNS = ("event_key", "event_date", "event_name", "transaction_id", "source", "run_id", "sent_run_id", "sent_at")
 _LOOKUP_CHUNK = 500
 
 

@@ -64,6 +64,7 @@ class Reconciliation:
     duplicates: pd.DataFrame
     extras: pd.DataFrame
     totals: dict[str, Any]
+    events: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per sent event: state, window (not a report)
     out_dir: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
 

@@ -112,6 +112,7 @@ def reconcile(
         duplicates=comparison.duplicates,
         extras=comparison.extras,
         totals=comparison.totals,
+        events=comparison.events,
     )
     write_reports(result, Path(out_dir))
     return result

@@ -104,6 +104,41 @@ def test_a_dropped_event_shadowed_by_the_site_tag_is_still_missing(tmp_path, col
     assert row["resendable"] == "True" and 60 < float(row["resend_window_left_h"]) < 72
     assert "NOT_RECONCILED" in rec.stdout and "can still be resent" in rec.stdout
 
+    resend = mpetl("resend", "--config", str(config), "--run-id", run_id, "--out", str(tmp_path / "resend"))
+    assert resend.returncode == 0, resend.stdout + resend.stderr
+    report = orjson.loads((tmp_path / "resend" / "resend.json").read_bytes())
+    assert (report["resent"], report["deferred"], report["failed"]) == (1, 0, 0)
+
+    after = mpetl("reconcile", "--config", str(config), "--out", str(tmp_path / "after"), "--run-id", run_id)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert missing_rows(tmp_path / "after") == []
+    ours = [(tid, marker) for tid, marker in stored(collector.data_dir) if marker is not None]
+    assert sorted(tid for tid, _ in ours) == IDS  # each id stored once with our marker
+    assert stored(collector.data_dir).count((DROPPED, None)) == 1  # the site tag's copy is still there
+
+
+def test_resend_defers_what_the_window_no_longer_allows(tmp_path, collector):
+    """An event whose 72 h (minus the margin) are over by the wall clock is not resent, only listed."""
+    config = make_config(tmp_path, collector.url, collector.data_dir)
+    run = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    run_id = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())["run_id"]
+    drop_from_export(collector.data_dir, DROPPED)
+    strict = make_config(tmp_path, collector.url, collector.data_dir)
+    text = strict.read_text().replace("[window]", "[window]\nsafety_margin_minutes = 4300")
+    if "[window]" not in text:
+        text += "\n[window]\nsafety_margin_minutes = 4300\n"  # 71.7 h: less than that is left
+    strict.write_text(text)
+
+    resend = mpetl("resend", "--config", str(strict), "--run-id", run_id, "--out", str(tmp_path / "resend"))
+
+    assert resend.returncode == 3, resend.stdout + resend.stderr
+    report = orjson.loads((tmp_path / "resend" / "resend.json").read_bytes())
+    assert (report["resent"], report["deferred"]) == (0, 1)
+    with (tmp_path / "resend" / "resend_deferred.csv").open(newline="") as fh:
+        assert [r["transaction_id"] for r in csv.DictReader(fh)] == [DROPPED]
+    assert collector.stats()["events_stored"] == len(IDS)  # nothing was sent again
+
 
 def test_a_wrong_secret_is_answered_2xx_stores_nothing_and_the_canary_names_the_cause(tmp_path, collector):
     config = make_config(tmp_path, collector.url, collector.data_dir)

@@ -1,0 +1,101 @@
+"""`mpetl resend`: send again exactly the events of a run the export lacks, while Google still takes them.
+
+Why only these: reconciliation (marked proof only) names the events of the run that are *missing*
+from the export; an event merely *not yet arrived* may still show up and resending it would
+double it. Of the missing ones, only those whose timestamp is still inside the 72 h window (minus
+the window's safety margin), by the wall clock, are re-queued (`requeue_for_resend`: sent →
+planned, flagged `resent`) and go out through the normal sender, gate and ledger marks. The rest
+cannot be resent through MP any more: they are listed in `resend_deferred.csv` (route: GA4 Data
+Import, see README) and make the exit code 3.
+
+Like the pipeline, this module wires stages together through their public surfaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from etl import log
+from etl.canary import endpoint_url
+from etl.config import Config, read_api_secret
+from etl.errors import EXIT_NOT_RECONCILED, EXIT_OK, EXIT_SEND_FAILURES, ConfigError
+from etl.safe_csv import write_csv
+
+DEFERRED_COLUMNS = ["event_date", "event_name", "transaction_id", "source", "sent_run_id", "resend_window_left_h"]
+
+
+@dataclass(frozen=True)
+class ResendResult:
+    summary: dict[str, Any]
+
+    @property
+    def exit_code(self) -> int:
+        return int(self.summary["exit_code"])
+
+
+def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int | None = None) -> ResendResult:
+    """Reconcile `run_id`, re-queue its resendable missing events, send them; write resend.json."""
+    from etl.load import HttpTransport, PrivacyManifest, RetryPolicy, open_ledger, send_pending
+    from etl.pipeline import new_run_id
+    from etl.protocol import to_micros
+    from etl.reconcile import reconcile
+    from etl.reconcile.compare import MISSING
+
+    secret = read_api_secret(config.destination)
+    if not secret:
+        raise ConfigError(str(config.file), "destination.api_secret_file",
+                          "no API secret: set MP_API_SECRET or point api_secret_file at a file holding it")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wall = datetime.now(UTC)  # Google's clock decides the window: never --now
+    before = reconcile(config, out_dir=out_dir / "reconcile_before", run_id=run_id, now=wall)
+    events = before.events
+    lacking = events[events["state"] == MISSING]
+    resend = lacking[lacking["resendable"]]
+    too_late = lacking[~lacking["resendable"]]
+    write_csv(too_late[DEFERRED_COLUMNS].reset_index(drop=True), out_dir / "resend_deferred.csv")
+
+    resend_run = new_run_id(wall)
+    requeued, stats = 0, None
+    if len(resend):
+        ledger = open_ledger(config, lock=True)
+        try:
+            ledger.begin_run(resend_run, "resend")
+            ledger.recover_in_flight()
+            requeued = ledger.requeue_for_resend(resend["event_key"].astype(str).tolist(), resend_run)
+            policy = RetryPolicy(config.destination.max_attempts, config.destination.backoff_base_s,
+                                 config.destination.backoff_max_s)
+            workers = concurrency or config.destination.concurrency
+            with endpoint_url(config, secret) as url:
+                transport = HttpTransport(url, config.property.measurement_id, secret, concurrency=workers,
+                                          timeout_s=config.destination.timeout_s)
+                stats = send_pending(ledger, transport, run_id=resend_run, now_micros=to_micros(wall), policy=policy,
+                                     concurrency=workers, manifest=PrivacyManifest(),
+                                     extra_params=config.privacy_extra_params)
+            ledger.finish_run(resend_run, orjson.dumps({"mode": "resend", "of_run": run_id}).decode())
+        finally:
+            ledger.close()
+
+    failed = stats.events_failed if stats else 0
+    exit_code = EXIT_SEND_FAILURES if failed else (EXIT_NOT_RECONCILED if len(too_late) else EXIT_OK)
+    summary = {
+        "run_id": resend_run if len(resend) else None,
+        "of_run": run_id,
+        "verdict_before": before.verdict,
+        "missing": len(lacking),
+        "not_yet_arrived": int((events["state"] == "not_yet_arrived").sum()),
+        "resent": stats.events_sent if stats else 0,
+        "requeued": requeued,
+        "failed": failed,
+        "deferred": len(too_late),
+        "safety_margin_minutes": config.window.safety_margin_minutes,
+        "exit_code": exit_code,
+        "files": {"reconcile_before": "reconcile_before/", "deferred": "resend_deferred.csv"},
+    }
+    (out_dir / "resend.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    log.emit("resend_finished", **{k: v for k, v in summary.items() if k != "files"})
+    return ResendResult(summary)
