@@ -193,3 +193,20 @@ def test_the_canary_is_found_in_the_intraday_table(tmp_path):
     assert [p.name.startswith("events_intraday_") for p in store.glob("events_*")] == [True]
     [row] = read_store(store).to_dict(orient="records")
     assert row["event_name"] == "mpetl_canary" and row["ecommerce"] is None
+
+
+def test_reconcile_right_after_sending_reads_the_intraday_table(tmp_path):
+    """Hours before any daily table exists, the run is already proven from the streaming export."""
+    store = tmp_path / "store"
+    with spawn_collector(store, measurement_id=MID, api_secret=SECRET, timezone="Europe/London",
+                         daily_lag_s=600) as collector:
+        config = make_config(tmp_path, collector.url, store)
+        run = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"))
+        assert run.returncode == 0, run.stderr
+        run_id = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())["run_id"]
+        rec = mpetl("reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--run-id", run_id)
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert all(p.name.startswith("events_intraday_") for p in store.glob("events_*"))
+    report = orjson.loads((tmp_path / "rec" / "reconciliation.json").read_bytes())
+    assert report["verdict"] == "reconciled" and report["totals"]["found"] == len(IDS)
+    assert {d["export"] for d in report["dates"]} == {"intraday"}

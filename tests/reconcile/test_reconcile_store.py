@@ -342,3 +342,20 @@ def test_intraday_table_gives_an_early_verdict(scenario: Scenario, tmp_path: Pat
     assert (result.verdict, result.exit_code) == ("not_reconciled", 3)
     assert result.to_dict()["dates"][0]["export"] == "intraday"
     assert [m["transaction_id"] for m in read_csv(tmp_path / "out" / "missing.csv")] == ["Y-0002"]
+
+
+def test_attribution_is_read_from_the_exports_traffic_source_fields(scenario: Scenario, tmp_path: Path) -> None:
+    events = scenario.send(FINAL_DAY, ids("T", 2))
+    scenario.arrive(events)
+    scenario.exported[0]["session_traffic_source_last_click"] = {"cross_channel_campaign": {"source": "google"}}
+    scenario.exported[1]["session_traffic_source_last_click"] = {"cross_channel_campaign": {"source": "(not set)"}}
+    result = reconcile(scenario.build(), out_dir=tmp_path / "out", run_id="run-1", now=NOW)
+    totals = result.to_dict()["totals"]
+    assert (totals["session_attributed"], totals["session_attributed_share"]) == (1, 0.5)
+    assert "found with a session source in the export: 50.0%" in result.summary_text()
+
+    (tmp_path / "plain").mkdir()
+    plain = Scenario(tmp_path / "plain")
+    plain.arrive(plain.send(FINAL_DAY, ids("P", 2)))  # like the local collector: no traffic sources
+    quiet = reconcile(plain.build(), out_dir=tmp_path / "plain-out", run_id="run-1", now=NOW)
+    assert quiet.to_dict()["totals"]["session_attributed_share"] is None
