@@ -120,7 +120,8 @@ class Reconciliation:
             window = f", {left:g} h left for the most urgent" if left is not None else ""
             lines.append(
                 f"resend window (wall clock): {t.get('resendable', 0)} can still be resent{window}; "
-                f"{t.get('not_resendable', 0)} are past it (mpetl resend --run-id ...)"
+                f"{t.get('not_resendable', 0)} are past it"
+                + (f" (mpetl resend --run-id {self.run_id})" if self.run_id and t.get("resendable") else "")
             )
         if t.get("no_session_share") is not None:
             lines.append(f"found without a session id (ga_session_id): {t['no_session_share']:.1%}")
