@@ -40,9 +40,8 @@ class ResendResult:
 
 def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int | None = None) -> ResendResult:
     """Reconcile `run_id`, re-queue its resendable missing events, send them; write resend.json."""
-    from etl.load import HttpTransport, PrivacyManifest, RetryPolicy, open_ledger, send_pending
-    from etl.pipeline import new_run_id
-    from etl.protocol import to_micros
+    from etl.load import HttpTransport, PrivacyManifest, RetryPolicy, SendSettings, open_ledger, send_pending
+    from etl.pipeline import max_age_micros, new_run_id
     from etl.reconcile import reconcile
     from etl.reconcile.compare import MISSING
 
@@ -62,20 +61,26 @@ def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int |
     resend_run = new_run_id(wall)
     requeued, stats = 0, None
     if len(resend):
-        ledger = open_ledger(config, lock=True)
+        destination = config.destination
+        workers = concurrency or destination.concurrency
+        ledger = open_ledger(config.ledger_path, lock=True)
         try:
+            ledger.bind_property(config.property.measurement_id, destination.endpoint)
             ledger.begin_run(resend_run, "resend")
             ledger.recover_in_flight()
             requeued = ledger.requeue_for_resend(resend["event_key"].astype(str).tolist(), resend_run)
-            policy = RetryPolicy(config.destination.max_attempts, config.destination.backoff_base_s,
-                                 config.destination.backoff_max_s)
-            workers = concurrency or config.destination.concurrency
+            settings = SendSettings(
+                run_id=resend_run,
+                policy=RetryPolicy(destination.max_attempts, destination.backoff_base_s, destination.backoff_max_s),
+                concurrency=workers,
+                max_age_micros=max_age_micros(config),
+                request_deadline_s=destination.request_deadline_s,
+                extra_params=config.privacy_extra_params,
+            )
             with endpoint_url(config, secret) as url:
                 transport = HttpTransport(url, config.property.measurement_id, secret, concurrency=workers,
-                                          timeout_s=config.destination.timeout_s)
-                stats = send_pending(ledger, transport, run_id=resend_run, now_micros=to_micros(wall), policy=policy,
-                                     concurrency=workers, manifest=PrivacyManifest(),
-                                     extra_params=config.privacy_extra_params)
+                                          timeout_s=destination.timeout_s)
+                stats = send_pending(ledger, transport, settings, manifest=PrivacyManifest())
             ledger.finish_run(resend_run, orjson.dumps({"mode": "resend", "of_run": run_id}).decode())
         finally:
             ledger.close()

@@ -178,7 +178,7 @@ def _event_states(
     """One row per sent event with a transaction id: its state and what is left of its resend window."""
     frame = with_id.merge(copies[[*KEY, "count"]], on=KEY, how="left").merge(others, on=KEY, how="left")
     frame["seen_from_other_sender"] = frame["seen_from_other_sender"].fillna(0).astype("int64")
-    sent_at = pd.to_datetime(frame["sent_at"], utc=True, errors="coerce", format="ISO8601")
+    sent_at = pd.to_datetime(pd.to_numeric(frame["sent_at_micros"], errors="coerce"), unit="us", utc=True)
     grace = pd.Timedelta(minutes=timing.arrival_grace_minutes)
     waited_long_enough = (sent_at + grace) <= pd.Timestamp(timing.now)
     date_final = ~frame["event_date"].map(provisional).fillna(False).astype(bool)
