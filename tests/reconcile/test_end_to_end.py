@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from etl.collector import read_store, spawn_collector
+from etl.load import open_ledger
 from tests.support import samples_config
 
 SECRET = "SENTINEL-SECRET-recon-7f3e"
@@ -108,6 +109,10 @@ def test_a_dropped_event_shadowed_by_the_site_tag_is_still_missing(tmp_path, col
     assert resend.returncode == 0, resend.stdout + resend.stderr
     report = orjson.loads((tmp_path / "resend" / "resend.json").read_bytes())
     assert (report["resent"], report["deferred"], report["failed"]) == (1, 0, 0)
+    with open_ledger(tmp_path / "state" / "ledger.sqlite", read_only=True) as ledger:
+        states = ledger.inspect().set_index("transaction_id")
+    assert states.loc[DROPPED, "resent"] and states.loc[DROPPED, "status"] == "sent"
+    assert not states.drop(index=DROPPED)["resent"].any()  # exactly the missing one went again
 
     after = mpetl("reconcile", "--config", str(config), "--out", str(tmp_path / "after"), "--run-id", run_id)
     assert after.returncode == 0, after.stdout + after.stderr
