@@ -2,11 +2,11 @@
 
 Why only these: reconciliation (marked proof only) names the events of the run that are *missing*
 from the export; an event merely *not yet arrived* may still show up and resending it would
-double it. Of the missing ones, only those whose timestamp is still inside the 72 h window (minus
-the window's safety margin), by the wall clock, are re-queued (`requeue_for_resend`: sent →
-planned, flagged `resent`) and go out through the normal sender, gate and ledger marks. The rest
-cannot be resent through MP any more: they are listed in `resend_deferred.csv` (route: GA4 Data
-Import, see README) and make the exit code 3.
+double it. The missing ones are re-queued (`requeue_for_resend`: sent → planned, flagged
+`resent`) and drained by the normal sender, gate and ledger marks, which applies the one window
+rule of every run: an event still inside the 72 h window minus its safety margin, by the wall
+clock, is sent; an older one is deferred (`expired`), so `mpetl deferred` exports it for GA4 Data
+Import. Those are listed in `resend_deferred.csv` too, and make the exit code 3.
 
 Like the pipeline, this module wires stages together through their public surfaces.
 """
@@ -60,7 +60,7 @@ def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int |
 
     resend_run = new_run_id(wall)
     requeued, stats = 0, None
-    if len(resend):
+    if len(lacking):
         destination = config.destination
         workers = concurrency or destination.concurrency
         ledger = open_ledger(config.ledger_path, lock=True)
@@ -68,7 +68,7 @@ def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int |
             ledger.bind_property(config.property.measurement_id, destination.endpoint)
             ledger.begin_run(resend_run, "resend")
             ledger.recover_in_flight()
-            requeued = ledger.requeue_for_resend(resend["event_key"].astype(str).tolist(), resend_run)
+            requeued = ledger.requeue_for_resend(lacking["event_key"].astype(str).tolist(), resend_run)
             settings = SendSettings(
                 run_id=resend_run,
                 policy=RetryPolicy(destination.max_attempts, destination.backoff_base_s, destination.backoff_max_s),
@@ -86,9 +86,10 @@ def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int |
             ledger.close()
 
     failed = stats.events_failed if stats else 0
-    exit_code = EXIT_SEND_FAILURES if failed else (EXIT_NOT_RECONCILED if len(too_late) else EXIT_OK)
+    deferred = stats.expired if stats else 0
+    exit_code = EXIT_SEND_FAILURES if failed else (EXIT_NOT_RECONCILED if deferred else EXIT_OK)
     summary = {
-        "run_id": resend_run if len(resend) else None,
+        "run_id": resend_run if len(lacking) else None,
         "of_run": run_id,
         "verdict_before": before.verdict,
         "missing": len(lacking),
@@ -96,7 +97,8 @@ def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int |
         "resent": stats.events_sent if stats else 0,
         "requeued": requeued,
         "failed": failed,
-        "deferred": len(too_late),
+        "deferred": deferred,
+        "predicted_resendable": len(resend),
         "safety_margin_minutes": config.window.safety_margin_minutes,
         "exit_code": exit_code,
         "files": {"reconcile_before": "reconcile_before/", "deferred": "resend_deferred.csv"},

@@ -143,6 +143,13 @@ def test_resend_defers_what_the_window_no_longer_allows(tmp_path, collector):
     with (tmp_path / "resend" / "resend_deferred.csv").open(newline="") as fh:
         assert [r["transaction_id"] for r in csv.DictReader(fh)] == [DROPPED]
     assert collector.stats()["events_stored"] == len(IDS)  # nothing was sent again
+    with open_ledger(tmp_path / "state" / "ledger.sqlite", read_only=True) as ledger:
+        states = ledger.inspect().set_index("transaction_id")
+    # Deferred like any event too old to send: `mpetl deferred` exports it for GA4 Data Import.
+    assert (states.loc[DROPPED, "status"], states.loc[DROPPED, "resent"]) == ("deferred", True)
+    export = mpetl("deferred", "--config", str(strict), "--out", str(tmp_path / "import.csv"))
+    assert export.returncode == 0, export.stderr
+    assert DROPPED in (tmp_path / "import.csv").read_text()
 
 
 def test_a_wrong_secret_is_answered_2xx_stores_nothing_and_the_canary_names_the_cause(tmp_path, collector):
