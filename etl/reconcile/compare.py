@@ -3,7 +3,8 @@
 Why only marked events are proof: the site's own tag (or another tool) may send a `purchase` with
 the same transaction_id. An exported event counts as delivered for a ledger event only when it has
 the same (event_name, transaction_id) AND carries our `mpetl_run` marker naming a run that planned
-or sent that event (the marker is written when the event is planned; a later run may deliver it).
+or sent that event (the sender writes the sending run's id into each request; the planning run is
+accepted too, for events sent before that).
 A same-id event without that marker is "seen from another sender", never ours.
 
 Why three states per event: *arrived*; *not yet arrived* while the export may still bring it (its
