@@ -161,7 +161,7 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
     tally = SourceTally()
     log.emit("source_started", source=source.name, kind=source.kind, path=str(source.path))
     until = options.select_until
-    for chunk in iter_source_chunks(source, chunk_rows=options.chunk_rows):
+    for chunk in iter_source_chunks(source, chunk_rows=options.chunk_rows, since=options.since, until=until):
         if stopper.stopped:
             break  # what was read is planned; the rest of the file is read again by the next run
         now_micros = options.clock()
@@ -230,7 +230,7 @@ def _open_run_ledger(config: Config, options: RunOptions) -> Ledger:
         if Path(location).exists():
             with open_ledger(location, clock=options.clock) as original:
                 original.copy_to(scratch)
-        location = scratch
+        return open_ledger(scratch, lock=True, clock=options.clock, scratch=True)
     return open_ledger(location, lock=True, clock=options.clock)
 
 

@@ -236,7 +236,8 @@ async def _deliver(transport: Transport, request: Request, settings: SendSetting
         attempt += 1
         try:
             # The whole exchange, not each read: a server that dribbles a byte at a time cannot hold the run.
-            answer = await asyncio.wait_for(transport.post(request.body), settings.request_deadline_s)
+            async with asyncio.timeout(settings.request_deadline_s):
+                answer = await transport.post(request.body)
         except TimeoutError:
             answer = Answer(None, error=f"no complete answer within {settings.request_deadline_s:g} s",
                             maybe_delivered=True)
