@@ -124,7 +124,7 @@ def _load(config_path: Path):
 @click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Requests in flight at once (default: config, 32).")
 @click.option("--source", "only_sources", multiple=True, help="Run only this source (repeatable).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first unreadable source instead of going on with the others.")
-@click.option("--chunk-rows", type=click.IntRange(1000, 10_000_000), default=100_000, show_default=True,
+@click.option("--chunk-rows", type=click.IntRange(1000, 10_000_000), default=50_000, show_default=True,
               help="Rows read per chunk: bounds memory.")
 @click.option("--since", default=None, help="Only rows whose event time is at or after this (ISO-8601; naive = UTC).")
 @click.option("--until", default=None, help="Only rows whose event time is before this (ISO-8601; naive = UTC).")
@@ -237,6 +237,32 @@ def deferred(config_path: Path, out_file: Path, since: datetime | None) -> None:
     except MpetlError as exc:
         _fail(exc)
     click.echo(orjson.dumps(summary).decode())
+
+
+@main.command()
+@config_option
+@click.option("--run-id", required=True, help="The run whose deferred events to write (its summary.json run_id).")
+def historical(config_path: Path, run_id: str) -> None:
+    """Write one run's deferred events to the [historical] table again, after a `historical.error`.
+
+    Safe to repeat: a run already in the table is not written twice. Exit 4 when the write fails.
+    """
+    from etl.errors import EXIT_OK, EXIT_SEND_FAILURES, ConfigError
+    from etl.load import open_ledger, write_historical
+
+    try:
+        config = _load(config_path)
+        if config.historical is None:
+            raise ConfigError(str(config.file), "historical.table", "is not set: there is no historical table")
+        with open_ledger(config.ledger_path, read_only=True) as ledger:
+            if run_id not in ledger.run_ids():
+                raise ConfigError(str(config.ledger_path), "--run-id", f"no run {run_id!r} in this ledger")
+            report = write_historical(config.historical, lambda: ledger.deferred_events(run_id=run_id),
+                                      config.property)
+    except MpetlError as exc:
+        _fail(exc)
+    click.echo(orjson.dumps(report).decode())
+    sys.exit(EXIT_SEND_FAILURES if "error" in report else EXIT_OK)
 
 
 @main.command()
