@@ -1,8 +1,9 @@
 """`mpetl`: the command line analysts and schedulers use.
 
 Exit codes (README, "Exit codes"): 0 ok, 2 bad input or config, 3 not reconciled, 4 send failures
-remain (the next run retries them), 5 another run holds the ledger. Errors are one line on stderr,
-never a traceback, never a cell value or the API secret.
+remain (the next run retries them), 5 another run holds the ledger, 6 the export cannot judge
+(absent, paused, capped), 7 the canary of `mpetl check` was not found in the export, 8 the run
+stopped early. Errors are one line on stderr, never a traceback, never a cell value or the API secret.
 """
 
 from __future__ import annotations
@@ -424,6 +425,55 @@ def historical(config_path: Path, run_id: str) -> None:
 
 @main.command()
 @verbosity
+@config_option
+@click.option("--run-id", required=True, help="The run whose events the export lacks.")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for resend.json, resend_deferred.csv and the reconciliation before (default: out/resend/RUN).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Requests in flight at once.")
+def resend(config_path: Path, run_id: str, out_dir: Path | None, concurrency: int | None) -> None:
+    """Send again the events of RUN the export lacks (only our marked events count), while the 72 h window allows.
+
+    Exit 0 when every missing event was resent, 3 when some are past the window (resend_deferred.csv),
+    4 when sending failed. Reconcile afterwards to see them arrive.
+    """
+    from etl.resend import run_resend
+
+    try:
+        config = _load(config_path)
+        result = run_resend(config, run_id=run_id, out_dir=out_dir or config.base_dir / "out" / "resend" / run_id,
+                            concurrency=concurrency)
+    except MpetlError as exc:
+        _fail(exc)
+    click.echo(orjson.dumps({"event": "resend", **result.summary}).decode())
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@verbosity
+@config_option
+@click.option("--wait-s", type=click.FloatRange(0, 3600), default=120.0, show_default=True,
+              help="How long to wait for the canary in the export (intraday tables usually take minutes).")
+@click.option("--poll-s", type=click.FloatRange(0.1, 600), default=5.0, show_default=True,
+              help="Seconds between looks at the export.")
+def check(config_path: Path, wait_s: float, poll_s: float) -> None:
+    """Send one marked `mpetl_canary` event and wait for it in the export (exit 7 when it does not show).
+
+    Catches what a 2xx cannot: a wrong api_secret or measurement id, or an export that is not linked.
+    """
+    from etl.canary import run_check
+
+    try:
+        result = run_check(_load(config_path), wait_s=wait_s, poll_s=poll_s)
+    except MpetlError as exc:
+        _fail(exc)
+    click.echo(result.message, err=not result.found)
+    click.echo(orjson.dumps({"event": "canary", "found": result.found, "canary_id": result.canary_id,
+                             "http_status": result.http_status, "waited_s": result.waited_s,
+                             "export_rows_today": result.export_rows_today}).decode())
+    sys.exit(result.exit_code)
+
+
+@main.command()
 @config_option
 @click.option("-n", "rows", default=5, show_default=True, help="Mapped events to show per source.")
 @now_option

@@ -407,6 +407,8 @@ class ReconcileConfig:
     tolerance: Annotated[float, Field(ge=0, le=1), BeforeValidator(_no_bool)] = 0.0  # share allowed missing on final dates
     provisional_hours: NonNegativeFloat = 72.0
     maximum_bytes_billed: Annotated[StrictInt, Field(gt=0)] = 10 * 1024**3
+    arrival_grace_minutes: NonNegativeFloat = 120.0  # after sending, an event absent this long counts as missing
+    daily_export_cap: Annotated[StrictInt, Field(ge=0)] = 1_000_000  # a daily table this full is capped; 0: no cap (360)
 
     @model_validator(mode="after")
     def _bigquery(self) -> ReconcileConfig:

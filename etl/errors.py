@@ -2,7 +2,8 @@
 
 Exit codes are part of the tool's contract with cron and Airflow (README, "Exit codes"):
 0 ok, 2 bad input or config (also an unusable ledger), 3 not reconciled, 4 send failures remain (or
-events expired into deferred.csv), 5 another run holds the ledger, 8 the run stopped early (its
+events expired into deferred.csv), 5 another run holds the ledger, 6 the export cannot judge (absent,
+paused or capped), 7 the canary (`mpetl check`) was not found, 8 the run stopped early (its
 deadline, or SIGTERM/SIGINT): what was not sent stays pending for the next run.
 """
 
@@ -13,6 +14,8 @@ EXIT_BAD_INPUT = 2
 EXIT_NOT_RECONCILED = 3
 EXIT_SEND_FAILURES = 4
 EXIT_LOCKED = 5
+EXIT_EXPORT_UNAVAILABLE = 6
+EXIT_CANARY_NOT_FOUND = 7
 EXIT_STOPPED = 8
 
 

@@ -24,6 +24,7 @@ h1{padding:.6rem 1rem;border-radius:.4rem}
 h1.reconciled{background:#e3f4e1;color:#1d5e1a}
 h1.provisional{background:#fff4d6;color:#7a5a00}
 h1.not_reconciled{background:#fbe1e1;color:#8a1c1c}
+h1.export_unavailable{background:#e6e6f5;color:#2c2c6e}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}
 th{background:#f3f3f3}
@@ -76,11 +77,18 @@ def render_html(result: Reconciliation) -> str:
         ("export backend", result.settings.get("backend", "-")),
         ("generated at (UTC)", str(result.generated_at).replace("T", " ").removesuffix("+00:00").removesuffix("Z")),
         ("sent / found / missing", f"{fmt_count(t['sent'])} / {fmt_count(t['found'])} / {fmt_count(t['missing'])}"),
+        ("arrived / not yet arrived / missing / export not available",
+         f"{fmt_count(t['found'])} / {fmt_count(t.get('not_yet_arrived', 0))} / {fmt_count(t['missing'])} / "
+         f"{fmt_count(t.get('export_unavailable', 0))}"),
+        ("resend window (wall clock)", _window_text(t)),
         ("dates", f"{fmt_count(t.get('dates_final', 0))} final, {fmt_count(t.get('dates_provisional', 0))} provisional, "
                   f"{fmt_count(t.get('dates_failed', 0))} failed"),
+        ("our ids seen only from another sender (not proof)", fmt_count(t.get("seen_from_other_sender", 0))),
         ("duplicate ids", fmt_count(t["duplicate_ids"])),
         ("ids from other senders", fmt_count(t["extra_ids"])),
-        ("found without session attribution", fmt_share(t.get("no_session_share"))),
+        ("found without a session id (ga_session_id)", fmt_share(t.get("no_session_share"))),
+        ("found with a session source in the export (session_traffic_source_last_click)",
+         "not in this export" if t.get("session_attributed_share") is None else fmt_share(t["session_attributed_share"])),
     ]
     parts = [
         "<!DOCTYPE html>",
@@ -98,8 +106,10 @@ def render_html(result: Reconciliation) -> str:
         _table(result.dates),
         "<h2>Per date and event</h2>",
         _table(result.rows),
-        f"<h2>Missing ({len(result.missing)})</h2>",
-        '<p class="note">Sent according to the ledger, not found in the export.</p>',
+        f"<h2>Missing or not yet arrived ({len(result.missing)})</h2>",
+        '<p class="note">Sent according to the ledger, not found in the export with our mpetl_run marker. '
+        "state: missing (absent after the arrival grace, or on a final date) or not_yet_arrived; "
+        "resendable while the 72 h window (wall clock) allows: <code>mpetl resend --run-id RUN</code>.</p>",
         _table(result.missing),
         f"<h2>Duplicates ({len(result.duplicates)})</h2>",
         '<p class="note">Found more often than sent; possible_duplicate marks events the ledger resent after a crash.</p>',
@@ -110,6 +120,14 @@ def render_html(result: Reconciliation) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _window_text(t: dict) -> str:
+    left = t.get("resend_window_left_h_min")
+    if not (t.get("missing") or t.get("not_yet_arrived")):
+        return "-"
+    most_urgent = f", {left:g} h left for the most urgent" if left is not None else ""
+    return f"{t.get('resendable', 0)} can still be resent{most_urgent}; {t.get('not_resendable', 0)} past it"
 
 
 def _table(frame: pd.DataFrame) -> str:

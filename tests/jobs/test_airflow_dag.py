@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tomllib
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 
 from etl.collector import spawn_collector
 from etl.load import open_ledger
+from tests.reconcile.builders import export_row, write_store
 from tests.support import REPO, SAMPLES_NOW, files_containing, pinned_clock_env, samples_config
 
 pytestmark = pytest.mark.airflow
@@ -194,6 +195,9 @@ def test_a_run_that_does_not_reconcile_fails_the_reconcile_task(tmp_path):
     # The endpoint answers 2xx but records nothing (what GA does with events it drops): every send
     # task succeeds, and the reconcile task must turn the run red with a one-line reason.
     pinned = datetime.fromisoformat(SAMPLES_NOW.replace("Z", "+00:00"))
+    # The site's own tag was exported that day, so the export can judge it (an empty export is exit 6).
+    day = (pinned.date() - timedelta(days=1)).strftime("%Y%m%d")
+    write_store(tmp_path / "store", [export_row("WEB-1", day, run_marker=None)])
     with spawn_collector(tmp_path / "store", measurement_id="G-K7QW2ZP9LM", api_secret=SECRET,
                          timezone="Europe/London", now=pinned, drop_rate=1.0) as collector:
         box = AirflowSandbox(tmp_path, endpoint=collector.url, store=collector.data_dir)
