@@ -474,6 +474,7 @@ def check(config_path: Path, wait_s: float, poll_s: float) -> None:
 
 
 @main.command()
+@verbosity
 @config_option
 @click.option("-n", "rows", default=5, show_default=True, help="Mapped events to show per source.")
 @now_option
