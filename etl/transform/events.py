@@ -371,25 +371,24 @@ def transform_chunk(
     s_tid = pick(tid, sel)
     s_session = pick(session_id, sel)
     s_client = pick(client_id, sel)
-    members = [
-        jsonfrag.member("transaction_id", jsonfrag.json_string(s_tid)),
-        jsonfrag.member("value", jsonfrag.json_number(pick(value, sel))),
-        # Validated ISO 4217 codes and digits-only session ids need no escaping.
-        jsonfrag.member("currency", jsonfrag.json_token(pick(currency, sel))),
-    ]
+    # One flat concatenation per event (jsonfrag.Template). Constant members lead: every event is
+    # engaged and carries the run marker, so each optional member brings its own leading comma.
+    event = jsonfrag.Template(k).text('{"name":"').column(arrow_strings(s_names)).text('","timestamp_micros":')
+    event.column(pc.cast(pa.array(s_ts), pa.string()))
+    event.text(',"params":{"engagement_time_msec":1,"mpetl_run":' + orjson.dumps(run_id).decode())
+    event.optional(',"transaction_id":"', jsonfrag.escaped(s_tid), '"')
+    event.optional(',"value":', jsonfrag.json_number(pick(value, sel)))
+    # Validated ISO 4217 codes and digits-only session ids need no escaping.
+    event.optional(',"currency":"', arrow_strings(pick(currency, sel)), '"')
     for pname, series in extra.items():
-        fragment = jsonfrag.json_number if pname in NUMERIC_PARAMS else jsonfrag.json_string
-        members.append(jsonfrag.member(pname, fragment(pick(series, sel))))
+        if pname in NUMERIC_PARAMS:
+            event.optional(f',"{pname}":', jsonfrag.json_number(pick(series, sel)))
+        else:
+            event.optional(f',"{pname}":"', jsonfrag.escaped(pick(series, sel)), '"')
     if items is not None:
-        members.append(jsonfrag.member("items", jsonfrag.raw(pick(items, sel))))
-    members.append(jsonfrag.member("session_id", jsonfrag.json_token(s_session)))
-    # Constant members lead: every event is engaged and carries the run marker (no comma can dangle).
-    constant = '"engagement_time_msec":1,"mpetl_run":' + orjson.dumps(run_id).decode()
-    params = pc.binary_join_element_wise(pa.repeat(pa.scalar(constant), k), *members, ",", null_handling="skip")
-    event_json = pc.binary_join_element_wise(
-        '{"name":', jsonfrag.json_token(s_names), ',"timestamp_micros":', pc.cast(pa.array(s_ts), pa.string()),
-        ',"params":{', params, "}}", "",
-    )
+        event.optional(',"items":', jsonfrag.raw(pick(items, sel)))
+    event.optional(',"session_id":"', arrow_strings(s_session), '"')
+    event_json = event.text("}}").build()
 
     consent_json = None
     if consent_cols:

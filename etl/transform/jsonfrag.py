@@ -3,6 +3,11 @@
 Why not a dict per row and orjson: at a million rows the per-row dict construction dominates the
 transform. Every value here is either a number formatted by pyarrow/pandas or a string escaped by
 vectorised replaces, so the output is valid JSON by construction (tests round-trip it with orjson).
+
+`Template` builds a whole object in one concatenation kernel: Arrow's element-wise join costs per
+argument and per call, so one flat join over constants and columns is about twice as fast as joining
+members, then params, then the event. A column with nulls becomes one optional piece (`,"name":value`
+or empty), so a missing value still leaves its member out.
 """
 
 from __future__ import annotations
@@ -14,21 +19,28 @@ import pyarrow.compute as pc
 from etl.transform.arrow_text import arrow_strings
 
 _CONTROL_CHARS = r"[\x00-\x1f\x7f]"
+_NEEDS_ESCAPE = r'[\x00-\x1f\x7f"\\]'
 
 
-
-
-def json_string(values: pd.Series) -> pa.Array:
-    """`"…"` JSON string literals; NA stays null. Control characters become spaces (CSV cells can hold them)."""
+def escaped(values: pd.Series) -> pa.Array:
+    """The text of JSON string literals, without the quotes; NA stays null. Control characters become
+    spaces (CSV cells can hold them)."""
     arr = arrow_strings(values)
-    # Each rewrite only runs when a value needs it: most columns hold no quote, backslash or control char.
-    if pc.all(pc.utf8_is_printable(arr)).as_py() is False:
+    # One scan decides; the rewrites run only when some value needs them (most columns hold none).
+    if not pc.any(pc.match_substring_regex(arr, _NEEDS_ESCAPE)).as_py():
+        return arr
+    if pc.any(pc.match_substring_regex(arr, _CONTROL_CHARS)).as_py():
         arr = pc.replace_substring_regex(arr, _CONTROL_CHARS, " ")
     if pc.any(pc.match_substring(arr, "\\")).as_py():
         arr = pc.replace_substring(arr, "\\", "\\\\")
     if pc.any(pc.match_substring(arr, '"')).as_py():
         arr = pc.replace_substring(arr, '"', '\\"')
-    return pc.binary_join_element_wise('"', arr, '"', "")
+    return arr
+
+
+def json_string(values: pd.Series) -> pa.Array:
+    """`"…"` JSON string literals; NA stays null (see `escaped`)."""
+    return pc.binary_join_element_wise('"', escaped(values), '"', "")
 
 
 def json_token(values: pd.Series) -> pa.Array:
@@ -61,3 +73,37 @@ def join_members(members: list[pa.Array], length: int) -> pa.Array:
 def raw(values: pd.Series) -> pa.Array:
     """Values that already are JSON text (e.g. a checked items array)."""
     return arrow_strings(values)
+
+
+class Template:
+    """Row-wise concatenation of constant text and string columns, built in one kernel call.
+
+    `text` appends constant JSON, `column` a column that is never null, `optional` a member that is
+    left out (with its leading text, e.g. `,"value":`) where the column is null.
+    """
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self._pieces: list[str | pa.Array] = []
+
+    def text(self, constant: str) -> Template:
+        if self._pieces and isinstance(self._pieces[-1], str):
+            self._pieces[-1] += constant
+        else:
+            self._pieces.append(constant)
+        return self
+
+    def column(self, values: pa.Array) -> Template:
+        self._pieces.append(values)
+        return self
+
+    def optional(self, prefix: str, values: pa.Array, suffix: str = "") -> Template:
+        """`prefix value suffix`, or nothing where the value is null."""
+        if values.null_count == 0:
+            return self.text(prefix).column(values).text(suffix)
+        return self.column(pc.fill_null(pc.binary_join_element_wise(prefix, values, suffix, ""), ""))
+
+    def build(self) -> pa.Array:
+        if not any(isinstance(p, pa.Array) for p in self._pieces):
+            return pa.array(["".join(self._pieces)] * self.length, type=pa.string())  # type: ignore[arg-type]
+        return pc.binary_join_element_wise(*self._pieces, "")
