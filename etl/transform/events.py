@@ -392,9 +392,8 @@ def transform_chunk(
 
     consent_json = None
     if consent_cols:
-        consent_members = [jsonfrag.member(key, jsonfrag.json_string(pick(col, sel))) for key, col in consent_cols.items()]
-        joined = jsonfrag.join_members(consent_members, k)
-        consent_json = pd.Series(joined.to_pandas(), dtype="string").replace("{}", pd.NA)
+        joined = jsonfrag.string_object({key: pick(col, sel) for key, col in consent_cols.items()}, k)
+        consent_json = pd.Series(pd.arrays.ArrowStringArray(pc.if_else(pc.equal(joined, "{}"), None, joined)))
 
     key_tail = s_tid.copy()
     if key_tail.isna().any():
@@ -406,7 +405,9 @@ def transform_chunk(
         {
             "source": chunk.source,
             "row": rows[sel].reset_index(drop=True),
-            "event_key": chunk.source + "|" + s_names + "|" + key_tail,
+            "event_key": pd.Series(pd.arrays.ArrowStringArray(
+                jsonfrag.Template(k).text(chunk.source + "|").column(arrow_strings(s_names)).text("|")
+                .column(arrow_strings(key_tail)).build())),
             "event_name": s_names,
             "client_id": s_client,
             "user_id": pick(user_id, sel) if user_id is not None else pd.Series(pd.NA, index=range(k), dtype="string"),

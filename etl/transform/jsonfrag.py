@@ -12,6 +12,7 @@ or empty), so a missing value still leaves its member out.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,15 +20,32 @@ import pyarrow.compute as pc
 from etl.transform.arrow_text import arrow_strings
 
 _CONTROL_CHARS = r"[\x00-\x1f\x7f]"
-_NEEDS_ESCAPE = r'[\x00-\x1f\x7f"\\]'
+# Bytes that need escaping in a JSON string: every one is ASCII, so it can never be part of a UTF-8
+# multi-byte sequence, and one scan of the column's raw bytes tells whether any value holds one.
+_ESCAPE_BYTES = np.zeros(256, dtype=bool)
+_ESCAPE_BYTES[:0x20] = _ESCAPE_BYTES[0x7F] = _ESCAPE_BYTES[ord('"')] = _ESCAPE_BYTES[ord("\\")] = True
+
+
+def _may_need_escaping(arr: pa.Array) -> bool:
+    """False only when no value holds a byte that JSON must escape (a gate: True costs only a rewrite)."""
+    if arr.null_count == len(arr):
+        return False
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset:arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    if data is None:
+        return False
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
+    return bool(_ESCAPE_BYTES[raw].any())
 
 
 def escaped(values: pd.Series) -> pa.Array:
     """The text of JSON string literals, without the quotes; NA stays null. Control characters become
     spaces (CSV cells can hold them)."""
     arr = arrow_strings(values)
-    # One scan decides; the rewrites run only when some value needs them (most columns hold none).
-    if not pc.any(pc.match_substring_regex(arr, _NEEDS_ESCAPE)).as_py():
+    # One scan of the raw bytes decides; the rewrites run only when some value needs them (most columns
+    # hold none).
+    if not _may_need_escaping(arr):
         return arr
     if pc.any(pc.match_substring_regex(arr, _CONTROL_CHARS)).as_py():
         arr = pc.replace_substring_regex(arr, _CONTROL_CHARS, " ")
@@ -68,6 +86,27 @@ def join_members(members: list[pa.Array], length: int) -> pa.Array:
         return pa.array(["{}"] * length, type=pa.string())
     joined = pc.binary_join_element_wise(*members, ",", null_handling="skip")
     return pc.binary_join_element_wise("{", joined, "}", "")
+
+
+def string_object(columns: dict[str, pd.Series], length: int) -> pa.Array:
+    """`{"key":"value",…}` per row from string columns, a null value leaving its member out.
+
+    A column holding one value on every row (consent filled from a source's policy) costs one
+    formatted member, not one per row.
+    """
+    members: list[pa.Array | str] = []
+    for key, values in columns.items():
+        arr = arrow_strings(values)
+        if length and arr.null_count == 0:
+            bounds = pc.min_max(arr)
+            if bounds["min"] == bounds["max"]:
+                members.append(f'"{key}":' + json_string(pd.Series([bounds["min"].as_py()]))[0].as_py())
+                continue
+        members.append(member(key, json_string(values)))
+    if all(isinstance(m, str) for m in members):
+        return pa.repeat(pa.scalar("{" + ",".join(members) + "}", pa.string()), length)  # type: ignore[arg-type]
+    return join_members([pa.repeat(pa.scalar(m, pa.string()), length) if isinstance(m, str) else m for m in members],
+                        length)
 
 
 def raw(values: pd.Series) -> pa.Array:
