@@ -22,3 +22,26 @@ def arrow_strings(values: pd.Series) -> pa.Array:
 def bool_numpy(mask: pa.Array) -> np.ndarray:
     """An Arrow boolean mask as numpy, null counted as False."""
     return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool, copy=True)
+
+
+def holds_any_byte(array: pa.Array, chars: str, *, controls: bool = False) -> bool:
+    """Whether any value of a string array holds one of the ASCII `chars` (or, with `controls`, a byte
+    below 0x20).
+
+    A cheap gate (one numpy compare per character over the raw bytes) that lets a rewrite of a whole
+    column be skipped when no value needs it. ASCII bytes never occur inside a UTF-8 multi-byte
+    sequence, so non-ASCII text gives no false positives; one would only cost the rewrite anyway.
+    """
+    if array.null_count == len(array):
+        return False
+    data = array.buffers()[2]
+    if data is None:
+        return False
+    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    offsets = np.frombuffer(array.buffers()[1], dtype=width)[array.offset:array.offset + len(array) + 1]
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
+    if controls and bool((raw < 0x20).any()):
+        return True
+    codes = [ord(char) for char in chars]
+    assert all(code < 0x80 for code in codes), "only ASCII bytes can be told from UTF-8 continuation bytes"
+    return any(bool((raw == code).any()) for code in codes)

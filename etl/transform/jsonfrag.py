@@ -12,31 +12,15 @@ or empty), so a missing value still leaves its member out.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl.transform.arrow_text import arrow_strings
+from etl.transform.arrow_text import arrow_strings, holds_any_byte
 
 _CONTROL_CHARS = r"[\x00-\x1f\x7f]"
-# Bytes that need escaping in a JSON string: every one is ASCII, so it can never be part of a UTF-8
-# multi-byte sequence, and one scan of the column's raw bytes tells whether any value holds one.
-_ESCAPE_BYTES = np.zeros(256, dtype=bool)
-_ESCAPE_BYTES[:0x20] = _ESCAPE_BYTES[0x7F] = _ESCAPE_BYTES[ord('"')] = _ESCAPE_BYTES[ord("\\")] = True
-
-
-def _may_need_escaping(arr: pa.Array) -> bool:
-    """False only when no value holds a byte that JSON must escape (a gate: True costs only a rewrite)."""
-    if arr.null_count == len(arr):
-        return False
-    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset:arr.offset + len(arr) + 1]
-    data = arr.buffers()[2]
-    if data is None:
-        return False
-    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
-    return bool(_ESCAPE_BYTES[raw].any())
+# Besides control characters (below 0x20), what needs escaping in a JSON string (or becomes a space).
+_ESCAPE_CHARS = '\x7f"\\'
 
 
 def escaped(values: pd.Series) -> pa.Array:
@@ -45,7 +29,7 @@ def escaped(values: pd.Series) -> pa.Array:
     arr = arrow_strings(values)
     # One scan of the raw bytes decides; the rewrites run only when some value needs them (most columns
     # hold none).
-    if not _may_need_escaping(arr):
+    if not holds_any_byte(arr, _ESCAPE_CHARS, controls=True):
         return arr
     if pc.any(pc.match_substring_regex(arr, _CONTROL_CHARS)).as_py():
         arr = pc.replace_substring_regex(arr, _CONTROL_CHARS, " ")
