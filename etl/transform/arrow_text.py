@@ -45,3 +45,24 @@ def holds_any_byte(array: pa.Array, chars: str, *, controls: bool = False) -> bo
     codes = [ord(char) for char in chars]
     assert all(code < 0x80 for code in codes), "only ASCII bytes can be told from UTF-8 continuation bytes"
     return any(bool((raw == code).any()) for code in codes)
+
+
+# Bytes that can start or end a whitespace character: ASCII whitespace as Arrow's utf8_trim_whitespace
+# sees it (\t \n \v \f \r, 0x1C-0x1F, space) and every non-ASCII byte (U+00A0, U+3000, ...).
+_EDGE_SPACE = np.zeros(256, dtype=bool)
+_EDGE_SPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
+_EDGE_SPACE[0x80:] = True
+
+
+def may_have_edge_whitespace(array: pa.Array) -> bool:
+    """False only when no value starts or ends with a byte that could belong to whitespace (a gate for
+    trimming: ids, codes and numbers written cleanly skip it)."""
+    data = array.buffers()[2] if len(array) else None
+    if data is None or array.null_count == len(array):
+        return False
+    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    offsets = np.frombuffer(array.buffers()[1], dtype=width)[array.offset:array.offset + len(array) + 1]
+    starts, ends = offsets[:-1], offsets[1:]
+    filled = ends > starts
+    raw = np.frombuffer(data, dtype=np.uint8)
+    return bool(_EDGE_SPACE[raw[starts[filled]]].any() or _EDGE_SPACE[raw[ends[filled] - 1]].any())

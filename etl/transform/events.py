@@ -23,7 +23,7 @@ from etl.config import PropertyConfig, SourceConfig, WindowConfig
 from etl.policy import ITEM_PARAMS, NUMERIC_PARAMS, allowed_params
 from etl.protocol import rules
 from etl.transform import jsonfrag
-from etl.transform.arrow_text import arrow_strings
+from etl.transform.arrow_text import arrow_strings, bool_numpy, holds_any_byte, may_have_edge_whitespace
 from etl.transform.consent import apply_default, parse_consent
 from etl.transform.identity import client_id_from_ga_cookie, session_id_from_ga_cookie
 from etl.transform.numbers import parse_decimal
@@ -59,13 +59,27 @@ def _known_zones() -> frozenset[str]:
 
 
 def _blank(values: pd.Series) -> np.ndarray:
-    text = values.astype("string")
-    return (text.isna() | (text.str.strip() == "")).to_numpy(dtype=bool)
+    """NA, empty or only whitespace (utf8_is_space: the characters utf8_trim_whitespace removes)."""
+    text = arrow_strings(values)
+    return bool_numpy(pc.is_null(text)) | bool_numpy(pc.equal(pc.binary_length(text), 0)) | bool_numpy(pc.utf8_is_space(text))
 
 
 def _strip(values: pd.Series) -> pd.Series:
-    text = values.astype("string").str.strip()
-    return text.mask(text == "")
+    """Trimmed text, NA where nothing is left (the trim only runs when some value has a blank edge)."""
+    text = arrow_strings(values)
+    if may_have_edge_whitespace(text):
+        text = pc.utf8_trim_whitespace(text)
+    empty = pc.equal(pc.binary_length(text), 0)
+    if pc.any(empty).as_py():
+        text = pc.if_else(empty, pa.scalar(None, pa.string()), text)
+    return pd.Series(pd.arrays.ArrowStringArray(text), index=values.index, name=values.name)
+
+
+def _holds_control_characters(values: pd.Series) -> np.ndarray:
+    text = arrow_strings(values)
+    if not holds_any_byte(text, "\x7f", controls=True):
+        return np.zeros(len(values), dtype=bool)
+    return bool_numpy(pc.match_substring_regex(text, r"[\x00-\x1f\x7f]"))
 
 
 class _Frame:
@@ -261,7 +275,7 @@ def transform_chunk(
     reasons.add(is_ecommerce & tid_blank, "events[0].params.transaction_id", f"transaction_id is required for purchase and refund: column {tid_label!r} is empty", "VALUE_REQUIRED")
     reasons.add((tid.str.len() > rules.MAX_PARAM_VALUE_LEN).fillna(False), "events[0].params.transaction_id", f"column {tid_label!r} is longer than {rules.MAX_PARAM_VALUE_LEN} characters", "VALUE_OUT_OF_BOUNDS")
     # An id is the join key of reconciliation: one holding control characters (NUL, line breaks) is corrupt.
-    reasons.add(tid.str.contains(r"[\x00-\x1f\x7f]", regex=True).fillna(False), "events[0].params.transaction_id", f"column {tid_label!r} holds control characters", "VALUE_INVALID")
+    reasons.add(_holds_control_characters(tid), "events[0].params.transaction_id", f"column {tid_label!r} holds control characters", "VALUE_INVALID")
 
     # Value and currency.
     value, value_invalid = parse_decimal(f.get("value"))
@@ -393,7 +407,10 @@ def transform_chunk(
     consent_json = None
     if consent_cols:
         joined = jsonfrag.string_object({key: pick(col, sel) for key, col in consent_cols.items()}, k)
-        consent_json = pd.Series(pd.arrays.ArrowStringArray(pc.if_else(pc.equal(joined, "{}"), None, joined)))
+        empty = pc.equal(joined, "{}")
+        if pc.any(empty).as_py():
+            joined = pc.if_else(empty, pa.scalar(None, pa.string()), joined)
+        consent_json = pd.Series(pd.arrays.ArrowStringArray(joined))
 
     key_tail = s_tid.copy()
     if key_tail.isna().any():
