@@ -35,7 +35,8 @@ FLAT_TOLERANCE = 0.25   # "flat": the largest size's peak within 25 % of the sma
 
 
 def _section(title: str) -> None:
-    print(f"\n== {title} ==", flush=True)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n== {title} == (load average {load} on {psutil.cpu_count()} CPUs)", flush=True)
 
 
 def main() -> int:
@@ -63,6 +64,7 @@ def main() -> int:
     _section("whole run vs ga4mp at 50 ms")
     results["whole_run"] = loader_vs_ga4mp.whole_run(2000, 3, 50, ga4mp_requests=ga4mp_requests)
     results["bench_seconds"] = round(time.perf_counter() - started)
+    results["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
     table = _table(results)
     results["table"] = table
