@@ -335,7 +335,7 @@ def transform_chunk(
         user_id = _scan_personal_data(_strip(f.get("user_id")), label=f.label("user_id"), field_path="user_id", reasons=reasons, counters=counters, droppable=False, on_pii="reject")
 
     # Consent follows the data.
-    consent_cols: dict[str, pd.Series] = {}
+    consent_cols: dict[str, pd.Series | str] = {}  # a str: the policy's value on every row
     policy = source.consent_default
     if "consent_analytics" in f:
         label = f.label("consent_analytics")
@@ -354,7 +354,7 @@ def transform_chunk(
             reasons.add(unrecognised, label, f"column {label!r} holds a consent value this tool does not recognise (value not shown)", "VALUE_INVALID")
             consent_cols[key] = apply_default(parsed, policy)
         elif policy != "omit":
-            consent_cols[key] = pd.Series("GRANTED" if policy == "grant" else "DENIED", index=f.df.index, dtype="string")
+            consent_cols[key] = "GRANTED" if policy == "grant" else "DENIED"
 
     # Fates.
     rejected = reasons.rejected
@@ -406,7 +406,8 @@ def transform_chunk(
 
     consent_json = None
     if consent_cols:
-        joined = jsonfrag.string_object({key: pick(col, sel) for key, col in consent_cols.items()}, k)
+        joined = jsonfrag.string_object({key: col if isinstance(col, str) else pick(col, sel)
+                                         for key, col in consent_cols.items()}, k)
         empty = pc.equal(joined, "{}")
         if pc.any(empty).as_py():
             joined = pc.if_else(empty, pa.scalar(None, pa.string()), joined)

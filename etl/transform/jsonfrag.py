@@ -72,14 +72,17 @@ def join_members(members: list[pa.Array], length: int) -> pa.Array:
     return pc.binary_join_element_wise("{", joined, "}", "")
 
 
-def string_object(columns: dict[str, pd.Series], length: int) -> pa.Array:
+def string_object(columns: dict[str, pd.Series | str], length: int) -> pa.Array:
     """`{"key":"value",…}` per row from string columns, a null value leaving its member out.
 
-    A column holding one value on every row (consent filled from a source's policy) costs one
-    formatted member, not one per row.
+    A plain str is that value on every row (consent filled from a source's policy); it, and a column
+    holding one value on every row, cost one formatted member, not one per row.
     """
     members: list[pa.Array | str] = []
     for key, values in columns.items():
+        if isinstance(values, str):
+            members.append(f'"{key}":' + json_string(pd.Series([values], dtype="string"))[0].as_py())
+            continue
         arr = arrow_strings(values)
         if length and arr.null_count == 0:
             bounds = pc.min_max(arr)
