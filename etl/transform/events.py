@@ -387,7 +387,9 @@ def transform_chunk(
     s_client = pick(client_id, sel)
     # One flat concatenation per event (jsonfrag.Template). Constant members lead: every event is
     # engaged and carries the run marker, so each optional member brings its own leading comma.
-    event = jsonfrag.Template(k).text('{"name":"').column(arrow_strings(s_names)).text('","timestamp_micros":')
+    name_text = arrow_strings(s_names)
+    one_name = jsonfrag.single_value(name_text)  # a source's rows mostly share one event name
+    event = jsonfrag.Template(k).text('{"name":"').column(name_text, one_name).text('","timestamp_micros":')
     event.column(pc.cast(pa.array(s_ts), pa.string()))
     event.text(',"params":{"engagement_time_msec":1,"mpetl_run":' + orjson.dumps(run_id).decode())
     event.optional(',"transaction_id":"', jsonfrag.escaped(s_tid), '"')
@@ -424,7 +426,7 @@ def transform_chunk(
             "source": chunk.source,
             "row": rows[sel].reset_index(drop=True),
             "event_key": pd.Series(pd.arrays.ArrowStringArray(
-                jsonfrag.Template(k).text(chunk.source + "|").column(arrow_strings(s_names)).text("|")
+                jsonfrag.Template(k).text(chunk.source + "|").column(name_text, one_name).text("|")
                 .column(arrow_strings(key_tail)).build())),
             "event_name": s_names,
             "client_id": s_client,

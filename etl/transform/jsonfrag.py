@@ -101,6 +101,15 @@ def raw(values: pd.Series) -> pa.Array:
     return arrow_strings(values)
 
 
+def single_value(values: pa.Array) -> str | None:
+    """The value every row holds, when there is exactly one and no null; else None."""
+    if len(values) == 0 or values.null_count:
+        return None
+    bounds = pc.min_max(values)
+    low = bounds["min"].as_py()
+    return low if low == bounds["max"].as_py() else None
+
+
 class Template:
     """Row-wise concatenation of constant text and string columns, built in one kernel call.
 
@@ -119,7 +128,10 @@ class Template:
             self._pieces.append(constant)
         return self
 
-    def column(self, values: pa.Array) -> Template:
+    def column(self, values: pa.Array, single: str | None = None) -> Template:
+        """A column that is never null; `single`: its one value on every row (see `single_value`)."""
+        if single is not None:
+            return self.text(single)
         self._pieces.append(values)
         return self
 
