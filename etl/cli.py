@@ -220,6 +220,26 @@ def reconcile(config_path: Path, out_dir: Path, run_id: str | None, since: datet
 
 @main.command()
 @config_option
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The Data Import CSV to write (an _index.csv beside it ties each line to its source row).")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Only events dated on or after this day (property zone).")
+def deferred(config_path: Path, out_file: Path, since: datetime | None) -> None:
+    """Export every deferred event not yet exported (GA4 Data Import, offline events), and mark it exported.
+
+    Each event is exported once, ever: upload only files from runs of this command that exited 0.
+    """
+    from etl.deferred import export_deferred
+
+    try:
+        summary = export_deferred(_load(config_path), out_file, since=since.date() if since else None)
+    except MpetlError as exc:
+        _fail(exc)
+    click.echo(orjson.dumps(summary).decode())
+
+
+@main.command()
+@config_option
 @click.option("-n", "rows", default=5, show_default=True, help="Mapped events to show per source.")
 @now_option
 def sources(config_path: Path, rows: int, now: str | None) -> None:
@@ -233,6 +253,7 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
     from types import SimpleNamespace
 
     from etl.extract import preview_source
+    from etl.pipeline import max_age_micros
     from etl.protocol import to_micros
     from etl.transform import transform_chunk
 
@@ -254,7 +275,9 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
                 "events": [orjson.loads(e) for e in result.events["event_json"]],
                 "rejected_rows": [{"row": int(r), "reasons": [x["validationCode"] + ": " + x["description"] for x in rs]}
                                   for r, rs in zip(result.rejects["row"], result.rejects["reasons"], strict=True)],
-                "deferred_rows": [int(r) for r in result.deferred["row"]],
+                # Too old by the wall clock now: a run would defer them (Data Import), not send them.
+                "deferred_rows": [int(r) for r, ts in zip(result.events["row"], result.events["timestamp_micros"], strict=True)
+                                  if ts < to_micros(datetime.now(UTC)) - max_age_micros(config)],
             }, option=orjson.OPT_INDENT_2, default=str).decode())
     except MpetlError as exc:
         _fail(exc)

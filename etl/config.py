@@ -42,6 +42,8 @@ class DestinationConfig:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     api_secret_file: Path | None = None
+    request_deadline_s: float = 60.0  # one request's whole exchange, connect to last byte
+    deadline_s: float | None = 4 * 3600.0  # the whole send; what is left stays pending (exit 8)
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,11 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         backoff_base_s=dest_r.get("backoff_base_s", float, 0.5),
         backoff_max_s=dest_r.get("backoff_max_s", float, 30.0),
         api_secret_file=resolve(secret_file) if secret_file else None,
+        request_deadline_s=dest_r.get("request_deadline_s", float, 60.0),
+        deadline_s=dest_r.get("deadline_s", float, 4 * 3600.0),
     )
+    if dest.request_deadline_s <= 0 or (dest.deadline_s is not None and dest.deadline_s <= 0):
+        raise dest_r.error("deadline_s", "deadline_s and request_deadline_s must be more than 0 seconds")
     if dest.concurrency < 1 or dest.max_attempts < 1:
         raise dest_r.error("concurrency", "concurrency and max_attempts must be at least 1")
 
