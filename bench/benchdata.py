@@ -5,12 +5,14 @@ seed, end time) matches, so `make bench` pays for generating a size once.
 
 Rows look like a CRM export: `_ga` cookies, GS2 session cookies, naive UTC close times spread over
 the 60 h before `end` (inside GA4's 72 h window), quoted amounts with thousands separators, commas
-inside a free-text notes column that is not mapped.
+inside a free-text notes column that is not mapped. The window is measured from the wall clock (as
+Google does), so `end` defaults to the current hour: the values are the same for a seed, their times
+move with the clock, and a file is regenerated when the hour turns.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +24,6 @@ DATA = ROOT / "out" / "bench" / "data"
 BLOCK = 250_000
 SEED = 7
 MEASUREMENT_ID = "G-BENCH0001"
-# The dry runs pin --now here; the events are timed in the 60 h before it.
-DRY_NOW = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
 HEADER = ["Order ID", "Closed At", "Amount", "Currency", "GA Client", "GA Session", "Rep", "Notes"]
 COLUMNS = {"transaction_id": "Order ID", "timestamp": "Closed At", "value": "Amount", "currency": "Currency",
            "client_id": "GA Client", "session_id": "GA Session"}
@@ -66,12 +66,17 @@ def generate(path: Path, rows: int, *, clients: int | None = None, end_s: int, s
 
 def dataset(rows: int, *, clients: int | None = None, end_s: int | None = None) -> Path:
     """The CSV for these parameters, generated on first use (out/bench/data/)."""
-    end_s = end_s if end_s is not None else int(DRY_NOW.timestamp())
+    end_s = end_s if end_s is not None else current_hour()
     DATA.mkdir(parents=True, exist_ok=True)
     path = DATA / f"orders_{rows}_c{clients or rows}_e{end_s}_s{SEED}.csv"
     if not path.exists():
         generate(path, rows, clients=clients, end_s=end_s)
     return path
+
+
+def current_hour() -> int:
+    """The start of the current UTC hour, in seconds: the default end of generated event times."""
+    return int(time.time()) // 3600 * 3600
 
 
 def write_config(folder: Path, csv: Path, *, endpoint: str | None = None, concurrency: int | None = None) -> Path:

@@ -27,10 +27,13 @@ import send_bench  # noqa: E402
 import startup_bench  # noqa: E402
 from measure import ROOT  # noqa: E402
 
+from etl.config import DestinationConfig  # noqa: E402
+
 OUT = ROOT / "out" / "bench"
 # Issue 16's baseline (same machine, before the work): 470 µs of sender CPU per event at zero latency.
 BASELINE_SEND_CPU_US = 470.0
 RSS_GOAL_MB = 400
+DEFAULT_CONCURRENCY = DestinationConfig.concurrency
 FLAT_TOLERANCE = 0.25   # "flat": the largest size's peak within 25 % of the smallest's
 
 
@@ -63,6 +66,7 @@ def main() -> int:
     results["send"] = send_bench.main([])
     _section("whole run vs ga4mp at 50 ms")
     results["whole_run"] = loader_vs_ga4mp.whole_run(2000, 3, 50, ga4mp_requests=ga4mp_requests)
+    results["whole_run"]["default_concurrency"] = DEFAULT_CONCURRENCY
     results["bench_seconds"] = round(time.perf_counter() - started)
     results["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
@@ -99,7 +103,7 @@ def _table(r: dict) -> list[dict]:
                  s["send_cpu_us_per_event"] <= goal_us))
     rows.append(("  collector's own CPU/event (apart)", f"{s['collector_cpu_us_per_event']:.0f} us", "-", None))
     w = r["whole_run"]
-    rows.append((f"whole run vs ga4mp, {w['rows']} rows/{w['clients']} clients, 50 ms",
+    rows.append((f"whole run vs ga4mp, {w['rows']} rows/{w['clients']} clients, 50 ms, concurrency {DEFAULT_CONCURRENCY}",
                  f"{w['ratio']:.1f}x ({w['mpetl_events_per_s']:,} vs {w['ga4mp_events_per_s']:.0f} ev/s)", ">= 20x",
                  w["ratio"] >= 20))
     t = r["transform"]

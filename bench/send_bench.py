@@ -19,7 +19,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clients", type=int, default=20_000)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    end_s = int(time.time()) // 3600 * 3600
+    end_s = data.current_hour()
     csv = data.dataset(args.rows, clients=args.clients, end_s=end_s)
     (ROOT / "out" / "bench").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=ROOT / "out" / "bench") as tmp:
