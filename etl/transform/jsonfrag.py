@@ -45,11 +45,6 @@ def json_string(values: pd.Series) -> pa.Array:
     return pc.binary_join_element_wise('"', escaped(values), '"', "")
 
 
-def json_token(values: pd.Series) -> pa.Array:
-    """`"…"` for values already validated to hold only safe characters (event names, digits, ISO codes)."""
-    return pc.binary_join_element_wise('"', arrow_strings(values), '"', "")
-
-
 def json_number(values: pd.Series) -> pa.Array:
     """JSON numbers from a numeric Series (finite values only; NA stays null)."""
     if pd.api.types.is_integer_dtype(values.dtype):
@@ -80,16 +75,11 @@ def string_object(columns: dict[str, pd.Series | str], length: int) -> pa.Array:
     """
     members: list[pa.Array | str] = []
     for key, values in columns.items():
-        if isinstance(values, str):
-            members.append(f'"{key}":' + json_string(pd.Series([values], dtype="string"))[0].as_py())
-            continue
-        arr = arrow_strings(values)
-        if length and arr.null_count == 0:
-            bounds = pc.min_max(arr)
-            if bounds["min"] == bounds["max"]:
-                members.append(f'"{key}":' + json_string(pd.Series([bounds["min"].as_py()]))[0].as_py())
-                continue
-        members.append(member(key, json_string(values)))
+        one = values if isinstance(values, str) else single_value(arrow_strings(values))
+        if one is not None:
+            members.append(f'"{key}":' + json_string(pd.Series([one], dtype="string"))[0].as_py())
+        else:
+            members.append(member(key, json_string(values)))
     if all(isinstance(m, str) for m in members):
         return pa.repeat(pa.scalar("{" + ",".join(members) + "}", pa.string()), length)  # type: ignore[arg-type]
     return join_members([pa.repeat(pa.scalar(m, pa.string()), length) if isinstance(m, str) else m for m in members],
