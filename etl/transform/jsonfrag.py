@@ -135,3 +135,29 @@ class Template:
         if not any(isinstance(p, pa.Array) for p in self._pieces):
             return pa.array(["".join(self._pieces)] * self.length, type=pa.string())  # type: ignore[arg-type]
         return pc.binary_join_element_wise(*self._pieces, "")
+
+
+def add_members(template: Template, members: list[tuple[str, pa.Array | None, str]]) -> Template:
+    """Append JSON object members (`text before, value or None for a constant, text after`), comma-separated,
+    a member whose value is null left out.
+
+    Each member after the first brings its own comma, so the first must be present on every row: when
+    it may be null, the members are comma-joined per row instead (one more kernel call).
+    """
+    if not members:
+        return template
+    first_prefix, first_values, first_suffix = members[0]
+    if first_values is None or first_values.null_count == 0:
+        if first_values is None:
+            template.text(first_prefix + first_suffix)
+        else:
+            template.optional(first_prefix, first_values, first_suffix)
+        for prefix, values, suffix in members[1:]:
+            if values is None:
+                template.text("," + prefix + suffix)
+            else:
+                template.optional("," + prefix, values, suffix)
+        return template
+    parts = [pa.repeat(pa.scalar(prefix + suffix, pa.string()), template.length) if values is None
+             else pc.binary_join_element_wise(prefix, values, suffix, "") for prefix, values, suffix in members]
+    return template.column(pc.binary_join_element_wise(*parts, ",", null_handling="skip"))

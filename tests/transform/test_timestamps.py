@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl.transform.timestamps import event_date_in_zone, to_utc_micros
@@ -344,6 +344,7 @@ def _with_and_without_the_fast_path(values: list, zone: str) -> tuple[pd.Series,
         timestamps._parse_fixed_width_iso = original
 
 
+@settings(deadline=None)  # two whole parses per example: slow on a loaded machine, never wrong
 @given(st.lists(_FIXED_WIDTH_VALUES, min_size=1, max_size=40),
        st.sampled_from(["Europe/London", "America/New_York", "Australia/Lord_Howe"]))
 def test_the_fixed_width_fast_path_reads_every_value_as_the_general_layouts_do(values, zone):
@@ -352,6 +353,7 @@ def test_the_fixed_width_fast_path_reads_every_value_as_the_general_layouts_do(v
     pd.testing.assert_series_equal(fast, reference)
 
 
+@settings(deadline=None)
 @given(st.lists(_NEAR_RANGE, min_size=1, max_size=40))
 def test_the_fixed_width_fast_path_refuses_out_of_range_fields_as_the_general_layouts_do(values):
     fast, reference = _with_and_without_the_fast_path(values, "Europe/London")

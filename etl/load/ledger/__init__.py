@@ -26,14 +26,15 @@ from etl.load.ledger.sqlite import SqliteLedger
 
 
 def open_ledger(location: Path | str, *, lock: bool = False, clock: Callable[[], int] = wall_micros,
-                read_only: bool = False) -> Ledger:
-    """The ledger at a path (SQLite) or a `postgresql://` URL; `read_only` for reconciliation."""
+                read_only: bool = False, scratch: bool = False) -> Ledger:
+    """The ledger at a path (SQLite) or a `postgresql://` URL; `read_only` for reconciliation, `scratch` for a
+    throwaway copy (dry-run, validate) that need not survive a power loss."""
     text = str(location)
     if text.startswith(("postgresql://", "postgres://")):
         from etl.load.ledger.postgres import PostgresLedger  # type: ignore[import-not-found]
 
         return PostgresLedger(text, lock=lock, clock=clock, read_only=read_only)
-    return SqliteLedger(Path(location), lock=lock, clock=clock, read_only=read_only)
+    return SqliteLedger(Path(location), lock=lock, clock=clock, read_only=read_only, scratch=scratch)
 
 
 __all__ = [
