@@ -297,7 +297,10 @@ def transform_chunk(
         for why in skip.dropna().unique():
             reasons.add((skip == why).fillna(False), "events[0].name", f"not a conversion: {why}", "FILTERED")
 
-    names = _strip(f.get("event_name")).fillna(source.event)
+    if "event_name" in f:
+        names = _strip(f.get("event_name")).fillna(source.event)
+    else:  # the source's one event: built once, not filled row by row
+        names = pd.Series(pd.arrays.ArrowStringArray(pa.repeat(pa.scalar(source.event, pa.string()), n)), index=f.df.index)
     allowed_events = frozenset({source.event, *EVENT_PARAMS, *(extra_params or {})})
     _check_event_names(names, f.label("event_name") if "event_name" in f else "event (config)", allowed_events, reasons)
 

@@ -165,9 +165,10 @@ def session_cookie_for_property(values: pd.Series, measurement_id: str) -> tuple
     Values that name no cookie pass unchanged. Returns the values and a mask of those that named cookies
     but none of this property (their session is NA).
     """
-    if not values.astype("string").str.contains("_ga_", regex=False).any():  # the usual case: one plain cookie
-        return values, np.zeros(len(values), dtype=bool)
     raw = arrow_strings(values)
+    # The usual case, one plain cookie: no "_" at all (one byte scan), or at least no "_ga_".
+    if not holds_any_byte(raw, "_") or not pc.any(pc.match_substring(raw, "_ga_")).as_py():
+        return values, np.zeros(len(values), dtype=bool)
     arr = _clean_cookie_text(raw)
     named = np.asarray(pc.fill_null(pc.match_substring_regex(arr, _NAMED_SESSION_COOKIE), False).to_numpy(zero_copy_only=False), dtype=bool)
     if not named.any():
