@@ -29,6 +29,7 @@ class ChildRun:
     cpu_s: float                      # user + system of the child and its reaped children (wait4)
     marks: dict[str, float] = field(default_factory=dict)   # CPU seconds at stderr events, see run_child
     stderr_tail: str = ""
+    peak_rss_mb_at: dict[str, float] = field(default_factory=dict)  # the peak so far when each mark came
 
 
 def _rss(proc: psutil.Process) -> int:
@@ -47,7 +48,9 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = 
                             stdin=subprocess.DEVNULL)
     ps = psutil.Process(proc.pid)
     marks: dict[str, float] = {}
+    peak_at: dict[str, float] = {}
     tail: list[str] = []
+    peak = 0
 
     def pump() -> None:
         assert proc.stderr is not None
@@ -57,6 +60,8 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = 
             del tail[:-20]
             name = mark_on(line) if mark_on else None
             if name:
+                with contextlib.suppress(psutil.Error):
+                    peak_at[name] = max(peak, _rss(ps)) / 2**20
                 try:
                     t = ps.cpu_times()
                     marks[name] = t.user + t.system
@@ -65,7 +70,6 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = 
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    peak = 0
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -76,7 +80,7 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = 
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     reader.join(timeout=5)
-    return ChildRun(proc.returncode, wall, peak / 2**20, usage.ru_utime + usage.ru_stime, marks, "".join(tail))
+    return ChildRun(proc.returncode, wall, peak / 2**20, usage.ru_utime + usage.ru_stime, marks, "".join(tail), peak_at)
 
 
 def cpu_seconds(pid: int) -> float:
