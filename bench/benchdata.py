@@ -70,6 +70,8 @@ def dataset(rows: int, *, clients: int | None = None, end_s: int | None = None) 
     DATA.mkdir(parents=True, exist_ok=True)
     path = DATA / f"orders_{rows}_c{clients or rows}_e{end_s}_s{SEED}.csv"
     if not path.exists():
+        for stale in DATA.glob(f"orders_{rows}_c{clients or rows}_e*_s{SEED}.csv"):  # an earlier hour's copy
+            stale.unlink()
         generate(path, rows, clients=clients, end_s=end_s)
     return path
 
