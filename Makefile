@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint clean airflow-venv bench
+.PHONY: run test lint clean airflow-venv system-deps bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ run: $(STAMP)
 airflow-venv:
 	bash jobs/airflow/setup_venv.sh
 
-test: $(STAMP) airflow-venv
+# Debian packages the tests need (faketime, postgresql, chromium), installed when missing.
+system-deps:
+	bash jobs/system_deps.sh faketime postgresql chromium
+
+test: $(STAMP) airflow-venv system-deps
 	$(VENV)/bin/ruff check etl tests bench jobs
 	$(PY) -m pytest -q
 
