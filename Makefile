@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint clean airflow-venv system-deps
+.PHONY: run test lint clean airflow-venv system-deps bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ system-deps:
 test: $(STAMP) airflow-venv system-deps
 	$(VENV)/bin/ruff check etl tests bench jobs
 	$(PY) -m pytest -q
+
+# Issue 16's figures beside their goals, measured side by side in one run (not part of `make test`);
+# results in out/bench/results.json. BENCH_BIG=1 adds the slow 5M-row dry run.
+bench: $(STAMP)
+	$(PY) bench/run_all.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check etl tests bench jobs

@@ -22,3 +22,47 @@ def arrow_strings(values: pd.Series) -> pa.Array:
 def bool_numpy(mask: pa.Array) -> np.ndarray:
     """An Arrow boolean mask as numpy, null counted as False."""
     return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool, copy=True)
+
+
+def holds_any_byte(array: pa.Array, chars: str, *, controls: bool = False) -> bool:
+    """Whether any value of a string array holds one of the ASCII `chars` (or, with `controls`, a byte
+    below 0x20).
+
+    A cheap gate (one numpy compare per character over the raw bytes) that lets a rewrite of a whole
+    column be skipped when no value needs it. ASCII bytes never occur inside a UTF-8 multi-byte
+    sequence, so non-ASCII text gives no false positives; one would only cost the rewrite anyway.
+    """
+    if array.null_count == len(array):
+        return False
+    data = array.buffers()[2]
+    if data is None:
+        return False
+    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    offsets = np.frombuffer(array.buffers()[1], dtype=width)[array.offset:array.offset + len(array) + 1]
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
+    if controls and bool((raw < 0x20).any()):
+        return True
+    codes = [ord(char) for char in chars]
+    assert all(code < 0x80 for code in codes), "only ASCII bytes can be told from UTF-8 continuation bytes"
+    return any(bool((raw == code).any()) for code in codes)
+
+
+# Bytes that can start or end a whitespace character: ASCII whitespace as Arrow's utf8_trim_whitespace
+# sees it (\t \n \v \f \r, 0x1C-0x1F, space) and every non-ASCII byte (U+00A0, U+3000, ...).
+_EDGE_SPACE = np.zeros(256, dtype=bool)
+_EDGE_SPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
+_EDGE_SPACE[0x80:] = True
+
+
+def may_have_edge_whitespace(array: pa.Array) -> bool:
+    """False only when no value starts or ends with a byte that could belong to whitespace (a gate for
+    trimming: ids, codes and numbers written cleanly skip it)."""
+    data = array.buffers()[2] if len(array) else None
+    if data is None or array.null_count == len(array):
+        return False
+    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    offsets = np.frombuffer(array.buffers()[1], dtype=width)[array.offset:array.offset + len(array) + 1]
+    starts, ends = offsets[:-1], offsets[1:]
+    filled = ends > starts
+    raw = np.frombuffer(data, dtype=np.uint8)
+    return bool(_EDGE_SPACE[raw[starts[filled]]].any() or _EDGE_SPACE[raw[ends[filled] - 1]].any())

@@ -44,6 +44,7 @@ pattern and parsed by Arrow's own ISO cast or strptime; everything else goes thr
 
 from __future__ import annotations
 
+import functools
 import re
 import zoneinfo
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ NONEXISTENT_CHOICES = ("shift_forward", "shift_backward")
 
 MICROS_PER_SECOND = 1_000_000
 MICROS_PER_MINUTE = 60 * MICROS_PER_SECOND
+MICROS_PER_HOUR = 3600 * MICROS_PER_SECOND
 MICROS_PER_DAY = 86_400 * MICROS_PER_SECOND
 
 
@@ -164,14 +166,39 @@ def event_date_in_zone(micros: pd.Series, zone: str) -> pd.Series:
     if as_int.empty:
         return pd.Series([], index=micros.index, name=micros.name, dtype="str")
     missing = as_int.isna().to_numpy()
-    instants = pd.DatetimeIndex(as_int.to_numpy(dtype="int64", na_value=0).view("datetime64[us]"), tz="UTC")
-    local = instants.tz_convert(zone).tz_localize(None).asi8
+    utc = as_int.to_numpy(dtype="int64", na_value=0)
+    local = _to_local_micros(utc, zone)
     days = np.floor_divide(local, MICROS_PER_DAY)
-    codes, distinct = pd.factorize(days)  # a chunk spans a few days: format each once
+    first, last = int(days.min()), int(days.max())
+    if last - first < 4096:  # a chunk spans a few days: number them from the first
+        codes, distinct = days - first, np.arange(first, last + 1)
+    else:
+        codes, distinct = pd.factorize(days)
     labels = np.char.replace(np.datetime_as_string(distinct.astype("datetime64[D]"), unit="D"), "-", "")
-    out = labels[codes].astype(object)
-    out[missing] = None
-    return pd.Series(out, index=micros.index, name=micros.name, dtype="str")
+    dates = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32), mask=missing), pa.array(labels))
+    return pd.Series(dates.cast(pa.string()), index=micros.index, name=micros.name, dtype="str")
+
+
+def _to_local_micros(utc: np.ndarray, zone: str) -> np.ndarray:
+    """Wall-clock micros in ``zone`` of UTC micros, the zone's rules looked up once per distinct hour.
+
+    An hour whose first and last microsecond have the same UTC offset has that offset throughout (no zone
+    changes its offset twice within an hour); the rows in an hour that holds a change, or all rows when
+    they span too many hours, are converted one by one.
+    """
+    hours = np.floor_divide(utc, MICROS_PER_HOUR)
+    first, last = int(hours.min()), int(hours.max())
+    if last - first >= max(len(utc) // 4, 64):
+        return _utc_offsets(utc, zone) + utc
+    starts = np.arange(first, last + 1, dtype=np.int64) * MICROS_PER_HOUR
+    offset_at_start = _utc_offsets(starts, zone)
+    steady = offset_at_start == _utc_offsets(starts + MICROS_PER_HOUR - 1, zone)
+    slot = hours - first
+    local = utc + offset_at_start[slot]
+    changing = ~steady[slot]
+    if changing.any():
+        local[changing] = utc[changing] + _utc_offsets(utc[changing], zone)
+    return local
 
 
 class _Parsed:
@@ -200,6 +227,9 @@ def _parse_text(text: pa.Array, parsed: _Parsed, date_only_micros: int) -> None:
     layout after layout on every row several times slower.
     """
     pending = bool_numpy(pc.is_valid(text))
+    _parse_fixed_width_iso(text, pending, parsed, date_only_micros)
+    if not pending.any():
+        return
     head = pc.utf8_slice_codeunits(text, 0, 5)
     for separator, classify in (("-", _iso_layout), ("/", _us_layout), (".", _eu_layout)):
         rows = np.flatnonzero(pending & bool_numpy(pc.match_substring(head, separator)))
@@ -224,6 +254,66 @@ def _parse_text(text: pa.Array, parsed: _Parsed, date_only_micros: int) -> None:
             pending[accepted] = False
     if pending.any():
         _parse_general(text, pending, parsed, date_only_micros)
+
+
+# Fixed-width ISO 8601 as machines write it, read straight from the bytes: `YYYY-MM-DD`,
+# `YYYY-MM-DD[T ]HH:MM:SS` and the same with `Z`. Positions of the digits and of the fixed characters.
+_FIXED_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_FIXED_MARKS = {4: b"-", 7: b"-", 10: b"T ", 13: b":", 16: b":", 19: b"Z"}
+
+
+def _parse_fixed_width_iso(text: pa.Array, pending: np.ndarray, parsed: _Parsed, date_only_micros: int) -> None:
+    """Accept the rows in a fixed-width ISO layout (the bulk of most files) with integer arithmetic on
+    their bytes; every other row stays pending for the layouts below, which would read these the same.
+
+    Only well-formed values are accepted (digits where digits go, real dates, 24-hour times), so a row
+    this path leaves alone is judged exactly as before.
+    """
+    if not isinstance(text, pa.StringArray) or len(text) == 0:
+        return
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1].astype(np.int64)
+    lengths = np.diff(offsets)
+    data = text.buffers()[2]
+    if data is None:
+        return
+    raw = np.frombuffer(data, dtype=np.uint8)
+    for width in (19, 20, 10):
+        rows = np.flatnonzero(pending & (lengths == width))
+        if not len(rows):
+            continue
+        starts = offsets[rows]
+        if starts[-1] - starts[0] == width * (len(rows) - 1):  # consecutive values: a view, no gather
+            matrix = raw[starts[0]:starts[0] + width * len(rows)].reshape(len(rows), width)
+        else:
+            matrix = raw[starts[:, None] + np.arange(width)]
+        ok = np.ones(len(rows), dtype=bool)
+        for position, allowed in _FIXED_MARKS.items():
+            if position < width:
+                column = matrix[:, position]
+                ok &= functools.reduce(np.logical_or, [column == mark for mark in allowed])
+        positions = _FIXED_DIGITS[:8] if width == 10 else _FIXED_DIGITS
+        digits = matrix[:, positions] - np.uint8(48)  # non-digits wrap around above 9
+        ok &= (digits <= 9).all(axis=1)
+        digits = digits.astype(np.int64)
+        year = digits[:, 0] * 1000 + digits[:, 1] * 100 + digits[:, 2] * 10 + digits[:, 3]
+        month = digits[:, 4] * 10 + digits[:, 5]
+        day = digits[:, 6] * 10 + digits[:, 7]
+        days, valid_date = _days_since_epoch(np.where(ok, year, 1970), np.where(ok, month, 1), np.where(ok, day, 1))
+        ok &= valid_date
+        if width == 10:
+            micros = days * MICROS_PER_DAY + date_only_micros
+        else:
+            hour = digits[:, 8] * 10 + digits[:, 9]
+            minute = digits[:, 10] * 10 + digits[:, 11]
+            second = digits[:, 12] * 10 + digits[:, 13]
+            ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
+            micros = days * MICROS_PER_DAY + ((hour * 60 + minute) * 60 + second) * MICROS_PER_SECOND
+        accepted = rows[ok]
+        if width == 20:
+            parsed.set_utc(accepted, micros[ok])
+        else:
+            parsed.set_local(accepted, micros[ok])
+        pending[accepted] = False
 
 
 def _only(values: pa.Array, keep: np.ndarray) -> pa.Array:

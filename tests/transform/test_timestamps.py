@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl.transform.timestamps import event_date_in_zone, to_utc_micros
@@ -312,3 +312,74 @@ def test_event_date_keeps_the_index() -> None:
     values = pd.Series(np.array([0, 86_400_000_000 - 1], dtype=np.int64), index=["a", "b"])
     got = event_date_in_zone(values, "UTC")
     assert got.to_dict() == {"a": "19700101", "b": "19700101"}
+
+
+_FIXED_WIDTH_CHARS = "0123456789-: TZz/.x"
+# Fields just in and out of range: 2026-02-29, 2026-13-01, 24:00:00, 23:60:00, 00:00:60.
+_NEAR_RANGE = st.builds(
+    lambda y, mo, d, sep, h, mi, s, z: f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{s:02d}{z}",
+    st.integers(0, 9999), st.integers(0, 13), st.integers(0, 32), st.sampled_from("T t"),
+    st.integers(0, 25), st.integers(0, 60), st.integers(0, 60), st.sampled_from(["", "Z", "z", "+"]))
+_FIXED_WIDTH_VALUES = st.one_of(
+    _NEAR_RANGE,
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)).map(lambda d: d.strftime("%Y-%m-%d %H:%M:%S")),
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1)).map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")),
+    st.dates().map(lambda d: f"{d.year:04d}-{d.month:02d}-{d.day:02d}"),
+    st.text(_FIXED_WIDTH_CHARS, min_size=10, max_size=10),
+    st.text(_FIXED_WIDTH_CHARS, min_size=19, max_size=20),
+    st.none(),
+)
+
+
+def _with_and_without_the_fast_path(values: list, zone: str) -> tuple[pd.Series, pd.Series]:
+    import etl.transform.timestamps as timestamps
+
+    series = pd.Series(values, dtype="string")
+    fast = to_utc_micros(series, default_zone=zone, date_only_time="07:30:00")
+    original = timestamps._parse_fixed_width_iso
+    timestamps._parse_fixed_width_iso = lambda *args: None
+    try:
+        return fast, to_utc_micros(series, default_zone=zone, date_only_time="07:30:00")
+    finally:
+        timestamps._parse_fixed_width_iso = original
+
+
+@settings(deadline=None)  # two whole parses per example: slow on a loaded machine, never wrong
+@given(st.lists(_FIXED_WIDTH_VALUES, min_size=1, max_size=40),
+       st.sampled_from(["Europe/London", "America/New_York", "Australia/Lord_Howe"]))
+def test_the_fixed_width_fast_path_reads_every_value_as_the_general_layouts_do(values, zone):
+    """The byte-level ISO reader must accept only what the layouts below accept, with the same micros."""
+    fast, reference = _with_and_without_the_fast_path(values, zone)
+    pd.testing.assert_series_equal(fast, reference)
+
+
+@settings(deadline=None)
+@given(st.lists(_NEAR_RANGE, min_size=1, max_size=40))
+def test_the_fixed_width_fast_path_refuses_out_of_range_fields_as_the_general_layouts_do(values):
+    fast, reference = _with_and_without_the_fast_path(values, "Europe/London")
+    pd.testing.assert_series_equal(fast, reference)
+
+
+@pytest.mark.parametrize("zone_name", ["Europe/London", "America/St_Johns", "Australia/Lord_Howe", "Pacific/Chatham",
+                                       "Asia/Kathmandu", "America/Sao_Paulo"])
+def test_event_date_around_every_2026_transition_matches_zoneinfo(zone_name) -> None:
+    """Many rows in few hours take the per-hour lookup; hours holding a change (at :30 UTC in St John's)
+    must still give each instant its own local day."""
+    zone = ZoneInfo(zone_name)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    changes = [start + timedelta(hours=h) for h in range(365 * 24)
+               if (start + timedelta(hours=h)).astimezone(zone).utcoffset()
+               != (start + timedelta(hours=h + 1)).astimezone(zone).utcoffset()]
+    changes.append(datetime(2026, 6, 30, 23, 0, tzinfo=UTC))  # a zone without DST still gets a midnight
+    for change in changes:
+        micros = np.array([int((change - epoch).total_seconds()) * 1_000_000 + k * 59_999_999
+                           for k in range(-6 * 60, 6 * 60)], dtype=np.int64)
+        dates = event_date_in_zone(pd.Series(micros), zone_name)
+        walls = [(epoch + timedelta(microseconds=int(m))).astimezone(zone) for m in micros]
+        assert dates.tolist() == [w.strftime("%Y%m%d") for w in walls], change
+        # The wall-clock micros behind the dates, exactly.
+        from etl.transform.timestamps import _to_local_micros
+
+        local = _to_local_micros(micros, zone_name)
+        assert local.tolist() == [(w.replace(tzinfo=UTC) - epoch) // timedelta(microseconds=1) for w in walls], change
