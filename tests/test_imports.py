@@ -76,6 +76,7 @@ def test_a_dry_run_loads_no_reconciliation_module(tmp_path):
     assert "etl.pipeline" in modules
     assert _loaded(modules) == []
     assert "pyarrow.parquet" not in modules  # only Parquet sources need it
+    assert "httpx" not in modules and "rich" not in modules  # no HTTP client (or its CLI's rich) for a dry run
 
 
 def test_the_probe_sees_reconciliation_imports_when_they_happen(tmp_path):

@@ -21,8 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
-
 import etl
 
 _REPO_ROOT = Path(etl.__file__).resolve().parent.parent
@@ -42,6 +40,8 @@ class SpawnedCollector:
         return self.process.pid
 
     def stats(self) -> dict[str, Any]:
+        import httpx  # only tests read the stats: `mpetl` itself never pays for importing httpx here
+
         return httpx.get(f"{self.url}/__stats", timeout=5).json()
 
     def read_log(self) -> str:
@@ -161,6 +161,8 @@ def _wait_started(process: subprocess.Popen[bytes], lines: queue.Queue[str], tim
 
 
 def _wait_answering(handle: SpawnedCollector, timeout_s: float) -> None:
+    import httpx
+
     deadline = time.monotonic() + timeout_s
     while True:
         try:
