@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import orjson
 
@@ -82,3 +83,22 @@ def test_validate_can_sample_the_debug_endpoint(tmp_path):
     assert result.returncode == 0, result.stderr
     assert stats["debug_requests"] == 3 and stats["requests"] == 0
     assert orjson.loads(result.stdout.splitlines()[-1])["debug_requests"] == 3
+
+
+def test_validate_asks_the_debug_endpoint_to_enforce_recommendations(tmp_path):
+    """Google recommends ENFORCE_RECOMMENDATIONS while developing: under it, an event older than 72 h by
+    Google's clock is reported; under the default RELAXED it would be silently re-dated. The endpoint's
+    clock runs two days ahead of ours, so events that are fresh for us are too old for it."""
+    ahead = datetime.fromisoformat(SAMPLES_NOW.replace("Z", "+00:00")) + timedelta(days=2)
+    with spawn_collector(tmp_path / "store", measurement_id="G-K7QW2ZP9LM", api_secret=SECRET,
+                         timezone="Europe/London", now=ahead) as server:
+        config = samples_config(tmp_path, endpoint=server.url, store=tmp_path / "store")
+        result = mpetl("validate", "--config", str(config), "--now", SAMPLES_NOW, "--debug-endpoint")
+        stats = server.stats()
+    totals = orjson.loads(result.stdout.splitlines()[-1])
+    assert stats["debug_requests"] > 0 and stats["events_stored"] == 0
+    messages = totals["debug_messages"]
+    assert messages and sum(messages.values()) > 0, "RELAXED would have accepted the old events without a word"
+    # Reported, scrubbed: no transaction id or secret from the bodies is echoed back.
+    assert SECRET not in result.stdout + result.stderr
+    assert not any(re.search(r"\d{6,}", key) for key in messages), messages  # no ids, timestamps or cookies
