@@ -233,6 +233,7 @@ def ga4_row(
         "ecommerce": ecommerce(name, params, items),
         "items": items,
         "collected_traffic_source": None,
+        "session_traffic_source_last_click": None,
     }
 
 
@@ -274,6 +275,10 @@ ROW_SCHEMA: list[dict[str, Any]] = [
     _f("collected_traffic_source", "RECORD", *(_f(name, "STRING") for name in (
         "manual_campaign_id", "manual_campaign_name", "manual_source", "manual_medium", "manual_term",
         "manual_content", "gclid", "dclid"))),
+    _f("session_traffic_source_last_click", "RECORD",
+       _f("manual_campaign", "RECORD", *(_f(name, "STRING") for name in ("campaign_name", "source", "medium"))),
+       _f("cross_channel_campaign", "RECORD", *(_f(name, "STRING") for name in (
+           "campaign_name", "source", "medium", "default_channel_group")))),
 ]
 """The row's columns as a BigQuery JSON schema (``bq`` / ``SchemaField.from_api_repr``), in output order."""
 
