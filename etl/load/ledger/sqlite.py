@@ -40,6 +40,7 @@ from etl.load.ledger.base import (
 from etl.load.shards import shard_of
 
 SCHEMA_VERSION = "2"
+FLAG_TID_IN_KEY = 8  # this backend's own: the params' transaction_id lives only in the key
 
 
 def by_fate(alias: str = "") -> str:
@@ -76,7 +77,7 @@ CREATE TABLE IF NOT EXISTS events (
     consent INTEGER NOT NULL,        -- 0..8: ad_user_data × ad_personalization (absent/granted/denied)
     ts INTEGER NOT NULL,             -- timestamp_micros
     event_date INTEGER NOT NULL,     -- YYYYMMDD in the property's zone
-    params BLOB NOT NULL,            -- the MP params object, without the run marker
+    params BLOB NOT NULL,            -- the MP params object, without the run marker (nor transaction_id: flag 8)
     status TEXT NOT NULL,            -- planned | in_flight | sent | failed | deferred | rejected
     reason TEXT,                     -- why deferred (too_old, expired), rejected or failed
     property INTEGER NOT NULL,
@@ -87,7 +88,7 @@ CREATE TABLE IF NOT EXISTS events (
     fate_us INTEGER,                 -- when (wall clock) it got that state
     source_row INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
-    flags INTEGER NOT NULL DEFAULT 0, -- 1 possible_duplicate, 2 resent, 4 has_session
+    flags INTEGER NOT NULL DEFAULT 0, -- 1 possible_duplicate, 2 resent, 4 has_session, 8 transaction_id in the key
     exported_run INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_key ON events(key_hash);
@@ -303,18 +304,20 @@ class SqliteLedger(Ledger):
         return buckets
 
     def _insert(self, events: pd.DataFrame, too_old: np.ndarray, hashes: list[int], run: int) -> None:
-        params = _params_of(events["event_json"])
+        keys = events["event_key"].astype(str).tolist()
+        params, stripped = zip(*map(_strip_tid, _params_of(events["event_json"]), keys), strict=True)
         consent = events["consent_json"].astype("object").map(
             lambda v, cache={}: cache.setdefault(v, consent_code(None if v is pd.NA else v)))
         user = events["user_id"].astype("object").where(events["user_id"].notna(), None)
-        flags = np.where(events["has_session"].to_numpy(dtype=bool), FLAG_HAS_SESSION, 0)
+        flags = (np.where(events["has_session"].to_numpy(dtype=bool), FLAG_HAS_SESSION, 0)
+                 | np.where(np.asarray(stripped, dtype=bool), FLAG_TID_IN_KEY, 0))
         status = np.where(too_old, "deferred", "planned")
         reason = np.where(too_old, DEFER_TOO_OLD, None)
         fate_run = np.where(too_old, run, None)
         now = self.clock()
         fate_us = np.where(too_old, now, None)
         rows = zip(
-            hashes, events["event_key"].astype(str).tolist(), events["client_id"].astype(str).tolist(), user.tolist(),
+            hashes, keys, events["client_id"].astype(str).tolist(), user.tolist(),
             consent.tolist(), events["timestamp_micros"].astype("int64").tolist(),
             pd.to_numeric(events["event_date"]).astype("int64").tolist(), params, status.tolist(), reason.tolist(),
             fate_run.tolist(), fate_us.tolist(), events["row"].astype("int64").tolist(), flags.tolist(),
@@ -367,15 +370,16 @@ class SqliteLedger(Ledger):
         last = 0
         while True:
             rows = self.db.execute(
-                "SELECT q.seq, e.id, e.event_key, e.client_id, e.user_id, e.consent, e.ts, e.params, e.source_row "
+                "SELECT q.seq, e.id, e.event_key, e.client_id, e.user_id, e.consent, e.ts, e.params, e.source_row, e.flags "
                 "FROM send_queue q JOIN events e USING (id) WHERE q.seq > ? ORDER BY q.seq LIMIT ?",
                 (last, page),
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for _seq, eid, key, client_id, user_id, consent, ts, params, row in rows:
-                yield PendingEvent(eid, key, client_id, user_id, consent, key.split("|", 2)[1], ts, params, row)
+            for _seq, eid, key, client_id, user_id, consent, ts, params, row, flags in rows:
+                yield PendingEvent(eid, key, client_id, user_id, consent, key.split("|", 2)[1], ts,
+                                   _restore_tid(params, key, flags), row)
 
     def _update(self, sql: str, ids: Sequence[int], *args: object) -> None:
         if not len(ids):
@@ -454,16 +458,17 @@ class SqliteLedger(Ledger):
         while True:
             rows = self.db.execute(
                 "SELECT e.id, e.event_key, e.source_row, e.client_id, e.user_id, e.ts, e.event_date, e.params, e.reason, "
-                f"r.run_id FROM events e LEFT JOIN runs r ON r.run = e.fate_run WHERE {' AND '.join(where)} AND e.id > ? "
+                f"r.run_id, e.flags FROM events e LEFT JOIN runs r ON r.run = e.fate_run WHERE {' AND '.join(where)} AND e.id > ? "
                 "ORDER BY e.id LIMIT 5000",
                 (*args, last),
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for eid, key, row, client_id, user_id, ts, day, params, reason, rid in rows:
+            for eid, key, row, client_id, user_id, ts, day, params, reason, rid, flags in rows:
                 source, name, _ = split_key(key)
-                yield DeferredEvent(eid, key, source, row, client_id, user_id, name, ts, str(day), params, reason, rid)
+                yield DeferredEvent(eid, key, source, row, client_id, user_id, name, ts, str(day),
+                                    _restore_tid(params, key, flags), reason, rid)
 
     def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
         self._update("UPDATE events SET exported_run = ?", ids, self._run(run_id))
@@ -598,6 +603,25 @@ def _bucket(status: str, reason: str | None) -> str:
     if status in ("planned", "in_flight"):
         return "failed"  # not delivered by this run: still pending for the next
     return status
+
+
+def _strip_tid(params: bytes, key: str) -> tuple[bytes, bool]:
+    """Drop the leading transaction_id member (the key holds it): ~25 bytes a row; `_restore_tid` undoes it."""
+    prefix = b'{"transaction_id":' + orjson.dumps(key.split("|", 2)[2])
+    if params.startswith(prefix):
+        rest = params[len(prefix):]
+        if rest[:1] == b",":
+            return b"{" + rest[1:], True
+        if rest == b"}":
+            return b"{}", True
+    return params, False
+
+
+def _restore_tid(params: bytes, key: str, flags: int) -> bytes:
+    if not flags & FLAG_TID_IN_KEY:
+        return params
+    member = b'"transaction_id":' + orjson.dumps(key.split("|", 2)[2])
+    return b"{" + member + (b"}" if params == b"{}" else b"," + params[1:])
 
 
 def _params_of(event_json: pd.Series) -> list[bytes]:
