@@ -1,0 +1,30 @@
+"""Suite-wide fixtures: a real PostgreSQL server (started once per session) and a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.pgserver import PgServer, create_database
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """A PostgreSQL server for the whole session: MPETL_TEST_PG_URL, or one started here and stopped after."""
+    given = os.environ.get("MPETL_TEST_PG_URL")
+    if given:
+        yield given
+        return
+    server = PgServer().start()
+    try:
+        yield server.url()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_admin_url: str) -> str:
+    """The URL of a fresh, empty database on the session's server (one per test)."""
+    return create_database(pg_admin_url)
