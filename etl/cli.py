@@ -260,6 +260,37 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
         _fail(exc)
 
 
+@main.command()
+@click.argument("out_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--out", "out_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the night's summary to this file (JSON).")
+def aggregate(out_dirs: tuple[Path, ...], out_file: Path | None) -> None:
+    """One night's summary from its shard runs' --out folders (each holds a summary.json).
+
+    Refuses (exit 2) unless shards 1..N are all there once, each balances, and every row was owned by
+    exactly one shard; exits with the worst shard's exit code otherwise.
+    """
+    from etl.shard import AggregateError
+    from etl.shard import aggregate as fold
+
+    try:
+        summaries = []
+        for folder in out_dirs:
+            path = folder / "summary.json"
+            if not path.is_file():
+                raise AggregateError(f"{path}: no summary.json (did that shard finish?)")
+            summaries.append(orjson.loads(path.read_bytes()))
+        night = fold(summaries)
+    except (AggregateError, orjson.JSONDecodeError) as exc:
+        click.echo(f"mpetl: error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    text = orjson.dumps(night, option=orjson.OPT_INDENT_2)
+    if out_file is not None:
+        out_file.write_bytes(text)
+    click.echo(text.decode())
+    sys.exit(night["exit_code"])
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
               add_help_option=False)
 @click.pass_context

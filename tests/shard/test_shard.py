@@ -71,3 +71,24 @@ def test_aggregate_sums_shards_and_checks_the_night_is_complete():
     broken = dict(parts[2], sent=5)
     with pytest.raises(AggregateError, match="does not balance"):
         aggregate([parts[0], parts[1], broken])
+
+
+def test_aggregate_command_reads_shard_folders_and_refuses_an_incomplete_night(tmp_path):
+    import orjson
+    from click.testing import CliRunner
+
+    from etl.cli import main
+
+    parts = [_summary(1, 2, 6, sent=2, rejected=1), _summary(2, 2, 6, sent=3)]
+    folders = []
+    for k, s in enumerate(parts, 1):
+        folder = tmp_path / f"shard{k}"
+        folder.mkdir()
+        (folder / "summary.json").write_bytes(orjson.dumps(s))
+        folders.append(str(folder))
+    ok = CliRunner().invoke(main, ["aggregate", *folders, "--out", str(tmp_path / "night.json")])
+    assert ok.exit_code == 0, ok.output
+    night = orjson.loads((tmp_path / "night.json").read_bytes())
+    assert (night["rows_in"], night["sent"], night["rejected"], night["shards"]) == (6, 5, 1, 2)
+    short = CliRunner().invoke(main, ["aggregate", folders[0]])
+    assert short.exit_code == 2 and "missing [2]" in short.output and "Traceback" not in short.output
