@@ -76,14 +76,13 @@ CREATE TABLE IF NOT EXISTS mpetl_events (
     exported_run_id TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     claimed_by BIGINT
-);
+) WITH (fillfactor = 80);  -- room on each page for HOT updates (claims)
+-- Few indexes on purpose: every state change rewrites each index of the row (it cannot be a HOT
+-- update), and an event changes state three or four times. Per-run and per-date reads (outcome,
+-- reconcile, recovery) run once per run and may scan.
 CREATE INDEX IF NOT EXISTS mpetl_events_pending ON mpetl_events (client_id, user_id, consent, timestamp_micros, id)
     WHERE state IN ('planned', 'failed');
-CREATE INDEX IF NOT EXISTS mpetl_events_claimed ON mpetl_events (claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE INDEX IF NOT EXISTS mpetl_events_run ON mpetl_events (run_id);
-CREATE INDEX IF NOT EXISTS mpetl_events_fate_run ON mpetl_events (fate_run_id);
-CREATE INDEX IF NOT EXISTS mpetl_events_date ON mpetl_events (event_date);
-CREATE INDEX IF NOT EXISTS mpetl_events_tid ON mpetl_events (transaction_id);
 CREATE INDEX IF NOT EXISTS mpetl_events_to_export ON mpetl_events (event_date) WHERE state = 'deferred' AND exported_run_id IS NULL;
 CREATE TABLE IF NOT EXISTS mpetl_runs (
     run_id TEXT PRIMARY KEY,
@@ -112,7 +111,7 @@ class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database (`[ledger] url = "postgresql://user@host:port/db"`)."""
 
     def __init__(self, url: str, *, lock: bool = False, clock: Callable[[], int] = wall_micros,
-                 shard: Shard | tuple[int, int] | None = None, page: int = 5000) -> None:
+                 shard: Shard | tuple[int, int] | None = None, read_only: bool = False, page: int = 5000) -> None:
         import psycopg
 
         self._psycopg = psycopg
@@ -133,6 +132,8 @@ class PostgresLedger(Ledger):
         if lock:
             self.lock()
         self._create_schema()
+        if read_only:  # reconciliation: the server refuses any write from this session
+            self.db.execute("SET default_transaction_read_only = on")
 
     # -- plumbing --------------------------------------------------------------------------------
     def _create_schema(self) -> None:
@@ -141,11 +142,14 @@ class PostgresLedger(Ledger):
             self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             self.db.execute(SCHEMA)
 
-    def _retrying(self, work):
-        """Run `work()` in a transaction, again if two workers deadlocked on shared keys (rare)."""
+    def _retrying(self, work, *, transaction: bool = True):
+        """Run `work()` (in a transaction unless it is one statement), again if two workers deadlocked
+        on shared keys (rare: only keys that two shards both hold)."""
         errors = self._psycopg.errors
         for attempt in range(_RETRIES):
             try:
+                if not transaction:  # one statement in autocommit is its own transaction: one round trip
+                    return work()
                 with self.db.transaction():
                     return work()
             except (errors.DeadlockDetected, errors.SerializationFailure):
@@ -349,7 +353,7 @@ class PostgresLedger(Ledger):
     def _mark(self, sql: str, params: dict[str, Any]) -> None:
         if not len(params["ids"]):
             return
-        self._retrying(lambda: self.db.execute(sql, params))
+        self._retrying(lambda: self.db.execute(sql, params), transaction=False)
 
     def _mark_each(self, state: str, ids: Sequence[int], run_id: str, attempts: Sequence[int],
                    maybe_delivered: Sequence[bool], reason: str | None, release: bool) -> None:
@@ -379,6 +383,11 @@ class PostgresLedger(Ledger):
         self._mark("UPDATE mpetl_events SET state = 'deferred', reason = %(reason)s, fate_run_id = %(run)s, "
                    "fate_us = %(now)s, claimed_by = NULL WHERE id = ANY(%(ids)s)",
                    {"ids": [int(i) for i in ids], "reason": DEFER_EXPIRED, "run": run_id, "now": self.clock()})
+
+    def refused(self, run_id: str) -> list[tuple[str, int | None, str]]:
+        return [tuple(r) for r in self.db.execute(
+            "SELECT source, source_row, reason FROM mpetl_events WHERE fate_run_id = %s AND state = 'rejected' ORDER BY id",
+            (run_id,))]
 
     # -- deferred output -------------------------------------------------------------------------
     def deferred_events(self, *, run_id: str | None = None, unexported: bool = False,
@@ -414,7 +423,7 @@ class PostgresLedger(Ledger):
             return 0
         return self._retrying(lambda: self.db.execute(
             "UPDATE mpetl_events SET state = 'planned', flags = flags | %s, claimed_by = NULL "
-            "WHERE event_key = ANY(%s) AND state = 'sent'", (FLAG_RESENT, list(keys))).rowcount)
+            "WHERE event_key = ANY(%s) AND state = 'sent'", (FLAG_RESENT, list(keys))).rowcount, transaction=False)
 
     def for_reconcile(self, *, run_id: str | None = None, since: str | None = None,
                       until: str | None = None) -> pd.DataFrame:
