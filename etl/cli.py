@@ -127,17 +127,27 @@ def _load(config_path: Path):
               help="Rows read per chunk: bounds memory.")
 @click.option("--since", default=None, help="Only rows whose event time is at or after this (ISO-8601; naive = UTC).")
 @click.option("--until", default=None, help="Only rows whose event time is before this (ISO-8601; naive = UTC).")
+@click.option("--shard", "shard_spec", default=None, metavar="K/N",
+              help="Plan and send only the clients of shard K of N (README: Scale-out); other rows count as other_shard.")
 def run(config_path: Path, out_dir: Path, dry_run: bool, now: str | None, concurrency: int | None,
-        only_sources: tuple[str, ...], fail_fast: bool, chunk_rows: int, since: str | None, until: str | None) -> None:
+        only_sources: tuple[str, ...], fail_fast: bool, chunk_rows: int, since: str | None, until: str | None,
+        shard_spec: str | None) -> None:
     """Extract, transform, send (or --dry-run) and account for every row."""
     from etl.pipeline import RunOptions, run_pipeline
+    from etl.shard import Shard
 
+    try:
+        shard = Shard.parse(shard_spec) if shard_spec is not None else None
+    except ValueError as exc:
+        click.echo(f"mpetl: error: --shard: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     try:
         config = _load(config_path)
         result = run_pipeline(config, RunOptions(
             out_dir=out_dir, mode="dry-run" if dry_run else "send", now=_parse_now(now), concurrency=concurrency,
             fail_fast=fail_fast, chunk_rows=chunk_rows, only_sources=only_sources, progress=_progress_printer(),
             since=_parse_now(since), until=_parse_now(until),
+            shard=(shard.index, shard.count) if shard is not None and not shard.whole else None,
         ))
     except MpetlError as exc:
         _fail(exc)

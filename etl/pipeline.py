@@ -27,6 +27,7 @@ from etl.extract import iter_source_chunks
 from etl.load import HttpTransport, Ledger, OutboxTransport, PrivacyManifest, RetryPolicy, SendStats, send_pending
 from etl.protocol import to_micros
 from etl.safe_csv import neutralise
+from etl.shard import Shard
 from etl.transform import check_params, transform_chunk
 
 MODES = ("send", "dry-run", "validate")
@@ -47,6 +48,7 @@ class RunOptions:
     until: datetime | None = None
     sample_requests: int | None = None  # validate: send only this many requests to the debug endpoint
     progress: Callable[[SendStats], None] | None = None
+    shard: tuple[int, int] | None = None  # (K, N): plan and send only shard K's clients (etl/shard.py)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class SourceTally:
     duplicate: int = 0
     planned: int = 0
     outside_window: int = 0
+    other_shard: int = 0
     no_session: int = 0
     counters: Counter[str] = field(default_factory=Counter)
     detectors: Counter[str] = field(default_factory=Counter)
@@ -165,6 +168,7 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
             since_micros=to_micros(options.since) if options.since else None,
             until_micros=to_micros(options.until) if options.until else None,
             extra_params=config.privacy_extra_params,
+            shard=Shard(*options.shard) if options.shard else None,
         )
         buckets = ledger.plan(result.events, run_id)
         outputs.add_rejects(result.rejects)
@@ -173,7 +177,8 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
         planned = int((buckets == "planned").sum())
         log.detail("chunk_planned", source=source.name, rows=c["rows"], planned=planned,
                    rejected=c["rejected"], deferred=c["deferred"], outside_window=c.get("outside_window", 0))
-        tally.rows_in += c["rows"]
+        tally.rows_in += c["rows"] + c.get("other_shard", 0)
+        tally.other_shard += c.get("other_shard", 0)
         tally.lines += int(getattr(chunk, "lines", c["rows"]))
         tally.rejected += c["rejected"]
         tally.deferred += c["deferred"]
@@ -317,6 +322,7 @@ def _summarise(config: Config, options: RunOptions, run_id: str, now: datetime, 
             "duplicate": t.duplicate,
             "deferred": t.deferred,
             "failed": t.planned - sent,
+            "other_shard": t.other_shard,
             "no_session": t.no_session,
             "outside_window": t.outside_window,
             "session_too_old_to_attribute": t.counters["session_too_old_to_attribute"],
@@ -324,8 +330,10 @@ def _summarise(config: Config, options: RunOptions, run_id: str, now: datetime, 
             "reject_codes": dict(t.reject_codes),
             "consent_default": config.source(name).consent_default,
         }
-    total = {k: sum(s[k] for s in sources.values()) for k in ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed")}
-    if total["rows_in"] != total["sent"] + total["rejected"] + total["duplicate"] + total["deferred"] + total["failed"]:
+    total = {k: sum(s[k] for s in sources.values())
+             for k in ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed", "other_shard")}
+    if total["rows_in"] != (total["sent"] + total["rejected"] + total["duplicate"] + total["deferred"] + total["failed"]
+                            + total["other_shard"]):
         raise MpetlError(f"accounting does not balance: {total}")  # a bug, never a data problem: refuse to report
     if outcome["sent"] != total["sent"]:
         raise MpetlError(f"ledger says {outcome['sent']} sent for this run, tallies say {total['sent']}")
@@ -336,6 +344,7 @@ def _summarise(config: Config, options: RunOptions, run_id: str, now: datetime, 
     return {
         "run_id": run_id,
         "mode": options.mode,
+        "shard": "/".join(map(str, options.shard)) if options.shard else None,
         "now": now.isoformat(),
         **total,
         "balanced": True,
