@@ -146,3 +146,25 @@ def test_plan_buckets_take_over_and_withdraw(pg_url):
         assert [d.reason for d in deferred] == ["too_old"]
         ledger.mark_exported([deferred[0].id], "run-b")
         assert not list(ledger.deferred_events(unexported=True))
+
+
+def test_a_scratch_ledger_sees_the_real_state_and_changes_nothing(pg_url):
+    with _open(pg_url) as real:
+        real.plan(_events(["crm|purchase|T1", "crm|purchase|T2"]), "run-a", oldest_sendable_micros=OLDEST)
+        real.snapshot_pending()
+        (first, *_) = [e.id for e in real.iter_pending()]
+        real.mark_in_flight([first])
+        real.mark_sent([first], "run-a", attempts=[1], maybe_delivered=[False])
+    with PostgresLedger(pg_url, scratch=True) as scratch:
+        scratch.bind_property(MID, ENDPOINT)
+        buckets = scratch.plan(_events(["crm|purchase|T1", "crm|purchase|T2", "crm|purchase|T3"]), "dry",
+                               oldest_sendable_micros=OLDEST)
+        assert list(buckets) == ["duplicate", "planned", "planned"]
+        scratch.snapshot_pending()
+        ids = [e.id for e in scratch.iter_pending()]
+        scratch.mark_in_flight(ids)
+        scratch.mark_sent(ids, "dry", attempts=[1, 1], maybe_delivered=[False, False])
+        assert scratch.stats() == {"sent": 3}
+    with _open(pg_url) as real:
+        assert real.stats() == {"sent": 1, "planned": 1}
+        assert "dry" not in real.run_ids()

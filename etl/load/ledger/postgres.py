@@ -111,7 +111,8 @@ class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database (`[ledger] url = "postgresql://user@host:port/db"`)."""
 
     def __init__(self, url: str, *, lock: bool = False, clock: Callable[[], int] = wall_micros,
-                 shard: Shard | tuple[int, int] | None = None, read_only: bool = False, page: int = 5000) -> None:
+                 shard: Shard | tuple[int, int] | None = None, read_only: bool = False, scratch: bool = False,
+                 page: int = 5000) -> None:
         import psycopg
 
         self._psycopg = psycopg
@@ -132,6 +133,8 @@ class PostgresLedger(Ledger):
         if lock:
             self.lock()
         self._create_schema()
+        if scratch:
+            self._shadow_tables()
         if read_only:  # reconciliation: the server refuses any write from this session
             self.db.execute("SET default_transaction_read_only = on")
 
@@ -141,6 +144,24 @@ class PostgresLedger(Ledger):
             # Concurrent CREATE … IF NOT EXISTS can still collide in the catalogue: serialise it.
             self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             self.db.execute(SCHEMA)
+
+    def _shadow_tables(self) -> None:
+        """Dry-run and validate must not change the shared ledger: this session gets temporary copies.
+
+        PostgreSQL searches a session's temporary schema before any other, so the copies shadow the
+        real tables for this session only (PostgreSQL's counterpart of SQLite's `VACUUM INTO` copy);
+        they vanish with the session. No run lock is needed on a copy.
+        """
+        with self.db.transaction():
+            for table in ("mpetl_events", "mpetl_runs", "mpetl_meta"):
+                real = self.db.execute(  # schema-qualified: once the copy exists, the bare name means the copy
+                    "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)", (table,)).fetchone()[0]
+                self.db.execute(f"CREATE TEMP TABLE {table} (LIKE {real} INCLUDING ALL)")
+                overriding = " OVERRIDING SYSTEM VALUE" if table == "mpetl_events" else ""
+                self.db.execute(f"INSERT INTO pg_temp.{table}{overriding} SELECT * FROM {real}")
+            self.db.execute("SELECT setval(pg_get_serial_sequence('pg_temp.mpetl_events', 'id'), "
+                            "GREATEST(1, (SELECT max(id) FROM pg_temp.mpetl_events)))")
 
     def _retrying(self, work, *, transaction: bool = True):
         """Run `work()` (in a transaction unless it is one statement), again if two workers deadlocked
