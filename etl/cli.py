@@ -243,6 +243,7 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
     from types import SimpleNamespace
 
     from etl.extract import preview_source
+    from etl.pipeline import max_age_micros
     from etl.protocol import to_micros
     from etl.transform import transform_chunk
 
@@ -264,7 +265,9 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
                 "events": [orjson.loads(e) for e in result.events["event_json"]],
                 "rejected_rows": [{"row": int(r), "reasons": [x["validationCode"] + ": " + x["description"] for x in rs]}
                                   for r, rs in zip(result.rejects["row"], result.rejects["reasons"], strict=True)],
-                "deferred_rows": [int(r) for r in result.deferred["row"]],
+                # Too old by the wall clock now: a run would defer them (Data Import), not send them.
+                "deferred_rows": [int(r) for r, ts in zip(result.events["row"], result.events["timestamp_micros"], strict=True)
+                                  if ts < to_micros(datetime.now(UTC)) - max_age_micros(config)],
             }, option=orjson.OPT_INDENT_2, default=str).decode())
     except MpetlError as exc:
         _fail(exc)

@@ -42,6 +42,8 @@ class DestinationConfig:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     api_secret_file: Path | None = None
+    request_deadline_s: float = 60.0  # one request's whole exchange, connect to last byte
+    deadline_s: float | None = 4 * 3600.0  # the whole send; what is left stays pending (exit 8)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,12 @@ class Config:
     sources: tuple[SourceConfig, ...]
     reconcile: ReconcileConfig
     privacy_extra_params: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    ledger_url: str | None = None  # [ledger] url: a shared PostgreSQL ledger (wins over path)
+
+    @property
+    def ledger_location(self) -> str | Path:
+        """What `open_ledger` opens: the PostgreSQL URL when configured, else the SQLite file."""
+        return self.ledger_url or self.ledger_path
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
@@ -227,12 +235,19 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         backoff_base_s=dest_r.get("backoff_base_s", float, 0.5),
         backoff_max_s=dest_r.get("backoff_max_s", float, 30.0),
         api_secret_file=resolve(secret_file) if secret_file else None,
+        request_deadline_s=dest_r.get("request_deadline_s", float, 60.0),
+        deadline_s=dest_r.get("deadline_s", float, 4 * 3600.0),
     )
+    if dest.request_deadline_s <= 0 or (dest.deadline_s is not None and dest.deadline_s <= 0):
+        raise dest_r.error("deadline_s", "deadline_s and request_deadline_s must be more than 0 seconds")
     if dest.concurrency < 1 or dest.max_attempts < 1:
         raise dest_r.error("concurrency", "concurrency and max_attempts must be at least 1")
 
     ledger_r = top.table_of("ledger")
     ledger_path = resolve(ledger_r.get("path", str, "state/ledger.sqlite"))
+    ledger_url = ledger_r.get("url", str, None)
+    if ledger_url is not None and not ledger_url.startswith(("postgresql://", "postgres://")):
+        raise ledger_r.error("url", "expected a PostgreSQL URL such as postgresql://user@host:5432/db")
 
     win_r = top.table_of("window")
     window = WindowConfig(
@@ -320,6 +335,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         property=prop,
         destination=dest,
         ledger_path=ledger_path,
+        ledger_url=ledger_url,
         window=window,
         sources=tuple(sources),
         reconcile=reconcile,

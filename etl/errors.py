@@ -1,7 +1,9 @@
 """Exceptions that carry the exit code a scheduler should see.
 
 Exit codes are part of the tool's contract with cron and Airflow (README, "Exit codes"):
-0 ok, 2 bad input or config, 3 not reconciled, 4 send failures remain, 5 another run holds the ledger.
+0 ok, 2 bad input or config (also an unusable ledger), 3 not reconciled, 4 send failures remain (or
+events expired into deferred.csv), 5 another run holds the ledger, 8 the run stopped early (its
+deadline, or SIGTERM/SIGINT): what was not sent stays pending for the next run.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ EXIT_BAD_INPUT = 2
 EXIT_NOT_RECONCILED = 3
 EXIT_SEND_FAILURES = 4
 EXIT_LOCKED = 5
+EXIT_STOPPED = 8
 
 
 class MpetlError(Exception):
@@ -50,3 +53,7 @@ class LedgerLockedError(MpetlError):
     """Another run holds the ledger: two runs on one ledger could double-send."""
 
     exit_code = EXIT_LOCKED
+
+
+class LedgerError(MpetlError):
+    """The ledger cannot be used (a directory, corrupt, unreadable, an older schema): one line, exit 2."""

@@ -3,7 +3,8 @@
 Two phases, as in dlt's load packages: every source is streamed chunk by chunk into the ledger
 (`planned`), then the sender drains the ledger. So a run killed at any point resumes from the ledger,
 and memory stays bounded by one chunk plus the send queue. Every input row lands in exactly one of
-sent / rejected / duplicate / deferred / failed, and the run refuses to report otherwise.
+sent / rejected / duplicate / deferred / expired / rejected_at_send / failed, and the run refuses to
+report otherwise. Age is always measured on the wall clock (`etl.clock`): `--now` only selects rows.
 """
 
 from __future__ import annotations
@@ -21,12 +22,34 @@ import orjson
 import pandas as pd
 
 from etl import log
+from etl.clock import wall_micros
 from etl.config import Config, SourceConfig, read_api_secret
-from etl.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SEND_FAILURES, ConfigError, MpetlError, SourceError
+from etl.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_SEND_FAILURES,
+    EXIT_STOPPED,
+    ConfigError,
+    MpetlError,
+    SourceError,
+)
 from etl.extract import iter_source_chunks
-from etl.load import HttpTransport, Ledger, OutboxTransport, PrivacyManifest, RetryPolicy, SendStats, send_pending
+from etl.load import (
+    HttpTransport,
+    Ledger,
+    OutboxTransport,
+    PrivacyManifest,
+    RetryPolicy,
+    RunOutcome,
+    SendSettings,
+    SendStats,
+    Stopper,
+    open_ledger,
+    send_pending,
+    write_data_import,
+)
+from etl.load import is_url as is_ledger_url
 from etl.protocol import to_micros
-from etl.safe_csv import neutralise
 from etl.shard import Shard
 from etl.transform import check_params, transform_chunk
 
@@ -38,6 +61,8 @@ LOCAL_ENDPOINT = "local"
 class RunOptions:
     out_dir: Path
     mode: str = "send"
+    # Selects rows (a past night's re-run): rows timed at or after it are outside this run, like
+    # --until. It never changes an event's age: that is the wall clock's, as it is Google's.
     now: datetime | None = None
     concurrency: int | None = None
     fail_fast: bool = False
@@ -48,7 +73,14 @@ class RunOptions:
     until: datetime | None = None
     sample_requests: int | None = None  # validate: send only this many requests to the debug endpoint
     progress: Callable[[SendStats], None] | None = None
-    shard: tuple[int, int] | None = None  # (K, N): plan and send only shard K's clients (etl/shard.py)
+    clock: Callable[[], int] = wall_micros  # µs; tests inject another, nothing else should
+    shard: tuple[int, int] | None = None
+
+    @property
+    def select_until(self) -> datetime | None:
+        """The end of the rows this run takes: --until, or --now when earlier."""
+        ends = [t for t in (self.until, self.now) if t is not None]
+        return min(ends) if ends else None
 
 
 @dataclass
@@ -88,100 +120,73 @@ def _check_allowlists(config: Config) -> None:
 
 
 class _Outputs:
-    """The run's files in out_dir. Rejects and deferrals are appended chunk by chunk (bounded memory)."""
+    """The run's files in out_dir. Rejects are appended chunk by chunk (bounded memory)."""
 
     def __init__(self, out_dir: Path) -> None:
         self.dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("rejects.ndjson", "requests.ndjson", "deferred.csv", ".deferred.ndjson"):
+        for name in ("rejects.ndjson", "requests.ndjson", "deferred.csv", "deferred_index.csv"):
             (out_dir / name).unlink(missing_ok=True)
         self._rejects = (out_dir / "rejects.ndjson").open("wb")
-        self._deferred_tmp = out_dir / ".deferred.ndjson"
-        self._deferred = self._deferred_tmp.open("wb")
-        self.deferred_rows = 0
 
-    def mark(self) -> tuple[int, int, int]:
-        """Where the files stand now, to withdraw a source that fails part-way through."""
+    def mark(self) -> int:
+        """Where the rejects stand now, to withdraw a source that fails part-way through."""
         self._rejects.flush()
-        self._deferred.flush()
-        return self._rejects.tell(), self._deferred.tell(), self.deferred_rows
+        return self._rejects.tell()
 
-    def withdraw_to(self, mark: tuple[int, int, int]) -> None:
+    def withdraw_to(self, mark: int) -> None:
         """Forget what was written since `mark`: a failed source leaves nothing in the outputs."""
-        rejects_at, deferred_at, self.deferred_rows = mark
-        for handle, position in ((self._rejects, rejects_at), (self._deferred, deferred_at)):
-            handle.flush()
-            handle.truncate(position)
-            handle.seek(position)
+        self._rejects.flush()
+        self._rejects.truncate(mark)
+        self._rejects.seek(mark)
 
     def add_rejects(self, rejects: pd.DataFrame) -> None:
         for source, row, reasons in rejects.itertuples(index=False):
             self._rejects.write(orjson.dumps({"source": source, "row": int(row), "reasons": reasons}) + b"\n")
 
-    def add_deferred(self, deferred: pd.DataFrame) -> None:
-        if deferred.empty:
-            return
-        safe = neutralise(deferred.astype("string"))
-        text = safe.to_json(orient="records", lines=True, force_ascii=False)
-        self._deferred.write(text.encode() if text.endswith("\n") else (text + "\n").encode())
-        self.deferred_rows += len(deferred)
+    def add_refused_at_send(self, refused: list[tuple[str, int | None, str]]) -> None:
+        for source, row, reason in refused:
+            self._rejects.write(orjson.dumps({"source": source, "row": row, "at": "send", "reasons": [
+                {"fieldPath": "events", "description": reason, "validationCode": "VALUE_OUT_OF_BOUNDS"}]}) + b"\n")
 
     def close(self) -> None:
         self._rejects.close()
-        self._deferred.close()
-        self._write_deferred_csv()
 
-    def _write_deferred_csv(self) -> None:
-        """deferred.csv for GA4 Data Import (offline events); deferred_index.csv ties each line to its row.
 
-        Two streaming passes over the spool, so a backfill where every row is deferred stays within
-        bounded memory: the first finds the columns (item<N>.* depend on the largest order), the
-        second writes chunk by chunk.
-        """
-        if self.deferred_rows == 0:
-            self._deferred_tmp.unlink(missing_ok=True)
-            return
-
-        def chunks() -> Iterator[pd.DataFrame]:
-            return pd.read_json(self._deferred_tmp, lines=True, dtype=False, chunksize=50_000)
-
-        columns: list[str] = []
-        for frame in chunks():
-            columns.extend(c for c in frame.columns if c not in columns)
-        import_columns = [c for c in columns if c not in ("source", "row")]
-        index_columns = ["source", "row", "event_name", "event_param.transaction_id"]
-        for i, frame in enumerate(chunks()):
-            data = frame.reindex(columns=columns).astype("string")
-            mode, header = ("w", True) if i == 0 else ("a", False)
-            data[import_columns].to_csv(self.dir / "deferred.csv", index=False, mode=mode, header=header)
-            data[index_columns].to_csv(self.dir / "deferred_index.csv", index=False, mode=mode, header=header)
-        self._deferred_tmp.unlink(missing_ok=True)
+def max_age_micros(config: Config) -> int:
+    """How old an event may be when it leaves: the 72 h window minus its safety margin."""
+    window = config.window
+    return int((window.max_age_hours * 60 - window.safety_margin_minutes) * 60_000_000)
 
 
 def _process_source(source: SourceConfig, config: Config, ledger: Ledger, outputs: _Outputs, *, run_id: str,
-                    now_micros: int, options: RunOptions) -> SourceTally:
+                    options: RunOptions, stopper: Stopper) -> SourceTally:
     tally = SourceTally()
     log.emit("source_started", source=source.name, kind=source.kind, path=str(source.path))
+    until = options.select_until
     for chunk in iter_source_chunks(source, chunk_rows=options.chunk_rows):
+        if stopper.stopped:
+            break  # what was read is planned; the rest of the file is read again by the next run
+        now_micros = options.clock()
         result = transform_chunk(
             chunk, source, config.property, config.window, now_micros=now_micros, run_id=run_id,
             since_micros=to_micros(options.since) if options.since else None,
-            until_micros=to_micros(options.until) if options.until else None,
+            until_micros=to_micros(until) if until else None,
             extra_params=config.privacy_extra_params,
             shard=Shard(*options.shard) if options.shard else None,
         )
-        buckets = ledger.plan(result.events, run_id)
+        buckets = ledger.plan(result.events, run_id, oldest_sendable_micros=options.clock() - max_age_micros(config))
         outputs.add_rejects(result.rejects)
-        outputs.add_deferred(result.deferred)
         c = result.counters
         planned = int((buckets == "planned").sum())
+        deferred = int((buckets == "deferred").sum())
         log.detail("chunk_planned", source=source.name, rows=c["rows"], planned=planned,
-                   rejected=c["rejected"], deferred=c["deferred"], outside_window=c.get("outside_window", 0))
+                   rejected=c["rejected"], deferred=deferred, outside_window=c.get("outside_window", 0))
         tally.rows_in += c["rows"] + c.get("other_shard", 0)
         tally.other_shard += c.get("other_shard", 0)
         tally.lines += int(getattr(chunk, "lines", c["rows"]))
         tally.rejected += c["rejected"]
-        tally.deferred += c["deferred"]
+        tally.deferred += deferred
         tally.duplicate += int((buckets == "duplicate").sum())
         tally.planned += planned
         tally.no_session += c["no_session"]
@@ -196,7 +201,7 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
 
 
 @contextlib.contextmanager
-def _destination(config: Config, options: RunOptions, secret: str | None, now: datetime) -> Iterator[Any]:
+def _destination(config: Config, options: RunOptions, secret: str | None) -> Iterator[Any]:
     """The transport for this mode; for endpoint = "local", the project's collector, started here."""
     out = options.out_dir
     concurrency = options.concurrency or config.destination.concurrency
@@ -209,15 +214,32 @@ def _destination(config: Config, options: RunOptions, secret: str | None, now: d
         from etl.collector import CollectorServer
 
         store = config.reconcile.store or (config.base_dir / "state" / "collector")
-        pinned = now if options.now is not None else None
+        # The collector reads the same (process) clock as the sender, as Google reads its own.
         with CollectorServer(store, measurement_id=config.property.measurement_id, api_secret=secret,
-                             timezone=config.property.timezone, now=pinned) as server:
+                             timezone=config.property.timezone) as server:
             log.emit("local_collector_started", url=server.url, store=str(store))
             yield HttpTransport(server.url, config.property.measurement_id, secret, concurrency=concurrency,
                                 timeout_s=config.destination.timeout_s, debug=options.mode == "validate")
         return
     yield HttpTransport(endpoint, config.property.measurement_id, secret, concurrency=concurrency,
                         timeout_s=config.destination.timeout_s, debug=options.mode == "validate")
+
+
+def _open_run_ledger(config: Config, options: RunOptions) -> Ledger:
+    """The real ledger for a send; a scratch copy for dry-run and validate (they must not change it)."""
+    location = config.ledger_location
+    if is_ledger_url(location):  # PostgreSQL: the run lock is per shard; a scratch session for dry runs
+        return open_ledger(location, lock=options.mode == "send", clock=options.clock, shard=options.shard,
+                           scratch=options.mode != "send")
+    if options.mode != "send":
+        scratch = options.out_dir / f"ledger.{options.mode}.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(scratch) + suffix).unlink(missing_ok=True)
+        if Path(location).exists():
+            with open_ledger(location, clock=options.clock) as original:
+                original.copy_to(scratch)
+        location = scratch
+    return open_ledger(location, lock=True, clock=options.clock)
 
 
 def run_pipeline(config: Config, options: RunOptions) -> RunResult:
@@ -228,9 +250,8 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
     if unknown:
         raise ConfigError(str(config.file), "sources", f"no source named {', '.join(map(repr, unknown))}; "
                           f"known: {', '.join(s.name for s in config.sources)}")
-    now = options.now or datetime.now(UTC)
-    now_micros = to_micros(now)
-    run_id = new_run_id(datetime.now(UTC))
+    wall = datetime.fromtimestamp(options.clock() / 1e6, UTC)
+    run_id = new_run_id(wall)
     _check_allowlists(config)
     secret = None
     if options.mode != "dry-run":
@@ -241,79 +262,95 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
 
     out = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    ledger_path = config.ledger_path
-    if options.mode != "send":
-        # Dry-run and validate must not change the real ledger: they work on a copy of it.
-        scratch = out / f"ledger.{options.mode}.sqlite"
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(scratch) + suffix).unlink(missing_ok=True)
-        if ledger_path.exists():
-            with Ledger(ledger_path) as original:
-                original.db.execute("VACUUM INTO ?", (str(scratch),))
-        ledger_path = scratch
-
-    ledger = Ledger(ledger_path, lock=True)
+    stopper = Stopper()
+    stopper.install()
+    ledger = _open_run_ledger(config, options)
     try:
-        ledger.begin_run(run_id, options.mode)
+        ledger.bind_property(config.property.measurement_id, config.destination.endpoint)
+        ledger.begin_run(run_id, options.mode, shard="/".join(map(str, options.shard)) if options.shard else None)
         recovered = ledger.recover_in_flight()
-        log.emit("run_started", run_id=run_id, mode=options.mode, now=now.isoformat(), recovered_in_flight=recovered)
+        log.emit("run_started", run_id=run_id, mode=options.mode, wall_clock=wall.isoformat(),
+                 select_until=options.select_until.isoformat() if options.select_until else None,
+                 recovered_in_flight=recovered)
         outputs = _Outputs(out)
         tallies: dict[str, SourceTally] = {}
         source_errors: list[dict[str, Any]] = []
         for source in config.sources:
             if options.only_sources and source.name not in options.only_sources:
                 continue
+            if stopper.stopped:
+                break
             mark = outputs.mark()
             try:
                 tallies[source.name] = _process_source(source, config, ledger, outputs, run_id=run_id,
-                                                       now_micros=now_micros, options=options)
+                                                       options=options, stopper=stopper)
             except SourceError as exc:
                 # Nothing from a broken source is sent or reported row by row: withdraw what this run
-                # planned for it and what it wrote to rejects/deferred before the broken row.
-                ledger.db.execute("DELETE FROM events WHERE run_id = ? AND source = ? AND status = 'planned'",
-                                  (run_id, source.name))
+                # created for it (events it merely took over from earlier runs keep their state).
+                ledger.withdraw(run_id, source.name)
                 outputs.withdraw_to(mark)
                 source_errors.append({"source": source.name, "error": str(exc)})
                 log.emit("source_failed", source=source.name, error=str(exc))
                 if options.fail_fast:
                     raise
-        outputs.close()
 
         manifest = PrivacyManifest()
-        policy = RetryPolicy(config.destination.max_attempts, config.destination.backoff_base_s,
-                             config.destination.backoff_max_s)
-        with _destination(config, options, secret, now) as transport:
-            stats = send_pending(ledger, transport, run_id=run_id, now_micros=now_micros, policy=policy,
-                                 concurrency=options.concurrency or config.destination.concurrency,
-                                 manifest=manifest, progress=options.progress, seed=options.seed,
-                                 extra_params=config.privacy_extra_params,
-                                 max_requests=options.sample_requests if options.mode == "validate" else None)
-        outcome = ledger.run_outcome(run_id)
-        summary = _summarise(config, options, run_id, now, tallies, outcome, stats, source_errors, recovered, ledger)
+        destination = config.destination
+        settings = SendSettings(
+            run_id=run_id,
+            policy=RetryPolicy(destination.max_attempts, destination.backoff_base_s, destination.backoff_max_s),
+            concurrency=options.concurrency or destination.concurrency,
+            max_age_micros=max_age_micros(config),
+            clock=options.clock,
+            request_deadline_s=destination.request_deadline_s,
+            validation_behavior="ENFORCE_RECOMMENDATIONS" if options.mode == "validate" else None,
+            max_requests=options.sample_requests if options.mode == "validate" else None,
+            shard=options.shard,
+            seed=options.seed,
+            extra_params=config.privacy_extra_params,
+        )
+        stopper.set_deadline(destination.deadline_s)
+        if stopper.stopped:
+            stats = SendStats(stopped=stopper.reason)
+        else:
+            with _destination(config, options, secret) as transport:
+                stats = send_pending(ledger, transport, settings, manifest=manifest, progress=options.progress,
+                                     stopper=stopper)
+        outputs.add_refused_at_send(ledger.refused(run_id))
+        outputs.close()
+        written = write_data_import(out / "deferred.csv", out / "deferred_index.csv",
+                                    lambda: ledger.deferred_events(run_id=run_id), config.property.measurement_id)
+        outcome = ledger.outcome(run_id)
+        summary = _summarise(config, options, run_id, wall, tallies, outcome, stats, source_errors, recovered,
+                             len(written))
         (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         (out / "privacy_manifest.json").write_bytes(
             orjson.dumps(_manifest(config, manifest, tallies, summary["detectors"]), option=orjson.OPT_INDENT_2)
         )
         ledger.finish_run(run_id, orjson.dumps(summary).decode())
         log.emit("run_finished", **{k: summary[k] for k in ("run_id", "rows_in", "sent", "rejected", "duplicate",
-                                                                 "deferred", "failed", "exit_code")})
+                                                                 "deferred", "expired", "failed", "exit_code")})
         return RunResult(summary, summary["exit_code"])
     finally:
         ledger.close()
+        stopper.uninstall()
 
 
-def _summarise(config: Config, options: RunOptions, run_id: str, now: datetime, tallies: dict[str, SourceTally],
-               outcome: dict[str, int], stats: SendStats, source_errors: list[dict[str, Any]], recovered: int,
-               ledger: Ledger) -> dict[str, Any]:
-    per_source_status = {
-        (src, status): n
-        for src, status, n in ledger.db.execute(
-            "SELECT source, status, COUNT(*) FROM events WHERE run_id = ? GROUP BY source, status", (run_id,)
-        )
-    }
+SOURCE_BUCKETS = ("sent", "rejected", "duplicate", "deferred", "expired", "rejected_at_send", "failed", "other_shard")
+
+
+def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime, tallies: dict[str, SourceTally],
+               outcome: RunOutcome, stats: SendStats, source_errors: list[dict[str, Any]], recovered: int,
+               deferred_written: int) -> dict[str, Any]:
     sources = {}
     for name, t in tallies.items():
-        sent = per_source_status.get((name, "sent"), 0)
+        fate = outcome.by_source.get(name, {})
+        sent, expired, refused = fate.get("sent", 0), fate.get("expired", 0), fate.get("rejected_at_send", 0)
+        failed = fate.get("failed", 0)
+        if sent + expired + refused + failed != t.planned or fate.get("deferred", 0) != t.deferred:
+            # A bug, never a data problem: refuse to report numbers that do not add up.
+            raise MpetlError(f"accounting does not balance for source {name!r}: planned {t.planned}, "
+                             f"deferred {t.deferred}, ledger says {fate}")
         sources[name] = {
             "rows_in": t.rows_in,
             "lines_read": t.lines,
@@ -321,7 +358,9 @@ def _summarise(config: Config, options: RunOptions, run_id: str, now: datetime, 
             "rejected": t.rejected,
             "duplicate": t.duplicate,
             "deferred": t.deferred,
-            "failed": t.planned - sent,
+            "expired": expired,
+            "rejected_at_send": refused,
+            "failed": failed,
             "other_shard": t.other_shard,
             "no_session": t.no_session,
             "outside_window": t.outside_window,
@@ -330,33 +369,39 @@ def _summarise(config: Config, options: RunOptions, run_id: str, now: datetime, 
             "reject_codes": dict(t.reject_codes),
             "consent_default": config.source(name).consent_default,
         }
-    total = {k: sum(s[k] for s in sources.values())
-             for k in ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed", "other_shard")}
-    if total["rows_in"] != (total["sent"] + total["rejected"] + total["duplicate"] + total["deferred"] + total["failed"]
-                            + total["other_shard"]):
-        raise MpetlError(f"accounting does not balance: {total}")  # a bug, never a data problem: refuse to report
-    if outcome["sent"] != total["sent"]:
-        raise MpetlError(f"ledger says {outcome['sent']} sent for this run, tallies say {total['sent']}")
-    exit_code = EXIT_SEND_FAILURES if total["failed"] else EXIT_BAD_INPUT if source_errors else EXIT_OK
+        if t.rows_in != sum(sources[name][k] for k in SOURCE_BUCKETS):
+            raise MpetlError(f"accounting does not balance for source {name!r}: {sources[name]}")
+    total = {k: sum(s[k] for s in sources.values()) for k in ("rows_in", *SOURCE_BUCKETS)}
+    earlier = {k: outcome.earlier_runs.get(k, 0) for k in ("sent", "failed", "expired", "rejected_at_send")}
+    if deferred_written != total["deferred"] + total["expired"] + earlier["expired"]:
+        raise MpetlError(f"deferred.csv holds {deferred_written} events, the ledger deferred "
+                         f"{total['deferred'] + total['expired'] + earlier['expired']} in this run")
+    not_delivered = total["failed"] + total["expired"] + earlier["failed"] + earlier["expired"]
+    exit_code = (EXIT_STOPPED if stats.stopped else EXIT_SEND_FAILURES if not_delivered
+                 else EXIT_BAD_INPUT if source_errors else EXIT_OK)
     detectors: Counter[str] = Counter()
     for t in tallies.values():
         detectors.update(t.detectors)
     return {
         "run_id": run_id,
         "mode": options.mode,
+        "wall_clock": wall.isoformat(),
         "shard": "/".join(map(str, options.shard)) if options.shard else None,
-        "now": now.isoformat(),
         **total,
         "balanced": True,
+        "earlier_runs": earlier,
+        "deferred_csv_rows": deferred_written,
         "no_session": sum(s["no_session"] for s in sources.values()),
         "outside_window": sum(s["outside_window"] for s in sources.values()),
         "session_too_old_to_attribute": sum(s["session_too_old_to_attribute"] for s in sources.values()),
         "timestamp_before_session_start": sum(s["timestamp_before_session_start"] for s in sources.values()),
         "window": {"since": options.since.isoformat() if options.since else None,
-                   "until": options.until.isoformat() if options.until else None},
-        "possible_duplicates": outcome["possible_duplicates"],
-        "sent_for_earlier_runs": outcome["sent_for_earlier_runs"],
+                   "until": options.select_until.isoformat() if options.select_until else None},
+        "possible_duplicates": outcome.possible_duplicates,
+        "resent": outcome.resent,
+        "sent_for_earlier_runs": earlier["sent"],
         "recovered_in_flight": recovered,
+        "stopped": stats.stopped,
         "detectors": dict(detectors),
         "sources": sources,
         "source_errors": source_errors,

@@ -57,7 +57,7 @@ ITEM_PARAMS = frozenset(
 NUMERIC_PARAMS = frozenset({"value", "tax", "shipping", "price", "quantity", "discount", "engagement_time_msec", "index"})
 
 #: Request-level fields mpetl may use. Never `user_data`, never `ip_override`.
-REQUEST_FIELDS = frozenset({"client_id", "user_id", "consent", "events", "timestamp_micros"})
+REQUEST_FIELDS = frozenset({"client_id", "user_id", "consent", "events", "timestamp_micros", "validation_behavior"})
 
 
 class PrivacyViolation(MpetlError):

@@ -6,11 +6,22 @@ Cells from source files end up in reports people open in Excel or Sheets; a cell
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 
 _TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+_PLAIN_NEGATIVE = re.compile(r"-\d+(\.\d+)?")
+
+
+def neutralise_text(text: str) -> str:
+    """One cell: prefixed with a quote when a spreadsheet would evaluate it (a negative number is data)."""
+    if text.startswith(_TRIGGERS) and not _PLAIN_NEGATIVE.fullmatch(text):
+        return "'" + text
+    return text
 
 
 def neutralise(frame: pd.DataFrame) -> pd.DataFrame:

@@ -11,7 +11,7 @@ usable client id is owned by shard 1, so exactly one shard reports its rejection
 
 A sharded run reads every row (each worker reads the whole input), keeps its own, and counts the
 others in the `other_shard` bucket, so each shard's summary still balances:
-`rows_in = sent + rejected + duplicate + deferred + failed + other_shard`. `aggregate` folds the N
+`rows_in = sent + rejected + duplicate + deferred + expired + rejected_at_send + failed + other_shard`. `aggregate` folds the N
 shard summaries of one night into one run-level summary and checks that every row was owned by
 exactly one shard.
 """
@@ -29,7 +29,7 @@ import pandas as pd
 
 _SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 MAX_SHARDS = 1024
-BUCKETS = ("sent", "rejected", "duplicate", "deferred", "failed")
+BUCKETS = ("sent", "rejected", "duplicate", "deferred", "expired", "rejected_at_send", "failed")
 
 
 def client_hash(client_id: str) -> int:
@@ -128,10 +128,10 @@ def aggregate(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         raise AggregateError(f"shards read different inputs: rows_in {sorted(rows_in)}")
     total_in = rows_in.pop()
     for spec, s in zip(specs, items, strict=True):
-        parts = sum(int(s[k]) for k in BUCKETS) + int(s.get("other_shard", 0))
+        parts = sum(int(s.get(k, 0)) for k in BUCKETS) + int(s.get("other_shard", 0))
         if parts != int(s["rows_in"]):
             raise AggregateError(f"shard {spec} does not balance: rows_in {s['rows_in']} != {parts}")
-    totals = {k: sum(int(s[k]) for s in items) for k in BUCKETS}
+    totals = {k: sum(int(s.get(k, 0)) for s in items) for k in BUCKETS}
     owned = total_in * count - sum(int(s.get("other_shard", 0)) for s in items)
     if owned != total_in:
         raise AggregateError(f"the shards owned {owned} rows between them, the input has {total_in}")
@@ -145,7 +145,7 @@ def aggregate(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         **{k: sum(int(s.get(k, 0)) for s in items) for k in summed},
         "run_ids": [items[i].get("run_id") for i in order],
         "per_shard": [{"shard": str(specs[i]), "run_id": items[i].get("run_id"),
-                       **{k: items[i][k] for k in (*BUCKETS, "rows_in")}, "other_shard": items[i].get("other_shard", 0),
+                       **{k: items[i].get(k, 0) for k in (*BUCKETS, "rows_in")}, "other_shard": items[i].get("other_shard", 0),
                        "exit_code": items[i].get("exit_code", 0)} for i in order],
         "exit_code": max(int(s.get("exit_code", 0)) for s in items),
     }

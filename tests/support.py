@@ -66,3 +66,23 @@ def files_containing(root: Path, needle: str) -> list[Path]:
     """Every file under root whose bytes contain needle (text or binary, e.g. SQLite pages)."""
     raw = needle.encode()
     return [p for p in root.rglob("*") if p.is_file() and raw in p.read_bytes()]
+
+
+FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+
+
+def pinned_clock_env(env: dict[str, str] | None = None, at: str = SAMPLES_NOW) -> dict[str, str]:
+    """A child process whose wall clock starts at `at` (libfaketime), as the README says to simulate a night.
+
+    `--now` only selects rows; the age of an event is always the wall clock's, as it is Google's, so a
+    test about a past night pins the process clock, not a flag. .ci/run installs Debian's faketime.
+    """
+    import os
+
+    if not FAKETIME_LIB.exists():
+        raise RuntimeError(f"{FAKETIME_LIB} is missing: apt-get install faketime (.ci/run does)")
+    out = dict(os.environ if env is None else env)
+    stamp = at.replace("T", " ").replace("Z", "")
+    out.update({"LD_PRELOAD": str(FAKETIME_LIB), "FAKETIME": f"@{stamp}", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+                "FAKETIME_NO_CACHE": "1", "TZ": "UTC"})
+    return out

@@ -1,16 +1,19 @@
-"""Load: the ledger (state), request batching, and sending with retries.
+"""Load: the ledger (state), request batching, sending with retries, and the deferred-events file.
 
-Public surface: `Ledger`, `send_pending`, `RetryPolicy`, `SendStats`, `PrivacyManifest`, the
-transports (`HttpTransport`, `OutboxTransport`) and `redact`.
+Public surface: `open_ledger`, `Ledger` (the interface) and its states, `send_pending` with
+`SendSettings`/`RetryPolicy`/`SendStats`/`Stopper`, `PrivacyManifest`, the transports
+(`HttpTransport`, `OutboxTransport`), `redact` and `write_data_import`.
 """
 
 from etl.load.batching import Request, build_requests
-from etl.load.ledger import Ledger, PendingEvent
+from etl.load.data_import import write_data_import
+from etl.load.ledger import DeferredEvent, Ledger, PendingEvent, RunOutcome, SqliteLedger, is_url, open_ledger
 from etl.load.manifest import PrivacyManifest
-from etl.load.sender import RetryPolicy, SendStats, send_pending
+from etl.load.sender import RetryPolicy, SendSettings, SendStats, Stopper, send_pending
 from etl.load.transport import HttpTransport, OutboxTransport, redact
 
 __all__ = [
+    "DeferredEvent",
     "HttpTransport",
     "Ledger",
     "OutboxTransport",
@@ -18,8 +21,15 @@ __all__ = [
     "PrivacyManifest",
     "Request",
     "RetryPolicy",
+    "RunOutcome",
+    "SendSettings",
     "SendStats",
+    "SqliteLedger",
+    "Stopper",
     "build_requests",
+    "is_url",
+    "open_ledger",
     "redact",
     "send_pending",
+    "write_data_import",
 ]

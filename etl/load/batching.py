@@ -1,7 +1,8 @@
 """Pending events → MP request bodies: one identity per request, ≤ 25 events, ≤ 130 kB.
 
-Events arrive already serialised (the transform built their JSON), so a body is assembled from
-bytes, never re-encoded; its size is known exactly before it is closed.
+Events arrive already serialised (the transform built their params), so a body is assembled from
+bytes, never re-encoded; its size is known exactly before it is closed. The run marker
+(`mpetl_run` = the *sending* run) is added here, so the export can be joined to the run that sent.
 """
 
 from __future__ import annotations
@@ -12,71 +13,80 @@ from dataclasses import dataclass
 
 import orjson
 
-from etl.load.ledger import PendingEvent
+from etl.load.ledger import PendingEvent, consent_json
 from etl.protocol import rules
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Request:
-    keys: tuple[str, ...]
+    ids: tuple[int, ...]
     body: bytes
 
     @property
     def body_hash(self) -> str:
-        """Stored in the ledger to tie events to the request that carried them (never sent anywhere)."""
+        """Ties a request to its log lines (never sent anywhere)."""
         return hashlib.sha256(self.body).hexdigest()[:24]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Oversized:
-    """An event that cannot fit in any request on its own: it is reported, never silently dropped."""
+    """An event that cannot fit in any request on its own: refused with a reason, never dropped."""
 
-    key: str
+    event: PendingEvent
     size: int
 
 
-def _prefix(event: PendingEvent) -> bytes:
+def run_marker(run_id: str) -> bytes:
+    return b'"mpetl_run":' + orjson.dumps(run_id)
+
+
+def _prefix(event: PendingEvent, validation_behavior: str | None) -> bytes:
     head = b'{"client_id":' + orjson.dumps(event.client_id)
     if event.user_id:
         head += b',"user_id":' + orjson.dumps(event.user_id)
-    if event.consent_json:
-        head += b',"consent":' + event.consent_json.encode()
+    consent = consent_json(event.consent)
+    if consent:
+        head += b',"consent":' + consent
+    if validation_behavior:
+        head += b',"validation_behavior":' + orjson.dumps(validation_behavior)
     return head + b',"events":['
 
 
 def build_requests(
     events: Iterable[PendingEvent],
     *,
+    run_id: str,
+    validation_behavior: str | None = None,
     max_events: int = rules.MAX_EVENTS_PER_REQUEST,
     max_bytes: int = rules.MAX_BODY_BYTES,
 ) -> Iterator[Request | Oversized]:
     """Group consecutive events of the same identity (the ledger orders them so) into requests."""
-    identity: tuple[str, str | None, str | None] | None = None
+    marker = run_marker(run_id)
+    identity: tuple | None = None
     head = b""
-    keys: list[str] = []
+    ids: list[int] = []
     parts: list[bytes] = []
     size = 0
 
     def flush() -> Request:
-        return Request(tuple(keys), head + b",".join(parts) + b"]}")
+        return Request(tuple(ids), head + b",".join(parts) + b"]}")
 
     for event in events:
-        this_identity = (event.client_id, event.user_id, event.consent_json)
-        event_size = len(event.event_json)
-        if keys and (
-            this_identity != identity or len(keys) >= max_events or size + 1 + event_size + 2 > max_bytes
-        ):
+        this_identity = event.identity
+        event_json = event.event_json(marker)
+        event_size = len(event_json)
+        if ids and (this_identity != identity or len(ids) >= max_events or size + 1 + event_size + 2 > max_bytes):
             yield flush()
-            keys, parts = [], []
-        if not keys:
+            ids, parts = [], []
+        if not ids:
             identity = this_identity
-            head = _prefix(event)
+            head = _prefix(event, validation_behavior)
             size = len(head)
             if size + event_size + 2 > max_bytes:
-                yield Oversized(event.event_key, size + event_size + 2)
+                yield Oversized(event, size + event_size + 2)
                 continue
-        keys.append(event.event_key)
-        parts.append(event.event_json)
+        ids.append(event.id)
+        parts.append(event_json)
         size += event_size + (1 if len(parts) > 1 else 0)
-    if keys:
+    if ids:
         yield flush()

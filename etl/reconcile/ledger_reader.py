@@ -1,24 +1,24 @@
-"""Reads what the ledger says was sent, read-only.
+"""Reads what the ledger says was sent, read-only, through the ledger's interface (no SQL here).
 
-Why read-only (`mode=ro` URI): reconciliation may run while a send holds the ledger, and it must
-never be able to change the state it is checking. Only non-personal columns are read: no client
-id, user id or event body reaches a report.
+Why read-only: reconciliation may run while a send holds the ledger, and it must never be able to
+change the state it is checking. Only non-personal columns are read: no client id, user id or event
+body reaches a report.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
+from etl.errors import LedgerError
+from etl.load import Ledger
+from etl.load import open_ledger as _open_ledger
 from etl.reconcile.errors import LedgerUnavailableError
 
 SENT_COLUMNS = ("event_date", "event_name", "transaction_id", "source", "run_id", "sent_run_id", "possible_duplicate")
-_LOOKUP_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -29,68 +29,29 @@ class SentSelection:
     run_id: str | None
 
 
-def open_ledger(path: Path) -> sqlite3.Connection:
+def open_ledger(path: Path | str) -> Ledger:
     """Open the ledger read-only; a missing file is an error, not a new empty ledger."""
-    path = Path(path)
-    if not path.is_file():
-        raise LedgerUnavailableError(f"{path}: ledger not found ([ledger] path)")
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        con.execute("SELECT event_key, status, sent_run_id FROM events LIMIT 0")
-    except sqlite3.Error as exc:
-        raise LedgerUnavailableError(f"{path}: not a readable mpetl ledger ({exc})") from None
-    return con
+        return _open_ledger(path, read_only=True)
+    except LedgerError as exc:
+        raise LedgerUnavailableError(str(exc)) from None
 
 
-def read_sent(con: sqlite3.Connection, *, run_id: str | None, since: date | None, until: date | None) -> SentSelection:
+def read_sent(ledger: Ledger, *, run_id: str | None, since: date | None, until: date | None) -> SentSelection:
     """Sent events of `run_id` (produced or delivered by it) and/or of event dates in [since, until].
 
     With neither a run nor dates, the run that delivered the most recent sent event is chosen, so a
     bare `mpetl reconcile` checks the last send instead of the whole history.
     """
-    if run_id is None and since is None and until is None:
-        row = con.execute(
-            "SELECT sent_run_id FROM events WHERE status = 'sent' AND sent_run_id IS NOT NULL "
-            "ORDER BY sent_at DESC, sent_run_id DESC LIMIT 1"
-        ).fetchone()
-        run_id = row[0] if row else None
-    sql = (
-        f"SELECT {', '.join(SENT_COLUMNS)} FROM events WHERE status = 'sent' "
-        "AND (:run_id IS NULL OR run_id = :run_id OR sent_run_id = :run_id) "
-        "AND (:since IS NULL OR event_date >= :since) AND (:until IS NULL OR event_date <= :until)"
-    )
-    params = {"run_id": run_id, "since": _yyyymmdd(since), "until": _yyyymmdd(until)}
-    try:
-        frame = pd.read_sql_query(sql, con, params=params)
-    except (sqlite3.Error, pd.errors.DatabaseError) as exc:
-        raise LedgerUnavailableError(f"ledger table events: cannot read sent events ({exc})") from None
-    for column in SENT_COLUMNS[:-1]:
-        frame[column] = frame[column].astype("string")
-    frame["possible_duplicate"] = pd.to_numeric(frame["possible_duplicate"], errors="coerce").fillna(0).astype(bool)
+    frame = ledger.for_reconcile(run_id=run_id, since=_yyyymmdd(since), until=_yyyymmdd(until))
+    if run_id is None and since is None and until is None and len(frame):
+        run_id = str(frame["sent_run_id"].dropna().iloc[0])
     return SentSelection(events=frame, run_id=run_id)
 
 
-def known_keys(con: sqlite3.Connection, keys: pd.DataFrame) -> pd.DataFrame:
-    """Which (event_name, transaction_id) pairs the ledger holds in any status.
-
-    Asked only for the export's unexplained ids, in chunks, so memory stays bounded by the export
-    rather than by the ledger's whole history.
-    """
-    found: list[tuple[str, str]] = []
-    ids = keys["transaction_id"].dropna().unique().tolist()
-    for chunk in _chunks(ids, _LOOKUP_CHUNK):
-        marks = ", ".join("?" * len(chunk))
-        found.extend(
-            con.execute(
-                f"SELECT DISTINCT event_name, transaction_id FROM events WHERE transaction_id IN ({marks})", chunk
-            ).fetchall()
-        )
-    return pd.DataFrame(found, columns=["event_name", "transaction_id"], dtype="string")
-
-
-def _chunks(values: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+def known_keys(ledger: Ledger, keys: pd.DataFrame) -> pd.DataFrame:
+    """Which (event_name, transaction_id) pairs the ledger holds in any status."""
+    return ledger.known_keys(keys["transaction_id"].dropna().unique().tolist())
 
 
 def _yyyymmdd(day: date | None) -> str | None:

@@ -1,8 +1,8 @@
-"""Rows → MP events, rejects and deferrals: the transform stage's one entry point.
+"""Rows → MP events and rejects: the transform stage's one entry point.
 
-Every rule is a vectorised mask over the chunk; a row's fate is decided once, in a fixed order:
-rejected (any reason) → deferred (valid but older than the 72 h window) → to send. Dedupe against
-earlier runs needs the ledger, so it happens in the pipeline, not here.
+Every rule is a vectorised mask over the chunk; a row is rejected (any reason) or becomes an event.
+Dedupe against earlier runs and the 72 h window need the ledger and the wall clock at plan and send
+time, so they happen in the load stage, not here.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ class Chunk(Protocol):
 class TransformResult:
     events: pd.DataFrame
     rejects: pd.DataFrame
-    deferred: pd.DataFrame
     counters: dict[str, Any] = field(default_factory=dict)
 
 
@@ -196,7 +195,7 @@ def transform_chunk(
     extra_params: Mapping[str, Any] | None = None,
     shard: Shard | None = None,
 ) -> TransformResult:
-    """Map one extracted chunk to MP events; every row ends in exactly one of events/rejects/deferred.
+    """Map one extracted chunk to MP events; every row ends in exactly one of events/rejects.
 
     With `since_micros`/`until_micros` (the incremental window, e.g. an Airflow data interval), rows
     whose event time falls outside [since, until) are not part of this run: they are counted in
@@ -255,8 +254,6 @@ def transform_chunk(
         f"column {ts_label!r} is in the future (beyond {window.future_tolerance_minutes:g} min of clock skew)",
         "VALUE_OUT_OF_BOUNDS",
     )
-    oldest_sendable = now_micros - int((window.max_age_hours * 60 - window.safety_margin_minutes) * MICROS_PER_MINUTE)
-    too_old = ~ts_na & (ts_filled < oldest_sendable)
 
     # Transaction id: required for e-commerce; the dedupe key for everything.
     tid = _strip(f.get("transaction_id"))
@@ -348,11 +345,11 @@ def transform_chunk(
             consent_cols[key] = pd.Series("GRANTED" if policy == "grant" else "DENIED", index=f.df.index, dtype="string")
 
     # Fates.
+    # Age is not decided here: the ledger defers what the wall clock says is too old when it plans,
+    # and the sender expires what aged out before it could leave (Google's clock, not --now).
     rejected = reasons.rejected
-    deferred_mask = ~rejected & too_old
-    send_mask = ~rejected & ~too_old
+    send_mask = ~rejected
     counters["rejected"] = int(rejected.sum())
-    counters["deferred"] = int(deferred_mask.sum())
     counters["to_send"] = int(send_mask.sum())
     counters["reject_codes"] = reasons.count_by_code()
     counters["no_session"] = int((send_mask & session_id.isna().to_numpy(dtype=bool)).sum())
@@ -388,8 +385,9 @@ def transform_chunk(
     if items is not None:
         members.append(jsonfrag.member("items", jsonfrag.raw(pick(items, sel))))
     members.append(jsonfrag.member("session_id", jsonfrag.json_token(s_session)))
-    # Constant members lead: every event is engaged and carries the run marker (no comma can dangle).
-    constant = '"engagement_time_msec":1,"mpetl_run":' + orjson.dumps(run_id).decode()
+    # Constant members lead (no comma can dangle). The run marker is added by the sender: it names
+    # the run that sends, which reconciliation joins on.
+    constant = '"engagement_time_msec":1'
     params = pc.binary_join_element_wise(pa.repeat(pa.scalar(constant), k), *members, ",", null_handling="skip")
     event_json = pc.binary_join_element_wise(
         '{"name":', jsonfrag.json_token(s_names), ',"timestamp_micros":', pc.cast(pa.array(s_ts), pa.string()),
@@ -425,11 +423,7 @@ def transform_chunk(
         }
     )
 
-    deferred = _data_import_rows(
-        f, deferred_mask, names=names, client_id=client_id, ts=ts_filled, tid=tid, value=value, currency=currency,
-        session_id=session_id, extra=extra, items=items, prop=prop, source_name=chunk.source, rows=rows,
-    )
-    return TransformResult(events=events, rejects=reasons.to_frame(chunk.source, rows), deferred=deferred, counters=counters)
+    return TransformResult(events=events, rejects=reasons.to_frame(chunk.source, rows), counters=counters)
 
 
 @dataclass
@@ -485,47 +479,3 @@ def _owned_by_shard(chunk: Chunk, ts: pd.Series, shard: Shard) -> tuple[Chunk, p
     kept = chunk.frame[owned].reset_index(drop=True)
     return (_WindowedChunk(chunk.source, chunk.path, kept, chunk.columns), ts[owned].reset_index(drop=True),
             int((~owned).sum()))
-
-
-def _data_import_rows(
-    f: _Frame,
-    mask: np.ndarray,
-    *,
-    names: pd.Series,
-    client_id: pd.Series,
-    ts: np.ndarray,
-    tid: pd.Series,
-    value: pd.Series,
-    currency: pd.Series,
-    session_id: pd.Series,
-    extra: Mapping[str, pd.Series],
-    items: pd.Series | None,
-    prop: PropertyConfig,
-    source_name: str,
-    rows: pd.Series,
-) -> pd.DataFrame:
-    """Events too old for MP, shaped for GA4 Data Import → Offline event data (one CSV row each)."""
-    k = int(mask.sum())
-    out = pd.DataFrame(
-        {
-            "measurement_id": [prop.measurement_id] * k,
-            "client_id": client_id[mask].to_numpy(),
-            "user_id": [pd.NA] * k,
-            "timestamp_micros": ts[mask],
-            "event_name": names[mask].to_numpy(),
-            "event_param.transaction_id": tid[mask].to_numpy(),
-            "event_param.value": value[mask].to_numpy(),
-            "event_param.currency": currency[mask].to_numpy(),
-            "event_param.session_id": session_id[mask].to_numpy(),
-        }
-    )
-    for pname, series in extra.items():
-        out[f"event_param.{pname}"] = series[mask].to_numpy()
-    if items is not None and k:
-        expanded = [orjson.loads(t) if isinstance(t, str) else [] for t in items[mask].to_numpy()]
-        for i in range(max((len(x) for x in expanded), default=0)):
-            for key in ("item_id", "item_name", "price", "quantity"):
-                out[f"item{i + 1}.{key}"] = [x[i].get(key) if i < len(x) else None for x in expanded]
-    out.insert(0, "row", rows[mask].to_numpy())
-    out.insert(0, "source", source_name)
-    return out

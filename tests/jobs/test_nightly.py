@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,8 @@ import orjson
 import pytest
 
 from etl.collector import read_store, spawn_collector
-from tests.support import REPO, SAMPLES_NOW, files_containing, samples_config
+from etl.load import open_ledger
+from tests.support import REPO, SAMPLES_NOW, files_containing, pinned_clock_env, samples_config
 
 NIGHTLY = REPO / "jobs" / "nightly.sh"
 SECRET = "SENTINEL-SECRET-nightly-7f3a"
@@ -27,7 +27,7 @@ def nightly_env(secret: str | None = SECRET) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MP_API_SECRET", "MPETL_OUT")}
     if secret:
         env["MP_API_SECRET"] = secret
-    return env
+    return pinned_clock_env(env)  # the night is simulated by the process clock, as the README says
 
 
 def nightly(config: Path, out_root: Path, *extra: str, secret: str | None = SECRET) -> subprocess.CompletedProcess:
@@ -49,8 +49,8 @@ def read_json(path: Path) -> dict:
 
 
 def sent_event_dates(ledger: Path) -> set[str]:
-    with sqlite3.connect(ledger) as db:
-        return {d for (d,) in db.execute("SELECT DISTINCT event_date FROM events WHERE status = 'sent'")}
+    with open_ledger(ledger, read_only=True) as db:
+        return set(db.for_reconcile(since="19700101")["event_date"])
 
 
 def test_nightly_sends_yesterday_reconciles_and_a_rerun_sends_nothing_twice(tmp_path):

@@ -11,13 +11,13 @@ from collections import Counter, defaultdict
 import orjson
 
 from etl.collector import spawn_collector
-from tests.support import REPO, SAMPLES_NOW, samples_config
+from tests.support import REPO, SAMPLES_NOW, pinned_clock_env, samples_config
 
 SECRET = "secret-privacy-5e2"
 
 
 def mpetl(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MP_API_SECRET": SECRET}
+    env = pinned_clock_env({**os.environ, "MP_API_SECRET": SECRET})
     return subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True, env=env, timeout=240)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import sqlite3
 import subprocess
 import sys
 from datetime import datetime
@@ -13,7 +12,8 @@ import orjson
 import pytest
 
 from etl.collector import read_store, spawn_collector
-from tests.support import SAMPLES_NOW, files_containing, samples_config
+from etl.load import open_ledger
+from tests.support import SAMPLES_NOW, files_containing, pinned_clock_env, samples_config
 
 SECRET = "SENTINEL-SECRET-e2e-41c9"
 MID = "G-K7QW2ZP9LM"
@@ -24,7 +24,7 @@ def mpetl(*args: str, secret: str | None = SECRET) -> subprocess.CompletedProces
     env = {k: v for k, v in os.environ.items() if k != "MP_API_SECRET"}
     if secret:
         env["MP_API_SECRET"] = secret
-    return subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True, env=pinned_clock_env(env),
                           timeout=240)
 
 
@@ -74,7 +74,9 @@ def test_a_rerun_sends_nothing_new(tmp_path, collector):
     assert first.returncode == second.returncode == 0
     a, b = summary(tmp_path / "a"), summary(tmp_path / "b")
     assert b["sent"] == 0
-    assert b["duplicate"] == a["duplicate"] + a["sent"]
+    # Sent and deferred rows are duplicates now: nothing is sent or deferred twice.
+    assert b["duplicate"] == a["duplicate"] + a["sent"] + a["deferred"]
+    assert a["deferred"] > 0 and b["deferred"] == 0 and not (tmp_path / "b" / "deferred.csv").read_text().count("\n") > 1
     assert len(stored_transaction_ids(collector.data_dir)) == a["sent"]
 
 
@@ -144,8 +146,11 @@ def test_reconcile_names_exactly_the_transactions_the_endpoint_dropped(tmp_path)
         run = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
         assert run.returncode == 0  # GA answers 2xx to what it drops: the sender cannot know
         assert server.stats()["dropped"]["injected_drop"] > 0
-    ledger = sqlite3.connect(tmp_path / "state" / "ledger.sqlite")
-    sent = set(ledger.execute("SELECT event_name, transaction_id FROM events WHERE status = 'sent'"))
+    with open_ledger(tmp_path / "state" / "ledger.sqlite", read_only=True) as ledger:
+        ledger_sent = ledger.for_reconcile(run_id=summary(tmp_path / "out")["run_id"])
+    sent = set(zip(ledger_sent["event_name"], ledger_sent["transaction_id"], strict=True))
+    dates = {(n, t): d for n, t, d in zip(ledger_sent["event_name"], ledger_sent["transaction_id"],
+                                          ledger_sent["event_date"], strict=True)}
     arrived = set(stored_transaction_ids(store))
     dropped = sent - arrived
     assert dropped
@@ -154,9 +159,7 @@ def test_reconcile_names_exactly_the_transactions_the_endpoint_dropped(tmp_path)
     assert rec.returncode == 3, rec.stdout + rec.stderr
     missing = {(r["event_name"], r["transaction_id"].lstrip("'"))
                for r in csv.DictReader((tmp_path / "rec" / "missing.csv").open())}
-    in_range = {(n, t) for n, t in dropped
-                if ledger.execute("SELECT event_date FROM events WHERE transaction_id = ? AND event_name = ?",
-                                  (t, n)).fetchone()[0] <= "20261120"}
+    in_range = {(n, t) for n, t in dropped if dates[(n, t)] <= "20261120"}
     assert missing == in_range
     report = orjson.loads((tmp_path / "rec" / "reconciliation.json").read_bytes())
     assert report["verdict"] == "not_reconciled"

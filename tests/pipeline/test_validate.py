@@ -10,13 +10,13 @@ from datetime import datetime
 import orjson
 
 from etl.collector import read_store, spawn_collector
-from tests.support import SAMPLES_NOW, samples_config
+from tests.support import SAMPLES_NOW, pinned_clock_env, samples_config
 
 SECRET = "secret-validate-91"
 
 
 def mpetl(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MP_API_SECRET": SECRET}
+    env = pinned_clock_env({**os.environ, "MP_API_SECRET": SECRET})
     return subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True, env=env, timeout=240)
 
 

@@ -7,7 +7,6 @@ strings so a test can prove they never reach a report.
 
 from __future__ import annotations
 
-import sqlite3
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import pandas as pd
 
 from etl.config import (
     Config,
@@ -23,27 +23,7 @@ from etl.config import (
     ReconcileConfig,
     WindowConfig,
 )
-
-LEDGER_DDL = """
-CREATE TABLE events (
-  event_key TEXT PRIMARY KEY,
-  source TEXT, event_name TEXT, transaction_id TEXT,
-  client_id TEXT, user_id TEXT,
-  consent_json TEXT,
-  timestamp_micros INTEGER,
-  event_date TEXT,
-  has_session INTEGER,
-  event_json BLOB,
-  status TEXT,
-  run_id TEXT,
-  sent_run_id TEXT,
-  request_hash TEXT,
-  http_status INTEGER, attempts INTEGER,
-  possible_duplicate INTEGER,
-  planned_at TEXT, sent_at TEXT, updated_at TEXT
-);
-CREATE TABLE runs (run_id TEXT PRIMARY KEY, started_at TEXT, finished_at TEXT, mode TEXT, summary_json TEXT);
-"""
+from etl.load import open_ledger
 
 TIMEZONE = "Europe/London"
 CLIENT_ID_PREFIX = "777000111."  # GA client ids look like "<random>.<seconds>"
@@ -77,49 +57,33 @@ class SentEvent:
 
 
 def create_ledger(path: Path, events: list[SentEvent]) -> Path:
-    """A ledger file with the documented `events` and `runs` tables holding `events`."""
-    path.unlink(missing_ok=True)
-    con = sqlite3.connect(path)
-    con.executescript(LEDGER_DDL)
-    now = datetime(2026, 11, 23, tzinfo=UTC).isoformat()
-    for i, e in enumerate(events):
-        event_json = orjson.dumps(
-            {
-                "name": e.event_name,
-                "timestamp_micros": micros_for(e.event_date),
-                "params": {"transaction_id": e.transaction_id, "mpetl_run": e.sent_run_id, "value": 10.0},
-            }
-        )
-        con.execute(
-            "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                f"{e.source}|{e.event_name}|{e.transaction_id or f'row{i}'}",
-                e.source,
-                e.event_name,
-                e.transaction_id,
-                e.client_id,
-                f"{USER_ID_PREFIX}{i}",
-                None,
-                micros_for(e.event_date),
-                e.event_date,
-                int(e.has_session),
-                event_json,
-                e.status,
-                e.run_id,
-                e.sent_run_id if e.status == "sent" else None,
-                "h",
-                204 if e.status == "sent" else None,
-                1,
-                e.possible_duplicate,
-                now,
-                f"2026-11-22T{i % 24:02d}:00:00+00:00" if e.status == "sent" else None,
-                now,
-            ),
-        )
-    runs = {e.run_id for e in events} | {e.sent_run_id for e in events if e.sent_run_id}
-    con.executemany("INSERT INTO runs VALUES (?,?,?,?,?)", [(r, now, now, "send", "{}") for r in sorted(runs)])
-    con.commit()
-    con.close()
+    """A ledger holding `events`, written through the ledger's own interface (its states, its runs)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    moments = iter(range(1_795_000_000_000_000, 1_796_000_000_000_000, 3_600_000_000))
+    with open_ledger(path, clock=lambda: next(moments)) as ledger:
+        ledger.bind_property("G-RECONCILE1", "local")
+        runs = sorted({e.run_id for e in events} | {e.sent_run_id for e in events if e.sent_run_id})
+        for run in runs:
+            ledger.begin_run(run, "send")
+        for i, e in enumerate(events):
+            key = f"{e.source}|{e.event_name}|{e.transaction_id or f'row:{i}'}"
+            event_json = orjson.dumps({"name": e.event_name, "timestamp_micros": micros_for(e.event_date),
+                                       "params": {"transaction_id": e.transaction_id, "value": 10.0}}).decode()
+            frame = pd.DataFrame([{
+                "source": e.source, "row": i + 1, "event_key": key, "event_name": e.event_name, "client_id": e.client_id,
+                "user_id": f"{USER_ID_PREFIX}{i}", "consent_json": pd.NA, "timestamp_micros": micros_for(e.event_date),
+                "event_date": e.event_date, "transaction_id": e.transaction_id, "has_session": e.has_session,
+                "event_json": event_json,
+            }])
+            ledger.plan(frame, e.run_id, oldest_sendable_micros=0)
+            ledger.snapshot_pending()
+            (pending,) = [p for p in ledger.iter_pending() if p.event_key == key]
+            maybe = [bool(e.possible_duplicate)]
+            if e.status == "sent":
+                ledger.mark_sent([pending.id], e.sent_run_id or e.run_id, attempts=[1], maybe_delivered=maybe)
+            elif e.status == "failed":
+                ledger.mark_failed([pending.id], e.run_id, attempts=[1], maybe_delivered=maybe, reason="http 503")
     return path
 
 

@@ -20,7 +20,9 @@ from typing import Any
 
 import orjson
 
-from tests.support import REPO, SAMPLES_NOW, samples_config
+from etl.errors import MpetlError
+from etl.load import open_ledger
+from tests.support import REPO, SAMPLES_NOW, pinned_clock_env, samples_config
 
 MPETL = [sys.executable, "-m", "etl.cli"] if not (REPO / ".venv" / "bin" / "mpetl").exists() else [str(REPO / ".venv" / "bin" / "mpetl")]
 MEASUREMENT_ID = "G-K7QW2ZP9LM"  # the samples config's property
@@ -76,7 +78,7 @@ def env(secret: str = SECRET) -> dict[str, str]:
     out = {k: v for k, v in os.environ.items() if k != "MP_API_SECRET"}
     out["MP_API_SECRET"] = secret
     out["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), out.get("PYTHONPATH", "")) if p)
-    return out
+    return pinned_clock_env(out)
 
 
 def run_args(config: Path, out: Path, *extra: str) -> list[str]:
@@ -110,53 +112,42 @@ def ledger_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "ledger.sqlite"
 
 
-def read_only(path: Path) -> sqlite3.Connection | None:
-    """A read-only view of the ledger another process is writing (None until the file exists)."""
+def ledger_counts(path: Path) -> dict[str, int]:
+    """Events per state and `runs`, read through the ledger's interface while another process writes
+    it ({} until the ledger exists)."""
     if not path.exists():
-        return None
+        return {}
     try:
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error:
-        return None
+        with open_ledger(path, read_only=True) as ledger:
+            return ledger.state_counts()
+    except (MpetlError, sqlite3.Error):
+        return {}
 
 
-def query(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """One read-only query; [] when the ledger or its tables do not exist yet."""
-    con = read_only(path)
-    if con is None:
-        return []
-    try:
-        return con.execute(sql, params).fetchall()
-    except sqlite3.Error:
-        return []
-    finally:
-        con.close()
+def in_flight_events(path: Path) -> set[EventId]:
+    if not path.exists():
+        return set()
+    with open_ledger(path, read_only=True) as ledger:
+        rows = ledger.inspect()
+    rows = rows[rows["status"] == "in_flight"]
+    return set(zip(rows["event_name"], rows["transaction_id"], strict=True))
 
 
 EventId = tuple[str, str]  # (event_name, transaction_id): how the store and the ledger name one event
 
 
 def ledger_rows(path: Path) -> dict[EventId, dict[str, Any]]:
-    """(event_name, transaction_id) → its ledger row (status, possible_duplicate, request_hash, run ids)."""
-    con = sqlite3.connect(path)
-    try:
-        con.row_factory = sqlite3.Row
-        rows = [dict(r) for r in con.execute(
-            "SELECT event_name, transaction_id, event_key, status, possible_duplicate, request_hash, run_id, "
-            "sent_run_id, attempts FROM events")]
-    finally:
-        con.close()
+    """(event_name, transaction_id) → its ledger row (status, possible_duplicate, run ids, attempts)."""
+    with open_ledger(path, read_only=True) as ledger:
+        rows = ledger.inspect().to_dict("records")
     by_id = {(r["event_name"], r["transaction_id"]): r for r in rows}
     assert len(by_id) == len(rows), "two ledger rows share (event_name, transaction_id): the harness cannot tell them apart"
     return by_id
 
 
 def integrity(path: Path) -> str:
-    con = sqlite3.connect(path)
-    try:
-        return con.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        con.close()
+    with open_ledger(path, read_only=True) as ledger:
+        return "ok" if ledger.integrity_ok() else "corrupt"
 
 
 def stored_events(data_dir: Path, prefix: str = "") -> Counter[EventId]:
@@ -182,7 +173,7 @@ def requested_events(requests_ndjson: Path) -> Counter[EventId]:
 
 
 def balanced(summary: dict[str, Any]) -> bool:
-    parts = ("sent", "rejected", "duplicate", "deferred", "failed")
+    parts = ("sent", "rejected", "duplicate", "deferred", "expired", "rejected_at_send", "failed")
     return summary["rows_in"] == sum(summary[k] for k in parts) and all(
         s["rows_in"] == sum(s[k] for k in parts) for s in summary["sources"].values())
 

@@ -13,8 +13,8 @@ from tests.reliability.harness import (
     cli,
     config_for,
     generic_source,
+    ledger_counts,
     ledger_path,
-    query,
     run_args,
     start,
     stored_events,
@@ -29,7 +29,7 @@ def test_second_run_on_a_held_ledger_exits_5_and_sends_nothing(tmp_path, collect
     first = start(*run_args(config, tmp_path / "out_a"))
     ledger = ledger_path(tmp_path)
     deadline = time.monotonic() + 20
-    while not (query(ledger, "SELECT COUNT(*) FROM events WHERE status = 'in_flight'") or [(0,)])[0][0]:
+    while not ledger_counts(ledger).get("in_flight"):
         assert time.monotonic() < deadline and first.poll() is None, "the first run never started sending"
         time.sleep(0.01)
 

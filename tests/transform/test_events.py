@@ -56,10 +56,9 @@ def _run(rows, source=SOURCE, columns=None):
 def _fates(result, n):
     sent = set(result.events["row"])
     rejected = set(result.rejects["row"])
-    deferred = set(result.deferred["row"])
-    assert not (sent & rejected) and not (sent & deferred) and not (rejected & deferred)
-    assert sent | rejected | deferred == set(range(1, n + 1))
-    return sent, rejected, deferred
+    assert not (sent & rejected)
+    assert sent | rejected == set(range(1, n + 1))
+    return sent, rejected
 
 
 def test_a_good_row_becomes_one_exact_minimal_event():
@@ -76,7 +75,6 @@ def test_a_good_row_becomes_one_exact_minimal_event():
         "currency": "GBP",
         "session_id": "1763650000",
         "engagement_time_msec": 1,
-        "mpetl_run": "run-1",
     }
     assert event["client_id"] == "1162820436.1749482504"
     assert event["event_key"] == "crm|purchase|T-1001"
@@ -96,31 +94,21 @@ def test_bad_identity_is_rejected_with_debug_shaped_reasons_naming_the_column():
 
 def test_purchase_needs_a_transaction_id_and_value_needs_a_currency():
     result = _run([_row(transaction_id=" "), _row(currency=None), _row(currency="XYZ"), _row(value="12abc")])
-    _, rejected, _ = _fates(result, 4)
+    _, rejected = _fates(result, 4)
     assert rejected == {1, 2, 3, 4}
     codes = {r["row"]: [x["validationCode"] for x in r["reasons"]] for r in result.rejects.to_dict("records")}
     assert codes == {1: ["VALUE_REQUIRED"], 2: ["VALUE_REQUIRED"], 3: ["VALUE_INVALID"], 4: ["VALUE_INVALID"]}
 
 
-def test_window_defers_old_rows_for_data_import_and_rejects_the_future():
+def test_old_rows_stay_events_for_the_ledger_to_judge_and_the_future_is_rejected():
+    # Age is decided by the ledger on the wall clock when it plans and sends, never here.
     rows = [_row(timestamp="2026-11-17 09:00:00", transaction_id="OLD"),
             _row(timestamp="2026-11-21 09:00:00", transaction_id="FUTURE"),
             _row(transaction_id="OK")]
     result = _run(rows)
-    sent, rejected, deferred = _fates(result, 3)
-    assert (sent, rejected, deferred) == ({3}, {2}, {1})
-    d = result.deferred.iloc[0]
-    assert d["measurement_id"] == "G-TEST123" and d["client_id"] == "1162820436.1749482504"
-    assert d["event_name"] == "purchase" and d["event_param.transaction_id"] == "OLD"
+    sent, rejected = _fates(result, 3)
+    assert (sent, rejected) == ({1, 3}, {2})
     assert result.rejects.iloc[0]["reasons"][0]["validationCode"] == "VALUE_OUT_OF_BOUNDS"
-
-
-def test_window_boundary_with_the_safety_margin():
-    # Sendable back to now - (72 h - 60 min margin) = 2026-11-18 07:00 UTC = 02:00 New York.
-    rows = [_row(timestamp="2026-11-18 02:00:00", transaction_id="EDGE"),
-            _row(timestamp="2026-11-18 01:59:59", transaction_id="JUST-OLD")]
-    sent, _, deferred = _fates(_run(rows), 2)
-    assert sent == {1} and deferred == {2}
 
 
 def test_missing_session_is_sent_and_counted():
@@ -136,7 +124,7 @@ def test_consent_denied_is_not_sent_and_says_which_column():
     frame = _chunk(rows).frame.rename(columns={"consent": "consent_analytics"})
     result = transform_chunk(Chunk(frame=frame, columns={"consent_analytics": "Analytics Consent"}), source, PROP,
                              WINDOW, now_micros=NOW_MICROS, run_id="r")
-    sent, rejected, _ = _fates(result, 4)
+    sent, rejected = _fates(result, 4)
     assert sent == {2} and rejected == {1, 3, 4}
     reasons = {r["row"]: r["reasons"][0] for r in result.rejects.to_dict("records")}
     assert reasons[1]["validationCode"] == "CONSENT_DENIED" and reasons[1]["fieldPath"] == "Analytics Consent"
@@ -165,7 +153,7 @@ def test_personal_data_in_a_sent_field_rejects_the_row_without_echoing_it():
     frame["param.coupon"] = pd.Series(["jane.doe@example.com", "SUMMER10"], dtype="string")
     chunk = Chunk(frame=frame, columns={"param.coupon": "Discount Code"})
     result = transform_chunk(chunk, SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r")
-    sent, rejected, _ = _fates(result, 2)
+    sent, rejected = _fates(result, 2)
     assert sent == {2} and rejected == {1}
     reason = result.rejects.iloc[0]["reasons"][0]
     assert reason["validationCode"] == "PERSONAL_DATA" and "Discount Code" in reason["description"]
@@ -197,7 +185,7 @@ def test_event_json_is_valid_whatever_the_transaction_id_holds(text):
         sent = body["params"]["transaction_id"]
         assert sent == text.strip()  # exactly, escaped as JSON needs
     else:
-        assert len(result.rejects) + len(result.deferred) == 1
+        assert len(result.rejects) == 1
         if any(ord(c) < 32 or ord(c) == 127 for c in text.strip()):
             assert result.rejects.iloc[0]["reasons"][0]["description"].endswith("holds control characters")
 

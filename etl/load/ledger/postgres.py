@@ -31,7 +31,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from etl.clock import wall_micros
+from etl.errors import ConfigError, LedgerError, LedgerLockedError
 from etl.load.ledger.base import (
     DEFER_EXPIRED,
     DEFER_TOO_OLD,
@@ -45,8 +47,6 @@ from etl.load.ledger.base import (
     consent_code,
 )
 from etl.load.ledger.sqlite import _bucket, _params_of
-
-from etl.errors import ConfigError, LedgerError, LedgerLockedError
 from etl.shard import Shard, client_hash, client_hashes
 
 SCHEMA = """

@@ -1,0 +1,568 @@
+"""The embedded ledger: one SQLite file in WAL mode, one writer at a time (the run lock).
+
+Why SQLite: a kill -9 at any instant leaves a consistent database (committed transactions survive,
+the rest roll back), and readers (reconcile, a notebook) never block the writer. Why this row shape:
+a night of a million events must stay near 200 bytes an event, so run ids are small integers (the
+`runs` table holds the text), times are integer microseconds, consent is a 0..8 code, source and event
+name live only in the key, and the event is stored once, as its params object.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from etl.clock import wall_micros
+from etl.errors import ConfigError, LedgerError, LedgerLockedError
+from etl.load.ledger.base import (
+    DEFER_EXPIRED,
+    DEFER_TOO_OLD,
+    FLAG_HAS_SESSION,
+    FLAG_POSSIBLE_DUPLICATE,
+    FLAG_RESENT,
+    DeferredEvent,
+    Ledger,
+    PendingEvent,
+    RunOutcome,
+    consent_code,
+)
+from etl.load.shards import shard_of
+
+SCHEMA_VERSION = "2"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS properties (
+    property INTEGER PRIMARY KEY,
+    measurement_id TEXT NOT NULL UNIQUE,
+    endpoint TEXT NOT NULL               -- where it last sent (for people; the property is the id)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL UNIQUE,
+    mode TEXT NOT NULL,
+    shard TEXT,
+    started_us INTEGER NOT NULL,
+    finished_us INTEGER,
+    summary_json TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    event_key TEXT NOT NULL UNIQUE,  -- source|event_name|transaction_id (or a row digest)
+    client_id TEXT NOT NULL,
+    user_id TEXT,
+    consent INTEGER NOT NULL,        -- 0..8: ad_user_data × ad_personalization (absent/granted/denied)
+    ts INTEGER NOT NULL,             -- timestamp_micros
+    event_date INTEGER NOT NULL,     -- YYYYMMDD in the property's zone
+    params BLOB NOT NULL,            -- the MP params object, without the run marker
+    status TEXT NOT NULL,            -- planned | in_flight | sent | failed | deferred | rejected
+    reason TEXT,                     -- why deferred (too_old, expired), rejected or failed
+    property INTEGER NOT NULL,
+    run INTEGER NOT NULL,            -- the run whose input row produced it (its owner)
+    first_run INTEGER NOT NULL,      -- the run that created it
+    prev_run INTEGER,                -- the owner before this run took it over (withdraw gives it back)
+    fate_run INTEGER,                -- the run that gave it its current state
+    fate_us INTEGER,                 -- when (wall clock) it got that state
+    source_row INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    flags INTEGER NOT NULL DEFAULT 0, -- 1 possible_duplicate, 2 resent, 4 has_session
+    exported_run INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_pending ON events(status, client_id) WHERE status IN ('planned', 'failed', 'in_flight');
+CREATE INDEX IF NOT EXISTS events_run ON events(run);
+CREATE INDEX IF NOT EXISTS events_fate_run ON events(fate_run);
+CREATE INDEX IF NOT EXISTS events_date ON events(event_date);
+CREATE INDEX IF NOT EXISTS events_to_export ON events(event_date) WHERE status = 'deferred' AND exported_run IS NULL;
+"""
+
+_PARAMS_PREFIX = r'^\{"name":"[A-Za-z0-9_]*","timestamp_micros":-?\d+,"params":'
+
+
+def _ids_json(ids: Sequence[int]) -> str:
+    return orjson.dumps([int(i) for i in ids]).decode()
+
+
+def split_key(event_key: str) -> tuple[str, str, str]:
+    """`source|event_name|tail` → its three parts (sources and event names never hold '|')."""
+    source, name, tail = event_key.split("|", 2)
+    return source, name, tail
+
+
+class SqliteLedger(Ledger):
+    """The default backend. Hold `lock()` for the whole run: two writers could double-send."""
+
+    def __init__(self, path: Path, *, lock: bool = False, clock: Callable[[], int] = wall_micros,
+                 read_only: bool = False) -> None:
+        # The lock and the database are one file however it is reached: a symlink or `..` must not
+        # give a second run a second lock.
+        self.path = Path(path).resolve()
+        self.clock = clock
+        self._lock_fd: int | None = None
+        self._property: int | None = None
+        self._runs: dict[str, int] = {}
+        if self.path.is_dir():
+            raise LedgerError(f"{self.path}: the ledger path is a directory; point [ledger] path at a file")
+        if read_only:
+            # Reconciliation may run while a send holds the ledger: it must never change what it checks.
+            if not self.path.is_file():
+                raise LedgerError(f"{self.path}: ledger not found ([ledger] path)")
+            try:
+                self.db = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True)
+                self.db.execute("SELECT k, v FROM meta LIMIT 0")
+                self.db.execute("SELECT event_key, status FROM events LIMIT 0")
+            except sqlite3.Error as exc:
+                self.close()
+                raise LedgerError(f"{self.path}: not a readable mpetl ledger ({exc})") from None
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(f"{self.path}: cannot create the ledger's folder ({exc.strerror})") from None
+        if lock:
+            # Before the first statement: a second run must refuse (exit 5), not trip over the first
+            # run's locks while it switches a new file to WAL and creates the tables.
+            self.lock()
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoint often enough that the WAL file never grows without bound during a long send.
+            self.db.execute("PRAGMA wal_autocheckpoint=2000")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise LedgerError(f"{self.path}: not a usable mpetl ledger ({exc}); restore it from a backup or "
+                              "point [ledger] path at a new file") from None
+
+    def _migrate(self) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "events" in tables and "meta" not in tables:
+            raise LedgerError(f"{self.path}: a ledger from an older mpetl (schema 1); move it aside and start a "
+                              "new one (its sent events would otherwise be sent again)")
+        self.db.executescript(SCHEMA)
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+
+    # -- run lifecycle -------------------------------------------------------------------------
+    def lock(self) -> None:
+        if self._lock_fd is not None:
+            return
+        try:
+            fd = os.open(str(self.path) + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise LedgerError(f"{self.path}.lock: cannot create the run lock ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LedgerLockedError(f"another run holds the ledger {self.path}; refusing to start (nothing sent)") from None
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        if hasattr(self, "db"):
+            with suppress(sqlite3.Error):
+                self.db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def copy_to(self, target: Path) -> None:
+        """A consistent copy (dry-run and validate work on one, never on the real ledger)."""
+        self.db.execute("VACUUM INTO ?", (str(target),))
+
+    def bind_property(self, measurement_id: str, endpoint: str) -> None:
+        self.db.execute("INSERT INTO properties(measurement_id, endpoint) VALUES (?, ?) "
+                        "ON CONFLICT(measurement_id) DO UPDATE SET endpoint = excluded.endpoint", (measurement_id, endpoint))
+        self._property = self.db.execute(
+            "SELECT property FROM properties WHERE measurement_id = ?", (measurement_id,)
+        ).fetchone()[0]
+        foreign = self.db.execute(
+            "SELECT p.measurement_id, p.endpoint, COUNT(*) FROM events e JOIN properties p USING (property) "
+            "WHERE e.status IN ('planned', 'failed', 'in_flight') AND e.property != ? GROUP BY p.property LIMIT 1",
+            (self._property,),
+        ).fetchone()
+        if foreign:
+            mid, ep, count = foreign
+            raise ConfigError(str(self.path), "ledger.path",
+                              f"holds {count} pending events planned for {mid} (last sent to {ep}); this config "
+                              f"sends to {measurement_id}. Refusing to send them to another property: give each "
+                              "property its own ledger")
+
+    def begin_run(self, run_id: str, mode: str, shard: str | None = None) -> None:
+        cur = self.db.execute("INSERT INTO runs(run_id, mode, shard, started_us) VALUES (?, ?, ?, ?)",
+                              (run_id, mode, shard, self.clock()))
+        self._runs[run_id] = cur.lastrowid
+
+    def _run(self, run_id: str) -> int:
+        if run_id not in self._runs:
+            row = self.db.execute("SELECT run FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                cur = self.db.execute("INSERT INTO runs(run_id, mode, started_us) VALUES (?, 'external', ?)",
+                                      (run_id, self.clock()))
+                self._runs[run_id] = cur.lastrowid
+            else:
+                self._runs[run_id] = row[0]
+        return self._runs[run_id]
+
+    def finish_run(self, run_id: str, summary_json: str) -> None:
+        self.db.execute("UPDATE runs SET finished_us = ?, summary_json = ? WHERE run = ?",
+                        (self.clock(), summary_json, self._run(run_id)))
+        # Keep the WAL file small between nights.
+        with suppress(sqlite3.Error):
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def recover_in_flight(self) -> int:
+        cur = self.db.execute(
+            "UPDATE events SET status = 'failed', reason = 'crashed_in_flight', flags = flags | ? "
+            "WHERE status IN ('in_flight') ",
+            (FLAG_POSSIBLE_DUPLICATE,),
+        )
+        return cur.rowcount
+
+    # -- planning ------------------------------------------------------------------------------
+    def plan(self, events: pd.DataFrame, run_id: str, *, oldest_sendable_micros: int) -> pd.Series:
+        buckets = pd.Series("planned", index=events.index, dtype=object)
+        if events.empty:
+            return buckets
+        if self._property is None:
+            raise LedgerError("bind_property() must be called before plan()")
+        run = self._run(run_id)
+        keys = events["event_key"].astype(str)
+        in_chunk_dup = keys.duplicated(keep="first").to_numpy()
+        buckets[in_chunk_dup] = "duplicate"
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS chunk_keys(event_key TEXT PRIMARY KEY) WITHOUT ROWID")
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DELETE FROM chunk_keys")
+            self.db.executemany("INSERT OR IGNORE INTO chunk_keys VALUES (?)", ((k,) for k in keys[~in_chunk_dup]))
+            existing = self.db.execute(
+                "SELECT e.event_key, e.id, e.status, e.run FROM events e JOIN chunk_keys c USING (event_key)"
+            ).fetchall()
+            take_over: list[tuple[int, int]] = []
+            dup_keys: set[str] = set()
+            for key, eid, status, owner in existing:
+                if status in ("planned", "failed", "in_flight") and owner != run:
+                    take_over.append((owner, eid))
+                else:
+                    dup_keys.add(key)
+            if dup_keys:
+                buckets[keys.isin(dup_keys).to_numpy() & ~in_chunk_dup] = "duplicate"
+            if take_over:
+                self.db.executemany("UPDATE events SET prev_run = ?, run = ? WHERE id = ?",
+                                    ((owner, run, eid) for owner, eid in take_over))
+            known = {k for k, *_ in existing}
+            new = ~in_chunk_dup & ~keys.isin(known).to_numpy()
+            ts = events["timestamp_micros"].to_numpy(dtype="int64")
+            too_old = new & (ts < oldest_sendable_micros)
+            buckets[too_old] = "deferred"
+            if new.any():
+                self._insert(events[new], too_old[new], run)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return buckets
+
+    def _insert(self, events: pd.DataFrame, too_old: np.ndarray, run: int) -> None:
+        params = _params_of(events["event_json"])
+        consent = events["consent_json"].astype("object").map(
+            lambda v, cache={}: cache.setdefault(v, consent_code(None if v is pd.NA else v)))
+        user = events["user_id"].astype("object").where(events["user_id"].notna(), None)
+        flags = np.where(events["has_session"].to_numpy(dtype=bool), FLAG_HAS_SESSION, 0)
+        status = np.where(too_old, "deferred", "planned")
+        reason = np.where(too_old, DEFER_TOO_OLD, None)
+        fate_run = np.where(too_old, run, None)
+        now = self.clock()
+        fate_us = np.where(too_old, now, None)
+        rows = zip(
+            events["event_key"].astype(str).tolist(), events["client_id"].astype(str).tolist(), user.tolist(),
+            consent.tolist(), events["timestamp_micros"].astype("int64").tolist(),
+            pd.to_numeric(events["event_date"]).astype("int64").tolist(), params, status.tolist(), reason.tolist(),
+            fate_run.tolist(), fate_us.tolist(), events["row"].astype("int64").tolist(), flags.tolist(),
+            strict=True,
+        )
+        prop = self._property
+        self.db.executemany(
+            "INSERT INTO events(event_key, client_id, user_id, consent, ts, event_date, params, status, reason, "
+            f"fate_run, fate_us, source_row, flags, property, run, first_run) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,{prop},{run},{run})",
+            rows,
+        )
+
+    def withdraw(self, run_id: str, source: str) -> int:
+        run = self._run(run_id)
+        prefix = source + "|"
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            deleted = self.db.execute(
+                "DELETE FROM events WHERE run = ? AND first_run = ? AND substr(event_key, 1, ?) = ?",
+                (run, run, len(prefix), prefix),
+            ).rowcount
+            self.db.execute(
+                "UPDATE events SET run = prev_run, prev_run = NULL WHERE run = ? AND prev_run IS NOT NULL "
+                "AND substr(event_key, 1, ?) = ?",
+                (run, len(prefix), prefix),
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return deleted
+
+    # -- sending -------------------------------------------------------------------------------
+    def snapshot_pending(self, *, shard: tuple[int, int] | None = None) -> int:
+        self.db.execute("DROP TABLE IF EXISTS temp.send_queue")
+        self.db.execute("CREATE TEMP TABLE send_queue(seq INTEGER PRIMARY KEY, id INTEGER NOT NULL)")
+        where, args = "status IN ('planned', 'failed') AND property = ?", [self._property]
+        if shard is not None:
+            self.db.create_function("mpetl_shard", 2, shard_of, deterministic=True)
+            where += " AND mpetl_shard(client_id, ?) = ?"
+            args += [shard[1], shard[0]]
+        self.db.execute(
+            f"INSERT INTO send_queue(id) SELECT id FROM events WHERE {where} "
+            "ORDER BY client_id, IFNULL(user_id, ''), consent, ts, id",
+            args,
+        )
+        return self.db.execute("SELECT COUNT(*) FROM send_queue").fetchone()[0]
+
+    def iter_pending(self, page: int = 5000) -> Iterator[PendingEvent]:
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT q.seq, e.id, e.event_key, e.client_id, e.user_id, e.consent, e.ts, e.params, e.source_row "
+                "FROM send_queue q JOIN events e USING (id) WHERE q.seq > ? ORDER BY q.seq LIMIT ?",
+                (last, page),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            for _seq, eid, key, client_id, user_id, consent, ts, params, row in rows:
+                yield PendingEvent(eid, key, client_id, user_id, consent, key.split("|", 2)[1], ts, params, row)
+
+    def _update(self, sql: str, ids: Sequence[int], *args: object) -> None:
+        if not len(ids):
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(sql + " WHERE id IN (SELECT value FROM json_each(?))", (*args, _ids_json(ids)))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _update_each(self, sql: str, rows: Sequence[tuple]) -> None:
+        if not rows:
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany(sql, rows)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def mark_in_flight(self, ids: Sequence[int]) -> None:
+        self._update("UPDATE events SET status = 'in_flight'", ids)
+
+    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool]) -> None:
+        run, now = self._run(run_id), self.clock()
+        self._update_each(
+            "UPDATE events SET status = 'sent', reason = NULL, fate_run = ?, fate_us = ?, attempts = attempts + ?, "
+            "flags = flags | ? WHERE id = ?",
+            [(run, now, a, FLAG_POSSIBLE_DUPLICATE if m else 0, i) for i, a, m in zip(ids, attempts, maybe_delivered, strict=True)],
+        )
+
+    def mark_failed(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
+                    reason: str | None = None) -> None:
+        run, now = self._run(run_id), self.clock()
+        self._update_each(
+            "UPDATE events SET status = 'failed', reason = ?, fate_run = ?, fate_us = ?, attempts = attempts + ?, "
+            "flags = flags | ? WHERE id = ?",
+            [(reason, run, now, a, FLAG_POSSIBLE_DUPLICATE if m else 0, i)
+             for i, a, m in zip(ids, attempts, maybe_delivered, strict=True)],
+        )
+
+    def mark_rejected(self, ids: Sequence[int], run_id: str, reason: str) -> None:
+        self._update("UPDATE events SET status = 'rejected', reason = ?, fate_run = ?, fate_us = ?",
+                     ids, reason, self._run(run_id), self.clock())
+
+    def mark_expired(self, ids: Sequence[int], run_id: str) -> None:
+        self._update("UPDATE events SET status = 'deferred', reason = ?, fate_run = ?, fate_us = ?",
+                     ids, DEFER_EXPIRED, self._run(run_id), self.clock())
+
+    def refused(self, run_id: str) -> list[tuple[str, int | None, str]]:
+        return [(split_key(key)[0], row, reason) for key, row, reason in self.db.execute(
+            "SELECT event_key, source_row, reason FROM events WHERE fate_run = ? AND status = 'rejected' ORDER BY id",
+            (self._run(run_id),))]
+
+    # -- deferred output -----------------------------------------------------------------------
+    def deferred_events(self, *, run_id: str | None = None, unexported: bool = False,
+                        since_date: str | None = None) -> Iterator[DeferredEvent]:
+        where, args = ["e.status = 'deferred'"], []
+        if run_id is not None:
+            where.append("e.fate_run = ?")
+            args.append(self._run(run_id))
+        if unexported:
+            where.append("e.exported_run IS NULL")
+        if since_date is not None:
+            where.append("e.event_date >= ?")
+            args.append(int(since_date))
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT e.id, e.event_key, e.source_row, e.client_id, e.user_id, e.ts, e.event_date, e.params, e.reason, "
+                f"r.run_id FROM events e LEFT JOIN runs r ON r.run = e.fate_run WHERE {' AND '.join(where)} AND e.id > ? "
+                "ORDER BY e.id LIMIT 5000",
+                (*args, last),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            for eid, key, row, client_id, user_id, ts, day, params, reason, rid in rows:
+                source, name, _ = split_key(key)
+                yield DeferredEvent(eid, key, source, row, client_id, user_id, name, ts, str(day), params, reason, rid)
+
+    def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
+        self._update("UPDATE events SET exported_run = ?", ids, self._run(run_id))
+
+    # -- reconciliation and resend ---------------------------------------------------------------
+    def requeue_for_resend(self, keys: Sequence[str], run_id: str) -> int:
+        self._run(run_id)
+        if not keys:
+            return 0
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            n = self.db.execute(
+                "UPDATE events SET status = 'planned', flags = flags | ? WHERE status = 'sent' AND event_key IN "
+                "(SELECT value FROM json_each(?))",
+                (FLAG_RESENT, orjson.dumps(list(keys)).decode()),
+            ).rowcount
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return n
+
+    def for_reconcile(self, *, run_id: str | None = None, since: str | None = None,
+                      until: str | None = None) -> pd.DataFrame:
+        run = None
+        if run_id is None and since is None and until is None:
+            row = self.db.execute(
+                "SELECT fate_run FROM events WHERE status = 'sent' ORDER BY fate_us DESC, fate_run DESC LIMIT 1"
+            ).fetchone()
+            run = row[0] if row else -1
+        elif run_id is not None:
+            row = self.db.execute("SELECT run FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            run = row[0] if row else -1
+        sql = (
+            "SELECT e.event_key, e.event_date, e.ts, e.fate_us, e.flags, o.run_id AS run_id, f.run_id AS sent_run_id "
+            "FROM events e JOIN runs o ON o.run = e.run LEFT JOIN runs f ON f.run = e.fate_run "
+            "WHERE e.status = 'sent' AND (:run IS NULL OR e.run = :run OR e.fate_run = :run) "
+            "AND (:since IS NULL OR e.event_date >= :since) AND (:until IS NULL OR e.event_date <= :until)"
+        )
+        params = {"run": run, "since": int(since) if since else None, "until": int(until) if until else None}
+        frame = pd.DataFrame(self.db.execute(sql, params).fetchall(),
+                             columns=["event_key", "event_date", "timestamp_micros", "sent_at_micros", "flags",
+                                      "run_id", "sent_run_id"])
+        parts = frame["event_key"].str.split("|", n=2, expand=True) if len(frame) else pd.DataFrame(columns=[0, 1, 2])
+        out = pd.DataFrame({
+            "event_key": frame["event_key"].astype("string"),
+            "event_date": frame["event_date"].astype(str).astype("string"),
+            "event_name": parts[1].astype("string"),
+            "transaction_id": parts[2].astype("string").where(~parts[2].astype("string").str.startswith("row:"), pd.NA),
+            "source": parts[0].astype("string"),
+            "run_id": frame["run_id"].astype("string"),
+            "sent_run_id": frame["sent_run_id"].astype("string"),
+            "timestamp_micros": frame["timestamp_micros"].astype("int64"),
+            "sent_at_micros": frame["sent_at_micros"].astype("Int64"),
+            "possible_duplicate": (frame["flags"].astype("int64") & FLAG_POSSIBLE_DUPLICATE) > 0,
+            "resent": (frame["flags"].astype("int64") & FLAG_RESENT) > 0,
+        })
+        return out
+
+    def known_keys(self, transaction_ids: Sequence[str]) -> pd.DataFrame:
+        # The key holds the id; without a column of its own this is one scan, asked only for the
+        # export's unexplained ids (reconciliation's extras).
+        wanted = {str(t) for t in transaction_ids}
+        found: list[tuple[str, str]] = []
+        if wanted:
+            for (key,) in self.db.execute("SELECT event_key FROM events"):
+                _, name, tail = split_key(key)
+                if tail in wanted:
+                    found.append((name, tail))
+        return pd.DataFrame(found, columns=["event_name", "transaction_id"], dtype="string")
+
+    def run_ids(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT run_id FROM runs ORDER BY run")]
+
+    # -- accounting ----------------------------------------------------------------------------
+    def outcome(self, run_id: str) -> RunOutcome:
+        run = self._run(run_id)
+        out = RunOutcome()
+        rows = self.db.execute(
+            "SELECT substr(event_key, 1, instr(event_key, '|') - 1), status, reason, COUNT(*) FROM events "
+            "WHERE run = ? GROUP BY 1, 2, 3", (run,)
+        ).fetchall()
+        for source, status, reason, n in rows:
+            bucket = _bucket(status, reason)
+            per = out.by_source.setdefault(source, {})
+            per[bucket] = per.get(bucket, 0) + n
+        for status, reason, n in self.db.execute(
+            "SELECT status, reason, COUNT(*) FROM events WHERE fate_run = ? AND run != ? GROUP BY 1, 2", (run, run)
+        ):
+            bucket = _bucket(status, reason)
+            out.earlier_runs[bucket] = out.earlier_runs.get(bucket, 0) + n
+        out.possible_duplicates, out.resent = self.db.execute(
+            "SELECT IFNULL(SUM(flags & ? > 0), 0), IFNULL(SUM(flags & ? > 0), 0) FROM events "
+            "WHERE fate_run = ? AND status = 'sent'",
+            (FLAG_POSSIBLE_DUPLICATE, FLAG_RESENT, run),
+        ).fetchone()
+        return out
+
+    def integrity_ok(self) -> bool:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    def state_counts(self) -> dict[str, int]:
+        counts = dict(self.db.execute("SELECT status, COUNT(*) FROM events GROUP BY status").fetchall())
+        counts["runs"] = self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        return counts
+
+    def inspect(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.db.execute(
+            "SELECT e.event_key, e.status, e.reason, e.flags, o.run_id, f.run_id, e.attempts, e.source_row "
+            "FROM events e JOIN runs o ON o.run = e.run LEFT JOIN runs f ON f.run = e.fate_run ORDER BY e.id"
+        ).fetchall(), columns=["event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row"])
+        parts = frame["event_key"].str.split("|", n=2, expand=True) if len(frame) else pd.DataFrame(columns=[0, 1, 2])
+        frame.insert(1, "event_name", parts[1])
+        frame.insert(2, "transaction_id", parts[2])
+        flags = frame.pop("flags").astype("int64")
+        frame["possible_duplicate"] = (flags & FLAG_POSSIBLE_DUPLICATE) > 0
+        frame["resent"] = (flags & FLAG_RESENT) > 0
+        return frame
+
+
+def _bucket(status: str, reason: str | None) -> str:
+    """The summary's name for a ledger state."""
+    if status == "deferred":
+        return "expired" if reason == DEFER_EXPIRED else "deferred"
+    if status == "rejected":
+        return "rejected_at_send"
+    if status in ("planned", "in_flight"):
+        return "failed"  # not delivered by this run: still pending for the next
+    return status
+
+
+def _params_of(event_json: pd.Series) -> list[bytes]:
+    """The params object of each MP event JSON (the transform builds `{"name",…,"params":{…}}`)."""
+    arr = pa.array(event_json.astype(str).tolist(), type=pa.string())
+    params = pc.replace_substring_regex(arr, _PARAMS_PREFIX, "", max_replacements=1)
+    params = pc.utf8_slice_codeunits(params, 0, -1)
+    return [p.encode() for p in params.to_pylist()]
