@@ -28,3 +28,14 @@ def pg_admin_url() -> Iterator[str]:
 def pg_url(pg_admin_url: str) -> str:
     """The URL of a fresh, empty database on the session's server (one per test)."""
     return create_database(pg_admin_url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """The ledger a test runs on, once per backend: a SQLite file, then a fresh PostgreSQL database.
+
+    The server starts only when a PostgreSQL case runs (`-k sqlite` never starts it).
+    """
+    if request.param == "sqlite":
+        return str(tmp_path / "state" / "ledger.sqlite")
+    return create_database(request.getfixturevalue("pg_admin_url"))

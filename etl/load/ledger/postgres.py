@@ -219,14 +219,18 @@ class PostgresLedger(Ledger):
                         (summary_json, run_id))
 
     def recover_in_flight(self) -> int:
-        """Claims of dead workers (their lease lock is free) are released; their in-flight events may have
-        arrived: failed + possible_duplicate, retried by this run."""
+        """In-flight events whose worker is gone may have arrived: failed + possible_duplicate, sent again.
+
+        Gone: a worker whose lease lock is free (its session ended), or this worker itself (a run
+        recovers before it sends, so its own in-flight rows can only be leftovers). Claims of dead
+        workers are released; a live worker's claims and in-flight events are never touched.
+        """
         recovered = 0
         workers = [w for (w,) in self.db.execute(
-            "SELECT DISTINCT claimed_by FROM mpetl_events WHERE claimed_by IS NOT NULL AND claimed_by <> %s",
-            (self.worker,))]
+            "SELECT DISTINCT claimed_by FROM mpetl_events WHERE claimed_by IS NOT NULL")]
         for worker in workers:
-            if not self.db.execute("SELECT pg_try_advisory_lock(%s)", (worker,)).fetchone()[0]:
+            mine = worker == self.worker
+            if not mine and not self.db.execute("SELECT pg_try_advisory_lock(%s)", (worker,)).fetchone()[0]:
                 continue  # alive: its claims are its own
             try:
                 with self.db.transaction():
@@ -237,7 +241,8 @@ class PostgresLedger(Ledger):
                     recovered += cur.rowcount
                     self.db.execute("UPDATE mpetl_events SET claimed_by = NULL WHERE claimed_by = %s", (worker,))
             finally:
-                self.db.execute("SELECT pg_advisory_unlock(%s)", (worker,))
+                if not mine:
+                    self.db.execute("SELECT pg_advisory_unlock(%s)", (worker,))
         # In-flight rows without a claimer (written by a tool that does not claim) are recovered too.
         cur = self.db.execute(
             "UPDATE mpetl_events SET state = 'failed', reason = 'crashed_in_flight', flags = flags | %s "
@@ -331,8 +336,13 @@ class PostgresLedger(Ledger):
 
     # -- sending ---------------------------------------------------------------------------------
     def snapshot_pending(self, *, shard: tuple[int, int] | None = None) -> int:
-        """How many pending events of this shard no live worker holds; `iter_pending` claims them."""
+        """How many pending events of this shard no live worker holds; `iter_pending` claims them.
+
+        A new pass: what this worker claimed in an earlier pass and did not deliver is offered again.
+        """
         self._pending_filter = Shard(*shard) if shard else self.shard
+        self.db.execute("UPDATE mpetl_events SET claimed_by = NULL WHERE claimed_by = %s AND state IN ('planned', 'failed')",
+                        (self.worker,))
         return self.db.execute(
             "SELECT count(*) FROM mpetl_events WHERE state IN ('planned', 'failed') AND claimed_by IS NULL "
             f"AND property = %s AND {_shard_sql(self._pending_filter)}", (self._property,)).fetchone()[0]
@@ -513,6 +523,23 @@ class PostgresLedger(Ledger):
     def stats(self) -> dict[str, int]:
         """Events by state, for tests and status lines."""
         return dict(self.db.execute("SELECT state, count(*) FROM mpetl_events GROUP BY state").fetchall())
+
+    def state_counts(self) -> dict[str, int]:
+        counts = self.stats()
+        counts["runs"] = self.db.execute("SELECT count(*) FROM mpetl_runs").fetchone()[0]
+        return counts
+
+    def inspect(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.db.execute(
+            "SELECT event_key, state, reason, flags, run_id, fate_run_id, attempts, source_row FROM mpetl_events ORDER BY id"
+        ).fetchall(), columns=["event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row"])
+        parts = frame["event_key"].str.split("|", n=2, expand=True) if len(frame) else pd.DataFrame(columns=[0, 1, 2])
+        frame.insert(1, "event_name", parts[1])
+        frame.insert(2, "transaction_id", parts[2])
+        flags = frame.pop("flags").astype("int64")
+        frame["possible_duplicate"] = (flags & FLAG_POSSIBLE_DUPLICATE) > 0
+        frame["resent"] = (flags & FLAG_RESENT) > 0
+        return frame
 
 
 _OFFSET = 1 << 63
