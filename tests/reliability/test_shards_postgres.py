@@ -101,7 +101,8 @@ def _shard_counts(url: str, shard: str) -> tuple[int, int]:
 
 
 @pytest.mark.slow
-def test_a_shard_killed_mid_send_and_rerun_loses_nothing_and_duplicates_only_its_in_flight(tmp_path, collector, pg_url):
+def test_a_shard_killed_mid_send_and_rerun_loses_nothing_and_duplicates_only_its_in_flight(tmp_path, collector, pg_url,
+                                                                                           record_property):
     server = collector(latency_ms=60, latency_jitter_ms=40, seed=17)
     tids = write_orders(tmp_path / "orders.csv", prefix="K", clients=CLIENTS, per_client=PER_CLIENT)
     config = _config(tmp_path, pg_url, server.url, concurrency=2)
@@ -118,7 +119,9 @@ def test_a_shard_killed_mid_send_and_rerun_loses_nothing_and_duplicates_only_its
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=10)
     with psycopg.connect(pg_url, autocommit=True) as con:
-        in_flight = {tid for (tid,) in con.execute("SELECT transaction_id FROM mpetl_events WHERE state = 'in_flight'")}
+        in_flight = {tid for (tid,) in con.execute(  # the killed shard's: the others are still sending
+            "SELECT e.transaction_id FROM mpetl_events e JOIN mpetl_runs r USING (run_id) "
+            "WHERE r.shard = '2/4' AND e.state = 'in_flight'")}
     for k, proc in procs.items():
         if k != 2:
             out, err = proc.communicate(timeout=180)
@@ -139,6 +142,8 @@ def test_a_shard_killed_mid_send_and_rerun_loses_nothing_and_duplicates_only_its
             "SELECT transaction_id FROM mpetl_events WHERE flags & 1 <> 0")}
         states = dict(con.execute("SELECT state, count(*) FROM mpetl_events GROUP BY state").fetchall())
     assert twice <= flagged and states == {"sent": len(tids)}
+    record_property("in_flight_at_kill", len(in_flight))
+    record_property("stored_twice", len(twice))
 
     again = [tmp_path / f"again{k}" for k in range(1, SHARDS + 1)]
     for code, err in _run_fleet(config, again, list(range(1, SHARDS + 1))):
