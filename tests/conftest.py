@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.pgserver import PgServer, create_database
+from tests.support import LedgerBackend
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +40,17 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "state" / "ledger.sqlite")
     return create_database(request.getfixturevalue("pg_admin_url"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test once per ledger backend: configs written by `samples_config` (and the reliability
+    harness) point at a SQLite file, then at a fresh PostgreSQL database. Modules opt in with
+    `pytestmark = pytest.mark.usefixtures("ledger_backend")`."""
+    if request.param == "postgresql":
+        LedgerBackend.admin_url = request.getfixturevalue("pg_admin_url")
+    try:
+        yield request.param
+    finally:
+        LedgerBackend.admin_url = None
+        LedgerBackend._urls.clear()

@@ -47,6 +47,9 @@ from tests.reliability.harness import (
     write_orders,
 )
 
+# The whole module runs once per ledger backend: SQLite, then PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("ledger_backend")
+
 TRIALS = 24
 SEED = 8_2026
 CLIENTS, PER_CLIENT = 24, 50  # 1 200 events in 48 requests of 25

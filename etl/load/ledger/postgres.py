@@ -120,6 +120,7 @@ class PostgresLedger(Ledger):
         self.clock = clock
         self.shard = Shard(*shard) if isinstance(shard, tuple) else shard or Shard()
         self._property: str | None = None
+        self._read_only = read_only
         self.worker = secrets.randbits(62) + 1
         self._page = page
         self._locked = False
@@ -140,6 +141,8 @@ class PostgresLedger(Ledger):
 
     # -- plumbing --------------------------------------------------------------------------------
     def _create_schema(self) -> None:
+        if self.db.execute("SELECT to_regclass('mpetl_meta') IS NOT NULL").fetchone()[0]:
+            return  # created (mpetl_meta is the last table the script creates)
         with self.db.transaction():
             # Concurrent CREATE … IF NOT EXISTS can still collide in the catalogue: serialise it.
             self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
@@ -184,7 +187,7 @@ class PostgresLedger(Ledger):
             return
         got = self.db.execute("SELECT pg_try_advisory_lock(%s)", (_shard_lock_key(self.shard),)).fetchone()[0]
         if not got:
-            raise LedgerLockedError(f"another run holds shard {self.shard} of the ledger {_redact(self.url)}; "
+            raise LedgerLockedError(f"another run holds the ledger {_redact(self.url)} (shard {self.shard}); "
                                     "refusing to start (nothing sent)")
         self._locked = True
 
@@ -199,16 +202,19 @@ class PostgresLedger(Ledger):
             self.db.close()  # ends the session: the advisory locks go with it
 
     def bind_property(self, measurement_id: str, endpoint: str) -> None:
-        self._property = f"{measurement_id} {endpoint}"
+        """The property is the measurement id (the endpoint may move, e.g. a region); refuse another's events."""
+        self._property = measurement_id
+        if not self._read_only:
+            self.db.execute("INSERT INTO mpetl_meta(key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET "
+                            "value = excluded.value", (f"endpoint:{measurement_id}", endpoint))
         other = self.db.execute(
             "SELECT property, count(*) FROM mpetl_events WHERE state IN ('planned', 'failed', 'in_flight') "
-            "AND property <> %s GROUP BY property LIMIT 1", (self._property,)).fetchone()
+            "AND property <> %s GROUP BY property LIMIT 1", (measurement_id,)).fetchone()
         if other:
-            mid, _, ep = other[0].partition(" ")
             raise ConfigError(_redact(self.url), "ledger.url",
-                              f"holds {other[1]} pending events planned for {mid} at {ep}; this config sends to "
-                              f"{measurement_id} at {endpoint}. Refusing to send them to another property: give "
-                              "each property (and endpoint) its own ledger")
+                              f"holds {other[1]} pending events planned for {other[0]}; this config sends to "
+                              f"{measurement_id}. Refusing to send them to another property: give each property "
+                              "its own ledger")
 
     def begin_run(self, run_id: str, mode: str, shard: str | None = None) -> None:
         self.db.execute("INSERT INTO mpetl_runs(run_id, mode, shard, worker) VALUES (%s, %s, %s, %s) "
