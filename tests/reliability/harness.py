@@ -113,14 +113,15 @@ def ledger_path(tmp_path: Path) -> Path | str:
     return ledger_location(tmp_path)
 
 
-def _exists(path: Path | str) -> bool:
+def ledger_exists(path: Path | str) -> bool:
+    """The SQLite file exists, or the ledger is a PostgreSQL URL (its database exists already)."""
     return not isinstance(path, Path) or path.exists()
 
 
 def ledger_counts(path: Path | str) -> dict[str, int]:
     """Events per state and `runs`, read through the ledger's interface while another process writes
     it ({} until the ledger exists)."""
-    if not _exists(path):
+    if not ledger_exists(path):
         return {}
     try:
         with open_ledger(path, read_only=True) as ledger:
@@ -130,7 +131,7 @@ def ledger_counts(path: Path | str) -> dict[str, int]:
 
 
 def in_flight_events(path: Path | str) -> set[EventId]:
-    if not _exists(path):
+    if not ledger_exists(path):
         return set()
     with open_ledger(path, read_only=True) as ledger:
         rows = ledger.inspect()

@@ -430,6 +430,9 @@ class PostgresLedger(Ledger):
     def deferred_events(self, *, run_id: str | None = None, unexported: bool = False,
                         since_date: str | None = None) -> Iterator[DeferredEvent]:
         where, args = ["state = 'deferred'"], []
+        if self._property is not None:
+            where.append("property = %s")
+            args.append(self._property)
         if run_id is not None:
             where.append("fate_run_id = %s")
             args.append(run_id)
