@@ -230,6 +230,26 @@ def reconcile(config_path: Path, out_dir: Path, run_id: str | None, since: datet
 
 @main.command()
 @config_option
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The Data Import CSV to write (an _index.csv beside it ties each line to its source row).")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Only events dated on or after this day (property zone).")
+def deferred(config_path: Path, out_file: Path, since: datetime | None) -> None:
+    """Export every deferred event not yet exported (GA4 Data Import, offline events), and mark it exported.
+
+    Each event is exported once, ever: upload only files from runs of this command that exited 0.
+    """
+    from etl.deferred import export_deferred
+
+    try:
+        summary = export_deferred(_load(config_path), out_file, since=since.date() if since else None)
+    except MpetlError as exc:
+        _fail(exc)
+    click.echo(orjson.dumps(summary).decode())
+
+
+@main.command()
+@config_option
 @click.option("-n", "rows", default=5, show_default=True, help="Mapped events to show per source.")
 @now_option
 def sources(config_path: Path, rows: int, now: str | None) -> None:

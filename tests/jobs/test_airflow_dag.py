@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from etl.collector import spawn_collector
-from tests.support import REPO, SAMPLES_NOW, files_containing, samples_config
+from tests.support import REPO, SAMPLES_NOW, files_containing, pinned_clock_env, samples_config
 
 pytestmark = pytest.mark.airflow
 
@@ -55,12 +55,12 @@ class AirflowSandbox:
             "MPETL_RETRIES": "0",  # a failure shows at once instead of waiting out a retry delay
         })
 
-    def run(self, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
-        return subprocess.run(list(args), capture_output=True, text=True, env=self.env, timeout=timeout,
+    def run(self, *args: str, timeout: float = 150, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(list(args), capture_output=True, text=True, env=env or self.env, timeout=timeout,
                               cwd=self.root)
 
-    def airflow(self, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
-        return self.run(str(AIRFLOW), *args, timeout=timeout)
+    def airflow(self, *args: str, timeout: float = 150, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return self.run(str(AIRFLOW), *args, timeout=timeout, env=env)
 
     def migrate(self) -> AirflowSandbox:
         migrated = self.airflow("db", "migrate")
@@ -71,7 +71,9 @@ class AirflowSandbox:
         """Parse the DAG into the metadata DB, then run one DAG run in-process (every task, in order)."""
         reserialized = self.airflow("dags", "reserialize")
         assert reserialized.returncode == 0, reserialized.stderr[-2000:]
-        return self.airflow("dags", "test", DAG_ID, LOGICAL_DATE, "-c", orjson.dumps({"now": SAMPLES_NOW}).decode())
+        # The samples' night is simulated by the process clock (libfaketime), as the README says.
+        return self.airflow("dags", "test", DAG_ID, LOGICAL_DATE, "-c", orjson.dumps({"now": SAMPLES_NOW}).decode(),
+                            env=pinned_clock_env(self.env))
 
     def task_states(self) -> tuple[str, dict[str, str]]:
         """The DAG run's state and each task's state."""

@@ -39,12 +39,13 @@ GENERATED_COLUMNS = {
 }
 
 
-def write_orders(path: Path, *, prefix: str, clients: int, per_client: int, hours_ago: float = 30.0) -> list[str]:
+def write_orders(path: Path, *, prefix: str, clients: int, per_client: int, hours_ago: float = 30.0,
+                 now: dt.datetime = NOW) -> list[str]:
     """A valid generic CSV: `clients` × `per_client` purchases inside the 72 h window; returns the tids.
 
     Rows of one client share a cookie, so the sender packs them into ⌈per_client / 25⌉ requests.
     """
-    start = NOW - dt.timedelta(hours=hours_ago)
+    start = now - dt.timedelta(hours=hours_ago)
     step_s = min(7.0, hours_ago * 3600 / 2 / max(1, clients * per_client))
     tids: list[str] = []
     with path.open("w", newline="", encoding="utf-8") as handle:

@@ -98,7 +98,7 @@ def _phase(ledger: Path, total: int) -> str:
 
 @pytest.mark.slow
 def test_kill_minus_nine_then_rerun_loses_nothing(tmp_path, collector, record_property):
-    server = collector(latency_ms=20, latency_jitter_ms=60, seed=SEED)
+    server = collector(latency_ms=80, latency_jitter_ms=120, seed=SEED)
     phases: Counter[str] = Counter()
     figures: Counter[str] = Counter()
     started = time.monotonic()

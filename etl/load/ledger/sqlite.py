@@ -407,6 +407,9 @@ class SqliteLedger(Ledger):
     def deferred_events(self, *, run_id: str | None = None, unexported: bool = False,
                         since_date: str | None = None) -> Iterator[DeferredEvent]:
         where, args = ["e.status = 'deferred'"], []
+        if self._property is not None:
+            where.append("e.property = ?")
+            args.append(self._property)
         if run_id is not None:
             where.append("e.fate_run = ?")
             args.append(self._run(run_id))

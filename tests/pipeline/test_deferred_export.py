@@ -1,0 +1,48 @@
+"""`mpetl deferred`: every deferred event reaches a Data Import file once, in Google's template."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+import subprocess
+import sys
+
+from etl.config import load_config
+from etl.pipeline import RunOptions, run_pipeline
+from tests.support import samples_config
+
+SECRET = "deferred-export-secret-0c1d"
+WEEK_LATER = dt.datetime(2026, 11, 28, 6, 0, tzinfo=dt.UTC)  # every sample row is too old by then
+
+
+def mpetl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, "MP_API_SECRET": SECRET}, timeout=120)
+
+
+def test_deferred_events_are_exported_once_in_the_data_import_template(tmp_path, monkeypatch):
+    monkeypatch.setenv("MP_API_SECRET", SECRET)
+    config = samples_config(tmp_path, endpoint="http://127.0.0.1:9")
+    run = run_pipeline(load_config(config), RunOptions(out_dir=tmp_path / "run",
+                                                       clock=lambda: int(WEEK_LATER.timestamp()) * 1_000_000))
+    deferred = run.summary["deferred"]
+    assert deferred > 100 and run.summary["sent"] == 0 and run.summary["failed"] == 0
+
+    first = mpetl("deferred", "--config", str(config), "--out", str(tmp_path / "import" / "a.csv"))
+    assert first.returncode == 0, first.stderr
+    rows = list(csv.DictReader((tmp_path / "import" / "a.csv").open()))
+    assert len(rows) == deferred
+    header = list(rows[0])
+    assert header[:5] == ["measurement_id", "client_id", "user_id", "timestamp_micros", "event_name"]
+    assert all(h.startswith(("event_param.", "item")) for h in header[5:])
+    assert {r["measurement_id"] for r in rows} == {"G-K7QW2ZP9LM"}
+    # Numbers stay numbers, ids stay as they were sent.
+    assert not any(r.get("item1.quantity", "").endswith(".0") for r in rows)
+    assert all(r["timestamp_micros"].isdigit() for r in rows)
+    run_rows = list(csv.DictReader((tmp_path / "run" / "deferred.csv").open()))
+    assert sorted(r["event_param.transaction_id"] for r in run_rows) == sorted(r["event_param.transaction_id"] for r in rows)
+
+    second = mpetl("deferred", "--config", str(config), "--out", str(tmp_path / "import" / "b.csv"))
+    assert second.returncode == 0, second.stderr
+    assert list(csv.DictReader((tmp_path / "import" / "b.csv").open())) == []  # nothing is exported twice
