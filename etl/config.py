@@ -10,6 +10,7 @@ file named by ``destination.api_secret_file``.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import zoneinfo
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ from etl.errors import ConfigError
 GOOGLE_ENDPOINT = "https://www.google-analytics.com"
 GOOGLE_EU_ENDPOINT = "https://region1.google-analytics.com"
 
-SOURCE_KINDS = ("csv", "parquet", "salesforce", "hubspot", "shopify", "square")
+SOURCE_KINDS = ("csv", "parquet", "salesforce", "hubspot", "shopify", "square", "bigquery")
+# `scheme://…` is a URL on an object store (gs://, s3://, memory://, file://): never resolved against base_dir.
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 CONSENT_DEFAULTS = ("deny", "grant", "omit")
 SECRET_ENV = "MP_API_SECRET"
 
@@ -60,7 +63,7 @@ class WindowConfig:
 
 @dataclass(frozen=True)
 class IdentityMapConfig:
-    path: Path
+    path: Path | str  # str: a URL on an object store
     key: str
     client_id: str
     source_key: str | None = None  # the source's column to join on; default: same name as `key`
@@ -70,7 +73,7 @@ class IdentityMapConfig:
 class SourceConfig:
     name: str
     kind: str
-    path: Path
+    path: Path | str  # str: a URL on an object store; for kind "bigquery", a label (bigquery:<table> or bigquery:query)
     event: str = "purchase"
     timezone: str = "UTC"
     columns: dict[str, str] = field(default_factory=dict)
@@ -83,7 +86,16 @@ class SourceConfig:
     consent_default: str = "deny"
     on_pii: str = "reject"  # or "drop": drop the offending field instead of the row
     send_user_id: bool = False
+    # Send engagement_time_msec (1) on every event: only for a source that really measured engagement.
+    # Google counts a user as active when the param arrives; an offline conversion is not engagement.
+    engagement_time: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # kind-specific (stage names, refunds…)
+    # kind = "bigquery": exactly one of table ("project.dataset.table") or query (standard SQL)
+    table: str | None = None
+    query: str | None = None
+    project: str | None = None  # billing project; default: the credentials' project
+    location: str | None = None
+    api_endpoint: str | None = None  # a local BigQuery API (tests); None: Google's
 
 
 @dataclass(frozen=True)
@@ -206,6 +218,10 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         q = Path(p)
         return q if q.is_absolute() else base_dir / q
 
+    def resolve_file(p: str) -> Path | str:
+        """A source file: a URL stays as written (base_dir is for local paths only)."""
+        return p if _URL_SCHEME.match(p) else resolve(p)
+
     prop_r = top.table_of("property")
     if not prop_r.table:
         raise top.error("property", "is required: measurement_id and timezone")
@@ -279,16 +295,24 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         if "identity_map" in s:
             ir = sr.table_of("identity_map")
             idm = IdentityMapConfig(
-                path=resolve(ir.get("path", str)),
+                path=resolve_file(ir.get("path", str)),
                 key=ir.get("key", str),
                 client_id=ir.get("client_id", str),
                 source_key=ir.get("source_key", str, None),
             )
+        kind = sr.choice("kind", SOURCE_KINDS, "csv")
+        table, query = sr.get("table", str, None), sr.get("query", str, None)
+        if kind == "bigquery":
+            if (table is None) == (query is None):
+                raise sr.error("table", "kind 'bigquery' needs exactly one of table (\"project.dataset.table\") or query")
+            path: Path | str = f"bigquery:{table}" if table else "bigquery:query"
+        else:
+            path = resolve_file(sr.get("path", str))
         sources.append(
             SourceConfig(
                 name=name,
-                kind=sr.choice("kind", SOURCE_KINDS, "csv"),
-                path=resolve(sr.get("path", str)),
+                kind=kind,
+                path=path,
                 event=sr.get("event", str, "purchase"),
                 timezone=sr.zone("timezone", "UTC"),
                 columns=sr.string_map("columns"),
@@ -301,7 +325,13 @@ def load_config(path: str | os.PathLike[str]) -> Config:
                 consent_default=sr.choice("consent_default", CONSENT_DEFAULTS, "deny"),
                 on_pii=sr.choice("on_pii", ("reject", "drop"), "reject"),
                 send_user_id=sr.get("send_user_id", bool, False),
+                engagement_time=sr.get("engagement_time", bool, False),
                 options=sr.get("options", dict, {}),
+                table=table,
+                query=query,
+                project=sr.get("project", str, None),
+                location=sr.get("location", str, None),
+                api_endpoint=sr.get("api_endpoint", str, None),
             )
         )
 

@@ -164,7 +164,7 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
     tally = SourceTally()
     log.emit("source_started", source=source.name, kind=source.kind, path=str(source.path))
     until = options.select_until
-    for chunk in iter_source_chunks(source, chunk_rows=options.chunk_rows):
+    for chunk in iter_source_chunks(source, chunk_rows=options.chunk_rows, since=options.since, until=until):
         if stopper.stopped:
             break  # what was read is planned; the rest of the file is read again by the next run
         now_micros = options.clock()
@@ -191,7 +191,8 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
         tally.planned += planned
         tally.no_session += c["no_session"]
         tally.outside_window += c.get("outside_window", 0)
-        for name in ("session_cookie_unparsed", "session_too_old_to_attribute", "timestamp_before_session_start"):
+        for name in ("session_cookie_unparsed", "session_too_old_to_attribute", "timestamp_before_session_start",
+                     "session_cookie_other_property", "purchase_without_items", "refunds_outside_window"):
             tally.counters[name] += c.get(name, 0)
         tally.detectors.update(c.get("detectors", {}))
         tally.reject_codes.update(c.get("reject_codes", {}))
@@ -238,7 +239,7 @@ def _open_run_ledger(config: Config, options: RunOptions) -> Ledger:
         if Path(location).exists():
             with open_ledger(location, clock=options.clock) as original:
                 original.copy_to(scratch)
-        location = scratch
+        return open_ledger(scratch, lock=True, clock=options.clock, scratch=True)
     return open_ledger(location, lock=True, clock=options.clock)
 
 
@@ -366,6 +367,10 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
             "outside_window": t.outside_window,
             "session_too_old_to_attribute": t.counters["session_too_old_to_attribute"],
             "timestamp_before_session_start": t.counters["timestamp_before_session_start"],
+            # Google-exact notes (issue 14): sent, but worth knowing.
+            "session_cookie_other_property": t.counters["session_cookie_other_property"],
+            "purchase_without_items": t.counters["purchase_without_items"],
+            "refunds_outside_window": t.counters["refunds_outside_window"],
             "reject_codes": dict(t.reject_codes),
             "consent_default": config.source(name).consent_default,
         }
@@ -395,6 +400,9 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
         "outside_window": sum(s["outside_window"] for s in sources.values()),
         "session_too_old_to_attribute": sum(s["session_too_old_to_attribute"] for s in sources.values()),
         "timestamp_before_session_start": sum(s["timestamp_before_session_start"] for s in sources.values()),
+        "session_cookie_other_property": sum(s["session_cookie_other_property"] for s in sources.values()),
+        "purchase_without_items": sum(s["purchase_without_items"] for s in sources.values()),
+        "refunds_outside_window": sum(s["refunds_outside_window"] for s in sources.values()),
         "window": {"since": options.since.isoformat() if options.since else None,
                    "until": options.select_until.isoformat() if options.select_until else None},
         "possible_duplicates": outcome.possible_duplicates,

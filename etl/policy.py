@@ -56,7 +56,8 @@ ITEM_PARAMS = frozenset(
 #: Params whose values are numbers in the MP body (everything else is sent as a string).
 NUMERIC_PARAMS = frozenset({"value", "tax", "shipping", "price", "quantity", "discount", "engagement_time_msec", "index"})
 
-#: Request-level fields mpetl may use. Never `user_data`, never `ip_override`.
+#: Request-level fields mpetl may use. Never `user_data`, never `ip_override`. `validation_behavior`
+#: carries no data: `validate --debug-endpoint` sends "ENFORCE_RECOMMENDATIONS", as Google recommends.
 REQUEST_FIELDS = frozenset({"client_id", "user_id", "consent", "events", "timestamp_micros", "validation_behavior"})
 
 

@@ -349,7 +349,8 @@ def square(fk: Faker) -> None:
                 "Refund Reason": "Returned goods" if sign < 0 else "",
             }
             if i == 30 and sign > 0:
-                values["Total Collected"] = "$1,2O4.00"  # not a number: the transform must reject this row
+                # not a number (in the purchase value, Net Sales, too): the transform must reject this row
+                values["Total Collected"] = values["Net Sales"] = "$1,2O4.00"
             for key, value in values.items():
                 row[col[key]] = value
             tx_rows.append(row)

@@ -3,7 +3,8 @@
 Public surface (docs/ARCHITECTURE.md, "extract → transform"):
 
 - `SourceChunk` — one batch of canonical records, with `row` numbers into the file;
-- `iter_source_chunks(source, *, chunk_rows=100_000)` — stream a source with bounded memory;
+- `iter_source_chunks(source, *, chunk_rows=100_000, since=None, until=None)` — stream a source with
+  bounded memory (a file, a URL on an object store, or a BigQuery table or query);
 - `preview_source(source, n=5)` — the header found, the mapping used and the first records.
 
 The extract never judges a cell (the transform rejects bad rows, with reasons); it raises
@@ -14,6 +15,7 @@ and never a value.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from itertools import islice
 from typing import Any
 
@@ -30,18 +32,22 @@ def iter_source_chunks(
     source: SourceConfig,
     *,
     chunk_rows: int = 100_000,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Iterator[SourceChunk]:
     """Yield the source's records in chunks of at most `chunk_rows` records (a Shopify chunk is cut
     between orders, so it may hold slightly more source lines).
 
-    Every record is yielded: an incremental window (`--since/--until`) is applied by the transform,
-    which knows the zone rules that turn a vendor's local time into an instant, and counts what it
-    leaves out.
+    The incremental window (`--since/--until`) is applied by the transform, which knows the zone
+    rules that turn a vendor's local time into an instant, and counts what it leaves out
+    (`outside_window`). A file is read whole. A `bigquery` source also pushes the window into its
+    SQL, so rows surely outside it are never read (nor counted anywhere): only rows it reads reach
+    `rows_in` and `outside_window` (`etl.extract.bigquery_sql` says which bounds are exact).
 
     A `SourceError` can surface after some chunks were yielded (a broken row deep in the file): the
     caller must treat the source as failed as a whole.
     """
-    yield from iter_chunks(source, chunk_rows)
+    yield from iter_chunks(source, chunk_rows, since, until)
 
 
 def preview_source(source: SourceConfig, n: int = 5) -> dict[str, Any]:
@@ -50,7 +56,7 @@ def preview_source(source: SourceConfig, n: int = 5) -> dict[str, Any]:
     The head is the raw canonical text (it may hold personal data an export carries); the CLI is
     expected to scrub it the way the transform does before printing.
     """
-    opened = open_source(source)
+    opened = open_source(source, page_rows=max(n, 1))
     head = pd.DataFrame()
     columns: dict[str, str] = {}
     identity = None

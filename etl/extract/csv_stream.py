@@ -16,7 +16,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from etl.extract.csv_diagnose import diagnose, find_problem
+from etl.errors import SourceError
+from etl.extract.csv_diagnose import find_problem
+from etl.extract.location import is_url, open_bytes
 from etl.extract.raw import RawChunk, position_name
 from etl.extract.text_file import TextLayout
 
@@ -48,8 +50,19 @@ def iter_csv_raw(layout: TextLayout) -> Iterator[RawChunk]:
     width = len(layout.header)
     names = [position_name(i) for i in range(width)]
     blanks = _BlankLines()
+    # A URL is read through its fsspec file object; a local file through pyarrow's native reader.
+    handle = open_bytes(layout.path) if is_url(layout.path) else None
     try:
-        stream = pa.input_stream(str(layout.path), compression="gzip" if layout.compressed else None)
+        yield from _read(layout, names, blanks, handle)
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _read(layout: TextLayout, names: list[str], blanks: _BlankLines, handle) -> Iterator[RawChunk]:
+    try:
+        stream = pa.input_stream(handle if handle is not None else str(layout.path),
+                                 compression="gzip" if layout.compressed else None)
         reader = pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(
@@ -71,8 +84,8 @@ def iter_csv_raw(layout: TextLayout) -> Iterator[RawChunk]:
                 quoted_strings_can_be_null=False,
             ),
         )
-    except (pa.ArrowInvalid, UnicodeDecodeError, OSError, EOFError):
-        raise diagnose(layout) from None
+    except (pa.ArrowInvalid, UnicodeDecodeError, OSError, EOFError) as exc:
+        raise _failure(layout, exc) from None
 
     held: RawChunk | None = None  # one chunk of lookahead: the file's last record is checked before it leaves
     for chunk in _numbered(reader, layout, blanks):
@@ -85,6 +98,17 @@ def iter_csv_raw(layout: TextLayout) -> Iterator[RawChunk]:
             if problem is not None:
                 raise problem
         yield held
+
+
+def _failure(layout: TextLayout, exc: BaseException) -> SourceError:
+    """Why the fast reader stopped: the strict re-read names a structural problem; when it finds none
+    and the reader failed on I/O (a store connection lost part-way), say so rather than "not CSV"."""
+    problem = find_problem(layout)
+    if problem is not None:
+        return problem
+    if isinstance(exc, OSError | EOFError) and not isinstance(exc, pa.ArrowInvalid):
+        return SourceError(str(layout.path), None, None, f"cannot be read ({type(exc).__name__} part-way through)")
+    return SourceError(str(layout.path), None, None, "could not be parsed as CSV")
 
 
 def _has_newline(record: pd.Series) -> bool:
@@ -102,8 +126,8 @@ def _numbered(reader: pacsv.CSVStreamingReader, layout: TextLayout, blanks: _Bla
             batch = reader.read_next_batch()
         except StopIteration:
             break
-        except (pa.ArrowInvalid, UnicodeDecodeError, OSError, EOFError):
-            raise diagnose(layout) from None
+        except (pa.ArrowInvalid, UnicodeDecodeError, OSError, EOFError) as exc:
+            raise _failure(layout, exc) from None
         frame = batch.to_pandas()
         blank = _blank_mask(frame)
         if header_pending:

@@ -14,6 +14,7 @@ from etl.errors import SourceError
 from etl.extract.canonical import TEXT, as_text
 from etl.extract.csv_stream import iter_csv_raw
 from etl.extract.fields import FieldSpec, resolve
+from etl.extract.location import check_file
 from etl.extract.text_file import inspect
 
 
@@ -49,5 +50,7 @@ def fill_client_ids(client_id: pd.Series | None, keys: pd.Series, mapping: pd.Se
 
 
 def check_map(config: IdentityMapConfig) -> None:
-    if not config.path.exists():
-        raise SourceError(str(config.path), None, None, "identity map file not found")
+    try:
+        check_file(config.path)
+    except SourceError as exc:
+        raise SourceError(str(config.path), None, None, f"identity map {exc.message}") from None

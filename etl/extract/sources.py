@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import pandas as pd
 
@@ -16,6 +17,7 @@ from etl.extract.fields import FieldSpec, ResolvedColumns, resolve
 from etl.extract.identity import check_map, fill_client_ids, load_identity_map, source_key_spec
 from etl.extract.kinds import Built, Kind, registry
 from etl.extract.kinds.generic import IDENTITY_KEY
+from etl.extract.location import file_name, is_url
 from etl.extract.parquet_stream import iter_parquet_raw, parquet_header
 from etl.extract.raw import RawChunk
 from etl.extract.text_file import inspect
@@ -29,8 +31,14 @@ class OpenSource:
     raw: Iterator[RawChunk]
 
 
-def open_source(source: SourceConfig) -> OpenSource:
-    """Read the header, resolve the mapping (failing early on a missing column) and start the raw stream."""
+def open_source(source: SourceConfig, *, since: datetime | None = None, until: datetime | None = None,
+                page_rows: int = 100_000) -> OpenSource:
+    """Read the header, resolve the mapping (failing early on a missing column) and start the raw stream.
+
+    `since`/`until` reach only a source that can filter where it is stored (`bigquery`: a WHERE in
+    its SQL); files are read whole and the transform applies the window. `page_rows` is the size of
+    one page fetched from a warehouse.
+    """
     kinds = registry()
     if source.kind not in kinds:
         raise SourceError(str(source.path), None, None, f"unknown source kind {source.kind!r}")
@@ -42,6 +50,14 @@ def open_source(source: SourceConfig) -> OpenSource:
         if source.kind == "square":
             spec = FieldSpec(spec.field, (*spec.headers, "Customer ID"), True)
         specs.append(spec)
+    if source.kind == "square" and is_url(source.path) and "items_path" in source.options:
+        raise SourceError(str(source.path), None, None, "options.items_path needs a local transactions file")
+    if source.kind == "bigquery":
+        from etl.extract.kinds.bigquery import BigQueryReader
+
+        reader = BigQueryReader(source)
+        cols = resolve(reader.label, reader.header, specs)
+        return OpenSource(reader.header, cols, kind, reader.iter_raw(cols, since=since, until=until, page_rows=page_rows))
     if source.kind == "parquet":
         header = parquet_header(source.path)
         raw = iter_parquet_raw(source.path)
@@ -53,10 +69,11 @@ def open_source(source: SourceConfig) -> OpenSource:
     return OpenSource(header, cols, kind, raw)
 
 
-def iter_chunks(source: SourceConfig, chunk_rows: int) -> Iterator[SourceChunk]:
+def iter_chunks(source: SourceConfig, chunk_rows: int, since: datetime | None = None,
+                until: datetime | None = None) -> Iterator[SourceChunk]:
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
-    opened = open_source(source)
+    opened = open_source(source, since=since, until=until, page_rows=chunk_rows)
     identity = load_identity_map(source.identity_map) if source.identity_map is not None else None
     for built in opened.kind.build(source, opened.raw, opened.cols, chunk_rows):
         yield finish(source, built, identity, opened.cols)
@@ -67,7 +84,7 @@ def finish(source: SourceConfig, built: Built, identity: pd.Series | None, cols:
     fields, names = dict(built.fields), dict(built.names)
     if identity is not None and IDENTITY_KEY in built.extra:
         fields["client_id"] = fill_client_ids(fields.get("client_id"), built.extra[IDENTITY_KEY], identity)
-        via = f"{cols.headers[IDENTITY_KEY]} via identity map {source.identity_map.path.name}"
+        via = f"{cols.headers[IDENTITY_KEY]} via identity map {file_name(source.identity_map.path)}"
         names["client_id"] = f"{names['client_id']} (else {via})" if "client_id" in names else via
     currency = source.options.get("currency")
     if currency:

@@ -2,20 +2,20 @@
 
 Why sniff: exports reach us from Excel on Windows (cp1252, `;` in European locales), from SaaS
 tools (UTF-8 with a BOM, CRLF) and from scripts (gzip). Deciding once from the first bytes keeps the
-hot path a single streaming pass; a configured `encoding`/`delimiter` always wins.
+hot path a single streaming pass; a configured `encoding`/`delimiter` always wins. The file may be
+local or a URL on an object store (`etl.extract.location`).
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import gzip
 import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from etl.errors import SourceError
+from etl.extract.location import Location, check_file, open_bytes
 
 GZIP_MAGIC = b"\x1f\x8b"
 SAMPLE_BYTES = 1 << 16
@@ -28,31 +28,28 @@ DELIMITER_CANDIDATES = (",", ";", "\t", "|")
 class TextLayout:
     """What the hot path needs to parse the file the same way the diagnosis does."""
 
-    path: Path
+    path: Location
     compressed: bool
     encoding: str  # a Python codec name
     delimiter: str
     header: list[str]
 
 
-def open_binary(path: Path, compressed: bool) -> BinaryIO:
+def open_binary(path: Location, compressed: bool) -> BinaryIO:
     """The file's bytes, decompressed when gzip."""
-    return gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115 (caller closes)
+    return open_bytes(path, "gzip" if compressed else None)  # type: ignore[return-value]
 
 
-def check_exists(path: Path) -> None:
-    if not path.exists():
-        raise SourceError(str(path), None, None, "file not found")
-    if not path.is_file():
-        raise SourceError(str(path), None, None, "is not a file")
+def check_exists(path: Location) -> None:
+    check_file(path)
 
 
-def is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
+def is_gzip(path: Location) -> bool:
+    with open_bytes(path) as fh:
         return fh.read(2) == GZIP_MAGIC
 
 
-def read_sample(path: Path, compressed: bool, size: int = SAMPLE_BYTES) -> bytes:
+def read_sample(path: Location, compressed: bool, size: int = SAMPLE_BYTES) -> bytes:
     try:
         with open_binary(path, compressed) as fh:
             return fh.read(size)
@@ -60,7 +57,7 @@ def read_sample(path: Path, compressed: bool, size: int = SAMPLE_BYTES) -> bytes
         raise SourceError(str(path), None, None, f"cannot be read ({type(exc).__name__}: not a valid gzip file?)") from None
 
 
-def detect_encoding(sample: bytes, configured: str | None, path: Path) -> str:
+def detect_encoding(sample: bytes, configured: str | None, path: Location) -> str:
     """Configured codec, else UTF-8 when the sample decodes as UTF-8, else cp1252 (Excel on Windows)."""
     if configured:
         try:
@@ -97,7 +94,7 @@ def first_physical_line(text: str) -> str:
     return text[:end]
 
 
-def parse_header(text: str, delimiter: str, path: Path) -> list[str]:
+def parse_header(text: str, delimiter: str, path: Location) -> list[str]:
     """The first CSV record (quoted headers and newlines inside them are honoured)."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
@@ -109,7 +106,7 @@ def parse_header(text: str, delimiter: str, path: Path) -> list[str]:
     raise SourceError(str(path), None, None, "file is empty (no header row)")
 
 
-def inspect(path: Path, encoding: str | None, delimiter: str | None) -> TextLayout:
+def inspect(path: Location, encoding: str | None, delimiter: str | None) -> TextLayout:
     """Open the file once to decide compression, encoding, delimiter and read the header row."""
     check_exists(path)
     compressed = is_gzip(path)

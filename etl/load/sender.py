@@ -35,6 +35,7 @@ from etl.load.ledger import Ledger, PendingEvent
 from etl.load.manifest import PrivacyManifest
 from etl.load.transport import Answer, Transport
 from etl.policy import ITEM_PARAMS, REQUEST_FIELDS, PrivacyViolation, allowed_params
+from etl.protocol import scrub_message
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,9 @@ def check_minimal(body: dict, extra: Mapping[str, Iterable[str]] | None) -> None
 
 
 def _message_key(message: dict) -> str:
-    return f"{message.get('validationCode', '')} {message.get('fieldPath', '')}: {message.get('description', '')}"
+    # Scrubbed: the debug endpoint quotes values (and a hostile one echoes anything) into summary.json.
+    message = scrub_message(message)
+    return f"{message['validationCode']} {message['fieldPath']}: {message['description']}"
 
 
 @dataclass(frozen=True)
@@ -236,7 +239,8 @@ async def _deliver(transport: Transport, request: Request, settings: SendSetting
         attempt += 1
         try:
             # The whole exchange, not each read: a server that dribbles a byte at a time cannot hold the run.
-            answer = await asyncio.wait_for(transport.post(request.body), settings.request_deadline_s)
+            async with asyncio.timeout(settings.request_deadline_s):
+                answer = await transport.post(request.body)
         except TimeoutError:
             answer = Answer(None, error=f"no complete answer within {settings.request_deadline_s:g} s",
                             maybe_delivered=True)

@@ -6,7 +6,7 @@ endpoint's shape: ``{"fieldPath", "description", "validationCode"}``.
 """
 
 from etl.protocol.body import parse_body, validate_body_bytes
-from etl.protocol.messages import Message, event_index_of, message, split_by_event
+from etl.protocol.messages import Message, event_index_of, message, scrub_message, split_by_event
 from etl.protocol.micros import to_micros
 from etl.protocol.rules import (
     CONSENT_VALUES,
@@ -73,6 +73,7 @@ __all__ = [
     "event_index_of",
     "message",
     "parse_body",
+    "scrub_message",
     "split_by_event",
     "validate_body_bytes",
     "to_micros",

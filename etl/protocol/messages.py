@@ -15,6 +15,8 @@ import re
 Message = dict[str, str]
 
 _EVENT_PATH = re.compile(r"events\[(\d+)\]")
+# Google reports some event problems at fieldPath "events" and names the event in the description.
+_EVENT_IN_DESCRIPTION = re.compile(r"Event at index: \[(\d+)\]")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
 
 
@@ -26,6 +28,8 @@ def message(field_path: str, description: str, code: str) -> Message:
 def event_index_of(msg: Message) -> int | None:
     """The index of the event a message is about, or None when it concerns the whole request."""
     m = _EVENT_PATH.match(msg["fieldPath"])
+    if m is None and msg["fieldPath"] == "events":
+        m = _EVENT_IN_DESCRIPTION.match(msg.get("description", ""))
     return int(m.group(1)) if m else None
 
 
@@ -51,3 +55,53 @@ def child_path(base: str, name: object, position: int) -> str:
     if isinstance(name, str) and _SAFE_NAME.match(name):
         return f"{base}.{name}" if base else name
     return f"{base}[#{position}]"
+
+
+# --- scrubbing messages that came from elsewhere -------------------------------------------------------------
+# A path of names (at most 40 characters, GA4's limit) and indexes; a long name holding digits is a token.
+_SAFE_PATH = re.compile(r"(?:[A-Za-z][A-Za-z0-9_]{0,39}|\[#?\d{1,6}\])(?:\.[A-Za-z][A-Za-z0-9_]{0,39}|\[#?\d{1,6}\])*\Z")
+_TOKEN_IN_PATH = re.compile(r"(?=[A-Za-z0-9_]*\d)[A-Za-z0-9_]{16,}")
+_REDACTIONS = (
+    # URL query parameters and key=value / key: value pairs whose key sounds secret
+    (re.compile(r"(?i)\b(api[_-]?secret|secret|token|key|password|passwd|auth\w*|measurement_id)\b\s*[=:]\s*\S+"), r"\1=…"),
+    (re.compile(r"[?&][A-Za-z_]+=[^&\s]*"), "?…"),
+    # anything in brackets or quotes that is not an index: Google puts the offending value there
+    (re.compile(r"\[(?!#?\d{1,6}\])[^\]]*\]"), "[…]"),
+    (re.compile(r"'[^']*'"), "'…'"),
+    (re.compile(r'"[^"]*"'), '"…"'),
+    (re.compile(r"\u201c[^\u201d]*\u201d"), "\u201c…\u201d"),
+    # what is left that looks like data: emails, long digit runs, long tokens (ids, secrets, hashes)
+    (re.compile(r"\S+(?:@|%40)\S+"), "…"),
+    (re.compile(r"\d[\d .\-/()+]{4,}\d"), "…"),
+    (re.compile(r"[A-Za-z0-9_\-+/=]{16,}"), "…"),
+)
+MAX_SCRUBBED_DESCRIPTION = 300
+
+
+def scrub_message(msg: object, secrets: tuple[str, ...] = ()) -> Message:
+    """A debug-endpoint message made safe to store in a summary or log: rule kept, values dropped.
+
+    Why: the endpoint's descriptions quote the offending value (``has invalid name [jane.doe@…]``) and
+    a hostile or broken endpoint can echo anything it was sent, the api_secret included. Known
+    ``secrets`` are removed first; then bracketed and quoted text, ``key=value`` pairs with secret-like
+    keys, URL query parameters, emails, long digit runs and long tokens are replaced by ``…``. A
+    ``fieldPath`` that is not a plain path becomes ``(redacted)``; an unknown code ``UNKNOWN``.
+    Scrubbing a scrubbed message changes nothing.
+    """
+    from etl.protocol.rules import VALIDATION_CODES
+
+    raw = msg if isinstance(msg, dict) else {}
+    description = str(raw.get("description", ""))
+    for secret in secrets:
+        if secret:
+            description = description.replace(secret, "…")
+    for pattern, replacement in _REDACTIONS:
+        description = pattern.sub(replacement, description)
+    if len(description) > MAX_SCRUBBED_DESCRIPTION:
+        description = description[:MAX_SCRUBBED_DESCRIPTION] + "…"
+    path = str(raw.get("fieldPath", ""))
+    if path and (not _SAFE_PATH.match(path) or _TOKEN_IN_PATH.search(path)
+                 or any(secret and secret in path for secret in secrets)):
+        path = "(redacted)"
+    code = str(raw.get("validationCode", ""))
+    return message(path, description, code if code in VALIDATION_CODES else "UNKNOWN")

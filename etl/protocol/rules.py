@@ -7,9 +7,12 @@ local collector must agree to the character on what GA4 accepts. GA4's productio
 Sources: Google's Measurement Protocol reference ("Reserved names", "Limitations"), the user-properties
 page, and /work/shared/reference/measurement-protocol.md. The reserved event list is the MP
 reference's list (cross-checked against several independent implementations that cite it), plus
-three names the team's reference lists that are app-only or auto-collected (``app_background``,
-``in_app_purchase``, ``screen_view``): refusing them locally costs nothing, since a web stream must
-never send them. ``ad_impression`` is *not* reserved: Google documents sending it through MP.
+names that are app-only or auto-collected (``app_background``, ``in_app_purchase``, ``screen_view``,
+``ad_impression``): refusing them locally costs nothing, since a web stream must never send them.
+``ad_impression`` in particular: Google's MP event reference says "This event is available only for App
+streams" (developers.google.com/analytics/devguides/collection/protocol/ga4/reference/events), and the
+reserved-names list (support.google.com/analytics/answer/13316687) reserves it for web streams. mpetl
+sends to web streams only (``client_id``), so it is reserved here.
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ MAX_EVENT_AGE_HOURS = 72
 MAX_USER_ID_LEN = 256  # GA4: user_id must be under 256 characters
 FUTURE_TOLERANCE_S = 300  # clock skew allowed for "now"-ish timestamps
 
+# Amounts (value, tax, shipping, item price, discount) beyond this are poison, not revenue: a double holds
+# integers exactly only up to 2**53 (about 9e15), so a larger amount cannot even be stored to the unit, and
+# a 400-digit cell parses to infinity. No order in any currency comes near it.
+MAX_ABS_AMOUNT = 1e15
+# Item quantities beyond this are a unit mix-up or a corrupt cell, not an order line.
+MAX_ITEM_QUANTITY = 1_000_000_000
+
 # Integer values land in BigQuery INT64 columns: anything wider cannot be stored as sent.
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -46,6 +56,7 @@ RESERVED_EVENT_NAMES = frozenset(
         "ad_activeview",
         "ad_click",
         "ad_exposure",
+        "ad_impression",
         "ad_query",
         "ad_reward",
         "adunit_exposure",

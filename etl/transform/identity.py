@@ -24,6 +24,9 @@ Accepted session id forms (digits are the result):
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -100,3 +103,29 @@ def _clean_cookie_text(arr: pa.Array) -> pa.Array:
             arr = pc.replace_substring(arr, escape, char)
             arr = pc.replace_substring(arr, escape.lower(), char)
     return pc.utf8_trim(arr, _TRIMMED)
+
+
+_NAMED_SESSION_COOKIE = r"_ga_[A-Za-z0-9]+\s*[:=]"
+
+
+def session_cookie_for_property(values: pd.Series, measurement_id: str) -> tuple[pd.Series, np.ndarray]:
+    """Keep, of values naming their ``_ga_<ID>`` cookies, the one of ``measurement_id`` (``G-ABC123`` → ``_ga_ABC123``).
+
+    A site with several GA4 properties stores one session cookie per property (Shopify's note attributes
+    list them all); another property's session id would attribute the conversion to the wrong session.
+    Values that name no cookie pass unchanged. Returns the values and a mask of those that named cookies
+    but none of this property (their session is NA).
+    """
+    if not values.astype("string").str.contains("_ga_", regex=False).any():  # the usual case: one plain cookie
+        return values, np.zeros(len(values), dtype=bool)
+    raw = arrow_strings(values)
+    arr = _clean_cookie_text(raw)
+    named = np.asarray(pc.fill_null(pc.match_substring_regex(arr, _NAMED_SESSION_COOKIE), False).to_numpy(zero_copy_only=False), dtype=bool)
+    if not named.any():
+        return values, np.zeros(len(values), dtype=bool)
+    suffix = re.escape(measurement_id.removeprefix("G-"))
+    pattern = r"(?:^|[\s;,])_ga_" + suffix + r"\s*[:=]\s*[\"']?(?P<v>[^\s;,\"']+)"
+    ours = pc.struct_field(pc.extract_regex(arr, pattern), "v")
+    picked = pc.if_else(pa.array(named), ours, arr)
+    other = named & ~np.asarray(pc.is_valid(ours).to_numpy(zero_copy_only=False), dtype=bool)
+    return pd.Series(picked, dtype="str", index=values.index, name=values.name), other

@@ -7,7 +7,8 @@ row (or blanks the field) and reports only the detector's *name*, never the valu
 
 Detectors, in the order they are tried (the first that fires names the value; names are stable):
 
-* ``email`` — ``local@domain.tld``, also with the ``@`` URL-encoded as ``%40``.
+* ``email`` — ``local@domain.tld``, also with the ``@`` URL-encoded as ``%40`` or full-width, and with a
+  non-ASCII local part, domain or top-level domain (``jürgen@müller.de``, ``用户@例子.中国``).
 * ``payment_card`` — 13–19 digits laid out as cards are (plain runs: 15 digits starting 34/37, 16 starting
   2–6, 19 starting 3–6; grouped: 4-4-4-4[-1..3], 4-6-5, 4-6-4, separated by spaces or dashes) that pass
   the **Luhn** check. Tried before ``phone`` because a grouped card number also looks like a long phone
@@ -15,11 +16,17 @@ Detectors, in the order they are tried (the first that fires names the value; na
 * ``ipv4`` — four dotted octets 0–255 not glued to other digits, dots or letters.
 * ``ipv6`` — eight colon-separated hex groups, or a ``::``-compressed address with at least two groups
   (``::1`` and ``fe80::`` are not personal and are not flagged).
-* ``phone`` — ``+`` and 8–15 digits (separators: space, ``-``, parentheses); a parenthesised area code
-  ``(555) 123-4567``; ``555.123.4567``; or 10–15 digits in at least two groups separated by single spaces
-  or dashes (``020 7946 0958``, ``555-123-4567``, ``06 12 34 56 78``).
-* ``hashed_identifier`` — a standalone hex run of exactly 32, 40 or 64 characters (MD5, SHA-1, SHA-256,
-  as ad platforms' "hashed email" fields hold) or the 44-character base64 of a SHA-256 digest.
+* ``phone`` — ``+`` and 8–15 digits (separators: space, no-break space, ``-``, parentheses); ``+1.202.555.0173``;
+  a parenthesised area code ``(555) 123-4567`` / ``(202)555-0173``; ``555.123.4567``; ``202/555/0173``;
+  French dotted pairs ``06.12.34.56.78``; or 10–15 digits in at least two groups separated by single spaces
+  (also no-break) or dashes (``020 7946 0958``, ``555-123-4567``, ``06 12 34 56 78``); each optionally followed
+  by an extension (``x12``, ``ext. 12``). A hyphenated ISBN-13 (``978-3-16-148410-0``) is not a phone.
+* ``us_ssn`` — a US social security number ``123-45-6789`` (or spaced) in free text, without the never-issued
+  areas 000, 666, 900–999, group 00 or serial 0000.
+* ``hashed_identifier`` — a standalone hex run of exactly 32, 40, 64, 96 or 128 characters (MD5, SHA-1,
+  SHA-256, SHA-384, SHA-512, as ad platforms' "hashed email" fields hold), also written ``0x…`` or
+  ``sha256:…``; the base64 or base64url of a SHA-256 (43 characters, padded or not) or SHA-512 digest (86,
+  padded or not); and padded base64 of MD5 (24) and SHA-1 (28).
 
 The false-positive trade-off, since transaction ids, cookies, amounts and dates pass through this too:
 
@@ -58,31 +65,45 @@ from etl.transform.arrow_text import arrow_strings, bool_numpy
 
 # Characters that glue a digit run to an identifier, a decimal, a date, a cookie or a URL.
 _GLUE = r"\w.\-/:#$@%+"
-_DIGITS_START = r"(?:^|[^" + _GLUE + r"\s]|(?:^|\D)\s)"
-_DIGITS_END = r"(?:$|[^\w\-/:#$@%.\s]|[.\s](?:$|[^\d]))"
+# Space-like separators people (and spreadsheets) put between digit groups. RE2's \s is ASCII only, so the
+# no-break space (U+00A0), figure space (U+2007) and narrow no-break space (U+202F) are named explicitly.
+_SPACE = r"\s\x{00A0}\x{2007}\x{202F}"
+_SEP = r"[ \-\x{00A0}\x{2007}\x{202F}]"
+_DIGITS_START = r"(?:^|[^" + _GLUE + _SPACE + r"]|(?:^|\D)[" + _SPACE + r"])"
+_DIGITS_END = r"(?:$|[^\w\-/:#$@%." + _SPACE + r"]|[." + _SPACE + r"](?:$|[^\d]))"
+# A phone extension: ``x12``, ``ext. 12``, ``#12`` after the number.
+_EXT = r"(?:[ ]?(?:x|ext\.?|#)[ ]?\d{1,6})?"
 
 
 def _grouped_digits(low: int, high: int) -> str:
-    """``low``–``high`` digits in two or more groups split by single spaces or dashes.
+    """``low``–``high`` digits in two or more groups split by single spaces (also no-break) or dashes.
 
     RE2 cannot count digits across separators, so there is one alternative per length of the first group
     (1–8), each with an exact count for the rest: a plain digit run never matches, a grouped one of the right
     length always does.
     """
     alternatives = [
-        rf"\d{{{first}}}[ \-]\d(?:[ \-]?\d){{{max(low - first - 1, 0)},{high - first - 1}}}"
+        rf"\d{{{first}}}{_SEP}\d(?:{_SEP}?\d){{{max(low - first - 1, 0)},{high - first - 1}}}"
         for first in range(1, 9)
         if high - first - 1 >= 0
     ]
     return "(?:" + "|".join(alternatives) + ")"
 
 
-_EMAIL = r"[A-Za-z0-9._%+\-]+(?:@|%40)[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
+# Local part and domain may be non-ASCII (``jürgen@müller.de``, internationalised addresses): any character
+# beyond ASCII counts as a letter (a code-point range compiles far faster than RE2's Unicode classes, and this
+# pattern is compiled once per scanned column per chunk). The ``@`` may be URL-encoded or full-width.
+_INTL = r"\x{80}-\x{10FFFF}"
+_EMAIL = (
+    r"[A-Za-z0-9._%+\-" + _INTL + r"]+(?:@|%40|\x{FF20})[A-Za-z0-9\-" + _INTL + r"]+(?:\.[A-Za-z0-9\-" + _INTL
+    + r"]+)*\.[A-Za-z" + _INTL + r"]{2,}"
+)
 
+_CARD_SEP = r"[ \-.\x{00A0}\x{2007}\x{202F}]"
 _CARD_BODY = (
     r"(?:3[47]\d{13}|[2-6]\d{15}|[3-6]\d{18}"
-    r"|\d{4}[ \-]\d{4}[ \-]\d{4}[ \-]\d{4}(?:[ \-]?\d{1,3})?"
-    r"|\d{4}[ \-]\d{6}[ \-]\d{4,5})"
+    r"|\d{4}" + _CARD_SEP + r"\d{4}" + _CARD_SEP + r"\d{4}" + _CARD_SEP + r"\d{4}(?:" + _CARD_SEP + r"?\d{1,3})?"
+    r"|\d{4}" + _CARD_SEP + r"\d{6}" + _CARD_SEP + r"\d{4,5})"
 )
 _CARD = _DIGITS_START + "(?P<card>" + _CARD_BODY + ")" + _DIGITS_END
 
@@ -99,14 +120,46 @@ _IPV6_BODY = (
 _IPV6 = r"(?:^|[^\w:.])" + _IPV6_BODY + r"(?:$|[^\w:])"
 
 _PHONE = (
-    r"(?:(?:^|[^\w+])\+\(?\d(?:[ \-()]{0,2}\d){7,14}" + _DIGITS_END
-    + r"|\(\d{3}\)[ \-.]?\d{3}[ \-.]?\d{4}" + _DIGITS_END
-    + r"|" + _DIGITS_START + r"(?:\d{3}\.\d{3}\.\d{4}|" + _grouped_digits(10, 15) + r")" + _DIGITS_END + r")"
+    # +CC then 7–14 more digits, grouped by spaces, dashes, parentheses; or +CC.NNN.NNN.NNNN (dotted groups)
+    r"(?:(?:^|[^\w+])\+\(?\d(?:[ \-()\x{00A0}\x{2007}\x{202F}]{0,2}\d){7,14}" + _EXT + _DIGITS_END
+    + r"|(?:^|[^\w+])\+\d{1,3}(?:\.\d{1,4}){2,5}" + _EXT + _DIGITS_END
+    # (202) 555-0173, (202)555-0173x12
+    + r"|\(\d{3}\)[ \-.\x{00A0}]?\d{3}[ \-.\x{00A0}]?\d{4}" + _EXT + _DIGITS_END
+    # 202.555.0173, 202/555/0173, 06.12.34.56.78, and 10–15 digits in space/dash groups
+    + r"|" + _DIGITS_START
+    + r"(?:\d{3}\.\d{3}\.\d{4}|\d{3}/\d{3}/\d{4}|0\d(?:\.\d{2}){4}|" + _grouped_digits(10, 15) + r")"
+    + _EXT + _DIGITS_END + r")"
 )
 
+# A hyphenated ISBN-13 (prefix 978/979, five groups, the last a single check digit): not a phone.
+_ISBN = r"(?:^|[^\w\-])97[89]-\d{1,5}-\d{1,7}-\d{1,7}-[\dX](?:$|[^\w\-])"
+
+# US social security numbers: AAA-GG-SSSS (or spaced), without the never-issued areas 000, 666 and 900–999,
+# group 00 or serial 0000. Nine digits in three groups: too short for the phone detector.
+_SSN_AREA = r"(?:00[1-9]|0[1-9]\d|[1-578]\d\d|6[0-57-9]\d|66[0-57-9])"
+_SSN_GROUP = r"(?:0[1-9]|[1-9]\d)"
+_SSN_SERIAL = r"(?:000[1-9]|00[1-9]\d|0[1-9]\d\d|[1-9]\d{3})"
+_SSN = (
+    _DIGITS_START
+    + r"(?:" + _SSN_AREA + "-" + _SSN_GROUP + "-" + _SSN_SERIAL
+    + "|" + _SSN_AREA + r"[ \x{00A0}]" + _SSN_GROUP + r"[ \x{00A0}]" + _SSN_SERIAL + ")"
+    + _DIGITS_END
+)
+
+# Digests as ad platforms' "hashed email" fields hold them: hex (MD5, SHA-1, SHA-256, SHA-384, SHA-512),
+# optionally written ``0x…`` or ``sha256:…``; base64/base64url of SHA-256 or SHA-512 with or without
+# padding; base64 of MD5 and SHA-1 only when padded (unpadded, 22 or 27 characters are too id-like).
+_HASH_PREFIX = r"(?:0[xX]|(?i:sha-?(?:1|224|256|384|512)|md5)[:=\-$])?"
+_B64 = r"[A-Za-z0-9+/_\-]"
+_B64_START = r"(?:^|[^A-Za-z0-9+/_\-]|(?i:sha-?(?:256|512)|md5|sha-?1)[:=\-$])"
+_B64_END = r"(?:$|[^A-Za-z0-9+/=_\-])"
 _HASH = (
-    r"(?:(?:^|[^0-9A-Za-z])(?:[0-9A-Fa-f]{64}|[0-9A-Fa-f]{40}|[0-9A-Fa-f]{32})(?:$|[^0-9A-Za-z])"
-    r"|(?:^|[^A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{42}[AEIMQUYcgkosw048]=(?:$|[^A-Za-z0-9+/=_\-]))"
+    r"(?:(?:^|[^0-9A-Za-z])" + _HASH_PREFIX
+    + r"(?:[0-9A-Fa-f]{128}|[0-9A-Fa-f]{96}|[0-9A-Fa-f]{64}|[0-9A-Fa-f]{40}|[0-9A-Fa-f]{32})(?:$|[^0-9A-Za-z])"
+    + r"|" + _B64_START + r"(?:" + _B64 + r"{42}[AEIMQUYcgkosw048]=?"
+    + r"|" + _B64 + r"{85}[AQgw](?:==)?"
+    + r"|" + _B64 + r"{26}[AEIMQUYcgkosw048]="
+    + r"|" + _B64 + r"{21}[AQgw]==)" + _B64_END + r")"
 )
 
 #: Detector names in the order they are tried, with their RE2 patterns (search semantics: anywhere).
@@ -116,6 +169,7 @@ DETECTORS: dict[str, str] = {
     "ipv4": _IPV4,
     "ipv6": _IPV6,
     "phone": _PHONE,
+    "us_ssn": _SSN,
     "hashed_identifier": _HASH,
 }
 
@@ -133,9 +187,12 @@ def detect_personal_data(values: pd.Series) -> pd.Series:
         subset = text.take(pa.array(suspects))
         open_rows = np.ones(len(suspects), dtype=bool)
         for name, pattern in DETECTORS.items():
-            fires = _card_fires(subset) if name == "payment_card" else bool_numpy(
-                pc.match_substring_regex(subset, pattern)
-            )
+            if name == "payment_card":
+                fires = _card_fires(subset)
+            elif name == "phone":
+                fires = _phone_fires(subset)
+            else:
+                fires = bool_numpy(pc.match_substring_regex(subset, pattern))
             fires &= open_rows
             found[suspects[fires]] = name
             open_rows &= ~fires
@@ -150,6 +207,20 @@ def scan_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """
     scanned = [column for column in columns if column in frame.columns]
     return pd.DataFrame({column: detect_personal_data(frame[column]) for column in scanned}, index=frame.index)
+
+
+def _phone_fires(text: pa.Array) -> np.ndarray:
+    """Rows holding a phone-shaped run once hyphenated ISBN-13s (``978-3-16-148410-0``) are taken out.
+
+    An ISBN is 13 digits in dash groups, exactly the shape of a grouped phone number; the ``978``/``979``
+    prefix tells it apart. Only the rows the phone pattern flags pay for the second pass.
+    """
+    fires = bool_numpy(pc.match_substring_regex(text, _PHONE))
+    candidates = np.flatnonzero(fires & bool_numpy(pc.match_substring_regex(text, _ISBN)))
+    if len(candidates):
+        without = pc.replace_substring_regex(text.take(pa.array(candidates)), _ISBN, " ")
+        fires[candidates] = bool_numpy(pc.match_substring_regex(without, _PHONE))
+    return fires
 
 
 def _card_fires(text: pa.Array) -> np.ndarray:

@@ -8,7 +8,6 @@ endpoint, with the API secret given only as an Airflow Variable.
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import tomllib
 from datetime import datetime
@@ -19,6 +18,7 @@ import orjson
 import pytest
 
 from etl.collector import spawn_collector
+from etl.load import open_ledger
 from tests.support import REPO, SAMPLES_CONFIG, SAMPLES_NOW, files_containing, pinned_clock_env, samples_config
 
 pytestmark = pytest.mark.airflow
@@ -145,8 +145,8 @@ def test_dags_test_sends_the_interval_and_reconciles(sandbox):
         assert real["sent"] == dry["sent"] and real["failed"] == 0  # the dry run predicted the send
         sent += real["sent"]
     assert sent > 0
-    with sqlite3.connect(sandbox.root / "state" / "ledger.sqlite") as db:
-        dates = dict(db.execute("SELECT event_date, COUNT(*) FROM events WHERE status = 'sent' GROUP BY event_date"))
+    with open_ledger(sandbox.root / "state" / "ledger.sqlite", read_only=True) as ledger:
+        dates = ledger.for_reconcile(since="19700101")["event_date"].value_counts().to_dict()
     assert dates == {LAST_DAY.replace("-", ""): sent}  # exactly the data interval's day, every event once
     report = orjson.loads((day / "reconcile" / "reconciliation.json").read_bytes())
     assert report["verdict"] == "reconciled" and report["totals"]["sent"] == sent

@@ -17,9 +17,10 @@ def test_documented_limits() -> None:
 
 
 def test_reserved_names_cover_auto_collected_events_but_not_commerce() -> None:
-    for name in ("session_start", "first_visit", "user_engagement", "app_remove", "notification_send", "error"):
+    # ad_impression: "available only for App streams" (MP event reference); mpetl sends to web streams.
+    for name in ("session_start", "first_visit", "user_engagement", "app_remove", "notification_send", "error", "ad_impression"):
         assert name in mp.RESERVED_EVENT_NAMES
-    for name in ("purchase", "refund", "generate_lead", "close_convert_lead", "ad_impression", "page_view"):
+    for name in ("purchase", "refund", "generate_lead", "close_convert_lead", "page_view"):
         assert name not in mp.RESERVED_EVENT_NAMES
     assert "firebase_conversion" in mp.RESERVED_PARAM_NAMES
     assert {"user_id", "first_open_time", "first_visit_time"} <= mp.RESERVED_USER_PROPERTY_NAMES

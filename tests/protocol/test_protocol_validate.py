@@ -124,8 +124,9 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, str]]] = [
     # event name
     ("event name missing", _delete(["events", 0, "name"]), ("events[0].name", "VALUE_REQUIRED")),
     ("event name 41", _set(["events", 1, "name"], "e" * 41), ("events[1].name", "VALUE_OUT_OF_BOUNDS")),
-    ("event name digit first", _set(["events", 1, "name"], "1lead"), ("events[1].name", "NAME_INVALID")),
-    ("event name hyphen", _set(["events", 1, "name"], "lead-won"), ("events[1].name", "NAME_INVALID")),
+    # Google's own shape for an invalid event name: fieldPath "events", the index in the description.
+    ("event name digit first", _set(["events", 1, "name"], "1lead"), ("events", "NAME_INVALID")),
+    ("event name hyphen", _set(["events", 1, "name"], "lead-won"), ("events", "NAME_INVALID")),
     ("event name reserved", _set(["events", 1, "name"], "session_start"), ("events[1].name", "NAME_RESERVED")),
     ("event name prefix", _set(["events", 1, "name"], "google_lead"), ("events[1].name", "NAME_RESERVED")),
     ("event unknown field", _set(["events", 1, "extra"], 1), ("events[1].extra", "NAME_INVALID")),
@@ -229,6 +230,22 @@ def test_event_index_helpers_split_request_from_event_messages() -> None:
     assert list(by_event) == [1]
     assert event_index_of({"fieldPath": "events[12].params.x", "description": "", "validationCode": ""}) == 12
     assert event_index_of({"fieldPath": "events", "description": "", "validationCode": ""}) is None
+
+
+def test_an_invalid_event_name_reads_as_the_debug_endpoint_writes_it() -> None:
+    body = valid_body()
+    body["events"][1]["name"] = "_badEventName"
+    body["events"][0]["name"] = "jane.doe@example.com"
+    messages = validate_request(body)
+    assert messages == [
+        {"fieldPath": "events", "description": "Event at index: [0] has invalid name […]. Names must contain only "
+         "alphanumeric characters and underscores.", "validationCode": "NAME_INVALID"},
+        {"fieldPath": "events", "description": "Event at index: [1] has invalid name [_badEventName]. Names must start "
+         "with an alphabetic character.", "validationCode": "NAME_INVALID"},
+    ]
+    # Still an event-level message: the collector drops only that event, as GA4 does.
+    request_level, by_event = split_by_event(messages)
+    assert request_level == [] and sorted(by_event) == [0, 1]
 
 
 MARK = "Zq9MARKER"

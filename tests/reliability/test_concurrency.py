@@ -94,3 +94,23 @@ def test_a_run_refuses_at_once_while_another_is_still_creating_the_ledger(tmp_pa
         os.close(lock_fd)
     assert_no_traceback(second.stdout, second.stderr)
     assert second.code == 5, second.stderr[-1500:]
+
+
+def test_a_ledger_reached_through_a_symlink_is_the_same_ledger(tmp_path, collector):
+    """Two configs, one naming the ledger through a symlink: still one lock, nothing sent twice."""
+    server = collector(latency_ms=100)
+    tids = write_orders(tmp_path / "orders.csv", prefix="S", clients=12, per_client=2)
+    (tmp_path / "a").mkdir()
+    real = config_for(tmp_path / "a", [generic_source(tmp_path / "orders.csv")], endpoint=server.url, concurrency=2)
+    ledger = ledger_path(tmp_path / "a")
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    alias_dir = tmp_path / "alias"
+    (alias_dir / "state").mkdir(parents=True)
+    os.symlink(ledger, ledger_path(alias_dir))  # the ledger file itself, reached by another name
+    aliased = config_for(alias_dir, [generic_source(tmp_path / "orders.csv")], endpoint=server.url, concurrency=2)
+    racers = [start(*run_args(real, tmp_path / "out_a")), start(*run_args(aliased, tmp_path / "out_b"))]
+    outcomes = [(p.communicate(timeout=60)[1].decode(), p.returncode) for p in racers]
+    outcomes = [(code, err) for err, code in outcomes]
+    assert_no_traceback(*(err for _, err in outcomes))
+    assert sorted(code for code, _ in outcomes) == [0, 5], outcomes
+    assert stored_events(server.data_dir) == {("purchase", tid): 1 for tid in tids}

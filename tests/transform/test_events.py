@@ -74,8 +74,8 @@ def test_a_good_row_becomes_one_exact_minimal_event():
         "value": 49.99,
         "currency": "GBP",
         "session_id": "1763650000",
-        "engagement_time_msec": 1,
     }
+    # No engagement_time_msec: Google would count every offline buyer as an active user.
     assert event["client_id"] == "1162820436.1749482504"
     assert event["event_key"] == "crm|purchase|T-1001"
     assert event["event_date"] == "20261120"

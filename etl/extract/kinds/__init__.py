@@ -38,9 +38,11 @@ class Kind(Protocol):
 
 
 def registry() -> dict[str, Callable[[], Kind]]:
+    from etl.extract.kinds.bigquery import BigQuery
     from etl.extract.kinds.crm import HubSpot, Salesforce
     from etl.extract.kinds.generic import Generic
     from etl.extract.kinds.shopify import Shopify
     from etl.extract.kinds.square import Square
 
-    return {"csv": Generic, "parquet": Generic, "salesforce": Salesforce, "hubspot": HubSpot, "shopify": Shopify, "square": Square}
+    return {"csv": Generic, "parquet": Generic, "salesforce": Salesforce, "hubspot": HubSpot, "shopify": Shopify, "square": Square,
+            "bigquery": BigQuery}

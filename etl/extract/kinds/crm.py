@@ -41,8 +41,9 @@ class _Crm:
             stage = field_text(chunk, cols, STAGE)
             is_won = stage.fillna("").str.casefold().isin(won).to_numpy()
             fields["event_name"] = pd.Series(source.event, index=stage.index, dtype=TEXT).where(is_won)
-            reason = "stage '" + stage.fillna("") + "' is not a won stage"
-            fields[SKIP_REASON] = reason.astype(TEXT).mask(is_won)
+            # The stage text is not shown: a reject names the column and the rule, never a cell's value.
+            reason = f"column {cols.headers[STAGE]!r} is not a won stage (value not shown)"
+            fields[SKIP_REASON] = pd.Series(reason, index=stage.index, dtype=TEXT).mask(is_won)
             names["event_name"] = names[SKIP_REASON] = cols.headers[STAGE]
             yield Built(chunk.rows, fields, names, len(chunk), chunk.skipped_blank, identity_extra(chunk, cols))
 

@@ -3,7 +3,13 @@
 The order-level columns (Total, Paid at, Note Attributes…) are filled only on an order's first line;
 its later lines carry just `Name` and the line-item columns. A new order starts where `Name`
 changes. Chunks are cut between orders, never inside one, so an order's items stay together.
-The GA cookies come from the cart attributes (`Note Attributes`, one `key: value` per line).
+The GA cookies come from the cart attributes (`Note Attributes`, one `key: value` per line). A site
+with several GA4 properties stores one `_ga_<ID>` session cookie per property: all of them are passed
+on as `_ga_<ID>=<value>` pairs and the transform keeps the configured property's.
+
+`value` is the order's `Subtotal` (Shopify: after discounts, before shipping and taxes), as Google's
+purchase reference defines it; `Taxes` and `Shipping` go in their own `tax` and `shipping` params.
+An export without `Subtotal` falls back to `Total`.
 """
 
 from __future__ import annotations
@@ -24,21 +30,23 @@ from etl.extract.raw import RawChunk, _concat, rechunk
 PAID_STATUSES = ("paid", "partially_paid", "refunded", "partially_refunded")
 REFUND_STATUSES = ("refunded", "partially_refunded")
 _GA_COOKIE = r"(?m)^[ \t]*_ga[ \t]*:[ \t]*(\S+)"
-_SESSION_COOKIE = r"(?m)^[ \t]*_ga_[A-Za-z0-9]+[ \t]*:[ \t]*(\S+)"
+_SESSION_COOKIES = r"(?m)^[ \t]*(_ga_[A-Za-z0-9]+)[ \t]*:[ \t]*(\S+)"
 
 HELPERS = (
-    "created_at", "financial_status", "note_attributes", "refunded_amount", "cancelled_at",
+    "created_at", "financial_status", "note_attributes", "refunded_amount", "refunded_at", "cancelled_at",
     "lineitem_sku", "lineitem_name", "lineitem_price", "lineitem_quantity", "lineitem_discount", "vendor",
 )
 DEFAULTS = (
     FieldSpec("transaction_id", ("Name",), required=True),
-    FieldSpec("value", ("Total",), required=True),
+    FieldSpec("value", ("Subtotal", "Total"), required=True),
     FieldSpec("currency", ("Currency",), required=True),
     FieldSpec("timestamp", ("Paid at",), required=True),
     FieldSpec("created_at", ("Created at",), required=True),
     FieldSpec("financial_status", ("Financial Status",), required=True),
     FieldSpec("note_attributes", ("Note Attributes",)),
     FieldSpec("refunded_amount", ("Refunded Amount",)),
+    # The orders export has no refund date; exports that add one (apps, custom reports) name it so.
+    FieldSpec("refunded_at", ("Refunded at", "Refunded At", "Refund Created At", "Refund: Created At", "Refund Processed At")),
     FieldSpec("cancelled_at", ("Cancelled at",)),
     FieldSpec("lineitem_name", ("Lineitem name",), required=True),
     FieldSpec("lineitem_quantity", ("Lineitem quantity",), required=True),
@@ -97,17 +105,21 @@ class Shopify:
         names["timestamp"] = f"{cols.headers['timestamp']} (else {cols.headers['created_at']})"
         notes = order_level("note_attributes")
         if notes is not None:
-            for field, pattern in (("client_id", _GA_COOKIE), ("session_id", _SESSION_COOKIE)):
-                if field not in fields:
-                    fields[field] = notes.str.extract(pattern, expand=False).astype(TEXT)
-                    names[field] = cols.headers["note_attributes"]
+            if "client_id" not in fields:
+                fields["client_id"] = notes.str.extract(_GA_COOKIE, expand=False).astype(TEXT)
+                names["client_id"] = cols.headers["note_attributes"]
+            if "session_id" not in fields:
+                fields["session_id"] = _session_cookies(notes)
+                names["session_id"] = cols.headers["note_attributes"]
         fields["items"] = group_arrays(item_objects(self._item_fields(source, lines, cols)), groups).reset_index(drop=True)
         names["items"] = ", ".join(cols.headers[f] for f in ("lineitem_sku", "lineitem_name", "lineitem_price", "lineitem_quantity") if cols.has(f))
 
         status = order_level("financial_status").fillna("").str.strip().str.casefold()
         paid = status.isin([s.casefold() for s in source.options.get("purchase_statuses", PAID_STATUSES)]).to_numpy()
         fields["event_name"] = pd.Series(source.event, index=status.index, dtype=TEXT).where(paid)
-        fields[SKIP_REASON] = ("financial status '" + status + "' is not a paid order").astype(TEXT).mask(paid)
+        # The status text is not shown (a reject names the column and the rule, never a cell's value).
+        skip = f"column {cols.headers['financial_status']!r} is not a paid status (value not shown)"
+        fields[SKIP_REASON] = pd.Series(skip, index=status.index, dtype=TEXT).mask(paid)
         names["event_name"] = names[SKIP_REASON] = cols.headers["financial_status"]
         rows = lines.rows[first]
         extra = {IDENTITY_KEY: order_level(IDENTITY_KEY)} if cols.has(IDENTITY_KEY) else {}
@@ -115,7 +127,8 @@ class Shopify:
         if source.options.get("refunds"):
             refunded = status.isin(REFUND_STATUSES).to_numpy()
             if refunded.any():
-                fields, rows, extra = _with_refunds(source, fields, rows, extra, refunded, order_level("refunded_amount"), order_level("cancelled_at"))
+                fields, rows, extra = _with_refunds(source, fields, rows, extra, refunded, order_level("refunded_amount"),
+                                                    order_level("cancelled_at"), order_level("refunded_at"))
                 names["value"] = f"{names['value']} (refund: {cols.headers['refunded_amount']})"
         return Built(rows, fields, names, len(lines), lines.skipped_blank, extra)
 
@@ -146,11 +159,21 @@ def _order_starts(names: pd.Series) -> np.ndarray:
     return starts
 
 
-def _with_refunds(source, fields, rows, extra, refunded, refunded_amount, cancelled_at):
+def _session_cookies(notes: pd.Series) -> pd.Series:
+    """Every `_ga_<ID>: value` line of the note attributes, as `_ga_<ID>=value` pairs (NA when none)."""
+    found = notes.str.extractall(_SESSION_COOKIES)
+    if found.empty:
+        return pd.Series(pd.NA, index=notes.index, dtype=TEXT)
+    pairs = (found[0] + "=" + found[1]).groupby(level=0).agg(" ".join)
+    return pairs.reindex(notes.index).astype(TEXT)
+
+
+def _with_refunds(source, fields, rows, extra, refunded, refunded_amount, cancelled_at, refunded_at=None):
     """Append a `refund` record (same row, same transaction id) for every refunded order.
 
-    The export has no refund date: `Cancelled at` is used when set, else the order's own time,
-    which the transform then windows like any other event.
+    The refund's own time is used where the export has one (`Refunded at` and similar); else
+    `Cancelled at` when set, else the order's own time. The transform windows it like any other
+    event and counts refunds outside a --since/--until window in the summary.
     """
     idx = np.flatnonzero(refunded)
     # A refund carries the order's identity and the refunded amount only: the order's tax and
@@ -164,6 +187,8 @@ def _with_refunds(source, fields, rows, extra, refunded, refunded_amount, cancel
     refund["value"] = money(refunded_amount.iloc[idx].reset_index(drop=True), source)
     if cancelled_at is not None:
         refund["timestamp"] = cancelled_at.iloc[idx].reset_index(drop=True).fillna(refund["timestamp"])
+    if refunded_at is not None:
+        refund["timestamp"] = refunded_at.iloc[idx].reset_index(drop=True).fillna(refund["timestamp"])
     merged = {k: pd.concat([fields[k], refund[k]], ignore_index=True) for k in fields}
     extra = {k: pd.concat([v, v.iloc[idx]], ignore_index=True) for k, v in extra.items()}
     all_rows = np.concatenate([rows, rows[idx]])

@@ -2,7 +2,9 @@
 
 Square splits date, time and a display-name zone into three columns; they become `timestamp`
 ("2026-11-20 14:03:11") and an IANA `timezone`. Refund rows share the payment's Transaction ID and
-become `refund` records with a positive value. In-store sales carry no cookie: `client_id` comes
+become `refund` records with a positive value. `value` is Net Sales (gross sales after discounts), as
+Google's purchase reference defines it, and `Tax` goes in the `tax` param; an export without Net Sales
+falls back to Total Collected (which includes tax and tips). In-store sales carry no cookie: `client_id` comes
 only from the source's identity map (joined on Customer ID); without a match it stays NA.
 The item details file is read whole into a transaction → items table (a day's or a week's
 exports; not the hot path).
@@ -33,7 +35,8 @@ DEFAULTS = (
     FieldSpec("time", ("Time",), required=True),
     FieldSpec("timezone", ("Time Zone",)),
     FieldSpec("transaction_id", ("Transaction ID",), required=True),
-    FieldSpec("value", ("Total Collected",), required=True),
+    # Net Sales = Gross Sales − Discounts: Google's purchase value, without tax (its own param) or tips.
+    FieldSpec("value", ("Net Sales", "Total Collected"), required=True),
     FieldSpec(EVENT_TYPE, ("Event Type",)),
     FieldSpec("param.tax", ("Tax",)),
 )
@@ -62,7 +65,9 @@ class Square:
             kind = _event_kind(field_text(chunk, cols, EVENT_TYPE) if cols.has(EVENT_TYPE) else None, len(chunk))
             refund = (kind == "refund").to_numpy()
             fields["event_name"] = pd.Series(source.event, index=kind.index, dtype=TEXT).mask(refund, "refund")
-            fields["value"] = fields["value"].mask(refund, abs_text(fields["value"]))
+            for money_field in ("value", "param.tax"):
+                if money_field in fields:  # refund rows write negative amounts; GA4 wants positive ones
+                    fields[money_field] = fields[money_field].mask(refund, abs_text(fields[money_field]))
             names["event_name"] = cols.headers.get(EVENT_TYPE, "(config event)")
             if items is not None:
                 key = fields["transaction_id"] + "|" + kind

@@ -26,18 +26,19 @@ from etl.load.ledger.sqlite import SqliteLedger
 
 
 def open_ledger(location: Path | str, *, lock: bool = False, clock: Callable[[], int] = wall_micros,
-                read_only: bool = False, shard: tuple[int, int] | None = None, scratch: bool = False) -> Ledger:
-    """The ledger at a path (SQLite) or a `postgresql://` URL; `read_only` for reconciliation.
+                read_only: bool = False, scratch: bool = False, shard: tuple[int, int] | None = None) -> Ledger:
+    """The ledger at a path (SQLite) or a `postgresql://` URL; `read_only` for reconciliation, `scratch` for a
+    throwaway copy (dry-run, validate) that need not survive a power loss.
 
-    PostgreSQL only: `shard` (K, N) scopes the run lock to that shard (shards run at once), and
-    `scratch` gives this session private copies of the tables (dry-run and validate).
+    PostgreSQL: `shard` (K, N) scopes the run lock to that shard (shards run at once), and `scratch`
+    gives this session private copies of the tables.
     """
     text = str(location)
     if is_url(text):
         from etl.load.ledger.postgres import PostgresLedger
 
         return PostgresLedger(text, lock=lock, clock=clock, read_only=read_only, shard=shard, scratch=scratch)
-    return SqliteLedger(Path(location), lock=lock, clock=clock, read_only=read_only)
+    return SqliteLedger(Path(location), lock=lock, clock=clock, read_only=read_only, scratch=scratch)
 
 
 def is_url(location: Path | str) -> bool:
