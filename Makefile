@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint clean airflow-venv postgres-server
+.PHONY: run test lint clean airflow-venv system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,15 +20,11 @@ run: $(STAMP)
 airflow-venv:
 	bash jobs/airflow/setup_venv.sh
 
-# Debian's PostgreSQL server binaries: the PostgreSQL ledger's tests start a real server (never skipped),
-# so a fresh machine gets the package here (as root), or the target fails saying what to install.
-postgres-server:
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "$${MPETL_TEST_PG_URL:-}" ]; then :; \
-	elif [ "$$(id -u)" = 0 ]; then \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } >/dev/null; \
-	else echo "error: PostgreSQL server binaries missing: apt-get install -y postgresql (as root)" >&2; exit 1; fi
+# Debian packages the tests need (faketime, postgresql, chromium), installed when missing.
+system-deps:
+	bash jobs/system_deps.sh faketime postgresql chromium
 
-test: $(STAMP) airflow-venv postgres-server
+test: $(STAMP) airflow-venv system-deps
 	$(VENV)/bin/ruff check etl tests bench jobs
 	$(PY) -m pytest -q
 

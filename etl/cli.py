@@ -250,6 +250,32 @@ def deferred(config_path: Path, out_file: Path, since: datetime | None) -> None:
 
 @main.command()
 @config_option
+@click.option("--run-id", required=True, help="The run whose deferred events to write (its summary.json run_id).")
+def historical(config_path: Path, run_id: str) -> None:
+    """Write one run's deferred events to the [historical] table again, after a `historical.error`.
+
+    Safe to repeat: a run already in the table is not written twice. Exit 4 when the write fails.
+    """
+    from etl.errors import EXIT_OK, EXIT_SEND_FAILURES, ConfigError
+    from etl.load import open_ledger, write_historical
+
+    try:
+        config = _load(config_path)
+        if config.historical is None:
+            raise ConfigError(str(config.file), "historical.table", "is not set: there is no historical table")
+        with open_ledger(config.ledger_path, read_only=True) as ledger:
+            if run_id not in ledger.run_ids():
+                raise ConfigError(str(config.ledger_path), "--run-id", f"no run {run_id!r} in this ledger")
+            report = write_historical(config.historical, lambda: ledger.deferred_events(run_id=run_id),
+                                      config.property)
+    except MpetlError as exc:
+        _fail(exc)
+    click.echo(orjson.dumps(report).decode())
+    sys.exit(EXIT_SEND_FAILURES if "error" in report else EXIT_OK)
+
+
+@main.command()
+@config_option
 @click.option("-n", "rows", default=5, show_default=True, help="Mapped events to show per source.")
 @now_option
 def sources(config_path: Path, rows: int, now: str | None) -> None:

@@ -112,6 +112,23 @@ class ReconcileConfig:
 
 
 @dataclass(frozen=True)
+class HistoricalConfig:
+    """Where deferred events go at their true date ([historical]; README "Deferred events").
+
+    bigquery: `table` is "dataset.table" or "project.dataset.table", partitioned by `event_day`.
+    duckdb: files `<path>/<table>_YYYYMMDD.<run_id>.ndjson` (default path: state/historical).
+    """
+
+    table: str
+    backend: str = "duckdb"  # or "bigquery"
+    project: str | None = None
+    location: str | None = None
+    api_endpoint: str | None = None  # a local BigQuery API (tests); None: Google's
+    path: Path | None = None
+    timeout_s: float = 120.0  # bigquery: each API call, retries included; then the run reports the error
+
+
+@dataclass(frozen=True)
 class Config:
     file: Path
     base_dir: Path
@@ -122,6 +139,7 @@ class Config:
     sources: tuple[SourceConfig, ...]
     reconcile: ReconcileConfig
     privacy_extra_params: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    historical: HistoricalConfig | None = None  # None: deferred events go to deferred.csv only
     ledger_url: str | None = None  # [ledger] url: a shared PostgreSQL ledger (wins over path)
 
     @property
@@ -200,6 +218,34 @@ def _type_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table", list: "a list"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+_TABLE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def _historical(r: _Reader, resolve: Any) -> HistoricalConfig | None:
+    """[historical]: absent or without `table`, nothing changes."""
+    table = r.get("table", str, None)
+    if not table:
+        return None
+    backend = r.choice("backend", ("duckdb", "bigquery"), "duckdb")
+    project = r.get("project", str, None)
+    parts = table.split(".")
+    shape = "dataset.table or project.dataset.table" if backend == "bigquery" else "a plain name such as 'historical'"
+    if (backend == "duckdb" and len(parts) != 1) or (backend == "bigquery" and len(parts) not in (2, 3)) \
+            or not all(_TABLE_PART.match(p) for p in parts[-2:]):
+        raise r.error("table", f"expected {shape}, got {table!r}")
+    if parts[-1].lower().startswith("events"):
+        # `events_*` (BigQuery wildcard, the collector's store) would read it as GA4's own export.
+        raise r.error("table", f"must not start with 'events' (it would match events_*), got {table!r}")
+    if backend == "bigquery" and len(parts) == 2 and not project:
+        raise r.error("project", "backend 'bigquery' needs project, or table as project.dataset.table")
+    path = r.get("path", str, "state/historical")
+    return HistoricalConfig(
+        table=table, backend=backend, project=project, location=r.get("location", str, None),
+        api_endpoint=r.get("api_endpoint", str, None), path=resolve(path) if backend == "duckdb" else None,
+        timeout_s=r.get("timeout_s", float, 120.0),
+    )
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -359,6 +405,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         extra_params[event] = tuple(names)
 
     return Config(
+        historical=_historical(top.table_of("historical"), resolve),
         privacy_extra_params=extra_params,
         file=file.resolve(),
         base_dir=base_dir,

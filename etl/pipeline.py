@@ -47,6 +47,7 @@ from etl.load import (
     open_ledger,
     send_pending,
     write_data_import,
+    write_historical,
 )
 from etl.load import is_url as is_ledger_url
 from etl.protocol import to_micros
@@ -321,9 +322,13 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
         outputs.close()
         written = write_data_import(out / "deferred.csv", out / "deferred_index.csv",
                                     lambda: ledger.deferred_events(run_id=run_id), config.property.measurement_id)
+        historical = (write_historical(config.historical, lambda: ledger.deferred_events(run_id=run_id),
+                                       config.property) if config.historical and options.mode == "send" else None)
         outcome = ledger.outcome(run_id)
         summary = _summarise(config, options, run_id, wall, tallies, outcome, stats, source_errors, recovered,
                              len(written))
+        if historical is not None:
+            summary["historical"] = historical
         (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         (out / "privacy_manifest.json").write_bytes(
             orjson.dumps(_manifest(config, manifest, tallies, summary["detectors"]), option=orjson.OPT_INDENT_2)

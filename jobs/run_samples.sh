@@ -14,14 +14,8 @@ OUT=out/samples
 export MP_API_SECRET=local-samples-secret
 
 mkdir -p "$OUT"
-FAKETIME_LIB=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
-if [ ! -e "$FAKETIME_LIB" ] && [ "$(id -u)" = 0 ]; then
-  { apt-get update -qq && apt-get install -y -qq faketime; } >/dev/null 2>&1
-fi
-if [ ! -e "$FAKETIME_LIB" ]; then
-  echo "make run: libfaketime is needed to simulate the samples' night (apt-get install faketime)" >&2
-  exit 2
-fi
+bash jobs/system_deps.sh faketime || exit 2
+FAKETIME_LIB=$(compgen -G "/usr/lib/*/faketime/libfaketimeMT.so.1" | head -n 1)
 export LD_PRELOAD="$FAKETIME_LIB" FAKETIME="@${NOW//[TZ]/ }" FAKETIME_DONT_FAKE_MONOTONIC=1 TZ=UTC
 "$MPETL" run --config "$CONFIG" --out "$OUT/run" --now "$NOW" >"$OUT/run.log" 2>"$OUT/run.stderr.log"
 run_code=$?

@@ -92,7 +92,8 @@ def files_containing(root: Path, needle: str) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and raw in p.read_bytes()]
 
 
-FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+FAKETIME_LIB = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))),
+                    Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"))
 
 
 def pinned_clock_env(env: dict[str, str] | None = None, at: str = SAMPLES_NOW) -> dict[str, str]:
@@ -104,7 +105,7 @@ def pinned_clock_env(env: dict[str, str] | None = None, at: str = SAMPLES_NOW) -
     import os
 
     if not FAKETIME_LIB.exists():
-        raise RuntimeError(f"{FAKETIME_LIB} is missing: apt-get install faketime (.ci/run does)")
+        raise RuntimeError(f"{FAKETIME_LIB} is missing: apt-get install faketime (make test does)")
     out = dict(os.environ if env is None else env)
     stamp = at.replace("T", " ").replace("Z", "")
     out.update({"LD_PRELOAD": str(FAKETIME_LIB), "FAKETIME": f"@{stamp}", "FAKETIME_DONT_FAKE_MONOTONIC": "1",

@@ -69,16 +69,17 @@ class HttpTransport:
     def __init__(self, endpoint: str, measurement_id: str, api_secret: str, *, concurrency: int, timeout_s: float,
                  debug: bool = False) -> None:
         self._secret = api_secret
-        self._path = "/debug/mp/collect" if debug else "/mp/collect"
-        self._params = {"measurement_id": measurement_id, "api_secret": api_secret}
+        path = "/debug/mp/collect" if debug else "/mp/collect"
+        # Built once: parsing the URL and merging params per request was a third of httpx's CPU.
+        self._url = httpx.URL(endpoint.rstrip("/") + path, params={"measurement_id": measurement_id,
+                                                                   "api_secret": api_secret})
+        self._headers = {"content-type": "application/json", "user-agent": "mpetl/0.1"}
+        self._extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
         self._debug = debug
         self._clients = [
             httpx.AsyncClient(
-                base_url=endpoint,
                 http2=endpoint.startswith("https://"),
-                timeout=httpx.Timeout(timeout_s),
                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                headers={"content-type": "application/json", "user-agent": "mpetl/0.1"},
             )
             for _ in range(concurrency)
         ]
@@ -91,7 +92,8 @@ class HttpTransport:
                 self._idle.put_nowait(client)
         client = await self._idle.get()
         try:
-            response = await client.post(self._path, params=self._params, content=body)
+            request = httpx.Request("POST", self._url, headers=self._headers, content=body, extensions=self._extensions)
+            response = await client.send(request)
         except httpx.HTTPError as exc:
             # httpx messages can embed the URL, which holds the secret: keep the class name and a scrubbed text.
             never_left = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
