@@ -263,9 +263,9 @@ def historical(config_path: Path, run_id: str) -> None:
         config = _load(config_path)
         if config.historical is None:
             raise ConfigError(str(config.file), "historical.table", "is not set: there is no historical table")
-        with open_ledger(config.ledger_path, read_only=True) as ledger:
+        with open_ledger(config.ledger_location, read_only=True) as ledger:
             if run_id not in ledger.run_ids():
-                raise ConfigError(str(config.ledger_path), "--run-id", f"no run {run_id!r} in this ledger")
+                raise ConfigError(str(config.ledger_location), "--run-id", f"no run {run_id!r} in this ledger")
             report = write_historical(config.historical, lambda: ledger.deferred_events(run_id=run_id),
                                       config.property)
     except MpetlError as exc:
