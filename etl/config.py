@@ -154,6 +154,13 @@ class Config:
         raise KeyError(name)
 
 
+def _url_has_password(url: str) -> bool:
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    return parts.password is not None or "password" in parse_qs(parts.query)
+
+
 def read_api_secret(dest: DestinationConfig) -> str | None:
     """The API secret from the environment, else from the configured file; None when neither."""
     secret = os.environ.get(SECRET_ENV)
@@ -310,6 +317,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     ledger_url = ledger_r.get("url", str, None)
     if ledger_url is not None and not ledger_url.startswith(("postgresql://", "postgres://")):
         raise ledger_r.error("url", "expected a PostgreSQL URL such as postgresql://user@host:5432/db")
+    if ledger_url is not None and _url_has_password(ledger_url):
+        # A password in the config would reach logs and error messages: libpq reads it from elsewhere.
+        raise ledger_r.error("url", "must not hold a password: put it in ~/.pgpass or PGPASSWORD")
 
     win_r = top.table_of("window")
     window = WindowConfig(

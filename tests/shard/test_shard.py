@@ -92,3 +92,17 @@ def test_aggregate_command_reads_shard_folders_and_refuses_an_incomplete_night(t
     assert (night["rows_in"], night["sent"], night["rejected"], night["shards"]) == (6, 5, 1, 2)
     short = CliRunner().invoke(main, ["aggregate", folders[0]])
     assert short.exit_code == 2 and "missing [2]" in short.output and "Traceback" not in short.output
+
+
+def test_ledger_url_in_the_config_is_checked_and_never_holds_a_password(tmp_path):
+    from etl.config import load_config
+    from etl.errors import ConfigError
+    from tests.support import samples_config
+
+    good = load_config(samples_config(tmp_path, endpoint="local", ledger={"url": "postgresql://mpetl@db:5432/mpetl"}))
+    assert good.ledger_location == "postgresql://mpetl@db:5432/mpetl"
+    for bad, why in (("mysql://db/x", "PostgreSQL URL"), ("postgresql://mpetl:s3cret@db/x", "password"),
+                     ("postgresql://db/x?password=s3cret", "password")):
+        with pytest.raises(ConfigError, match=why) as caught:
+            load_config(samples_config(tmp_path, endpoint="local", ledger={"url": bad}))
+        assert "s3cret" not in str(caught.value)
