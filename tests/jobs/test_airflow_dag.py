@@ -67,7 +67,7 @@ class AirflowSandbox:
         assert migrated.returncode == 0, migrated.stderr[-2000:]
         return self
 
-    def dags_test(self, timeout: float = 150) -> subprocess.CompletedProcess:
+    def dags_test(self, timeout: float = 300) -> subprocess.CompletedProcess:
         """Parse the DAG into the metadata DB, then run one DAG run in-process (every task, in order)."""
         reserialized = self.airflow("dags", "reserialize")
         assert reserialized.returncode == 0, reserialized.stderr[-2000:]
