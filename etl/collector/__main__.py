@@ -17,6 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
+from etl.collector.endpoint import DEFAULT_STREAM_ID
 from etl.collector.server import CollectorServer
 
 SECRET_ENV = "MP_API_SECRET"
@@ -32,12 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mpetl collector",
         description="The local GA4 Measurement Protocol endpoint: POST /mp/collect (GA's semantics: 204 even "
         "for what it drops), POST /debug/mp/collect (validation messages, records nothing), GET /__stats. "
-        "Accepted events land in DATA/events_YYYYMMDD.ndjson, shaped like the GA4 BigQuery export.",
+        "Accepted events land in DATA/events_intraday_YYYYMMDD.ndjson, then DATA/events_YYYYMMDD.ndjson, "
+        "shaped like the GA4 BigQuery export.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (printed on stdout)")
     p.add_argument("--data", type=Path, required=True, help="folder of the GA4-shaped store (events_YYYYMMDD.ndjson)")
     p.add_argument("--measurement-id", required=True, help="the measurement id requests must carry (G-…)")
+    p.add_argument("--stream-id", default=DEFAULT_STREAM_ID,
+                   help=f"numeric data-stream id written as stream_id (default: {DEFAULT_STREAM_ID})")
+    p.add_argument("--daily-lag-s", type=float, default=0.0,
+                   help="seconds after a date's first event before events_intraday_D becomes events_D "
+                   "(default 0: straight into the daily file)")
     p.add_argument("--timezone", default="UTC", help="reporting zone that decides each event's event_date")
     p.add_argument("--now", type=_parse_now, default=None, help="pin the clock for the 72 h check (ISO-8601; naive = UTC)")
     p.add_argument("--api-secret-file", type=Path, default=None, help=f"file holding the API secret, used when {SECRET_ENV} is unset")
@@ -96,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             latency_ms=args.latency_ms,
             latency_jitter_ms=args.latency_jitter_ms,
             seed=args.seed,
+            stream_id=args.stream_id,
+            daily_lag_s=args.daily_lag_s,
         )
-    except (ValueError, KeyError) as exc:  # bad rate, unknown time zone
+    except (ValueError, KeyError) as exc:  # bad rate, unknown time zone, non-numeric stream id
         print(f"collector: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)

@@ -2,8 +2,17 @@
 
 GA4's semantics, which the sender must survive: ``/mp/collect`` answers 204 even for invalid bodies
 and drops what is invalid (an invalid event alone; a bad request-level field, the whole request);
-a wrong measurement_id or api_secret also gets 204 and records nothing. ``/debug/mp/collect``
-validates and never records. Injected faults (seeded) apply to ``/mp/collect`` only.
+a wrong measurement_id or api_secret also gets 204 and records nothing (counted as ``bad_auth``).
+``/debug/mp/collect`` validates the body and never records; like Google's, it does not check the
+api_secret or the measurement id, so it cannot tell a wrong credential (only the export can).
+Injected faults (seeded) apply to ``/mp/collect`` only.
+
+Events older than 72 h (by this collector's clock at receipt), as Google documents for "past
+events" (developers.google.com/analytics/devguides/collection/protocol/ga4/sending-events):
+under the default ``validation_behavior`` RELAXED they are recorded with the timestamp reset to
+72 h before receipt (counted as ``redated``); under ``ENFORCE_RECOMMENDATIONS`` they are dropped
+(``too_old``) and the debug endpoint says why. ``stream_id`` is the numeric data-stream id the
+export carries, not the measurement id.
 
 Invariant visible in ``/__stats``: events_received = events_stored + sum(dropped). Events in
 requests answered 429/5xx are counted apart (``events_refused``): the sender was told.
@@ -24,11 +33,18 @@ from etl.collector.export import export_row
 from etl.collector.faults import DROP, FAIL, RESET, THROTTLE, FaultInjector
 from etl.collector.stats import Stats
 from etl.collector.store import EventStore
-from etl.protocol import VALUE_INVALID, VALUE_OUT_OF_BOUNDS, VALUE_REQUIRED, Message, message, split_by_event, to_micros
+from etl.protocol import VALUE_INVALID, VALUE_OUT_OF_BOUNDS, Message, split_by_event, to_micros
 from etl.protocol.body import parse_body
 from etl.protocol.rules import FUTURE_TOLERANCE_S, MAX_EVENT_AGE_HOURS
 from etl.protocol.validate import validate_request
 
+DEFAULT_STREAM_ID = "4242424242"
+"""The numeric data-stream id written as ``stream_id`` unless one is configured."""
+
+RELAXED = "RELAXED"
+ENFORCE = "ENFORCE_RECOMMENDATIONS"
+_HOUR_MICROS = 3_600_000_000
+_NO_AGE_LIMIT_HOURS = 1e9  # RELAXED: age is not a reason to drop; the timestamp is reset instead
 Query = dict[str, list[str]]
 
 
@@ -53,6 +69,7 @@ class Endpoint:
         now: dt.datetime | None = None,
         faults: FaultInjector,
         stats: Stats,
+        stream_id: str = DEFAULT_STREAM_ID,
     ) -> None:
         if not api_secret:
             raise ValueError("api_secret must not be empty")
@@ -63,6 +80,9 @@ class Endpoint:
         self._pinned_micros = to_micros(now) if now is not None else None
         self.faults = faults
         self.stats = stats
+        if not (stream_id.isascii() and stream_id.isdigit()):
+            raise ValueError("stream_id must be the numeric data-stream id (digits only)")
+        self.stream_id = stream_id
 
     def now_micros(self) -> int:
         """The collector's clock: pinned when ``now`` was given (repeatable tests), else real time."""
@@ -119,22 +139,29 @@ class Endpoint:
     def _accept(self, body: Any, byte_messages: list[Message], events: list[Any]) -> None:
         now = self.now_micros()
         messages = list(byte_messages)
+        enforce = _behavior(body) == ENFORCE
         if body is not None:
-            messages += validate_request(
-                body, now_micros=now, max_age_hours=MAX_EVENT_AGE_HOURS, future_tolerance_s=FUTURE_TOLERANCE_S
-            )
+            max_age = MAX_EVENT_AGE_HOURS if enforce else _NO_AGE_LIMIT_HOURS
+            messages += validate_request(body, now_micros=now, max_age_hours=max_age, future_tolerance_s=FUTURE_TOLERANCE_S)
         request_level, by_event = split_by_event(messages)
         if request_level:
             ts = body.get("timestamp_micros") if isinstance(body, dict) else None
             self._drop_request(self._reason(request_level, ts, now), len(events))
             return
+        oldest = now - MAX_EVENT_AGE_HOURS * _HOUR_MICROS
         rows = []
         for i, event in enumerate(events):
             if i in by_event:
                 ts = event.get("timestamp_micros", body.get("timestamp_micros")) if isinstance(event, dict) else None
                 self.stats.drop_events(self._reason(by_event[i], ts, now), 1)
                 continue
-            rows.append(export_row(event, body, arrival_micros=now, zone=self.zone, stream_id=self.measurement_id))
+            row = export_row(event, body, arrival_micros=now, zone=self.zone, stream_id=self.stream_id)
+            if row["event_timestamp"] < oldest:  # RELAXED: recorded, at 72 h before receipt
+                row = export_row(
+                    {**event, "timestamp_micros": oldest}, body, arrival_micros=now, zone=self.zone, stream_id=self.stream_id
+                )
+                self.stats.add("events_redated")
+            rows.append(row)
         if rows:
             self.store.append(rows)
             self.stats.add("events_stored", len(rows))
@@ -151,24 +178,21 @@ class Endpoint:
 
     # --- /debug/mp/collect -----------------------------------------------------------------
     def debug(self, query: Query, raw: bytes) -> Answer:
+        """Validation messages for the body; credentials are not checked (Google's are not either)."""
         self.stats.add("debug_requests")
-        mid_ok, secret_ok = self._authorized(query)
-        messages: list[Message] = []
-        if not mid_ok:
-            messages.append(message("measurement_id", "measurement_id does not name this collector's stream.", VALUE_INVALID))
-        if not secret_ok:
-            given = bool(query.get("api_secret", [""])[0])
-            messages.append(
-                message("api_secret", "The api_secret is not valid for this stream.", VALUE_INVALID)
-                if given
-                else message("api_secret", "api_secret is required.", VALUE_REQUIRED)
-            )
         body, byte_messages = parse_body(raw)
-        messages += byte_messages
+        messages: list[Message] = list(byte_messages)
         unparseable = any(m["fieldPath"] == "" and m["validationCode"] == VALUE_INVALID for m in byte_messages)
         if not unparseable:
-            messages += validate_request(body, now_micros=self.now_micros())
+            max_age = MAX_EVENT_AGE_HOURS if _behavior(body) == ENFORCE else _NO_AGE_LIMIT_HOURS
+            messages += validate_request(body, now_micros=self.now_micros(), max_age_hours=max_age)
         return Answer(200, {"Content-Type": "application/json"}, orjson.dumps({"validationMessages": messages}))
 
     def stats_answer(self) -> Answer:
         return Answer(200, {"Content-Type": "application/json"}, orjson.dumps(self.stats.snapshot()))
+
+
+def _behavior(body: Any) -> str:
+    """The request's ``validation_behavior``; RELAXED when absent (Google's default)."""
+    value = body.get("validation_behavior") if isinstance(body, dict) else None
+    return value if isinstance(value, str) else RELAXED

@@ -7,8 +7,10 @@ double_value), MP's ``session_id`` as ``ga_session_id``, ``items`` as structs, `
 from the event's params.
 
 Deviations, kept deliberately small: ``ecommerce.currency`` (the real export keeps currency only in
-``event_params``; docs/ARCHITECTURE.md asks for it here too), ``stream_id`` is the measurement id,
-and ``*_in_usd`` fields are filled only when the currency already is USD (no exchange rates offline).
+``event_params``; docs/ARCHITECTURE.md asks for it here too) and ``*_in_usd`` fields, filled only
+when the currency already is USD (no exchange rates offline). ``stream_id`` is the numeric
+data-stream id (as in the export), never the measurement id. The collector keeps no sessions to
+attribute from, so ``collected_traffic_source`` and ``session_traffic_source_last_click`` stay null.
 """
 
 from __future__ import annotations
@@ -217,4 +219,5 @@ def export_row(
         "ecommerce": ecommerce(name, params, items),
         "items": items,
         "collected_traffic_source": None,
+        "session_traffic_source_last_click": None,
     }

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from etl.collector.endpoint import Answer, Endpoint
+from etl.collector.endpoint import DEFAULT_STREAM_ID, Answer, Endpoint
 from etl.collector.faults import FaultInjector
 from etl.collector.stats import Stats
 from etl.collector.store import EventStore
@@ -195,6 +195,8 @@ class CollectorServer:
         latency_ms: float = 0,
         latency_jitter_ms: float = 0,
         seed: int = 0,
+        stream_id: str = DEFAULT_STREAM_ID,
+        daily_lag_s: float = 0.0,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
@@ -209,7 +211,7 @@ class CollectorServer:
             latency_jitter_ms=latency_jitter_ms,
             seed=seed,
         )
-        self._store = EventStore(self.data_dir)
+        self._store = EventStore(self.data_dir, daily_lag_s=daily_lag_s)
         self._endpoint = Endpoint(
             self._store,
             measurement_id=measurement_id,
@@ -218,6 +220,7 @@ class CollectorServer:
             now=now,
             faults=faults,
             stats=self._stats,
+            stream_id=stream_id,
         )
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

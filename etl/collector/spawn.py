@@ -94,6 +94,8 @@ def spawn_collector(
     latency_ms: float = 0,
     latency_jitter_ms: float = 0,
     seed: int = 0,
+    stream_id: str | None = None,
+    daily_lag_s: float | None = None,
     startup_timeout_s: float = 20.0,
 ) -> Iterator[SpawnedCollector]:
     """Start a collector process on a free port, wait until it answers, stop it on exit."""
@@ -111,6 +113,8 @@ def spawn_collector(
         "latency_ms": latency_ms,
         "latency_jitter_ms": latency_jitter_ms,
         "seed": seed,
+        "stream_id": stream_id,
+        "daily_lag_s": daily_lag_s,
     }
     env = dict(os.environ, MP_API_SECRET=api_secret, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH", "")) if p)

@@ -44,6 +44,7 @@ class Stats:
                 "debug_requests": self._totals["debug_requests"],
                 "events_received": self._totals["events_received"],
                 "events_stored": self._totals["events_stored"],
+                "events_redated": self._totals["events_redated"],  # stored, timestamp reset (RELAXED)
                 "events_refused": self._totals["events_refused"],
                 "dropped": dict(self._dropped),
                 "dropped_requests": dict(self._dropped_requests),

@@ -1,14 +1,24 @@
-"""The collector's store: one NDJSON file per event date, appended under a lock, read with DuckDB.
+"""The collector's store: NDJSON files per event date, appended under a lock, read with DuckDB.
 
 Why NDJSON appends flushed before answering: the sender treats a 204 as "delivered" and marks the
 ledger. If the sender is killed right after, the stored line must already be in the file (the
-collector process owns it, so an OS-buffered, flushed write is enough). One file per date mirrors
-the export's daily ``events_YYYYMMDD`` tables, so reconciliation can select dates the same way.
+collector process owns it, so an OS-buffered, flushed write is enough).
+
+Why two kinds of file: the GA4 export streams events into ``events_intraday_YYYYMMDD`` first and
+writes the daily ``events_YYYYMMDD`` table later, then deletes the intraday one; late events for a
+day that already has its daily table go into that table. The store does the same with files:
+with ``daily_lag_s > 0`` a date's rows land in ``events_intraday_D.ndjson`` and are moved into
+``events_D.ndjson`` (atomically, by rename) ``daily_lag_s`` seconds after the first of them
+arrived; later rows for D go straight into the daily file. With ``daily_lag_s == 0`` (the default)
+rows go straight into the daily file. A reader therefore uses the daily file of a date when it
+exists, else the intraday one, and never counts a row twice.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -53,6 +63,11 @@ STORE_COLUMNS: dict[str, str] = {
         "STRUCT(manual_campaign_id VARCHAR, manual_campaign_name VARCHAR, manual_source VARCHAR,"
         " manual_medium VARCHAR, manual_term VARCHAR, manual_content VARCHAR, gclid VARCHAR, dclid VARCHAR)"
     ),
+    "session_traffic_source_last_click": (
+        "STRUCT(manual_campaign STRUCT(campaign_name VARCHAR, source VARCHAR, medium VARCHAR),"
+        " cross_channel_campaign STRUCT(campaign_name VARCHAR, source VARCHAR, medium VARCHAR,"
+        " default_channel_group VARCHAR))"
+    ),
 }
 """The store's schema as DuckDB types (the BigQuery export's names and nesting)."""
 
@@ -63,14 +78,27 @@ def store_file(data_dir: Path, event_date: str) -> Path:
     return data_dir / f"events_{event_date}.ndjson"
 
 
-class EventStore:
-    """Appends export-shaped rows to ``DATA/events_YYYYMMDD.ndjson``; thread-safe."""
+def intraday_file(data_dir: Path, event_date: str) -> Path:
+    return data_dir / f"events_intraday_{event_date}.ndjson"
 
-    def __init__(self, data_dir: Path) -> None:
+
+class EventStore:
+    """Appends export-shaped rows to the intraday or daily file of their date; thread-safe."""
+
+    def __init__(self, data_dir: Path, *, daily_lag_s: float = 0.0) -> None:
+        if daily_lag_s < 0:
+            raise ValueError("daily_lag_s must not be negative")
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.daily_lag_s = daily_lag_s
         self._lock = threading.Lock()
-        self._files: dict[str, IO[bytes]] = {}
+        self._files: dict[Path, IO[bytes]] = {}
+        self._pending: dict[str, float] = {}  # date -> monotonic time its first intraday row arrived
+        self._stop = threading.Event()
+        self._promoter: threading.Thread | None = None
+        if daily_lag_s > 0:
+            self._promoter = threading.Thread(target=self._promote_loop, name="mpetl-store-daily", daemon=True)
+            self._promoter.start()
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         """Write and flush every row before returning (the caller answers 204 only after)."""
@@ -79,13 +107,56 @@ class EventStore:
             by_date.setdefault(row["event_date"], []).append(orjson.dumps(row) + b"\n")
         with self._lock:
             for date, lines in by_date.items():
-                handle = self._files.get(date)
+                daily = store_file(self.data_dir, date)
+                if self.daily_lag_s > 0 and not daily.exists():
+                    target = intraday_file(self.data_dir, date)
+                    self._pending.setdefault(date, time.monotonic())
+                else:
+                    target = daily
+                handle = self._files.get(target)
                 if handle is None:
-                    handle = self._files[date] = open(store_file(self.data_dir, date), "ab")  # noqa: SIM115
+                    handle = self._files[target] = open(target, "ab")  # noqa: SIM115
                 handle.write(b"".join(lines))
                 handle.flush()
 
+    def promote_due(self, *, now: float | None = None) -> list[str]:
+        """Move every intraday file older than the lag into its daily file; returns the dates moved."""
+        moment = time.monotonic() if now is None else now
+        moved = []
+        with self._lock:
+            for date, first in sorted(self._pending.items()):
+                if moment - first >= self.daily_lag_s:
+                    self._promote(date)
+                    moved.append(date)
+        return moved
+
+    def _promote(self, date: str) -> None:
+        """Daily := daily + intraday (written aside, then renamed into place); the intraday file goes."""
+        intraday, daily = intraday_file(self.data_dir, date), store_file(self.data_dir, date)
+        for path in (intraday, daily):
+            handle = self._files.pop(path, None)
+            if handle is not None:
+                handle.close()
+        aside = daily.with_name(f".{daily.name}.tmp")
+        with open(aside, "wb") as out:
+            for part in (daily, intraday):
+                if part.exists():
+                    out.write(part.read_bytes())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(aside, daily)
+        intraday.unlink(missing_ok=True)
+        del self._pending[date]
+
+    def _promote_loop(self) -> None:
+        tick = min(0.5, max(0.02, self.daily_lag_s / 4))
+        while not self._stop.wait(tick):
+            self.promote_due()
+
     def close(self) -> None:
+        self._stop.set()
+        if self._promoter is not None and self._promoter is not threading.current_thread():
+            self._promoter.join(timeout=5)
         with self._lock:
             for handle in self._files.values():
                 handle.close()
@@ -102,14 +173,28 @@ def read_json_sql(files: list[Path]) -> str:
     return f"read_json([{quoted}], format = 'newline_delimited', columns = {_columns_sql()})"
 
 
-def read_store(data_dir: Path | str) -> pd.DataFrame:
-    """Every stored event as a DataFrame (export columns; structs as dicts, arrays as lists).
+def store_files(data_dir: Path) -> list[Path]:
+    """The files a reader should use: per date the daily file when it exists, else the intraday one."""
+    chosen: dict[str, Path] = {}
+    for path in sorted(data_dir.glob(STORE_GLOB)):
+        date = path.stem.removeprefix("events_").removeprefix("intraday_")
+        if path.stem.startswith("events_intraday_"):
+            chosen.setdefault(date, path)
+        else:
+            chosen[date] = path
+    return [chosen[d] for d in sorted(chosen)]
 
+
+def read_store(data_dir: Path | str) -> pd.DataFrame:
+    """Every stored event (per date: daily, else intraday) as a DataFrame.
+
+    Export columns; structs as dicts, arrays as lists.
     An empty or missing store gives an empty frame with the same columns. DuckDB (and pandas) are
     imported here, not at module load: the collector process itself never needs them.
     """
     import duckdb
-    files = sorted(Path(data_dir).glob(STORE_GLOB))
+
+    files = store_files(Path(data_dir))
     with duckdb.connect() as con:
         if not files:
             empty = ", ".join(f"CAST(NULL AS {kind}) AS {name}" for name, kind in STORE_COLUMNS.items())

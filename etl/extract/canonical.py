@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from etl.config import SourceConfig
-from etl.extract.fields import CANONICAL_FIELDS, MONEY_PARAMS, PARAM_PREFIX, SKIP_REASON, ResolvedColumns
+from etl.extract.fields import CANONICAL_FIELDS, FILTER_PREFIX, MONEY_PARAMS, PARAM_PREFIX, SKIP_REASON, ResolvedColumns
 from etl.extract.money import normalise_amounts
 from etl.extract.raw import RawChunk
 
@@ -35,7 +35,8 @@ def mapped_fields(raw: RawChunk, cols: ResolvedColumns, source: SourceConfig) ->
     """Every canonical field and param the mapping names, as text; `time` folds into `timestamp`."""
     out: dict[str, pd.Series] = {}
     names: dict[str, str] = {}
-    for field in (*CANONICAL_FIELDS, *sorted(f for f in cols.positions if f.startswith(PARAM_PREFIX))):
+    extra = sorted(f for f in cols.positions if f.startswith((PARAM_PREFIX, FILTER_PREFIX)))
+    for field in (*CANONICAL_FIELDS, *extra):
         if not cols.has(field):
             continue
         values = field_text(raw, cols, field)
@@ -53,6 +54,7 @@ def assemble(rows, fields: dict[str, pd.Series]) -> pd.DataFrame:
     """The chunk frame: `row` first, then canonical fields, params, `skip_reason`, in a fixed order."""
     order = [f for f in CANONICAL_FIELDS if f in fields]
     order += sorted(f for f in fields if f.startswith(PARAM_PREFIX))
+    order += sorted(f for f in fields if f.startswith(FILTER_PREFIX))
     if SKIP_REASON in fields:
         order.append(SKIP_REASON)
     frame = pd.DataFrame({"row": pd.Series(rows, dtype="int64")})

@@ -30,6 +30,7 @@ CANONICAL_FIELDS = (
     "user_id",
 )
 PARAM_PREFIX = "param."
+FILTER_PREFIX = "filter."  # `[sources.filter]` columns, carried to the transform's row filter
 SKIP_REASON = "skip_reason"
 # Params holding money: normalised like `value` so "$2.16" arrives as "2.16".
 MONEY_PARAMS = frozenset({"tax", "shipping", "tip", "discount"})
@@ -80,6 +81,8 @@ def specs_for(source: SourceConfig, defaults: Sequence[FieldSpec], helpers: Iter
             by_field.pop(field, None)
     for name, header in source.params.items():
         by_field[PARAM_PREFIX + name] = FieldSpec(PARAM_PREFIX + name, (header,), required=True)
+    for column in source.filter:
+        by_field[FILTER_PREFIX + column] = FieldSpec(FILTER_PREFIX + column, (column,), required=True)
     return list(by_field.values())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +14,7 @@ from etl.errors import SourceError
 from etl.extract.canonical import TEXT, assemble
 from etl.extract.chunk import SourceChunk
 from etl.extract.csv_stream import iter_csv_raw
-from etl.extract.fields import FieldSpec, ResolvedColumns, resolve
+from etl.extract.fields import FieldSpec, ResolvedColumns, header_key, resolve
 from etl.extract.identity import check_map, fill_client_ids, load_identity_map, source_key_spec
 from etl.extract.kinds import Built, Kind, registry
 from etl.extract.kinds.generic import IDENTITY_KEY
@@ -65,8 +66,32 @@ def open_source(source: SourceConfig, *, since: datetime | None = None, until: d
         layout = inspect(source.path, source.encoding, source.delimiter)
         header = layout.header
         raw = iter_csv_raw(layout)
+        try:
+            cols = resolve(str(source.path), header, specs)
+        except SourceError as exc:  # a wrong guess of encoding or delimiter looks like a missing column
+            raise SourceError(exc.path, exc.row, exc.column, f"{exc.message}; {missing_columns_hint(header, specs)}"
+                              f"read as {layout.encoding}, delimiter {layout.delimiter!r} "
+                              f"(set the source's encoding/delimiter if wrong)") from None
+        return OpenSource(header, cols, kind, raw)
     cols = resolve(str(source.path), header, specs)
     return OpenSource(header, cols, kind, raw)
+
+
+def missing_columns_hint(header: list[str], specs: list[FieldSpec]) -> str:
+    """Every required field the header lacks, with a did-you-mean, and the headers the file has.
+
+    One message for all of them: a first-time user fixes the mapping in one go, not one run per column.
+    Headers are the file's column names (never cell values).
+    """
+    present = {header_key(h) for h in header}
+    parts = []
+    for spec in specs:
+        if spec.required and not any(header_key(h) in present for h in spec.headers):
+            close = difflib.get_close_matches(spec.headers[0].casefold(), [h.casefold() for h in header], n=1, cutoff=0.5)
+            guess = next((h for h in header if close and h.casefold() == close[0]), None)
+            parts.append(f"{spec.field} (expected {spec.headers[0]!r}" + (f", did you mean {guess!r}?)" if guess else ")"))
+    shown = ", ".join(repr(h) for h in header[:20]) + (", …" if len(header) > 20 else "")
+    return f"missing: {', '.join(parts)}; map them in [sources.columns]; the file's headers: {shown}; "
 
 
 def iter_chunks(source: SourceConfig, chunk_rows: int, since: datetime | None = None,

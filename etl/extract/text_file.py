@@ -57,23 +57,69 @@ def read_sample(path: Location, compressed: bool, size: int = SAMPLE_BYTES) -> b
         raise SourceError(str(path), None, None, f"cannot be read ({type(exc).__name__}: not a valid gzip file?)") from None
 
 
+# Byte-order marks, longest first: a UTF-32 LE mark starts with the UTF-16 LE one.
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8"),  # the reader uses utf-8-sig for utf-8: the mark is dropped
+    (codecs.BOM_UTF16_LE, "utf-16"),  # Excel "Unicode text": UTF-16 LE with a BOM, tab-separated
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
 def detect_encoding(sample: bytes, configured: str | None, path: Location) -> str:
-    """Configured codec, else UTF-8 when the sample decodes as UTF-8, else cp1252 (Excel on Windows)."""
+    """The codec to read the file with, in order: the config; a byte-order mark (UTF-8/16/32); strict
+    UTF-8; charset-normalizer's best guess (UTF-16 without a mark, Cyrillic, CJK…); cp1252."""
     if configured:
         try:
             return codecs.lookup(configured).name
         except LookupError:
             raise SourceError(str(path), None, None, f"unknown encoding {configured!r} in config") from None
+    for bom, codec in BOMS:
+        if sample.startswith(bom):
+            return codec
+    if sample.count(b"\x00") > len(sample) // 4:  # UTF-16/32 without a mark (NUL is valid UTF-8)
+        return _guess(sample)
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
         decoder.decode(sample, final=False)  # a multi-byte character cut by the sample end is fine
     except UnicodeDecodeError:
-        return FALLBACK_ENCODING
+        return _guess(sample)
     return "utf-8"
 
 
-def decode_sample(sample: bytes, encoding: str) -> str:
-    text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample, final=False)
+def _guess(sample: bytes) -> str:
+    """charset-normalizer's guess; among guesses about as clean as the best, a Windows code page wins
+    (cp1252 first): on a short sample it cannot tell cp1251 from mac_cyrillic, and exports come from
+    Excel on Windows far more often than from a Mac of the nineties."""
+    from charset_normalizer import from_bytes
+
+    results = list(from_bytes(sample[:SAMPLE_BYTES]))
+    if not results:
+        return FALLBACK_ENCODING
+    floor = min(m.chaos for m in results)
+    near = [m for m in results if m.chaos <= floor + 0.05]
+    for wanted in (FALLBACK_ENCODING, "cp125"):
+        for match in near:
+            for name in match.could_be_from_charset:
+                if name.startswith(wanted) and _fits(sample, name):
+                    return codecs.lookup(name).name
+    return codecs.lookup(results[0].encoding).name
+
+
+def _fits(sample: bytes, codec: str) -> bool:
+    try:
+        codecs.getincrementaldecoder(codec)().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def decode_sample(sample: bytes, encoding: str, path: Location | None = None) -> str:
+    try:
+        text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample, final=False)
+    except UnicodeError as exc:  # e.g. "UTF-32 stream does not start with BOM": not this encoding at all
+        raise SourceError(str(path), None, None, f"cannot be read as {encoding} ({exc}); set the source's encoding") from None
     return text.lstrip("\ufeff")
 
 
@@ -119,7 +165,7 @@ def inspect(path: Location, encoding: str | None, delimiter: str | None) -> Text
     if not sample.strip():
         raise SourceError(str(path), None, None, "file is empty (no header row)")
     codec = detect_encoding(sample, encoding, path)
-    text = decode_sample(sample, codec)
+    text = decode_sample(sample, codec, path)
     delim = delimiter or sniff_delimiter(first_physical_line(text))
     if delim == "\\t":
         delim = "\t"

@@ -12,7 +12,7 @@ import pandas as pd
 
 from etl.reconcile.errors import ExportUnavailableError
 from etl.reconcile.export_backend import normalise_export
-from etl.reconcile.export_sql import bigquery_sql, query_parameters
+from etl.reconcile.export_sql import bigquery_counts_sql, bigquery_sql, counts_parameters, query_parameters
 
 _REQUEST_DEADLINE_S = 120.0
 
@@ -51,32 +51,81 @@ class BigQueryExport:
         return bigquery.Client(project=self.project, location=self.location)
 
     def events_for(self, dates: list[str], event_names: list[str]) -> pd.DataFrame:
+        from google.cloud import bigquery
+
+        traffic = self._has_traffic_sources(dates)
+        sql = self._checked(lambda: bigquery_sql(self.project, self.dataset, traffic_sources=traffic))
+        values = query_parameters(dates, list(event_names))
+        params = self._date_params(values)
+        params.append(bigquery.ArrayQueryParameter("event_names", "STRING", values["event_names"]))
+        return normalise_export(self._run(sql, params), dates)
+
+    def table_counts(self, dates: list[str]) -> dict[str, int]:
+        """Rows per table suffix; an export with no `events_*` table at all has none (not an error)."""
+        from google.api_core import exceptions as google_exceptions
+
+        sql = self._checked(lambda: bigquery_counts_sql(self.project, self.dataset))
+        try:
+            frame = self._run(sql, self._date_params(counts_parameters(dates)), not_found_ok=True)
+        except google_exceptions.NotFound:
+            return {}
+        return {str(r.suffix): int(r.n) for r in frame.itertuples(index=False)}
+
+    def _has_traffic_sources(self, dates: list[str]) -> bool:
+        """Whether the newest export table among `dates` has both traffic-source columns (schema only)."""
+        from google.api_core import exceptions as google_exceptions
+
+        client = self._client()
+        for suffix in sorted(({d for d in dates} | {f"intraday_{d}" for d in dates}), reverse=True):
+            try:
+                table = client.get_table(f"{self.project}.{self.dataset}.events_{suffix}", timeout=30)
+            except google_exceptions.NotFound:
+                continue
+            except (google_exceptions.GoogleAPIError, OSError):
+                return False
+            names = {f.name for f in table.schema}
+            return {"session_traffic_source_last_click", "collected_traffic_source"} <= names
+        return False
+
+    @staticmethod
+    def _checked(render):  # -> str
+        try:
+            return render()
+        except ValueError as exc:
+            raise ExportUnavailableError(str(exc)) from None
+
+    @staticmethod
+    def _date_params(values: dict[str, object]) -> list:
+        from google.cloud import bigquery
+
+        return [
+            bigquery.ScalarQueryParameter(name, "STRING", values[name])
+            for name in ("start", "end", "intraday_start", "intraday_end")
+        ]
+
+    def _run(self, sql: str, params: list, *, not_found_ok: bool = False) -> pd.DataFrame:
         from google.api_core import exceptions as google_exceptions
         from google.auth import exceptions as auth_exceptions
         from google.cloud import bigquery
 
-        try:
-            sql = bigquery_sql(self.project, self.dataset)
-        except ValueError as exc:
-            raise ExportUnavailableError(str(exc)) from None
-        values = query_parameters(dates, list(event_names))
-        params = [
-            bigquery.ScalarQueryParameter(name, "STRING", values[name])
-            for name in ("start", "end", "intraday_start", "intraday_end")
-        ]
-        params.append(bigquery.ArrayQueryParameter("event_names", "STRING", values["event_names"]))
         job_config = bigquery.QueryJobConfig(query_parameters=params, maximum_bytes_billed=self.maximum_bytes_billed)
         retry = bigquery.DEFAULT_RETRY.with_deadline(_REQUEST_DEADLINE_S)
         where = f"BigQuery {self.project}.{self.dataset}.events_*"
         try:
             client = self._client()
+            if not_found_ok:
+                client.get_dataset(f"{self.project}.{self.dataset}", timeout=_REQUEST_DEADLINE_S)
             job = client.query(sql, job_config=job_config, retry=retry, timeout=_REQUEST_DEADLINE_S)
             table = job.result(retry=retry, timeout=_REQUEST_DEADLINE_S).to_arrow(create_bqstorage_client=False)
+        except google_exceptions.NotFound as exc:
+            if not_found_ok and "dataset" not in _short(exc).lower():
+                raise
+            raise ExportUnavailableError(f"{where}: query failed: {_short(exc)}") from None
         except (google_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as exc:
             raise ExportUnavailableError(f"{where}: query failed: {_short(exc)}") from None
         except OSError as exc:
             raise ExportUnavailableError(f"{where}: cannot reach the BigQuery API: {type(exc).__name__}") from None
-        return normalise_export(table.to_pandas(), dates)
+        return table.to_pandas()
 
 
 def _short(exc: Exception) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from etl.reconcile.errors import ExportUnavailableError
 from etl.reconcile.export_backend import normalise_export
-from etl.reconcile.export_sql import duckdb_sql, query_parameters
+from etl.reconcile.export_sql import counts_parameters, duckdb_counts_sql, duckdb_sql, query_parameters
 
 _FILE_NAME = re.compile(r"^events_(?P<suffix>(?:intraday_)?(?P<date>\d{8}))\.(?P<ext>ndjson|jsonl|json|parquet)$")
 
@@ -28,12 +28,23 @@ _JSON_COLUMNS = {
     "event_name": "VARCHAR",
     "event_params": _PARAM_TYPE,
     "ecommerce": "STRUCT(transaction_id VARCHAR)",
+    "collected_traffic_source": "STRUCT(manual_source VARCHAR, gclid VARCHAR)",
+    "session_traffic_source_last_click": "STRUCT(cross_channel_campaign STRUCT(source VARCHAR))",
 }
+_TRAFFIC_TYPES = {
+    "collected_traffic_source": _JSON_COLUMNS["collected_traffic_source"],
+    "session_traffic_source_last_click": _JSON_COLUMNS["session_traffic_source_last_click"],
+}
+_COLUMNS_SELECTED = (
+    "event_date, event_timestamp, event_name, event_params, ecommerce, collected_traffic_source, "
+    "session_traffic_source_last_click"
+)
 _SUFFIX_FROM_FILENAME = r"regexp_extract(filename, 'events_((?:intraday_)?[0-9]{8})\.[a-z]+$', 1)"
 _EMPTY_VIEW = (
     "SELECT NULL::VARCHAR AS event_date, NULL::BIGINT AS event_timestamp, NULL::VARCHAR AS event_name, "
     f"NULL::{_PARAM_TYPE} AS event_params, NULL::STRUCT(transaction_id VARCHAR) AS ecommerce, "
-    "NULL::VARCHAR AS _TABLE_SUFFIX WHERE false"
+    + ", ".join(f"NULL::{kind} AS {name}" for name, kind in _TRAFFIC_TYPES.items())
+    + ", NULL::VARCHAR AS _TABLE_SUFFIX WHERE false"
 )
 
 
@@ -58,17 +69,25 @@ class DuckDBExport:
         return sorted(files)
 
     def events_for(self, dates: list[str], event_names: list[str]) -> pd.DataFrame:
+        frame = self._query(dates, duckdb_sql("events"), query_parameters(dates, list(event_names)))
+        return normalise_export(frame, dates)
+
+    def table_counts(self, dates: list[str]) -> dict[str, int]:
+        """Rows per table suffix (`YYYYMMDD`, `intraday_YYYYMMDD`) among the files of `dates`."""
+        frame = self._query(dates, duckdb_counts_sql("events"), counts_parameters(dates))
+        return {str(r.suffix): int(r.n) for r in frame.itertuples(index=False)}
+
+    def _query(self, dates: list[str], sql: str, params: dict[str, object]) -> pd.DataFrame:
         files = self.day_files(dates)
         con = duckdb.connect(":memory:")
         try:
             self._register_events_view(con, files)
-            frame = con.execute(duckdb_sql("events"), query_parameters(dates, list(event_names))).df()
+            return con.execute(sql, params).df()
         except duckdb.Error as exc:
             message = str(exc).splitlines()[0][:300]
             raise ExportUnavailableError(f"{self.store}: could not read the export files: {message}") from None
         finally:
             con.close()
-        return normalise_export(frame, dates)
 
     @staticmethod
     def _register_events_view(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
@@ -80,10 +99,7 @@ class DuckDBExport:
         for name, paths, fmt in (("store_ndjson", ndjson, "newline_delimited"), ("store_json", json_any, "auto")):
             if paths:
                 con.read_json(paths, columns=_JSON_COLUMNS, format=fmt, filename=True).create_view(name)
-                parts.append(
-                    "SELECT event_date, event_timestamp, event_name, event_params, ecommerce, "
-                    f"{_SUFFIX_FROM_FILENAME} AS _TABLE_SUFFIX FROM {name}"
-                )
+                parts.append(f"SELECT {_COLUMNS_SELECTED}, {_SUFFIX_FROM_FILENAME} AS _TABLE_SUFFIX FROM {name}")
         if parquet:
             rel = con.read_parquet(parquet, union_by_name=True, filename=True)
             rel.create_view("store_parquet")
@@ -99,9 +115,22 @@ class DuckDBExport:
                 if "event_params" in has
                 else f"NULL::{_PARAM_TYPE}"
             )
+            collected = (
+                "struct_pack(manual_source := collected_traffic_source.manual_source::VARCHAR, "
+                "gclid := collected_traffic_source.gclid::VARCHAR)"
+                if "collected_traffic_source" in has
+                else f"NULL::{_TRAFFIC_TYPES['collected_traffic_source']}"
+            )
+            last_click = (
+                "struct_pack(cross_channel_campaign := struct_pack(source := "
+                "session_traffic_source_last_click.cross_channel_campaign.source::VARCHAR))"
+                if "session_traffic_source_last_click" in has
+                else f"NULL::{_TRAFFIC_TYPES['session_traffic_source_last_click']}"
+            )
             parts.append(
                 "SELECT event_date::VARCHAR AS event_date, event_timestamp::BIGINT AS event_timestamp, "
                 f"event_name::VARCHAR AS event_name, {params} AS event_params, {ecommerce} AS ecommerce, "
+                f"{collected} AS collected_traffic_source, {last_click} AS session_traffic_source_last_click, "
                 f"{_SUFFIX_FROM_FILENAME} AS _TABLE_SUFFIX FROM store_parquet"
             )
         con.execute("CREATE VIEW events AS " + (" UNION ALL ".join(parts) if parts else _EMPTY_VIEW))

@@ -24,7 +24,15 @@ class ExportBackend(Protocol):
         """Events of `event_names` on `dates` (YYYYMMDD), one row per exported event.
 
         Columns: event_date, event_name, transaction_id, run_marker, has_session, event_timestamp,
-        intraday.
+        intraday, session_source, collected_source.
+        """
+        ...
+
+    def table_counts(self, dates: list[str]) -> dict[str, int]:
+        """Rows per export table suffix (`YYYYMMDD` daily, `intraday_YYYYMMDD`) for `dates`.
+
+        A table that does not exist is simply absent from the answer: that is what the export
+        health check looks for, so it must not be an error.
         """
         ...
 
@@ -70,6 +78,8 @@ def normalise_export(frame: pd.DataFrame, dates: list[str]) -> pd.DataFrame:
             "has_session": frame["has_session"].fillna(False).astype(bool),
             "event_timestamp": pd.to_numeric(frame["event_timestamp"], errors="coerce").astype("Int64"),
             "intraday": frame["intraday"].fillna(False).astype(bool),
+            "session_source": frame["session_source"].astype("string"),
+            "collected_source": frame["collected_source"].astype("string"),
         },
         columns=list(EXPORT_COLUMNS),
     )

@@ -11,6 +11,11 @@ Parameters (always bound, never formatted in): `start`, `end` (YYYYMMDD table su
 `intraday_start`, `intraday_end` (the same with `intraday_`), `event_names` (array of strings).
 `events_*` matches `events_intraday_*` too, with suffix `intraday_YYYYMMDD`; the column `intraday`
 lets the caller prefer the daily table when both exist for one day.
+
+The traffic-source columns (`session_traffic_source_last_click`, added to the export in 2024, and
+`collected_traffic_source`) are read only when the export has them (`traffic_sources=True`); an
+older export gets NULLs and the report says the attribution figure is not available.
+A second query, `counts`, gives the rows per table suffix: the export-health check before verdicts.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ EXPORT_COLUMNS = (
     "has_session",
     "event_timestamp",
     "intraday",
+    "session_source",
+    "collected_source",
 )
 
 RUN_MARKER_PARAM = "mpetl_run"
@@ -41,28 +48,56 @@ SELECT
   (SELECT p.value.string_value FROM {params} WHERE p.key = '{marker}') AS run_marker,
   EXISTS(SELECT 1 FROM {params} WHERE p.key = '{session}') AS has_session,
   e.event_timestamp AS event_timestamp,
-  STARTS_WITH(_TABLE_SUFFIX, 'intraday_') AS intraday
+  STARTS_WITH(_TABLE_SUFFIX, 'intraday_') AS intraday,
+  {session_source} AS session_source,
+  {collected_source} AS collected_source
 FROM {table} AS e
 WHERE (_TABLE_SUFFIX BETWEEN @start AND @end
        OR _TABLE_SUFFIX BETWEEN @intraday_start AND @intraday_end)
   AND e.event_name IN (SELECT * FROM UNNEST(@event_names))
 """
 
+_COUNTS_TEMPLATE = """
+SELECT _TABLE_SUFFIX AS suffix, COUNT(1) AS n
+FROM {table}
+WHERE (_TABLE_SUFFIX BETWEEN @start AND @end
+       OR _TABLE_SUFFIX BETWEEN @intraday_start AND @intraday_end)
+GROUP BY _TABLE_SUFFIX
+"""
+
+_SESSION_SOURCE = "e.session_traffic_source_last_click.cross_channel_campaign.source"
+_COLLECTED_SOURCE = "COALESCE(e.collected_traffic_source.manual_source, IF(e.collected_traffic_source.gclid IS NULL, NULL, 'google'))"
+
 _BIGQUERY_TABLE_PART = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 
-def bigquery_sql(project: str, dataset: str) -> str:
-    """The query for `{project}.{dataset}.events_*`; project and dataset come from config, checked here."""
+def bigquery_table(project: str, dataset: str) -> str:
+    """`{project}.{dataset}.events_*`; project and dataset come from config, checked here."""
     for name, value in (("project", project), ("dataset", dataset)):
         if not _BIGQUERY_TABLE_PART.match(value):
             raise ValueError(f"reconcile.{name} has characters a BigQuery {name} id cannot have")
-    return _render(table=f"`{project}.{dataset}.events_*`", params="UNNEST(e.event_params) AS p")
+    return f"`{project}.{dataset}.events_*`"
 
 
-def duckdb_sql(view: str = "events") -> str:
+def bigquery_sql(project: str, dataset: str, *, traffic_sources: bool = False) -> str:
+    """The events query over `{project}.{dataset}.events_*`."""
+    table = bigquery_table(project, dataset)
+    return _render(table=table, params="UNNEST(e.event_params) AS p", traffic_sources=traffic_sources)
+
+
+def bigquery_counts_sql(project: str, dataset: str) -> str:
+    """Rows per table suffix of `{project}.{dataset}.events_*` for the asked dates."""
+    return _COUNTS_TEMPLATE.format(table=bigquery_table(project, dataset))
+
+
+def duckdb_sql(view: str = "events", *, traffic_sources: bool = True) -> str:
     """The same query over a DuckDB view that has the export's columns plus `_TABLE_SUFFIX`."""
-    text = _render(table=view, params="UNNEST(e.event_params) AS u(p)")
+    text = _render(table=view, params="UNNEST(e.event_params) AS u(p)", traffic_sources=traffic_sources)
     return re.sub(r"@(\w+)", r"$\1", text)
+
+
+def duckdb_counts_sql(view: str = "events") -> str:
+    return re.sub(r"@(\w+)", r"$\1", _COUNTS_TEMPLATE.format(table=view))
 
 
 def query_parameters(dates: list[str], event_names: list[str]) -> dict[str, object]:
@@ -77,5 +112,17 @@ def query_parameters(dates: list[str], event_names: list[str]) -> dict[str, obje
     }
 
 
-def _render(*, table: str, params: str) -> str:
-    return _TEMPLATE.format(table=table, params=params, marker=RUN_MARKER_PARAM, session=SESSION_PARAM)
+def counts_parameters(dates: list[str]) -> dict[str, object]:
+    """The date-range parameters alone (the counts query takes no event names)."""
+    return {k: v for k, v in query_parameters(dates, []).items() if k != "event_names"}
+
+
+def _render(*, table: str, params: str, traffic_sources: bool) -> str:
+    return _TEMPLATE.format(
+        table=table,
+        params=params,
+        marker=RUN_MARKER_PARAM,
+        session=SESSION_PARAM,
+        session_source=_SESSION_SOURCE if traffic_sources else "CAST(NULL AS STRING)",
+        collected_source=_COLLECTED_SOURCE if traffic_sources else "CAST(NULL AS STRING)",
+    )

@@ -13,6 +13,7 @@ import io
 
 import pandas as pd
 
+from etl.reconcile.presentation import fmt_count, fmt_date, fmt_share, next_step, present, row_classes
 from etl.reconcile.result import Reconciliation
 
 HTML_TABLE_LIMIT = 500
@@ -23,10 +24,15 @@ h1{padding:.6rem 1rem;border-radius:.4rem}
 h1.reconciled{background:#e3f4e1;color:#1d5e1a}
 h1.provisional{background:#fff4d6;color:#7a5a00}
 h1.not_reconciled{background:#fbe1e1;color:#8a1c1c}
+h1.export_unavailable{background:#e6e6f5;color:#2c2c6e}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}
 th{background:#f3f3f3}
 .note{color:#555;font-size:.9rem}
+.next{font-size:1.05rem;padding:.5rem 1rem;border-left:.3rem solid #4c78a8;background:#f4f7fb}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.failed td{background:#fbe1e1;font-weight:600}
+tr.provisional td{background:#fff8e6;color:#6b5200}
 """
 
 
@@ -46,7 +52,7 @@ def plot_png(dates: pd.DataFrame) -> bytes:
     bars = ax.bar([p + 0.2 for p in positions], dates["found"], width=0.4, label="found (export)", color="#f58518")
     for bar, h in zip(bars, hatch, strict=True):
         bar.set_hatch(h)
-    ax.set_xticks(list(positions), dates["event_date"].tolist(), rotation=45, ha="right")
+    ax.set_xticks(list(positions), [fmt_date(d) for d in dates["event_date"]], rotation=45, ha="right")
     ax.set_ylabel("events")
     ax.set_ylim(
         0, max(1, int(dates["sent"].max() if len(dates) else 0), int(dates["found"].max() if len(dates) else 0)) * 1.3
@@ -66,33 +72,44 @@ def render_html(result: Reconciliation) -> str:
     e = html.escape
     facts = [
         ("run", result.run_id or "-"),
-        ("selection", ", ".join(f"{k}={v}" for k, v in result.selection.items() if v is not None) or "-"),
+        ("selection", ", ".join(f"{k}={fmt_date(str(v).replace('-', '')) if k in ('since', 'until') else v}"
+                                for k, v in result.selection.items() if v is not None) or "-"),
         ("export backend", result.settings.get("backend", "-")),
-        ("generated at (UTC)", result.generated_at),
-        ("sent / found / missing", f"{t['sent']} / {t['found']} / {t['missing']}"),
-        ("duplicate ids", str(t["duplicate_ids"])),
-        ("ids from other senders", str(t["extra_ids"])),
-        (
-            "found without session attribution",
-            "-" if t.get("no_session_share") is None else f"{t['no_session_share']:.1%}",
-        ),
+        ("generated at (UTC)", str(result.generated_at).replace("T", " ").removesuffix("+00:00").removesuffix("Z")),
+        ("sent / found / missing", f"{fmt_count(t['sent'])} / {fmt_count(t['found'])} / {fmt_count(t['missing'])}"),
+        ("arrived / not yet arrived / missing / export not available",
+         f"{fmt_count(t['found'])} / {fmt_count(t.get('not_yet_arrived', 0))} / {fmt_count(t['missing'])} / "
+         f"{fmt_count(t.get('export_unavailable', 0))}"),
+        ("resend window (wall clock)", _window_text(t)),
+        ("dates", f"{fmt_count(t.get('dates_final', 0))} final, {fmt_count(t.get('dates_provisional', 0))} provisional, "
+                  f"{fmt_count(t.get('dates_failed', 0))} failed"),
+        ("our ids seen only from another sender (not proof)", fmt_count(t.get("seen_from_other_sender", 0))),
+        ("duplicate ids", fmt_count(t["duplicate_ids"])),
+        ("ids from other senders", fmt_count(t["extra_ids"])),
+        ("found without a session id (ga_session_id)", fmt_share(t.get("no_session_share"))),
+        ("found with a session source in the export (session_traffic_source_last_click)",
+         "not in this export" if t.get("session_attributed_share") is None else fmt_share(t["session_attributed_share"])),
     ]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>mpetl reconciliation</title>',
         f"<style>{_STYLE}</style></head><body>",
         f'<h1 id="verdict" class="{e(result.verdict)}">{e(result.headline)}</h1>',
-        f'<p class="note">verdict: <strong>{e(result.verdict)}</strong>, exit code {result.exit_code}. '
-        f"Tolerance {result.settings.get('tolerance')}; dates younger than "
-        f"{result.settings.get('provisional_hours')} h after their end are provisional.</p>",
+        f'<p class="next" id="next-step"><strong>What to do next:</strong> {e(next_step(result.verdict, t))}</p>',
+        f'<p class="note">verdict: <strong>{e(str(result.verdict).replace("_", " "))}</strong>, exit code {result.exit_code}. '
+        f"Tolerance {fmt_share(result.settings.get('tolerance') or 0)} missing; dates younger than "
+        f"{fmt_count(result.settings.get('provisional_hours'))} h after their end are provisional "
+        f"(shown in yellow; failed dates in red).</p>",
         "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts) + "</table>",
         f'<img alt="sent vs found per day" src="data:image/png;base64,{png}">',
         "<h2>Per date</h2>",
         _table(result.dates),
         "<h2>Per date and event</h2>",
         _table(result.rows),
-        f"<h2>Missing ({len(result.missing)})</h2>",
-        '<p class="note">Sent according to the ledger, not found in the export.</p>',
+        f"<h2>Missing or not yet arrived ({len(result.missing)})</h2>",
+        '<p class="note">Sent according to the ledger, not found in the export with our mpetl_run marker. '
+        "state: missing (absent after the arrival grace, or on a final date) or not_yet_arrived; "
+        "resendable while the 72 h window (wall clock) allows: <code>mpetl resend --run-id RUN</code>.</p>",
         _table(result.missing),
         f"<h2>Duplicates ({len(result.duplicates)})</h2>",
         '<p class="note">Found more often than sent; possible_duplicate marks events the ledger resent after a crash.</p>',
@@ -105,10 +122,28 @@ def render_html(result: Reconciliation) -> str:
     return "\n".join(parts)
 
 
+def _window_text(t: dict) -> str:
+    left = t.get("resend_window_left_h_min")
+    if not (t.get("missing") or t.get("not_yet_arrived")):
+        return "-"
+    most_urgent = f", {left:g} h left for the most urgent" if left is not None else ""
+    return f"{t.get('resendable', 0)} can still be resent{most_urgent}; {t.get('not_resendable', 0)} past it"
+
+
 def _table(frame: pd.DataFrame) -> str:
+    """Formatted cells (dates, %, integers, yes/no); failed rows red, provisional rows yellow."""
     if frame.empty:
         return '<p class="note">none</p>'
-    shown = frame.head(HTML_TABLE_LIMIT).to_html(index=False, escape=True, na_rep="", border=0)
+    head = frame.head(HTML_TABLE_LIMIT)
+    shown_frame = present(head)
+    numeric = {c for c in head.columns if pd.api.types.is_numeric_dtype(head[c]) and head[c].dtype != bool}
+    e = html.escape
+    header = "".join(f"<th>{e(str(c).replace('_', ' '))}</th>" for c in shown_frame.columns)
+    body = []
+    for cls, (_, row) in zip(row_classes(head), shown_frame.iterrows(), strict=True):
+        cells = "".join(f'<td class="n">{e(v)}</td>' if c in numeric else f"<td>{e(v)}</td>" for c, v in row.items())
+        body.append(f'<tr class="{cls}">{cells}</tr>' if cls else f"<tr>{cells}</tr>")
+    shown = f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     if len(frame) > HTML_TABLE_LIMIT:
         shown += f'<p class="note">first {HTML_TABLE_LIMIT} of {len(frame)} rows; the CSV has all.</p>'
     return shown

@@ -18,7 +18,21 @@ from etl.load import Ledger
 from etl.load import open_ledger as _open_ledger
 from etl.reconcile.errors import LedgerUnavailableError
 
-SENT_COLUMNS = ("event_date", "event_name", "transaction_id", "source", "run_id", "sent_run_id", "possible_duplicate")
+SENT_COLUMNS = (
+    "event_key",
+    "event_date",
+    "event_name",
+    "transaction_id",
+    "source",
+    "run_id",
+    "sent_run_id",
+    "timestamp_micros",
+    "sent_at_micros",
+    "possible_duplicate",
+)
+"""What reconcile uses of `Ledger.for_reconcile`: `event_key` names an event for `mpetl resend`;
+`run_id` planned it (and wrote its `mpetl_run` marker), `sent_run_id` delivered it (both prove it);
+`sent_at_micros` starts the arrival grace; `timestamp_micros` (the event time sent) ends its 72 h window."""
 
 
 @dataclass(frozen=True)

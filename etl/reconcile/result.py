@@ -1,7 +1,9 @@
 """The outcome of one reconciliation: verdict, exit code, the frames behind the reports.
 
-Why a verdict with three values: a shortfall on a day GA4 is still processing is news, not a
-failure; only a shortfall beyond the tolerance on a final day should turn a scheduler red (exit 3).
+Why these verdicts: events not yet in the export are news, not a failure (provisional, exit 0);
+events judged missing beyond the tolerance turn a scheduler red (exit 3) while the 72 h window may
+still allow `mpetl resend`; a date the export cannot judge (no table, or a capped one) is
+"export not available" (exit 6), because a list of missing events would be a lie.
 """
 
 from __future__ import annotations
@@ -13,18 +15,20 @@ from typing import Any
 
 import pandas as pd
 
-from etl.errors import EXIT_NOT_RECONCILED, EXIT_OK
+from etl.errors import EXIT_EXPORT_UNAVAILABLE, EXIT_NOT_RECONCILED, EXIT_OK
 
 RECONCILED = "reconciled"
 NOT_RECONCILED = "not_reconciled"
 PROVISIONAL = "provisional"
+EXPORT_UNAVAILABLE = "export_unavailable"
 
 LIST_LIMIT = 10_000  # entries per list in reconciliation.json; the CSVs always hold all of them
 
 VERDICT_HEADLINES = {
     RECONCILED: "Reconciled: every event sent was found in the export.",
-    PROVISIONAL: "Provisional: differences only on dates the export may still complete.",
-    NOT_RECONCILED: "Not reconciled: events sent for final dates are missing from the export.",
+    PROVISIONAL: "Provisional: some events have not arrived yet; the export may still bring them.",
+    NOT_RECONCILED: "Not reconciled: events sent are missing from the export (only our marked events count).",
+    EXPORT_UNAVAILABLE: "Export not available: the export cannot judge some dates (absent, paused or capped).",
 }
 
 
@@ -33,10 +37,14 @@ NOTHING_SENT_HEADLINE = "Nothing to reconcile: no sent events matched this selec
 
 
 def decide_verdict(dates: pd.DataFrame) -> str:
-    """not_reconciled when a final date fails; provisional when only young dates differ."""
+    """not_reconciled when events judged missing exceed the tolerance on a date the export covers;
+    else export_unavailable when a date could not be judged; provisional while events may still arrive.
+    """
     if bool(dates["failed"].any()):
         return NOT_RECONCILED
-    if bool((dates["mismatch"] & (dates["status"] == "provisional")).any()):
+    if "export" in dates and bool((~dates["export_available"]).any()):
+        return EXPORT_UNAVAILABLE
+    if bool(dates["mismatch"].any()):
         return PROVISIONAL
     return RECONCILED
 
@@ -56,12 +64,17 @@ class Reconciliation:
     duplicates: pd.DataFrame
     extras: pd.DataFrame
     totals: dict[str, Any]
+    events: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per sent event: state, window (not a report)
     out_dir: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
-        return EXIT_NOT_RECONCILED if self.verdict == NOT_RECONCILED else EXIT_OK
+        if self.verdict == NOT_RECONCILED:
+            return EXIT_NOT_RECONCILED
+        if self.verdict == EXPORT_UNAVAILABLE:
+            return EXIT_EXPORT_UNAVAILABLE
+        return EXIT_OK
 
     @property
     def headline(self) -> str:
@@ -97,15 +110,32 @@ class Reconciliation:
             f"{self.verdict.upper()} (exit {self.exit_code}) — {self.headline}",
             f"run: {self.run_id or '-'}   dates: {len(self.dates)} "
             f"({t.get('dates_final', 0)} final, {t.get('dates_provisional', 0)} provisional)",
-            f"sent {t['sent']}, found {t['found']}, missing {t['missing']}, "
-            f"duplicate ids {t['duplicate_ids']}, ids from other senders {t['extra_ids']}",
+            f"sent {t['sent']}, arrived {t['found']}, not yet arrived {t.get('not_yet_arrived', 0)}, "
+            f"missing {t['missing']}, export not available {t.get('export_unavailable', 0)}",
+            f"duplicate ids {t['duplicate_ids']}, ids from other senders {t['extra_ids']}, "
+            f"our ids seen only from another sender {t.get('seen_from_other_sender', 0)}",
         ]
+        if t.get("missing") or t.get("not_yet_arrived"):
+            left = t.get("resend_window_left_h_min")
+            window = f", {left:g} h left for the most urgent" if left is not None else ""
+            lines.append(
+                f"resend window (wall clock): {t.get('resendable', 0)} can still be resent{window}; "
+                f"{t.get('not_resendable', 0)} are past it"
+                + (f" (mpetl resend --run-id {self.run_id})" if self.run_id and t.get("resendable") else "")
+            )
         if t.get("no_session_share") is not None:
-            lines.append(f"found without session attribution: {t['no_session_share']:.1%}")
+            lines.append(f"found without a session id (ga_session_id): {t['no_session_share']:.1%}")
+        if t.get("session_attributed_share") is not None:
+            lines.append(f"found with a session source in the export: {t['session_attributed_share']:.1%}")
         for row in self.dates.itertuples(index=False):
-            if row.mismatch:
+            if "export" in self.dates and not row.export_available:
+                lines.append(f"  {row.event_date} (EXPORT NOT AVAILABLE): {row.export_reason}")
+            elif row.mismatch:
                 state = "FAILED" if row.failed else "provisional"
-                lines.append(f"  {row.event_date} ({state}): {row.missing} of {row.sent} missing")
+                lines.append(
+                    f"  {row.event_date} ({state}): {row.missing} missing, {row.not_yet_arrived} not yet arrived, "
+                    f"of {row.sent} sent"
+                )
         if self.out_dir is not None:
             lines.append(f"reports: {self.out_dir}")
         return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""`reconcile()`: read the ledger, ask the export, compare, decide, write the reports.
+"""`reconcile()`: read the ledger, check the export is there, ask it, compare, decide, write reports.
 
 Why the export is asked for one day either side of the sent dates: an event whose date the export
 places across midnight (a zone mismatch between sender and property) should be reported as found
@@ -7,15 +7,16 @@ on another date, not as missing.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 
 from etl.config import Config
-from etl.reconcile.compare import compare
+from etl.reconcile.compare import Timing, compare
 from etl.reconcile.export_backend import ExportBackend, find_export_backend
 from etl.reconcile.export_sql import EXPORT_COLUMNS
+from etl.reconcile.health import DateHealth, check_export
 from etl.reconcile.ledger_reader import known_keys, open_ledger, read_sent
 from etl.reconcile.provisional import as_utc, is_provisional
 from etl.reconcile.reports import write_reports
@@ -44,7 +45,11 @@ def reconcile(
         selection = read_sent(con, run_id=run_id, since=since, until=until)
         sent = selection.events
         dates = sorted(sent["event_date"].dropna().unique().tolist())
+        health: dict[str, DateHealth] = {}
+        counts = export_backend.table_counts(_with_neighbours(dates)) if dates else {}
         if dates:
+            health = check_export(counts, dates, daily_cap=_daily_cap(config))
+        if counts:  # with no table at all, asking for events would only fail
             export = export_backend.events_for(_with_neighbours(dates), sent["event_name"].dropna().unique().tolist())
         else:
             export = pd.DataFrame({c: pd.Series(dtype="string") for c in EXPORT_COLUMNS}).astype(
@@ -65,9 +70,22 @@ def reconcile(
             export,
             run_ids=run_ids,
             provisional=provisional,
+            available={d: h.available for d, h in health.items()},
             tolerance=config.reconcile.tolerance,
+            timing=Timing(
+                now=now_utc,
+                wall_now=datetime.now(UTC),
+                arrival_grace_minutes=_arrival_grace(config),
+                max_age_hours=config.window.max_age_hours,
+                safety_margin_minutes=config.window.safety_margin_minutes,
+            ),
             ledger_knows=lambda keys: known_keys(con, keys),
         )
+        per_date = comparison.dates
+        per_date["export"] = per_date["event_date"].map(lambda d: health[d].state)
+        per_date["export_available"] = per_date["event_date"].map(lambda d: health[d].available).astype(bool)
+        per_date["export_rows"] = per_date["event_date"].map(lambda d: health[d].daily_rows + health[d].intraday_rows)
+        per_date["export_reason"] = per_date["event_date"].map(lambda d: health[d].reason)
     finally:
         con.close()
 
@@ -84,6 +102,8 @@ def reconcile(
             "tolerance": config.reconcile.tolerance,
             "provisional_hours": config.reconcile.provisional_hours,
             "timezone": config.property.timezone,
+            "arrival_grace_minutes": _arrival_grace(config),
+            "daily_export_cap": _daily_cap(config),
         },
         generated_at=now_utc.isoformat(timespec="seconds"),
         dates=comparison.dates,
@@ -92,9 +112,20 @@ def reconcile(
         duplicates=comparison.duplicates,
         extras=comparison.extras,
         totals=comparison.totals,
+        events=comparison.events,
     )
     write_reports(result, Path(out_dir))
     return result
+
+
+def _arrival_grace(config: Config) -> float:
+    """Minutes after sending before an absent event counts as missing ([reconcile] arrival_grace_minutes)."""
+    return float(config.reconcile.arrival_grace_minutes)
+
+
+def _daily_cap(config: Config) -> int:
+    """Rows at which a daily table is taken as capped ([reconcile] daily_export_cap; 0 = no cap, GA4 360)."""
+    return int(config.reconcile.daily_export_cap)
 
 
 def _with_neighbours(dates: list[str]) -> list[str]:

@@ -31,6 +31,7 @@ from etl.transform.identity import client_id_from_ga_cookie, session_cookie_for_
 from etl.transform.numbers import parse_decimal
 from etl.transform.privacy import detect_personal_data
 from etl.transform.reasons import RejectReasons
+from etl.transform.row_filter import apply_row_filter
 from etl.transform.timestamps import event_date_in_zone, to_utc_micros
 
 MICROS_PER_MINUTE = 60_000_000
@@ -288,6 +289,8 @@ def transform_chunk(
         skip = f.get("skip_reason").astype("string")
         for why in skip.dropna().unique():
             reasons.add((skip == why).fillna(False), "events[0].name", f"not a conversion: {why}", "FILTERED")
+
+    apply_row_filter(f.df, source.filter, reasons)
 
     names = _strip(f.get("event_name")).fillna(source.event)
     allowed_events = frozenset({source.event, *EVENT_PARAMS, *(extra_params or {})})

@@ -16,13 +16,20 @@ Why this shape:
 
 Settings (Airflow Variable, else environment variable, else default):
 - `mpetl_config` / MPETL_CONFIG: the config file (default: jobs/configs/samples.toml of this checkout).
-  Read when the DAG is parsed (to lay out one group per source) and again in each task.
-- `mpetl_out_dir` / MPETL_OUT: output root; each run writes `<root>/airflow/<last day>/...`
-  (default: `out` under the config's base_dir).
+  Read when the DAG is parsed (to lay out one group per source) and again in each task. A config that
+  does not load never breaks the parse: the DAG then holds only `check_config`, which fails with the
+  config's one-line error (and a good config shows the groups at the next parse).
+- `mpetl_out_dir` / MPETL_OUT: output root; each task try writes its own folder,
+  `<root>/airflow/<last day>/<source>/{validate,send}/try-<n>` and `<root>/airflow/<last day>/reconcile/try-<n>`,
+  so a retry never overwrites the outputs of the try that failed (default: `out` under the config's base_dir).
+- `mpetl_owner` / MPETL_OWNER: the tasks' owner shown in the UI (default: `data-engineering`).
+- `mpetl_on_failure` / MPETL_ON_FAILURE: `package.module:function` called with the task's context when a
+  task fails (after retries), e.g. to page or post to chat; every failure also logs one line
+  `mpetl task <id> failed (try n): <reason>`.
 - `mpetl_shards` / MPETL_SHARDS (default 1): with N > 1, each source's send is mapped over N shards
   (dynamic task mapping, `send.expand(shard=["1/N", …])`): the mapped tasks run at once, on any
   worker (Celery, Kubernetes), sharing nothing but the PostgreSQL ledger (`[ledger] url`, required);
-  `aggregate` then checks the shards' summaries add up to the night; reconcile runs once, after all.
+  each writes `<source>/send/shard-K-of-N/try-<n>`; `aggregate` then checks the shards' summaries add up to the night; reconcile runs once, after all.
   Read when the DAG is parsed.
 - `mpetl_export_wait_minutes` / MPETL_EXPORT_WAIT_MINUTES: how long after the data interval ends to
   wait before reconciling (default 0 for `endpoint = "local"`, 240 otherwise).
@@ -45,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 import traceback
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
@@ -56,7 +64,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, TaskGroup, Variable, c
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
 from etl.config import SECRET_ENV, Config, load_config
-from etl.errors import EXIT_BAD_INPUT, EXIT_OK, MpetlError
+from etl.errors import EXIT_BAD_INPUT, EXIT_OK, MpetlError, OutputError, ledger_error
 
 DAG_ID = "mpetl_offline_conversions"
 SECRET_ID = "mpetl_api_secret"
@@ -109,8 +117,9 @@ class Window:
         settled = (clock - timedelta(hours=config.reconcile.provisional_hours)).astimezone(zone).date()
         self.reconcile_since = min(settled - timedelta(days=1), self.last_day)
 
-    def out_dir(self, config: Config, *parts: str) -> Path:
-        return _out_root(config).joinpath(self.last_day.isoformat(), *parts)
+    def out_dir(self, config: Config, *parts: str, try_number: int | None = None) -> Path:
+        """This try's own folder: a retry must not overwrite the outputs that explain the failed try."""
+        return _out_root(config).joinpath(self.last_day.isoformat(), *parts, f"try-{try_number or 1}")
 
 
 def _lookup_secret() -> str | None:
@@ -147,6 +156,13 @@ def _api_secret_in_env() -> Iterator[None]:
             os.environ[SECRET_ENV] = previous
 
 
+def _ledger_path() -> str:
+    try:
+        return str(_config().ledger_location)
+    except Exception:  # noqa: BLE001 - only for a message
+        return "(the configured ledger)"
+
+
 def _failure(step: str, code: int, detail: str) -> AirflowException:
     """One line, no secret. Bad input or config (2) will not fix itself: fail without retrying."""
     message = f"mpetl {step} exited {code}: {detail}"
@@ -167,6 +183,10 @@ def _one_line_errors(step: str) -> Iterator[None]:
         raise
     except MpetlError as exc:
         raise _failure(step, exc.exit_code, str(exc)) from None
+    except sqlite3.Error as exc:  # only the ledger is SQLite: corrupt, a directory, read-only
+        raise _failure(step, EXIT_BAD_INPUT, str(ledger_error(_ledger_path(), exc))) from None
+    except OSError as exc:  # an output folder that cannot be written
+        raise _failure(step, EXIT_BAD_INPUT, str(OutputError(exc))) from None
     except Exception as exc:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         raise AirflowException(
@@ -175,7 +195,7 @@ def _one_line_errors(step: str) -> Iterator[None]:
 
 
 def _run_source(source: str, mode: str, data_interval_start: datetime | None, data_interval_end: datetime | None,
-                params: dict[str, Any], shard: str | None = None) -> dict[str, Any]:
+                params: dict[str, Any], try_number: int | None = None, shard: str | None = None) -> dict[str, Any]:
     from etl.load import is_url
     from etl.pipeline import RunOptions, run_pipeline
     from etl.shard import Shard
@@ -191,7 +211,7 @@ def _run_source(source: str, mode: str, data_interval_start: datetime | None, da
                                        f"(PostgreSQL) in {config.file}")
         window = Window(config, data_interval_start, data_interval_end, params)
         parts = (source, "validate" if mode == "dry-run" else "send") + ((f"shard-{spec.index}-of-{spec.count}",) if spec else ())
-        out = window.out_dir(config, *parts)
+        out = window.out_dir(config, *parts, try_number=try_number)
         options = RunOptions(out_dir=out, mode=mode, now=window.now, since=window.since, until=window.until,
                              only_sources=(source,), shard=(spec.index, spec.count) if spec else None)
         print(f"{step}: events from {window.since.isoformat()} to {window.until.isoformat()} (now: "
@@ -206,18 +226,33 @@ def _run_source(source: str, mode: str, data_interval_start: datetime | None, da
     return counts
 
 
+def _try_number(ti: Any) -> int | None:
+    return getattr(ti, "try_number", None)
+
+
 @task
-def validate(source: str, data_interval_start=None, data_interval_end=None, params=None) -> dict[str, Any]:
+def check_config() -> dict[str, Any]:
+    """Load the config: a broken one fails here, in one line, instead of breaking the DAG's parse."""
+    with _one_line_errors("config check"):
+        config = _config()
+    return {"config": str(config.file), "sources": [s.name for s in config.sources]}
+
+
+@task
+def validate(source: str, data_interval_start=None, data_interval_end=None, params=None, ti=None) -> dict[str, Any]:
     """Dry run for the interval: the source reads, and every request is built and checked; nothing is sent."""
-    return _run_source(source, "dry-run", data_interval_start, data_interval_end, params or {})
+    return _run_source(source, "dry-run", data_interval_start, data_interval_end, params or {}, _try_number(ti))
 
 
 @task
-def send(source: str, shard: str | None = None, data_interval_start=None, data_interval_end=None,
-         params=None) -> dict[str, Any]:
+def send(source: str, shard: str | None = None, data_interval_start=None, data_interval_end=None, params=None,
+         ti=None) -> dict[str, Any]:
     """Send the source's events of the interval (of one shard's clients when mapped over shards); the
-    ledger skips what an earlier try already sent."""
-    return _run_source(source, "send", data_interval_start, data_interval_end, params or {}, shard)
+    ledger skips what an earlier try already sent.
+
+    A task function of its own (not folded into validate) so it can be mapped (`.expand`) over shards.
+    """
+    return _run_source(source, "send", data_interval_start, data_interval_end, params or {}, _try_number(ti), shard)
 
 
 @task
@@ -246,21 +281,22 @@ def wait_for_export(data_interval_end=None) -> bool:
     """Wait until the export has had time to land (wall clock: data interval end + the configured wait)."""
     if data_interval_end is None:
         raise AirflowFailException("this DAG needs a data interval: trigger it with a logical date")
-    config = _config()
+    with _one_line_errors("wait for export"):
+        config = _config()
     default = "0" if config.destination.endpoint == "local" else "240"
     minutes = float(_setting("mpetl_export_wait_minutes", "MPETL_EXPORT_WAIT_MINUTES", default) or 0)
     return datetime.now(UTC) >= data_interval_end + timedelta(minutes=minutes)
 
 
 @task
-def reconcile(data_interval_start=None, data_interval_end=None, params=None) -> dict[str, Any]:
+def reconcile(data_interval_start=None, data_interval_end=None, params=None, ti=None) -> dict[str, Any]:
     """Compare the ledger with the export for the dates that became final (and the provisional ones since)."""
     from etl.reconcile import reconcile as do_reconcile
 
     with _one_line_errors("reconcile"):
         config = _config()
         window = Window(config, data_interval_start, data_interval_end, params or {})
-        out = window.out_dir(config, "reconcile")
+        out = window.out_dir(config, "reconcile", try_number=_try_number(ti))
         print(f"reconcile: event dates {window.reconcile_since} to {window.last_day}, outputs in {out}")
         result = do_reconcile(config, out_dir=out, since=window.reconcile_since, until=window.last_day, now=window.now)
     print(result.summary_text())
@@ -274,23 +310,50 @@ def _group_id(source: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", source)
 
 
-_parsed = _config()
+def _on_failure(context: dict[str, Any]) -> None:
+    """Every failed task: one line in the task log, then the user's hook (`mpetl_on_failure`), if any."""
+    import importlib
+
+    ti = context.get("task_instance") or context.get("ti")
+    exc = context.get("exception")
+    reason = str(exc).splitlines()[0] if exc else "see the task log"
+    print(f"mpetl task {getattr(ti, 'task_id', '?')} failed (try {getattr(ti, 'try_number', '?')}): {reason}")
+    hook = _setting("mpetl_on_failure", "MPETL_ON_FAILURE")
+    if hook:
+        module, _, name = hook.partition(":")
+        getattr(importlib.import_module(module), name or "on_failure")(context)
+
+
+def _parse_time_config() -> tuple[Config | None, str | None]:
+    """The config for the DAG's layout; a broken one is reported by `check_config`, never at parse."""
+    try:
+        return _config(), None
+    except MpetlError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - nothing may break the parse
+        return None, f"{type(exc).__name__}"
+
+
+_parsed, _parse_error = _parse_time_config()
+_zone = _parsed.property.timezone if _parsed else "UTC"
 _shards = _shard_count()
 
 
 @dag(
     dag_id=DAG_ID,
     description="Offline conversions to GA4 via the Measurement Protocol, reconciled against the export",
-    doc_md=__doc__,
+    doc_md=(f"**The config does not load:** {_parse_error}\n\n" if _parse_error else "") + (__doc__ or ""),
     # A data interval of one day in the property's reporting zone, like GA4's own dates (Airflow 3's
     # "@daily" is a trigger timetable whose interval is empty, so the interval timetable is explicit).
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone=_parsed.property.timezone),
-    start_date=datetime(2026, 1, 1, tzinfo=ZoneInfo(_parsed.property.timezone)),
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone=_zone),
+    start_date=datetime(2026, 1, 1, tzinfo=ZoneInfo(_zone)),
     catchup=False,
     max_active_runs=1,
     # One run at a time per ledger; with shards, a source's mapped sends run at once (PostgreSQL ledger).
     max_active_tasks=max(1, _shards),
     default_args={
+        "owner": _setting("mpetl_owner", "MPETL_OWNER", "data-engineering"),
+        "on_failure_callback": _on_failure,
         "retries": int(_setting("mpetl_retries", "MPETL_RETRIES", "2") or 0),
         "retry_delay": timedelta(minutes=float(_setting("mpetl_retry_delay_minutes", "MPETL_RETRY_DELAY_MINUTES", "10") or 0)),
     },
@@ -301,18 +364,21 @@ _shards = _shard_count()
     tags=["mpetl", "ga4"],
 )
 def mpetl_offline_conversions() -> None:
+    checked = check_config()
+    if _parsed is None:
+        return  # check_config fails with the reason; the groups appear once the config loads
     groups = []
     for source in _parsed.sources:
         with TaskGroup(group_id=_group_id(source.name)) as group:
-            checked = validate.override(task_id="validate")(source.name)
+            validated = validate.override(task_id="validate")(source.name)
             if _shards > 1:
                 sends = send.override(task_id="send").partial(source=source.name).expand(
                     shard=[f"{k}/{_shards}" for k in range(1, _shards + 1)])
-                checked >> sends >> aggregate.override(task_id="aggregate")(sends)
+                validated >> sends >> aggregate.override(task_id="aggregate")(sends)
             else:
-                checked >> send.override(task_id="send")(source.name)
+                validated >> send.override(task_id="send")(source.name)
         groups.append(group)
-    chain(*groups, wait_for_export(), reconcile())
+    chain(checked, *groups, wait_for_export(), reconcile())
 
 
 mpetl_offline_conversions()

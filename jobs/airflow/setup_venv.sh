@@ -15,12 +15,20 @@ set -euo pipefail
 AIRFLOW_VERSION="3.3.2"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${AIRFLOW_VENV:-$ROOT/.venv-airflow}"
-PYTHON="${PYTHON:-python3.11}"
+# python3.11 when installed, else python3 if both can use its version: mpetl needs 3.11+, Airflow 3.3
+# is tested with 3.10-3.14 (apache/airflow README, "Apache Airflow is tested with").
+if [[ -z "${PYTHON:-}" ]]; then
+    if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
+fi
 STAMP="$VENV/.installed-stamp"
 LOG="$VENV/.install.log"
 
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
-    echo "setup_venv: $PYTHON not found (Airflow $AIRFLOW_VERSION is installed on Python 3.11)" >&2
+    echo "setup_venv: $PYTHON not found (set PYTHON to a Python 3.11-3.14 interpreter)" >&2
+    exit 2
+fi
+if ! "$PYTHON" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 14))'; then
+    echo "setup_venv: $PYTHON is $("$PYTHON" -V 2>&1); Airflow $AIRFLOW_VERSION with mpetl needs Python 3.11-3.14 (set PYTHON)" >&2
     exit 2
 fi
 

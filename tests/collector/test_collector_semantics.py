@@ -24,11 +24,35 @@ def test_invalid_events_are_dropped_and_valid_siblings_kept(mp, build) -> None:
         build.purchase("T-ok-2"),
     )
     assert mp.collect(body).status_code == 204
-    assert _stored_tids(mp) == ["T-ok-1", "T-ok-2"]
+    # RELAXED (the default): the event older than 72 h is kept, re-dated (see the next test).
+    assert _stored_tids(mp) == ["T-ok-1", "T-ok-2", "T-too-old"]
     stats = mp.stats()
     assert stats["events_received"] == 5
-    assert stats["events_stored"] == 2
-    assert stats["dropped"] == {"invalid": 2, "too_old": 1}
+    assert stats["events_stored"] == 3
+    assert stats["dropped"] == {"invalid": 2}
+
+
+def test_relaxed_records_an_old_event_at_72_hours_before_receipt(mp, build) -> None:
+    """Google, RELAXED: accepted, timestamp reset to 72 h before receipt: a wrong date, no error."""
+    true_time = build.NOW_MICROS - 100 * build.HOUR
+    assert mp.collect(build.request(build.purchase("T-old", ts=true_time))).status_code == 204
+    [row] = read_store(mp.server.data_dir).to_dict(orient="records")
+    assert row["event_timestamp"] == build.NOW_MICROS - 72 * build.HOUR != true_time
+    assert row["event_date"] == "20261119"  # 72 h before 2026-11-22 12:00 UTC, not the true 20261118
+    assert mp.stats()["events_redated"] == 1
+
+
+def test_enforce_recommendations_rejects_an_old_event_and_debug_says_why(mp, build) -> None:
+    old = build.purchase("T-old", ts=build.NOW_MICROS - 73 * build.HOUR)
+    body = build.request(old, build.purchase("T-new"), validation_behavior="ENFORCE_RECOMMENDATIONS")
+    assert mp.collect(body).status_code == 204
+    assert _stored_tids(mp) == ["T-new"]
+    assert mp.stats()["dropped"] == {"too_old": 1}
+    [msg] = mp.debug(body).json()["validationMessages"]
+    assert (msg["fieldPath"], msg["validationCode"]) == ("events[0].timestamp_micros", "VALUE_OUT_OF_BOUNDS")
+    assert "72" in msg["description"]
+    relaxed = build.request(old)
+    assert mp.debug(relaxed).json() == {"validationMessages": []}  # RELAXED accepts it (re-dated)
 
 
 def test_invalid_request_level_field_drops_the_whole_request(mp, build) -> None:
@@ -88,20 +112,19 @@ def test_debug_validates_and_never_records(mp, build) -> None:
     }
     assert "EURO" not in msg["description"]
 
-    old = build.request(build.purchase("T-3", ts=build.NOW_MICROS - 80 * build.HOUR))
-    assert [m["fieldPath"] for m in mp.debug(old).json()["validationMessages"]] == ["events[0].timestamp_micros"]
+    future = build.request(build.purchase("T-3", ts=build.NOW_MICROS + 2 * build.HOUR))
+    assert [m["fieldPath"] for m in mp.debug(future).json()["validationMessages"]] == ["events[0].timestamp_micros"]
 
     assert list(mp.server.data_dir.glob("events_*")) == []
     assert mp.stats()["events_stored"] == 0
     assert mp.stats()["debug_requests"] == 3
 
 
-def test_debug_flags_a_wrong_secret_without_echoing_it(mp, build) -> None:
+def test_debug_cannot_tell_a_wrong_secret_or_stream(mp, build) -> None:
+    """Google's debug endpoint does not check credentials: only the export shows a wrong secret."""
     wrong = "wrong-Secret-Value-777"
-    answer = mp.debug(build.request(build.purchase("T-1")), secret=wrong)
-    assert answer.json()["validationMessages"] == [
-        {"fieldPath": "api_secret", "description": answer.json()["validationMessages"][0]["description"], "validationCode": "VALUE_INVALID"}
-    ]
+    answer = mp.debug(build.request(build.purchase("T-1")), secret=wrong, mid="G-OTHER")
+    assert answer.json() == {"validationMessages": []}
     assert wrong not in answer.text
     assert build.API_SECRET not in answer.text
     assert list(mp.server.data_dir.glob("events_*")) == []

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from etl.collector import STORE_COLUMNS, read_json_sql, read_store
+from etl.collector.endpoint import DEFAULT_STREAM_ID
 
 
 def _lines(path: Path) -> list[dict]:
@@ -39,7 +42,9 @@ def test_purchase_is_stored_with_export_columns_and_typing(mp, build) -> None:
     assert row["event_server_timestamp_offset"] == build.HOUR
     assert row["user_pseudo_id"] == "1162820436.1749482504"
     assert row["user_id"] == "crm-9"
-    assert (row["platform"], row["stream_id"]) == ("WEB", build.MEASUREMENT_ID)
+    # The export's stream_id is the numeric data-stream id, never the measurement id.
+    assert (row["platform"], row["stream_id"]) == ("WEB", DEFAULT_STREAM_ID)
+    assert row["stream_id"].isdigit()
     assert row["privacy_info"]["ads_storage"] == "Yes"
 
     params = {p["key"]: {k: v for k, v in p["value"].items() if v is not None} for p in row["event_params"]}
@@ -138,3 +143,28 @@ def test_read_store_copes_with_an_empty_or_missing_store(tmp_path) -> None:
     assert list(frame.columns) == list(STORE_COLUMNS)
     (tmp_path / "events_20261122.ndjson").write_bytes(b"")
     assert read_store(tmp_path).empty
+
+
+def test_stream_id_is_configurable_and_numeric(make_collector, build, tmp_path) -> None:
+    mp = make_collector(stream_id="9876543210")
+    mp.collect(build.request(build.purchase("T-1")))
+    assert read_store(mp.server.data_dir)["stream_id"].tolist() == ["9876543210"]
+    with pytest.raises(ValueError, match="numeric"):
+        make_collector(stream_id=build.MEASUREMENT_ID)
+
+
+def test_intraday_file_first_then_the_daily_file_after_the_lag(make_collector, build) -> None:
+    mp = make_collector(daily_lag_s=0.6)
+    data = mp.server.data_dir
+    mp.collect(build.request(build.purchase("T-1")))
+    assert sorted(p.name for p in data.glob("events_*")) == ["events_intraday_20261122.ndjson"]
+    assert read_store(data)["event_name"].tolist() == ["purchase"]
+
+    deadline = time.monotonic() + 10
+    while not (data / "events_20261122.ndjson").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(p.name for p in data.glob("events_*")) == ["events_20261122.ndjson"]  # intraday table gone
+
+    mp.collect(build.request(build.purchase("T-2")))  # a late event joins the existing daily table
+    assert sorted(p.name for p in data.glob("events_*")) == ["events_20261122.ndjson"]
+    assert sorted(r["transaction_id"] for r in read_store(data)["ecommerce"]) == ["T-1", "T-2"]

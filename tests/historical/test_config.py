@@ -33,7 +33,7 @@ def test_duckdb_defaults_to_state_historical_under_base_dir(tmp_path):
     ({"table": "a.b"}, "historical.table", "plain name"),
     ({"table": "just_a_table", "backend": "bigquery", "project": "p"}, "historical.table", "dataset.table"),
     ({"table": "ds.history", "backend": "bigquery"}, "historical.project", "needs project"),
-    ({"table": "history", "backend": "sqlite"}, "historical.backend", "duckdb, bigquery"),
+    ({"table": "history", "backend": "sqlite"}, "historical.backend", "'duckdb' or 'bigquery'"),
 ])
 def test_bad_settings_name_the_key(tmp_path, historical, key, words):
     with pytest.raises(ConfigError) as caught:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tomllib
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 
 from etl.collector import spawn_collector
 from etl.load import open_ledger
+from tests.reconcile.builders import export_row, write_store
 from tests.support import REPO, SAMPLES_CONFIG, SAMPLES_NOW, files_containing, pinned_clock_env, samples_config
 
 pytestmark = pytest.mark.airflow
@@ -67,11 +68,12 @@ class AirflowSandbox:
         assert migrated.returncode == 0, migrated.stderr[-2000:]
         return self
 
-    def dags_test(self, timeout: float = 300) -> subprocess.CompletedProcess:
+    def dags_test(self, timeout: float = 420) -> subprocess.CompletedProcess:
         """Parse the DAG into the metadata DB, then run one DAG run in-process (every task, in order)."""
         reserialized = self.airflow("dags", "reserialize")
         assert reserialized.returncode == 0, reserialized.stderr[-2000:]
         # The samples' night is simulated by the process clock (libfaketime), as the README says.
+        # Each task costs Airflow ~10 s of start-up on a loaded 2-core machine; the bound is a hang guard, not a speed test.
         return self.airflow("dags", "test", DAG_ID, LOGICAL_DATE, "-c", orjson.dumps({"now": SAMPLES_NOW}).decode(),
                             env=pinned_clock_env(self.env), timeout=timeout)
 
@@ -106,23 +108,55 @@ print("PROBE" + json.dumps({{
     "max_active_tasks": dag and dag.max_active_tasks,
     "max_active_runs": dag and dag.max_active_runs,
     "timetable": dag and repr(dag.timetable),
+    "owners": dag and sorted({{t.owner for t in dag.tasks}}),
+    "callbacks": dag and sorted({{getattr(t.on_failure_callback, "__name__", None) or
+                                  str([c.__name__ for c in t.on_failure_callback]) for t in dag.tasks}}),
 }}))
 """
 
 
-def test_dag_imports_with_one_serial_group_per_source(sandbox):
-    probe = sandbox.run(str(AIRFLOW_VENV / "bin" / "python"), "-c",
-                        DAGBAG_PROBE.format(folder=str(REPO / "jobs" / "airflow"), dag_id=DAG_ID), timeout=120)
+def probe_dagbag(box: AirflowSandbox) -> dict:
+    probe = box.run(str(AIRFLOW_VENV / "bin" / "python"), "-c",
+                    DAGBAG_PROBE.format(folder=str(REPO / "jobs" / "airflow"), dag_id=DAG_ID), timeout=120)
     assert probe.returncode == 0, probe.stderr[-2000:]
-    found = orjson.loads(next(line[5:] for line in probe.stdout.splitlines() if line.startswith("PROBE")))
+    return orjson.loads(next(line[5:] for line in probe.stdout.splitlines() if line.startswith("PROBE")))
+
+
+def test_dag_imports_with_one_serial_group_per_source(sandbox):
+    found = probe_dagbag(sandbox)
     assert found["errors"] == {}
-    expected_order = [f"{s}.{step}" for s in sandbox.sources for step in ("validate", "send")] + ["wait_for_export", "reconcile"]
+    expected_order = (["check_config"] + [f"{s}.{step}" for s in sandbox.sources for step in ("validate", "send")]
+                      + ["wait_for_export", "reconcile"])
     tasks = found["tasks"]
     assert [t[0] for t in tasks] == expected_order
     # Serial: each task waits for the one before it (the sources share one ledger).
     assert all(upstream == [tasks[i - 1][0]] for i, (_, upstream, _) in enumerate(tasks) if i > 0)
     assert found["catchup"] is False and found["max_active_tasks"] == 1 and found["max_active_runs"] == 1
     assert "0 0 * * *" in found["timetable"] and "Europe/London" in found["timetable"]
+    assert found["owners"] == ["data-engineering"]
+    assert "_on_failure" in str(found["callbacks"])
+
+
+def test_a_broken_config_never_breaks_the_parse_a_task_fails_with_the_reason(tmp_path):
+    box = AirflowSandbox(tmp_path)
+    box.env["AIRFLOW_VAR_MPETL_CONFIG"] = str(tmp_path / "missing.toml")
+    box.env["MPETL_OWNER"] = "crm-team"
+    found = probe_dagbag(box)
+    assert found["errors"] == {}  # the DAG still imports
+    assert [t[0] for t in found["tasks"]] == ["check_config"] and found["owners"] == ["crm-team"]
+    # The failure hook point: a user's function, called with the failed task's context.
+    (tmp_path / "alerting.py").write_text(
+        "from pathlib import Path\n"
+        "def page(context):\n"
+        f"    Path({str(tmp_path / 'paged.txt')!r}).write_text(context['task_instance'].task_id)\n")
+    box.env["MPETL_ON_FAILURE"] = "alerting:page"
+    box.env["PYTHONPATH"] = str(tmp_path)
+    run = box.migrate().dags_test()
+    logs = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "missing.toml: [-] config file not found" in logs
+    assert "mpetl task check_config failed (try 1)" in logs
+    assert (tmp_path / "paged.txt").read_text() == "check_config"
 
 
 def test_dags_test_sends_the_interval_and_reconciles(sandbox):
@@ -132,14 +166,15 @@ def test_dags_test_sends_the_interval_and_reconciles(sandbox):
 
     run_state, states = sandbox.task_states()
     assert run_state == "success"
-    assert len(states) == 2 * len(sandbox.sources) + 2
+    assert len(states) == 2 * len(sandbox.sources) + 3
     assert set(states.values()) == {"success"}
 
     day = sandbox.out / "airflow" / LAST_DAY
     sent = 0
     for source_dir in sorted(p for p in day.iterdir() if p.name != "reconcile"):
-        dry = orjson.loads((source_dir / "validate" / "summary.json").read_bytes())
-        real = orjson.loads((source_dir / "send" / "summary.json").read_bytes())
+        # Each try has its own folder (a retry would write try-2 next to it).
+        dry = orjson.loads((source_dir / "validate" / "try-1" / "summary.json").read_bytes())
+        real = orjson.loads((source_dir / "send" / "try-1" / "summary.json").read_bytes())
         assert dry["mode"] == "dry-run" and real["mode"] == "send"
         assert list(real["sources"]) == [source_dir.name]  # each task sent its own source only
         assert real["sent"] == dry["sent"] and real["failed"] == 0  # the dry run predicted the send
@@ -148,7 +183,7 @@ def test_dags_test_sends_the_interval_and_reconciles(sandbox):
     with open_ledger(sandbox.root / "state" / "ledger.sqlite", read_only=True) as ledger:
         dates = ledger.for_reconcile(since="19700101")["event_date"].value_counts().to_dict()
     assert dates == {LAST_DAY.replace("-", ""): sent}  # exactly the data interval's day, every event once
-    report = orjson.loads((day / "reconcile" / "reconciliation.json").read_bytes())
+    report = orjson.loads((day / "reconcile" / "try-1" / "reconciliation.json").read_bytes())
     assert report["verdict"] == "reconciled" and report["totals"]["sent"] == sent
 
     # The secret was only ever in the Variable: not in a log line, an output, the metadata DB or XCom.
@@ -160,6 +195,9 @@ def test_a_run_that_does_not_reconcile_fails_the_reconcile_task(tmp_path):
     # The endpoint answers 2xx but records nothing (what GA does with events it drops): every send
     # task succeeds, and the reconcile task must turn the run red with a one-line reason.
     pinned = datetime.fromisoformat(SAMPLES_NOW.replace("Z", "+00:00"))
+    # The site's own tag was exported that day, so the export can judge it (an empty export is exit 6).
+    day = (pinned.date() - timedelta(days=1)).strftime("%Y%m%d")
+    write_store(tmp_path / "store", [export_row("WEB-1", day, run_marker=None)])
     with spawn_collector(tmp_path / "store", measurement_id="G-K7QW2ZP9LM", api_secret=SECRET,
                          timezone="Europe/London", now=pinned, drop_rate=1.0) as collector:
         box = AirflowSandbox(tmp_path, endpoint=collector.url, store=collector.data_dir)
@@ -200,8 +238,9 @@ def test_dags_test_maps_each_send_over_two_shards_on_a_postgresql_ledger(tmp_pat
     day = box.out / "airflow" / LAST_DAY
     sent = 0
     for source in box.sources:
-        dry = orjson.loads((day / source / "validate" / "summary.json").read_bytes())
-        shards = [orjson.loads((day / source / "send" / f"shard-{k}-of-2" / "summary.json").read_bytes()) for k in (1, 2)]
+        dry = orjson.loads((day / source / "validate" / "try-1" / "summary.json").read_bytes())
+        shards = [orjson.loads((day / source / "send" / f"shard-{k}-of-2" / "try-1" / "summary.json").read_bytes())
+                  for k in (1, 2)]
         assert [s["shard"] for s in shards] == ["1/2", "2/2"]
         assert sum(s["sent"] for s in shards) == dry["sent"] and all(s["failed"] == 0 for s in shards)
         assert all(s["rows_in"] == dry["rows_in"] for s in shards)
@@ -210,6 +249,6 @@ def test_dags_test_maps_each_send_over_two_shards_on_a_postgresql_ledger(tmp_pat
     with psycopg.connect(pg_url) as con:
         states = dict(con.execute("SELECT state, count(*) FROM mpetl_events GROUP BY state").fetchall())
     assert states.get("sent") == sent
-    report = orjson.loads((day / "reconcile" / "reconciliation.json").read_bytes())
+    report = orjson.loads((day / "reconcile" / "try-1" / "reconciliation.json").read_bytes())
     assert report["verdict"] == "reconciled" and report["totals"]["sent"] == sent
     assert SECRET not in logs

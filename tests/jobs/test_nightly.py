@@ -15,6 +15,7 @@ import pytest
 
 from etl.collector import read_store, spawn_collector
 from etl.load import open_ledger
+from tests.reconcile.builders import export_row, write_store
 from tests.support import REPO, SAMPLES_NOW, files_containing, pinned_clock_env, samples_config
 
 NIGHTLY = REPO / "jobs" / "nightly.sh"
@@ -117,6 +118,10 @@ def test_second_nightly_refuses_to_start_while_the_first_runs(tmp_path):
 def test_exit_code_is_the_worst_of_run_and_reconcile(tmp_path):
     # The endpoint answers 2xx but records nothing (what GA does with events it drops): the run itself
     # succeeds, reconciliation on the final date finds them missing, and cron must see exit 3.
+    # The site's own tag kept being exported that day, so the export can judge the date (an export
+    # with no table for it would be "export not available", exit 6, not a list of missing events).
+    day, _, _ = yesterday_window("Europe/London")
+    write_store(tmp_path / "store", [export_row("WEB-1", day.replace("-", ""), run_marker=None)])
     with spawn_collector(tmp_path / "store", measurement_id=MID, api_secret=SECRET, timezone="Europe/London",
                          now=PINNED, drop_rate=1.0) as collector:
         config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
@@ -124,7 +129,6 @@ def test_exit_code_is_the_worst_of_run_and_reconcile(tmp_path):
     assert result.returncode == 3, result.stderr[-2000:]
     assert '"nightly_run_finished","exit_code":0' in result.stderr
     assert '"nightly_reconcile_finished","exit_code":3' in result.stderr
-    day, _, _ = yesterday_window("Europe/London")
     assert read_json(tmp_path / "out" / "nightly" / day / "reconcile" / "reconciliation.json")["verdict"] == "not_reconciled"
 
 
@@ -146,3 +150,24 @@ def test_no_secret_means_exit_2_and_nothing_sent(tmp_path):
     assert result.returncode == 2
     assert "no API secret" in result.stderr
     assert not (tmp_path / "state" / "collector").exists() or read_store(tmp_path / "state" / "collector").empty
+
+
+def test_the_installed_command_runs_outside_a_checkout_with_only_mpetl_on_path(tmp_path):
+    # cron outside the repo: no .venv next to the script, no python3 on PATH, just the installed command.
+    bin_dir, jobs = tmp_path / "bin", tmp_path / "elsewhere" / "jobs"
+    bin_dir.mkdir()
+    jobs.mkdir(parents=True)
+    (bin_dir / "mpetl").symlink_to(REPO / ".venv" / "bin" / "mpetl")
+    (jobs / "nightly.sh").write_text(NIGHTLY.read_text())
+    config = samples_config(tmp_path, endpoint="local")
+    env = {**nightly_env(), "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    env.pop("VIRTUAL_ENV", None)
+    out = tmp_path / "out"
+    wrapped = subprocess.run(["bash", str(jobs / "nightly.sh"), str(config), "--now", SAMPLES_NOW, "--out-root", str(out)],
+                             capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert wrapped.returncode == 0, wrapped.stderr[-2000:]
+    direct = subprocess.run(["mpetl", "nightly", "--config", str(config), "--now", SAMPLES_NOW, "--out-root", str(out)],
+                            capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert direct.returncode == 0, direct.stderr[-2000:]
+    day, _, _ = yesterday_window("Europe/London")
+    assert read_json(out / "nightly" / day / "run" / "summary.json")["sent"] == 0  # the second run: all duplicates

@@ -32,7 +32,7 @@ def test_validate_counts_reasons_and_sends_nothing(tmp_path):
     assert sum(r["rows"] for r in reasons) >= totals["rejected"] > 0
     codes = {r["validationCode"] for r in reasons}
     assert {"CONSENT_DENIED", "VALUE_INVALID", "FILTERED"} <= codes
-    assert totals["rows_in"] == totals["sent"] + totals["rejected"] + totals["duplicate"] + totals["deferred"]
+    assert totals["rows_in"] == totals["would_send"] + totals["rejected"] + totals["duplicate"] + totals["deferred"]
     # Validation works on a scratch copy: the real ledger is never created or touched.
     assert not (tmp_path / "state" / "ledger.sqlite").exists()
 
@@ -49,7 +49,7 @@ def test_validate_against_the_debug_endpoint_records_nothing(tmp_path):
     assert stats["debug_requests"] > 0 and stats["requests"] == 0 and stats["events_stored"] == 0
     assert read_store(tmp_path / "store").empty
     # Everything the local validation let through, the debug endpoint accepts too.
-    assert totals["sent"] > 100 and totals["debug_messages"] == {}
+    assert totals["would_send"] > 100 and totals["debug_messages"] == {}
 
 
 def test_mpetl_collector_serves_and_stores(tmp_path):

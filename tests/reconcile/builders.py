@@ -50,6 +50,7 @@ class SentEvent:
     status: str = "sent"
     possible_duplicate: int = 0
     has_session: bool = True
+    sent_at: str | None = None  # ISO-8601 UTC; default: the builder clock (hours from 2026-11-18 11:06 UTC)
 
     @property
     def client_id(self) -> str:
@@ -61,7 +62,12 @@ def create_ledger(path: Path, events: list[SentEvent]) -> Path:
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
     moments = iter(range(1_795_000_000_000_000, 1_796_000_000_000_000, 3_600_000_000))
-    with open_ledger(path, clock=lambda: next(moments)) as ledger:
+    pinned: list[int] = []  # set while marking an event whose sent_at the test chose
+
+    def clock() -> int:
+        return pinned[-1] if pinned else next(moments)
+
+    with open_ledger(path, clock=clock) as ledger:
         ledger.bind_property("G-RECONCILE1", "local")
         runs = sorted({e.run_id for e in events} | {e.sent_run_id for e in events if e.sent_run_id})
         for run in runs:
@@ -81,7 +87,10 @@ def create_ledger(path: Path, events: list[SentEvent]) -> Path:
             (pending,) = [p for p in ledger.iter_pending() if p.event_key == key]
             maybe = [bool(e.possible_duplicate)]
             if e.status == "sent":
+                if e.sent_at is not None:
+                    pinned.append(int(datetime.fromisoformat(e.sent_at).timestamp() * 1_000_000))
                 ledger.mark_sent([pending.id], e.sent_run_id or e.run_id, attempts=[1], maybe_delivered=maybe)
+                pinned.clear()
             elif e.status == "failed":
                 ledger.mark_failed([pending.id], e.run_id, attempts=[1], maybe_delivered=maybe, reason="http 503")
     return path

@@ -131,3 +131,86 @@ def test_find_export_backend_follows_config(tmp_path: Path) -> None:
     assert find_export_backend(s.build()).name == "duckdb"
     bq = s.build(backend="bigquery", project="demo", dataset=DATASET, api_endpoint="http://127.0.0.1:9")
     assert find_export_backend(bq).name == "bigquery"
+
+
+def test_bigquery_only_marked_events_are_proof(bigquery_emulator: str, tmp_path: Path) -> None:
+    s = Scenario(tmp_path)
+    events = s.send("20261115", ids("M", 3))
+    s.arrive(events, drop=frozenset({"M-0001"}))
+    s.exported.append(export_row("M-0001", "20261115", run_marker=None))  # the site tag, same id
+    load_export(bigquery_emulator, "analytics_marked", {"events_20261115": s.exported})
+    config = s.build(backend="bigquery", project="demo", dataset="analytics_marked", api_endpoint=bigquery_emulator)
+
+    result = reconcile(config, out_dir=tmp_path / "out", run_id="run-1", now=NOW)
+
+    assert (result.verdict, result.exit_code) == ("not_reconciled", 3)
+    [missing] = read_csv(tmp_path / "out" / "missing.csv")
+    assert (missing["transaction_id"], missing["seen_from_other_sender"]) == ("M-0001", "1")
+
+
+def test_bigquery_absent_export_tables_give_exit_6(bigquery_emulator: str, tmp_path: Path) -> None:
+    s = Scenario(tmp_path)
+    s.arrive(s.send("20261115", ids("P", 2)))
+    s.send("20261116", ids("Q", 2))  # the export stopped: no table for the 16th
+    load_export(bigquery_emulator, "analytics_paused", {"events_20261115": s.exported})
+    config = s.build(backend="bigquery", project="demo", dataset="analytics_paused", api_endpoint=bigquery_emulator)
+
+    result = reconcile(config, out_dir=tmp_path / "out", run_id="run-1", now=NOW)
+
+    assert (result.verdict, result.exit_code) == ("export_unavailable", 6)
+    assert read_csv(tmp_path / "out" / "missing.csv") == []
+    assert {d["event_date"]: d["export"] for d in result.to_dict()["dates"]} == {"20261115": "daily", "20261116": "absent"}
+
+
+def test_bigquery_dataset_without_any_events_table_is_export_unavailable(bigquery_emulator: str, tmp_path: Path) -> None:
+    s = Scenario(tmp_path)
+    s.send("20261115", ids("E", 2))
+    load_export(bigquery_emulator, "analytics_unlinked", {})
+    config = s.build(backend="bigquery", project="demo", dataset="analytics_unlinked", api_endpoint=bigquery_emulator)
+    result = reconcile(config, out_dir=tmp_path / "out", run_id="run-1", now=NOW)
+    assert (result.verdict, result.exit_code) == ("export_unavailable", 6)
+
+
+TRAFFIC_SCHEMA = [
+    F("collected_traffic_source", "RECORD", fields=[F("manual_source", "STRING"), F("gclid", "STRING")]),
+    F(
+        "session_traffic_source_last_click",
+        "RECORD",
+        fields=[F("cross_channel_campaign", "RECORD", fields=[F("source", "STRING"), F("medium", "STRING")])],
+    ),
+]
+
+
+def test_bigquery_attribution_comes_from_the_exports_traffic_source_fields(bigquery_emulator: str, tmp_path: Path) -> None:
+    s = Scenario(tmp_path)
+    events = s.send("20261115", ids("T", 4))
+    s.arrive(events)
+    sources = ["google", "(not set)", None, "newsletter"]
+    rows = []
+    for row, source in zip(s.exported, sources, strict=True):
+        last_click = {"cross_channel_campaign": {"source": source, "medium": "cpc"}} if source else None
+        rows.append({**row, "session_traffic_source_last_click": last_click,
+                     "collected_traffic_source": {"manual_source": None, "gclid": "g-1"} if source == "google" else None})
+    client = bigquery.Client(
+        project="demo", credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=bigquery_emulator)
+    )
+    client.create_dataset("analytics_traffic", exists_ok=True, timeout=30)
+    table = client.create_table(
+        bigquery.Table("demo.analytics_traffic.events_20261115", schema=GA4_SCHEMA + TRAFFIC_SCHEMA), timeout=30
+    )
+    assert client.insert_rows_json(table, rows, timeout=30) == []
+    config = s.build(backend="bigquery", project="demo", dataset="analytics_traffic", api_endpoint=bigquery_emulator)
+
+    totals = reconcile(config, out_dir=tmp_path / "out", run_id="run-1", now=NOW).to_dict()["totals"]
+
+    assert (totals["session_attributed"], totals["session_attributed_share"]) == (2, 0.5)  # google, newsletter
+    assert totals["collected_source_share"] == 0.25
+
+
+def test_bigquery_export_without_traffic_source_fields_says_so(bigquery_emulator: str, tmp_path: Path) -> None:
+    s = Scenario(tmp_path)
+    s.arrive(s.send("20261115", ids("U", 2)))
+    load_export(bigquery_emulator, "analytics_old", {"events_20261115": s.exported})
+    config = s.build(backend="bigquery", project="demo", dataset="analytics_old", api_endpoint=bigquery_emulator)
+    result = reconcile(config, out_dir=tmp_path / "out", run_id="run-1", now=NOW)
+    assert result.verdict == "reconciled" and result.to_dict()["totals"]["session_attributed_share"] is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from etl.reconcile import (
     reconcile,
 )
 
-from .builders import CLIENT_ID_PREFIX, USER_ID_PREFIX, Scenario, export_row, ids, write_store
+from .builders import CLIENT_ID_PREFIX, USER_ID_PREFIX, Scenario, export_row, ids, micros_for, write_store
 
 # Dates 20261110..20261119 are final at NOW (72 h after their end, Europe/London); 20261121 is not.
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -92,25 +92,50 @@ def test_duplicated_purchase_is_listed_with_the_ledger_flag(scenario: Scenario, 
     result = reconcile(config, out_dir=tmp_path / "out", run_id="run-1", now=NOW)
 
     duplicates = {d["transaction_id"]: d for d in read_csv(tmp_path / "out" / "duplicates.csv")}
-    assert set(duplicates) == {"A-0001", "A-0002"}
+    # Only our marked copies count: the browser tag's copy of A-0002 is another sender's, not a duplicate.
+    assert set(duplicates) == {"A-0001"}
     assert duplicates["A-0001"]["count"] == "2" and duplicates["A-0001"]["possible_duplicate"] == "True"
-    assert duplicates["A-0002"]["marked_copies"] == "1" and duplicates["A-0002"]["possible_duplicate"] == "False"
+    extras = read_csv(tmp_path / "out" / "extras.csv")
+    assert [(e["transaction_id"], e["sender"].split(",")[0]) for e in extras] == [("A-0002", "other sender")]
     assert result.verdict == "reconciled"  # nothing missing: duplicates are reported, not failed
 
 
-def test_shortfall_on_a_young_date_is_provisional_until_it_becomes_final(scenario: Scenario, tmp_path: Path) -> None:
+def test_absent_event_is_not_yet_arrived_then_missing_while_it_can_still_be_resent(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    """The early verdict: missing once the arrival grace has passed, not 72 h after the day ends."""
     scenario.arrive(scenario.send(FINAL_DAY, ids("A", 5)))
-    scenario.arrive(scenario.send(YOUNG_DAY, ids("Y", 5)), drop=frozenset({"Y-0000", "Y-0004"}))
+    just_sent = (NOW - timedelta(minutes=30)).isoformat()
+    scenario.arrive(scenario.send(YOUNG_DAY, ids("Y", 5), sent_at=just_sent), drop=frozenset({"Y-0000", "Y-0004"}))
     config = scenario.build()
 
     young = reconcile(config, out_dir=tmp_path / "young", run_id="run-1", now=NOW)
     assert (young.verdict, young.exit_code) == ("provisional", 0)
     status = {d["event_date"]: d["status"] for d in young.to_dict()["dates"]}
     assert status == {FINAL_DAY: "final", YOUNG_DAY: "provisional"}
-    assert {m["transaction_id"] for m in read_csv(tmp_path / "young" / "missing.csv")} == {"Y-0000", "Y-0004"}
+    pending = read_csv(tmp_path / "young" / "missing.csv")
+    assert {(m["transaction_id"], m["state"]) for m in pending} == {
+        ("Y-0000", "not_yet_arrived"),
+        ("Y-0004", "not_yet_arrived"),
+    }
+    assert young.to_dict()["totals"]["not_yet_arrived"] == 2
 
-    later = reconcile(config, out_dir=tmp_path / "later", run_id="run-1", now=datetime(2026, 11, 26, 1, tzinfo=UTC))
+    # Three hours later (past the 2 h arrival grace), the day is still young but the events are missing.
+    later = reconcile(config, out_dir=tmp_path / "later", run_id="run-1", now=NOW + timedelta(hours=3))
     assert (later.verdict, later.exit_code) == ("not_reconciled", 3)
+    assert {m["state"] for m in read_csv(tmp_path / "later" / "missing.csv")} == {"missing"}
+    assert "can still be resent" in later.summary_text() or "past it" in later.summary_text()
+
+
+def test_resend_window_is_measured_by_the_wall_clock(scenario: Scenario, tmp_path: Path) -> None:
+    """--now pins the verdict's clock, never the 72 h window: Google measures that on receipt."""
+    [event] = scenario.send(FINAL_DAY, ["W-1"])  # event time 2026-11-15 12:00 UTC
+    scenario.exported.append(export_row("SITE-1", FINAL_DAY, run_marker=None))
+    reconcile(scenario.build(), out_dir=tmp_path / "out", run_id="run-1", now=NOW)
+    [row] = read_csv(tmp_path / "out" / "missing.csv")
+    wall_left = (micros_for(FINAL_DAY) / 1e6 + 72 * 3600 - datetime.now(UTC).timestamp()) / 3600
+    assert float(row["resend_window_left_h"]) == pytest.approx(max(0.0, wall_left), abs=0.05)
+    assert row["resendable"] == str(wall_left * 60 > 60)
 
 
 @pytest.mark.parametrize(("tolerance", "verdict", "exit_code"), [(0.1, "reconciled", 0), (0.05, "not_reconciled", 3)])
@@ -153,6 +178,7 @@ def test_session_attribution_share(scenario: Scenario, tmp_path: Path) -> None:
 
 def test_csv_cells_cannot_become_formulas(scenario: Scenario, tmp_path: Path) -> None:
     scenario.send(FINAL_DAY, ['=HYPERLINK("http://x")', "-1+cmd", "-42", "@SUM(A1)", "ok-1"])
+    scenario.exported.append(export_row("SITE-1", FINAL_DAY, run_marker=None))  # the day's table exists
     result = reconcile(scenario.build(), out_dir=tmp_path / "out", run_id="run-1", now=NOW)
     assert result.exit_code == 3
     cells = [m["transaction_id"] for m in read_csv(tmp_path / "out" / "missing.csv")]
@@ -256,3 +282,80 @@ def test_a_selection_with_nothing_sent_says_so(scenario: Scenario, tmp_path: Pat
     assert (result.exit_code, result.to_dict()["totals"]["sent"]) == (0, 0)
     assert result.headline.startswith("Nothing to reconcile")
     assert (tmp_path / "out" / "reconciliation.html").is_file()
+
+
+def test_a_same_id_event_from_the_site_tag_is_not_proof(scenario: Scenario, tmp_path: Path) -> None:
+    """Our purchase was dropped; the site tag sent one with the same transaction id: still missing."""
+    events = scenario.send(FINAL_DAY, ids("A", 3))
+    scenario.arrive(events, drop=frozenset({"A-0001"}))
+    scenario.exported.append(export_row("A-0001", FINAL_DAY, run_marker=None))  # the browser tag
+    scenario.exported.append(export_row("A-0002", FINAL_DAY, run_marker="run-other"))  # another run's marker
+    result = reconcile(scenario.build(), out_dir=tmp_path / "out", run_id="run-1", now=NOW)
+
+    assert (result.verdict, result.exit_code) == ("not_reconciled", 3)
+    [missing] = read_csv(tmp_path / "out" / "missing.csv")
+    assert (missing["transaction_id"], missing["state"], missing["seen_from_other_sender"]) == ("A-0001", "missing", "1")
+    senders = {e["transaction_id"]: e["sender"] for e in read_csv(tmp_path / "out" / "extras.csv")}
+    assert senders["A-0001"].startswith("other sender, same id as ours")
+    assert senders["A-0002"].startswith("mpetl marker of a run that did not send")
+    assert result.to_dict()["totals"]["seen_from_other_sender"] == 1
+    assert result.to_dict()["totals"]["found"] == 2
+
+
+def test_an_absent_export_is_not_a_list_of_missing_events(scenario: Scenario, tmp_path: Path) -> None:
+    scenario.arrive(scenario.send(FINAL_DAY, ids("A", 3)))
+    scenario.send(OTHER_FINAL_DAY, ids("B", 4))  # the export has no table at all for this day (paused)
+    result = reconcile(scenario.build(), out_dir=tmp_path / "out", run_id="run-1", now=NOW)
+
+    assert (result.verdict, result.exit_code) == ("export_unavailable", 6)
+    assert read_csv(tmp_path / "out" / "missing.csv") == []
+    dates = {d["event_date"]: d for d in result.to_dict()["dates"]}
+    assert (dates[OTHER_FINAL_DAY]["export"], dates[OTHER_FINAL_DAY]["export_unavailable"]) == ("absent", 4)
+    assert dates[FINAL_DAY]["export"] == "daily" and dates[FINAL_DAY]["found"] == 3
+    assert "EXPORT NOT AVAILABLE" in result.summary_text() and f"events_{OTHER_FINAL_DAY}" in result.summary_text()
+    report = json.loads((tmp_path / "out" / "reconciliation.json").read_text())
+    assert (report["verdict"], report["exit_code"]) == ("export_unavailable", 6)
+
+
+def test_a_capped_daily_table_cannot_judge_its_date(scenario: Scenario, tmp_path: Path) -> None:
+    events = scenario.send(FINAL_DAY, ids("A", 5))
+    scenario.arrive(events, drop=frozenset({"A-0000"}))
+    config = scenario.build(daily_export_cap=4)  # the table holds 4 rows: at the (lowered) cap
+    result = reconcile(config, out_dir=tmp_path / "out", run_id="run-1", now=NOW)
+    assert (result.verdict, result.exit_code) == ("export_unavailable", 6)
+    assert result.to_dict()["dates"][0]["export"] == "capped"
+    assert read_csv(tmp_path / "out" / "missing.csv") == []
+
+    uncapped = reconcile(scenario.build(daily_export_cap=0), out_dir=tmp_path / "360", run_id="run-1", now=NOW)
+    assert (uncapped.verdict, uncapped.exit_code) == ("not_reconciled", 3)
+
+
+def test_intraday_table_gives_an_early_verdict(scenario: Scenario, tmp_path: Path) -> None:
+    just_sent = (NOW - timedelta(hours=3)).isoformat()
+    events = scenario.send(YOUNG_DAY, ids("Y", 3), sent_at=just_sent)
+    config = scenario.build()
+    store = tmp_path / "store"
+    with (store / f"events_intraday_{YOUNG_DAY}.ndjson").open("a") as fh:
+        for e in events[:2]:
+            fh.write(json.dumps(export_row(e.transaction_id, YOUNG_DAY)) + "\n")
+    result = reconcile(config, out_dir=tmp_path / "out", run_id="run-1", now=NOW)
+    assert (result.verdict, result.exit_code) == ("not_reconciled", 3)
+    assert result.to_dict()["dates"][0]["export"] == "intraday"
+    assert [m["transaction_id"] for m in read_csv(tmp_path / "out" / "missing.csv")] == ["Y-0002"]
+
+
+def test_attribution_is_read_from_the_exports_traffic_source_fields(scenario: Scenario, tmp_path: Path) -> None:
+    events = scenario.send(FINAL_DAY, ids("T", 2))
+    scenario.arrive(events)
+    scenario.exported[0]["session_traffic_source_last_click"] = {"cross_channel_campaign": {"source": "google"}}
+    scenario.exported[1]["session_traffic_source_last_click"] = {"cross_channel_campaign": {"source": "(not set)"}}
+    result = reconcile(scenario.build(), out_dir=tmp_path / "out", run_id="run-1", now=NOW)
+    totals = result.to_dict()["totals"]
+    assert (totals["session_attributed"], totals["session_attributed_share"]) == (1, 0.5)
+    assert "found with a session source in the export: 50.0%" in result.summary_text()
+
+    (tmp_path / "plain").mkdir()
+    plain = Scenario(tmp_path / "plain")
+    plain.arrive(plain.send(FINAL_DAY, ids("P", 2)))  # like the local collector: no traffic sources
+    quiet = reconcile(plain.build(), out_dir=tmp_path / "plain-out", run_id="run-1", now=NOW)
+    assert quiet.to_dict()["totals"]["session_attributed_share"] is None

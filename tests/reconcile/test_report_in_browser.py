@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from tests.support import SAMPLES_NOW, samples_config
+from tests.support import SAMPLES_NOW, pinned_clock_env, samples_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
@@ -20,7 +20,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 def test_the_html_report_shows_the_verdict_and_the_plot_in_a_browser(tmp_path):
-    env = {**os.environ, "MP_API_SECRET": "browser-test-secret"}
+    # The sample night is simulated by the process clock (--now only selects rows; see tests.support).
+    env = pinned_clock_env({**os.environ, "MP_API_SECRET": "browser-test-secret"})
     config = samples_config(tmp_path, endpoint="local")
     for args in (["run", "--out", str(tmp_path / "run")],
                  ["reconcile", "--out", str(tmp_path / "rec"), "--since", "2026-11-17", "--until", "2026-11-21"]):

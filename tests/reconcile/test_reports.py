@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -91,3 +91,20 @@ def test_notebook_runs_against_generated_reports(failed_run: Path, tmp_path: Pat
     assert "NOT_RECONCILED (exit code 3)" in outputs
     assert "A-0002" in outputs and "A-0005" in outputs
     assert "image/png" in outputs
+
+
+def test_html_shows_the_three_event_verdicts_and_an_unavailable_export(tmp_path: Path) -> None:
+    s = Scenario(tmp_path)
+    s.arrive(s.send("20261115", ids("A", 4)), drop=frozenset({"A-0003"}))
+    s.send("20261116", ids("B", 2))  # no export table for this date
+    s.arrive(s.send("20261121", ids("Y", 2), sent_at=(NOW - timedelta(minutes=10)).isoformat()),
+             drop=frozenset({"Y-0001"}))
+    reconcile(s.build(), out_dir=tmp_path / "out", run_id="run-1", now=NOW)
+    page = PageReader()
+    text = (tmp_path / "out" / "reconciliation.html").read_text(encoding="utf-8")
+    page.feed(text)
+
+    assert page.verdict.startswith("Not reconciled")  # a proven loss outranks the unjudged date
+    assert "arrived / not yet arrived / missing / export not available" in text
+    assert "<td>4 / 1 / 1 / 2</td>" in text
+    assert "not_yet_arrived" in text and "absent" in text and "events_20261116" in text

@@ -25,6 +25,7 @@ from etl.config import load_config
 from etl.pipeline import RunOptions, run_pipeline
 from etl.transform.identity import client_id_from_ga_cookie, session_id_from_ga_cookie
 from etl.transform.timestamps import to_utc_micros
+from tests.reconcile.builders import export_row, write_store
 from tests.reliability.harness import (
     GENERATED_COLUMNS,
     NOW,
@@ -333,6 +334,8 @@ def test_formula_cells_are_neutralised_in_every_csv_the_run_writes(tmp_path) -> 
 
 def test_formula_transaction_ids_are_neutralised_in_reconcile_reports(tmp_path, collector) -> None:
     server = collector(drop_rate=1.0)  # answers 204 and records nothing: every event is missing
+    # The site's own tag was exported on those days, so the export can judge them (else: exit 6).
+    write_store(server.data_dir, [export_row(f"WEB-{d}", d, run_marker=None) for d in ("20261119", "20261120", "20261121")])
     rows = [_row(f, cookie=f"GA1.1.{100 + i}.1749482504") for i, f in enumerate(FORMULAS)]
     _write(tmp_path / "in.csv", HEADER, rows)
     config = config_for(tmp_path, [_hostile_source(tmp_path / "in.csv")], endpoint=server.url)

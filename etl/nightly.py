@@ -1,0 +1,119 @@
+"""`mpetl nightly`: send yesterday's conversions, then reconcile the dates whose export became final.
+
+Why a command of the package (it was a shell script with a Python heredoc): cron needs one command
+with one exit code that works wherever the package is installed, whatever `python3` is on PATH.
+
+The window is "yesterday" in the property's reporting zone (GA4 reports and the export are cut in that
+zone, not UTC), so a night's run and the export's daily table line up. A lock next to the ledger
+(flock, released by the kernel even on kill -9) keeps two nightly runs from overlapping: the second
+exits 5 at once. Exit code: the worst (highest) of the run's and the reconcile's.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from etl import log
+from etl.config import Config
+from etl.errors import EXIT_LOCKED, LedgerLockedError, MpetlError
+
+MAX_DAYS = 3  # GA4 takes events up to 72 h old
+
+
+@dataclass(frozen=True)
+class NightlyPlan:
+    """[since, until) = the last `days` whole days in the zone; reconcile [reconcile_since, last_day]."""
+
+    zone: str
+    since: datetime
+    until: datetime
+    last_day: date
+    reconcile_since: date
+
+
+def plan(config: Config, now: datetime, days: int) -> NightlyPlan:
+    zone = ZoneInfo(config.property.timezone)
+    today = now.astimezone(zone).date()
+    first_day, last_day = today - timedelta(days=days), today - timedelta(days=1)
+    since = datetime.combine(first_day, time(), zone).astimezone(UTC)
+    until = datetime.combine(today, time(), zone).astimezone(UTC)
+    # The newest date whose export is final: its end + provisional_hours has passed.
+    settled = (now - timedelta(hours=config.reconcile.provisional_hours)).astimezone(zone).date()
+    newest_final = settled - timedelta(days=1)
+    reconcile_since = min(newest_final - timedelta(days=days - 1), last_day)
+    return NightlyPlan(config.property.timezone, since, until, last_day, reconcile_since)
+
+
+class NightlyLock:
+    """An exclusive, non-blocking flock on `<ledger>.nightly.lock` for the whole job."""
+
+    def __init__(self, ledger_path: Path) -> None:
+        self.path = Path(str(ledger_path) + ".nightly.lock")
+        self._fd: int | None = None
+
+    def __enter__(self) -> NightlyLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LedgerLockedError(f"another nightly run holds {self.path}; refusing to start (nothing sent)") from None
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+Step = Callable[[], int]
+
+
+def run_nightly(config: Config, *, now: datetime, days: int, out_root: Path, pinned: bool,
+                run_step: Callable[[NightlyPlan, Path], int], reconcile_step: Callable[[NightlyPlan, Path], int]) -> int:
+    """Lock, run, reconcile, point `latest` at the day's folder; return the worst exit code."""
+    nightly = plan(config, now, days)
+    with NightlyLock(config.ledger_path):
+        day_dir = out_root / "nightly" / nightly.last_day.isoformat()
+        day_dir.mkdir(parents=True, exist_ok=True)
+        log.emit("nightly_started", config=str(config.file), timezone=nightly.zone, since=nightly.since.isoformat(),
+                 until=nightly.until.isoformat(), out=str(day_dir), now=now.isoformat() if pinned else None)
+        run_code = _guarded(lambda: run_step(nightly, day_dir / "run"))
+        log.emit("nightly_run_finished", exit_code=run_code)
+        reconcile_code = _guarded(lambda: reconcile_step(nightly, day_dir / "reconcile"))
+        log.emit("nightly_reconcile_finished", exit_code=reconcile_code, since=nightly.reconcile_since.isoformat(),
+                 until=nightly.last_day.isoformat())
+        _point_latest(out_root / "nightly", nightly.last_day.isoformat())
+    code = max(run_code, reconcile_code)
+    log.emit("nightly_finished", exit_code=code)
+    return code
+
+
+def _guarded(step: Step) -> int:
+    """A step's exit code; a one-line error (not a traceback) when it raises one of ours."""
+    import click
+
+    try:
+        return step()
+    except MpetlError as exc:
+        click.echo(f"mpetl: error: {exc}", err=True)
+        return exc.exit_code
+
+
+def _point_latest(folder: Path, day: str) -> None:
+    """Swap the `latest` link in one rename, so a reader never sees it missing."""
+    tmp = folder / ".latest.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(day)
+    os.replace(tmp, folder / "latest")
+
+
+__all__ = ["EXIT_LOCKED", "MAX_DAYS", "NightlyLock", "NightlyPlan", "plan", "run_nightly"]

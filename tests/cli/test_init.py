@@ -1,0 +1,36 @@
+"""`mpetl init`: a starter config per kind that loads as written, a crontab line, the DAG."""
+
+from __future__ import annotations
+
+import ast
+import json
+
+import pytest
+
+from etl.config import load_config
+from tests.cli.common import NOW, mpetl
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "salesforce", "hubspot", "shopify", "square", "bigquery"])
+def test_init_writes_a_config_that_loads_for_each_kind(tmp_path, kind):
+    result = mpetl("init", str(tmp_path / "job"), "--kind", kind, "--timezone", "America/New_York")
+    assert result.returncode == 0, result.stderr
+    config = load_config(tmp_path / "job" / "mpetl.toml")
+    assert (tmp_path / "job" / "mpetl.toml").read_text().startswith("#:schema ./mpetl.schema.json\n")
+    assert "SourceConfig" in json.loads((tmp_path / "job" / "mpetl.schema.json").read_text())["$defs"]
+    assert config.sources[0].kind == kind and config.property.timezone == "America/New_York"
+    cron = (tmp_path / "job" / "crontab.txt").read_text()
+    assert "CRON_TZ=America/New_York" in cron and f"nightly --config {tmp_path / 'job' / 'mpetl.toml'}" in cron
+    dag = (tmp_path / "job" / "offline_conversions_dag.py").read_text()
+    ast.parse(dag)
+    assert f"DEFAULT_CONFIG = Path({str(tmp_path / 'job' / 'mpetl.toml')!r})" in dag
+
+
+def test_init_then_validate_names_the_missing_export_and_refuses_to_overwrite(tmp_path):
+    assert mpetl("init", str(tmp_path)).returncode == 0
+    check = mpetl("-q", "validate", "--config", str(tmp_path / "mpetl.toml"), "--now", NOW)
+    assert check.returncode == 2 and "closed_deals.csv" in check.stderr and "file not found" in check.stderr
+    again = mpetl("init", str(tmp_path))
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert mpetl("init", str(tmp_path), "--force", "--kind", "hubspot").returncode == 0
+    assert 'kind = "hubspot"' in (tmp_path / "mpetl.toml").read_text()

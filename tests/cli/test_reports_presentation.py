@@ -1,0 +1,78 @@
+"""The HTML report and the notebook read like an analyst's page: formatted values, highlights, a next step."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from etl.reconcile import reconcile
+from tests.cli.common import NOW, crm_config, mpetl
+from tests.reconcile.builders import Scenario, ids
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "reconciliation.ipynb"
+
+
+def _rows(page: str, cls: str) -> list[str]:
+    return re.findall(rf'<tr class="{cls}">(.*?)</tr>', page)
+
+
+def test_html_formats_values_highlights_dates_and_says_what_to_do(tmp_path):
+    s = Scenario(tmp_path)
+    s.arrive(s.send("20261115", ids("A", 7)), drop=frozenset({"A-0002", "A-0005", "A-0006"}))  # 4 of 7: 57.1 %
+    s.arrive(s.send("20261121", ids("Y", 3)), drop=frozenset({"Y-0001", "Y-0002", "Y-0003"}))  # nothing yet
+    reconcile(s.build(), out_dir=tmp_path / "out", run_id="run-1", now=datetime(2026, 11, 23, 12, tzinfo=UTC))
+    page = (tmp_path / "out" / "reconciliation.html").read_text(encoding="utf-8")
+    tables = page[page.index("<h2>Per date</h2>"):]
+    assert "Resend what is missing" in page and 'id="next-step"' in page
+    assert not re.search(r">\s*(True|False|0\.\d{4,}|2026112\d|2026111\d)\s*<", tables)  # no raw formats
+    failed, provisional = _rows(tables, "failed"), _rows(tables, "provisional")
+    assert failed and all("2026-11-15" in r for r in failed)
+    assert provisional and all("2026-11-21" in r for r in provisional)
+    assert any("42.9 %" in r for r in failed)  # 3 of 7 missing
+    assert any(">provisional<" in r or "(provisional)" in r for r in provisional)
+    assert "57.1 %" in tables  # found/sent on the failed date, as a percentage
+
+
+def test_html_next_step_when_everything_arrived_or_nothing_was_sent(tmp_path):
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "empty").mkdir()
+    ok = Scenario(tmp_path / "ok")
+    ok.arrive(ok.send("20261115", ids("A", 2)))
+    reconcile(ok.build(), out_dir=tmp_path / "ok" / "out", run_id="run-1", now=datetime(2026, 11, 23, 12, tzinfo=UTC))
+    assert "Nothing to do" in (tmp_path / "ok" / "out" / "reconciliation.html").read_text()
+    empty = Scenario(tmp_path / "empty")
+    reconcile(empty.build(), out_dir=tmp_path / "empty" / "out", run_id="run-1", now=datetime(2026, 11, 23, 12, tzinfo=UTC))
+    assert "Fix the mapping" in (tmp_path / "empty" / "out" / "reconciliation.html").read_text()
+
+
+def test_notebook_shows_the_run_summary_top_reasons_and_next_step(tmp_path):
+    deals = ("cookie,closed,deal,amount,cur,Stage\n"
+             "GA1.1.111.222,2026-11-20 10:00:00,D1,10,EUR,Won\n"
+             "not-a-cookie,2026-11-20 11:00:00,D2,12.5,EUR,Won\n"
+             "GA1.1.111.224,2026-11-20 12:00:00,D3,10,EUR,Lost\n"
+             "GA1.1.111.225,2026-11-20 12:00:00,D4,10,EUR,Lost\n")
+    config = crm_config(tmp_path, deals=deals, extra_sources='[sources.filter]\nStage = "Won"\n')
+    root = tmp_path / "report"
+    assert mpetl("-q", "run", "--config", str(config), "--out", str(root / "run"), "--now", NOW).returncode == 0
+    rec = mpetl("-q", "reconcile", "--config", str(config), "--out", str(root / "reconcile"),
+                "--since", "2026-11-20", "--until", "2026-11-20", "--now", NOW)
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    params = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1 and 'RUN_DIR = "out/samples/reconcile"' in params[0].source
+    params[0].source = f"RUN_DIR = {json.dumps(str(root / 'reconcile'))}\nSUMMARY_DIR = None"
+    NotebookClient(nb, kernel_name="python3", timeout=90, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    out = "".join(o.get("text", "") + json.dumps(o.get("data", {})) for c in nb.cells if c.cell_type == "code"
+                  for o in c.get("outputs", []))
+    assert "What to do next:** Nothing to do" in out
+    assert "3 of 4 rows were not sent by this run (3 rejected" in out
+    assert "column 'Stage' is not one of the allowed values" in out and "holds neither a _ga cookie" in out
+    assert "filtered" in out and "2026-11-20" in out
+    assert "20261120" not in out.replace("events_20261120", "")
+    assert not re.search(r"\b\d+\.0\b(?! ?%)", out.split("top reject reasons")[0])  # counts print as integers

@@ -1,0 +1,58 @@
+"""`[sources.filter]`: rows outside the allowed values are rejected as FILTERED, by column, and counted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+
+from tests.cli.common import cli_env
+from tests.support import REPO
+
+NOW = "2026-11-21T06:00:00Z"
+
+
+def test_filter_rejects_other_rows_naming_the_column_not_the_value(tmp_path):
+    (tmp_path / "deals.csv").write_text(
+        "cookie,closed,deal,amount,cur,Stage\n"
+        "GA1.1.111.222,2026-11-20 10:00:00,D1,10,EUR,Closed Won\n"
+        "GA1.1.111.223,2026-11-20 10:00:00,D2,10,EUR,  closed won \n"
+        "GA1.1.111.224,2026-11-20 10:00:00,D3,10,EUR,Closed Lost\n"
+        "GA1.1.111.225,2026-11-20 10:00:00,D4,10,EUR,\n"
+    )
+    (tmp_path / "mpetl.toml").write_text(
+        '[property]\nmeasurement_id = "G-ABC123"\ntimezone = "UTC"\n'
+        f'[ledger]\npath = "{tmp_path / "ledger.sqlite"}"\n'
+        '[[sources]]\nname = "crm"\npath = "deals.csv"\nconsent_default = "grant"\n'
+        '[sources.columns]\nclient_id = "cookie"\ntimestamp = "closed"\ntransaction_id = "deal"\nvalue = "amount"\n'
+        'currency = "cur"\n[sources.filter]\nStage = ["Closed Won"]\n'
+    )
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "etl.cli", "-q", "run", "--config", str(tmp_path / "mpetl.toml"),
+                             "--out", str(out), "--dry-run", "--now", NOW],
+                            capture_output=True, text=True, timeout=120, cwd=REPO, env=cli_env())
+    assert result.returncode == 0, result.stderr
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    assert summary["rows_in"] == 4
+    assert summary["sources"]["crm"]["reject_codes"]["FILTERED"] == 2
+    rejects = [orjson.loads(line) for line in (out / "rejects.ndjson").read_bytes().splitlines()]
+    assert sorted(r["row"] for r in rejects) == [3, 4]
+    reason = rejects[0]["reasons"][0]
+    assert reason["validationCode"] == "FILTERED" and "'Stage'" in reason["description"]
+    assert "Closed Lost" not in (out / "rejects.ndjson").read_text()
+
+
+def test_a_missing_filter_column_is_a_source_error(tmp_path):
+    (tmp_path / "deals.csv").write_text("cookie,closed,deal\nGA1.1.1.2,2026-11-20,D1\n")
+    (tmp_path / "mpetl.toml").write_text(
+        '[property]\nmeasurement_id = "G-ABC123"\ntimezone = "UTC"\n'
+        f'[ledger]\npath = "{tmp_path / "ledger.sqlite"}"\n'
+        '[[sources]]\nname = "crm"\npath = "deals.csv"\n'
+        '[sources.columns]\nclient_id = "cookie"\ntimestamp = "closed"\ntransaction_id = "deal"\n'
+        '[sources.filter]\nStage = "Closed Won"\n'
+    )
+    result = subprocess.run([sys.executable, "-m", "etl.cli", "validate", "--config", str(tmp_path / "mpetl.toml"),
+                             "--now", NOW], capture_output=True, text=True, timeout=120, cwd=REPO, env=cli_env())
+    assert result.returncode == 2
+    assert "Stage" in result.stderr
