@@ -51,7 +51,7 @@ def _as_mpetl_error(exc: Exception) -> MpetlError | None:
         return exc
     if isinstance(exc, sqlite3.Error):  # only the ledger is SQLite
         config = _LOADED.get("config")
-        return ledger_error(config.ledger_path if config else "?", exc)
+        return ledger_error(config.ledger_location if config else "?", exc)
     if isinstance(exc, OSError):
         return OutputError(exc)
     return None
@@ -214,13 +214,24 @@ def _load(config_path: Path):
               help="Rows read per chunk: bounds memory.")
 @click.option("--since", default=None, help="Only rows whose event time is at or after this (ISO-8601; naive = UTC).")
 @click.option("--until", default=None, help="Only rows whose event time is before this (ISO-8601; naive = UTC).")
+@click.option("--shard", "shard_spec", default=None, metavar="K/N",
+              help="Plan and send only the clients of shard K of N (README: Scale-out); other rows count as other_shard.")
 def run(config_path: Path, out_dir: Path, dry_run: bool, now: str | None, concurrency: int | None,
-        only_sources: tuple[str, ...], fail_fast: bool, chunk_rows: int, since: str | None, until: str | None) -> None:
+        only_sources: tuple[str, ...], fail_fast: bool, chunk_rows: int, since: str | None, until: str | None,
+        shard_spec: str | None) -> None:
     """Extract, transform, send (or --dry-run) and account for every row."""
+    from etl.shard import Shard
+
+    try:
+        shard = Shard.parse(shard_spec) if shard_spec is not None else None
+    except ValueError as exc:
+        click.echo(f"mpetl: error: --shard: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     try:
         config = _load(config_path)
         code = _run(config, out_dir, dry_run=dry_run, now=_parse_now(now), concurrency=concurrency, fail_fast=fail_fast,
-                    chunk_rows=chunk_rows, only_sources=only_sources, since=_parse_now(since), until=_parse_now(until))
+                    chunk_rows=chunk_rows, only_sources=only_sources, since=_parse_now(since), until=_parse_now(until),
+                    shard=(shard.index, shard.count) if shard is not None and not shard.whole else None)
     except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
         _handle(exc)
     sys.exit(code)
@@ -228,14 +239,14 @@ def run(config_path: Path, out_dir: Path, dry_run: bool, now: str | None, concur
 
 def _run(config, out_dir: Path, *, dry_run: bool = False, now: datetime | None = None, concurrency: int | None = None,
          fail_fast: bool = False, chunk_rows: int = 100_000, only_sources: tuple[str, ...] = (),
-         since: datetime | None = None, until: datetime | None = None) -> int:
+         since: datetime | None = None, until: datetime | None = None, shard: tuple[int, int] | None = None) -> int:
     """One run (also nightly's first step): print its summary, return its exit code."""
     from etl.pipeline import RunOptions, run_pipeline
 
     result = run_pipeline(config, RunOptions(
         out_dir=out_dir, mode="dry-run" if dry_run else "send", now=now, concurrency=concurrency,
         fail_fast=fail_fast, chunk_rows=chunk_rows, only_sources=only_sources, progress=_progress_printer(),
-        since=since, until=until,
+        since=since, until=until, shard=shard,
     ))
     _print_run_summary(result.summary)
     return result.exit_code
@@ -412,9 +423,9 @@ def historical(config_path: Path, run_id: str) -> None:
         config = _load(config_path)
         if config.historical is None:
             raise ConfigError(str(config.file), "historical.table", "is not set: there is no historical table")
-        with open_ledger(config.ledger_path, read_only=True) as ledger:
+        with open_ledger(config.ledger_location, read_only=True) as ledger:
             if run_id not in ledger.run_ids():
-                raise ConfigError(str(config.ledger_path), "--run-id", f"no run {run_id!r} in this ledger")
+                raise ConfigError(str(config.ledger_location), "--run-id", f"no run {run_id!r} in this ledger")
             report = write_historical(config.historical, lambda: ledger.deferred_events(run_id=run_id),
                                       config.property)
     except MpetlError as exc:
@@ -517,6 +528,37 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
             }, option=orjson.OPT_INDENT_2, default=str).decode())
     except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
         _handle(exc)
+
+
+@main.command()
+@click.argument("out_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--out", "out_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the night's summary to this file (JSON).")
+def aggregate(out_dirs: tuple[Path, ...], out_file: Path | None) -> None:
+    """One night's summary from its shard runs' --out folders (each holds a summary.json).
+
+    Refuses (exit 2) unless shards 1..N are all there once, each balances, and every row was owned by
+    exactly one shard; exits with the worst shard's exit code otherwise.
+    """
+    from etl.shard import AggregateError
+    from etl.shard import aggregate as fold
+
+    try:
+        summaries = []
+        for folder in out_dirs:
+            path = folder / "summary.json"
+            if not path.is_file():
+                raise AggregateError(f"{path}: no summary.json (did that shard finish?)")
+            summaries.append(orjson.loads(path.read_bytes()))
+        night = fold(summaries)
+    except (AggregateError, orjson.JSONDecodeError) as exc:
+        click.echo(f"mpetl: error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    text = orjson.dumps(night, option=orjson.OPT_INDENT_2)
+    if out_file is not None:
+        out_file.write_bytes(text)
+    click.echo(text.decode())
+    sys.exit(night["exit_code"])
 
 
 @main.command()

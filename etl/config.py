@@ -123,6 +123,16 @@ def _one_char(value: str | None) -> str | None:
     return "\t" if value == "\\t" else value
 
 
+def _ledger_url(value: str) -> str:
+    """A PostgreSQL URL without a password: libpq reads it from ~/.pgpass or PGPASSWORD, so it never
+    reaches a log or an error (this message never repeats the value)."""
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("expected a PostgreSQL URL such as postgresql://user@host:5432/db")
+    if _url_has_password(value):
+        raise ValueError("must not hold a password: put it in ~/.pgpass or PGPASSWORD")
+    return value
+
+
 def _time_of_day(value: str) -> str:
     if not _TIME_OF_DAY.match(value.strip()):
         raise ValueError(f"expected a time of day HH:MM[:SS], got {value!r}")
@@ -218,9 +228,10 @@ class DestinationConfig:
 
 @dataclass(frozen=True, config=_TABLE)
 class LedgerConfig:
-    """`[ledger]`: where the delivery state lives."""
+    """`[ledger]`: where the delivery state lives: a SQLite file, or a shared PostgreSQL (`url`, wins)."""
 
     path: ConfigPath = Path("state/ledger.sqlite")
+    url: Annotated[str, AfterValidator(_ledger_url)] | None = None
 
 
 @dataclass(frozen=True, config=_TABLE)
@@ -504,12 +515,25 @@ class Config:
     privacy_extra_params: dict[str, tuple[str, ...]] = field(default_factory=dict)
     ledger: LedgerConfig | None = None  # the whole [ledger] table (ledger_path is its path)
     historical: HistoricalConfig | None = None  # None: deferred events go to deferred.csv only
+    ledger_url: str | None = None  # [ledger] url: a shared PostgreSQL ledger (wins over path)
+
+    @property
+    def ledger_location(self) -> str | Path:
+        """What `open_ledger` opens: the PostgreSQL URL when configured, else the SQLite file."""
+        return self.ledger_url or self.ledger_path
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
             if s.name == name:
                 return s
         raise KeyError(name)
+
+
+def _url_has_password(url: str) -> bool:
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    return parts.password is not None or "password" in parse_qs(parts.query)
 
 
 def read_api_secret(dest: DestinationConfig) -> str | None:
@@ -571,6 +595,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         destination=parsed.destination,
         ledger_path=parsed.ledger.path,
         ledger=parsed.ledger,
+        ledger_url=parsed.ledger.url,
         window=parsed.window,
         sources=tuple(parsed.sources),
         reconcile=parsed.reconcile,

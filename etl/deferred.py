@@ -30,7 +30,7 @@ def export_deferred(config: Config, out_file: Path, *, since: date | None = None
         raise LedgerError(f"{out_file.parent}: cannot create the output folder ({exc.strerror})") from None
     index_file = out_file.with_name(out_file.stem + "_index.csv")
     run_id = new_run_id(datetime.fromtimestamp(clock() / 1e6, UTC))
-    with open_ledger(config.ledger_path, lock=True, clock=clock) as ledger:
+    with open_ledger(config.ledger_location, lock=True, clock=clock) as ledger:
         ledger.bind_property(config.property.measurement_id, config.destination.endpoint)
         ledger.begin_run(run_id, "export")
         since_text = since.strftime("%Y%m%d") if since else None

@@ -49,7 +49,9 @@ from etl.load import (
     write_data_import,
     write_historical,
 )
+from etl.load import is_url as is_ledger_url
 from etl.protocol import to_micros
+from etl.shard import Shard
 from etl.transform import check_params, transform_chunk
 
 MODES = ("send", "dry-run", "validate")
@@ -91,6 +93,7 @@ class SourceTally:
     duplicate: int = 0
     planned: int = 0
     outside_window: int = 0
+    other_shard: int = 0
     no_session: int = 0
     counters: Counter[str] = field(default_factory=Counter)
     detectors: Counter[str] = field(default_factory=Counter)
@@ -171,6 +174,7 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
             since_micros=to_micros(options.since) if options.since else None,
             until_micros=to_micros(until) if until else None,
             extra_params=config.privacy_extra_params,
+            shard=Shard(*options.shard) if options.shard else None,
         )
         buckets = ledger.plan(result.events, run_id, oldest_sendable_micros=options.clock() - max_age_micros(config))
         outputs.add_rejects(result.rejects)
@@ -179,7 +183,8 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
         deferred = int((buckets == "deferred").sum())
         log.detail("chunk_planned", source=source.name, rows=c["rows"], planned=planned,
                    rejected=c["rejected"], deferred=deferred, outside_window=c.get("outside_window", 0))
-        tally.rows_in += c["rows"]
+        tally.rows_in += c["rows"] + c.get("other_shard", 0)
+        tally.other_shard += c.get("other_shard", 0)
         tally.lines += int(getattr(chunk, "lines", c["rows"]))
         tally.rejected += c["rejected"]
         tally.deferred += deferred
@@ -224,7 +229,10 @@ def _destination(config: Config, options: RunOptions, secret: str | None) -> Ite
 
 def _open_run_ledger(config: Config, options: RunOptions) -> Ledger:
     """The real ledger for a send; a scratch copy for dry-run and validate (they must not change it)."""
-    location = config.ledger_path
+    location = config.ledger_location
+    if is_ledger_url(location):  # PostgreSQL: the run lock is per shard; a scratch session for dry runs
+        return open_ledger(location, lock=options.mode == "send", clock=options.clock, shard=options.shard,
+                           scratch=options.mode != "send")
     if options.mode != "send":
         scratch = options.out_dir / f"ledger.{options.mode}.sqlite"
         for suffix in ("", "-wal", "-shm"):
@@ -334,7 +342,7 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
         stopper.uninstall()
 
 
-SOURCE_BUCKETS = ("sent", "rejected", "duplicate", "deferred", "expired", "rejected_at_send", "failed")
+SOURCE_BUCKETS = ("sent", "rejected", "duplicate", "deferred", "expired", "rejected_at_send", "failed", "other_shard")
 
 
 def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime, tallies: dict[str, SourceTally],
@@ -359,6 +367,7 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
             "expired": expired,
             "rejected_at_send": refused,
             "failed": failed,
+            "other_shard": t.other_shard,
             "no_session": t.no_session,
             "outside_window": t.outside_window,
             "session_too_old_to_attribute": t.counters["session_too_old_to_attribute"],

@@ -63,7 +63,7 @@ def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int |
     if len(lacking):
         destination = config.destination
         workers = concurrency or destination.concurrency
-        ledger = open_ledger(config.ledger_path, lock=True)
+        ledger = open_ledger(config.ledger_location, lock=True)
         try:
             ledger.bind_property(config.property.measurement_id, destination.endpoint)
             ledger.begin_run(resend_run, "resend")

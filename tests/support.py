@@ -44,13 +44,37 @@ def dump_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+class LedgerBackend:
+    """Which ledger the configs written by `samples_config` use: a SQLite file (default) or, while the
+    `ledger_backend` fixture runs a test on PostgreSQL, a fresh database per state folder."""
+
+    admin_url: str | None = None  # set: PostgreSQL; the server's admin URL (tests/conftest.py)
+    _urls: dict[str, str] = {}
+
+    @classmethod
+    def location(cls, tmp_path: Path) -> Path | str:
+        if cls.admin_url is None:
+            return tmp_path / "state" / "ledger.sqlite"
+        if str(tmp_path) not in cls._urls:
+            from tests.pgserver import create_database
+
+            cls._urls[str(tmp_path)] = create_database(cls.admin_url)
+        return cls._urls[str(tmp_path)]
+
+
+def ledger_location(tmp_path: Path) -> Path | str:
+    """The ledger of the configs written for tmp_path: its SQLite file or its PostgreSQL URL."""
+    return LedgerBackend.location(tmp_path)
+
+
 def samples_config(tmp_path: Path, *, endpoint: str, store: Path | None = None, **overrides: Any) -> Path:
     """A copy of the samples config with state (ledger, store) under tmp_path and the given endpoint."""
     data = tomllib.loads(SAMPLES_CONFIG.read_text())
     data["base_dir"] = str(REPO)
     data["destination"] = {**data.get("destination", {}), "endpoint": endpoint, "backoff_base_s": 0.05,
                            "backoff_max_s": 1.0}
-    data["ledger"] = {"path": str(tmp_path / "state" / "ledger.sqlite")}
+    location = ledger_location(tmp_path)
+    data["ledger"] = {"path": str(location)} if isinstance(location, Path) else {"url": location}
     data["reconcile"] = {**data.get("reconcile", {}), "store": str(store or tmp_path / "state" / "collector")}
     for section, values in overrides.items():
         if isinstance(values, dict):

@@ -1,29 +1,26 @@
-"""Shards: which worker owns which client, so N workers on one ledger never split a request identity.
+"""Shards for the ledger backends: scalar helpers over etl/shard.py (the one definition of ownership).
 
 Why a hash of client_id: every request carries one client, so a client never crosses shards and the
 requests stay one-identity; blake2b (not Python's salted `hash()`) gives the same shard on every
-machine and every run.
+machine and every run. `etl/shard.py` documents the hash; this module only adapts it for SQL
+functions (SQLite's `create_function`) and the `K/N` spelling with a config-style error.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 from etl.errors import ConfigError
+from etl.shard import Shard, client_hash
 
 
 def shard_of(client_id: str, n: int) -> int:
     """The 1-based shard (1..n) that owns this client."""
-    digest = hashlib.blake2b(client_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % n + 1
+    return client_hash(client_id) % n + 1
 
 
 def parse_shard(text: str) -> tuple[int, int]:
     """`K/N` → (K, N) with 1 ≤ K ≤ N; a one-line error otherwise."""
     try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise ConfigError("--shard", "shard", f"expected K/N such as 2/4, got {text!r}") from None
-    if not 1 <= k <= n:
-        raise ConfigError("--shard", "shard", f"expected 1 ≤ K ≤ N in K/N, got {text!r}")
-    return k, n
+        shard = Shard.parse(text)
+    except ValueError as exc:
+        raise ConfigError("--shard", "shard", str(exc)) from None
+    return shard.index, shard.count

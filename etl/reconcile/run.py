@@ -40,7 +40,7 @@ def reconcile(
     """
     now_utc = as_utc(now)
     export_backend = backend or find_export_backend(config)
-    con = open_ledger(config.ledger_path)
+    con = open_ledger(config.ledger_location)
     try:
         selection = read_sent(con, run_id=run_id, since=since, until=until)
         sent = selection.events

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from etl.config import PropertyConfig, SourceConfig, WindowConfig
 from etl.policy import EVENT_PARAMS, ITEM_PARAMS, NUMERIC_PARAMS, allowed_params
 from etl.protocol import rules
+from etl.shard import Shard
 from etl.transform import jsonfrag
 from etl.transform.arrow_text import arrow_strings, bool_numpy, holds_any_byte, may_have_edge_whitespace
 from etl.transform.consent import apply_default, parse_consent
@@ -274,6 +275,7 @@ def transform_chunk(
     since_micros: int | None = None,
     until_micros: int | None = None,
     extra_params: Mapping[str, Any] | None = None,
+    shard: Shard | None = None,
 ) -> TransformResult:
     """Map one extracted chunk to MP events; every row ends in exactly one of events/rejects.
 
@@ -286,10 +288,14 @@ def transform_chunk(
     outside = refunds_outside = 0
     if since_micros is not None or until_micros is not None:
         chunk, ts, outside, refunds_outside = _within_window(chunk, ts, since_micros, until_micros)
+    other_shard = 0
+    if shard is not None and not shard.whole:
+        chunk, ts, other_shard = _owned_by_shard(chunk, ts, shard)
     f = _Frame(chunk)
     n = len(f.df)
     reasons = RejectReasons(n)
-    counters: dict[str, Any] = {"rows": n, "outside_window": outside, "refunds_outside_window": refunds_outside}
+    counters: dict[str, Any] = {"rows": n, "outside_window": outside, "refunds_outside_window": refunds_outside,
+                                "other_shard": other_shard}
     rows = f.df["row"].astype("int64")
 
     # Rows the extractor knows are not conversions (e.g. an opportunity not in a won stage).
@@ -639,3 +645,20 @@ def _within_window(chunk: Chunk, ts: pd.Series, since: int | None,
         refunds = int((out & (chunk.frame["event_name"].astype("string").str.strip() == "refund").fillna(False).to_numpy(dtype=bool)).sum())
     kept = chunk.frame[~out].reset_index(drop=True)
     return _WindowedChunk(chunk.source, chunk.path, kept, chunk.columns), ts[~out].reset_index(drop=True), int(out.sum()), refunds
+
+
+def _owned_by_shard(chunk: Chunk, ts: pd.Series, shard: Shard) -> tuple[Chunk, pd.Series, int]:
+    """Keep the rows whose client id this shard owns (etl/shard.py); rows without one go to shard 1.
+
+    After the --since/--until window, so every shard counts the same rows and `other_shard` balances.
+    """
+    if "client_id" in chunk.frame.columns:
+        client_ids = client_id_from_ga_cookie(chunk.frame["client_id"])
+    else:
+        client_ids = pd.Series(pd.NA, index=chunk.frame.index, dtype="string")
+    owned = shard.owns(client_ids)
+    if owned.all():
+        return chunk, ts, 0
+    kept = chunk.frame[owned].reset_index(drop=True)
+    return (_WindowedChunk(chunk.source, chunk.path, kept, chunk.columns), ts[owned].reset_index(drop=True),
+            int((~owned).sum()))

@@ -26,6 +26,11 @@ Settings (Airflow Variable, else environment variable, else default):
 - `mpetl_on_failure` / MPETL_ON_FAILURE: `package.module:function` called with the task's context when a
   task fails (after retries), e.g. to page or post to chat; every failure also logs one line
   `mpetl task <id> failed (try n): <reason>`.
+- `mpetl_shards` / MPETL_SHARDS (default 1): with N > 1, each source's send is mapped over N shards
+  (dynamic task mapping, `send.expand(shard=["1/N", …])`): the mapped tasks run at once, on any
+  worker (Celery, Kubernetes), sharing nothing but the PostgreSQL ledger (`[ledger] url`, required);
+  each writes `<source>/send/shard-K-of-N/try-<n>`; `aggregate` then checks the shards' summaries add up to the night; reconcile runs once, after all.
+  Read when the DAG is parsed.
 - `mpetl_export_wait_minutes` / MPETL_EXPORT_WAIT_MINUTES: how long after the data interval ends to
   wait before reconciling (default 0 for `endpoint = "local"`, 240 otherwise).
 - `mpetl_retries` / MPETL_RETRIES (default 2) and `mpetl_retry_delay_minutes` / MPETL_RETRY_DELAY_MINUTES
@@ -64,7 +69,8 @@ from etl.errors import EXIT_BAD_INPUT, EXIT_OK, MpetlError, OutputError, ledger_
 DAG_ID = "mpetl_offline_conversions"
 SECRET_ID = "mpetl_api_secret"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "samples.toml"
-SUMMARY_COUNTS = ("run_id", "rows_in", "sent", "rejected", "duplicate", "deferred", "failed", "exit_code")
+SUMMARY_COUNTS = ("run_id", "shard", "rows_in", "sent", "rejected", "duplicate", "deferred", "expired", "rejected_at_send",
+                  "failed", "other_shard", "exit_code")
 
 
 def _setting(variable: str, env: str, default: str | None = None) -> str | None:
@@ -152,7 +158,7 @@ def _api_secret_in_env() -> Iterator[None]:
 
 def _ledger_path() -> str:
     try:
-        return str(_config().ledger_path)
+        return str(_config().ledger_location)
     except Exception:  # noqa: BLE001 - only for a message
         return "(the configured ledger)"
 
@@ -189,23 +195,30 @@ def _one_line_errors(step: str) -> Iterator[None]:
 
 
 def _run_source(source: str, mode: str, data_interval_start: datetime | None, data_interval_end: datetime | None,
-                params: dict[str, Any], try_number: int | None = None) -> dict[str, Any]:
+                params: dict[str, Any], try_number: int | None = None, shard: str | None = None) -> dict[str, Any]:
+    from etl.load import is_url
     from etl.pipeline import RunOptions, run_pipeline
+    from etl.shard import Shard
 
-    step = f"{'dry-run' if mode == 'dry-run' else 'send'} of source {source}"
+    step = f"{'dry-run' if mode == 'dry-run' else 'send'} of source {source}" + (f", shard {shard}" if shard else "")
     with _one_line_errors(step):
         config = _config()
         if source not in {s.name for s in config.sources}:
             raise AirflowFailException(f"source {source} is no longer in {config.file}; re-parse the DAG")
+        spec = Shard.parse(shard) if shard else None
+        if spec is not None and not is_url(config.ledger_location):
+            raise AirflowFailException(f"mpetl_shards > 1 needs a ledger all workers share: set [ledger] url "
+                                       f"(PostgreSQL) in {config.file}")
         window = Window(config, data_interval_start, data_interval_end, params)
-        out = window.out_dir(config, source, "validate" if mode == "dry-run" else "send", try_number=try_number)
+        parts = (source, "validate" if mode == "dry-run" else "send") + ((f"shard-{spec.index}-of-{spec.count}",) if spec else ())
+        out = window.out_dir(config, *parts, try_number=try_number)
         options = RunOptions(out_dir=out, mode=mode, now=window.now, since=window.since, until=window.until,
-                             only_sources=(source,))
+                             only_sources=(source,), shard=(spec.index, spec.count) if spec else None)
         print(f"{step}: events from {window.since.isoformat()} to {window.until.isoformat()} (now: "
               f"{window.now.isoformat() if window.now else 'wall clock'}), outputs in {out}")
         with _api_secret_in_env() if mode == "send" else contextlib.nullcontext():
             result = run_pipeline(config, options)
-    counts = {k: result.summary[k] for k in SUMMARY_COUNTS}
+    counts = {k: result.summary.get(k) for k in SUMMARY_COUNTS}
     if result.exit_code != EXIT_OK:
         errors = "; ".join(e["error"] for e in result.summary["source_errors"])
         detail = errors or f"{counts['failed']} events not delivered (a retry resends them); see {out}/summary.json"
@@ -232,12 +245,35 @@ def validate(source: str, data_interval_start=None, data_interval_end=None, para
 
 
 @task
-def send(source: str, data_interval_start=None, data_interval_end=None, params=None, ti=None) -> dict[str, Any]:
-    """Send the source's events of the interval; the ledger skips what an earlier try already sent.
+def send(source: str, shard: str | None = None, data_interval_start=None, data_interval_end=None, params=None,
+         ti=None) -> dict[str, Any]:
+    """Send the source's events of the interval (of one shard's clients when mapped over shards); the
+    ledger skips what an earlier try already sent.
 
     A task function of its own (not folded into validate) so it can be mapped (`.expand`) over shards.
     """
-    return _run_source(source, "send", data_interval_start, data_interval_end, params or {}, _try_number(ti))
+    return _run_source(source, "send", data_interval_start, data_interval_end, params or {}, _try_number(ti), shard)
+
+
+@task
+def aggregate(shard_counts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The source's night from its shards: every shard there once, each balanced, every row owned once."""
+    from etl.shard import AggregateError
+    from etl.shard import aggregate as fold
+
+    try:
+        # By index, up to its length: iterating the lazy XCom sequence probes one past the end (an error line).
+        night = fold([shard_counts[i] for i in range(len(shard_counts))])
+    except AggregateError as exc:
+        raise AirflowFailException(f"mpetl shards do not add up: {exc}") from None
+    print(f"{night['shards']} shards: rows_in {night['rows_in']}, sent {night['sent']}, failed {night['failed']}")
+    return {k: v for k, v in night.items() if k != "per_shard"}
+
+
+def _shard_count() -> int:
+    """`mpetl_shards` (default 1): how many mapped send tasks per source."""
+    text = (_setting("mpetl_shards", "MPETL_SHARDS", "1") or "1").strip()
+    return int(text) if text.isdigit() and int(text) >= 1 else 1
 
 
 @task.sensor(poke_interval=300, timeout=24 * 3600, mode="reschedule")
@@ -300,6 +336,7 @@ def _parse_time_config() -> tuple[Config | None, str | None]:
 
 _parsed, _parse_error = _parse_time_config()
 _zone = _parsed.property.timezone if _parsed else "UTC"
+_shards = _shard_count()
 
 
 @dag(
@@ -312,7 +349,8 @@ _zone = _parsed.property.timezone if _parsed else "UTC"
     start_date=datetime(2026, 1, 1, tzinfo=ZoneInfo(_zone)),
     catchup=False,
     max_active_runs=1,
-    max_active_tasks=1,
+    # One run at a time per ledger; with shards, a source's mapped sends run at once (PostgreSQL ledger).
+    max_active_tasks=max(1, _shards),
     default_args={
         "owner": _setting("mpetl_owner", "MPETL_OWNER", "data-engineering"),
         "on_failure_callback": _on_failure,
@@ -332,7 +370,13 @@ def mpetl_offline_conversions() -> None:
     groups = []
     for source in _parsed.sources:
         with TaskGroup(group_id=_group_id(source.name)) as group:
-            validate.override(task_id="validate")(source.name) >> send.override(task_id="send")(source.name)
+            validated = validate.override(task_id="validate")(source.name)
+            if _shards > 1:
+                sends = send.override(task_id="send").partial(source=source.name).expand(
+                    shard=[f"{k}/{_shards}" for k in range(1, _shards + 1)])
+                validated >> sends >> aggregate.override(task_id="aggregate")(sends)
+            else:
+                validated >> send.override(task_id="send")(source.name)
         groups.append(group)
     chain(checked, *groups, wait_for_export(), reconcile())
 

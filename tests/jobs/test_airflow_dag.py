@@ -20,7 +20,7 @@ import pytest
 from etl.collector import spawn_collector
 from etl.load import open_ledger
 from tests.reconcile.builders import export_row, write_store
-from tests.support import REPO, SAMPLES_NOW, files_containing, pinned_clock_env, samples_config
+from tests.support import REPO, SAMPLES_CONFIG, SAMPLES_NOW, files_containing, pinned_clock_env, samples_config
 
 pytestmark = pytest.mark.airflow
 
@@ -68,14 +68,14 @@ class AirflowSandbox:
         assert migrated.returncode == 0, migrated.stderr[-2000:]
         return self
 
-    def dags_test(self) -> subprocess.CompletedProcess:
+    def dags_test(self, timeout: float = 420) -> subprocess.CompletedProcess:
         """Parse the DAG into the metadata DB, then run one DAG run in-process (every task, in order)."""
         reserialized = self.airflow("dags", "reserialize")
         assert reserialized.returncode == 0, reserialized.stderr[-2000:]
         # The samples' night is simulated by the process clock (libfaketime), as the README says.
         # Each task costs Airflow ~10 s of start-up on a loaded 2-core machine; the bound is a hang guard, not a speed test.
         return self.airflow("dags", "test", DAG_ID, LOGICAL_DATE, "-c", orjson.dumps({"now": SAMPLES_NOW}).decode(),
-                            env=pinned_clock_env(self.env), timeout=420)
+                            env=pinned_clock_env(self.env), timeout=timeout)
 
     def task_states(self) -> tuple[str, dict[str, str]]:
         """The DAG run's state and each task's state."""
@@ -214,3 +214,41 @@ def test_a_run_that_does_not_reconcile_fails_the_reconcile_task(tmp_path):
     assert set(states.values()) == {"success"}
     assert "mpetl reconcile exited 3: Not reconciled" in logs
     assert SECRET not in logs and files_containing(tmp_path / "out", SECRET) == []
+
+
+def test_dags_test_maps_each_send_over_two_shards_on_a_postgresql_ledger(tmp_path, pg_url):
+    """`mpetl_shards = 2`: each source's send is a mapped task over shards 1/2 and 2/2 (sharing nothing but
+    the PostgreSQL ledger), `aggregate` checks they add up, reconcile runs once after all of them."""
+    import psycopg
+
+    two_sources = tomllib.loads(SAMPLES_CONFIG.read_text())["sources"][:2]  # 2 groups of 4 tasks keep it short
+    box = AirflowSandbox(tmp_path, ledger={"url": pg_url}, sources=two_sources)
+    box.env["AIRFLOW_VAR_MPETL_SHARDS"] = "2"
+    run = box.migrate().dags_test(timeout=600)
+    logs = run.stdout + run.stderr
+    assert run.returncode == 0, logs[-3000:]
+    runs = box.airflow_json("dags", "list-runs", DAG_ID)
+    instances = box.airflow_json("tasks", "states-for-dag-run", DAG_ID, runs[0]["run_id"])
+    assert runs[0]["state"] == "success" and {i["state"] for i in instances} == {"success"}
+    for source in box.sources:
+        mapped = sorted(str(i.get("map_index")) for i in instances if i["task_id"] == f"{source}.send")
+        assert mapped == ["0", "1"], instances
+    assert sum(i["task_id"] == "reconcile" for i in instances) == 1
+
+    day = box.out / "airflow" / LAST_DAY
+    sent = 0
+    for source in box.sources:
+        dry = orjson.loads((day / source / "validate" / "try-1" / "summary.json").read_bytes())
+        shards = [orjson.loads((day / source / "send" / f"shard-{k}-of-2" / "try-1" / "summary.json").read_bytes())
+                  for k in (1, 2)]
+        assert [s["shard"] for s in shards] == ["1/2", "2/2"]
+        assert sum(s["sent"] for s in shards) == dry["sent"] and all(s["failed"] == 0 for s in shards)
+        assert all(s["rows_in"] == dry["rows_in"] for s in shards)
+        sent += dry["sent"]
+    assert sent > 0
+    with psycopg.connect(pg_url) as con:
+        states = dict(con.execute("SELECT state, count(*) FROM mpetl_events GROUP BY state").fetchall())
+    assert states.get("sent") == sent
+    report = orjson.loads((day / "reconcile" / "try-1" / "reconciliation.json").read_bytes())
+    assert report["verdict"] == "reconciled" and report["totals"]["sent"] == sent
+    assert SECRET not in logs

@@ -34,9 +34,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def ledger_location(tmp_path) -> str:
-    """Where the ledger lives; a PostgreSQL URL when the suite runs on that backend."""
-    return str(tmp_path / "l.sqlite")
+def ledger_location(ledger_url) -> str:
+    """Where the ledger lives: each test runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return ledger_url
 
 
 @pytest.fixture

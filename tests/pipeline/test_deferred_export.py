@@ -8,9 +8,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from etl.config import load_config
 from etl.pipeline import RunOptions, run_pipeline
 from tests.support import samples_config
+
+# Runs once per ledger backend: SQLite, then PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("ledger_backend")
 
 SECRET = "deferred-export-secret-0c1d"
 WEEK_LATER = dt.datetime(2026, 11, 28, 6, 0, tzinfo=dt.UTC)  # every sample row is too old by then

@@ -13,7 +13,10 @@ import pytest
 
 from etl.collector import read_store, spawn_collector
 from etl.load import open_ledger
-from tests.support import SAMPLES_NOW, files_containing, pinned_clock_env, samples_config
+from tests.support import SAMPLES_NOW, files_containing, ledger_location, pinned_clock_env, samples_config
+
+# The whole module runs once per ledger backend: SQLite, then PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("ledger_backend")
 
 SECRET = "SENTINEL-SECRET-e2e-41c9"
 MID = "G-K7QW2ZP9LM"
@@ -146,7 +149,7 @@ def test_reconcile_names_exactly_the_transactions_the_endpoint_dropped(tmp_path)
         run = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
         assert run.returncode == 0  # GA answers 2xx to what it drops: the sender cannot know
         assert server.stats()["dropped"]["injected_drop"] > 0
-    with open_ledger(tmp_path / "state" / "ledger.sqlite", read_only=True) as ledger:
+    with open_ledger(ledger_location(tmp_path), read_only=True) as ledger:
         ledger_sent = ledger.for_reconcile(run_id=summary(tmp_path / "out")["run_id"])
     sent = set(zip(ledger_sent["event_name"], ledger_sent["transaction_id"], strict=True))
     dates = {(n, t): d for n, t, d in zip(ledger_sent["event_name"], ledger_sent["transaction_id"],

@@ -22,7 +22,7 @@ import orjson
 
 from etl.errors import MpetlError
 from etl.load import open_ledger
-from tests.support import REPO, SAMPLES_NOW, pinned_clock_env, samples_config
+from tests.support import REPO, SAMPLES_NOW, ledger_location, pinned_clock_env, samples_config
 
 MPETL = [sys.executable, "-m", "etl.cli"] if not (REPO / ".venv" / "bin" / "mpetl").exists() else [str(REPO / ".venv" / "bin" / "mpetl")]
 MEASUREMENT_ID = "G-K7QW2ZP9LM"  # the samples config's property
@@ -109,14 +109,20 @@ def start(*args: str, secret: str = SECRET) -> subprocess.Popen[bytes]:
     return subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env(secret), cwd=REPO)
 
 
-def ledger_path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "ledger.sqlite"
+def ledger_path(tmp_path: Path) -> Path | str:
+    """The ledger of the config written for tmp_path: a SQLite file, or a PostgreSQL URL (ledger_backend)."""
+    return ledger_location(tmp_path)
 
 
-def ledger_counts(path: Path) -> dict[str, int]:
+def ledger_exists(path: Path | str) -> bool:
+    """The SQLite file exists, or the ledger is a PostgreSQL URL (its database exists already)."""
+    return not isinstance(path, Path) or path.exists()
+
+
+def ledger_counts(path: Path | str) -> dict[str, int]:
     """Events per state and `runs`, read through the ledger's interface while another process writes
     it ({} until the ledger exists)."""
-    if not path.exists():
+    if not ledger_exists(path):
         return {}
     try:
         with open_ledger(path, read_only=True) as ledger:
@@ -125,8 +131,8 @@ def ledger_counts(path: Path) -> dict[str, int]:
         return {}
 
 
-def in_flight_events(path: Path) -> set[EventId]:
-    if not path.exists():
+def in_flight_events(path: Path | str) -> set[EventId]:
+    if not ledger_exists(path):
         return set()
     with open_ledger(path, read_only=True) as ledger:
         rows = ledger.inspect()

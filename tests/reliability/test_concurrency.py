@@ -8,6 +8,8 @@ import sqlite3
 import subprocess
 import time
 
+import pytest
+
 from tests.reliability.harness import (
     assert_no_traceback,
     cli,
@@ -22,6 +24,7 @@ from tests.reliability.harness import (
 )
 
 
+@pytest.mark.usefixtures("ledger_backend")
 def test_second_run_on_a_held_ledger_exits_5_and_sends_nothing(tmp_path, collector):
     server = collector(latency_ms=150)
     tids = write_orders(tmp_path / "orders.csv", prefix="C", clients=24, per_client=2)
@@ -50,6 +53,7 @@ def test_second_run_on_a_held_ledger_exits_5_and_sends_nothing(tmp_path, collect
     assert stored_events(server.data_dir) == {("purchase", tid): 1 for tid in tids}
 
 
+@pytest.mark.usefixtures("ledger_backend")
 def test_two_runs_started_together_never_double_send(tmp_path, collector):
     server = collector(latency_ms=100)
     for attempt in range(3):

@@ -38,6 +38,7 @@ from tests.reliability.harness import (
     in_flight_events,
     integrity,
     ledger_counts,
+    ledger_exists,
     ledger_path,
     ledger_rows,
     requested_events,
@@ -46,6 +47,9 @@ from tests.reliability.harness import (
     stored_events,
     write_orders,
 )
+
+# The whole module runs once per ledger backend: SQLite, then PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("ledger_backend")
 
 TRIALS = 24
 SEED = 8_2026
@@ -121,7 +125,7 @@ def test_kill_minus_nine_then_rerun_loses_nothing(tmp_path, collector, record_pr
             figures["kills"] += 1
             phases[_phase(ledger, len(tids))] += 1
 
-        if ledger.exists():
+        if ledger_exists(ledger):
             assert integrity(ledger) == "ok", f"trial {trial} ({mode}): ledger corrupt after kill -9"
         at_kill = in_flight_events(ledger)
 

@@ -7,6 +7,7 @@ its own input still holds those rows, and a later rerun of the same input sends 
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from tests.reliability.harness import (
     SECRET,
@@ -21,6 +22,9 @@ from tests.reliability.harness import (
     stored_events,
     write_orders,
 )
+
+# The whole module runs once per ledger backend: SQLite, then PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("ledger_backend")
 
 
 def test_endpoint_down_exits_4_then_next_run_delivers_everything_once(tmp_path, collector, closed_port):

@@ -23,6 +23,9 @@ from tests.reliability.harness import (
 )
 from tests.support import samples_config
 
+# The whole module runs once per ledger backend: SQLite, then PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("ledger_backend")
+
 FAULTS = {"fail_rate": 0.20, "throttle_rate": 0.10, "reset_rate": 0.05, "latency_ms": 0, "latency_jitter_ms": 2000}
 
 

@@ -22,6 +22,10 @@ from etl.errors import EXIT_OK, EXIT_SEND_FAILURES
 from etl.load import open_ledger
 from etl.pipeline import RunOptions, run_pipeline
 from tests.reliability.harness import MEASUREMENT_ID, SECRET, config_for, generic_source, stored_events, write_orders
+from tests.support import ledger_location
+
+# The whole module runs once per ledger backend: SQLite, then PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("ledger_backend")
 
 HOUR = 3_600_000_000
 NIGHT_1 = dt.datetime(2026, 11, 21, 6, 0, tzinfo=dt.UTC)
@@ -107,7 +111,7 @@ def test_four_nights_down_then_up_every_row_sent_or_deferred_once_none_stale(tmp
     assert sent | set(deferred_all) == set(all_tids), "a row vanished"
     # None sent stale: every stored event was inside the window when night 4 sent it.
     assert min(times.values()) >= micros(nights[3]) - WINDOW_US
-    with open_ledger(tmp_path / "state" / "ledger.sqlite", read_only=True) as ledger:
+    with open_ledger(ledger_location(tmp_path), read_only=True) as ledger:
         states = Counter(ledger.inspect()["status"])
     assert states == {"sent": len(sent), "deferred": len(deferred_all)}
 

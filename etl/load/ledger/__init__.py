@@ -26,15 +26,24 @@ from etl.load.ledger.sqlite import SqliteLedger
 
 
 def open_ledger(location: Path | str, *, lock: bool = False, clock: Callable[[], int] = wall_micros,
-                read_only: bool = False, scratch: bool = False) -> Ledger:
+                read_only: bool = False, scratch: bool = False, shard: tuple[int, int] | None = None) -> Ledger:
     """The ledger at a path (SQLite) or a `postgresql://` URL; `read_only` for reconciliation, `scratch` for a
-    throwaway copy (dry-run, validate) that need not survive a power loss."""
-    text = str(location)
-    if text.startswith(("postgresql://", "postgres://")):
-        from etl.load.ledger.postgres import PostgresLedger  # type: ignore[import-not-found]
+    throwaway copy (dry-run, validate) that need not survive a power loss.
 
-        return PostgresLedger(text, lock=lock, clock=clock, read_only=read_only)
+    PostgreSQL: `shard` (K, N) scopes the run lock to that shard (shards run at once), and `scratch`
+    gives this session private copies of the tables.
+    """
+    text = str(location)
+    if is_url(text):
+        from etl.load.ledger.postgres import PostgresLedger
+
+        return PostgresLedger(text, lock=lock, clock=clock, read_only=read_only, shard=shard, scratch=scratch)
     return SqliteLedger(Path(location), lock=lock, clock=clock, read_only=read_only, scratch=scratch)
+
+
+def is_url(location: Path | str) -> bool:
+    """A PostgreSQL URL (the shared ledger), as opposed to a SQLite file path."""
+    return str(location).startswith(("postgresql://", "postgres://"))
 
 
 __all__ = [
@@ -49,5 +58,6 @@ __all__ = [
     "State",
     "consent_code",
     "consent_json",
+    "is_url",
     "open_ledger",
 ]

@@ -1,0 +1,578 @@
+"""The ledger on PostgreSQL: many workers (shards, machines) share one ledger, none sends an event twice.
+
+Why PostgreSQL: N shard workers on N machines need one durable state with row locks. The states and
+guarantees are those of `Ledger` (base.py); what changes is how concurrent workers stay apart:
+
+* **Claims.** A worker takes its pending events page by page with
+  `SELECT … FOR UPDATE SKIP LOCKED` and stamps them `claimed_by = <its worker id>` in the same
+  statement, so two workers never hold the same event; `mark_in_flight` only moves events the worker
+  itself claimed, and refuses otherwise. An event that fails stays claimed by its worker until that
+  worker ends, so one run never retries it twice (later runs do).
+* **Leases are sessions.** Each worker holds a session-level advisory lock on its worker id for as
+  long as its connection lives. A killed worker's connection closes and the server releases the lock;
+  `recover_in_flight` treats the claims of workers whose lock is free as abandoned: their `in_flight`
+  events become `failed` + `possible_duplicate` (they may have arrived), other claims are cleared.
+  Live workers' claims are never touched.
+* **Run lock per shard.** `lock()` takes `pg_try_advisory_lock` on the shard (`K/N`): a second run
+  of the same shard is refused (exit 5); other shards run at once.
+* **Bulk writes.** A chunk is planned with one COPY into a temporary table and two set-based
+  statements (take over / insert … ON CONFLICT DO NOTHING), all in one transaction; marks are one
+  statement over arrays (`unnest`), one transaction per group.
+
+Tables are prefixed `mpetl_` so the ledger can live in an existing database/schema.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from etl.clock import wall_micros
+from etl.errors import ConfigError, LedgerError, LedgerLockedError
+from etl.load.ledger.base import (
+    DEFER_EXPIRED,
+    DEFER_TOO_OLD,
+    FLAG_HAS_SESSION,
+    FLAG_POSSIBLE_DUPLICATE,
+    FLAG_RESENT,
+    DeferredEvent,
+    Ledger,
+    PendingEvent,
+    RunOutcome,
+    consent_code,
+)
+from etl.load.ledger.sqlite import _bucket, _params_of
+from etl.shard import Shard, client_hash, client_hashes
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS mpetl_events (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_key TEXT NOT NULL UNIQUE,
+    property TEXT,
+    source TEXT NOT NULL,
+    source_row BIGINT,
+    event_name TEXT NOT NULL,
+    transaction_id TEXT,
+    client_id TEXT NOT NULL,
+    client_hash BIGINT NOT NULL,
+    user_id TEXT,
+    consent SMALLINT NOT NULL DEFAULT 0,
+    timestamp_micros BIGINT NOT NULL,
+    event_date INTEGER NOT NULL,
+    params BYTEA NOT NULL,
+    state TEXT NOT NULL,
+    flags INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    run_id TEXT NOT NULL,
+    created_run_id TEXT NOT NULL,
+    prev_run_id TEXT,
+    fate_run_id TEXT,
+    fate_us BIGINT,
+    exported_run_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    claimed_by BIGINT
+) WITH (fillfactor = 80);  -- room on each page for HOT updates (claims)
+-- Few indexes on purpose: every state change rewrites each index of the row (it cannot be a HOT
+-- update), and an event changes state three or four times. Per-run and per-date reads (outcome,
+-- reconcile, recovery) run once per run and may scan.
+CREATE INDEX IF NOT EXISTS mpetl_events_pending ON mpetl_events (client_id, user_id, consent, timestamp_micros, id)
+    WHERE state IN ('planned', 'failed');
+CREATE INDEX IF NOT EXISTS mpetl_events_run ON mpetl_events (run_id);
+CREATE INDEX IF NOT EXISTS mpetl_events_to_export ON mpetl_events (event_date) WHERE state = 'deferred' AND exported_run_id IS NULL;
+CREATE TABLE IF NOT EXISTS mpetl_runs (
+    run_id TEXT PRIMARY KEY,
+    mode TEXT NOT NULL,
+    shard TEXT,
+    worker BIGINT,
+    started_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    finished_at TIMESTAMPTZ,
+    summary_json TEXT
+);
+CREATE TABLE IF NOT EXISTS mpetl_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# Advisory lock keys (signed 64-bit): hashes of names for the schema and the shards; worker ids are random.
+_SCHEMA_LOCK = client_hash("mpetl:schema") >> 1
+_PLAN_COLUMNS = ("idx", "event_key", "source", "source_row", "event_name", "transaction_id", "client_id",
+                 "client_hash", "user_id", "consent", "timestamp_micros", "event_date", "params", "flags", "too_old")
+_RETRIES = 5
+
+
+def _shard_lock_key(shard: Shard) -> int:
+    return client_hash(f"mpetl:shard:{shard}") >> 1
+
+
+class PostgresLedger(Ledger):
+    """The ledger in a PostgreSQL database (`[ledger] url = "postgresql://user@host:port/db"`)."""
+
+    def __init__(self, url: str, *, lock: bool = False, clock: Callable[[], int] = wall_micros,
+                 shard: Shard | tuple[int, int] | None = None, read_only: bool = False, scratch: bool = False,
+                 page: int = 5000) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self.url = url
+        self.clock = clock
+        self.shard = Shard(*shard) if isinstance(shard, tuple) else shard or Shard()
+        self._property: str | None = None
+        self._read_only = read_only
+        self.worker = secrets.randbits(62) + 1
+        self._page = page
+        self._locked = False
+        self._pending_filter: Shard | None = None
+        try:
+            self.db = psycopg.connect(url, autocommit=True, application_name=f"mpetl shard {self.shard}")
+        except psycopg.OperationalError as exc:
+            raise LedgerError(f"cannot reach the PostgreSQL ledger at {_redact(url)}: {str(exc).strip().splitlines()[0]}") from None
+        # The worker's lease: held as long as this session lives, released by the server when it dies.
+        self.db.execute("SELECT pg_advisory_lock(%s)", (self.worker,))
+        if lock:
+            self.lock()
+        self._create_schema()
+        if scratch:
+            self._shadow_tables()
+        if read_only:  # reconciliation: the server refuses any write from this session
+            self.db.execute("SET default_transaction_read_only = on")
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _create_schema(self) -> None:
+        if self.db.execute("SELECT to_regclass('mpetl_meta') IS NOT NULL").fetchone()[0]:
+            return  # created (mpetl_meta is the last table the script creates)
+        with self.db.transaction():
+            # Concurrent CREATE … IF NOT EXISTS can still collide in the catalogue: serialise it.
+            self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            self.db.execute(SCHEMA)
+
+    def _shadow_tables(self) -> None:
+        """Dry-run and validate must not change the shared ledger: this session gets temporary copies.
+
+        PostgreSQL searches a session's temporary schema before any other, so the copies shadow the
+        real tables for this session only (PostgreSQL's counterpart of SQLite's `VACUUM INTO` copy);
+        they vanish with the session. No run lock is needed on a copy.
+        """
+        with self.db.transaction():
+            for table in ("mpetl_events", "mpetl_runs", "mpetl_meta"):
+                real = self.db.execute(  # schema-qualified: once the copy exists, the bare name means the copy
+                    "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)", (table,)).fetchone()[0]
+                self.db.execute(f"CREATE TEMP TABLE {table} (LIKE {real} INCLUDING ALL)")
+                overriding = " OVERRIDING SYSTEM VALUE" if table == "mpetl_events" else ""
+                self.db.execute(f"INSERT INTO pg_temp.{table}{overriding} SELECT * FROM {real}")
+            self.db.execute("SELECT setval(pg_get_serial_sequence('pg_temp.mpetl_events', 'id'), "
+                            "GREATEST(1, (SELECT max(id) FROM pg_temp.mpetl_events)))")
+
+    def _retrying(self, work, *, transaction: bool = True):
+        """Run `work()` (in a transaction unless it is one statement), again if two workers deadlocked
+        on shared keys (rare: only keys that two shards both hold)."""
+        errors = self._psycopg.errors
+        for attempt in range(_RETRIES):
+            try:
+                if not transaction:  # one statement in autocommit is its own transaction: one round trip
+                    return work()
+                with self.db.transaction():
+                    return work()
+            except (errors.DeadlockDetected, errors.SerializationFailure):
+                if attempt == _RETRIES - 1:
+                    raise
+
+    # -- run lifecycle ---------------------------------------------------------------------------
+    def lock(self) -> None:
+        """One run per shard: a second run of the same shard is refused at once (exit 5)."""
+        if self._locked:
+            return
+        got = self.db.execute("SELECT pg_try_advisory_lock(%s)", (_shard_lock_key(self.shard),)).fetchone()[0]
+        if not got:
+            raise LedgerLockedError(f"another run holds the ledger {_redact(self.url)} (shard {self.shard}); "
+                                    "refusing to start (nothing sent)")
+        self._locked = True
+
+    def close(self) -> None:
+        if self.db.closed:
+            return
+        with suppress(Exception):
+            # Failed events this worker claimed become claimable by later runs.
+            self.db.execute("UPDATE mpetl_events SET claimed_by = NULL WHERE claimed_by = %s AND state <> 'in_flight'",
+                            (self.worker,))
+        with suppress(Exception):
+            self.db.close()  # ends the session: the advisory locks go with it
+
+    def bind_property(self, measurement_id: str, endpoint: str) -> None:
+        """The property is the measurement id (the endpoint may move, e.g. a region); refuse another's events."""
+        self._property = measurement_id
+        if not self._read_only:
+            self.db.execute("INSERT INTO mpetl_meta(key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET "
+                            "value = excluded.value", (f"endpoint:{measurement_id}", endpoint))
+        other = self.db.execute(
+            "SELECT property, count(*) FROM mpetl_events WHERE state IN ('planned', 'failed', 'in_flight') "
+            "AND property <> %s GROUP BY property LIMIT 1", (measurement_id,)).fetchone()
+        if other:
+            raise ConfigError(_redact(self.url), "ledger.url",
+                              f"holds {other[1]} pending events planned for {other[0]}; this config sends to "
+                              f"{measurement_id}. Refusing to send them to another property: give each property "
+                              "its own ledger")
+
+    def begin_run(self, run_id: str, mode: str, shard: str | None = None) -> None:
+        self.db.execute("INSERT INTO mpetl_runs(run_id, mode, shard, worker) VALUES (%s, %s, %s, %s) "
+                        "ON CONFLICT (run_id) DO NOTHING", (run_id, mode, shard or str(self.shard), self.worker))
+
+    def finish_run(self, run_id: str, summary_json: str) -> None:
+        self.db.execute("UPDATE mpetl_runs SET finished_at = clock_timestamp(), summary_json = %s WHERE run_id = %s",
+                        (summary_json, run_id))
+
+    def recover_in_flight(self) -> int:
+        """In-flight events whose worker is gone may have arrived: failed + possible_duplicate, sent again.
+
+        Gone: a worker whose lease lock is free (its session ended), or this worker itself (a run
+        recovers before it sends, so its own in-flight rows can only be leftovers). Claims of dead
+        workers are released; a live worker's claims and in-flight events are never touched.
+        """
+        recovered = 0
+        workers = [w for (w,) in self.db.execute(
+            "SELECT DISTINCT claimed_by FROM mpetl_events WHERE claimed_by IS NOT NULL")]
+        for worker in workers:
+            mine = worker == self.worker
+            if not mine and not self.db.execute("SELECT pg_try_advisory_lock(%s)", (worker,)).fetchone()[0]:
+                continue  # alive: its claims are its own
+            try:
+                with self.db.transaction():
+                    cur = self.db.execute(
+                        "UPDATE mpetl_events SET state = 'failed', reason = 'crashed_in_flight', flags = flags | %s, "
+                        "claimed_by = NULL WHERE claimed_by = %s AND state = 'in_flight'",
+                        (FLAG_POSSIBLE_DUPLICATE, worker))
+                    recovered += cur.rowcount
+                    self.db.execute("UPDATE mpetl_events SET claimed_by = NULL WHERE claimed_by = %s", (worker,))
+            finally:
+                if not mine:
+                    self.db.execute("SELECT pg_advisory_unlock(%s)", (worker,))
+        # In-flight rows without a claimer (written by a tool that does not claim) are recovered too.
+        cur = self.db.execute(
+            "UPDATE mpetl_events SET state = 'failed', reason = 'crashed_in_flight', flags = flags | %s "
+            "WHERE state = 'in_flight' AND claimed_by IS NULL", (FLAG_POSSIBLE_DUPLICATE,))
+        return recovered + cur.rowcount
+
+    # -- planning --------------------------------------------------------------------------------
+    def plan(self, events: pd.DataFrame, run_id: str, *, oldest_sendable_micros: int) -> pd.Series:
+        """As `Ledger.plan`, set-based: COPY the chunk into a temp table, take over, insert the rest.
+
+        Keys another worker inserts at the same moment lose the race quietly (ON CONFLICT DO NOTHING)
+        and count as duplicates here: exactly one run owns each key.
+        """
+        buckets = pd.Series("duplicate", index=events.index, dtype=object)
+        if events.empty:
+            return buckets
+        if self._property is None:
+            raise LedgerError("bind_property() must be called before plan()")
+        first = ~events["event_key"].astype(str).duplicated(keep="first").to_numpy()
+        positions = np.flatnonzero(first)
+        candidates = events.iloc[positions]
+        rows = self._plan_rows(candidates, positions, oldest_sendable_micros)
+        fate_us = self.clock()
+
+        def work() -> dict[int, str]:
+            self.db.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS mpetl_plan_chunk (idx BIGINT, event_key TEXT, source TEXT, "
+                "source_row BIGINT, event_name TEXT, transaction_id TEXT, client_id TEXT, client_hash BIGINT, "
+                "user_id TEXT, consent SMALLINT, timestamp_micros BIGINT, event_date INTEGER, params BYTEA, "
+                "flags INTEGER, too_old BOOLEAN) ON COMMIT DELETE ROWS")
+            with self.db.cursor() as cur:
+                with cur.copy(f"COPY mpetl_plan_chunk ({', '.join(_PLAN_COLUMNS)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                # Keys an earlier run left pending: this run takes them over (state and flags kept).
+                cur.execute(
+                    "UPDATE mpetl_events e SET prev_run_id = e.run_id, run_id = %(run)s "
+                    "FROM mpetl_plan_chunk c WHERE e.event_key = c.event_key "
+                    "AND e.state IN ('planned', 'failed', 'in_flight') AND e.run_id <> %(run)s RETURNING c.idx",
+                    {"run": run_id})
+                verdict = {int(idx): "planned" for (idx,) in cur.fetchall()}
+                cur.execute(
+                    "INSERT INTO mpetl_events (event_key, property, source, source_row, event_name, transaction_id, "
+                    "client_id, client_hash, user_id, consent, timestamp_micros, event_date, params, state, flags, "
+                    "reason, run_id, created_run_id, fate_run_id, fate_us) "
+                    "SELECT event_key, %(prop)s, source, source_row, event_name, transaction_id, client_id, client_hash, "
+                    "user_id, consent, timestamp_micros, event_date, params, "
+                    "CASE WHEN too_old THEN 'deferred' ELSE 'planned' END, flags, "
+                    "CASE WHEN too_old THEN %(too_old)s END, %(run)s, %(run)s, CASE WHEN too_old THEN %(run)s END, "
+                    "CASE WHEN too_old THEN %(now)s::bigint END "
+                    "FROM mpetl_plan_chunk ORDER BY idx ON CONFLICT (event_key) DO NOTHING RETURNING event_key, state",
+                    {"run": run_id, "prop": self._property, "too_old": DEFER_TOO_OLD, "now": fate_us})
+                inserted = dict(cur.fetchall())
+            for pos, key in zip(positions, candidates["event_key"].astype(str), strict=True):
+                if key in inserted:
+                    verdict[int(pos)] = inserted[key]
+            return verdict
+
+        verdict = self._retrying(work)
+        values = buckets.to_numpy(copy=True)
+        for pos, bucket in verdict.items():
+            values[pos] = bucket
+        return pd.Series(values, index=events.index, dtype=object)
+
+    def _plan_rows(self, events: pd.DataFrame, positions: np.ndarray, oldest_micros: int) -> list[tuple]:
+        keys = events["event_key"].astype(str)
+        parts = keys.str.split("|", n=2, expand=True)
+        hashes = _stored_hash(client_hashes(events["client_id"]))
+        ts = events["timestamp_micros"].astype("int64").to_numpy()
+        too_old = ts < oldest_micros
+        flags = np.where(events["has_session"].to_numpy(dtype=bool), FLAG_HAS_SESSION, 0)
+        consent = events["consent_json"].astype("object").map(
+            lambda v, cache={}: cache.setdefault(v, consent_code(None if v is pd.NA else v)))
+        user = events["user_id"].astype("object").where(events["user_id"].notna(), None)
+        tid = parts[2].where(~parts[2].str.startswith("row:"), None)
+        return list(zip(
+            positions.tolist(), keys.tolist(), parts[0].tolist(), events["row"].astype("int64").tolist(),
+            parts[1].tolist(), tid.tolist(), events["client_id"].astype(str).tolist(), hashes.tolist(), user.tolist(),
+            consent.tolist(), ts.tolist(), pd.to_numeric(events["event_date"]).astype("int64").tolist(),
+            _params_of(events["event_json"]), flags.tolist(), too_old.tolist(), strict=True))
+
+    def withdraw(self, run_id: str, source: str) -> int:
+        def work() -> int:
+            deleted = self.db.execute(
+                "DELETE FROM mpetl_events WHERE run_id = %s AND source = %s AND created_run_id = %s", (run_id, source, run_id))
+            self.db.execute("UPDATE mpetl_events SET run_id = prev_run_id, prev_run_id = NULL WHERE run_id = %s "
+                            "AND source = %s AND prev_run_id IS NOT NULL", (run_id, source))
+            return deleted.rowcount
+
+        return self._retrying(work)
+
+    # -- sending ---------------------------------------------------------------------------------
+    def snapshot_pending(self, *, shard: tuple[int, int] | None = None) -> int:
+        """How many pending events of this shard no live worker holds; `iter_pending` claims them.
+
+        A new pass: what this worker claimed in an earlier pass and did not deliver is offered again.
+        """
+        self._pending_filter = Shard(*shard) if shard else self.shard
+        self.db.execute("UPDATE mpetl_events SET claimed_by = NULL WHERE claimed_by = %s AND state IN ('planned', 'failed')",
+                        (self.worker,))
+        return self.db.execute(
+            "SELECT count(*) FROM mpetl_events WHERE state IN ('planned', 'failed') AND claimed_by IS NULL "
+            f"AND property = %s AND {_shard_sql(self._pending_filter)}", (self._property,)).fetchone()[0]
+
+    def iter_pending(self, page: int = 5000) -> Iterator[PendingEvent]:
+        """Claim the next page (SKIP LOCKED: rows another worker is claiming are passed over) and yield it.
+
+        Claimed rows carry this worker's id, so the next page never returns them: an event that fails
+        stays claimed until this worker closes, and is not retried twice by one run.
+        """
+        shard = self._pending_filter or self.shard
+        size = min(page, self._page)
+        while True:
+            rows = self.db.execute(
+                "WITH c AS (SELECT id FROM mpetl_events WHERE state IN ('planned', 'failed') AND claimed_by IS NULL "
+                f"AND property = %s AND {_shard_sql(shard)} ORDER BY client_id, user_id, consent, timestamp_micros, id "
+                "LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "UPDATE mpetl_events e SET claimed_by = %s FROM c WHERE e.id = c.id RETURNING e.id, e.event_key, "
+                "e.client_id, e.user_id, e.consent, e.event_name, e.timestamp_micros, e.params, e.source_row",
+                (self._property, size, self.worker)).fetchall()
+            if not rows:
+                return
+            rows.sort(key=lambda r: (r[2], r[3] is not None, r[3] or "", r[4], r[6], r[0]))
+            for r in rows:
+                yield PendingEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bytes(r[7]), r[8])
+            if len(rows) < size:
+                return
+
+    def mark_in_flight(self, ids: Sequence[int]) -> None:
+        if not len(ids):
+            return
+        cur = self.db.execute(
+            "UPDATE mpetl_events SET state = 'in_flight' WHERE id = ANY(%s) AND claimed_by = %s "
+            "AND state IN ('planned', 'failed')", (list(ids), self.worker))
+        if cur.rowcount != len(ids):
+            raise LedgerError(f"{len(ids) - cur.rowcount} of {len(ids)} events are not claimed by this worker; "
+                              "refusing to send them")
+
+    def _mark(self, sql: str, params: dict[str, Any]) -> None:
+        if not len(params["ids"]):
+            return
+        self._retrying(lambda: self.db.execute(sql, params), transaction=False)
+
+    def _mark_each(self, state: str, ids: Sequence[int], run_id: str, attempts: Sequence[int],
+                   maybe_delivered: Sequence[bool], reason: str | None, release: bool) -> None:
+        self._mark(
+            f"UPDATE mpetl_events e SET state = '{state}', reason = %(reason)s, fate_run_id = %(run)s, fate_us = %(now)s, "
+            "attempts = e.attempts + u.attempts, flags = e.flags | CASE WHEN u.maybe THEN %(dup)s ELSE 0 END"
+            + (", claimed_by = NULL" if release else "")
+            + " FROM unnest(%(ids)s::bigint[], %(att)s::int[], %(maybe)s::bool[]) AS u(id, attempts, maybe) "
+            "WHERE e.id = u.id",
+            {"run": run_id, "now": self.clock(), "ids": [int(i) for i in ids], "att": [int(a) for a in attempts],
+             "maybe": [bool(m) for m in maybe_delivered], "reason": reason, "dup": FLAG_POSSIBLE_DUPLICATE})
+
+    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool]) -> None:
+        self._mark_each("sent", ids, run_id, attempts, maybe_delivered, None, release=True)
+
+    def mark_failed(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
+                    reason: str | None = None) -> None:
+        # Still claimed by this worker: this run does not try it again; later runs do (claims end with it).
+        self._mark_each("failed", ids, run_id, attempts, maybe_delivered, reason, release=False)
+
+    def mark_rejected(self, ids: Sequence[int], run_id: str, reason: str) -> None:
+        self._mark("UPDATE mpetl_events SET state = 'rejected', reason = %(reason)s, fate_run_id = %(run)s, "
+                   "fate_us = %(now)s, claimed_by = NULL WHERE id = ANY(%(ids)s)",
+                   {"ids": [int(i) for i in ids], "reason": reason, "run": run_id, "now": self.clock()})
+
+    def mark_expired(self, ids: Sequence[int], run_id: str) -> None:
+        self._mark("UPDATE mpetl_events SET state = 'deferred', reason = %(reason)s, fate_run_id = %(run)s, "
+                   "fate_us = %(now)s, claimed_by = NULL WHERE id = ANY(%(ids)s)",
+                   {"ids": [int(i) for i in ids], "reason": DEFER_EXPIRED, "run": run_id, "now": self.clock()})
+
+    def refused(self, run_id: str) -> list[tuple[str, int | None, str]]:
+        return [tuple(r) for r in self.db.execute(
+            "SELECT source, source_row, reason FROM mpetl_events WHERE fate_run_id = %s AND state = 'rejected' ORDER BY id",
+            (run_id,))]
+
+    # -- deferred output -------------------------------------------------------------------------
+    def deferred_events(self, *, run_id: str | None = None, unexported: bool = False,
+                        since_date: str | None = None) -> Iterator[DeferredEvent]:
+        where, args = ["state = 'deferred'"], []
+        if self._property is not None:
+            where.append("property = %s")
+            args.append(self._property)
+        if run_id is not None:
+            where.append("fate_run_id = %s")
+            args.append(run_id)
+        if unexported:
+            where.append("exported_run_id IS NULL")
+        if since_date is not None:
+            where.append("event_date >= %s")
+            args.append(int(since_date))
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT id, event_key, source, source_row, client_id, user_id, event_name, timestamp_micros, event_date, "
+                f"params, reason, fate_run_id FROM mpetl_events WHERE {' AND '.join(where)} AND id > %s "
+                "ORDER BY id LIMIT %s", (*args, last, self._page)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            for r in rows:
+                yield DeferredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], str(r[8]), bytes(r[9]), r[10], r[11])
+
+    def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
+        self._mark("UPDATE mpetl_events SET exported_run_id = %(run)s WHERE id = ANY(%(ids)s)",
+                   {"ids": [int(i) for i in ids], "run": run_id})
+
+    # -- reconciliation and resend -----------------------------------------------------------------
+    def requeue_for_resend(self, keys: Sequence[str], run_id: str) -> int:
+        if not keys:
+            return 0
+        return self._retrying(lambda: self.db.execute(
+            "UPDATE mpetl_events SET state = 'planned', flags = flags | %s, claimed_by = NULL "
+            "WHERE event_key = ANY(%s) AND state = 'sent'", (FLAG_RESENT, list(keys))).rowcount, transaction=False)
+
+    def for_reconcile(self, *, run_id: str | None = None, since: str | None = None,
+                      until: str | None = None) -> pd.DataFrame:
+        if run_id is None and since is None and until is None:
+            last = self.db.execute("SELECT fate_run_id FROM mpetl_events WHERE state = 'sent' "
+                                   "ORDER BY fate_us DESC, fate_run_id DESC LIMIT 1").fetchone()
+            run_id = last[0] if last else ""
+        rows = self.db.execute(
+            "SELECT event_key, event_date, event_name, transaction_id, source, run_id, fate_run_id, timestamp_micros, "
+            "fate_us, flags FROM mpetl_events WHERE state = 'sent' "
+            "AND (%(run)s::text IS NULL OR run_id = %(run)s OR fate_run_id = %(run)s) "
+            "AND (%(since)s::int IS NULL OR event_date >= %(since)s) AND (%(until)s::int IS NULL OR event_date <= %(until)s) "
+            "ORDER BY id",
+            {"run": run_id, "since": int(since) if since else None, "until": int(until) if until else None}).fetchall()
+        frame = pd.DataFrame(rows, columns=["event_key", "event_date", "event_name", "transaction_id", "source", "run_id",
+                                            "sent_run_id", "timestamp_micros", "sent_at_micros", "flags"])
+        flags = frame["flags"].astype("int64")
+        return pd.DataFrame({
+            "event_key": frame["event_key"].astype("string"),
+            "event_date": frame["event_date"].astype(str).astype("string"),
+            "event_name": frame["event_name"].astype("string"),
+            "transaction_id": frame["transaction_id"].astype("string"),
+            "source": frame["source"].astype("string"),
+            "run_id": frame["run_id"].astype("string"),
+            "sent_run_id": frame["sent_run_id"].astype("string"),
+            "timestamp_micros": frame["timestamp_micros"].astype("int64"),
+            "sent_at_micros": frame["sent_at_micros"].astype("Int64"),
+            "possible_duplicate": (flags & FLAG_POSSIBLE_DUPLICATE) > 0,
+            "resent": (flags & FLAG_RESENT) > 0,
+        })
+
+    def known_keys(self, transaction_ids: Sequence[str]) -> pd.DataFrame:
+        rows = self.db.execute("SELECT event_name, transaction_id FROM mpetl_events WHERE transaction_id = ANY(%s)",
+                               ([str(t) for t in transaction_ids],)).fetchall()
+        return pd.DataFrame(rows, columns=["event_name", "transaction_id"], dtype="string")
+
+    def run_ids(self) -> list[str]:
+        return [r for (r,) in self.db.execute("SELECT run_id FROM mpetl_runs ORDER BY started_at, run_id")]
+
+    # -- accounting --------------------------------------------------------------------------------
+    def outcome(self, run_id: str) -> RunOutcome:
+        out = RunOutcome()
+        for source, state, reason, count in self.db.execute(
+                "SELECT source, state, reason, count(*) FROM mpetl_events WHERE run_id = %s GROUP BY 1, 2, 3", (run_id,)):
+            per = out.by_source.setdefault(source, {})
+            bucket = _bucket(state, reason)
+            per[bucket] = per.get(bucket, 0) + count
+        for state, reason, count in self.db.execute(
+                "SELECT state, reason, count(*) FROM mpetl_events WHERE fate_run_id = %s AND run_id <> %s GROUP BY 1, 2",
+                (run_id, run_id)):
+            bucket = _bucket(state, reason)
+            out.earlier_runs[bucket] = out.earlier_runs.get(bucket, 0) + count
+        out.possible_duplicates, out.resent = self.db.execute(
+            "SELECT count(*) FILTER (WHERE flags & %s <> 0), count(*) FILTER (WHERE flags & %s <> 0) "
+            "FROM mpetl_events WHERE fate_run_id = %s AND state = 'sent'",
+            (FLAG_POSSIBLE_DUPLICATE, FLAG_RESENT, run_id)).fetchone()
+        return out
+
+    def integrity_ok(self) -> bool:
+        """Every event in a known state (the server guards the rest: constraints, WAL, checksums)."""
+        bad = self.db.execute(
+            "SELECT count(*) FROM mpetl_events WHERE state NOT IN "
+            "('planned', 'in_flight', 'sent', 'failed', 'deferred', 'rejected')").fetchone()[0]
+        return bad == 0
+
+    def stats(self) -> dict[str, int]:
+        """Events by state, for tests and status lines."""
+        return dict(self.db.execute("SELECT state, count(*) FROM mpetl_events GROUP BY state").fetchall())
+
+    def state_counts(self) -> dict[str, int]:
+        counts = self.stats()
+        counts["runs"] = self.db.execute("SELECT count(*) FROM mpetl_runs").fetchone()[0]
+        return counts
+
+    def inspect(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.db.execute(
+            "SELECT event_key, state, reason, flags, run_id, fate_run_id, attempts, source_row FROM mpetl_events ORDER BY id"
+        ).fetchall(), columns=["event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row"])
+        parts = frame["event_key"].str.split("|", n=2, expand=True) if len(frame) else pd.DataFrame(columns=[0, 1, 2])
+        frame.insert(1, "event_name", parts[1])
+        frame.insert(2, "transaction_id", parts[2])
+        flags = frame.pop("flags").astype("int64")
+        frame["possible_duplicate"] = (flags & FLAG_POSSIBLE_DUPLICATE) > 0
+        frame["resent"] = (flags & FLAG_RESENT) > 0
+        return frame
+
+
+_OFFSET = 1 << 63
+
+
+def _stored_hash(hashes: np.ndarray) -> np.ndarray:
+    """The unsigned 64-bit client hash shifted into a signed BIGINT (PostgreSQL has no unsigned type)."""
+    return (np.asarray(hashes, dtype=np.uint64) - np.uint64(_OFFSET)).view(np.int64)
+
+
+def _shard_sql(shard: Shard) -> str:
+    """Shard K/N as SQL on the stored hash: (hash + 2^63) mod N = K − 1 (integers only: safe to inline)."""
+    if shard.whole:
+        return "TRUE"
+    return f"mod(client_hash::numeric + {_OFFSET}, {int(shard.count)}) = {int(shard.index) - 1}"
+
+
+def _redact(url: str) -> str:
+    """The URL without a password (it must never reach a log or an error)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

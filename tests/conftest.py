@@ -1,0 +1,56 @@
+"""Suite-wide fixtures: a real PostgreSQL server (started once per session) and a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.pgserver import PgServer, create_database
+from tests.support import LedgerBackend
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """A PostgreSQL server for the whole session: MPETL_TEST_PG_URL, or one started here and stopped after."""
+    given = os.environ.get("MPETL_TEST_PG_URL")
+    if given:
+        yield given
+        return
+    server = PgServer().start()
+    try:
+        yield server.url()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_admin_url: str) -> str:
+    """The URL of a fresh, empty database on the session's server (one per test)."""
+    return create_database(pg_admin_url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """The ledger a test runs on, once per backend: a SQLite file, then a fresh PostgreSQL database.
+
+    The server starts only when a PostgreSQL case runs (`-k sqlite` never starts it).
+    """
+    if request.param == "sqlite":
+        return str(tmp_path / "state" / "ledger.sqlite")
+    return create_database(request.getfixturevalue("pg_admin_url"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test once per ledger backend: configs written by `samples_config` (and the reliability
+    harness) point at a SQLite file, then at a fresh PostgreSQL database. Modules opt in with
+    `pytestmark = pytest.mark.usefixtures("ledger_backend")`."""
+    if request.param == "postgresql":
+        LedgerBackend.admin_url = request.getfixturevalue("pg_admin_url")
+    try:
+        yield request.param
+    finally:
+        LedgerBackend.admin_url = None
+        LedgerBackend._urls.clear()

@@ -1,0 +1,170 @@
+"""What only a shared PostgreSQL ledger must do: workers never hold the same event, a dead worker's
+claims are recovered while a live worker's are left alone, one run per shard, shards in SQL = in Python."""
+
+from __future__ import annotations
+
+import orjson
+import pandas as pd
+import pytest
+
+from etl.errors import LedgerLockedError
+from etl.load.ledger.postgres import PostgresLedger
+from etl.shard import Shard
+
+MID, ENDPOINT = "G-TEST123", "local"
+OLDEST = 1_700_000_000_000_000
+
+
+def _events(keys: list[str], clients: list[str] | None = None) -> pd.DataFrame:
+    clients = clients or [f"{100 + i}.{1_763_000_000 + i}" for i in range(len(keys))]
+    return pd.DataFrame({
+        "source": "crm",
+        "row": range(1, len(keys) + 1),
+        "event_key": keys,
+        "event_name": "purchase",
+        "client_id": clients,
+        "user_id": pd.Series([pd.NA] * len(keys), dtype="string"),
+        "consent_json": pd.Series([pd.NA] * len(keys), dtype="string"),
+        "timestamp_micros": 1_763_700_000_000_000,
+        "event_date": "20251121",
+        "transaction_id": [k.split("|")[-1] for k in keys],
+        "has_session": True,
+        "event_json": [orjson.dumps({"name": "purchase", "timestamp_micros": 1_763_700_000_000_000,
+                                     "params": {"transaction_id": k.split("|")[-1]}}).decode() for k in keys],
+    })
+
+
+def _open(url: str, **kw) -> PostgresLedger:
+    ledger = PostgresLedger(url, **kw)
+    ledger.bind_property(MID, ENDPOINT)
+    return ledger
+
+
+def test_two_workers_claiming_at_once_never_hold_the_same_event(pg_url):
+    keys = [f"crm|purchase|T{i:04d}" for i in range(300)]
+    with _open(pg_url) as a, _open(pg_url) as b:
+        a.begin_run("run-a", "send")
+        assert set(a.plan(_events(keys), "run-a", oldest_sendable_micros=OLDEST)) == {"planned"}
+        a.snapshot_pending()
+        b.snapshot_pending()
+        got_a, got_b = [], []
+        pages_a, pages_b = a.iter_pending(page=40), b.iter_pending(page=40)
+        # Interleave: each takes a page while the other holds its own.
+        for _ in range(10):
+            for it, got in ((pages_a, got_a), (pages_b, got_b)):
+                for _ in range(40):
+                    event = next(it, None)
+                    if event is None:
+                        break
+                    got.append(event.id)
+        got_a += [e.id for e in pages_a]
+        got_b += [e.id for e in pages_b]
+        assert not set(got_a) & set(got_b)
+        assert len(got_a) + len(got_b) == 300 and got_a and got_b
+        a.mark_in_flight(got_a)
+        with pytest.raises(Exception, match="not claimed by this worker"):
+            b.mark_in_flight(got_a[:1])
+
+
+def test_a_dead_workers_in_flight_is_recovered_a_live_workers_is_not(pg_url):
+    keys = [f"crm|purchase|T{i}" for i in range(4)]
+    dead = _open(pg_url)
+    dead.begin_run("run-dead", "send")
+    dead.plan(_events(keys[:2], ["1.1", "1.1"]), "run-dead", oldest_sendable_micros=OLDEST)
+    dead.snapshot_pending()
+    ids = [e.id for e in dead.iter_pending()]
+    dead.mark_in_flight(ids)
+    with _open(pg_url) as live:
+        live.plan(_events(keys[2:], ["2.2", "2.2"]), "run-live", oldest_sendable_micros=OLDEST)
+        live.snapshot_pending()
+        live_ids = [e.id for e in live.iter_pending()]
+        assert len(live_ids) == 2, "the dead worker's claims are not offered to another worker"
+        live.mark_in_flight(live_ids)
+        dead.db.close()  # the process died: its session (and its lease lock) ends
+        with _open(pg_url) as rerun:
+            assert rerun.recover_in_flight() == 2
+            states = rerun.stats()
+            assert states == {"failed": 2, "in_flight": 2}, states
+            assert rerun.snapshot_pending() == 2
+            again = list(rerun.iter_pending())
+            assert sorted(e.id for e in again) == sorted(ids)
+            rerun.mark_in_flight([e.id for e in again])
+            rerun.mark_sent([e.id for e in again], "run-rerun", attempts=[1, 1], maybe_delivered=[False, False])
+            frame = rerun.for_reconcile(run_id="run-rerun")
+            assert frame["possible_duplicate"].all() and len(frame) == 2
+        live.mark_sent(live_ids, "run-live", attempts=[1, 1], maybe_delivered=[False, False])
+        assert live.stats() == {"sent": 4}
+
+
+def test_one_run_per_shard_other_shards_run_at_once(pg_url):
+    with PostgresLedger(pg_url, lock=True, shard=(1, 2)):
+        with pytest.raises(LedgerLockedError, match="shard 1/2"):
+            PostgresLedger(pg_url, lock=True, shard=(1, 2))
+        with PostgresLedger(pg_url, lock=True, shard=(2, 2)):
+            pass
+    with PostgresLedger(pg_url, lock=True, shard=(1, 2)):
+        pass  # released with the session
+
+
+def test_shard_selection_in_sql_is_the_python_ownership(pg_url):
+    clients = [f"{7 + i * 13}.{1_760_000_000 + i}" for i in range(200)]
+    keys = [f"crm|purchase|S{i}" for i in range(200)]
+    with _open(pg_url) as ledger:
+        ledger.plan(_events(keys, clients), "run-s", oldest_sendable_micros=OLDEST)
+        by_client = dict(zip(keys, clients, strict=True))
+        seen = []
+        for k in (1, 2, 3):
+            ledger.snapshot_pending(shard=(k, 3))
+            mine = [e.event_key for e in ledger.iter_pending()]
+            owned = Shard(k, 3).owns(pd.Series([by_client[key] for key in mine]))
+            assert owned.all() and mine
+            seen += mine
+        assert sorted(seen) == sorted(keys)
+
+
+def test_plan_buckets_take_over_and_withdraw(pg_url):
+    with _open(pg_url) as ledger:
+        ledger.begin_run("run-a", "send")
+        first = ledger.plan(_events(["crm|purchase|T1", "crm|purchase|T2", "crm|purchase|T1"]), "run-a",
+                            oldest_sendable_micros=OLDEST)
+        assert list(first) == ["planned", "planned", "duplicate"]
+        old = _events(["crm|purchase|OLD"])
+        assert list(ledger.plan(old, "run-a", oldest_sendable_micros=1_800_000_000_000_000)) == ["deferred"]
+        ledger.snapshot_pending()
+        (t1,) = [e.id for e in ledger.iter_pending() if e.event_key.endswith("T1")]
+        ledger.mark_in_flight([t1])
+        ledger.mark_sent([t1], "run-a", attempts=[1], maybe_delivered=[False])
+        ledger.close()
+    with _open(pg_url) as ledger:
+        again = ledger.plan(_events(["crm|purchase|T1", "crm|purchase|T2", "crm|purchase|T3", "crm|purchase|OLD"]),
+                            "run-b", oldest_sendable_micros=OLDEST)
+        assert list(again) == ["duplicate", "planned", "planned", "duplicate"]
+        assert ledger.outcome("run-b").by_source == {"crm": {"failed": 2}}  # both pending: not delivered by run-b
+        assert ledger.withdraw("run-b", "crm") == 1  # T3 created by run-b; T2 goes back to run-a
+        assert ledger.outcome("run-a").by_source["crm"] == {"sent": 1, "failed": 1, "deferred": 1}
+        deferred = list(ledger.deferred_events(unexported=True))
+        assert [d.reason for d in deferred] == ["too_old"]
+        ledger.mark_exported([deferred[0].id], "run-b")
+        assert not list(ledger.deferred_events(unexported=True))
+
+
+def test_a_scratch_ledger_sees_the_real_state_and_changes_nothing(pg_url):
+    with _open(pg_url) as real:
+        real.plan(_events(["crm|purchase|T1", "crm|purchase|T2"]), "run-a", oldest_sendable_micros=OLDEST)
+        real.snapshot_pending()
+        (first, *_) = [e.id for e in real.iter_pending()]
+        real.mark_in_flight([first])
+        real.mark_sent([first], "run-a", attempts=[1], maybe_delivered=[False])
+    with PostgresLedger(pg_url, scratch=True) as scratch:
+        scratch.bind_property(MID, ENDPOINT)
+        buckets = scratch.plan(_events(["crm|purchase|T1", "crm|purchase|T2", "crm|purchase|T3"]), "dry",
+                               oldest_sendable_micros=OLDEST)
+        assert list(buckets) == ["duplicate", "planned", "planned"]
+        scratch.snapshot_pending()
+        ids = [e.id for e in scratch.iter_pending()]
+        scratch.mark_in_flight(ids)
+        scratch.mark_sent(ids, "dry", attempts=[1, 1], maybe_delivered=[False, False])
+        assert scratch.stats() == {"sent": 3}
+    with _open(pg_url) as real:
+        assert real.stats() == {"sent": 1, "planned": 1}
+        assert "dry" not in real.run_ids()

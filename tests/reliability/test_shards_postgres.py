@@ -1,0 +1,152 @@
+"""N shard processes on one PostgreSQL ledger, as N machines would run them: every event stored exactly
+once; a shard killed -9 mid-send and rerun loses nothing and duplicates only what it had in flight; a
+second round sends nothing. The processes are the real CLI, the endpoint is the project's collector."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import orjson
+import psycopg
+import pytest
+
+from etl.shard import aggregate
+from tests.reliability.harness import (
+    assert_no_traceback,
+    cli,
+    config_for,
+    generic_source,
+    run_args,
+    start,
+    stored_events,
+    write_orders,
+)
+
+SHARDS = 4
+CLIENTS, PER_CLIENT = 48, 25  # 1 200 events, 48 one-client requests of 25
+
+
+def _config(tmp_path: Path, url: str, server_url: str, **destination) -> Path:
+    config = config_for(tmp_path, [generic_source(tmp_path / "orders.csv")], endpoint=server_url, **destination)
+    text = config.read_text()
+    # The samples config points [ledger] at a SQLite path; a shard fleet shares one PostgreSQL ledger.
+    start_at = text.index("[ledger]")
+    end_at = text.find("\n[", start_at + 1)
+    section = f'[ledger]\nurl = "{url}"\n'
+    config.write_text(text[:start_at] + section + (text[end_at:] if end_at != -1 else ""))
+    return config
+
+
+def _summaries(outs: list[Path]) -> list[dict]:
+    return [orjson.loads((out / "summary.json").read_bytes()) for out in outs]
+
+
+def _run_fleet(config: Path, outs: list[Path], shards: list[int]) -> list:
+    procs = [start(*run_args(config, outs[k - 1], "--shard", f"{k}/{SHARDS}", "--chunk-rows", "1000")) for k in shards]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        assert_no_traceback(out.decode(), err.decode())
+        results.append((proc.returncode, err.decode()[-2000:]))
+    return results
+
+
+@pytest.mark.slow
+def test_four_shards_at_once_store_every_event_exactly_once_and_a_second_round_sends_nothing(tmp_path, collector, pg_url):
+    server = collector(latency_ms=20)
+    tids = write_orders(tmp_path / "orders.csv", prefix="S", clients=CLIENTS, per_client=PER_CLIENT)
+    config = _config(tmp_path, pg_url, server.url, concurrency=4)
+    outs = [tmp_path / f"shard{k}" for k in range(1, SHARDS + 1)]
+    for code, err in _run_fleet(config, outs, list(range(1, SHARDS + 1))):
+        assert code == 0, err
+    assert stored_events(server.data_dir, "S") == {("purchase", tid): 1 for tid in tids}
+    summaries = _summaries(outs)
+    for s in summaries:
+        assert s["rows_in"] == len(tids) and 0 < s["sent"] < len(tids)
+        assert s["rows_in"] == s["sent"] + s["rejected"] + s["duplicate"] + s["deferred"] + s["failed"] + s["other_shard"]
+    night = aggregate(summaries)
+    assert (night["rows_in"], night["sent"], night["failed"], night["balanced"]) == (len(tids), len(tids), 0, True)
+
+    again = [tmp_path / f"again{k}" for k in range(1, SHARDS + 1)]
+    for code, err in _run_fleet(config, again, list(range(1, SHARDS + 1))):
+        assert code == 0, err
+    second = aggregate(_summaries(again))
+    assert (second["sent"], second["duplicate"]) == (0, len(tids))
+    assert stored_events(server.data_dir, "S") == {("purchase", tid): 1 for tid in tids}
+
+    # The aggregate command reads the shard folders and prints the same night.
+    shown = cli(*_aggregate_args(outs))
+    assert shown.code == 0, shown.stderr
+    assert orjson.loads(shown.stdout)["sent"] == len(tids)
+
+
+def _aggregate_args(outs: list[Path]) -> list[str]:
+    from tests.reliability.harness import MPETL
+
+    return [*MPETL, "aggregate", *map(str, outs)]
+
+
+def _shard_counts(url: str, shard: str) -> tuple[int, int]:
+    """(sent, not yet sent) among the events a given shard's runs own."""
+    with psycopg.connect(url, autocommit=True) as con:
+        try:
+            row = con.execute(
+                "SELECT count(*) FILTER (WHERE e.state = 'sent'), count(*) FILTER (WHERE e.state <> 'sent') "
+                "FROM mpetl_events e JOIN mpetl_runs r USING (run_id) WHERE r.shard = %s", (shard,)).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return (0, 0)
+    return row[0], row[1]
+
+
+@pytest.mark.slow
+def test_a_shard_killed_mid_send_and_rerun_loses_nothing_and_duplicates_only_its_in_flight(tmp_path, collector, pg_url,
+                                                                                           record_property):
+    server = collector(latency_ms=60, latency_jitter_ms=40, seed=17)
+    tids = write_orders(tmp_path / "orders.csv", prefix="K", clients=CLIENTS, per_client=PER_CLIENT)
+    config = _config(tmp_path, pg_url, server.url, concurrency=2)
+    outs = [tmp_path / f"shard{k}" for k in range(1, SHARDS + 1)]
+    procs = {k: start(*run_args(config, outs[k - 1], "--shard", f"{k}/{SHARDS}")) for k in range(1, SHARDS + 1)}
+    victim = procs[2]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and victim.poll() is None:
+        sent, left = _shard_counts(pg_url, "2/4")
+        if sent >= 25 and left > 0:
+            break
+        time.sleep(0.005)
+    assert victim.poll() is None, "shard 2 finished before it could be killed: the test proved nothing"
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=10)
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        in_flight = {tid for (tid,) in con.execute(  # the killed shard's: the others are still sending
+            "SELECT e.transaction_id FROM mpetl_events e JOIN mpetl_runs r USING (run_id) "
+            "WHERE r.shard = '2/4' AND e.state = 'in_flight'")}
+    for k, proc in procs.items():
+        if k != 2:
+            out, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, err.decode()[-2000:]
+
+    rerun = cli(*run_args(config, outs[1], "--shard", "2/4"), timeout=180)
+    assert rerun.code == 0, rerun.stderr[-2000:]
+    summary = orjson.loads((outs[1] / "summary.json").read_bytes())
+    assert summary["recovered_in_flight"] == len(in_flight) > 0
+
+    stored = stored_events(server.data_dir, "K")
+    assert set(stored) == {("purchase", tid) for tid in tids}, "an event was lost"
+    twice = {tid for (_, tid), n in stored.items() if n > 1}
+    assert twice <= in_flight, "only events in flight at the kill may arrive twice"
+    assert max(stored.values()) <= 2
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        flagged = {tid for (tid,) in con.execute(
+            "SELECT transaction_id FROM mpetl_events WHERE flags & 1 <> 0")}
+        states = dict(con.execute("SELECT state, count(*) FROM mpetl_events GROUP BY state").fetchall())
+    assert twice <= flagged and states == {"sent": len(tids)}
+    record_property("in_flight_at_kill", len(in_flight))
+    record_property("stored_twice", len(twice))
+
+    again = [tmp_path / f"again{k}" for k in range(1, SHARDS + 1)]
+    for code, err in _run_fleet(config, again, list(range(1, SHARDS + 1))):
+        assert code == 0, err
+    assert aggregate(_summaries(again))["sent"] == 0
+    assert stored_events(server.data_dir, "K") == stored

@@ -1,0 +1,108 @@
+"""Shard ownership: stable across processes, one client never split, every row owned exactly once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from etl.shard import AggregateError, Shard, aggregate, client_hash, shard_of
+
+
+def test_hash_is_the_documented_blake2b_prefix():
+    import hashlib
+
+    expected = int.from_bytes(hashlib.blake2b(b"1162820436.1749482504", digest_size=8).digest(), "big")
+    assert client_hash("1162820436.1749482504") == expected
+
+
+def test_ownership_is_the_same_in_another_process_with_another_hash_seed():
+    ids = [f"{1000 + i}.{1_763_000_000 + i}" for i in range(200)]
+    here = shard_of(pd.Series(ids), 7).tolist()
+    code = ("import sys, pandas as pd; from etl.shard import shard_of; "
+            "print(shard_of(pd.Series(sys.argv[1:]), 7).tolist())")
+    other = subprocess.run([sys.executable, "-c", code, *ids], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": "12345", "PATH": ""}, cwd=str(__import__("tests.support").support.REPO))
+    assert other.stdout.strip() == str(here)
+
+
+def test_every_row_is_owned_by_exactly_one_shard_and_a_client_is_never_split():
+    ids = pd.Series([f"{i % 997}.{1_763_000_000 + i % 997}" for i in range(20_000)] + [None, None])
+    for n in (2, 3, 4, 16):
+        owners = np.stack([Shard(k, n).owns(ids) for k in range(1, n + 1)])
+        assert (owners.sum(axis=0) == 1).all()
+        frame = pd.DataFrame({"cid": ids, "shard": owners.argmax(axis=0)})
+        assert frame.dropna().groupby("cid")["shard"].nunique().max() == 1
+        assert owners[0, -2:].all(), "rows without a client id belong to shard 1"
+        share = owners[:, :-2].sum(axis=1) / (len(ids) - 2)
+        assert share.min() > 0.6 / n and share.max() < 1.4 / n, share
+
+
+def test_parse_and_refuse():
+    assert Shard.parse("2/4") == Shard(2, 4) and str(Shard.parse(" 3 / 8 ")) == "3/8"
+    for bad in ("0/4", "5/4", "2", "a/b", "1/0", ""):
+        with pytest.raises(ValueError):
+            Shard.parse(bad)
+    assert Shard().owns(pd.Series(["x", None])).all()
+
+
+def _summary(k: int, n: int, rows_in: int, **buckets: int) -> dict:
+    base = {"rows_in": rows_in, "sent": 0, "rejected": 0, "duplicate": 0, "deferred": 0, "failed": 0, "exit_code": 0}
+    base.update(buckets)
+    base["other_shard"] = rows_in - sum(base[b] for b in ("sent", "rejected", "duplicate", "deferred", "failed"))
+    return {"shard": f"{k}/{n}", "run_id": f"r{k}", **base}
+
+
+def test_aggregate_sums_shards_and_checks_the_night_is_complete():
+    parts = [_summary(1, 3, 10, sent=3, rejected=1), _summary(2, 3, 10, sent=2, failed=1, exit_code=4),
+             _summary(3, 3, 10, sent=2, deferred=1)]
+    total = aggregate(reversed(parts))
+    assert (total["rows_in"], total["sent"], total["failed"], total["exit_code"]) == (10, 7, 1, 4)
+    assert total["balanced"] and total["run_ids"] == ["r1", "r2", "r3"]
+    with pytest.raises(AggregateError, match="missing \\[2\\]"):
+        aggregate([parts[0], parts[2]])
+    with pytest.raises(AggregateError, match="repeated"):
+        aggregate([parts[0], parts[0], parts[1]])
+    with pytest.raises(AggregateError, match="owned 11 rows"):
+        aggregate([parts[0], parts[1], _summary(3, 3, 10, sent=3, deferred=1)])
+    broken = dict(parts[2], sent=5)
+    with pytest.raises(AggregateError, match="does not balance"):
+        aggregate([parts[0], parts[1], broken])
+
+
+def test_aggregate_command_reads_shard_folders_and_refuses_an_incomplete_night(tmp_path):
+    import orjson
+    from click.testing import CliRunner
+
+    from etl.cli import main
+
+    parts = [_summary(1, 2, 6, sent=2, rejected=1), _summary(2, 2, 6, sent=3)]
+    folders = []
+    for k, s in enumerate(parts, 1):
+        folder = tmp_path / f"shard{k}"
+        folder.mkdir()
+        (folder / "summary.json").write_bytes(orjson.dumps(s))
+        folders.append(str(folder))
+    ok = CliRunner().invoke(main, ["aggregate", *folders, "--out", str(tmp_path / "night.json")])
+    assert ok.exit_code == 0, ok.output
+    night = orjson.loads((tmp_path / "night.json").read_bytes())
+    assert (night["rows_in"], night["sent"], night["rejected"], night["shards"]) == (6, 5, 1, 2)
+    short = CliRunner().invoke(main, ["aggregate", folders[0]])
+    assert short.exit_code == 2 and "missing [2]" in short.output and "Traceback" not in short.output
+
+
+def test_ledger_url_in_the_config_is_checked_and_never_holds_a_password(tmp_path):
+    from etl.config import load_config
+    from etl.errors import ConfigError
+    from tests.support import samples_config
+
+    good = load_config(samples_config(tmp_path, endpoint="local", ledger={"url": "postgresql://mpetl@db:5432/mpetl"}))
+    assert good.ledger_location == "postgresql://mpetl@db:5432/mpetl"
+    for bad, why in (("mysql://db/x", "PostgreSQL URL"), ("postgresql://mpetl:s3cret@db/x", "password"),
+                     ("postgresql://db/x?password=s3cret", "password")):
+        with pytest.raises(ConfigError, match=why) as caught:
+            load_config(samples_config(tmp_path, endpoint="local", ledger={"url": bad}))
+        assert "s3cret" not in str(caught.value)
