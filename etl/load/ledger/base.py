@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 State = Literal["planned", "in_flight", "sent", "failed", "deferred", "rejected"]
 PENDING: tuple[State, ...] = ("planned", "failed")
@@ -63,6 +65,34 @@ def consent_json(code: int) -> bytes | None:
     values = (code // 3, code % 3)
     members = [f'"{k}":"{_CONSENT_VALUES[v]}"' for k, v in zip(_CONSENT_KEYS, values, strict=True) if v]
     return ("{" + ",".join(members) + "}").encode() if members else None
+
+
+_PARAMS_PREFIX = r'^\{"name":"[A-Za-z0-9_]*","timestamp_micros":-?\d+,"params":'
+
+
+def split_key(event_key: str) -> tuple[str, str, str]:
+    """`source|event_name|tail` → its three parts (sources and event names never hold '|')."""
+    source, name, tail = event_key.split("|", 2)
+    return source, name, tail
+
+
+def params_of(event_json: pd.Series) -> list[bytes]:
+    """The params object of each MP event JSON (the transform builds `{"name",…,"params":{…}}`)."""
+    arr = pa.array(event_json.astype(str).tolist(), type=pa.string())
+    params = pc.replace_substring_regex(arr, _PARAMS_PREFIX, "", max_replacements=1)
+    params = pc.utf8_slice_codeunits(params, 0, -1)
+    return [p.encode() for p in params.to_pylist()]
+
+
+def bucket_of(status: str, reason: str | None) -> str:
+    """The summary's name for a ledger state."""
+    if status == "deferred":
+        return "expired" if reason == DEFER_EXPIRED else "deferred"
+    if status == "rejected":
+        return "rejected_at_send"
+    if status in ("planned", "in_flight"):
+        return "failed"  # not delivered by this run: still pending for the next
+    return status
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,9 +44,10 @@ from etl.load.ledger.base import (
     Ledger,
     PendingEvent,
     RunOutcome,
+    bucket_of,
     consent_code,
+    params_of,
 )
-from etl.load.ledger.sqlite import _bucket, _params_of
 from etl.shard import Shard, client_hash, client_hashes
 
 SCHEMA = """
@@ -328,7 +329,7 @@ class PostgresLedger(Ledger):
             positions.tolist(), keys.tolist(), parts[0].tolist(), events["row"].astype("int64").tolist(),
             parts[1].tolist(), tid.tolist(), events["client_id"].astype(str).tolist(), hashes.tolist(), user.tolist(),
             consent.tolist(), ts.tolist(), pd.to_numeric(events["event_date"]).astype("int64").tolist(),
-            _params_of(events["event_json"]), flags.tolist(), too_old.tolist(), strict=True))
+            params_of(events["event_json"]), flags.tolist(), too_old.tolist(), strict=True))
 
     def withdraw(self, run_id: str, source: str) -> int:
         def work() -> int:
@@ -509,12 +510,12 @@ class PostgresLedger(Ledger):
         for source, state, reason, count in self.db.execute(
                 "SELECT source, state, reason, count(*) FROM mpetl_events WHERE run_id = %s GROUP BY 1, 2, 3", (run_id,)):
             per = out.by_source.setdefault(source, {})
-            bucket = _bucket(state, reason)
+            bucket = bucket_of(state, reason)
             per[bucket] = per.get(bucket, 0) + count
         for state, reason, count in self.db.execute(
                 "SELECT state, reason, count(*) FROM mpetl_events WHERE fate_run_id = %s AND run_id <> %s GROUP BY 1, 2",
                 (run_id, run_id)):
-            bucket = _bucket(state, reason)
+            bucket = bucket_of(state, reason)
             out.earlier_runs[bucket] = out.earlier_runs.get(bucket, 0) + count
         out.possible_duplicates, out.resent = self.db.execute(
             "SELECT count(*) FILTER (WHERE flags & %s <> 0), count(*) FILTER (WHERE flags & %s <> 0) "

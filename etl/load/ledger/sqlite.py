@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from etl.clock import wall_micros
 from etl.errors import ConfigError, LedgerError, LedgerLockedError
@@ -35,7 +33,10 @@ from etl.load.ledger.base import (
     Ledger,
     PendingEvent,
     RunOutcome,
+    bucket_of,
     consent_code,
+    params_of,
+    split_key,
 )
 from etl.load.shards import shard_of
 
@@ -100,9 +101,6 @@ CREATE INDEX IF NOT EXISTS events_date ON events(event_date);
 CREATE INDEX IF NOT EXISTS events_to_export ON events(event_date) WHERE status = 'deferred' AND exported_run IS NULL;
 """
 
-_PARAMS_PREFIX = r'^\{"name":"[A-Za-z0-9_]*","timestamp_micros":-?\d+,"params":'
-
-
 def _ids_json(ids: Sequence[int]) -> str:
     return orjson.dumps([int(i) for i in ids]).decode()
 
@@ -110,12 +108,6 @@ def _ids_json(ids: Sequence[int]) -> str:
 def key_hash(event_key: str) -> int:
     """A stable signed 64-bit digest (never Python's salted hash()): the same on every machine and run."""
     return int.from_bytes(hashlib.blake2b(event_key.encode(), digest_size=8).digest(), "big", signed=True)
-
-
-def split_key(event_key: str) -> tuple[str, str, str]:
-    """`source|event_name|tail` → its three parts (sources and event names never hold '|')."""
-    source, name, tail = event_key.split("|", 2)
-    return source, name, tail
 
 
 class SqliteLedger(Ledger):
@@ -305,7 +297,7 @@ class SqliteLedger(Ledger):
 
     def _insert(self, events: pd.DataFrame, too_old: np.ndarray, hashes: list[int], run: int) -> None:
         keys = events["event_key"].astype(str).tolist()
-        params, stripped = zip(*map(_strip_tid, _params_of(events["event_json"]), keys), strict=True)
+        params, stripped = zip(*map(_strip_tid, params_of(events["event_json"]), keys), strict=True)
         consent = events["consent_json"].astype("object").map(
             lambda v, cache={}: cache.setdefault(v, consent_code(None if v is pd.NA else v)))
         user = events["user_id"].astype("object").where(events["user_id"].notna(), None)
@@ -554,14 +546,14 @@ class SqliteLedger(Ledger):
             "WHERE run = ? GROUP BY 1, 2, 3", (run,)
         ).fetchall()
         for source, status, reason, n in rows:
-            bucket = _bucket(status, reason)
+            bucket = bucket_of(status, reason)
             per = out.by_source.setdefault(source, {})
             per[bucket] = per.get(bucket, 0) + n
         for status, reason, n in self.db.execute(
             f"SELECT status, reason, COUNT(*) FROM events WHERE fate_run = ? AND run != ? AND {BY_FATE} GROUP BY 1, 2",
             (run, run),
         ):
-            bucket = _bucket(status, reason)
+            bucket = bucket_of(status, reason)
             out.earlier_runs[bucket] = out.earlier_runs.get(bucket, 0) + n
         # Sent by this run: its own events (by owner) and earlier runs' (the small fate index).
         out.possible_duplicates, out.resent = self.db.execute(
@@ -594,17 +586,6 @@ class SqliteLedger(Ledger):
         return frame
 
 
-def _bucket(status: str, reason: str | None) -> str:
-    """The summary's name for a ledger state."""
-    if status == "deferred":
-        return "expired" if reason == DEFER_EXPIRED else "deferred"
-    if status == "rejected":
-        return "rejected_at_send"
-    if status in ("planned", "in_flight"):
-        return "failed"  # not delivered by this run: still pending for the next
-    return status
-
-
 def _strip_tid(params: bytes, key: str) -> tuple[bytes, bool]:
     """Drop the leading transaction_id member (the key holds it): ~25 bytes a row; `_restore_tid` undoes it."""
     prefix = b'{"transaction_id":' + orjson.dumps(key.split("|", 2)[2])
@@ -622,11 +603,3 @@ def _restore_tid(params: bytes, key: str, flags: int) -> bytes:
         return params
     member = b'"transaction_id":' + orjson.dumps(key.split("|", 2)[2])
     return b"{" + member + (b"}" if params == b"{}" else b"," + params[1:])
-
-
-def _params_of(event_json: pd.Series) -> list[bytes]:
-    """The params object of each MP event JSON (the transform builds `{"name",…,"params":{…}}`)."""
-    arr = pa.array(event_json.astype(str).tolist(), type=pa.string())
-    params = pc.replace_substring_regex(arr, _PARAMS_PREFIX, "", max_replacements=1)
-    params = pc.utf8_slice_codeunits(params, 0, -1)
-    return [p.encode() for p in params.to_pylist()]
