@@ -531,6 +531,7 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
 
 
 @main.command()
+@verbosity
 @click.argument("out_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--out", "out_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the night's summary to this file (JSON).")

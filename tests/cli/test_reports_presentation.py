@@ -24,7 +24,9 @@ def _rows(page: str, cls: str) -> list[str]:
 def test_html_formats_values_highlights_dates_and_says_what_to_do(tmp_path):
     s = Scenario(tmp_path)
     s.arrive(s.send("20261115", ids("A", 7)), drop=frozenset({"A-0002", "A-0005", "A-0006"}))  # 4 of 7: 57.1 %
-    s.arrive(s.send("20261121", ids("Y", 3)), drop=frozenset({"Y-0001", "Y-0002", "Y-0003"}))  # nothing yet
+    # Sent half an hour before the reconcile: inside the arrival grace, so not yet arrived (provisional).
+    s.arrive(s.send("20261121", ids("Y", 3), sent_at="2026-11-23T11:30:00+00:00"),
+             drop=frozenset({"Y-0001", "Y-0002", "Y-0003"}))
     reconcile(s.build(), out_dir=tmp_path / "out", run_id="run-1", now=datetime(2026, 11, 23, 12, tzinfo=UTC))
     page = (tmp_path / "out" / "reconciliation.html").read_text(encoding="utf-8")
     tables = page[page.index("<h2>Per date</h2>"):]
