@@ -11,7 +11,6 @@ exits 5 at once. Exit code: the worst (highest) of the run's and the reconcile's
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from zoneinfo import ZoneInfo
 from etl import log
 from etl.config import Config
 from etl.errors import EXIT_LOCKED, LedgerLockedError, MpetlError
+from etl.lockfile import try_lock
 
 MAX_DAYS = 3  # GA4 takes events up to 72 h old
 
@@ -59,13 +59,9 @@ class NightlyLock:
 
     def __enter__(self) -> NightlyLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LedgerLockedError(f"another nightly run holds {self.path}; refusing to start (nothing sent)") from None
-        self._fd = fd
+        self._fd = try_lock(self.path, 0o600)
+        if self._fd is None:
+            raise LedgerLockedError(f"another nightly run holds {self.path}; refusing to start (nothing sent)")
         return self
 
     def __exit__(self, *exc: object) -> None:

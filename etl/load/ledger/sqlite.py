@@ -9,12 +9,11 @@ name live only in the key, and the event is stored once, as its params object.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ from etl.load.ledger.base import (
     split_key,
 )
 from etl.load.shards import shard_of
+from etl.lockfile import try_lock
 
 SCHEMA_VERSION = "2"
 FLAG_TID_IN_KEY = 8  # this backend's own: the params' transaction_id lives only in the key
@@ -172,14 +172,11 @@ class SqliteLedger(Ledger):
         if self._lock_fd is not None:
             return
         try:
-            fd = os.open(str(self.path) + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+            fd = try_lock(str(self.path) + ".lock")
         except OSError as exc:
             raise LedgerError(f"{self.path}.lock: cannot create the run lock ({exc.strerror})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LedgerLockedError(f"another run holds the ledger {self.path}; refusing to start (nothing sent)") from None
+        if fd is None:
+            raise LedgerLockedError(f"another run holds the ledger {self.path}; refusing to start (nothing sent)")
         self._lock_fd = fd
 
     def close(self) -> None:
@@ -256,8 +253,7 @@ class SqliteLedger(Ledger):
         buckets[in_chunk_dup] = "duplicate"
         hashes = [key_hash(k) for k in keys]
         self.db.execute("CREATE TEMP TABLE IF NOT EXISTS chunk_keys(key_hash INTEGER, event_key TEXT)")
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self.db.execute("DELETE FROM chunk_keys")
             self.db.executemany("INSERT INTO chunk_keys VALUES (?, ?)",
                                 ((h, k) for h, k, dup in zip(hashes, keys, in_chunk_dup, strict=True) if not dup))
@@ -289,10 +285,6 @@ class SqliteLedger(Ledger):
                 fresh = fresh.sort_values(["client_id", "user_id", "consent_json", "timestamp_micros"], kind="stable",
                                           na_position="first")
                 self._insert(fresh, fresh.pop("_too_old").to_numpy(), fresh.pop("_hash").tolist(), run)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return buckets
 
     def _insert(self, events: pd.DataFrame, too_old: np.ndarray, hashes: list[int], run: int) -> None:
@@ -325,8 +317,7 @@ class SqliteLedger(Ledger):
     def withdraw(self, run_id: str, source: str) -> int:
         run = self._run(run_id)
         prefix = source + "|"
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             deleted = self.db.execute(
                 "DELETE FROM events WHERE run = ? AND first_run = ? AND substr(event_key, 1, ?) = ?",
                 (run, run, len(prefix), prefix),
@@ -336,10 +327,6 @@ class SqliteLedger(Ledger):
                 "AND substr(event_key, 1, ?) = ?",
                 (run, len(prefix), prefix),
             )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return deleted
 
     # -- sending -------------------------------------------------------------------------------
@@ -373,27 +360,28 @@ class SqliteLedger(Ledger):
                 yield PendingEvent(eid, key, client_id, user_id, consent, key.split("|", 2)[1], ts,
                                    _restore_tid(params, key, flags), row)
 
-    def _update(self, sql: str, ids: Sequence[int], *args: object) -> None:
-        if not len(ids):
-            return
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction, taken at once (IMMEDIATE) and rolled back on any error."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.execute(sql + " WHERE id IN (SELECT value FROM json_each(?))", (*args, _ids_json(ids)))
-            self.db.execute("COMMIT")
+            yield
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        self.db.execute("COMMIT")
+
+    def _update(self, sql: str, ids: Sequence[int], *args: object) -> None:
+        if not len(ids):
+            return
+        with self._transaction():
+            self.db.execute(sql + " WHERE id IN (SELECT value FROM json_each(?))", (*args, _ids_json(ids)))
 
     def _update_each(self, sql: str, rows: Sequence[tuple]) -> None:
         if not rows:
             return
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self.db.executemany(sql, rows)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def mark_in_flight(self, ids: Sequence[int]) -> None:
         self._update("UPDATE events SET status = 'in_flight'", ids)
@@ -470,17 +458,12 @@ class SqliteLedger(Ledger):
         self._run(run_id)
         if not keys:
             return 0
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             n = self.db.execute(
                 "UPDATE events SET status = 'planned', flags = flags | ? WHERE status = 'sent' AND id IN "
                 "(SELECT e.id FROM json_each(?) j JOIN events e ON e.key_hash = j.value ->> 0 AND e.event_key = j.value ->> 1)",
                 (FLAG_RESENT, orjson.dumps([[key_hash(k), k] for k in keys]).decode()),
             ).rowcount
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return n
 
     def for_reconcile(self, *, run_id: str | None = None, since: str | None = None,
