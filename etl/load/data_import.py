@@ -14,7 +14,7 @@ not land at an old true date (README, "Deferred events").
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -83,6 +83,3 @@ def write_data_import(path: Path, index_path: Path, events: Callable[[], Iterato
             written.append(event.id)
     return written
 
-
-def deferred_ids(events: Iterable[DeferredEvent]) -> list[int]:
-    return [e.id for e in events]
