@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from etl.config import PropertyConfig, SourceConfig, WindowConfig
-from etl.transform import transform_chunk
+from etl.transform import TransformOptions, transform_chunk
 
 NOW = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
 
@@ -75,8 +75,9 @@ def main() -> None:
         profiler.enable()
     start, cpu_start = time.perf_counter(), time.process_time()
     sent = rejected = 0
+    options = TransformOptions(source=source, prop=prop, window=WindowConfig(), wall_micros=now_micros)
     for frame in chunks:
-        result = transform_chunk(Chunk(frame), source, prop, WindowConfig(), now_micros=now_micros, run_id="bench")
+        result = transform_chunk(Chunk(frame), options)
         sent += len(result.events)
         rejected += len(result.rejects)
     took, cpu = time.perf_counter() - start, time.process_time() - cpu_start

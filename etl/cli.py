@@ -502,7 +502,7 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
     from etl.extract import preview_source
     from etl.pipeline import max_age_micros
     from etl.protocol import to_micros
-    from etl.transform import transform_chunk
+    from etl.transform import TransformOptions, transform_chunk
 
     try:
         config = _load(config_path)
@@ -511,8 +511,9 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
             preview = preview_source(source, n=rows)
             head = preview["head"]
             chunk = SimpleNamespace(source=source.name, path=str(source.path), frame=head, columns=preview["mapping"])
-            result = transform_chunk(chunk, source, config.property, config.window, now_micros=to_micros(moment),
-                                     run_id="preview", extra_params=config.privacy_extra_params)
+            result = transform_chunk(chunk, TransformOptions(source=source, prop=config.property, window=config.window,
+                                                             wall_micros=to_micros(moment),
+                                                             extra_params=config.privacy_extra_params))
             click.echo(orjson.dumps({
                 "source": source.name,
                 "kind": source.kind,

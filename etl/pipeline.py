@@ -52,7 +52,7 @@ from etl.load import (
 from etl.load import is_url as is_ledger_url
 from etl.protocol import to_micros
 from etl.shard import Shard
-from etl.transform import check_params, transform_chunk
+from etl.transform import TransformOptions, check_params, transform_chunk
 
 MODES = ("send", "dry-run", "validate")
 LOCAL_ENDPOINT = "local"
@@ -168,35 +168,35 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
     for chunk in iter_source_chunks(source, chunk_rows=options.chunk_rows, since=options.since, until=until):
         if stopper.stopped:
             break  # what was read is planned; the rest of the file is read again by the next run
-        now_micros = options.clock()
-        result = transform_chunk(
-            chunk, source, config.property, config.window, now_micros=now_micros, run_id=run_id,
+        result = transform_chunk(chunk, TransformOptions(
+            source=source, prop=config.property, window=config.window, wall_micros=options.clock(),
             since_micros=to_micros(options.since) if options.since else None,
             until_micros=to_micros(until) if until else None,
             extra_params=config.privacy_extra_params,
             shard=Shard(*options.shard) if options.shard else None,
-        )
+        ))
         buckets = ledger.plan(result.events, run_id, oldest_sendable_micros=options.clock() - max_age_micros(config))
         outputs.add_rejects(result.rejects)
-        c = result.counters
+        t = result.tally
+        b = t.buckets
         planned = int((buckets == "planned").sum())
         deferred = int((buckets == "deferred").sum())
-        log.detail("chunk_planned", source=source.name, rows=c["rows"], planned=planned,
-                   rejected=c["rejected"], deferred=deferred, outside_window=c.get("outside_window", 0))
-        tally.rows_in += c["rows"] + c.get("other_shard", 0)
-        tally.other_shard += c.get("other_shard", 0)
-        tally.lines += int(getattr(chunk, "lines", c["rows"]))
-        tally.rejected += c["rejected"]
+        log.detail("chunk_planned", source=source.name, rows=b.rows_in - b.other_shard, planned=planned,
+                   rejected=b.rejected + b.filtered, deferred=deferred, outside_window=b.outside_window)
+        tally.rows_in += b.rows_in
+        tally.other_shard += b.other_shard
+        tally.lines += int(getattr(chunk, "lines", b.rows_in - b.other_shard))
+        tally.rejected += b.rejected + b.filtered
         tally.deferred += deferred
         tally.duplicate += int((buckets == "duplicate").sum())
         tally.planned += planned
-        tally.no_session += c["no_session"]
-        tally.outside_window += c.get("outside_window", 0)
+        tally.no_session += t.notes.no_session
+        tally.outside_window += b.outside_window
         for name in ("session_cookie_unparsed", "session_too_old_to_attribute", "timestamp_before_session_start",
                      "session_cookie_other_property", "purchase_without_items", "refunds_outside_window"):
-            tally.counters[name] += c.get(name, 0)
-        tally.detectors.update(c.get("detectors", {}))
-        tally.reject_codes.update(c.get("reject_codes", {}))
+            tally.counters[name] += getattr(t.notes, name)
+        tally.detectors.update(t.detectors)
+        tally.reject_codes.update(t.reject_codes)
     log.emit("source_planned", source=source.name, rows_in=tally.rows_in, planned=tally.planned,
              rejected=tally.rejected, deferred=tally.deferred, duplicate=tally.duplicate)
     return tally

@@ -1,4 +1,4 @@
-"""The two conversions every vectorised transform function needs, in one place.
+"""The text conversions and checks every vectorised transform function needs, in one place.
 
 `astype("string")` (not "str") keeps NA as NA on pandas 2.x too, where "str" would turn None into
 the text "None" and let it through as a value.
@@ -66,3 +66,20 @@ def may_have_edge_whitespace(array: pa.Array) -> bool:
     filled = ends > starts
     raw = np.frombuffer(data, dtype=np.uint8)
     return bool(_EDGE_SPACE[raw[starts[filled]]].any() or _EDGE_SPACE[raw[ends[filled] - 1]].any())
+
+
+def blank(values: pd.Series) -> np.ndarray:
+    """NA, empty or only whitespace (utf8_is_space: the characters utf8_trim_whitespace removes)."""
+    text = arrow_strings(values)
+    return bool_numpy(pc.is_null(text)) | bool_numpy(pc.equal(pc.binary_length(text), 0)) | bool_numpy(pc.utf8_is_space(text))
+
+
+def strip(values: pd.Series) -> pd.Series:
+    """Trimmed text, NA where nothing is left (the trim only runs when some value has a blank edge)."""
+    text = arrow_strings(values)
+    if may_have_edge_whitespace(text):
+        text = pc.utf8_trim_whitespace(text)
+    empty = pc.equal(pc.binary_length(text), 0)
+    if pc.any(empty).as_py():
+        text = pc.if_else(empty, pa.scalar(None, pa.string()), text)
+    return pd.Series(pd.arrays.ArrowStringArray(text), index=values.index, name=values.name)

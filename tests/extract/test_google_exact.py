@@ -12,7 +12,7 @@ import orjson
 import pandas as pd
 
 from etl.config import PropertyConfig, WindowConfig
-from etl.transform import transform_chunk
+from etl.transform import TransformOptions, transform_chunk
 from tests.extract.conftest import read_all, source
 
 NOW_MICROS = int(datetime(2026, 11, 21, 6, 0, tzinfo=UTC).timestamp()) * 1_000_000
@@ -25,9 +25,9 @@ def _events(src, measurement_id="G-BBB222", **kw):
     prop = PropertyConfig(measurement_id=measurement_id, timezone="UTC")
     frames, counters = [], Counter()
     for chunk in read_all(src)[1]:
-        result = transform_chunk(chunk, src, prop, WindowConfig(), now_micros=NOW_MICROS, run_id="r", **kw)
+        result = transform_chunk(chunk, TransformOptions(source=src, prop=prop, window=WindowConfig(), wall_micros=NOW_MICROS, **kw))
         frames.append(result.events)
-        counters.update({k: v for k, v in result.counters.items() if isinstance(v, int)})
+        counters.update({**result.tally.buckets.to_dict(), **result.tally.notes.to_dict()})
     return pd.concat(frames, ignore_index=True), counters
 
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl.config import PropertyConfig, SourceConfig, WindowConfig
-from etl.transform import transform_chunk
+from etl.transform import TransformOptions, transform_chunk
 
 NOW = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
 NOW_MICROS = int(NOW.timestamp()) * 1_000_000
@@ -50,7 +50,7 @@ def _chunk(rows: list[dict], columns: dict[str, str] | None = None) -> Chunk:
 
 
 def _run(rows, source=SOURCE, columns=None):
-    return transform_chunk(_chunk(rows, columns), source, PROP, WINDOW, now_micros=NOW_MICROS, run_id="run-1")
+    return transform_chunk(_chunk(rows, columns), TransformOptions(source=source, prop=PROP, window=WINDOW, wall_micros=NOW_MICROS))
 
 
 def _fates(result, n):
@@ -114,7 +114,7 @@ def test_old_rows_stay_events_for_the_ledger_to_judge_and_the_future_is_rejected
 def test_missing_session_is_sent_and_counted():
     result = _run([_row(session_id=None), _row(session_id="GS1.1.1763650000.4.1.1763650200.0.0.0")])
     assert len(result.events) == 2
-    assert result.counters["no_session"] == 1
+    assert result.tally.notes.no_session == 1
     assert list(result.events["has_session"]) == [False, True]
 
 
@@ -122,8 +122,7 @@ def test_consent_denied_is_not_sent_and_says_which_column():
     source = replace(SOURCE, consent_default="deny")
     rows = [_row(consent="no"), _row(consent="Granted"), _row(consent=None), _row(consent="maybe")]
     frame = _chunk(rows).frame.rename(columns={"consent": "consent_analytics"})
-    result = transform_chunk(Chunk(frame=frame, columns={"consent_analytics": "Analytics Consent"}), source, PROP,
-                             WINDOW, now_micros=NOW_MICROS, run_id="r")
+    result = transform_chunk(Chunk(frame=frame, columns={"consent_analytics": "Analytics Consent"}), TransformOptions(source=source, prop=PROP, window=WINDOW, wall_micros=NOW_MICROS))
     sent, rejected = _fates(result, 4)
     assert sent == {2} and rejected == {1, 3, 4}
     reasons = {r["row"]: r["reasons"][0] for r in result.rejects.to_dict("records")}
@@ -142,7 +141,7 @@ def test_ad_consent_rides_in_the_consent_object():
     frame["ad_user_data"] = pd.Series(["yes", None], dtype="string")
     frame["ad_personalization"] = pd.Series(["0", "false"], dtype="string")
     # With analytics consent granted by policy, ad consent defaults follow the same policy ("grant").
-    result = transform_chunk(Chunk(frame=frame), SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r")
+    result = transform_chunk(Chunk(frame=frame), TransformOptions(source=SOURCE, prop=PROP, window=WINDOW, wall_micros=NOW_MICROS))
     consents = [orjson.loads(c) for c in result.events["consent_json"]]
     assert consents == [{"ad_user_data": "GRANTED", "ad_personalization": "DENIED"},
                         {"ad_user_data": "GRANTED", "ad_personalization": "DENIED"}]
@@ -152,16 +151,16 @@ def test_personal_data_in_a_sent_field_rejects_the_row_without_echoing_it():
     frame = _chunk([_row(), _row(transaction_id="T-2")]).frame
     frame["param.coupon"] = pd.Series(["jane.doe@example.com", "SUMMER10"], dtype="string")
     chunk = Chunk(frame=frame, columns={"param.coupon": "Discount Code"})
-    result = transform_chunk(chunk, SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r")
+    result = transform_chunk(chunk, TransformOptions(source=SOURCE, prop=PROP, window=WINDOW, wall_micros=NOW_MICROS))
     sent, rejected = _fates(result, 2)
     assert sent == {2} and rejected == {1}
     reason = result.rejects.iloc[0]["reasons"][0]
     assert reason["validationCode"] == "PERSONAL_DATA" and "Discount Code" in reason["description"]
     assert "jane" not in orjson.dumps(result.rejects.to_dict("records")).decode()
     assert orjson.loads(result.events.iloc[0]["event_json"])["params"]["coupon"] == "SUMMER10"
-    assert result.counters["detectors"] == {"email": 1}
+    assert result.tally.detectors == {"email": 1}
 
-    dropping = transform_chunk(chunk, replace(SOURCE, on_pii="drop"), PROP, WINDOW, now_micros=NOW_MICROS, run_id="r")
+    dropping = transform_chunk(chunk, TransformOptions(source=replace(SOURCE, on_pii="drop"), prop=PROP, window=WINDOW, wall_micros=NOW_MICROS))
     assert len(dropping.events) == 2
     assert "coupon" not in orjson.loads(dropping.events.iloc[0]["event_json"])["params"]
 
@@ -170,8 +169,8 @@ def test_rows_outside_the_incremental_window_are_not_part_of_the_run():
     rows = [_row(timestamp="2026-11-19 10:00:00", transaction_id="A"), _row(timestamp="2026-11-20 10:00:00", transaction_id="B"),
             _row(timestamp="garbage", transaction_id="C")]
     since = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp()) * 1_000_000
-    result = transform_chunk(_chunk(rows), SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r", since_micros=since)
-    assert result.counters["outside_window"] == 1
+    result = transform_chunk(_chunk(rows), TransformOptions(source=SOURCE, prop=PROP, window=WINDOW, wall_micros=NOW_MICROS, since_micros=since))
+    assert result.tally.buckets.outside_window == 1
     assert list(result.events["transaction_id"]) == ["B"]
     assert list(result.rejects["row"]) == [3]  # an unreadable time never hides a row
 
@@ -200,8 +199,7 @@ def test_bad_event_names_are_rejected(name, code):
 def test_an_unknown_zone_blames_the_zone_column_not_the_time():
     frame = _chunk([_row(), _row(transaction_id="T-2")]).frame
     frame["timezone"] = pd.Series(["Atlantis/Capital", "Europe/Paris"], dtype="string")
-    result = transform_chunk(Chunk(frame=frame, columns={"timezone": "Time Zone", "timestamp": "Date + Time"}),
-                             SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r")
+    result = transform_chunk(Chunk(frame=frame, columns={"timezone": "Time Zone", "timestamp": "Date + Time"}), TransformOptions(source=SOURCE, prop=PROP, window=WINDOW, wall_micros=NOW_MICROS))
     (reasons,) = list(result.rejects["reasons"])
     assert [r["description"] for r in reasons] == ["column 'Time Zone' is not a time zone this tool knows"]
     assert list(result.events["transaction_id"]) == ["T-2"]
@@ -211,9 +209,9 @@ def test_user_id_leaves_only_when_configured_and_not_personal():
     frame = _chunk([_row(), _row(transaction_id="T-2"), _row(transaction_id="T-3")]).frame
     frame["user_id"] = pd.Series(["CUST-1001", "ann@example.com", "44bd8a9c3f1e2d7b6a5c4f3e2d1c0b9a"], dtype="string")
     chunk = Chunk(frame=frame, columns={"user_id": "Customer No"})
-    off = transform_chunk(chunk, SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r")
+    off = transform_chunk(chunk, TransformOptions(source=SOURCE, prop=PROP, window=WINDOW, wall_micros=NOW_MICROS))
     assert off.events["user_id"].isna().all() and len(off.events) == 3
-    on = transform_chunk(chunk, replace(SOURCE, send_user_id=True), PROP, WINDOW, now_micros=NOW_MICROS, run_id="r")
+    on = transform_chunk(chunk, TransformOptions(source=replace(SOURCE, send_user_id=True), prop=PROP, window=WINDOW, wall_micros=NOW_MICROS))
     assert list(on.events["user_id"]) == ["CUST-1001"]
     detectors = sorted(r[0]["description"].split("detector: ")[1].split(")")[0] for r in on.rejects["reasons"])
     assert detectors == ["email", "hashed_identifier"]
@@ -232,8 +230,7 @@ _ipv4 = st.builds(lambda *o: ".".join(map(str, o)), *[st.integers(0, 255)] * 4)
 def test_a_value_holding_personal_data_never_reaches_an_event(secret, prefix, on_pii):
     frame = _chunk([_row(), _row(transaction_id="T-2")]).frame
     frame["param.coupon"] = pd.Series([prefix + secret, "SAVE5"], dtype="string")
-    result = transform_chunk(Chunk(frame=frame), replace(SOURCE, on_pii=on_pii), PROP, WINDOW,
-                             now_micros=NOW_MICROS, run_id="r")
+    result = transform_chunk(Chunk(frame=frame), TransformOptions(source=replace(SOURCE, on_pii=on_pii), prop=PROP, window=WINDOW, wall_micros=NOW_MICROS))
     sent = "".join(result.events["event_json"])
     assert secret not in sent
     assert secret not in orjson.dumps(result.rejects.to_dict("records")).decode()
@@ -249,8 +246,8 @@ def test_sessions_ga_will_not_attribute_are_counted_but_still_sent():
     ]
     result = _run(rows)
     assert len(result.events) == 3
-    assert result.counters["session_too_old_to_attribute"] == 1
-    assert result.counters["timestamp_before_session_start"] == 1
+    assert result.tally.notes.session_too_old_to_attribute == 1
+    assert result.tally.notes.timestamp_before_session_start == 1
 
 
 def test_personal_data_inside_an_item_rejects_the_order():
@@ -259,11 +256,10 @@ def test_personal_data_inside_an_item_rejects_the_order():
         '[{"item_id": "SKU1", "item_name": "Gift card for ann@example.com", "price": 5, "quantity": 1}]',
         '[{"item_id": "SKU2", "item_name": "Candle", "price": 5, "quantity": 1, "vendor_note": "x"}]',
     ], dtype="string")
-    result = transform_chunk(Chunk(frame=frame, columns={"items": "Lineitem name"}), SOURCE, PROP, WINDOW,
-                             now_micros=NOW_MICROS, run_id="r")
+    result = transform_chunk(Chunk(frame=frame, columns={"items": "Lineitem name"}), TransformOptions(source=SOURCE, prop=PROP, window=WINDOW, wall_micros=NOW_MICROS))
     assert list(result.rejects["row"]) == [1]
     assert result.rejects.iloc[0]["reasons"][0]["validationCode"] == "PERSONAL_DATA"
     assert "ann@" not in orjson.dumps(result.rejects.to_dict("records")).decode()
     (sent,) = [orjson.loads(e) for e in result.events["event_json"]]
     assert sent["params"]["items"] == [{"item_id": "SKU2", "item_name": "Candle", "price": 5, "quantity": 1}]
-    assert result.counters["detectors"] == {"email": 1} and result.counters["item_keys_not_sent"] == {"vendor_note": 1}
+    assert result.tally.detectors == {"email": 1} and result.tally.item_keys_not_sent == {"vendor_note": 1}

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from etl.load.sender import check_minimal
 from etl.protocol import validate_request
-from etl.transform import transform_chunk
+from etl.transform import TransformOptions, transform_chunk
 from tests.transform.test_events import NOW_MICROS, PROP, SOURCE, WINDOW, Chunk, _chunk, _fates, _row, _run
 
 
@@ -25,8 +25,7 @@ def _reasons(result) -> dict[int, list[dict]]:
 def _with_items(rows: list[dict], items: list[str | None], source=SOURCE, **kw):
     frame = _chunk(rows).frame
     frame["items"] = pd.Series(items, dtype="string")
-    return transform_chunk(Chunk(frame=frame, columns={"items": "Lineitems", "value": "Total"}), source, PROP, WINDOW,
-                           now_micros=NOW_MICROS, run_id="r", **kw)
+    return transform_chunk(Chunk(frame=frame, columns={"items": "Lineitems", "value": "Total"}), TransformOptions(source=source, prop=PROP, window=WINDOW, wall_micros=NOW_MICROS, **kw))
 
 
 def _assert_every_event_passes_the_send_gate(result) -> None:
@@ -51,8 +50,7 @@ def test_an_absurd_amount_rejects_only_its_row(amount):
 def test_an_infinite_tax_rejects_only_its_row():
     frame = _chunk([_row(), _row(transaction_id="T-2")]).frame
     frame["param.tax"] = pd.Series(["1.50", "9" * 400], dtype="string")
-    result = transform_chunk(Chunk(frame=frame, columns={"param.tax": "Taxes"}), SOURCE, PROP, WINDOW,
-                             now_micros=NOW_MICROS, run_id="r")
+    result = transform_chunk(Chunk(frame=frame, columns={"param.tax": "Taxes"}), TransformOptions(source=SOURCE, prop=PROP, window=WINDOW, wall_micros=NOW_MICROS))
     assert list(result.rejects["row"]) == [2]
     assert "'Taxes'" in _reasons(result)[2][0]["description"]
     assert orjson.loads(result.events["event_json"][0])["params"]["tax"] == 1.5
@@ -98,7 +96,7 @@ def test_an_event_too_big_for_any_request_is_rejected_not_planned():
     assert sent == {1} and rejected == {2}
     (reason,) = _reasons(result)[2]
     assert reason["validationCode"] == "VALUE_OUT_OF_BOUNDS" and "130,000 bytes" in reason["description"]
-    assert result.counters["rejected"] == 1 and result.counters["to_send"] == 1
+    assert result.tally.buckets.rejected == 1 and len(result.events) == 1
 
 
 def test_an_event_with_more_than_25_params_is_rejected_not_planned():
@@ -106,8 +104,7 @@ def test_an_event_with_more_than_25_params_is_rejected_not_planned():
     frame = _chunk([_row(), _row(transaction_id="T-2")]).frame
     for i, name in enumerate(names):
         frame[f"param.{name}"] = pd.Series(["x", "x" if i < 20 else None], dtype="string")
-    result = transform_chunk(Chunk(frame=frame), SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r",
-                             extra_params={"purchase": names})
+    result = transform_chunk(Chunk(frame=frame), TransformOptions(source=SOURCE, prop=PROP, window=WINDOW, wall_micros=NOW_MICROS, extra_params={"purchase": names}))
     sent, rejected = _fates(result, 2)
     # row 1: 24 notes + transaction_id, value, currency, session_id + the run marker = 29; row 2: 20 + 4 + 1 = 25
     assert sent == {2} and rejected == {1}
@@ -134,7 +131,7 @@ def test_an_event_declared_under_extra_params_may_be_sent_per_row():
     rows = [_row(transaction_id="T-3", event_name="my_custom_event")]
     frame = _chunk(rows).frame
     extra = {"my_custom_event": ("transaction_id", "value", "currency")}
-    result = transform_chunk(Chunk(frame=frame), SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r", extra_params=extra)
+    result = transform_chunk(Chunk(frame=frame), TransformOptions(source=SOURCE, prop=PROP, window=WINDOW, wall_micros=NOW_MICROS, extra_params=extra))
     assert list(result.events["event_name"]) == ["my_custom_event"]
     body = {"client_id": result.events["client_id"][0], "events": [orjson.loads(result.events["event_json"][0])]}
     check_minimal(body, extra)
@@ -189,22 +186,22 @@ def test_of_several_ga4_session_cookies_the_configured_propertys_is_used():
     result = _run(rows)
     sessions = [orjson.loads(e)["params"].get("session_id") for e in result.events["event_json"]]
     assert sessions == ["1763650000", None]  # another property's session is never ours
-    assert result.counters["session_cookie_other_property"] == 1 and result.counters["no_session"] == 1
+    assert result.tally.notes.session_cookie_other_property == 1 and result.tally.notes.no_session == 1
 
 
 def test_purchases_without_items_are_sent_and_counted():
     result = _with_items([_row(), _row(transaction_id="T-2"), _row(transaction_id="T-3", event_name="refund")],
                          ['[{"item_id": "S", "price": 5, "quantity": 1}]', None, None])
     assert len(result.events) == 3
-    assert result.counters["purchase_without_items"] == 1
+    assert result.tally.notes.purchase_without_items == 1
 
 
 def test_refunds_outside_the_window_are_counted():
     rows = [_row(), _row(transaction_id="T-2", event_name="refund", timestamp="2026-11-10 10:00:00"),
             _row(transaction_id="T-3", timestamp="2026-11-10 10:00:00")]
     since = NOW_MICROS - 2 * 86_400_000_000
-    result = transform_chunk(_chunk(rows), SOURCE, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r", since_micros=since)
-    assert result.counters["outside_window"] == 2 and result.counters["refunds_outside_window"] == 1
+    result = transform_chunk(_chunk(rows), TransformOptions(source=SOURCE, prop=PROP, window=WINDOW, wall_micros=NOW_MICROS, since_micros=since))
+    assert result.tally.buckets.outside_window == 2 and result.tally.notes.refunds_outside_window == 1
 
 
 @pytest.mark.parametrize("name", ["ad_impression", "session_start"])
