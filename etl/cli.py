@@ -18,6 +18,7 @@ import click
 import orjson
 
 from etl import log
+from etl.accounting import Buckets, Notes
 from etl.errors import EXIT_BAD_INPUT, MpetlError, OutputError, ledger_error
 
 
@@ -65,7 +66,7 @@ def _handle(exc: Exception) -> None:
     _fail(known)
 
 
-COUNTS = ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed")
+COUNTS = ("rows_in", *Buckets.NAMES)
 
 
 def _sent_label(mode: str) -> str:
@@ -88,23 +89,34 @@ def _print_run_summary(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    cols = ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed", "no_session")
+    buckets = Buckets.from_summary(summary, where="summary")
+    shown = [b for b in Buckets.NAMES if b in Buckets.ALWAYS_SHOWN or getattr(buckets, b)]
+    cols = ("rows_in", *shown, "no_session")
     table = Table(title=f"run {summary['run_id']} ({summary['mode']})")
     table.add_column("source")
-    for col in (*cols, "filtered"):
+    for col in cols:
         table.add_column(label if col == "sent" else col, justify="right")
     for name, s in summary["sources"].items():
-        filtered = s.get("reject_codes", {}).get("FILTERED", 0)
-        table.add_row(name, *(f"{s[c]:,}" for c in cols), f"{filtered:,}")
-    total_filtered = sum(s.get("reject_codes", {}).get("FILTERED", 0) for s in summary["sources"].values())
-    table.add_row("TOTAL", *(f"{summary[c]:,}" for c in cols), f"{total_filtered:,}", style="bold")
-    console = Console()
+        table.add_row(name, *(f"{s[c]:,}" for c in cols))
+    table.add_row("TOTAL", *(f"{summary[c]:,}" for c in cols), style="bold")
+    console = Console(highlight=False)
     console.print(table)
-    console.print(
-        f"rows_in {summary['rows_in']} == {label} {summary['sent']} + rejected {summary['rejected']} + duplicate "
-        f"{summary['duplicate']} + deferred {summary['deferred']} + failed {summary['failed']}"
-    )
+    console.print(buckets.equation(label), markup=False)
+    for line in _summary_notes(summary):
+        console.print(line, markup=False)
     _print_source_errors(summary)
+
+
+def _summary_notes(summary: dict[str, Any]) -> list[str]:
+    """The lines under the equation: why rows were filtered, and what is worth knowing about the sent."""
+    lines = []
+    if summary.get("filtered_codes"):
+        lines.append("filtered (not conversions, not errors): "
+                     + ", ".join(f"{code} {rows:,}" for code, rows in summary["filtered_codes"].items()))
+    notes = {name: summary.get(name, 0) for name in Notes().to_dict()}
+    if any(notes.values()):
+        lines.append("notes: " + ", ".join(f"{name} {count:,}" for name, count in notes.items() if count))
+    return lines
 
 
 def _print_source_errors(summary: dict[str, Any]) -> None:
@@ -285,17 +297,29 @@ def validate(config_path: Path, out_dir: Path | None, now: str | None, debug_end
     summary = result.summary
     if _is_tty():
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title="reject reasons")
         for col in ("source", "code", "reason", "rows"):
             table.add_column(col, justify="right" if col == "rows" else "left")
         for (source, code, desc), count in reasons.most_common():
-            table.add_row(source, code, desc, f"{count:,}")
+            table.add_row(source, code, escape(desc), f"{count:,}")
         Console().print(table)
+        filtered = Table(title="filtered (not conversions, not errors)")
+        for col in ("source", "code", "reason", "rows"):
+            filtered.add_column(col, justify="right" if col == "rows" else "left")
+        for source, s in summary["sources"].items():
+            for f in s["filtered_reasons"]:
+                filtered.add_row(source, f["code"], escape(f["reason"]), f"{f['rows']:,}")
+        Console().print(filtered)
     else:
         for (source, code, desc), count in reasons.most_common():
             click.echo(orjson.dumps({"source": source, "validationCode": code, "description": desc, "rows": count}).decode())
+        for source, s in summary["sources"].items():
+            for f in s["filtered_reasons"]:
+                click.echo(orjson.dumps({"source": source, "filtered": True, "validationCode": f["code"],
+                                         "description": f["reason"], "rows": f["rows"]}).decode())
     click.echo(orjson.dumps(_relabel(summary, COUNTS)
                             | {"debug_requests": summary["send"]["requests_sent"] if debug_endpoint else 0,
                                "debug_messages": summary["send"]["debug_messages"]}).decode())
@@ -310,10 +334,11 @@ def _unusable_sources(summary: dict[str, Any], reasons: Counter[tuple[str, str, 
     """Sources that yielded rows and rejected every one: a mapping problem, not a data problem."""
     out = []
     for name, s in summary["sources"].items():
-        if s["rows_in"] > 0 and s["rejected"] == s["rows_in"]:
+        in_scope = s["rows_in"] - s.get("outside_window", 0) - s.get("other_shard", 0) - s.get("filtered", 0)
+        if in_scope > 0 and s["rejected"] == in_scope:
             top = [(code, desc, n) for (src, code, desc), n in reasons.most_common() if src == name][:1]
             hint = f"; most common: {top[0][0]} {top[0][1]} ({top[0][2]:,} rows)" if top else ""
-            out.append(f"source {name}: nothing usable — all {s['rows_in']:,} rows rejected; check the mapping{hint}")
+            out.append(f"source {name}: nothing usable — all {in_scope:,} rows rejected; check the mapping{hint}")
     return out
 
 
@@ -523,6 +548,9 @@ def sources(config_path: Path, rows: int, now: str | None) -> None:
                 "events": [orjson.loads(e) for e in result.events["event_json"]],
                 "rejected_rows": [{"row": int(r), "reasons": [x["validationCode"] + ": " + x["description"] for x in rs]}
                                   for r, rs in zip(result.rejects["row"], result.rejects["reasons"], strict=True)],
+                # Not conversions (a stage not won, [sources.filter], no consent): not errors, not sent.
+                "filtered_rows": [{"row": int(r), "reason": f"{code}: {why}"} for r, code, why in
+                                  zip(result.filtered["row"], result.filtered["code"], result.filtered["reason"], strict=True)],
                 # Too old by the wall clock now: a run would defer them (Data Import), not send them.
                 "deferred_rows": [int(r) for r, ts in zip(result.events["row"], result.events["timestamp_micros"], strict=True)
                                   if ts < to_micros(datetime.now(UTC)) - max_age_micros(config)],
@@ -546,14 +574,20 @@ def aggregate(out_dirs: tuple[Path, ...], out_file: Path | None) -> None:
     from etl.shard import aggregate as fold
 
     try:
-        summaries = []
+        summaries, names = [], []
         for folder in out_dirs:
             path = folder / "summary.json"
             if not path.is_file():
                 raise AggregateError(f"{path}: no summary.json (did that shard finish?)")
-            summaries.append(orjson.loads(path.read_bytes()))
-        night = fold(summaries)
-    except (AggregateError, orjson.JSONDecodeError) as exc:
+            try:
+                summaries.append(orjson.loads(path.read_bytes()))
+            except orjson.JSONDecodeError as exc:
+                raise AggregateError(f"{path}: not a summary.json (not JSON: {exc})") from None
+            except OSError as exc:
+                raise AggregateError(f"{path}: cannot be read ({exc.strerror})") from None
+            names.append(str(path))
+        night = fold(summaries, names)
+    except AggregateError as exc:
         click.echo(f"mpetl: error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     text = orjson.dumps(night, option=orjson.OPT_INDENT_2)

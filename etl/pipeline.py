@@ -2,18 +2,17 @@
 
 Two phases, as in dlt's load packages: every source is streamed chunk by chunk into the ledger
 (`planned`), then the sender drains the ledger. So a run killed at any point resumes from the ledger,
-and memory stays bounded by one chunk plus the send queue. Every input row lands in exactly one of
-sent / rejected / duplicate / deferred / expired / rejected_at_send / failed, and the run refuses to
-report otherwise. Age is always measured on the wall clock (`etl.clock`): `--now` only selects rows.
+and memory stays bounded by one chunk plus the send queue. Every input row lands in exactly one bucket
+(`etl.accounting.Buckets`: sent / filtered / rejected / duplicate / deferred / expired /
+rejected_at_send / failed / outside_window / other_shard), and the run refuses to report otherwise. Age is always measured on the wall clock (`etl.clock`): `--now` only selects rows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import orjson
 import pandas as pd
 
 from etl import log
+from etl.accounting import Buckets, Tally
 from etl.clock import wall_micros
 from etl.config import Config, SourceConfig, read_api_secret
 from etl.errors import (
@@ -85,19 +85,11 @@ class RunOptions:
 
 
 @dataclass
-class SourceTally:
-    rows_in: int = 0
+class SourceTally(Tally):
+    """One source's tally over its chunks, plus what only the pipeline sees (lines read, planned)."""
+
     lines: int = 0
-    rejected: int = 0
-    deferred: int = 0
-    duplicate: int = 0
-    planned: int = 0
-    outside_window: int = 0
-    other_shard: int = 0
-    no_session: int = 0
-    counters: Counter[str] = field(default_factory=Counter)
-    detectors: Counter[str] = field(default_factory=Counter)
-    reject_codes: Counter[str] = field(default_factory=Counter)
+    planned: int = 0  # handed to the sender: each ends sent, expired, rejected_at_send or failed
 
 
 @dataclass
@@ -175,30 +167,21 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
             extra_params=config.privacy_extra_params,
             shard=Shard(*options.shard) if options.shard else None,
         ))
-        buckets = ledger.plan(result.events, run_id, oldest_sendable_micros=options.clock() - max_age_micros(config))
+        fates = ledger.plan(result.events, run_id, oldest_sendable_micros=options.clock() - max_age_micros(config))
         outputs.add_rejects(result.rejects)
-        t = result.tally
-        b = t.buckets
-        planned = int((buckets == "planned").sum())
-        deferred = int((buckets == "deferred").sum())
-        log.detail("chunk_planned", source=source.name, rows=b.rows_in - b.other_shard, planned=planned,
-                   rejected=b.rejected + b.filtered, deferred=deferred, outside_window=b.outside_window)
-        tally.rows_in += b.rows_in
-        tally.other_shard += b.other_shard
-        tally.lines += int(getattr(chunk, "lines", b.rows_in - b.other_shard))
-        tally.rejected += b.rejected + b.filtered
-        tally.deferred += deferred
-        tally.duplicate += int((buckets == "duplicate").sum())
+        chunk_tally = result.tally
+        b = chunk_tally.buckets
+        planned = int((fates == "planned").sum())
+        chunk_tally.buckets = replace(b, deferred=int((fates == "deferred").sum()),
+                                      duplicate=int((fates == "duplicate").sum()))
+        log.detail("chunk_planned", source=source.name, rows=b.rows_in, planned=planned, filtered=b.filtered,
+                   rejected=b.rejected, deferred=chunk_tally.buckets.deferred, outside_window=b.outside_window)
+        tally.add(chunk_tally)
+        tally.lines += int(getattr(chunk, "lines", b.rows_in))
         tally.planned += planned
-        tally.no_session += t.notes.no_session
-        tally.outside_window += b.outside_window
-        for name in ("session_cookie_unparsed", "session_too_old_to_attribute", "timestamp_before_session_start",
-                     "session_cookie_other_property", "purchase_without_items", "refunds_outside_window"):
-            tally.counters[name] += getattr(t.notes, name)
-        tally.detectors.update(t.detectors)
-        tally.reject_codes.update(t.reject_codes)
-    log.emit("source_planned", source=source.name, rows_in=tally.rows_in, planned=tally.planned,
-             rejected=tally.rejected, deferred=tally.deferred, duplicate=tally.duplicate)
+    b = tally.buckets
+    log.emit("source_planned", source=source.name, rows_in=b.rows_in, planned=tally.planned, filtered=b.filtered,
+             rejected=b.rejected, deferred=b.deferred, duplicate=b.duplicate, outside_window=b.outside_window)
     return tally
 
 
@@ -334,80 +317,63 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
             orjson.dumps(_manifest(config, manifest, tallies, summary["detectors"]), option=orjson.OPT_INDENT_2)
         )
         ledger.finish_run(run_id, orjson.dumps(summary).decode())
-        log.emit("run_finished", **{k: summary[k] for k in ("run_id", "rows_in", "sent", "rejected", "duplicate",
-                                                                 "deferred", "expired", "failed", "exit_code")})
+        log.emit("run_finished", **{k: summary[k] for k in ("run_id", "rows_in", *Buckets.NAMES, "exit_code")})
         return RunResult(summary, summary["exit_code"])
     finally:
         ledger.close()
         stopper.uninstall()
 
 
-SOURCE_BUCKETS = ("sent", "rejected", "duplicate", "deferred", "expired", "rejected_at_send", "failed", "other_shard")
-
-
 def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime, tallies: dict[str, SourceTally],
                outcome: RunOutcome, stats: SendStats, source_errors: list[dict[str, Any]], recovered: int,
                deferred_written: int) -> dict[str, Any]:
     sources = {}
+    run = Tally()
     for name, t in tallies.items():
         fate = outcome.by_source.get(name, {})
-        sent, expired, refused = fate.get("sent", 0), fate.get("expired", 0), fate.get("rejected_at_send", 0)
-        failed = fate.get("failed", 0)
-        if sent + expired + refused + failed != t.planned or fate.get("deferred", 0) != t.deferred:
+        buckets = replace(t.buckets, sent=fate.get("sent", 0), expired=fate.get("expired", 0),
+                          rejected_at_send=fate.get("rejected_at_send", 0), failed=fate.get("failed", 0))
+        sent_or_not = buckets.sent + buckets.expired + buckets.rejected_at_send + buckets.failed
+        if sent_or_not != t.planned or fate.get("deferred", 0) != t.buckets.deferred or not buckets.balanced():
             # A bug, never a data problem: refuse to report numbers that do not add up.
             raise MpetlError(f"accounting does not balance for source {name!r}: planned {t.planned}, "
-                             f"deferred {t.deferred}, ledger says {fate}")
+                             f"{buckets.equation()}, ledger says {fate}")
+        t.buckets = buckets
+        run.add(t)
         sources[name] = {
-            "rows_in": t.rows_in,
+            **buckets.to_dict(),
             "lines_read": t.lines,
-            "sent": sent,
-            "rejected": t.rejected,
-            "duplicate": t.duplicate,
-            "deferred": t.deferred,
-            "expired": expired,
-            "rejected_at_send": refused,
-            "failed": failed,
-            "other_shard": t.other_shard,
-            "no_session": t.no_session,
-            "outside_window": t.outside_window,
-            "session_too_old_to_attribute": t.counters["session_too_old_to_attribute"],
-            "timestamp_before_session_start": t.counters["timestamp_before_session_start"],
-            # Google-exact notes (issue 14): sent, but worth knowing.
-            "session_cookie_other_property": t.counters["session_cookie_other_property"],
-            "purchase_without_items": t.counters["purchase_without_items"],
-            "refunds_outside_window": t.counters["refunds_outside_window"],
+            # Sent, but worth knowing (issue 14): sessions GA will not attribute, purchases without items…
+            **t.notes.to_dict(),
+            "filtered_codes": t.filtered_codes(),
+            "filtered_reasons": t.filtered_list(),
             "reject_codes": dict(t.reject_codes),
+            # Left out of events that were sent (named, never the values).
+            "pii_dropped": dict(t.pii_dropped),
+            "item_keys_not_sent": dict(t.item_keys_not_sent),
+            "params_not_allowed": dict(t.params_not_allowed),
             "consent_default": config.source(name).consent_default,
         }
-        if t.rows_in != sum(sources[name][k] for k in SOURCE_BUCKETS):
-            raise MpetlError(f"accounting does not balance for source {name!r}: {sources[name]}")
-    total = {k: sum(s[k] for s in sources.values()) for k in ("rows_in", *SOURCE_BUCKETS)}
+    total = run.buckets
     earlier = {k: outcome.earlier_runs.get(k, 0) for k in ("sent", "failed", "expired", "rejected_at_send")}
-    if deferred_written != total["deferred"] + total["expired"] + earlier["expired"]:
+    if deferred_written != total.deferred + total.expired + earlier["expired"]:
         raise MpetlError(f"deferred.csv holds {deferred_written} events, the ledger deferred "
-                         f"{total['deferred'] + total['expired'] + earlier['expired']} in this run")
-    not_delivered = total["failed"] + total["expired"] + earlier["failed"] + earlier["expired"]
+                         f"{total.deferred + total.expired + earlier['expired']} in this run")
+    not_delivered = total.failed + total.expired + earlier["failed"] + earlier["expired"]
     exit_code = (EXIT_STOPPED if stats.stopped else EXIT_SEND_FAILURES if not_delivered
                  else EXIT_BAD_INPUT if source_errors else EXIT_OK)
-    detectors: Counter[str] = Counter()
-    for t in tallies.values():
-        detectors.update(t.detectors)
     return {
         "run_id": run_id,
         "mode": options.mode,
         "wall_clock": wall.isoformat(),
         "shard": "/".join(map(str, options.shard)) if options.shard else None,
-        **total,
-        "balanced": True,
+        **total.to_dict(),
+        "balanced": total.balanced(),
+        "equation": total.equation("sent" if options.mode == "send" else "would_send"),
         "earlier_runs": earlier,
         "deferred_csv_rows": deferred_written,
-        "no_session": sum(s["no_session"] for s in sources.values()),
-        "outside_window": sum(s["outside_window"] for s in sources.values()),
-        "session_too_old_to_attribute": sum(s["session_too_old_to_attribute"] for s in sources.values()),
-        "timestamp_before_session_start": sum(s["timestamp_before_session_start"] for s in sources.values()),
-        "session_cookie_other_property": sum(s["session_cookie_other_property"] for s in sources.values()),
-        "purchase_without_items": sum(s["purchase_without_items"] for s in sources.values()),
-        "refunds_outside_window": sum(s["refunds_outside_window"] for s in sources.values()),
+        **run.notes.to_dict(),
+        "filtered_codes": run.filtered_codes(),
         "window": {"since": options.since.isoformat() if options.since else None,
                    "until": options.select_until.isoformat() if options.select_until else None},
         "possible_duplicates": outcome.possible_duplicates,
@@ -415,7 +381,7 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
         "sent_for_earlier_runs": earlier["sent"],
         "recovered_in_flight": recovered,
         "stopped": stats.stopped,
-        "detectors": dict(detectors),
+        "detectors": dict(run.detectors),
         "sources": sources,
         "source_errors": source_errors,
         "send": stats.to_dict(),

@@ -10,8 +10,8 @@ integer; shard K of N (K = 1..N) owns the client ids whose hash ≡ K − 1 (mod
 usable client id is owned by shard 1, so exactly one shard reports its rejection.
 
 A sharded run reads every row (each worker reads the whole input), keeps its own, and counts the
-others in the `other_shard` bucket, so each shard's summary still balances:
-`rows_in = sent + rejected + duplicate + deferred + expired + rejected_at_send + failed + other_shard`. `aggregate` folds the N
+others in the `other_shard` bucket, so each shard's summary still balances (`etl.accounting.Buckets`:
+`rows_in = sent + filtered + rejected + … + outside_window + other_shard`). `aggregate` folds the N
 shard summaries of one night into one run-level summary and checks that every row was owned by
 exactly one shard.
 """
@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from etl.accounting import AccountingError, Buckets
+
 _SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 MAX_SHARDS = 1024
-BUCKETS = ("sent", "rejected", "duplicate", "deferred", "expired", "rejected_at_send", "failed")
 
 
 def client_hash(client_id: str) -> int:
@@ -100,20 +101,29 @@ WHOLE = Shard()
 
 
 class AggregateError(ValueError):
-    """The shard summaries given do not make one complete night (missing, repeated or unbalanced)."""
+    """The shard summaries given do not make one complete night (missing, repeated, unbalanced or not
+    summaries at all): the message names the summary and the key."""
 
 
-def aggregate(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def aggregate(summaries: Iterable[Mapping[str, Any]], names: Sequence[str] | None = None) -> dict[str, Any]:
     """One run-level summary from the N shard summaries of one night (each shard's summary.json).
 
-    Checks, refusing (AggregateError) otherwise: every shard 1..N is present exactly once, each
-    summary balances on its own, every shard read the same rows, and the rows the shards owned add up
-    to rows_in (no row owned twice or by nobody). Buckets are summed; the exit code is the worst one.
+    `names` say where each summary came from (its file), for messages. Checks, refusing
+    (AggregateError) otherwise: every summary holds the buckets as whole numbers, every shard 1..N is
+    present exactly once, each summary balances on its own, every shard read the same rows (rows_in,
+    and outside_window: the window is applied before the shard), and the rows the shards owned add up
+    to the rows in the window (no row owned twice or by nobody). Buckets are summed; the exit code is
+    the worst one.
     """
     items = list(summaries)
     if not items:
         raise AggregateError("no shard summaries given")
-    specs = [Shard.parse(str(s.get("shard") or "1/1")) for s in items]
+    where = list(names) if names is not None else [f"summary {i + 1}" for i in range(len(items))]
+    try:
+        read = [_read_shard(s, w) for s, w in zip(items, where, strict=True)]
+    except AccountingError as exc:
+        raise AggregateError(str(exc)) from None
+    specs = [spec for spec, _, _ in read]
     counts = {spec.count for spec in specs}
     if len(counts) != 1:
         raise AggregateError(f"summaries come from different shard counts: {sorted(counts)}")
@@ -123,29 +133,54 @@ def aggregate(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     repeated = sorted({i for i in seen if seen.count(i) > 1})
     if missing or repeated:
         raise AggregateError(f"shards missing {missing or '-'}, repeated {repeated or '-'} (of {count})")
-    rows_in = {int(s["rows_in"]) for s in items}
-    if len(rows_in) != 1:
-        raise AggregateError(f"shards read different inputs: rows_in {sorted(rows_in)}")
-    total_in = rows_in.pop()
-    for spec, s in zip(specs, items, strict=True):
-        parts = sum(int(s.get(k, 0)) for k in BUCKETS) + int(s.get("other_shard", 0))
-        if parts != int(s["rows_in"]):
-            raise AggregateError(f"shard {spec} does not balance: rows_in {s['rows_in']} != {parts}")
-    totals = {k: sum(int(s.get(k, 0)) for s in items) for k in BUCKETS}
-    owned = total_in * count - sum(int(s.get("other_shard", 0)) for s in items)
-    if owned != total_in:
-        raise AggregateError(f"the shards owned {owned} rows between them, the input has {total_in}")
+    for spec, b, _ in read:
+        if not b.balanced():
+            raise AggregateError(f"shard {spec} does not balance: {b.equation()}")
+    for key in ("rows_in", "outside_window"):
+        values = {getattr(b, key) for _, b, _ in read}
+        if len(values) != 1:
+            raise AggregateError(f"shards read different inputs: {key} {sorted(values)}")
+    first = read[0][1]
+    total_in, outside = first.rows_in, first.outside_window
+    owned = sum(b.rows_in - b.other_shard - b.outside_window for _, b, _ in read)
+    if owned != total_in - outside:
+        raise AggregateError(f"the shards owned {owned} rows between them, the window holds {total_in - outside}")
+    night = Buckets(rows_in=total_in, outside_window=outside)
+    for _, b, _ in read:
+        night += replace(b, rows_in=0, outside_window=0, other_shard=0)
     order = sorted(range(len(items)), key=lambda i: specs[i].index)
-    summed = ("possible_duplicates", "sent_for_earlier_runs", "recovered_in_flight", "no_session", "outside_window")
+    summed = {k: sum(extra[k] for _, _, extra in read) for k in _SUMMED}
     return {
         "shards": count,
-        "rows_in": total_in,
-        **totals,
-        "balanced": total_in == sum(totals.values()),
-        **{k: sum(int(s.get(k, 0)) for s in items) for k in summed},
+        **night.to_dict(),
+        "balanced": night.balanced(),
+        "equation": night.equation(),
+        **summed,
         "run_ids": [items[i].get("run_id") for i in order],
-        "per_shard": [{"shard": str(specs[i]), "run_id": items[i].get("run_id"),
-                       **{k: items[i].get(k, 0) for k in (*BUCKETS, "rows_in")}, "other_shard": items[i].get("other_shard", 0),
-                       "exit_code": items[i].get("exit_code", 0)} for i in order],
-        "exit_code": max(int(s.get("exit_code", 0)) for s in items),
+        "per_shard": [{"shard": str(specs[i]), "run_id": items[i].get("run_id"), **read[i][1].to_dict(),
+                       "exit_code": read[i][2]["exit_code"]} for i in order],
+        "exit_code": max(extra["exit_code"] for _, _, extra in read),
     }
+
+
+#: Counts summed over the shards besides the buckets (each shard's own; absent in older summaries: 0).
+_SUMMED = ("possible_duplicates", "sent_for_earlier_runs", "recovered_in_flight", "no_session")
+
+
+def _read_shard(summary: Mapping[str, Any], where: str) -> tuple[Shard, Buckets, dict[str, int]]:
+    """One shard summary, checked: its spec, its buckets, and the other counts the night sums."""
+    buckets = Buckets.from_summary(summary, where=where)  # also refuses what is not a JSON object
+    shard = summary.get("shard") or "1/1"
+    if not isinstance(shard, str):
+        raise AggregateError(f"{where}: key 'shard' must be text such as \"2/4\"")
+    try:
+        spec = Shard.parse(shard)
+    except ValueError as exc:
+        raise AggregateError(f"{where}: key 'shard': {exc}") from None
+    extra = {}
+    for key in (*_SUMMED, "exit_code"):
+        value = summary.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise AggregateError(f"{where}: key {key!r} must be a whole number")
+        extra[key] = value
+    return spec, buckets, extra

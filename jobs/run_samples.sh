@@ -22,13 +22,15 @@ run_code=$?
 python3 - "$OUT/run/summary.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
-print(f"run {s['run_id']}: rows_in {s['rows_in']} == sent {s['sent']} + rejected {s['rejected']} + "
-      f"duplicate {s['duplicate']} + deferred {s['deferred']} + expired {s['expired']} + "
-      f"rejected_at_send {s['rejected_at_send']} + failed {s['failed']}")
+print(f"run {s['run_id']}: {s['equation']}")
 for name, src in s["sources"].items():
-    print(f"  {name:<11} rows {src['rows_in']:>4}  sent {src['sent']:>4}  rejected {src['rejected']:>4}  "
-          f"duplicate {src['duplicate']:>3}  deferred {src['deferred']:>3}  failed {src['failed']:>3}")
-print(f"  events without session_id: {s['no_session']}; with a session GA will no longer attribute (started "
+    print(f"  {name:<11} rows {src['rows_in']:>4}  sent {src['sent']:>4}  filtered {src['filtered']:>3}  "
+          f"rejected {src['rejected']:>3}  duplicate {src['duplicate']:>3}  deferred {src['deferred']:>3}  "
+          f"outside_window {src['outside_window']:>2}  failed {src['failed']:>3}")
+print("  filtered (not conversions, not errors): "
+      + (", ".join(f"{code} {rows}" for code, rows in s["filtered_codes"].items()) or "none"))
+print(f"  events without session_id: {s['no_session']} (a session cookie we could not read: "
+      f"{s['session_cookie_unparsed']}); with a session GA will no longer attribute (started "
       f"> 24 h before sending): {s['session_too_old_to_attribute']}; personal data detectors fired: {s['detectors'] or 'none'}")
 PY
 "$MPETL" -q reconcile --config "$CONFIG" --out "$OUT/reconcile" --since 2026-11-17 --until 2026-11-21 --now "$NOW"

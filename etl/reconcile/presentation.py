@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from etl.accounting import Buckets
+
 SHARE_COLUMNS = frozenset({"ratio", "no_session_share", "missing_share", "share"})
 DATE_COLUMNS = frozenset({"event_date", "export_date", "date"})
 
@@ -103,15 +105,21 @@ def row_classes(frame: pd.DataFrame) -> list[str]:
 
 
 def run_summary(summary: dict[str, Any]) -> pd.DataFrame:
-    """Per source and in total: rows in and where they went (a dry run says would_send)."""
+    """Per source and in total: rows in and where they went, one column per bucket that holds rows
+    (a dry run says would_send)."""
     label = "sent" if summary.get("mode", "send") == "send" else "would_send"
-    columns = ("rows_in", "sent", "rejected", "duplicate", "deferred", "failed")
-    rows = [{"source": name, **{(label if c == "sent" else c): s.get(c, 0) for c in columns},
-             "filtered": s.get("reject_codes", {}).get("FILTERED", 0)}
+    totals = Buckets.from_summary(summary, where="summary.json")
+    columns = ("rows_in", *(b for b in Buckets.NAMES if b in Buckets.ALWAYS_SHOWN or getattr(totals, b)))
+    rows = [{"source": name, **{(label if c == "sent" else c): s.get(c, 0) for c in columns}}
             for name, s in summary.get("sources", {}).items()]
-    total = {"source": "TOTAL", **{(label if c == "sent" else c): summary.get(c, 0) for c in columns},
-             "filtered": sum(r["filtered"] for r in rows)}
+    total = {"source": "TOTAL", **{(label if c == "sent" else c): summary.get(c, 0) for c in columns}}
     return pd.DataFrame([*rows, total])
+
+
+def filtered_reasons(summary: dict[str, Any]) -> pd.DataFrame:
+    """Why rows were filtered (source, code, reason, rows): not errors, so not in rejects.ndjson."""
+    return pd.DataFrame([{"source": name, **f} for name, s in summary.get("sources", {}).items()
+                         for f in s.get("filtered_reasons", [])], columns=["source", "code", "reason", "rows"])
 
 
 def top_reject_reasons(rejects: Path, limit: int = 10) -> pd.DataFrame:

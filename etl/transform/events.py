@@ -34,6 +34,7 @@ from etl.transform.rules import (
 class TransformResult:
     events: pd.DataFrame  # one row per event to plan (docs/ARCHITECTURE.md lists the columns)
     rejects: pd.DataFrame  # source, row, reasons: one row per rejected row
+    filtered: pd.DataFrame = field(default_factory=pd.DataFrame)  # source, row, code, reason: not conversions
     tally: Tally = field(default_factory=Tally)  # buckets filtered/rejected/outside_window/other_shard, notes
 
 
@@ -62,4 +63,6 @@ def transform_chunk(chunk: Chunk, options: TransformOptions) -> TransformResult:
     ctx.tally.buckets = ctx.reasons.counted(ctx.tally.buckets)
     ctx.tally.reject_codes.update(ctx.reasons.count_by_code())
     ctx.tally.filtered_reasons.update(ctx.reasons.filtered_by_reason())
-    return TransformResult(events=events, rejects=ctx.reasons.to_frame(ctx.source, ctx.frame["row"]), tally=ctx.tally)
+    rows = ctx.frame["row"]
+    return TransformResult(events=events, rejects=ctx.reasons.to_frame(ctx.source, rows),
+                           filtered=ctx.reasons.filtered_frame(ctx.source, rows), tally=ctx.tally)

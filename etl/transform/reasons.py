@@ -85,6 +85,19 @@ class RejectReasons:
                 counts[(reason["validationCode"], reason["description"])] += int(first.sum())
         return counts
 
+    def filtered_frame(self, source: str, rows: pd.Series) -> pd.DataFrame:
+        """One row per filtered input row: `source`, `row`, `code`, `reason` (its first filter reason)."""
+        if not self._filters:
+            return pd.DataFrame({"source": pd.Series(dtype=object), "row": pd.Series(dtype="int64"),
+                                 "code": pd.Series(dtype=object), "reason": pd.Series(dtype=object)})
+        codes = np.full(self._n, None, dtype=object)
+        descriptions = np.full(self._n, None, dtype=object)
+        for mask, reason in reversed(self._filters):  # the first reason is written last, and wins
+            codes[mask], descriptions[mask] = reason["validationCode"], reason["description"]
+        idx = np.flatnonzero(self.filtered)
+        return pd.DataFrame({"source": pd.Series([source] * len(idx), dtype=object),
+                             "row": rows.to_numpy()[idx].astype("int64"), "code": codes[idx], "reason": descriptions[idx]})
+
     def to_frame(self, source: str, rows: pd.Series) -> pd.DataFrame:
         """One row per rejected input row: `source`, `row`, `reasons` (list, in rule order); filtered
         rows are not rejects and are not in it."""

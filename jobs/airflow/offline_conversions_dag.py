@@ -63,14 +63,16 @@ from zoneinfo import ZoneInfo
 from airflow.sdk import CronDataIntervalTimetable, Param, TaskGroup, Variable, chain, dag, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
+from etl.accounting import Buckets
 from etl.config import SECRET_ENV, Config, load_config
 from etl.errors import EXIT_BAD_INPUT, EXIT_OK, MpetlError, OutputError, ledger_error
 
 DAG_ID = "mpetl_offline_conversions"
 SECRET_ID = "mpetl_api_secret"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "samples.toml"
-SUMMARY_COUNTS = ("run_id", "shard", "rows_in", "sent", "rejected", "duplicate", "deferred", "expired", "rejected_at_send",
-                  "failed", "other_shard", "exit_code")
+# What each task returns (its XCom): every bucket of etl.accounting.Buckets (filtered apart from rejected),
+# the equation, and why rows were filtered.
+SUMMARY_COUNTS = ("run_id", "shard", "rows_in", *Buckets.NAMES, "equation", "filtered_codes", "exit_code")
 
 
 def _setting(variable: str, env: str, default: str | None = None) -> str | None:
@@ -266,7 +268,7 @@ def aggregate(shard_counts: list[dict[str, Any]]) -> dict[str, Any]:
         night = fold([shard_counts[i] for i in range(len(shard_counts))])
     except AggregateError as exc:
         raise AirflowFailException(f"mpetl shards do not add up: {exc}") from None
-    print(f"{night['shards']} shards: rows_in {night['rows_in']}, sent {night['sent']}, failed {night['failed']}")
+    print(f"{night['shards']} shards: {night['equation']}")
     return {k: v for k, v in night.items() if k != "per_shard"}
 
 

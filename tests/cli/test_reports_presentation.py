@@ -73,7 +73,7 @@ def test_notebook_shows_the_run_summary_top_reasons_and_next_step(tmp_path):
     out = "".join(o.get("text", "") + json.dumps(o.get("data", {})) for c in nb.cells if c.cell_type == "code"
                   for o in c.get("outputs", []))
     assert "What to do next:** Nothing to do" in out
-    assert "3 of 4 rows were not sent by this run (3 rejected" in out
+    assert "3 of 4 rows were not sent by this run (2 filtered, 1 rejected" in out
     assert "column 'Stage' is not one of the allowed values" in out and "holds neither a _ga cookie" in out
     assert "filtered" in out and "2026-11-20" in out
     assert "20261120" not in out.replace("events_20261120", "")

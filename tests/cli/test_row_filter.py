@@ -1,4 +1,4 @@
-"""`[sources.filter]`: rows outside the allowed values are rejected as FILTERED, by column, and counted."""
+"""`[sources.filter]`: rows outside the allowed values are filtered (not rejected), by column, and counted."""
 
 from __future__ import annotations
 
@@ -34,13 +34,14 @@ def test_filter_rejects_other_rows_naming_the_column_not_the_value(tmp_path):
                             capture_output=True, text=True, timeout=120, cwd=REPO, env=cli_env())
     assert result.returncode == 0, result.stderr
     summary = orjson.loads((out / "summary.json").read_bytes())
-    assert summary["rows_in"] == 4
-    assert summary["sources"]["crm"]["reject_codes"]["FILTERED"] == 2
-    rejects = [orjson.loads(line) for line in (out / "rejects.ndjson").read_bytes().splitlines()]
-    assert sorted(r["row"] for r in rejects) == [3, 4]
-    reason = rejects[0]["reasons"][0]
-    assert reason["validationCode"] == "FILTERED" and "'Stage'" in reason["description"]
-    assert "Closed Lost" not in (out / "rejects.ndjson").read_text()
+    assert (summary["rows_in"], summary["sent"], summary["filtered"], summary["rejected"]) == (4, 2, 2, 0)
+    crm = summary["sources"]["crm"]
+    assert crm["filtered_codes"] == {"FILTERED": 2} and crm["reject_codes"] == {}
+    assert crm["filtered_reasons"] == [{"code": "FILTERED", "rows": 2, "reason":
+                                        "column 'Stage' is not one of the allowed values ('Closed Won') in [sources.filter]"}]
+    # Filtered rows are not errors: rejects.ndjson stays empty; no cell value anywhere.
+    assert (out / "rejects.ndjson").read_bytes() == b""
+    assert "Closed Lost" not in (out / "summary.json").read_text()
 
 
 def test_a_missing_filter_column_is_a_source_error(tmp_path):

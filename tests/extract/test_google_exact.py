@@ -134,6 +134,9 @@ event_name = "Event"
         assert done.returncode == (2 if args[0] == "validate" else 0), done.stderr
         outputs.append(done.stdout + done.stderr)
     outputs.append((tmp_path / "v" / "rejects.ndjson").read_text())
+    outputs.append((tmp_path / "v" / "summary.json").read_text())
     for text in outputs:
         assert "Zq9" not in text and "jane" not in text.lower() and "9" * 20 not in text
-    assert "'Stage'" in outputs[2] and "'Event'" in outputs[2] and "'Amount'" in outputs[2]
+    assert "'Event'" in outputs[2] and "'Amount'" in outputs[2]
+    # A stage that is not won is filtered, not rejected: named (the column, never the stage) where filters are.
+    assert "'Stage'" not in outputs[2] and "'Stage'" in outputs[0] and "'Stage'" in outputs[3]

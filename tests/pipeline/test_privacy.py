@@ -60,12 +60,15 @@ def test_denied_and_unknown_consent_never_leaves(tmp_path):
                   if r["Analytics_Consent__c"].strip().lower() not in ("granted", "yes", "true", "1")}
     assert no_consent, "the sample should hold rows without analytics consent"
     assert not (no_consent & sent_ids)
+    # Not sending them is consent followed, not bad data: filtered with the consent column named, not rejects.
     rejects = [orjson.loads(x) for x in (tmp_path / "out" / "rejects.ndjson").read_bytes().splitlines()]
-    denied = [r for r in rejects if any(x["validationCode"] == "CONSENT_DENIED" for x in r["reasons"])]
-    assert denied and all(x["fieldPath"] == "Analytics_Consent__c" for r in denied if r["source"] == "salesforce"
-                          for x in r["reasons"] if x["validationCode"] == "CONSENT_DENIED")
+    assert not [r for r in rejects if any(x["validationCode"] in ("CONSENT_DENIED", "NO_CONSENT") for x in r["reasons"])]
     summary = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())
-    assert {n: s["consent_default"] for n, s in summary["sources"].items()}["salesforce"] == "deny"
+    salesforce = summary["sources"]["salesforce"]
+    assert salesforce["consent_default"] == "deny"
+    consent = {f["code"]: f for f in salesforce["filtered_reasons"] if f["code"] in ("CONSENT_DENIED", "NO_CONSENT")}
+    assert set(consent) == {"CONSENT_DENIED", "NO_CONSENT"}
+    assert all("'Analytics_Consent__c'" in f["reason"] for f in consent.values())
 
 
 def test_the_consent_object_matches_each_row(tmp_path):

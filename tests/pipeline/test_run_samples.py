@@ -54,8 +54,10 @@ def test_run_sends_every_planned_event_and_accounts_for_every_row(tmp_path, coll
     result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
     assert result.returncode == 0, result.stderr
     s = summary(tmp_path / "out")
-    assert s["rows_in"] == s["sent"] + s["rejected"] + s["duplicate"] + s["deferred"] + s["failed"]
+    assert s["rows_in"] == (s["sent"] + s["filtered"] + s["rejected"] + s["duplicate"] + s["deferred"] + s["expired"]
+                            + s["rejected_at_send"] + s["failed"] + s["outside_window"] + s["other_shard"])
     assert s["failed"] == 0 and s["sent"] > 100 and s["rejected"] > 0 and s["deferred"] > 0 and s["duplicate"] > 0
+    assert s["filtered"] == sum(s["filtered_codes"].values()) > 0
     ids = stored_transaction_ids(collector.data_dir)
     assert len(ids) == s["sent"] == len(set(ids))
     # Every reject names its source and 1-based row, with debug-shaped reasons.
@@ -64,6 +66,7 @@ def test_run_sends_every_planned_event_and_accounts_for_every_row(tmp_path, coll
     for r in rejects:
         assert r["row"] >= 1 and r["source"] in s["sources"]
         assert r["reasons"] and all(set(x) == {"fieldPath", "description", "validationCode"} for x in r["reasons"])
+        assert not {x["validationCode"] for x in r["reasons"]} & set(s["filtered_codes"])  # filtered: not a reject
     # Deferred rows are shaped for GA4 Data Import (offline events).
     header = (tmp_path / "out" / "deferred.csv").read_text().splitlines()[0].split(",")
     assert header[:5] == ["measurement_id", "client_id", "user_id", "timestamp_micros", "event_name"]

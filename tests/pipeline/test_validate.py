@@ -29,11 +29,16 @@ def test_validate_counts_reasons_and_sends_nothing(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = [orjson.loads(x) for x in result.stdout.splitlines()]
     *reasons, totals = lines
+    filtered = [r for r in reasons if r.get("filtered")]
+    rejected = [r for r in reasons if not r.get("filtered")]
     assert requests == 0
-    assert sum(r["rows"] for r in reasons) >= totals["rejected"] > 0
-    codes = {r["validationCode"] for r in reasons}
-    assert {"CONSENT_DENIED", "VALUE_INVALID", "FILTERED"} <= codes
-    assert totals["rows_in"] == totals["would_send"] + totals["rejected"] + totals["duplicate"] + totals["deferred"]
+    assert sum(r["rows"] for r in rejected) >= totals["rejected"] > 0
+    assert {"VALUE_INVALID", "VALUE_REQUIRED"} <= {r["validationCode"] for r in rejected}
+    # Not conversions and denied consent are listed apart, their rows adding up to the filtered bucket.
+    assert {"NOT_A_CONVERSION", "CONSENT_DENIED", "NO_CONSENT"} == {r["validationCode"] for r in filtered}
+    assert sum(r["rows"] for r in filtered) == totals["filtered"] > 0
+    assert totals["rows_in"] == (totals["would_send"] + totals["filtered"] + totals["rejected"] + totals["duplicate"]
+                                 + totals["deferred"] + totals["outside_window"])
     # Validation works on a scratch copy: the real ledger is never created or touched.
     assert not (tmp_path / "state" / "ledger.sqlite").exists()
 

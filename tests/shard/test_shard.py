@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from etl.accounting import Buckets
 from etl.shard import AggregateError, Shard, aggregate, client_hash, shard_of
 
 
@@ -50,9 +51,10 @@ def test_parse_and_refuse():
 
 
 def _summary(k: int, n: int, rows_in: int, **buckets: int) -> dict:
-    base = {"rows_in": rows_in, "sent": 0, "rejected": 0, "duplicate": 0, "deferred": 0, "failed": 0, "exit_code": 0}
+    """A shard's summary.json as a run writes it: every bucket, the rows of other shards in other_shard."""
+    base = {"rows_in": rows_in, **dict.fromkeys(Buckets.NAMES, 0), "exit_code": 0}
     base.update(buckets)
-    base["other_shard"] = rows_in - sum(base[b] for b in ("sent", "rejected", "duplicate", "deferred", "failed"))
+    base["other_shard"] = rows_in - sum(base[b] for b in Buckets.NAMES if b != "other_shard")
     return {"shard": f"{k}/{n}", "run_id": f"r{k}", **base}
 
 

@@ -54,10 +54,14 @@ def _run(rows, source=SOURCE, columns=None):
 
 
 def _fates(result, n):
+    """(sent, rejected) rows; every other row must be filtered (not a conversion), none twice."""
     sent = set(result.events["row"])
     rejected = set(result.rejects["row"])
-    assert not (sent & rejected)
-    assert sent | rejected == set(range(1, n + 1))
+    filtered = set(result.filtered["row"])
+    assert not (sent & rejected) and not (filtered & (sent | rejected))
+    assert sent | rejected | filtered == set(range(1, n + 1))
+    b = result.tally.buckets
+    assert (b.rejected, b.filtered) == (len(rejected), len(filtered))
     return sent, rejected
 
 
@@ -124,11 +128,15 @@ def test_consent_denied_is_not_sent_and_says_which_column():
     frame = _chunk(rows).frame.rename(columns={"consent": "consent_analytics"})
     result = transform_chunk(Chunk(frame=frame, columns={"consent_analytics": "Analytics Consent"}), TransformOptions(source=source, prop=PROP, window=WINDOW, wall_micros=NOW_MICROS))
     sent, rejected = _fates(result, 4)
-    assert sent == {2} and rejected == {1, 3, 4}
+    # A denied or missing consent is not bad data: filtered, with its reason; an unreadable value is.
+    assert sent == {2} and rejected == {4}
     reasons = {r["row"]: r["reasons"][0] for r in result.rejects.to_dict("records")}
-    assert reasons[1]["validationCode"] == "CONSENT_DENIED" and reasons[1]["fieldPath"] == "Analytics Consent"
-    assert reasons[3]["validationCode"] == "CONSENT_DENIED" and "consent_default" in reasons[3]["description"]
     assert reasons[4]["validationCode"] == "VALUE_INVALID" and "maybe" not in reasons[4]["description"]
+    filtered = {r["row"]: (r["code"], r["reason"]) for r in result.filtered.to_dict("records")}
+    assert filtered == {1: ("CONSENT_DENIED", "analytics consent is denied in column 'Analytics Consent'"),
+                        3: ("NO_CONSENT", "no analytics consent recorded in column 'Analytics Consent'; "
+                                          "consent_default is 'deny'")}
+    assert result.tally.filtered_codes() == {"CONSENT_DENIED": 1, "NO_CONSENT": 1}
 
 
 def test_default_deny_applies_when_a_source_maps_no_consent_column():

@@ -79,7 +79,7 @@ def _events(ctx: RuleContext, parts: Parts, sel: np.ndarray) -> tuple[pd.DataFra
 
     k = int(sel.sum())
     s_names = pick(parts.names.names)
-    s_ts = pd.Series(parts.times.micros[sel], dtype="int64")
+    s_ts = pd.Series(parts.times.sent[sel], dtype="int64")
     s_tid = pick(parts.transaction_id)
     s_session = pick(parts.identity.session_id)
     s_client = pick(parts.identity.client_id)
@@ -111,7 +111,8 @@ def _events(ctx: RuleContext, parts: Parts, sel: np.ndarray) -> tuple[pd.DataFra
     key_tail = s_tid.copy()
     if key_tail.isna().any():
         # No transaction id (lead events may lack one): a stable digest of what identifies the conversion.
-        basis = pd.DataFrame({"c": s_client, "t": s_ts, "v": pick(parts.value)})
+        # The time as the row holds it, not as sent: a rerun must find the same key.
+        basis = pd.DataFrame({"c": s_client, "t": pd.Series(parts.times.micros[sel], dtype="int64"), "v": pick(parts.value)})
         digest = pd.util.hash_pandas_object(basis, index=False).map(lambda h: f"row:{h:016x}")
         key_tail = key_tail.fillna(digest.astype("string"))
     no_text = pd.Series(pd.NA, index=range(k), dtype="string")
@@ -168,7 +169,7 @@ def _notes(ctx: RuleContext, parts: Parts, send_mask: np.ndarray) -> Notes:
     session_start_s = pc.cast(arrow_strings(who.session_id), pa.float64()).to_numpy(zero_copy_only=False)  # digits only
     with np.errstate(invalid="ignore"):
         late = send_mask & (ctx.options.wall_micros // 1_000_000 - session_start_s > 86_400)
-        before = send_mask & (parts.times.micros // 1_000_000 < session_start_s)
+        before = send_mask & (parts.times.sent // 1_000_000 < session_start_s)
     names = parts.names
     purchases = send_mask if names.distinct == ["purchase"] else send_mask & (names.names == "purchase").to_numpy(dtype=bool)
     return Notes(
@@ -177,6 +178,7 @@ def _notes(ctx: RuleContext, parts: Parts, send_mask: np.ndarray) -> Notes:
         session_cookie_other_property=int((send_mask & who.other_property).sum()),
         session_too_old_to_attribute=int(late.sum()),
         timestamp_before_session_start=int(before.sum()),
+        timestamp_clamped=int((send_mask & (parts.times.sent != parts.times.micros)).sum()),
         purchase_without_items=int((purchases & _no_items(parts.items, ctx.n)).sum()) if "purchase" in names.distinct else 0,
     )
 

@@ -1,6 +1,12 @@
 """Consent follows the data: a row whose analytics consent says no is not sent; a missing value follows
 the source's `consent_default` ("deny" unless configured), so "unknown" never ships as "yes". Ad
 consents ride in the MP `consent` object (`ad_user_data`, `ad_personalization`).
+
+A denied consent (`CONSENT_DENIED`) or a missing one under `consent_default = "deny"` (`NO_CONSENT`)
+is *filtered*, not rejected: the person said no (or never said yes), the data is not wrong, and there
+is nothing to fix. A source that maps no consent column at all under "deny" rejects every row instead:
+that is the mapping to fix (`mpetl validate` says "nothing usable"). An unrecognised value is bad
+data: rejected.
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ def apply(ctx: RuleContext) -> dict[str, pd.Series | str]:
         label = ctx.label("consent_analytics")
         parsed, unrecognised = parse_consent(ctx.get("consent_analytics"))
         _unrecognised(ctx, label, unrecognised)
-        reasons.add((parsed == "DENIED").fillna(False), label, f"analytics consent is denied in column {label!r}", "CONSENT_DENIED")
+        reasons.filter((parsed == "DENIED").fillna(False), label, f"analytics consent is denied in column {label!r}", "CONSENT_DENIED")
         missing = parsed.isna().to_numpy(dtype=bool) & ~unrecognised
         if policy == "deny":
-            reasons.add(missing, label, f"no analytics consent recorded in column {label!r}; consent_default is 'deny'", "CONSENT_DENIED")
+            reasons.filter(missing, label, f"no analytics consent recorded in column {label!r}; consent_default is 'deny'", "NO_CONSENT")
     elif policy == "deny":
         reasons.add(np.ones(ctx.n, dtype=bool), "consent", "this source maps no analytics consent column and consent_default is 'deny'", "CONSENT_DENIED")
     out: dict[str, pd.Series | str] = {}

@@ -1,8 +1,10 @@
 """Which rows of a chunk this run takes: the event-time window, then this shard's clients.
 
 Rows left out are not lost: they are counted (`outside_window`, `other_shard`, buckets of the same
-equation) and left alone. Rows with an unreadable time stay in (and are rejected by the time rule), so
-a bad date can never hide a row.
+equation as `rows_in`) and left alone. Rows with an unreadable time stay in (and are rejected by the
+time rule), so a bad date can never hide a row; so do rows later than the wall clock plus
+`future_tolerance_minutes`, whatever `--until`/`--now` select: otherwise a row dated three days ahead
+would be "outside the window" every night and never rejected (issue 24).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from etl.accounting import Buckets, Notes, Tally
 from etl.transform.context import Chunk, RuleContext, TransformOptions
 from etl.transform.identity import client_id_from_ga_cookie
 from etl.transform.reasons import RejectReasons
+from etl.transform.rules.times import future_limit
 from etl.transform.timestamps import to_utc_micros
 
 
@@ -27,7 +30,7 @@ def open_chunk(chunk: Chunk, options: TransformOptions) -> RuleContext:
     other = ~_owned_by_shard(frame, options)
     if other.any():
         frame, times = frame[~other].reset_index(drop=True), times[~other].reset_index(drop=True)
-    buckets = Buckets(rows_in=len(frame) + int(other.sum()), outside_window=int(outside.sum()),
+    buckets = Buckets(rows_in=len(chunk.frame), outside_window=int(outside.sum()),
                       other_shard=int(other.sum()))
     tally = Tally(buckets=buckets, notes=Notes(refunds_outside_window=refunds))
     return RuleContext(source=chunk.source, frame=frame, labels=chunk.columns, options=options, times=times,
@@ -50,7 +53,8 @@ def _event_times(frame: pd.DataFrame, options: TransformOptions) -> pd.Series:
 
 
 def _outside_window(frame: pd.DataFrame, times: pd.Series, options: TransformOptions) -> tuple[np.ndarray, int]:
-    """Rows whose known event time is outside [since, until), and how many of them are refunds.
+    """Rows whose known event time is outside [since, until) (but not in the future), and how many of
+    them are refunds.
 
     A refund timed (by the export) outside the window is someone else's night, and the summary says so
     rather than letting it vanish from view.
@@ -64,7 +68,7 @@ def _outside_window(frame: pd.DataFrame, times: pd.Series, options: TransformOpt
     if since is not None:
         out |= known & (values < since)
     if until is not None:
-        out |= known & (values >= until)
+        out |= known & (values >= until) & (values <= future_limit(options))
     refunds = 0
     if out.any() and "event_name" in frame.columns:
         is_refund = (frame["event_name"].astype("string").str.strip() == "refund").fillna(False).to_numpy(dtype=bool)

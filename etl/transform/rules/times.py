@@ -1,9 +1,14 @@
 """When: the event time as exact integer UTC micros (parsed once, in `scope`), checked here.
 
 A time later than the wall clock plus `future_tolerance_minutes` is rejected, whatever `--now` or
-`--until` select (`scope` keeps such rows in for this rule). Age is not judged here: the ledger defers
-what the wall clock says is too old when it plans, and the sender expires what aged out before it
-could leave (Google's clock, not --now).
+`--until` select (`scope` keeps such rows in for this rule). One within the tolerance (clock skew
+between the CRM and us) is sent timed at the wall clock: Google wants `timestamp_micros` ≤ the request
+time (the MP use-cases guide's requirements table: "<= request time",
+https://developers.google.com/analytics/devguides/collection/protocol/ga4/use-cases), and every request
+leaves after this moment. The dedupe key keeps the time the row holds, so a rerun finds the same event.
+
+Age is not judged here: the ledger defers what the wall clock says is too old when it plans, and the
+sender expires what aged out before it could leave (Google's clock, not --now).
 """
 
 from __future__ import annotations
@@ -15,14 +20,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from etl.transform.arrow_text import blank, strip
-from etl.transform.context import RuleContext
+from etl.transform.context import RuleContext, TransformOptions
 
 MICROS_PER_MINUTE = 60_000_000
 
 
 @dataclass(frozen=True)
 class Times:
-    micros: np.ndarray  # int64 per row, the wall clock where unreadable (those rows are rejected)
+    micros: np.ndarray  # int64 per row as the row says, the wall clock where unreadable (rejected rows)
+    sent: np.ndarray  # what the event carries: `micros`, but never after the wall clock
+
+
+def future_limit(options: TransformOptions) -> int:
+    """The latest event time accepted: the wall clock plus the tolerance for clock skew."""
+    return options.wall_micros + int(options.window.future_tolerance_minutes * MICROS_PER_MINUTE)
 
 
 @functools.cache
@@ -43,11 +54,10 @@ def apply(ctx: RuleContext) -> Times:
     reasons.add(ts_blank, "events[0].timestamp_micros", f"column {label!r} is empty: a conversion needs its time", "VALUE_REQUIRED")
     reasons.add(~ts_blank & ts_na & ~bad_zone, "events[0].timestamp_micros", f"column {label!r} is not a date/time this tool can read", "VALUE_INVALID")
     micros = ctx.times.fillna(wall).astype("int64").to_numpy()
-    future_limit = wall + int(window.future_tolerance_minutes * MICROS_PER_MINUTE)
     reasons.add(
-        ~ts_na & (micros > future_limit),
+        ~ts_na & (micros > future_limit(ctx.options)),
         "events[0].timestamp_micros",
         f"column {label!r} is in the future (beyond {window.future_tolerance_minutes:g} min of clock skew)",
         "VALUE_OUT_OF_BOUNDS",
     )
-    return Times(micros)
+    return Times(micros, np.minimum(micros, wall) if (micros > wall).any() else micros)
