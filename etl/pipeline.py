@@ -13,7 +13,7 @@ import contextlib
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +157,11 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
     tally = SourceTally()
     log.emit("source_started", source=source.name, kind=source.kind, path=str(source.path))
     until = options.select_until
-    for chunk in iter_source_chunks(source, chunk_rows=options.chunk_rows, since=options.since, until=until):
+    # A row later than the wall clock + tolerance is read whatever `until` says: the transform rejects it.
+    future_after = datetime.fromtimestamp(options.clock() / 1e6, UTC) + timedelta(
+        minutes=config.window.future_tolerance_minutes)
+    for chunk in iter_source_chunks(source, chunk_rows=options.chunk_rows, since=options.since, until=until,
+                                    future_after=future_after):
         if stopper.stopped:
             break  # what was read is planned; the rest of the file is read again by the next run
         result = transform_chunk(chunk, TransformOptions(

@@ -34,6 +34,7 @@ def iter_source_chunks(
     chunk_rows: int = 100_000,
     since: datetime | None = None,
     until: datetime | None = None,
+    future_after: datetime | None = None,
 ) -> Iterator[SourceChunk]:
     """Yield the source's records in chunks of at most `chunk_rows` records (a Shopify chunk is cut
     between orders, so it may hold slightly more source lines).
@@ -42,12 +43,14 @@ def iter_source_chunks(
     rules that turn a vendor's local time into an instant, and counts what it leaves out
     (`outside_window`). A file is read whole. A `bigquery` source also pushes the window into its
     SQL, so rows surely outside it are never read (nor counted anywhere): only rows it reads reach
-    `rows_in` and `outside_window` (`etl.extract.bigquery_sql` says which bounds are exact).
+    `rows_in` and `outside_window` (`etl.extract.bigquery_sql` says which bounds are exact). Rows
+    later than `future_after` (the wall clock plus the clock-skew tolerance) are read whatever
+    `until` says: the transform rejects them, so a row dated in the future is never skipped unseen.
 
     A `SourceError` can surface after some chunks were yielded (a broken row deep in the file): the
     caller must treat the source as failed as a whole.
     """
-    yield from iter_chunks(source, chunk_rows, since, until)
+    yield from iter_chunks(source, chunk_rows, since, until, future_after)
 
 
 def preview_source(source: SourceConfig, n: int = 5) -> dict[str, Any]:

@@ -12,7 +12,9 @@ so the bounds are widened by a margin that covers any DST jump (3 h) or any zone
 when rows carry their own zone); the transform cuts exactly and counts the margin's rows as
 `outside_window`. A NULL time is always read (the transform rejects it, visibly). A STRING time is
 pushed down only with a type hint (`options.timestamp_type`), through SAFE_CAST and a day's margin;
-without one every row is read and the transform filters.
+without one every row is read and the transform filters. Rows later than `future_after` (the wall
+clock plus the clock-skew tolerance) are read whatever `until` says, widened by the same margin: the
+transform rejects them as being in the future, which it could not do for a row it never saw.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ _COLUMN = re.compile(r"^[^`\\\x00-\x1f\x7f]{1,300}$")
 PUSHABLE_TYPES = ("TIMESTAMP", "DATETIME", "DATE")
 DST_MARGIN = timedelta(hours=3)  # the largest DST jump ever used is 2 h
 ANY_ZONE_MARGIN = timedelta(hours=27)  # UTC-12 … UTC+14 is 26 h apart, plus one for DST
-SINCE_PARAM, UNTIL_PARAM = "mpetl_since", "mpetl_until"
+SINCE_PARAM, UNTIL_PARAM, FUTURE_PARAM = "mpetl_since", "mpetl_until", "mpetl_future"
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ def select_sql(columns: list[str], source_sql: str, where: WindowFilter | None) 
 
 
 def window_filter(column: str, field_type: str, since: datetime | None, until: datetime | None, *,
-                  zone: str, row_zones: bool, hint: str | None = None) -> WindowFilter | None:
+                  zone: str, row_zones: bool, hint: str | None = None,
+                  future_after: datetime | None = None) -> WindowFilter | None:
     """The pushdown for [since, until) on `column`, or None when it cannot be pushed down safely.
 
     `hint` (`options.timestamp_type`) lets a STRING column be pushed down as the type its text
@@ -129,6 +132,9 @@ def window_filter(column: str, field_type: str, since: datetime | None, until: d
         if until is not None:
             conditions.append(f"{expr} < @{UNTIL_PARAM}")
             params.append((UNTIL_PARAM, "TIMESTAMP", until + shift))
+            if future_after is not None:
+                conditions[-1] = f"({conditions[-1]} OR {expr} > @{FUTURE_PARAM})"
+                params.append((FUTURE_PARAM, "TIMESTAMP", future_after - shift))
     else:
         tz = zoneinfo.ZoneInfo(zone)
 
@@ -143,4 +149,8 @@ def window_filter(column: str, field_type: str, since: datetime | None, until: d
             high = local(until, margin)
             conditions.append(f"{expr} <= @{UNTIL_PARAM}")
             params.append((UNTIL_PARAM, kind, high.date() if kind == "DATE" else high))
+            if future_after is not None:
+                ahead = local(future_after, -margin)
+                conditions[-1] = f"({conditions[-1]} OR {expr} >= @{FUTURE_PARAM})"
+                params.append((FUTURE_PARAM, kind, ahead.date() if kind == "DATE" else ahead))
     return WindowFilter(f"({expr} IS NULL OR ({' AND '.join(conditions)}))", tuple(params))

@@ -33,7 +33,7 @@ class OpenSource:
 
 
 def open_source(source: SourceConfig, *, since: datetime | None = None, until: datetime | None = None,
-                page_rows: int = 100_000) -> OpenSource:
+                page_rows: int = 100_000, future_after: datetime | None = None) -> OpenSource:
     """Read the header, resolve the mapping (failing early on a missing column) and start the raw stream.
 
     `since`/`until` reach only a source that can filter where it is stored (`bigquery`: a WHERE in
@@ -58,7 +58,8 @@ def open_source(source: SourceConfig, *, since: datetime | None = None, until: d
 
         reader = BigQueryReader(source)
         cols = resolve(reader.label, reader.header, specs)
-        return OpenSource(reader.header, cols, kind, reader.iter_raw(cols, since=since, until=until, page_rows=page_rows))
+        return OpenSource(reader.header, cols, kind, reader.iter_raw(cols, since=since, until=until, page_rows=page_rows,
+                                                                  future_after=future_after))
     if source.kind == "parquet":
         header = parquet_header(source.path)
         raw = iter_parquet_raw(source.path)
@@ -95,10 +96,10 @@ def missing_columns_hint(header: list[str], specs: list[FieldSpec]) -> str:
 
 
 def iter_chunks(source: SourceConfig, chunk_rows: int, since: datetime | None = None,
-                until: datetime | None = None) -> Iterator[SourceChunk]:
+                until: datetime | None = None, future_after: datetime | None = None) -> Iterator[SourceChunk]:
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
-    opened = open_source(source, since=since, until=until, page_rows=chunk_rows)
+    opened = open_source(source, since=since, until=until, page_rows=chunk_rows, future_after=future_after)
     identity = load_identity_map(source.identity_map) if source.identity_map is not None else None
     for built in opened.kind.build(source, opened.raw, opened.cols, chunk_rows):
         yield finish(source, built, identity, opened.cols)

@@ -189,7 +189,9 @@ def test_since_until_is_a_where_in_the_sql_and_rows_outside_are_not_read(tmp_pat
     # The SQL BigQuery ran: only the mapped columns, the window as parameters (no value in the text).
     job = next(j for j in warehouse["client"].list_jobs(max_results=50)
                if getattr(j, "query", None) and warehouse["dataset"] in j.query)
-    assert "WHERE (`ts` IS NULL OR (`ts` >= @mpetl_since AND `ts` < @mpetl_until))" in job.query
+    # Rows after the wall clock + tolerance are read whatever --until says (the transform rejects them).
+    assert ("WHERE (`ts` IS NULL OR (`ts` >= @mpetl_since AND (`ts` < @mpetl_until OR `ts` > @mpetl_future)))"
+            in job.query)
     assert "2026" not in job.query and "SELECT `order_id`" in job.query
     read = orjson.loads(next(line for line in bq_run.stderr.splitlines() if "bigquery_read" in line))
     assert (read["method"], read["window_pushed_down"]) == ("query", True)
@@ -374,3 +376,25 @@ def test_a_table_dropped_mid_read_is_one_line_naming_the_row(warehouse):
     err = info.value
     assert err.path == f"bigquery:{table}" and err.row is not None and 5 < err.row <= 11
     assert "\n" not in str(err) and "reading failed from this row on" in err.message
+
+
+def test_a_row_dated_after_the_wall_clock_is_read_and_rejected_whatever_until_pushes_down(tmp_path, warehouse):
+    # Three days after the (pinned) wall clock: a typo in the CRM. --until ends long before it, yet the
+    # row must be read and rejected, never skipped by the WHERE night after night.
+    ahead = {**_rows()[0], "order_id": "BQ-AHEAD", "ts": "2026-11-24T09:00:00Z"}
+    assert warehouse["client"].insert_rows_json(warehouse["table"], [ahead]) == []
+    with warehouse["csv"].open("a") as f:
+        f.write(_csv([ahead]).splitlines()[1] + "\n")
+    config = _config(tmp_path, _sources(warehouse))
+    window = ("--since", "2026-11-19T00:00:00Z", "--until", "2026-11-20T12:00:00Z")
+    runs = {name: _run(config, tmp_path / name, "--source", name, *window) for name in ("csv", "bq_table")}
+    for name, (result, summary) in runs.items():
+        assert result.returncode == 0, result.stderr
+        rejects = [orjson.loads(line) for line in (tmp_path / name / "rejects.ndjson").read_bytes().splitlines()]
+        (future,) = [r for r in rejects if any("in the future" in x["description"] for x in r["reasons"])]
+        assert future["reasons"] == [{"fieldPath": "events[0].timestamp_micros", "validationCode": "VALUE_OUT_OF_BOUNDS",
+                                      "description": "column 'ts' is in the future (beyond 5 min of clock skew)"}]
+        assert _balanced(summary) and summary["sources"][name]["reject_codes"]["VALUE_OUT_OF_BOUNDS"] == 1
+    (_, csv), (_, bq) = runs["csv"], runs["bq_table"]
+    assert bq["rejected"] == csv["rejected"] and _events(tmp_path / "bq_table") == _events(tmp_path / "csv")
+    assert bq["rows_in"] == csv["rows_in"] - csv["outside_window"]  # BigQuery never returned the other nights

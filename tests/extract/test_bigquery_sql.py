@@ -84,6 +84,24 @@ def test_a_local_time_the_transform_keeps_is_never_excluded_by_the_sql(local, zo
     assert low_day <= local.date() <= high_day
 
 
+@given(st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2030, 12, 31)),
+       st.sampled_from(["Europe/London", "America/New_York", "Australia/Lord_Howe", "Pacific/Kiritimati"]),
+       st.booleans())
+def test_a_time_after_the_wall_clock_is_read_whatever_until_says(local, zone, row_zones):
+    """A row the transform rejects as in the future (its instant after `future_after`) passes the SQL,
+    even with --until days earlier: rejected once seen, never skipped unseen night after night."""
+    instant = local.replace(tzinfo=zoneinfo.ZoneInfo(zone)).astimezone(dt.UTC)
+    future_after, until = instant - dt.timedelta(minutes=1), instant - dt.timedelta(days=3)
+    exact = window_filter("ts", "TIMESTAMP", None, until, zone=zone, row_zones=row_zones, future_after=future_after)
+    assert exact.clause == "(`ts` IS NULL OR ((`ts` < @mpetl_until OR `ts` > @mpetl_future)))"
+    assert exact.params[1] == ("mpetl_future", "TIMESTAMP", future_after) and instant > future_after
+    for column, kind, value in (("at", "DATETIME", local), ("day", "DATE", local.date())):
+        where = window_filter(column, kind, None, until, zone=zone, row_zones=row_zones, future_after=future_after)
+        (_, _, high), (name, _, ahead) = where.params
+        assert name == "mpetl_future" and f"`{column}` >= @mpetl_future" in where.clause
+        assert value >= ahead and not value <= high
+
+
 def test_config_needs_exactly_one_of_table_or_query(tmp_path):
     from etl.config import load_config
     from etl.errors import ConfigError

@@ -108,3 +108,48 @@ def test_ledger_url_in_the_config_is_checked_and_never_holds_a_password(tmp_path
         with pytest.raises(ConfigError, match=why) as caught:
             load_config(samples_config(tmp_path, endpoint="local", ledger={"url": bad}))
         assert "s3cret" not in str(caught.value)
+
+
+def test_aggregate_counts_rows_outside_the_window_once_not_once_per_shard():
+    # Each shard reads the whole input, so each sees the same 4 rows of another night.
+    parts = [_summary(1, 2, 10, sent=3, outside_window=4), _summary(2, 2, 10, sent=2, rejected=1, outside_window=4)]
+    night = aggregate(parts)
+    assert (night["rows_in"], night["sent"], night["rejected"], night["outside_window"], night["other_shard"]) == \
+           (10, 5, 1, 4, 0)
+    assert night["balanced"] and night["equation"].startswith("rows_in 10 == sent 5 + filtered 0 + rejected 1 + ")
+    with pytest.raises(AggregateError, match="shards read different inputs: outside_window"):
+        aggregate([parts[0], _summary(2, 2, 10, sent=6, outside_window=0)])
+
+
+def test_aggregate_on_a_malformed_summary_is_one_line_naming_the_file_and_key(tmp_path):
+    import orjson
+    from click.testing import CliRunner
+
+    from etl.cli import main
+
+    good = _summary(2, 2, 6, sent=3)
+    cases = {
+        "not JSON": (b'{"rows_in": 6,', "not a summary.json (not JSON"),
+        "a list": (b"[1, 2]", "expected a JSON object, got a list"),
+        "a key missing": (orjson.dumps({k: v for k, v in _summary(1, 2, 6, sent=2).items() if k != "rejected"}),
+                          "key 'rejected' is missing"),
+        "a count as text": (orjson.dumps({**_summary(1, 2, 6, sent=2), "sent": "2"}),
+                            "key 'sent' must be a whole number, got text"),
+        "a count as true/false": (orjson.dumps({**_summary(1, 2, 6, sent=2), "failed": True}),
+                                  "key 'failed' must be a whole number, got true/false"),
+        "a negative count": (orjson.dumps({**_summary(1, 2, 6, sent=2), "duplicate": -1}),
+                             "key 'duplicate' must not be negative"),
+        "a shard as a number": (orjson.dumps({**_summary(1, 2, 6, sent=2), "shard": 1}), "key 'shard' must be text"),
+        "an exit code as text": (orjson.dumps({**_summary(1, 2, 6, sent=2), "exit_code": "0"}),
+                                 "key 'exit_code' must be a whole number"),
+    }
+    for case, (content, expected) in cases.items():
+        bad, other = tmp_path / case / "s1", tmp_path / case / "s2"
+        bad.mkdir(parents=True)
+        other.mkdir()
+        (bad / "summary.json").write_bytes(content)
+        (other / "summary.json").write_bytes(orjson.dumps(good))
+        result = CliRunner().invoke(main, ["aggregate", str(bad), str(other)])
+        assert result.exit_code == 2, (case, result.output)
+        assert result.output.startswith(f"mpetl: error: {bad / 'summary.json'}: {expected}"), (case, result.output)
+        assert result.output.count("\n") == 1 and "Traceback" not in result.output, case

@@ -271,3 +271,37 @@ def test_personal_data_inside_an_item_rejects_the_order():
     (sent,) = [orjson.loads(e) for e in result.events["event_json"]]
     assert sent["params"]["items"] == [{"item_id": "SKU2", "item_name": "Candle", "price": 5, "quantity": 1}]
     assert result.tally.detectors == {"email": 1} and result.tally.item_keys_not_sent == {"vendor_note": 1}
+
+
+def test_a_row_later_than_the_wall_clock_is_rejected_even_after_until_and_other_nights_are_counted():
+    rows = [_row(transaction_id="IN", timestamp="2026-11-19 10:00:00"),  # New York time: inside the night
+            _row(transaction_id="LATER", timestamp="2026-11-20 14:03:11"),  # after --until, before the wall clock
+            _row(transaction_id="AHEAD", timestamp="2026-11-24 09:00:00")]  # three days after the wall clock
+    until = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp()) * 1_000_000
+    result = transform_chunk(_chunk(rows), TransformOptions(source=SOURCE, prop=PROP, window=WINDOW,
+                                                            wall_micros=NOW_MICROS, until_micros=until))
+    assert list(result.events["transaction_id"]) == ["IN"]
+    (reasons,) = list(result.rejects["reasons"])
+    assert list(result.rejects["row"]) == [3] and reasons == [{
+        "fieldPath": "events[0].timestamp_micros", "validationCode": "VALUE_OUT_OF_BOUNDS",
+        "description": "column 'Col timestamp' is in the future (beyond 5 min of clock skew)"}]
+    b = result.tally.buckets
+    assert (b.rows_in, b.rejected, b.outside_window, len(result.events)) == (3, 1, 1, 1)
+
+
+def test_an_event_within_the_clock_skew_tolerance_leaves_timed_at_the_wall_clock_with_a_stable_key():
+    # Google wants timestamp_micros <= the request time; every request leaves after the transform's wall clock.
+    ahead = datetime(2026, 11, 21, 6, 3, tzinfo=UTC)  # 3 min after the wall clock (tolerance: 5)
+    lead = replace(SOURCE, event="close_convert_lead", timezone="UTC")
+    rows = [_row(transaction_id=None, value=None, currency=None, timestamp=f"{ahead:%Y-%m-%d %H:%M:%S}"),
+            _row(transaction_id=None, value=None, currency=None, timestamp="2026-11-20 10:00:00")]
+    keys = []
+    for wall in (NOW_MICROS, NOW_MICROS + 60_000_000, NOW_MICROS + 10 * 60_000_000):
+        result = transform_chunk(_chunk(rows), TransformOptions(source=lead, prop=PROP, window=WINDOW, wall_micros=wall))
+        sent = [orjson.loads(e)["timestamp_micros"] for e in result.events["event_json"]]
+        assert sent == list(result.events["timestamp_micros"])
+        assert sent[0] == min(wall, int(ahead.timestamp()) * 1_000_000) <= wall
+        assert result.tally.notes.timestamp_clamped == (1 if wall < int(ahead.timestamp()) * 1_000_000 else 0)
+        keys.append(list(result.events["event_key"]))
+    # The key of an event without transaction id holds the row's own time: a rerun finds the same event.
+    assert keys[0] == keys[1] == keys[2] and keys[0][0].startswith("crm|close_convert_lead|row:")

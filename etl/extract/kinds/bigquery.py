@@ -83,13 +83,13 @@ class BigQueryReader:
     # -- reading -------------------------------------------------------------------------------
 
     def iter_raw(self, cols: ResolvedColumns, *, since: datetime | None, until: datetime | None,
-                 page_rows: int) -> Iterator[RawChunk]:
+                 page_rows: int, future_after: datetime | None = None) -> Iterator[RawChunk]:
         """Numbered raw records of the mapped columns, in Arrow batches (a REST page or a stream message)."""
         positions = sorted(set(cols.positions.values()))
         if not positions:
             raise SourceError(self.label, None, None, "no column is mapped (set [sources.columns])")
         names = [self.header[p] for p in positions]
-        where = self._window(cols, since, until)
+        where = self._window(cols, since, until, future_after)
         try:
             read_client = _read_client(self.source)
         except Exception as exc:  # noqa: BLE001 — no read client (credentials, transport): REST pages will do
@@ -130,14 +130,16 @@ class BigQueryReader:
             yield RawChunk(frame, np.arange(next_row, next_row + n, dtype=np.int64))
             next_row += n
 
-    def _window(self, cols: ResolvedColumns, since: datetime | None, until: datetime | None) -> WindowFilter | None:
+    def _window(self, cols: ResolvedColumns, since: datetime | None, until: datetime | None,
+                future_after: datetime | None) -> WindowFilter | None:
         if "timestamp" not in cols.positions:
             return None
         field = self.schema[cols.positions["timestamp"]]
         hint = self.source.options.get("timestamp_type")
         try:
             return window_filter(field.name, field.field_type, since, until, zone=self.source.timezone,
-                                 row_zones="timezone" in cols.positions, hint=None if hint is None else str(hint))
+                                 row_zones="timezone" in cols.positions, hint=None if hint is None else str(hint),
+                                 future_after=future_after)
         except ValueError as exc:
             raise SourceError(self.label, None, field.name, str(exc)) from None
 
