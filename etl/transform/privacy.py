@@ -37,23 +37,24 @@ Detectors, in the order they are tried (the first that fires names the value; na
   9 digits starting with a trunk ``0`` in the space groups 3-3-3, 3-6, 4-5, 5-4, 3-2-2-2 (``030 123 456``); and, after a phone word (``tel``,
   ``phone``, ``mobile``, ``fax``, ``handy``…), any of these or a bare run of 7–15 digits (``Tel:01711234567``).
   Each optionally followed by an extension (``x12``, ``ext. 12``). A hyphenated ISBN-13
-  (``978-3-16-148410-0``) is not a phone.
+  (``978-3-16-148410-0``) or ISBN-10 (``3-16-148410-X``) is not a phone.
 * ``us_ssn`` — a US social security number ``123-45-6789`` (or spaced) in free text, or nine plain digits
   right after an SSN word (``SSN 123456789``, ``social security no. 123456789``), without the never-issued
   areas 000, 666, 900–999, group 00 or serial 0000. Nine plain digits alone are an order number as often as
   not (Shopify, Magento and most ERPs issue them), so they need the word.
 * ``uk_national_insurance`` — ``AB123456C`` / ``AB 12 34 56 C`` with HMRC's valid prefixes (not D, F, I, Q, U,
   V first; not D, F, I, O, Q, U, V second; never BG, GB, KN, NK, NT, TN, ZZ) and suffix A–D.
+* ``encoded_personal_data`` — a base64/base64url (padded or not) or base32 token that decodes to text in
+  which another detector fires (``amFuZUBleGFtcGxlLmNvbQ`` is ``jane@example.com``). Bounded: at most
+  ``MAX_ENCODED_TOKENS`` tokens of at most ``MAX_ENCODED_CHARS`` characters per value, ``MAX_DECODE_DEPTH``
+  levels of encoding. Only tokens whose first 6 bytes decode to printable ASCII are tried. Tried before
+  ``hashed_identifier``: the padded base64 of a 16-character email has the shape of a base64 MD5.
 * ``hashed_identifier`` — a standalone hex run of exactly 32, 40, 64, 96 or 128 characters (MD5, SHA-1,
   SHA-256, SHA-384, SHA-512, as ad platforms' "hashed email" fields hold), also written ``0x…`` or
   ``sha256:…``, or split into equal groups of 2, 4, 8, 16 or 32 by dashes, colons or spaces
   (``a1b2c3d4-e5f6…``, ``ab:cd:…``; the UUID layout 8-4-4-4-12 is uneven and stays an id); the base64 or
   base64url of a SHA-256 (43 characters, padded or not) or SHA-512 digest (86, padded or not); and padded
   base64 of MD5 (24) and SHA-1 (28).
-* ``encoded_personal_data`` — a base64/base64url (padded or not) or base32 token that decodes to text in
-  which another detector fires (``amFuZUBleGFtcGxlLmNvbQ`` is ``jane@example.com``). Bounded: at most
-  ``MAX_ENCODED_TOKENS`` tokens of at most ``MAX_ENCODED_CHARS`` characters per value, ``MAX_DECODE_DEPTH``
-  levels of encoding. Only tokens whose first 6 bytes decode to printable ASCII are tried.
 
 The false-positive trade-off, since transaction ids, cookies, amounts and dates pass through this too:
 
@@ -232,8 +233,10 @@ _PHONE = (
     + r"|" + _PHONE_WORD + r"(?:" + _NATIONAL + r"|\d{7,15})" + _EXT + _DIGITS_END + r")"
 )
 
-# A hyphenated ISBN-13 (prefix 978/979, five groups, the last a single check digit): not a phone.
-_ISBN = r"(?:^|[^\w\-])97[89]-\d{1,5}-\d{1,7}-\d{1,7}-[\dX](?:$|[^\w\-])"
+# A hyphenated ISBN-13 (prefix 978/979, five groups, the last a single check digit) or ISBN-10 (four groups
+# of 9 digits and a check digit or X, ``3-16-148410-X``): not a phone.
+_ISBN10_BODY = "|".join(rf"\d{{{a}}}-\d{{{b}}}-\d{{{9 - a - b}}}" for a in range(1, 6) for b in range(1, 8) if 1 <= 9 - a - b <= 7)
+_ISBN = (r"(?:^|[^\w\-+])(?:97[89]-\d{1,5}-\d{1,7}-\d{1,7}|" + _ISBN10_BODY + r")-[\dX](?:$|[^\w\-])")
 
 # --- national ids ----------------------------------------------------------------------------------------------
 # US social security numbers: AAA-GG-SSSS (or spaced), without the never-issued areas 000, 666 and 900–999,
@@ -347,8 +350,8 @@ DETECTORS: dict[str, str] = {
     "phone": _PHONE,
     "us_ssn": _SSN,
     "uk_national_insurance": _NINO,
+    "encoded_personal_data": _ENCODED,  # before digests: base64 of a 16-byte email is MD5-shaped
     "hashed_identifier": _HASH,
-    "encoded_personal_data": _ENCODED,
 }
 
 # The one-pass filter. It only has to be a superset of the detectors (the rows it flags are then matched
