@@ -7,21 +7,32 @@ and never a CSV cell a spreadsheet would evaluate as a formula.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
+import functools
+import gzip
+import http.server
 import io
 import re
+import struct
 import tempfile
+import threading
+import time
+import zlib
 import zoneinfo
 from pathlib import Path
 
 import orjson
 import pandas as pd
+import psutil
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from etl.config import load_config
+from etl.load.transport import Answer, HttpTransport
 from etl.pipeline import RunOptions, run_pipeline
 from etl.transform.identity import client_id_from_ga_cookie, session_id_from_ga_cookie
 from etl.transform.timestamps import to_utc_micros
@@ -354,3 +365,118 @@ def test_a_zone_folder_in_the_config_is_a_one_line_config_error(tmp_path) -> Non
     assert_no_traceback(run.stdout, run.stderr)
     assert run.code == 2
     assert "property.timezone" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+# --- hostile endpoints: a gzip bomb -------------------------------------------------------------------------
+
+def _gzip_bomb(inflated: int, block: int = 1 << 20) -> bytes:
+    """A valid single-member gzip of `inflated` zero bytes (2 GB in ~2 MB), built without compressing 2 GB:
+    after a full flush deflate forgets its window, so the compressed block of 1 MiB of zeros repeats."""
+    zeros = bytes(block)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    again = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(inflated // block):
+        crc = zlib.crc32(zeros, crc)
+    return (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + first + again * (inflated // block - 1) + deflate.flush()
+            + struct.pack("<II", crc, inflated & 0xFFFFFFFF))
+
+
+class _AnswerWith(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    body = b""
+    encoding = "gzip"
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-encoding", self.encoding)
+        self.send_header("content-length", str(len(self.body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the client stops reading at its cap and closes
+            for start in range(0, len(self.body), 1 << 16):
+                self.wfile.write(self.body[start:start + (1 << 16)])
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def _endpoint(body: bytes, encoding: str = "gzip"):
+    handler = type("Handler", (_AnswerWith,), {"body": body, "encoding": encoding})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _post_watching_rss(url: str, *, debug: bool, times: int = 2) -> tuple[list[Answer], int]:
+    """POST `times` requests; the answers and the largest RSS growth seen (sampled every 5 ms)."""
+    process = psutil.Process()
+    baseline = process.memory_info().rss
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+
+    async def post() -> list[Answer]:
+        transport = HttpTransport(url, "G-TESTSEND1", "s3cr3t", concurrency=1, timeout_s=60, debug=debug)
+        try:
+            return [await transport.post(b'{"events": []}') for _ in range(times)]
+        finally:
+            await transport.aclose()
+
+    try:
+        answers = asyncio.run(post())
+    finally:
+        done.set()
+        watcher.join()
+    return answers, peak[0] - baseline
+
+
+_BOMB = functools.cache(lambda: _gzip_bomb(2 << 30))
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["collect", "debug"])
+def test_a_gzip_bomb_answer_keeps_its_status_and_costs_no_memory(debug: bool) -> None:
+    """Two answers of 2 MB gzip inflating to 2 GB each (issue 23: RSS went to 6.5 GB). The status line is
+    what MP counts, so the 200 stands (the events were taken); the debug endpoint's body is unreadable and
+    says so; memory grows by less than 64 MB (the caps are 1 MiB sent and 4 MiB inflated)."""
+    bomb = _BOMB()
+    assert len(bomb) < 2_200_000
+    with _endpoint(bomb) as url:
+        answers, grew = _post_watching_rss(url, debug=debug)
+    assert [a.status for a in answers] == [200, 200] and all(a.ok for a in answers)
+    if debug:
+        for answer in answers:
+            [message] = answer.validation_messages
+            assert "not read" in message["description"] and message["validationCode"] == "VALUE_INVALID"
+    else:
+        assert all(a.validation_messages is None for a in answers)
+    assert grew < 64 << 20, f"RSS grew by {grew >> 20} MB"
+
+
+def test_a_small_gzipped_debug_answer_is_still_read() -> None:
+    payload = orjson.dumps({"validationMessages": [{"fieldPath": "events", "description": "bad name",
+                                                    "validationCode": "NAME_INVALID"}]})
+    with _endpoint(gzip.compress(payload)) as url:
+        [answer], _ = _post_watching_rss(url, debug=True, times=1)
+    assert answer.status == 200 and answer.validation_messages == orjson.loads(payload)["validationMessages"]
+    with _endpoint(zlib.compress(b"x" * (8 << 20)), encoding="deflate") as url:  # 8 MiB inflated: over the cap
+        [answer], _ = _post_watching_rss(url, debug=True, times=1)
+    assert answer.status == 200 and "not read" in answer.validation_messages[0]["description"]
+    with _endpoint(b"\x00\x01", encoding="br") as url:  # an encoding mpetl never asked for
+        [answer], _ = _post_watching_rss(url, debug=True, times=1)
+    assert answer.status == 200 and "not read" in answer.validation_messages[0]["description"]
