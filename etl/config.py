@@ -375,6 +375,9 @@ class SourceConfig:
     # Google counts a user as active when the param arrives; an offline conversion is not engagement.
     engagement_time: StrictBool = False
     options: SourceOptions = field(default_factory=SourceOptions)  # kind-specific (stage names, refunds…)
+    # A CSV cell larger than this (bytes as written) rejects its row with a reason naming row and column;
+    # the file's other rows go on. Memory stays bounded by it (README "Bad input").
+    max_field_bytes: Annotated[StrictInt, Field(ge=1024, le=64 << 20)] = 1 << 20
     # `[sources.filter]`: source column -> allowed values (case-insensitive, trimmed); other rows: FILTERED.
     filter: Annotated[dict[str, StringList], AfterValidator(_filter)] = field(default_factory=dict)
     # kind = "bigquery": exactly one of table ("project.dataset.table") or query (standard SQL)

@@ -304,6 +304,12 @@ def transform_chunk(
         for why in skip.dropna().unique():
             reasons.add((skip == why).fillna(False), "events[0].name", f"not a conversion: {why}", "FILTERED")
 
+    # A cell the reader refused (over the source's max_field_bytes): that row is rejected, the file goes on.
+    if "cell_problem" in f:
+        problem = f.get("cell_problem").astype("string")
+        for why in problem.dropna().unique():
+            reasons.add((problem == why).fillna(False).to_numpy(dtype=bool), "events[0]", why, "VALUE_OUT_OF_BOUNDS")
+
     apply_row_filter(f.df, source.filter, reasons)
 
     if "event_name" in f:

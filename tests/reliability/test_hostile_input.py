@@ -40,6 +40,7 @@ from tests.reconcile.builders import export_row, write_store
 from tests.reliability.harness import (
     GENERATED_COLUMNS,
     NOW,
+    Finished,
     assert_no_traceback,
     balanced,
     cli,
@@ -47,6 +48,7 @@ from tests.reliability.harness import (
     generic_source,
     reconcile_args,
     run_args,
+    start,
 )
 from tests.support import samples_config
 
@@ -480,3 +482,74 @@ def test_a_small_gzipped_debug_answer_is_still_read() -> None:
     with _endpoint(b"\x00\x01", encoding="br") as url:  # an encoding mpetl never asked for
         [answer], _ = _post_watching_rss(url, debug=True, times=1)
     assert answer.status == 200 and "not read" in answer.validation_messages[0]["description"]
+
+
+# --- cells over max_field_bytes: the row goes, the file stays -------------------------------------------------
+
+def _rejects_by_row(out: Path) -> dict[int, list[dict]]:
+    return {r["row"]: r["reasons"] for r in map(orjson.loads, (out / "rejects.ndjson").read_bytes().splitlines())}
+
+
+@pytest.mark.parametrize(("size", "column"), [(9 << 20, "Notes"), (2 << 20, "Order ID"), (9 << 20, "Amount")],
+                         ids=["9MB-unmapped", "2MB-mapped", "9MB-mapped"])
+def test_a_cell_over_the_cap_rejects_its_row_and_the_other_999_go_on(tmp_path, size, column) -> None:
+    """Issue 23: one 9 MB cell lost its whole 1,000-row source with a message about quoting. Over pyarrow's
+    4 MiB block the file is read again with the cell left out; under it the cell is blanked in the block."""
+    rows = [_row(f"R-{i:04d}", cookie=f"GA1.1.{100 + i}.1749482504") for i in range(1000)]
+    rows[499][HEADER.index(column)] = "Q" * size
+    _write(tmp_path / "in.csv", HEADER, rows)
+    config = config_for(tmp_path, [generic_source(tmp_path / "in.csv")])
+    run = cli(*run_args(config, tmp_path / "out", "--dry-run"))
+    assert_no_traceback(run.stdout, run.stderr)
+    assert run.code == 0, run.stderr[-2000:]
+    summary = run.summary(tmp_path / "out")
+    assert balanced(summary) and summary["rows_in"] == 1000 and summary["sent"] == 999 and summary["rejected"] == 1
+    reasons = _rejects_by_row(tmp_path / "out")[500]  # a blanked mapped cell also misses its rule (e.g. required)
+    assert {"fieldPath": "events[0]", "validationCode": "VALUE_OUT_OF_BOUNDS",
+            "description": f"column {column!r} holds a cell over max_field_bytes (1,048,576 bytes); the row was not read"
+            } in reasons
+    for name in ("rejects.ndjson", "summary.json", "requests.ndjson"):
+        assert b"QQQQ" not in (tmp_path / "out" / name).read_bytes()
+
+
+def _peak_rss_of(args: list[str]) -> tuple[Finished, int]:
+    """Run the CLI, sampling the child's RSS every 20 ms; the result and the peak in bytes."""
+    proc = start(*args)
+    child = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            peak = max(peak, child.memory_info().rss)
+        time.sleep(0.02)
+    stdout, stderr = proc.communicate()
+    return Finished(proc.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace")), peak
+
+
+@pytest.mark.slow
+def test_a_gzipped_file_holding_one_1gb_cell_is_read_in_bounded_memory(tmp_path) -> None:
+    """Issue 23: a 4 MB .csv.gz with one 1 GB cell took 2.9 GB. Now the cell streams by (the reader holds at
+    most max_field_bytes of it), its row is rejected, the rows around it are sent, RSS stays under 600 MB."""
+    path = tmp_path / "in.csv.gz"
+    with gzip.open(path, "wb", compresslevel=6) as handle:
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(HEADER)
+        writer.writerow(_row("BEFORE", cookie="GA1.1.1.1749482504"))
+        handle.write(text.getvalue().encode())
+        handle.write(b"GA1.1.2.1749482504,1795000000,2026-11-20 10:00:00,HUGE,10.00,EUR,,\"")
+        block = b"0123456789abcdef" * (1 << 16)  # 1 MiB
+        for _ in range(1024):
+            handle.write(block)
+        handle.write(b"\"\r\n")
+        text = io.StringIO()
+        csv.writer(text).writerow(_row("AFTER", cookie="GA1.1.3.1749482504"))
+        handle.write(text.getvalue().encode())
+    assert path.stat().st_size < 8 << 20
+    config = config_for(tmp_path, [generic_source(path)])
+    run, peak = _peak_rss_of(run_args(config, tmp_path / "out", "--dry-run"))
+    assert_no_traceback(run.stdout, run.stderr)
+    assert run.code == 0, run.stderr[-2000:]
+    summary = run.summary(tmp_path / "out")
+    assert balanced(summary) and summary["rows_in"] == 3 and summary["sent"] == 2
+    assert "'Notes' holds a cell over max_field_bytes" in _rejects_by_row(tmp_path / "out")[2][0]["description"]
+    assert peak < 600 << 20, f"peak RSS {peak >> 20} MB"
