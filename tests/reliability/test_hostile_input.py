@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from etl.config import load_config
+from etl.errors import EXIT_STOPPED
 from etl.load.transport import Answer, HttpTransport
 from etl.pipeline import RunOptions, run_pipeline
 from etl.transform.identity import client_id_from_ga_cookie, session_id_from_ga_cookie
@@ -49,6 +50,8 @@ from tests.reliability.harness import (
     reconcile_args,
     run_args,
     start,
+    stored_events,
+    write_orders,
 )
 from tests.support import samples_config
 
@@ -553,3 +556,27 @@ def test_a_gzipped_file_holding_one_1gb_cell_is_read_in_bounded_memory(tmp_path)
     assert balanced(summary) and summary["rows_in"] == 3 and summary["sent"] == 2
     assert "'Notes' holds a cell over max_field_bytes" in _rejects_by_row(tmp_path / "out")[2][0]["description"]
     assert peak < 600 << 20, f"peak RSS {peak >> 20} MB"
+
+
+# --- the run deadline covers every phase -------------------------------------------------------------------
+
+def test_the_deadline_stops_a_slow_extract_and_the_next_run_sends_the_rest(tmp_path, collector) -> None:
+    """Issue 23: `destination.deadline_s` started only with the send, so a slow read or plan ran past it.
+    40,000 rows in chunks of 1,000 take seconds to read and plan; a 0.2 s deadline stops the run between
+    chunks (exit 8, balanced, nothing sent), and the next run, unhurried, sends every row once."""
+    server = collector()
+    tids = write_orders(tmp_path / "orders.csv", prefix="SLOW", clients=400, per_client=100)
+    source = generic_source(tmp_path / "orders.csv")
+    hurried = config_for(tmp_path, [source], endpoint=server.url, deadline_s=0.2)
+    run = cli(*run_args(hurried, tmp_path / "out1", "--chunk-rows", "1000"))
+    assert_no_traceback(run.stdout, run.stderr)
+    assert run.code == EXIT_STOPPED, run.stderr[-2000:]
+    summary = run.summary(tmp_path / "out1")
+    assert summary["stopped"] == "deadline" and balanced(summary)
+    assert summary["rows_in"] < len(tids) and summary["sent"] == 0
+    relaxed = config_for(tmp_path, [source], endpoint=server.url)
+    run = cli(*run_args(relaxed, tmp_path / "out2"), timeout=600)
+    assert run.code == 0, run.stderr[-2000:]
+    assert balanced(run.summary(tmp_path / "out2"))
+    stored = stored_events(server.data_dir, "SLOW-")
+    assert set(stored) == {("purchase", tid) for tid in tids} and set(stored.values()) == {1}
