@@ -35,8 +35,9 @@ class Answer:
         return self.status is not None and 200 <= self.status < 300
 
 
-# What a response may cost. /mp/collect answers 2xx with an empty body (only the status line counts: GA
-# takes or drops what it was sent whatever the body says), and the debug endpoint a few hundred bytes of
+# What a response may cost. /mp/collect answers 2xx with an empty body (only the status line counts: MP
+# "does not return HTTP error codes, even if an event is malformed",
+# https://developers.google.com/analytics/devguides/collection/protocol/ga4/validating-events), and the debug endpoint a few hundred bytes of
 # JSON per request. A hostile or broken endpoint once answered 2 MB of gzip that inflated to 2 GB (RSS 6.5 GB):
 # bodies are read as raw bytes and inflated here, within both caps; past either the body is dropped
 # unread and the answer keeps its status.
