@@ -66,7 +66,9 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _RESERVED_PREFIXES = ("google_", "ga_", "firebase_")
 _TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.\d{1,6})?)?\Z")
 
-_TABLE = ConfigDict(extra="forbid", str_strip_whitespace=False, validate_default=False)
+# allow_inf_nan=False: TOML writes `inf` and `nan`; no duration, share or count of this file is either (an
+# infinite safety margin made the window negative and every event "too old").
+_TABLE = ConfigDict(extra="forbid", str_strip_whitespace=False, validate_default=False, allow_inf_nan=False)
 
 
 class KeyedError(ValueError):
@@ -92,6 +94,13 @@ def _zone(value: str) -> str:
     return value
 
 
+def _non_empty_path(value: Any) -> Any:
+    """An empty string would be the base folder itself ("" is "."): never what the user meant."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("expected a path, got an empty string (leave the key out for the default)")
+    return value
+
+
 def _resolve(value: Path, info: ValidationInfo) -> Path:
     if _from_file(info) and not value.is_absolute():
         return Path(info.context["base_dir"]) / value
@@ -101,8 +110,10 @@ def _resolve(value: Path, info: ValidationInfo) -> Path:
 def _resolve_file(value: Path | str, info: ValidationInfo) -> Path | str:
     """A source file: a URL stays as written (base_dir is for local paths only); a local path resolves."""
     if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("expected a file path or URL, got an empty string")
         if _URL_SCHEME.match(value):
-            return value
+            return _no_credentials(value, "the store's own credentials (environment, ~/.aws, Google ADC) are used")
         value = Path(value)
     return _resolve(value, info)
 
@@ -111,15 +122,21 @@ def _encoding(value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        codecs.lookup(value)
+        codec = codecs.lookup(value)
     except LookupError:
         raise ValueError(f"unknown encoding {value!r} (try utf-8, utf-8-sig, utf-16, cp1252, latin-1)") from None
+    # base64, hex, rot13, zlib, bz2, uu… are codecs of the stdlib too, but they turn bytes into bytes (or
+    # str into str), not bytes into text: reading a file with one ended in a traceback.
+    if not getattr(codec, "_is_text_encoding", True):
+        raise ValueError(f"{value!r} is not a text encoding (try utf-8, utf-8-sig, utf-16, cp1252, latin-1)")
     return value
 
 
 def _one_char(value: str | None) -> str | None:
     if value is not None and len(value) != 1 and value != "\\t":
         raise ValueError(f"expected a single character, got {value!r}")
+    if value is not None and value.isalnum():
+        raise ValueError(f"expected a punctuation or space character, got the letter or digit {value!r}")
     return "\t" if value == "\\t" else value
 
 
@@ -129,7 +146,8 @@ def _ledger_url(value: str) -> str:
     if not value.startswith(("postgresql://", "postgres://")):
         raise ValueError("expected a PostgreSQL URL such as postgresql://user@host:5432/db")
     if _url_has_password(value):
-        raise ValueError("must not hold a password: put it in ~/.pgpass or PGPASSWORD")
+        raise ValueError("must not hold a password: write postgresql://user@host/db and put the password in "
+                         "~/.pgpass (or the file PGPASSFILE names) or PGPASSWORD; libpq reads them, mpetl never stores them")
     return value
 
 
@@ -158,11 +176,15 @@ def _secret_file(value: Path, info: ValidationInfo) -> Path:
 
 
 Zone = Annotated[str, AfterValidator(_zone)]
-ConfigPath = Annotated[Path, AfterValidator(_resolve)]
+ConfigPath = Annotated[Path, BeforeValidator(_non_empty_path), AfterValidator(_resolve)]
+# A name or id whose empty string means nothing (leave the key out for the default).
+NonEmpty = Annotated[str, Field(min_length=1)]
 FilePath = Annotated[Path | str, AfterValidator(_resolve_file)]  # str: a URL on an object store
 SecretFile = Annotated[Path, AfterValidator(_resolve), AfterValidator(_secret_file)]
 PositiveFloat = Annotated[float, Field(gt=0), BeforeValidator(lambda v: _no_bool(v))]
 NonNegativeFloat = Annotated[float, Field(ge=0), BeforeValidator(lambda v: _no_bool(v))]
+# Upper bounds: a huge number is a typo (or 1e300); the bounds are generous for every real use.
+HOUR, DAY = 3600.0, 86400.0
 Encoding = Annotated[str | None, AfterValidator(_encoding)]
 OneChar = Annotated[str | None, AfterValidator(_one_char)]
 StringList = Annotated[list[str], BeforeValidator(_as_list)]
@@ -187,10 +209,41 @@ class PropertyConfig:
     property_id: Annotated[str | None, BeforeValidator(_as_text), Field(pattern=r"^[0-9]+$")] = None
 
 
+_SECRET_QUERY_KEYS = re.compile(
+    r"(?i)^(?:password|passwd|pwd|sslpassword|secret|api[_-]?secret|api[_-]?key|key|token|access[_-]?token|auth"
+    r"|sig|signature|x-amz-(?:signature|credential|security-token)|x-goog-(?:signature|credential))$")
+
+
+def _credentials_in(value: str) -> str | None:
+    """Why a URL holds a credential (never the credential itself), or None."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.password is not None or "@" in parts.netloc:
+        return "holds credentials (user:password@) in the URL"
+    from urllib.parse import parse_qsl
+
+    if any(_SECRET_QUERY_KEYS.match(key) for key, _ in parse_qsl(parts.query, keep_blank_values=True)):
+        return "holds a password, token or signature in its query"
+    return None
+
+
+def _no_credentials(value: Any, where: str) -> Any:
+    if isinstance(value, str) and _URL_SCHEME.match(value):
+        why = _credentials_in(value)
+        if why:
+            raise ValueError(f"{why}: credentials in a URL reach logs, reports and the ledger; {where}")
+    return value
+
+
 def _endpoint(value: str | None) -> str | None:
     if value is None or value == "local":
         return value
     value = value.rstrip("/")
+    # Before anything that could echo the URL: an error message must never carry the password.
+    _no_credentials(value, f"the API secret goes in {SECRET_ENV} or destination.api_secret_file, and an endpoint "
+                           "needs no login")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port out of range
@@ -209,15 +262,15 @@ class DestinationConfig:
 
     endpoint: Annotated[str | None, AfterValidator(_endpoint)] = None  # None: Google's, by region
     concurrency: Annotated[StrictInt, Field(ge=1, le=256)] = 32
-    timeout_s: PositiveFloat = 10.0
+    timeout_s: Annotated[PositiveFloat, Field(le=HOUR)] = 10.0
     max_attempts: Annotated[StrictInt, Field(ge=1, le=100)] = 6
-    backoff_base_s: PositiveFloat = 0.5
-    backoff_max_s: PositiveFloat = 30.0
+    backoff_base_s: Annotated[PositiveFloat, Field(le=HOUR)] = 0.5
+    backoff_max_s: Annotated[PositiveFloat, Field(le=DAY)] = 30.0
     api_secret_file: SecretFile | None = None
     region: Literal["global", "eu"] = "global"
-    request_deadline_s: PositiveFloat = 60.0  # one request's whole exchange, connect to last byte
+    request_deadline_s: Annotated[PositiveFloat, Field(le=DAY)] = 60.0  # one request's whole exchange, connect to last byte
     # The whole send; what is left stays pending (exit 8). None: no deadline.
-    deadline_s: Annotated[float | None, Field(gt=0), BeforeValidator(_no_bool)] = 4 * 3600.0
+    deadline_s: Annotated[float | None, Field(gt=0, le=7 * DAY), BeforeValidator(_no_bool)] = 4 * 3600.0
 
     @model_validator(mode="after")
     def _defaults(self) -> DestinationConfig:
@@ -239,11 +292,18 @@ class WindowConfig:
     """`[window]`: the 72 h backdating window and the rules that turn local times into exact UTC micros."""
 
     max_age_hours: Annotated[float, Field(gt=0, le=72), BeforeValidator(_no_bool)] = 72.0
-    safety_margin_minutes: NonNegativeFloat = 60.0
-    future_tolerance_minutes: NonNegativeFloat = 5.0
+    safety_margin_minutes: Annotated[NonNegativeFloat, Field(lt=72 * 60)] = 60.0
+    future_tolerance_minutes: Annotated[NonNegativeFloat, Field(le=24 * 60)] = 5.0
     date_only_time: Annotated[str, AfterValidator(_time_of_day)] = "00:00:00"
     ambiguous: Literal["earliest", "latest"] = "earliest"  # which of the two instants a repeated local time means
     nonexistent: Literal["shift_forward", "shift_backward"] = "shift_forward"  # a local time skipped by DST
+
+    @model_validator(mode="after")
+    def _window_left(self) -> WindowConfig:
+        if self.safety_margin_minutes >= self.max_age_hours * 60:
+            raise KeyedError("safety_margin_minutes", f"must be less than max_age_hours ({self.max_age_hours:g} h): "
+                             "no event could be sent")
+        return self
 
 
 @dataclass(frozen=True, config=_TABLE)
@@ -251,9 +311,9 @@ class IdentityMapConfig:
     """`identity_map = {…}`: a file joining a source's customer key to a GA client id."""
 
     path: FilePath
-    key: str
-    client_id: str
-    source_key: str | None = None  # the source's column to join on; default: same name as `key`
+    key: NonEmpty
+    client_id: NonEmpty
+    source_key: NonEmpty | None = None  # the source's column to join on; default: same name as `key`
 
 
 def _timestamp_type(value: str | None, info: ValidationInfo) -> str | None:
@@ -272,7 +332,7 @@ class SourceOptions:
     won_stages: StringList | None = None  # salesforce, hubspot
     refunds: StrictBool | None = None  # shopify
     purchase_statuses: StringList | None = None  # shopify
-    items_path: str | None = None  # square
+    items_path: Annotated[str | None, AfterValidator(lambda v: _no_credentials(v, "the store's own credentials are used"))] = None  # square
     # bigquery: what a STRING time column's text holds (pushed into the WHERE), a cost cap, and the
     # Storage Read API switch / a local read API ("host:port", tests)
     timestamp_type: Annotated[str | None, AfterValidator(_timestamp_type)] = None
@@ -375,13 +435,16 @@ class SourceConfig:
     # Google counts a user as active when the param arrives; an offline conversion is not engagement.
     engagement_time: StrictBool = False
     options: SourceOptions = field(default_factory=SourceOptions)  # kind-specific (stage names, refunds…)
+    # A CSV cell larger than this (bytes as written) rejects its row with a reason naming row and column;
+    # the file's other rows go on. Memory stays bounded by it (README "Bad input").
+    max_field_bytes: Annotated[StrictInt, Field(ge=1024, le=64 << 20)] = 1 << 20
     # `[sources.filter]`: source column -> allowed values (case-insensitive, trimmed); other rows: FILTERED.
     filter: Annotated[dict[str, StringList], AfterValidator(_filter)] = field(default_factory=dict)
     # kind = "bigquery": exactly one of table ("project.dataset.table") or query (standard SQL)
-    table: str | None = None
-    query: str | None = None
-    project: str | None = None  # billing project; default: the credentials' project
-    location: str | None = None
+    table: NonEmpty | None = None
+    query: NonEmpty | None = None
+    project: NonEmpty | None = None  # billing project; default: the credentials' project
+    location: NonEmpty | None = None
     api_endpoint: Annotated[str | None, AfterValidator(lambda v: _endpoint(v))] = None  # a local BigQuery API (tests)
 
     @model_validator(mode="after")
@@ -411,15 +474,15 @@ class ReconcileConfig:
 
     backend: Literal["duckdb", "bigquery"] = "duckdb"
     store: ConfigPath | None = None  # duckdb: the collector's data dir or a folder of exported files
-    project: str | None = None
-    dataset: str | None = None
-    location: str | None = None
+    project: NonEmpty | None = None
+    dataset: NonEmpty | None = None
+    location: NonEmpty | None = None
     api_endpoint: Annotated[str | None, AfterValidator(_endpoint)] = None  # a local BigQuery API (tests); None: Google's
     tolerance: Annotated[float, Field(ge=0, le=1), BeforeValidator(_no_bool)] = 0.0  # share allowed missing on final dates
-    provisional_hours: NonNegativeFloat = 72.0
-    maximum_bytes_billed: Annotated[StrictInt, Field(gt=0)] = 10 * 1024**3
-    arrival_grace_minutes: NonNegativeFloat = 120.0  # after sending, an event absent this long counts as missing
-    daily_export_cap: Annotated[StrictInt, Field(ge=0)] = 1_000_000  # a daily table this full is capped; 0: no cap (360)
+    provisional_hours: Annotated[NonNegativeFloat, Field(le=30 * 24)] = 72.0
+    maximum_bytes_billed: Annotated[StrictInt, Field(gt=0, le=10**15)] = 10 * 1024**3
+    arrival_grace_minutes: Annotated[NonNegativeFloat, Field(le=7 * 24 * 60)] = 120.0  # after sending, an event absent this long counts as missing
+    daily_export_cap: Annotated[StrictInt, Field(ge=0, le=10**12)] = 1_000_000  # a daily table this full is capped; 0: no cap (360)
 
     @model_validator(mode="after")
     def _bigquery(self) -> ReconcileConfig:
@@ -438,11 +501,11 @@ class HistoricalConfig:
 
     table: str | None = None  # absent: the table is off, nothing changes
     backend: Literal["duckdb", "bigquery"] = "duckdb"
-    project: str | None = None
-    location: str | None = None
+    project: NonEmpty | None = None
+    location: NonEmpty | None = None
     api_endpoint: Annotated[str | None, AfterValidator(_endpoint)] = None  # a local BigQuery API (tests)
     path: ConfigPath | None = Path("state/historical")
-    timeout_s: PositiveFloat = 120.0  # bigquery: each API call, retries included; then the run reports the error
+    timeout_s: Annotated[PositiveFloat, Field(le=DAY)] = 120.0  # bigquery: each API call, retries included; then the run reports the error
 
     @model_validator(mode="after")
     def _shape(self) -> HistoricalConfig:
@@ -533,7 +596,8 @@ def _url_has_password(url: str) -> bool:
     from urllib.parse import parse_qs, urlsplit
 
     parts = urlsplit(url)
-    return parts.password is not None or "password" in parse_qs(parts.query)
+    query = {key.lower() for key in parse_qs(parts.query, keep_blank_values=True)}
+    return parts.password is not None or bool(query & {"password", "sslpassword"})
 
 
 def read_api_secret(dest: DestinationConfig) -> str | None:

@@ -253,6 +253,10 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
     out.mkdir(parents=True, exist_ok=True)
     stopper = Stopper()
     stopper.install()
+    # The deadline covers the whole run, not only the send: reading and planning stop between chunks
+    # (each at most chunk_rows rows), the send between requests; the outputs written after it hold only
+    # what this run planned.
+    stopper.set_deadline(config.destination.deadline_s)
     ledger = _open_run_ledger(config, options)
     try:
         ledger.bind_property(config.property.measurement_id, config.destination.endpoint)
@@ -298,7 +302,6 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
             seed=options.seed,
             extra_params=config.privacy_extra_params,
         )
-        stopper.set_deadline(destination.deadline_s)
         if stopper.stopped:
             stats = SendStats(stopped=stopper.reason)
         else:

@@ -7,7 +7,7 @@ import pandas as pd
 from etl.config import SourceConfig
 from etl.extract.fields import CANONICAL_FIELDS, FILTER_PREFIX, MONEY_PARAMS, PARAM_PREFIX, SKIP_REASON, ResolvedColumns
 from etl.extract.money import normalise_amounts
-from etl.extract.raw import RawChunk
+from etl.extract.raw import CELL_PROBLEM, RawChunk
 
 TEXT = pd.StringDtype()
 
@@ -47,6 +47,9 @@ def mapped_fields(raw: RawChunk, cols: ResolvedColumns, source: SourceConfig) ->
     if "timestamp" in out and cols.has("time"):
         out["timestamp"] = join_date_time(out["timestamp"], field_text(raw, cols, "time"))
         names["timestamp"] = f"{cols.headers['timestamp']} + {cols.headers['time']}"
+    if CELL_PROBLEM in raw.frame.columns:  # a cell the reader refused (over max_field_bytes): the row is rejected
+        out[CELL_PROBLEM] = as_text(raw.frame[CELL_PROBLEM])
+        names[CELL_PROBLEM] = CELL_PROBLEM
     return out, names
 
 
@@ -57,6 +60,8 @@ def assemble(rows, fields: dict[str, pd.Series]) -> pd.DataFrame:
     order += sorted(f for f in fields if f.startswith(FILTER_PREFIX))
     if SKIP_REASON in fields:
         order.append(SKIP_REASON)
+    if CELL_PROBLEM in fields:
+        order.append(CELL_PROBLEM)
     frame = pd.DataFrame({"row": pd.Series(rows, dtype="int64")})
     for name in order:
         frame[name] = pd.Series(fields[name]).astype(TEXT).reset_index(drop=True)

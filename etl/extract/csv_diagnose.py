@@ -17,6 +17,26 @@ from etl.extract.text_file import TextLayout, open_binary
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
+class _LineTooLong(Exception):
+    pass
+
+
+def _lines(text: io.TextIOWrapper, limit: int):
+    """Physical lines of at most `limit` characters: a 1 GB line is refused, never held (it took 2.9 GB)."""
+    while True:
+        line = text.readline(limit)
+        if not line:
+            return
+        if len(line) >= limit and not line.endswith(("\n", "\r")):
+            raise _LineTooLong
+        yield line
+
+
+def line_limit(max_field_bytes: int) -> int:
+    """The longest physical line either reader takes: a few cells at the cap (the capped reader's block)."""
+    return max(4 << 20, 4 * max_field_bytes + (1 << 20))
+
+
 def diagnose(layout: TextLayout) -> SourceError:
     """The SourceError naming the first structural problem (a generic one if none is found)."""
     return find_problem(layout) or SourceError(str(layout.path), None, None, "could not be parsed as CSV")
@@ -28,15 +48,19 @@ def find_problem(layout: TextLayout) -> SourceError | None:
     width = len(layout.header)
     row = 0
     header_seen = False
+    limit = line_limit(layout.max_field_bytes)
+    previous_limit = csv.field_size_limit(limit)  # module-wide: put back below
     try:
         with open_binary(layout.path, layout.compressed) as raw:
             text = io.TextIOWrapper(raw, encoding=layout.encoding, errors="surrogateescape", newline="")
-            reader = csv.reader(text, delimiter=layout.delimiter, strict=True)
+            reader = csv.reader(_lines(text, limit), delimiter=layout.delimiter, strict=True)
             while True:
                 try:
                     record = next(reader)
                 except StopIteration:
                     break
+                except _LineTooLong:
+                    return SourceError(path, row + 1, None, f"a line longer than {limit >> 20} MiB")
                 except csv.Error:
                     return SourceError(
                         path, row + 1, None,
@@ -62,4 +86,6 @@ def find_problem(layout: TextLayout) -> SourceError | None:
                     )
     except (OSError, EOFError) as exc:
         return SourceError(path, row + 1 if row else None, None, f"cannot be read ({type(exc).__name__})")
+    finally:
+        csv.field_size_limit(previous_limit)
     return None

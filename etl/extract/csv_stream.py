@@ -14,15 +14,22 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from etl.errors import SourceError
+from etl.extract.capped_cells import MARKER, CappedCells
 from etl.extract.csv_diagnose import find_problem
 from etl.extract.location import is_url, open_bytes
-from etl.extract.raw import RawChunk, position_name
-from etl.extract.text_file import TextLayout
+from etl.extract.raw import CELL_PROBLEM, RawChunk, position_name
+from etl.extract.text_file import TextLayout, open_binary
 
 BLOCK_BYTES = 4 << 20
+_MARKER_TEXT = MARKER.decode()
+
+
+class _Straddle(Exception):
+    """pyarrow met a record larger than its read block: read again with over-cap cells replaced."""
 
 
 class _BlankLines:
@@ -46,27 +53,61 @@ class _BlankLines:
 
 
 def iter_csv_raw(layout: TextLayout) -> Iterator[RawChunk]:
-    """Yield numbered raw records (header and blank records removed) in pyarrow-block-sized chunks."""
+    """Yield numbered raw records (header and blank records removed) in pyarrow-block-sized chunks.
+
+    A cell over `layout.max_field_bytes` is blanked and its record carries a `cell_problem` naming the
+    column. A record too big for pyarrow's block (a 9 MB cell) makes the file be read again past the
+    records already yielded, through `CappedCells`, which replaces such cells as they stream by.
+    """
     width = len(layout.header)
     names = [position_name(i) for i in range(width)]
-    blanks = _BlankLines()
-    # A URL is read through its fsspec file object; a local file through pyarrow's native reader.
-    handle = open_bytes(layout.path) if is_url(layout.path) else None
-    try:
-        yield from _read(layout, names, blanks, handle)
-    finally:
-        if handle is not None:
-            handle.close()
+    emitted = 0
+    for capped in (False, True):
+        blanks = _BlankLines()
+        # A URL is read through its fsspec file object; a local file through pyarrow's native reader.
+        if capped:
+            if not _ascii_compatible(layout.encoding):
+                raise SourceError(str(layout.path), emitted + 1, None,
+                                  f"a record is larger than {BLOCK_BYTES >> 20} MiB (cells over max_field_bytes can be "
+                                  f"skipped only in ASCII-compatible encodings, not {layout.encoding})")
+            handle = CappedCells(open_binary(layout.path, layout.compressed), layout.max_field_bytes, layout.delimiter)
+        else:
+            handle = open_bytes(layout.path) if is_url(layout.path) else None
+        try:
+            for chunk in _read(layout, names, blanks, handle, capped=capped, resume_after=emitted):
+                if len(chunk):
+                    emitted = int(chunk.rows[-1])
+                yield chunk
+            return
+        except _Straddle:
+            if capped:
+                raise SourceError(str(layout.path), emitted + 1, None,
+                                  f"a record is larger than {_block_bytes(layout, True) >> 20} MiB even with every "
+                                  "cell over max_field_bytes left out") from None
+        finally:
+            if handle is not None:
+                handle.close()
 
 
-def _read(layout: TextLayout, names: list[str], blanks: _BlankLines, handle) -> Iterator[RawChunk]:
+def _ascii_compatible(encoding: str) -> bool:
+    return ',"\n\r'.encode(encoding, errors="replace") == b',"\n\r'
+
+
+def _block_bytes(layout: TextLayout, capped: bool) -> int:
+    """Capped, a record holds cells of at most max_field_bytes: room for a few of them."""
+    return max(BLOCK_BYTES, 4 * layout.max_field_bytes + (1 << 20)) if capped else BLOCK_BYTES
+
+
+def _read(layout: TextLayout, names: list[str], blanks: _BlankLines, handle, *, capped: bool,
+          resume_after: int) -> Iterator[RawChunk]:
     try:
-        stream = pa.input_stream(handle if handle is not None else str(layout.path),
-                                 compression="gzip" if layout.compressed else None)
+        stream = (pa.input_stream(handle) if capped else
+                  pa.input_stream(handle if handle is not None else str(layout.path),
+                                  compression="gzip" if layout.compressed else None))
         reader = pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(
-                block_size=BLOCK_BYTES,
+                block_size=_block_bytes(layout, capped),
                 column_names=names,
                 # Always a Python codec (pyarrow's native "utf8" is skipped on purpose): undecodable
                 # bytes then fail in the decoder, before the invalid-row handler would see them.
@@ -85,10 +126,12 @@ def _read(layout: TextLayout, names: list[str], blanks: _BlankLines, handle) -> 
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError, OSError, EOFError) as exc:
+        if _straddles(exc):
+            raise _Straddle from None
         raise _failure(layout, exc) from None
 
     held: RawChunk | None = None  # one chunk of lookahead: the file's last record is checked before it leaves
-    for chunk in _numbered(reader, layout, blanks):
+    for chunk in _numbered(reader, layout, blanks, resume_after):
         if held is not None:
             yield held
         held = chunk
@@ -98,6 +141,10 @@ def _read(layout: TextLayout, names: list[str], blanks: _BlankLines, handle) -> 
             if problem is not None:
                 raise problem
         yield held
+
+
+def _straddles(exc: BaseException) -> bool:
+    return isinstance(exc, pa.ArrowInvalid) and "straddl" in str(exc)
 
 
 def _failure(layout: TextLayout, exc: BaseException) -> SourceError:
@@ -114,10 +161,12 @@ def _failure(layout: TextLayout, exc: BaseException) -> SourceError:
 def _has_newline(record: pd.Series) -> bool:
     """pyarrow reads an unclosed quote as one field running to the end of the file; such a field
     holds a line break, so a last record with one is checked by the strict reader."""
-    return bool(record.str.contains("\n|\r", regex=True).any())
+    return bool(record.drop(CELL_PROBLEM, errors="ignore").str.contains("\n|\r", regex=True).any())
 
 
-def _numbered(reader: pacsv.CSVStreamingReader, layout: TextLayout, blanks: _BlankLines) -> Iterator[RawChunk]:
+def _numbered(reader: pacsv.CSVStreamingReader, layout: TextLayout, blanks: _BlankLines,
+              resume_after: int = 0) -> Iterator[RawChunk]:
+    """Numbered records; those up to `resume_after` (already yielded by an earlier pass) are dropped."""
     header_pending = True
     next_row = 1
     seen_blanks = 0
@@ -127,8 +176,13 @@ def _numbered(reader: pacsv.CSVStreamingReader, layout: TextLayout, blanks: _Bla
         except StopIteration:
             break
         except (pa.ArrowInvalid, UnicodeDecodeError, OSError, EOFError) as exc:
+            if _straddles(exc):
+                raise _Straddle from None
             raise _failure(layout, exc) from None
+        batch, problems = _cap_cells(batch, layout)
         frame = batch.to_pandas()
+        if problems is not None:
+            frame[CELL_PROBLEM] = problems
         blank = _blank_mask(frame)
         if header_pending:
             non_blank = np.flatnonzero(~blank)
@@ -143,7 +197,35 @@ def _numbered(reader: pacsv.CSVStreamingReader, layout: TextLayout, blanks: _Bla
         next_row += len(kept)
         skipped = int(blank.sum()) + blanks.count - seen_blanks
         seen_blanks = blanks.count
+        if rows.size and rows[0] <= resume_after:
+            keep = rows > resume_after
+            kept, rows, skipped = kept.loc[keep].reset_index(drop=True), rows[keep], 0
         yield RawChunk(kept, rows, skipped)
+
+
+def _cap_cells(batch: pa.RecordBatch, layout: TextLayout) -> tuple[pa.RecordBatch, np.ndarray | None]:
+    """Blank every cell over max_field_bytes (or replaced by CappedCells); per record, which column held one.
+
+    One length comparison per column: a normal file pays microseconds per block.
+    """
+    problems: np.ndarray | None = None
+    columns = list(batch.columns)
+    for pos, column in enumerate(columns):
+        over = pc.greater(pc.binary_length(column), layout.max_field_bytes)
+        if layout.max_field_bytes >= len(MARKER):
+            over = pc.or_(over, pc.equal(column, _MARKER_TEXT))
+        mask = over.to_numpy(zero_copy_only=False)
+        if not mask.any():
+            continue
+        columns[pos] = pc.if_else(over, "", column)
+        if problems is None:
+            problems = np.full(batch.num_rows, "", dtype=object)
+        header = layout.header[pos] if pos < len(layout.header) else f"#{pos + 1}"
+        problems[mask & (problems == "")] = (f"column {header!r} holds a cell over max_field_bytes "
+                                             f"({layout.max_field_bytes:,} bytes); the row was not read")
+    if problems is None:
+        return batch, None
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names), problems
 
 
 def _blank_mask(frame: pd.DataFrame) -> np.ndarray:

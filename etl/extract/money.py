@@ -13,6 +13,11 @@ import pandas as pd
 _PLAIN = r"^[+-]?\d+(?:\.\d+)?$"
 
 
+def _literal(char: str) -> str:
+    """A character as an RE2 literal: punctuation escaped, anything else as is (RE2 refuses "\\x" for a letter)."""
+    return "\\" + char if char.isascii() and not char.isalnum() and char != " " else char
+
+
 def normalise_amounts(values: pd.Series, decimal: str = ".", thousands: str | None = None) -> pd.Series:
     """Normalise a text column of amounts; NA stays NA, unparseable text stays as written."""
     text = values.astype("string")
@@ -24,8 +29,8 @@ def normalise_amounts(values: pd.Series, decimal: str = ".", thousands: str | No
     negative = cleaned.str.match(r"^\(.*\)$").fillna(False) | cleaned.str.endswith("-").fillna(False)
     cleaned = cleaned.str.replace(r"^\((.*)\)$", r"\1", regex=True).str.replace(r"^(.*\d)-$", r"\1", regex=True)
     sep = thousands if thousands is not None else ("." if decimal == "," else ",")
-    dec = "\\" + decimal
-    grp = "\\" + sep if sep else ""
+    dec = _literal(decimal)
+    grp = _literal(sep) if sep else ""
     if grp:
         grouped = rf"^[+-]?\d{{1,3}}(?:{grp}\d{{3}})+(?:{dec}\d+)?$"
         is_grouped = cleaned.str.match(grouped).fillna(False)

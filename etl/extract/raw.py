@@ -12,10 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+#: A raw column (beside c0..cN) naming the cell the reader refused in a record, "" when none.
+CELL_PROBLEM = "cell_problem"
+
 
 @dataclass
 class RawChunk:
-    frame: pd.DataFrame  # columns c0..cN, str dtype, "" for empty cells
+    frame: pd.DataFrame  # columns c0..cN, str dtype, "" for empty cells (and CELL_PROBLEM, when a cell was refused)
     rows: np.ndarray  # int64, 1-based record numbers
     skipped_blank: int = 0
 

@@ -64,7 +64,7 @@ def open_source(source: SourceConfig, *, since: datetime | None = None, until: d
         header = parquet_header(source.path)
         raw = iter_parquet_raw(source.path)
     else:
-        layout = inspect(source.path, source.encoding, source.delimiter)
+        layout = inspect(source.path, source.encoding, source.delimiter, source.max_field_bytes)
         header = layout.header
         raw = iter_csv_raw(layout)
         try:

@@ -22,6 +22,9 @@ SAMPLE_BYTES = 1 << 16
 MAX_HEADER_BYTES = 16 << 20
 FALLBACK_ENCODING = "cp1252"
 DELIMITER_CANDIDATES = (",", ";", "\t", "|")
+# A cell larger than this (bytes as written in the file) rejects its row, not its file (config:
+# `max_field_bytes` per source). 1 MiB is 10,000 times GA4's longest param value (100 characters).
+DEFAULT_MAX_FIELD_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class TextLayout:
     encoding: str  # a Python codec name
     delimiter: str
     header: list[str]
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES
 
 
 def open_binary(path: Location, compressed: bool) -> BinaryIO:
@@ -152,7 +156,8 @@ def parse_header(text: str, delimiter: str, path: Location) -> list[str]:
     raise SourceError(str(path), None, None, "file is empty (no header row)")
 
 
-def inspect(path: Location, encoding: str | None, delimiter: str | None) -> TextLayout:
+def inspect(path: Location, encoding: str | None, delimiter: str | None,
+            max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES) -> TextLayout:
     """Open the file once to decide compression, encoding, delimiter and read the header row."""
     check_exists(path)
     compressed = is_gzip(path)
@@ -172,4 +177,5 @@ def inspect(path: Location, encoding: str | None, delimiter: str | None) -> Text
     if len(delim) != 1:
         raise SourceError(str(path), None, None, f"delimiter must be one character, got {delim!r} in config")
     header = parse_header(text, delim, path)
-    return TextLayout(path=path, compressed=compressed, encoding=codec, delimiter=delim, header=header)
+    return TextLayout(path=path, compressed=compressed, encoding=codec, delimiter=delim, header=header,
+                      max_field_bytes=max_field_bytes)

@@ -16,6 +16,7 @@ from etl.accounting import Tally
 from etl.transform.context import Chunk, Param, TransformOptions
 from etl.transform.rules import (
     build,
+    cells,
     consent,
     filters,
     identity,
@@ -46,6 +47,7 @@ def transform_chunk(chunk: Chunk, options: TransformOptions) -> TransformResult:
     """
     ctx = scope.open_chunk(chunk, options)  # times parsed; the window and the shard select the rows
     filters.apply(ctx)  # not conversions: stage filters, [sources.filter]
+    cells.apply(ctx)  # cells the reader refused (over max_field_bytes)
     event = names.apply(ctx)
     who = identity.apply(ctx)
     when = times.apply(ctx)

@@ -10,9 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from etl.config import GOOGLE_EU_ENDPOINT, load_config
+from etl.config import (
+    GOOGLE_EU_ENDPOINT,
+    DestinationConfig,
+    HistoricalConfig,
+    IdentityMapConfig,
+    LedgerConfig,
+    PrivacyConfig,
+    PropertyConfig,
+    ReconcileConfig,
+    SourceConfig,
+    SourceOptions,
+    WindowConfig,
+    load_config,
+)
 from etl.errors import ConfigError
-from tests.support import REPO, SAMPLES_CONFIG
+from tests.support import REPO, SAMPLES_CONFIG, files_containing
 
 BASE = """\
 [property]
@@ -145,3 +158,188 @@ def test_the_schema_accepts_the_samples_and_refuses_what_the_loader_refuses():
                    {**samples, "destination": {"concurrency": 5000}}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, schema)
+
+
+# --- issue 23: credentials in URLs, codecs that are not text, non-finite numbers, and a fuzz of every field -----
+
+PW = "Pw0rd-Zq7x"
+CREDENTIALS = [
+    (["[destination]", f'endpoint = "http://user:{PW}@127.0.0.1:8080"'], "destination.endpoint"),
+    (["[destination]", f'endpoint = "https://{PW}@www.google-analytics.com"'], "destination.endpoint"),
+    (["[ledger]", f'url = "postgresql://mpetl:{PW}@db.internal:5432/mpetl"'], "ledger.url"),
+    (["[ledger]", f'url = "postgresql://mpetl@db.internal/mpetl?sslmode=require&password={PW}"'], "ledger.url"),
+    (["[reconcile]", f'api_endpoint = "http://u:{PW}@127.0.0.1:9050"'], "reconcile.api_endpoint"),
+    (["[historical]", 'table = "historical"', f'api_endpoint = "http://u:{PW}@127.0.0.1:9050"'], "historical.api_endpoint"),
+]
+SOURCE_CREDENTIALS = [
+    (f"s3://AKIAEXAMPLE:{PW}@bucket/deals.csv", "sources.crm.path"),
+    (f"https://user:{PW}@files.example.com/deals.csv", "sources.crm.path"),
+    (f"https://files.example.com/deals.csv?token={PW}", "sources.crm.path"),
+    (f"gs://bucket/deals.csv?X-Goog-Signature={PW}", "sources.crm.path"),
+]
+
+
+def _with_source_path(path: str) -> str:
+    return BASE.replace('path = "deals.csv"', f'path = "{path}"')
+
+
+@pytest.mark.parametrize(("extra", "key"), CREDENTIALS, ids=[k for _, k in CREDENTIALS])
+def test_a_credential_in_a_url_is_a_config_error_that_never_shows_it(tmp_path, extra, key):
+    text = error_of(write(tmp_path, *extra))
+    assert f"[{key}]" in text and PW not in text
+    assert any(hint in text for hint in ("MP_API_SECRET", "PGPASSWORD", "credentials"))
+
+
+@pytest.mark.parametrize(("path", "key"), SOURCE_CREDENTIALS, ids=[p.split(":")[0] + str(i) for i, (p, _) in enumerate(SOURCE_CREDENTIALS)])
+def test_a_credential_in_a_source_url_is_a_config_error(tmp_path, path, key):
+    text = error_of(write(tmp_path, base=_with_source_path(path)))
+    assert f"[{key}]" in text and PW not in text and "credentials" in text
+
+
+def test_a_password_less_ledger_url_is_accepted(tmp_path):
+    config = load_config(write(tmp_path, "[ledger]", 'url = "postgresql://mpetl@db.internal:5432/mpetl?sslmode=require"'))
+    assert config.ledger_url == "postgresql://mpetl@db.internal:5432/mpetl?sslmode=require"
+
+
+@pytest.mark.parametrize(("extra", "key"), CREDENTIALS[:3], ids=[k for _, k in CREDENTIALS[:3]])
+def test_a_run_with_a_credential_in_a_url_stores_it_nowhere(tmp_path, extra, key):
+    """Through the CLI: exit 2, one line naming the key; the password is in no file but the config itself
+    (the ledger that used to store the endpoint is never opened)."""
+    (tmp_path / "deals.csv").write_text("Order,Amount\nA1,1\n")
+    config = write(tmp_path, *extra)
+    result = _cli("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"[{key}]" in result.stderr and PW not in result.stderr + result.stdout
+    assert files_containing(tmp_path, PW) == [config]
+
+
+@pytest.mark.parametrize("codec", ["base64", "hex", "rot13", "zlib", "uu", "bz2"])
+def test_an_encoding_that_is_not_a_text_codec_is_a_config_error(tmp_path, codec):
+    text = error_of(write(tmp_path, f'encoding = "{codec}"'))
+    assert "[sources.crm.encoding]" in text and "not a text encoding" in text
+
+
+def _float_fields() -> list[tuple[str, str]]:
+    """(table, key) of every float field of the config model."""
+    found = []
+    for table, cls in _TABLES.items():
+        for name, info in cls.__pydantic_fields__.items():
+            if "float" in str(info.annotation):
+                found.append((table, name))
+    return found
+
+
+@pytest.mark.parametrize("number", ["inf", "-inf", "nan", "+inf"])
+def test_non_finite_numbers_are_config_errors_in_every_float_field(tmp_path, number):
+    fields = _float_fields()
+    assert ("window", "safety_margin_minutes") in fields and len(fields) >= 12
+    for table, key in fields:
+        path = write(tmp_path, *_table_lines(table, f"{key} = {number}"))
+        text = error_of(path)
+        assert f"[{_key_path(table, key)}]" in text and "finite" in text, (table, key, text)
+
+
+# The fuzz: every field of every table, each hostile value, through `mpetl validate --config`. A value is
+# either refused as a one-line exit-2 error naming the key, or (where it is a legitimate value) validated
+# like any other config; never a traceback.
+_TABLES = {
+    "property": PropertyConfig, "destination": DestinationConfig, "ledger": LedgerConfig, "window": WindowConfig,
+    "reconcile": ReconcileConfig, "historical": HistoricalConfig, "privacy": PrivacyConfig, "sources": SourceConfig,
+    "sources.options": SourceOptions, "sources.identity_map": IdentityMapConfig,
+}
+HOSTILE = {
+    "string": '"x"', "empty string": '""', "huge int": "100000000000000000000000", "huge float": "1e300",
+    "nan": "nan", "inf": "inf", "negative": "-1", "zero": "0", "bool": "true", "table": "{ a = 1 }",
+    "list": "[1, 2]",
+}
+# Values a field may legitimately take (the fuzz then expects a normal validation, not an error).
+LEGITIMATE = {
+    ("historical", "table"): {"empty string"},  # "" switches the table off, as leaving it out does
+    ("sources", "send_user_id"): {"bool"}, ("sources", "engagement_time"): {"bool"},
+    ("sources.options", "refunds"): {"bool"}, ("sources.options", "storage_api"): {"bool"},
+    ("sources.options", "won_stages"): {"string", "empty string"},
+    ("sources.options", "purchase_statuses"): {"string", "empty string"},
+    ("property", "property_id"): {"zero", "huge int"},  # an integer id is the same id
+    ("reconcile", "tolerance"): {"zero"}, ("reconcile", "daily_export_cap"): {"zero"},
+    ("window", "safety_margin_minutes"): {"zero"}, ("window", "future_tolerance_minutes"): {"zero"},
+    ("reconcile", "provisional_hours"): {"zero"}, ("reconcile", "arrival_grace_minutes"): {"zero"},
+    ("sources", "params"): set(), ("sources", "columns"): set(), ("sources", "filter"): set(),
+}
+SKIPPED = {("sources", "name"), ("sources", "kind"), ("sources", "path")}  # the fuzzed source must stay a csv file
+# Relative paths and names: "x" is a legitimate value of these.
+for _field in [("destination", "api_secret_file"), ("ledger", "path"), ("reconcile", "store"), ("reconcile", "project"),
+               ("reconcile", "dataset"), ("reconcile", "location"), ("historical", "table"), ("historical", "project"),
+               ("historical", "location"), ("historical", "path"), ("sources", "project"), ("sources", "location"),
+               ("sources.options", "items_path"), ("sources.options", "read_api_endpoint"), ("sources", "table"),
+               ("sources", "query"), ("sources", "event"), ("sources.identity_map", "path"), ("sources.identity_map", "key"), ("sources.identity_map", "client_id"),
+               ("sources.identity_map", "source_key")]:
+    LEGITIMATE.setdefault(_field, set()).add("string")
+CASES = [(table, key, kind) for table, cls in _TABLES.items() for key in cls.__pydantic_fields__
+         if (table, key) not in SKIPPED and key != "KINDS" for kind in HOSTILE]
+FUZZ_TABLES = {
+    "property": {"measurement_id": '"G-ABC123"', "timezone": '"Europe/London"'},
+    "ledger": {"path": '"state/ledger.sqlite"'},
+    "sources": {"name": '"crm"', "path": '"deals.csv"', "consent_default": '"grant"',
+                "columns": '{ client_id = "Cookie", timestamp = "At", transaction_id = "Order", value = "Amount", currency = "Cur" }'},
+}
+def _key_path(table: str, key: str) -> str:
+    if table == "sources":
+        return f"sources.crm.{key}"
+    if table.startswith("sources."):
+        return f"sources.crm.{table.removeprefix('sources.')}.{key}"
+    return f"{table}.{key}"
+
+
+def _table_lines(table: str, line: str) -> list[str]:
+    if table == "sources":
+        return [line]  # BASE ends inside the [[sources]] entry
+    if table.startswith("sources."):
+        return [f"[sources.{table.removeprefix('sources.')}]", line]
+    return [f"[{table}]", line]
+
+
+def _fuzz_config(tmp_path: Path, table: str, key: str, value: str) -> Path:
+    (tmp_path / "deals.csv").write_text("Cookie,At,Order,Amount,Cur\nGA1.1.1.1749482504,2026-11-20 10:00:00,A1,1.00,EUR\n")
+    tables = {name: dict(keys) for name, keys in FUZZ_TABLES.items()}
+    if table == "sources.identity_map":
+        tables[table] = {"path": '"ids.csv"', "key": '"k"', "client_id": '"c"'}
+        (tmp_path / "ids.csv").write_text("k,c\n1,2\n")
+    if table == "historical" and key != "table":
+        tables[table] = {"table": '"hist"'}
+    tables.setdefault(table, {})[key] = value
+    lines = []
+    for name, keys in tables.items():
+        if not name.startswith("sources"):
+            lines += [f"[{name}]", *(f"{k} = {v}" for k, v in keys.items())]
+    lines += ["[[sources]]", *(f"{k} = {v}" for k, v in tables["sources"].items())]
+    for name in ("sources.options", "sources.identity_map"):
+        if name in tables:
+            lines += [f"[{name}]", *(f"{k} = {v}" for k, v in tables[name].items())]
+    path = tmp_path / "mpetl.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_fuzz_covers_every_field_of_the_model():
+    keys = {(t, k) for t, k, _ in CASES}
+    assert ("destination", "deadline_s") in keys and ("sources", "max_field_bytes") in keys
+    assert len(keys) >= 70 and len(CASES) == len(keys) * len(HOSTILE)
+
+
+@pytest.mark.parametrize(("table", "key", "kind"), CASES, ids=[f"{t}.{k}={v}" for t, k, v in CASES])
+def test_every_hostile_value_of_every_field_is_a_one_line_error_or_validates(tmp_path, table, key, kind):
+    from click.testing import CliRunner
+
+    from etl.cli import main
+
+    config = _fuzz_config(tmp_path, table, key, HOSTILE[kind])
+    result = CliRunner().invoke(main, ["validate", "--config", str(config)], env={"MP_API_SECRET": "x"})
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    if kind in LEGITIMATE.get((table, key), set()):
+        assert result.exit_code in (0, 2, 3), result.stderr
+        return
+    assert result.exit_code == 2, f"{table}.{key} = {HOSTILE[kind]} was accepted: {result.stdout[-300:]}"
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("mpetl: error: ") and "Traceback" not in line
+    named = line.split("[", 1)[1].split("]", 1)[0] if "[" in line else ""
+    assert named.startswith(_key_path(table, key).rsplit(".", 1)[0]), (line, table, key)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl.load import RetryPolicy, SendSettings, open_ledger, send_pending
 from etl.load.transport import Answer
 from etl.protocol import scrub_message
+from etl.protocol.messages import MAX_SCRUBBED_DESCRIPTION
 from tests.load.conftest import Clock, events_frame
 
 MARK = "Zq9mark"
@@ -101,3 +104,44 @@ def test_the_summarys_debug_messages_hold_no_value_and_no_secret(tmp_path) -> No
         assert leaked not in summary
     (key,) = stats.debug_messages
     assert key.startswith("VALUE_INVALID (redacted): Param […]")
+
+
+# --- bounded by design (issue 23: a 50 kB description took 26 s, a 100 kB one 111 s) ---------------------------
+
+_HOSTILE = {
+    "one long token": lambda n: "a" * n,
+    "no closing bracket": lambda n: "[" * n,
+    "no closing quote": lambda n: "'" + "x " * (n // 2),
+    "digits and spaces": lambda n: "1 " * (n // 2),
+    "at signs without spaces": lambda n: "a@" * (n // 2),
+    "secret keys": lambda n: "key= " * (n // 5),
+    "query parameters": lambda n: "?a=&" * (n // 4),
+}
+
+
+def _cpu_seconds(description: str) -> float:
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        scrubbed = scrub_message({"fieldPath": "events", "description": description, "validationCode": "VALUE_INVALID"})
+        best = min(best, time.process_time() - start)
+    assert len(scrubbed["description"]) <= MAX_SCRUBBED_DESCRIPTION + 1
+    return best
+
+
+@pytest.mark.parametrize("shape", list(_HOSTILE))
+def test_scrubbing_grows_linearly_up_to_a_megabyte(shape: str) -> None:
+    """1 MB against 100 kB of the same shape: linear is a ratio of ~10, quadratic ~100. The bound (30) is a
+    ratio, not a time, so a loaded machine slows both sides alike; an absolute floor of 20 ms on the small
+    side keeps timer noise out of the ratio."""
+    make = _HOSTILE[shape]
+    small, large = _cpu_seconds(make(100_000)), _cpu_seconds(make(1_000_000))
+    assert large / max(small, 0.02) < 30, (shape, small, large)
+
+
+def test_a_megabyte_description_is_scrubbed_like_a_short_one() -> None:
+    filler = "x" * 1_000_000
+    scrubbed = scrub_message({"fieldPath": "events", "description": f"Param [jane@example.com] {filler} api_secret={SECRET}",
+                              "validationCode": "VALUE_INVALID"})
+    assert scrubbed["description"].startswith("Param […] …") and SECRET not in json.dumps(scrubbed)
+    assert scrub_message({"fieldPath": "a." * 300_000, "description": "", "validationCode": "X"})["fieldPath"] == "(redacted)"

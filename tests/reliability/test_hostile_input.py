@@ -7,21 +7,33 @@ and never a CSV cell a spreadsheet would evaluate as a formula.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
+import functools
+import gzip
+import http.server
 import io
 import re
+import struct
 import tempfile
+import threading
+import time
+import zlib
 import zoneinfo
 from pathlib import Path
 
 import orjson
 import pandas as pd
+import psutil
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from etl.config import load_config
+from etl.errors import EXIT_STOPPED
+from etl.load.transport import Answer, HttpTransport
 from etl.pipeline import RunOptions, run_pipeline
 from etl.transform.identity import client_id_from_ga_cookie, session_id_from_ga_cookie
 from etl.transform.timestamps import to_utc_micros
@@ -29,6 +41,7 @@ from tests.reconcile.builders import export_row, write_store
 from tests.reliability.harness import (
     GENERATED_COLUMNS,
     NOW,
+    Finished,
     assert_no_traceback,
     balanced,
     cli,
@@ -36,6 +49,9 @@ from tests.reliability.harness import (
     generic_source,
     reconcile_args,
     run_args,
+    start,
+    stored_events,
+    write_orders,
 )
 from tests.support import samples_config
 
@@ -354,3 +370,213 @@ def test_a_zone_folder_in_the_config_is_a_one_line_config_error(tmp_path) -> Non
     assert_no_traceback(run.stdout, run.stderr)
     assert run.code == 2
     assert "property.timezone" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+# --- hostile endpoints: a gzip bomb -------------------------------------------------------------------------
+
+def _gzip_bomb(inflated: int, block: int = 1 << 20) -> bytes:
+    """A valid single-member gzip of `inflated` zero bytes (2 GB in ~2 MB), built without compressing 2 GB:
+    after a full flush deflate forgets its window, so the compressed block of 1 MiB of zeros repeats."""
+    zeros = bytes(block)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    again = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(inflated // block):
+        crc = zlib.crc32(zeros, crc)
+    return (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + first + again * (inflated // block - 1) + deflate.flush()
+            + struct.pack("<II", crc, inflated & 0xFFFFFFFF))
+
+
+class _AnswerWith(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    body = b""
+    encoding = "gzip"
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-encoding", self.encoding)
+        self.send_header("content-length", str(len(self.body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the client stops reading at its cap and closes
+            for start in range(0, len(self.body), 1 << 16):
+                self.wfile.write(self.body[start:start + (1 << 16)])
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def _endpoint(body: bytes, encoding: str = "gzip"):
+    handler = type("Handler", (_AnswerWith,), {"body": body, "encoding": encoding})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _post_watching_rss(url: str, *, debug: bool, times: int = 2) -> tuple[list[Answer], int]:
+    """POST `times` requests; the answers and the largest RSS growth seen (sampled every 5 ms)."""
+    process = psutil.Process()
+    baseline = process.memory_info().rss
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+
+    async def post() -> list[Answer]:
+        transport = HttpTransport(url, "G-TESTSEND1", "s3cr3t", concurrency=1, timeout_s=60, debug=debug)
+        try:
+            return [await transport.post(b'{"events": []}') for _ in range(times)]
+        finally:
+            await transport.aclose()
+
+    try:
+        answers = asyncio.run(post())
+    finally:
+        done.set()
+        watcher.join()
+    return answers, peak[0] - baseline
+
+
+_BOMB = functools.cache(lambda: _gzip_bomb(2 << 30))
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["collect", "debug"])
+def test_a_gzip_bomb_answer_keeps_its_status_and_costs_no_memory(debug: bool) -> None:
+    """Two answers of 2 MB gzip inflating to 2 GB each (issue 23: RSS went to 6.5 GB). The status line is
+    what MP counts, so the 200 stands (the events were taken); the debug endpoint's body is unreadable and
+    says so; memory grows by less than 64 MB (the caps are 1 MiB sent and 4 MiB inflated)."""
+    bomb = _BOMB()
+    assert len(bomb) < 2_200_000
+    with _endpoint(bomb) as url:
+        answers, grew = _post_watching_rss(url, debug=debug)
+    assert [a.status for a in answers] == [200, 200] and all(a.ok for a in answers)
+    if debug:
+        for answer in answers:
+            [message] = answer.validation_messages
+            assert "not read" in message["description"] and message["validationCode"] == "VALUE_INVALID"
+    else:
+        assert all(a.validation_messages is None for a in answers)
+    assert grew < 64 << 20, f"RSS grew by {grew >> 20} MB"
+
+
+def test_a_small_gzipped_debug_answer_is_still_read() -> None:
+    payload = orjson.dumps({"validationMessages": [{"fieldPath": "events", "description": "bad name",
+                                                    "validationCode": "NAME_INVALID"}]})
+    with _endpoint(gzip.compress(payload)) as url:
+        [answer], _ = _post_watching_rss(url, debug=True, times=1)
+    assert answer.status == 200 and answer.validation_messages == orjson.loads(payload)["validationMessages"]
+    with _endpoint(zlib.compress(b"x" * (8 << 20)), encoding="deflate") as url:  # 8 MiB inflated: over the cap
+        [answer], _ = _post_watching_rss(url, debug=True, times=1)
+    assert answer.status == 200 and "not read" in answer.validation_messages[0]["description"]
+    with _endpoint(b"\x00\x01", encoding="br") as url:  # an encoding mpetl never asked for
+        [answer], _ = _post_watching_rss(url, debug=True, times=1)
+    assert answer.status == 200 and "not read" in answer.validation_messages[0]["description"]
+
+
+# --- cells over max_field_bytes: the row goes, the file stays -------------------------------------------------
+
+def _rejects_by_row(out: Path) -> dict[int, list[dict]]:
+    return {r["row"]: r["reasons"] for r in map(orjson.loads, (out / "rejects.ndjson").read_bytes().splitlines())}
+
+
+@pytest.mark.parametrize(("size", "column"), [(9 << 20, "Notes"), (2 << 20, "Order ID"), (9 << 20, "Amount")],
+                         ids=["9MB-unmapped", "2MB-mapped", "9MB-mapped"])
+def test_a_cell_over_the_cap_rejects_its_row_and_the_other_999_go_on(tmp_path, size, column) -> None:
+    """Issue 23: one 9 MB cell lost its whole 1,000-row source with a message about quoting. Over pyarrow's
+    4 MiB block the file is read again with the cell left out; under it the cell is blanked in the block."""
+    rows = [_row(f"R-{i:04d}", cookie=f"GA1.1.{100 + i}.1749482504") for i in range(1000)]
+    rows[499][HEADER.index(column)] = "Q" * size
+    _write(tmp_path / "in.csv", HEADER, rows)
+    config = config_for(tmp_path, [generic_source(tmp_path / "in.csv")])
+    run = cli(*run_args(config, tmp_path / "out", "--dry-run"))
+    assert_no_traceback(run.stdout, run.stderr)
+    assert run.code == 0, run.stderr[-2000:]
+    summary = run.summary(tmp_path / "out")
+    assert balanced(summary) and summary["rows_in"] == 1000 and summary["sent"] == 999 and summary["rejected"] == 1
+    reasons = _rejects_by_row(tmp_path / "out")[500]  # a blanked mapped cell also misses its rule (e.g. required)
+    assert {"fieldPath": "events[0]", "validationCode": "VALUE_OUT_OF_BOUNDS",
+            "description": f"column {column!r} holds a cell over max_field_bytes (1,048,576 bytes); the row was not read"
+            } in reasons
+    for name in ("rejects.ndjson", "summary.json", "requests.ndjson"):
+        assert b"QQQQ" not in (tmp_path / "out" / name).read_bytes()
+
+
+def _peak_rss_of(args: list[str]) -> tuple[Finished, int]:
+    """Run the CLI, sampling the child's RSS every 20 ms; the result and the peak in bytes."""
+    proc = start(*args)
+    child = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            peak = max(peak, child.memory_info().rss)
+        time.sleep(0.02)
+    stdout, stderr = proc.communicate()
+    return Finished(proc.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace")), peak
+
+
+@pytest.mark.slow
+def test_a_gzipped_file_holding_one_1gb_cell_is_read_in_bounded_memory(tmp_path) -> None:
+    """Issue 23: a 4 MB .csv.gz with one 1 GB cell took 2.9 GB. Now the cell streams by (the reader holds at
+    most max_field_bytes of it), its row is rejected, the rows around it are sent, RSS stays under 600 MB."""
+    path = tmp_path / "in.csv.gz"
+    with gzip.open(path, "wb", compresslevel=6) as handle:
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(HEADER)
+        writer.writerow(_row("BEFORE", cookie="GA1.1.1.1749482504"))
+        handle.write(text.getvalue().encode())
+        handle.write(b"GA1.1.2.1749482504,1795000000,2026-11-20 10:00:00,HUGE,10.00,EUR,,\"")
+        block = b"0123456789abcdef" * (1 << 16)  # 1 MiB
+        for _ in range(1024):
+            handle.write(block)
+        handle.write(b"\"\r\n")
+        text = io.StringIO()
+        csv.writer(text).writerow(_row("AFTER", cookie="GA1.1.3.1749482504"))
+        handle.write(text.getvalue().encode())
+    assert path.stat().st_size < 8 << 20
+    config = config_for(tmp_path, [generic_source(path)])
+    run, peak = _peak_rss_of(run_args(config, tmp_path / "out", "--dry-run"))
+    assert_no_traceback(run.stdout, run.stderr)
+    assert run.code == 0, run.stderr[-2000:]
+    summary = run.summary(tmp_path / "out")
+    assert balanced(summary) and summary["rows_in"] == 3 and summary["sent"] == 2
+    assert "'Notes' holds a cell over max_field_bytes" in _rejects_by_row(tmp_path / "out")[2][0]["description"]
+    assert peak < 600 << 20, f"peak RSS {peak >> 20} MB"
+
+
+# --- the run deadline covers every phase -------------------------------------------------------------------
+
+def test_the_deadline_stops_a_slow_extract_and_the_next_run_sends_the_rest(tmp_path, collector) -> None:
+    """Issue 23: `destination.deadline_s` started only with the send, so a slow read or plan ran past it.
+    40,000 rows in chunks of 1,000 take seconds to read and plan; a 0.2 s deadline stops the run between
+    chunks (exit 8, balanced, nothing sent), and the next run, unhurried, sends every row once."""
+    server = collector()
+    tids = write_orders(tmp_path / "orders.csv", prefix="SLOW", clients=400, per_client=100)
+    source = generic_source(tmp_path / "orders.csv")
+    hurried = config_for(tmp_path, [source], endpoint=server.url, deadline_s=0.2)
+    run = cli(*run_args(hurried, tmp_path / "out1", "--chunk-rows", "1000"))
+    assert_no_traceback(run.stdout, run.stderr)
+    assert run.code == EXIT_STOPPED, run.stderr[-2000:]
+    summary = run.summary(tmp_path / "out1")
+    assert summary["stopped"] == "deadline" and balanced(summary)
+    assert summary["rows_in"] < len(tids) and summary["sent"] == 0
+    relaxed = config_for(tmp_path, [source], endpoint=server.url)
+    run = cli(*run_args(relaxed, tmp_path / "out2"), timeout=600)
+    assert run.code == 0, run.stderr[-2000:]
+    assert balanced(run.summary(tmp_path / "out2"))
+    stored = stored_events(server.data_dir, "SLOW-")
+    assert set(stored) == {("purchase", tid) for tid in tids} and set(stored.values()) == {1}

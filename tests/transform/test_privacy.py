@@ -206,7 +206,8 @@ def test_generated_ids_cookies_amounts_and_dates_pass(value: str) -> None:
 
 
 def test_the_first_detector_in_order_names_the_value() -> None:
-    assert list(DETECTORS) == ["email", "payment_card", "ipv4", "ipv6", "phone", "us_ssn", "hashed_identifier"]
+    assert list(DETECTORS) == ["email", "payment_card", "iban", "ipv4", "ipv6", "phone", "us_ssn", "uk_national_insurance",
+                               "encoded_personal_data", "hashed_identifier"]
     assert detect("jane@example.com or +44 20 7946 0958") == "email"
     assert detect("+44 20 7946 0958 from 192.168.1.20") == "ipv4"
 

@@ -25,7 +25,7 @@ from etl.extract.fields import SKIP_REASON, FieldSpec, ResolvedColumns, specs_fo
 from etl.extract.items_json import group_arrays, item_objects
 from etl.extract.kinds import Built
 from etl.extract.kinds.generic import IDENTITY_KEY
-from etl.extract.raw import RawChunk, _concat, rechunk
+from etl.extract.raw import CELL_PROBLEM, RawChunk, _concat, rechunk
 
 PAID_STATUSES = ("paid", "partially_paid", "refunded", "partially_refunded")
 REFUND_STATUSES = ("refunded", "partially_refunded")
@@ -95,6 +95,8 @@ class Shopify:
         first = np.flatnonzero(starts)
         line_fields, line_names = mapped_fields(lines, cols, source)
         fields = {k: v.iloc[first].reset_index(drop=True) for k, v in line_fields.items()}
+        if CELL_PROBLEM in line_fields:  # a refused cell on any line rejects its order
+            fields[CELL_PROBLEM] = line_fields[CELL_PROBLEM].groupby(groups).first().reset_index(drop=True).astype(TEXT)
         names = dict(line_names)
 
         def order_level(field: str) -> pd.Series | None:

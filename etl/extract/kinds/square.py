@@ -91,7 +91,7 @@ def _event_kind(event_type: pd.Series | None, n: int) -> pd.Series:
 
 def load_items(source: SourceConfig, path: Path) -> pd.Series:
     """(Transaction ID|payment or refund) → JSON items array, from the Item Details export."""
-    layout = inspect(path, source.encoding, source.delimiter)
+    layout = inspect(path, source.encoding, source.delimiter, source.max_field_bytes)
     cols = resolve(str(path), layout.header, ITEM_SPECS)
     parts: list[pd.DataFrame] = []
     for chunk in iter_csv_raw(layout):

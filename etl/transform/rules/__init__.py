@@ -1,6 +1,6 @@
 """The transform's rules, one module each, run in this order by `etl.transform.events.transform_chunk`:
 
-scope (the window and the shard select the rows) → filters → names → identity → times → transaction →
+scope (the window and the shard select the rows) → filters → cells → names → identity → times → transaction →
 money → params → items → privacy → consent → build.
 
 Each is a vectorised `apply(ctx, …)` over the chunk's `RuleContext`: it adds reasons (reject or
