@@ -19,7 +19,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from etl.transform import transform_chunk
+from etl.transform import TransformOptions, transform_chunk
 from etl.transform.privacy import detect_personal_data
 from tests.reliability.harness import GENERATED_COLUMNS, assert_no_traceback, balanced, cli, generic_source, run_args
 from tests.support import samples_config
@@ -155,8 +155,8 @@ def _leaks(text: str, value: str) -> bool:
 def test_every_form_is_kept_out_of_every_free_text_path(path: str, on_pii: str) -> None:
     column, droppable, _ = PATHS[path]
     source = replace(SOURCE, on_pii=on_pii, send_user_id=True, params={"coupon": "Coupon", "order_note": "Note"})
-    result = transform_chunk(Chunk(frame=_frame(path)), source, PROP, WINDOW, now_micros=NOW_MICROS, run_id="r",
-                             extra_params=EXTRA)
+    result = transform_chunk(Chunk(frame=_frame(path)), TransformOptions(source=source, prop=PROP, window=WINDOW,
+                                                                         wall_micros=NOW_MICROS, extra_params=EXTRA))
     sent = dict(zip(result.events["row"], result.events.to_dict("records"), strict=True))
     rejected = {row: reasons for row, reasons in zip(result.rejects["row"], result.rejects["reasons"], strict=True)}
     assert set(sent) | set(rejected) == set(range(1, len(FORMS) + 1)) and not set(sent) & set(rejected)
@@ -174,7 +174,7 @@ def test_every_form_is_kept_out_of_every_free_text_path(path: str, on_pii: str) 
     for record in sent.values():
         for _, value, _ in FORMS:
             assert not _leaks(record["event_json"], value) and record.get("user_id") != value
-    detectors = result.counters["detectors"]
+    detectors = result.tally.detectors
     assert sum(detectors.values()) == len(FORMS) and set(detectors) == {d for _, _, d in FORMS}
 
 
