@@ -11,7 +11,7 @@ from datetime import datetime
 import orjson
 import pytest
 
-from etl.collector import read_store, spawn_collector
+from etl.collector import FaultOptions, read_store, spawn_collector
 from etl.load import open_ledger
 from tests.support import SAMPLES_NOW, files_containing, ledger_location, pinned_clock_env, samples_config
 
@@ -143,7 +143,7 @@ def test_an_unreadable_source_is_reported_and_the_others_still_go(tmp_path, coll
 def test_reconcile_names_exactly_the_transactions_the_endpoint_dropped(tmp_path):
     store = tmp_path / "store"
     with spawn_collector(store, measurement_id=MID, api_secret=SECRET, timezone="Europe/London", now=PINNED,
-                         drop_rate=0.15, seed=11) as server:
+                         faults=FaultOptions(drop_rate=0.15, seed=11)) as server:
         config = samples_config(tmp_path, endpoint=server.url, store=store,
                                 reconcile={"backend": "duckdb", "provisional_hours": 0})
         run = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from etl.collector import SpawnedCollector, spawn_collector
+from etl.collector import FaultOptions, SpawnedCollector, spawn_collector
 from tests.reliability.harness import MEASUREMENT_ID, NOW, SECRET
 
 
@@ -22,7 +22,7 @@ def collector(tmp_path: Path) -> Iterator[Callable[..., SpawnedCollector]]:
         def start(data_dir: Path | None = None, *, secret: str = SECRET, **faults: Any) -> SpawnedCollector:
             return stack.enter_context(spawn_collector(
                 data_dir or tmp_path / "state" / "collector", measurement_id=MEASUREMENT_ID, api_secret=secret,
-                timezone="Europe/London", now=NOW, **faults))
+                timezone="Europe/London", now=NOW, faults=FaultOptions(**faults)))
 
         yield start
 

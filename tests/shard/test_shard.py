@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from etl.shard import AggregateError, Shard, aggregate, client_hash, shard_of
+from etl.shard import AggregateError, Shard, aggregate, client_hash, client_shard, shard_numbers
 
 
 def test_hash_is_the_documented_blake2b_prefix():
@@ -21,9 +21,10 @@ def test_hash_is_the_documented_blake2b_prefix():
 
 def test_ownership_is_the_same_in_another_process_with_another_hash_seed():
     ids = [f"{1000 + i}.{1_763_000_000 + i}" for i in range(200)]
-    here = shard_of(pd.Series(ids), 7).tolist()
-    code = ("import sys, pandas as pd; from etl.shard import shard_of; "
-            "print(shard_of(pd.Series(sys.argv[1:]), 7).tolist())")
+    here = shard_numbers(pd.Series(ids), 7).tolist()
+    assert here == [client_shard(i, 7) for i in ids]  # the ledgers' SQL function agrees with the transform
+    code = ("import sys, pandas as pd; from etl.shard import shard_numbers; "
+            "print(shard_numbers(pd.Series(sys.argv[1:]), 7).tolist())")
     other = subprocess.run([sys.executable, "-c", code, *ids], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": "12345", "PATH": ""}, cwd=str(__import__("tests.support").support.REPO))
     assert other.stdout.strip() == str(here)
