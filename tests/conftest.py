@@ -1,4 +1,5 @@
-"""Suite-wide fixtures: a real PostgreSQL server (started once per session) and a fresh database per test."""
+"""Suite-wide fixtures: `run_mpetl` (the CLI as a user runs it), a real PostgreSQL server (started once per
+session) and a fresh database per test."""
 
 from __future__ import annotations
 
@@ -8,7 +9,18 @@ from collections.abc import Iterator
 import pytest
 
 from tests.pgserver import PgServer, create_database
-from tests.support import LedgerBackend
+from tests.support import LedgerBackend, MpetlRunner
+
+
+@pytest.fixture
+def run_mpetl() -> MpetlRunner:
+    """`run_mpetl("run", "--config", …, clock=SAMPLES_NOW)` → CompletedProcess (returncode, stdout, stderr).
+
+    In process unless `process=True` (a terminal, signals, kill -9); `clock` pins the wall clock (the
+    night being simulated: an event's age is the wall clock's, never --now's); `env` adds variables
+    (None removes one, e.g. {"MP_API_SECRET": None}). `run_mpetl.popen(…)` starts one to kill.
+    """
+    return MpetlRunner()
 
 
 @pytest.fixture(scope="session")
