@@ -4,6 +4,7 @@ session) and a fresh database per test."""
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -66,3 +67,11 @@ def ledger_backend(request: pytest.FixtureRequest) -> Iterator[str]:
     finally:
         LedgerBackend.admin_url = None
         LedgerBackend._urls.clear()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,8 +1,7 @@
-"""Fixtures: collectors as separate processes (killing the job never kills the endpoint), free ports."""
+"""Fixtures: collectors as separate processes (killing the job never kills the endpoint)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -25,11 +24,3 @@ def collector(tmp_path: Path) -> Iterator[Callable[..., SpawnedCollector]]:
                 timezone="Europe/London", now=NOW, faults=FaultOptions(**faults)))
 
         yield start
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A loopback port nothing listens on: connections are refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
