@@ -151,8 +151,8 @@ class MpetlRunner:
                  process: bool = False, cwd: Path = REPO, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         env, clock = {**self.env, **(env or {})}, clock or self.clock
         if process:
-            return subprocess.run([*MPETL, *args], capture_output=True, text=True, env=mpetl_env(env, clock=clock),
-                                  cwd=cwd, timeout=timeout)
+            return subprocess.run([*MPETL, *args], capture_output=True, text=True, errors="replace",
+                                  env=mpetl_env(env, clock=clock), cwd=cwd, timeout=timeout)
         return self._in_process(list(args), env, clock, cwd)
 
     def popen(self, *args: str, env: Mapping[str, str | None] | None = None, clock: str | None = None,

@@ -74,11 +74,8 @@ def test_aggregate_sums_shards_and_checks_the_night_is_complete():
         aggregate([parts[0], parts[1], broken])
 
 
-def test_aggregate_command_reads_shard_folders_and_refuses_an_incomplete_night(tmp_path):
+def test_aggregate_command_reads_shard_folders_and_refuses_an_incomplete_night(run_mpetl, tmp_path):
     import orjson
-    from click.testing import CliRunner
-
-    from etl.cli import main
 
     parts = [_summary(1, 2, 6, sent=2, rejected=1), _summary(2, 2, 6, sent=3)]
     folders = []
@@ -87,12 +84,13 @@ def test_aggregate_command_reads_shard_folders_and_refuses_an_incomplete_night(t
         folder.mkdir()
         (folder / "summary.json").write_bytes(orjson.dumps(s))
         folders.append(str(folder))
-    ok = CliRunner().invoke(main, ["aggregate", *folders, "--out", str(tmp_path / "night.json")])
-    assert ok.exit_code == 0, ok.output
+    ok = run_mpetl("aggregate", *folders, "--out", str(tmp_path / "night.json"))
+    assert ok.returncode == 0, ok.stderr
     night = orjson.loads((tmp_path / "night.json").read_bytes())
     assert (night["rows_in"], night["sent"], night["rejected"], night["shards"]) == (6, 5, 1, 2)
-    short = CliRunner().invoke(main, ["aggregate", folders[0]])
-    assert short.exit_code == 2 and "missing [2]" in short.output and "Traceback" not in short.output
+    short = run_mpetl("aggregate", folders[0])
+    assert short.returncode == 2 and short.stdout == ""
+    assert short.stderr.strip() == "mpetl: error: shards missing [2], repeated - (of 2)"
 
 
 def test_ledger_url_in_the_config_is_checked_and_never_holds_a_password(tmp_path):
