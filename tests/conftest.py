@@ -12,6 +12,19 @@ import pytest
 from tests.pgserver import PgServer, create_database
 from tests.support import LedgerBackend, MpetlRunner
 
+PG_FIXTURES = {"pg_admin_url", "pg_url"}
+PG_PARAMS = ("ledger_url", "ledger_backend")  # their "postgresql" case asks for the server at run time
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that starts PostgreSQL `pg`, from the fixtures it uses: `make test-fast`
+    (-m "not (pg or airflow or browser or slow)") must pass on a machine without PostgreSQL, and a
+    hand-kept marker would be forgotten on the next test."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if PG_FIXTURES & set(getattr(item, "fixturenames", ())) or any(params.get(p) == "postgresql" for p in PG_PARAMS):
+            item.add_marker(pytest.mark.pg)
+
 
 @pytest.fixture
 def run_mpetl() -> MpetlRunner:
