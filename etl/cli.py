@@ -310,7 +310,7 @@ def _reconcile(config, out_dir: Path, **options: Any) -> int:
 @main.command()
 @verbosity
 @config_option
-@click.option("--days", type=click.IntRange(1, 3), default=1, show_default=True,
+@click.option("--days", type=int, default=1, show_default=True, callback=lambda c, p, v: _check_days(v),
               help="Send the last N complete days (1-3: GA4 takes events up to 72 h old); overlaps are safe.")
 @click.option("--out-root", type=NonEmptyPath(file_okay=False, path_type=Path), default=None,
               help="Where the dated folders go: D/nightly/YYYY-MM-DD/{run,reconcile}, D/nightly/latest "
@@ -330,6 +330,12 @@ def nightly(config_path: Path, days: int, out_root: Path | None, now: datetime |
         run_step=lambda p, out: _run(config, out, now=now, since=p.since, until=p.until),
         reconcile_step=lambda p, out: _reconcile(config, out, since=p.reconcile_since, until=p.last_day, now=now),
     )
+
+
+def _check_days(value: int) -> int:
+    if not 1 <= value <= 3:
+        raise click.BadParameter("--days must be 1, 2 or 3 (GA4 takes events up to 72 h old)")
+    return value
 
 
 @main.command()
