@@ -127,7 +127,7 @@ def _quiet(ctx: click.Context | None = None) -> bool:
 
 def verbosity(f):
     """-v/-q/--log-file on the group and on every command (`mpetl -q run` and `mpetl run -q` both work)."""
-    f = click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None, expose_value=False,
+    f = click.option("--log-file", type=NonEmptyPath(dir_okay=False, path_type=Path), default=None, expose_value=False,
                      callback=_set_flag, help="Also write the JSON log lines to this file.")(f)
     f = click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_flag,
                      help="No log lines; only the final summary and errors.")(f)
@@ -507,13 +507,17 @@ def aggregate(out_dirs: tuple[Path, ...], out_path: Path | None) -> int:
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 def init(folder: Path, kind: str, timezone: str, measurement_id: str, force: bool) -> int:
     """Write a commented config for one kind, a crontab line and the Airflow DAG into FOLDER."""
-    from etl.config import _zone
+    from pydantic import ValidationError
+
+    from etl.config import PropertyConfig, _message
     from etl.init_files import write_starter
 
-    try:
-        _zone(timezone)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--timezone") from None
+    try:  # the config's own rules, so the file written loads as is
+        PropertyConfig(measurement_id=measurement_id, timezone=timezone)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        hint = "--measurement-id" if problem["loc"][0] == "measurement_id" else "--timezone"
+        raise click.BadParameter(_message(problem), param_hint=hint) from None
     try:
         written = write_starter(folder, kind=kind, timezone=timezone, measurement_id=measurement_id, force=force)
     except FileExistsError as exc:

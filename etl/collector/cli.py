@@ -30,7 +30,7 @@ FAULTS = [f.name for f in dataclasses.fields(FaultOptions)]
 def _fault_options(command: Any) -> Any:
     """One click option per FaultOptions field (`fail_rate` → `--fail-rate`), its help from the field."""
     for spec in reversed(dataclasses.fields(FaultOptions)):
-        kind = (click.IntRange(0) if isinstance(spec.default, int) else
+        kind = (click.IntRange(0, 2**32 - 1) if isinstance(spec.default, int) else
                 Finite(0, 1) if spec.name.endswith("_rate") else Finite(0))
         text = spec.metadata["help"]
         command = click.option(f"--{spec.name.replace('_', '-')}", type=kind, default=spec.default, show_default=True,
