@@ -37,8 +37,8 @@ from etl.load.ledger.base import (
     params_of,
     split_key,
 )
-from etl.shard import client_shard
 from etl.lockfile import try_lock
+from etl.shard import client_shard
 
 SCHEMA_VERSION = "2"
 FLAG_TID_IN_KEY = 8  # this backend's own: the params' transaction_id lives only in the key
