@@ -111,3 +111,17 @@ def test_collector_is_a_click_command_with_its_own_options(run_mpetl):
         assert option in shown.stdout
     bad = run_mpetl("collector", "--port", "abc", "--data", "x", "--measurement-id", "G-X1")
     assert bad.returncode == 2 and "--port" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_nightly_reads_the_same_chunks_as_run(run_mpetl, tmp_path):
+    """`mpetl nightly` once read 100k-row chunks while `run` read 50k (its memory bound): both read 50k."""
+    deals = "cookie,closed,deal,amount,cur,Stage\n" + "".join(
+        f"GA1.1.{1000 + i % 500}.222,2025-01-01 10:00:00,D{i},10,EUR,Closed Won\n" for i in range(60_000))
+    config = crm_config(tmp_path, deals=deals)  # a year before the night: read, counted, never sent
+    chunks = {}
+    for command, extra in (("run", ["--out", str(tmp_path / "run"), "--dry-run"]),
+                           ("nightly", ["--out-root", str(tmp_path / "nightly")])):
+        result = run_mpetl("-v", command, "--config", str(config), "--now", NOW, *extra)
+        lines = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+        chunks[command] = [line["rows"] + line["outside_window"] for line in lines if line["event"] == "chunk_planned"]
+    assert chunks["run"] == chunks["nightly"] == [50_000, 10_000]
