@@ -8,9 +8,15 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.pgserver import PgServer, create_database
 from tests.support import LedgerBackend, MpetlRunner
+
+# No example may fail for taking long: hypothesis' default 200 ms deadline is a timed assertion, and one
+# example took 353 ms on a loaded 2-core machine. Speed is measured in bench/, not asserted here.
+settings.register_profile("mpetl", deadline=None)
+settings.load_profile("mpetl")
 
 PG_FIXTURES = {"pg_admin_url", "pg_url"}
 PG_PARAMS = ("ledger_url", "ledger_backend")  # their "postgresql" case asks for the server at run time
