@@ -13,6 +13,7 @@ starts, in the same one line (exit 2), instead of surfacing later as a traceback
 from __future__ import annotations
 
 import math
+import os
 import sys
 from datetime import UTC, date, datetime
 from typing import Any
@@ -85,6 +86,9 @@ class _OneLineErrors:
             sys.exit(exc.exit_code)
         except click.Abort:
             click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except BrokenPipeError:  # `mpetl … | head`: the reader left; Python's docs' recipe for SIGPIPE
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
