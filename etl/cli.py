@@ -19,7 +19,18 @@ import orjson
 
 from etl import log
 from etl.collector.cli import collector
-from etl.commandline import DAY, INSTANT, SHARD, CliError, Finite, Group, NonEmptyPath, echo_error
+from etl.commandline import (
+    DAY,
+    INSTANT,
+    SHARD,
+    CliError,
+    Finite,
+    Group,
+    NonEmptyPath,
+    apply_logging,
+    echo_error,
+    log_options,
+)
 from etl.errors import EXIT_BAD_INPUT
 
 
@@ -103,46 +114,13 @@ def _progress_printer():
     return report
 
 
-def _set_flag(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-    """-q/-v/--log-file work before or after the command: each occurrence updates the root's settings."""
-    if value:
-        ctx.find_root().meta[f"mpetl.{param.name}"] = value
-        try:
-            _apply_logging(ctx)
-        except OSError as exc:  # --log-file in a missing or read-only folder
-            ctx.find_root().meta.pop("mpetl.log_file", None)
-            raise click.BadParameter(f"cannot write {value} ({exc.strerror})", ctx=ctx, param=param) from None
-
-
-def _apply_logging(ctx: click.Context) -> None:
-    meta = ctx.find_root().meta
-    log.configure(quiet=bool(meta.get("mpetl.quiet")), verbose=bool(meta.get("mpetl.verbose")),
-                  log_file=meta.get("mpetl.log_file"))
-
-
-def _quiet(ctx: click.Context | None = None) -> bool:
-    ctx = ctx or click.get_current_context(silent=True)
-    return bool(ctx and ctx.find_root().meta.get("mpetl.quiet"))
-
-
-def verbosity(f):
-    """-v/-q/--log-file on the group and on every command (`mpetl -q run` and `mpetl run -q` both work)."""
-    f = click.option("--log-file", type=NonEmptyPath(dir_okay=False, path_type=Path), default=None, expose_value=False,
-                     callback=_set_flag, help="Also write the JSON log lines to this file.")(f)
-    f = click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_flag,
-                     help="No log lines; only the final summary and errors.")(f)
-    f = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_set_flag,
-                     help="More log lines (one per chunk); on a terminal, log lines appear only with -v.")(f)
-    return f
-
-
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mpetl", prog_name="mpetl", message="%(prog)s %(version)s")
-@verbosity
+@log_options
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Send offline conversions to GA4 through the Measurement Protocol, and prove they arrived."""
-    _apply_logging(ctx)
+    apply_logging(ctx)
 
 
 config_option = click.option(
@@ -172,7 +150,7 @@ def _load(config_path: Path):
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
 @_out_option("Folder for summary.json, rejects.ndjson, deferred.csv, privacy_manifest.json (and requests.ndjson).",
              required=True, dir_okay=True)
@@ -205,7 +183,7 @@ def _run(config, out_dir: Path, **options: Any) -> int:
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
 @_out_option("Where to keep the validation outputs (default: a temporary folder).", dir_okay=True)
 @now_option
@@ -286,7 +264,7 @@ def _unusable_sources(summary: dict[str, Any], reasons: Counter[tuple[str, str, 
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
 @_out_option("Folder for reconciliation.json/.csv/.html, missing.csv, duplicates.csv.", required=True, dir_okay=True)
 @click.option("--run-id", default=None, help="Reconcile the events this run planned or sent.")
@@ -308,7 +286,7 @@ def _reconcile(config, out_dir: Path, **options: Any) -> int:
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
 @click.option("--days", type=int, default=1, show_default=True, callback=lambda c, p, v: _check_days(v),
               help="Send the last N complete days (1-3: GA4 takes events up to 72 h old); overlaps are safe.")
@@ -339,7 +317,7 @@ def _check_days(value: int) -> int:
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
 @_out_option("The Data Import CSV to write (an _index.csv beside it ties each line to its source row).", required=True)
 @click.option("--since", type=DAY, default=None, help="Only events dated on or after this day (property zone).")
@@ -355,7 +333,7 @@ def deferred(config_path: Path, out_path: Path, since: Any) -> int:
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
 @click.option("--run-id", required=True, help="The run whose deferred events to write (its summary.json run_id).")
 def historical(config_path: Path, run_id: str) -> int:
@@ -378,7 +356,7 @@ def historical(config_path: Path, run_id: str) -> int:
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
 @click.option("--run-id", required=True, help="The run whose events the export lacks.")
 @_out_option("Folder for resend.json, resend_deferred.csv and the reconciliation before (default: out/resend/RUN).",
@@ -402,7 +380,7 @@ def resend(config_path: Path, run_id: str, out_path: Path | None, concurrency: i
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
 @click.option("--wait-s", type=Finite(0, 3600), default=120.0, show_default=True,
               help="How long to wait for the canary in the export (intraday tables usually take minutes).")
@@ -424,7 +402,7 @@ def check(config_path: Path, wait_s: float, poll_s: float) -> int:
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
 @click.option("-n", "rows", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Mapped events to show per source.")
@@ -468,7 +446,7 @@ def sources(config_path: Path, rows: int, now: datetime | None) -> int:
 
 
 @main.command()
-@verbosity
+@log_options
 @click.argument("out_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
 @_out_option("Also write the night's summary to this file (JSON).")
 def aggregate(out_dirs: tuple[Path, ...], out_path: Path | None) -> int:
@@ -498,7 +476,7 @@ def aggregate(out_dirs: tuple[Path, ...], out_path: Path | None) -> int:
 
 
 @main.command()
-@verbosity
+@log_options
 @click.argument("folder", type=NonEmptyPath(file_okay=False, path_type=Path))
 @click.option("--kind", type=click.Choice(["csv", "parquet", "salesforce", "hubspot", "shopify", "square", "bigquery"]),
               default="csv", show_default=True, help="The source kind the config is laid out for.")
@@ -533,7 +511,7 @@ def init(folder: Path, kind: str, timezone: str, measurement_id: str, force: boo
 
 
 @main.command()
-@verbosity
+@log_options
 def schema() -> int:
     """Print the JSON Schema of the config file (point your editor's TOML support at it)."""
     from etl.config import json_schema

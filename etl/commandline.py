@@ -6,6 +6,8 @@ Why one error path: a scheduler reads the exit code, a person reads one line. A 
 stderr with its documented exit code (README, "Exit codes"), whichever command raised it; anything
 else is a bug and keeps its traceback. Commands return their exit code; `main` exits with it.
 
+`log_options` gives every command -q/-v/--log-file, before or after its name.
+
 Why typed parameters: a bad `--now`, `--shard 3/2` or `--wait-s nan` is refused before the command
 starts, in the same one line (exit 2), instead of surfacing later as a traceback or a hang.
 """
@@ -16,6 +18,7 @@ import math
 import os
 import sys
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -101,6 +104,37 @@ class Group(_OneLineErrors, click.Group):
     """`mpetl`: its commands share the error path."""
 
     command_class = Command
+
+
+def _set_flag(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """-q/-v/--log-file work before or after the command: each occurrence updates the root's settings."""
+    if value:
+        ctx.find_root().meta[f"mpetl.{param.name}"] = value
+        try:
+            apply_logging(ctx)
+        except OSError as exc:  # --log-file in a missing or read-only folder
+            ctx.find_root().meta.pop("mpetl.log_file", None)
+            raise click.BadParameter(f"cannot write {value} ({exc.strerror})", ctx=ctx, param=param) from None
+
+
+def apply_logging(ctx: click.Context) -> None:
+    """Where log lines go, from the -q/-v/--log-file given so far (etl/log.py)."""
+    from etl import log
+
+    meta = ctx.find_root().meta
+    log.configure(quiet=bool(meta.get("mpetl.quiet")), verbose=bool(meta.get("mpetl.verbose")),
+                  log_file=meta.get("mpetl.log_file"))
+
+
+def log_options(f: Any) -> Any:
+    """-v/-q/--log-file on the group and on every command (`mpetl -q run` and `mpetl run -q` both work)."""
+    f = click.option("--log-file", type=NonEmptyPath(dir_okay=False, path_type=Path), default=None, expose_value=False,
+                     callback=_set_flag, help="Also write the JSON log lines to this file.")(f)
+    f = click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_flag,
+                     help="No log lines; only the final summary and errors.")(f)
+    f = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_set_flag,
+                     help="More log lines (one per chunk); on a terminal, log lines appear only with -v.")(f)
+    return f
 
 
 def _shown(value: Any) -> str:
