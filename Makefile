@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint clean airflow-venv system-deps bench
+.PHONY: run test test-fast lint clean airflow-venv system-deps bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ system-deps:
 test: $(STAMP) airflow-venv system-deps
 	$(VENV)/bin/ruff check etl tests bench jobs
 	$(PY) -m pytest -q
+
+# The suite without PostgreSQL, Airflow and Chromium, and without the slow trials (markers in
+# pyproject.toml; tests/conftest.py marks every PostgreSQL test from its fixtures). Needs only faketime.
+test-fast: $(STAMP)
+	bash jobs/system_deps.sh faketime
+	$(VENV)/bin/ruff check etl tests bench jobs
+	$(PY) -m pytest -q -m "not (pg or airflow or browser or slow)"
 
 # Issue 16's figures beside their goals, measured side by side in one run (not part of `make test`);
 # results in out/bench/results.json. BENCH_BIG=1 adds the slow 5M-row dry run.

@@ -28,7 +28,7 @@ import benchdata as data  # noqa: E402
 from measure import MPETL, ROOT, run_child  # noqa: E402
 from send_bench import SECRET, send_run  # noqa: E402
 
-from etl.collector import spawn_collector  # noqa: E402
+from etl.collector import FaultOptions, spawn_collector  # noqa: E402
 
 
 def run_ga4mp_bodies(url: str, bodies: list[dict]) -> float:
@@ -66,7 +66,7 @@ def whole_run(clients: int = 2000, per_client: int = 3, latency_ms: float = 50, 
         bodies = [json.loads(line) for line in (tmp / "dry" / "out" / "requests.ndjson").read_text().splitlines()]
         sample = bodies[:ga4mp_requests] if ga4mp_requests else bodies
         with spawn_collector(tmp / "ga4mp-store", measurement_id=data.MEASUREMENT_ID, api_secret=SECRET,
-                             latency_ms=latency_ms) as server:
+                             faults=FaultOptions(latency_ms=latency_ms)) as server:
             took = run_ga4mp_bodies(server.url, sample)
             stored = server.stats().get("events_stored")
         sample_events = sum(len(b["events"]) for b in sample)

@@ -25,6 +25,7 @@ import loader_vs_ga4mp  # noqa: E402
 import pipeline_bench  # noqa: E402
 import send_bench  # noqa: E402
 import startup_bench  # noqa: E402
+import validator_bench  # noqa: E402
 from measure import ROOT  # noqa: E402
 
 from etl.config import DestinationConfig  # noqa: E402
@@ -54,6 +55,8 @@ def main() -> int:
 
     _section("start-up")
     results["startup"] = startup_bench.main([])
+    _section("validator vs the floor")
+    results["validator"] = validator_bench.main([])
     _section("transform alone")
     transform_json = OUT / "transform.json"
     subprocess.run([sys.executable, str(ROOT / "bench" / "transform_bench.py"), "--json", str(transform_json)],
@@ -112,6 +115,10 @@ def _table(r: dict) -> list[dict]:
     per_cpu = round(t["rows"] / t["cpu_s"]) if t.get("cpu_s") else 0
     rows.append(("transform alone", f"{t['rows_per_s']:,} rows/s ({per_cpu:,} per CPU-second)", ">= 500,000 rows/s",
                  t["rows_per_s"] >= 500_000))
+    v = r["validator"]
+    rows.append(("local MP validator", f"{v['events_per_s']:,} events/s (floor: orjson round trip "
+                 f"{v['floor_ratio']:.1f}x faster)", f">= {v['goal_events_per_s']:,} events/s",
+                 v["events_per_s"] >= v["goal_events_per_s"]))
     st = r["startup"]
     rows.append(("start-up: mpetl run --help", f"{st['help_s']:.2f} s", "-", None))
     rows.append(("heavy imports in a dry run", ", ".join(st["heavy_in_dry_run"]) or "none", "none",

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchdata as data  # noqa: E402
 from measure import MPETL, ROOT, cpu_seconds, run_child  # noqa: E402
 
-from etl.collector import spawn_collector  # noqa: E402
+from etl.collector import FaultOptions, spawn_collector  # noqa: E402
 
 SECRET = "bench-secret"
 
@@ -35,7 +35,7 @@ def send_run(csv: Path, tmp: Path, *, latency_ms: float, concurrency: int | None
     """One `mpetl run` against a collector at `latency_ms`; wall time, CPU of the sender and the collector."""
     env = dict(os.environ, MP_API_SECRET=SECRET)
     with spawn_collector(tmp / "store", measurement_id=data.MEASUREMENT_ID, api_secret=SECRET,
-                         latency_ms=latency_ms) as server:
+                         faults=FaultOptions(latency_ms=latency_ms)) as server:
         config = data.write_config(tmp / "run", csv, endpoint=server.url, concurrency=concurrency)
         collector_before = cpu_seconds(server.pid)
         run = run_child([str(MPETL), "run", "--config", str(config), "--out", str(tmp / "run" / "out")], env=env,

@@ -8,28 +8,25 @@ and looks for it in the intraday (streaming) or daily tables. Run it before a ni
 
 The canary is not a conversion and never enters the ledger; reconciliation only asks the export
 for the event names the ledger sent, so the canary is never counted as ours or as an extra.
-Like the pipeline, this module wires stages together (collector, load transport, reconcile
-backend) through their public surfaces.
+Like the pipeline, this module wires stages together (the destination, reconcile's export backend)
+through their public surfaces.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import orjson
 
-from etl.config import Config, read_api_secret
-from etl.errors import EXIT_CANARY_NOT_FOUND, EXIT_OK, ConfigError
+from etl.config import Config
+from etl.errors import EXIT_CANARY_NOT_FOUND, EXIT_OK
 
 CANARY_EVENT = "mpetl_canary"
-LOCAL_ENDPOINT = "local"
 
 
 @dataclass(frozen=True)
@@ -55,18 +52,15 @@ def canary_body(canary_id: str, now: datetime) -> bytes:
 
 def run_check(config: Config, *, wait_s: float, poll_s: float = 1.0, backend=None) -> CanaryResult:
     """Send the canary and poll the export until it shows up or `wait_s` has passed."""
+    from etl.destination import open_transport, require_api_secret
     from etl.reconcile import find_export_backend
 
-    secret = read_api_secret(config.destination)
-    if not secret:
-        raise ConfigError(str(config.file), "destination.api_secret_file",
-                          "no API secret: set MP_API_SECRET or point api_secret_file at a file holding it")
+    secret = require_api_secret(config)
     export = backend or find_export_backend(config)
     now = datetime.now(UTC)
     canary_id = f"canary-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
-    with endpoint_url(config, secret) as url:
-        answer = asyncio.run(_post(url, config.property.measurement_id, secret, canary_body(canary_id, now),
-                                   config.destination.timeout_s))
+    with open_transport(config, secret, concurrency=1) as transport:
+        answer = asyncio.run(_post(transport, canary_body(canary_id, now)))
     dates = _dates_around(now, config.property.timezone)
     started = time.monotonic()
     found = False
@@ -112,25 +106,8 @@ def _dates_around(now: datetime, timezone: str) -> list[str]:
     return [(today + timedelta(days=k)).strftime("%Y%m%d") for k in (-1, 0, 1)]
 
 
-async def _post(url: str, measurement_id: str, secret: str, body: bytes, timeout_s: float):
-    from etl.load import HttpTransport
-
-    transport = HttpTransport(url, measurement_id, secret, concurrency=1, timeout_s=timeout_s)
+async def _post(transport, body: bytes):
     try:
         return await transport.post(body)
     finally:
         await transport.aclose()
-
-
-@contextlib.contextmanager
-def endpoint_url(config: Config, secret: str) -> Iterator[str]:
-    """The endpoint URL; for endpoint = "local", the project's collector, started for the check."""
-    if config.destination.endpoint != LOCAL_ENDPOINT:
-        yield config.destination.endpoint
-        return
-    from etl.collector import CollectorServer
-
-    store = config.reconcile.store or (config.base_dir / "state" / "collector")
-    with CollectorServer(store, measurement_id=config.property.measurement_id, api_secret=secret,
-                         timezone=config.property.timezone) as server:
-        yield server.url

@@ -19,51 +19,24 @@ import orjson
 
 from etl import log
 from etl.accounting import Buckets, Notes
-from etl.errors import EXIT_BAD_INPUT, MpetlError, OutputError, ledger_error
-
-
-def _parse_now(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"expected ISO-8601 such as 2026-11-21T06:00:00Z, got {value!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+from etl.collector.cli import collector
+from etl.commandline import (
+    DAY,
+    INSTANT,
+    SHARD,
+    CliError,
+    Finite,
+    Group,
+    NonEmptyPath,
+    apply_logging,
+    echo_error,
+    log_options,
+)
+from etl.errors import EXIT_BAD_INPUT
 
 
 def _is_tty() -> bool:
     return sys.stdout.isatty()
-
-
-def _fail(exc: MpetlError) -> None:
-    click.echo(f"mpetl: error: {exc}", err=True)
-    sys.exit(exc.exit_code)
-
-
-_LOADED: dict[str, Any] = {}
-
-
-def _as_mpetl_error(exc: Exception) -> MpetlError | None:
-    """A ledger or output problem as one of ours (one line, exit 2); None for anything else."""
-    import sqlite3
-
-    if isinstance(exc, MpetlError):
-        return exc
-    if isinstance(exc, sqlite3.Error):  # only the ledger is SQLite
-        config = _LOADED.get("config")
-        return ledger_error(config.ledger_location if config else "?", exc)
-    if isinstance(exc, OSError):
-        return OutputError(exc)
-    return None
-
-
-def _handle(exc: Exception) -> None:
-    """The CLI boundary: a known failure leaves as one line on stderr with its exit code; a bug re-raises."""
-    known = _as_mpetl_error(exc)
-    if known is None:
-        raise exc
-    _fail(known)
 
 
 COUNTS = ("rows_in", *Buckets.NAMES)
@@ -122,7 +95,7 @@ def _summary_notes(summary: dict[str, Any]) -> list[str]:
 def _print_source_errors(summary: dict[str, Any]) -> None:
     """A failed source's reason, one line each on stderr, whatever -q says: it is why the exit code is 2."""
     for err in summary.get("source_errors", []):
-        click.echo(f"mpetl: error: source {err['source']}: {err['error']}", err=True)
+        echo_error(f"source {err['source']}: {err['error']}")
 
 
 def _progress_printer():
@@ -153,46 +126,13 @@ def _progress_printer():
     return report
 
 
-def _set_flag(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-    """-q/-v/--log-file work before or after the command: each occurrence updates the root's settings."""
-    if value:
-        ctx.find_root().meta[f"mpetl.{param.name}"] = value
-        try:
-            _apply_logging(ctx)
-        except OSError as exc:  # --log-file in a missing or read-only folder
-            ctx.find_root().meta.pop("mpetl.log_file", None)
-            raise click.BadParameter(f"cannot write {value} ({exc.strerror})", ctx=ctx, param=param) from None
-
-
-def _apply_logging(ctx: click.Context) -> None:
-    meta = ctx.find_root().meta
-    log.configure(quiet=bool(meta.get("mpetl.quiet")), verbose=bool(meta.get("mpetl.verbose")),
-                  log_file=meta.get("mpetl.log_file"))
-
-
-def _quiet(ctx: click.Context | None = None) -> bool:
-    ctx = ctx or click.get_current_context(silent=True)
-    return bool(ctx and ctx.find_root().meta.get("mpetl.quiet"))
-
-
-def verbosity(f):
-    """-v/-q/--log-file on the group and on every command (`mpetl -q run` and `mpetl run -q` both work)."""
-    f = click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None, expose_value=False,
-                     callback=_set_flag, help="Also write the JSON log lines to this file.")(f)
-    f = click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_flag,
-                     help="No log lines; only the final summary and errors.")(f)
-    f = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_set_flag,
-                     help="More log lines (one per chunk); on a terminal, log lines appear only with -v.")(f)
-    return f
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mpetl", prog_name="mpetl", message="%(prog)s %(version)s")
-@verbosity
+@log_options
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Send offline conversions to GA4 through the Measurement Protocol, and prove they arrived."""
-    _apply_logging(ctx)
+    apply_logging(ctx)
 
 
 config_option = click.option(
@@ -200,134 +140,137 @@ config_option = click.option(
     help="The TOML config: property, destination, ledger, sources, reconcile.",
 )
 now_option = click.option(
-    "--now", default=None, help="Pin the clock (ISO-8601, UTC if no offset): the 72 h window is measured from it.",
+    "--now", type=INSTANT, default=None,
+    help="Select rows as of this instant (ISO-8601, UTC if no offset); ages stay the wall clock's.",
 )
+concurrency_option = click.option("--concurrency", type=click.IntRange(1, 256), default=None,
+                                  help="Requests in flight at once (default: config, 32).")
+
+
+def _out_option(help_text: str, *, required: bool = False, dir_okay: bool = False):
+    return click.option("--out", "out_path", required=required, default=None, help=help_text,
+                        type=NonEmptyPath(file_okay=not dir_okay, dir_okay=dir_okay, path_type=Path))
 
 
 def _load(config_path: Path):
+    """The config; its ledger's location is kept on the context, to name it in a driver error."""
     from etl.config import load_config
 
     config = load_config(config_path)
-    _LOADED["config"] = config
+    click.get_current_context().find_root().meta["mpetl.ledger"] = config.ledger_location
     return config
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for summary.json, rejects.ndjson, deferred.csv, privacy_manifest.json (and requests.ndjson).")
+@_out_option("Folder for summary.json, rejects.ndjson, deferred.csv, privacy_manifest.json (and requests.ndjson).",
+             required=True, dir_okay=True)
 @click.option("--dry-run", is_flag=True, help="Build and validate every request, write the exact bodies to requests.ndjson, send nothing.")
 @now_option
-@click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Requests in flight at once (default: config, 32).")
+@concurrency_option
 @click.option("--source", "only_sources", multiple=True, help="Run only this source (repeatable).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first unreadable source instead of going on with the others.")
-@click.option("--chunk-rows", type=click.IntRange(1000, 10_000_000), default=50_000, show_default=True,
-              help="Rows read per chunk: bounds memory.")
-@click.option("--since", default=None, help="Only rows whose event time is at or after this (ISO-8601; naive = UTC).")
-@click.option("--until", default=None, help="Only rows whose event time is before this (ISO-8601; naive = UTC).")
-@click.option("--shard", "shard_spec", default=None, metavar="K/N",
+@click.option("--chunk-rows", type=click.IntRange(1000, 10_000_000), default=None,
+              help="Rows read per chunk (default 50,000): bounds memory.")
+@click.option("--since", type=INSTANT, default=None, help="Only rows whose event time is at or after this (ISO-8601; naive = UTC).")
+@click.option("--until", type=INSTANT, default=None, help="Only rows whose event time is before this (ISO-8601; naive = UTC).")
+@click.option("--shard", type=SHARD, default=None,
               help="Plan and send only the clients of shard K of N (README: Scale-out); other rows count as other_shard.")
-def run(config_path: Path, out_dir: Path, dry_run: bool, now: str | None, concurrency: int | None,
-        only_sources: tuple[str, ...], fail_fast: bool, chunk_rows: int, since: str | None, until: str | None,
-        shard_spec: str | None) -> None:
+def run(config_path: Path, out_path: Path, dry_run: bool, shard: Any, **options: Any) -> int:
     """Extract, transform, send (or --dry-run) and account for every row."""
-    from etl.shard import Shard
-
-    try:
-        shard = Shard.parse(shard_spec) if shard_spec is not None else None
-    except ValueError as exc:
-        click.echo(f"mpetl: error: --shard: {exc}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    try:
-        config = _load(config_path)
-        code = _run(config, out_dir, dry_run=dry_run, now=_parse_now(now), concurrency=concurrency, fail_fast=fail_fast,
-                    chunk_rows=chunk_rows, only_sources=only_sources, since=_parse_now(since), until=_parse_now(until),
-                    shard=(shard.index, shard.count) if shard is not None and not shard.whole else None)
-    except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
-        _handle(exc)
-    sys.exit(code)
+    shard = (shard.index, shard.count) if shard is not None and not shard.whole else None
+    return _run(_load(config_path), out_path, mode="dry-run" if dry_run else "send", shard=shard, **options)
 
 
-def _run(config, out_dir: Path, *, dry_run: bool = False, now: datetime | None = None, concurrency: int | None = None,
-         fail_fast: bool = False, chunk_rows: int = 100_000, only_sources: tuple[str, ...] = (),
-         since: datetime | None = None, until: datetime | None = None, shard: tuple[int, int] | None = None) -> int:
-    """One run (also nightly's first step): print its summary, return its exit code."""
+def _run(config, out_dir: Path, **options: Any) -> int:
+    """One run (also nightly's first step): print its summary, return its exit code. Options left out
+    (None) take RunOptions' defaults, so `run` and `nightly` read the same chunk size."""
     from etl.pipeline import RunOptions, run_pipeline
 
-    result = run_pipeline(config, RunOptions(
-        out_dir=out_dir, mode="dry-run" if dry_run else "send", now=now, concurrency=concurrency,
-        fail_fast=fail_fast, chunk_rows=chunk_rows, only_sources=only_sources, progress=_progress_printer(),
-        since=since, until=until, shard=shard,
-    ))
+    given = {k: v for k, v in options.items() if v is not None}
+    result = run_pipeline(config, RunOptions(out_dir=out_dir, progress=_progress_printer(), **given))
     _print_run_summary(result.summary)
     return result.exit_code
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="Where to keep the validation outputs (default: a temporary folder).")
+@_out_option("Where to keep the validation outputs (default: a temporary folder).", dir_okay=True)
 @now_option
 @click.option("--debug-endpoint", is_flag=True, help="Also send every request to /debug/mp/collect and report its messages.")
-@click.option("--sample", type=click.IntRange(1), default=None,
+@click.option("--sample", type=click.IntRange(1, 1_000_000), default=None,
               help="With --debug-endpoint: send only the first N requests (a quick check of a big run).")
-def validate(config_path: Path, out_dir: Path | None, now: str | None, debug_endpoint: bool, sample: int | None) -> None:
-    """Run everything but sending; print a table of reject reasons with counts."""
+def validate(config_path: Path, out_path: Path | None, now: datetime | None, debug_endpoint: bool,
+             sample: int | None) -> int:
+    """Run everything but sending; print a table of reject reasons with counts.
+
+    The exit code is the one summary.json and the printed totals carry: 4 when the debug endpoint
+    could not be reached, 2 when a source is unreadable or every row of one is rejected.
+    """
     import tempfile
 
     from etl.pipeline import RunOptions, run_pipeline
 
-    try:
-        config = _load(config_path)
-        with tempfile.TemporaryDirectory() as tmp:
-            target = out_dir or Path(tmp)
-            result = run_pipeline(config, RunOptions(out_dir=target, mode="validate" if debug_endpoint else "dry-run",
-                                                     now=_parse_now(now), sample_requests=sample))
-            reasons: Counter[tuple[str, str, str]] = Counter()
-            rejects = target / "rejects.ndjson"
-            with rejects.open("rb") as lines:  # streamed: a big export can reject millions of rows
-                for line in lines:
-                    record = orjson.loads(line)
-                    for r in record["reasons"]:
-                        reasons[(record["source"], r["validationCode"], r["description"])] += 1
-    except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
-        _handle(exc)
-    summary = result.summary
-    if _is_tty():
-        from rich.console import Console
-        from rich.markup import escape
-        from rich.table import Table
-
-        table = Table(title="reject reasons")
-        for col in ("source", "code", "reason", "rows"):
-            table.add_column(col, justify="right" if col == "rows" else "left")
-        for (source, code, desc), count in reasons.most_common():
-            table.add_row(source, code, escape(desc), f"{count:,}")
-        Console().print(table)
-        filtered = Table(title="filtered (not conversions, not errors)")
-        for col in ("source", "code", "reason", "rows"):
-            filtered.add_column(col, justify="right" if col == "rows" else "left")
-        for source, s in summary["sources"].items():
-            for f in s["filtered_reasons"]:
-                filtered.add_row(source, f["code"], escape(f["reason"]), f"{f['rows']:,}")
-        Console().print(filtered)
-    else:
-        for (source, code, desc), count in reasons.most_common():
-            click.echo(orjson.dumps({"source": source, "validationCode": code, "description": desc, "rows": count}).decode())
-        for source, s in summary["sources"].items():
-            for f in s["filtered_reasons"]:
-                click.echo(orjson.dumps({"source": source, "filtered": True, "validationCode": f["code"],
-                                         "description": f["reason"], "rows": f["rows"]}).decode())
+    config = _load(config_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        target = out_path or Path(tmp)
+        result = run_pipeline(config, RunOptions(out_dir=target, mode="validate" if debug_endpoint else "dry-run",
+                                                 now=now, sample_requests=sample))
+        reasons = _reject_reasons(target / "rejects.ndjson")
+        summary = result.summary
+        unusable = _unusable_sources(summary, reasons)
+        if unusable and not summary["exit_code"]:
+            summary["exit_code"] = EXIT_BAD_INPUT  # what the exit says, the summary says
+            (target / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    _print_reasons(reasons, summary)
     click.echo(orjson.dumps(_relabel(summary, COUNTS)
                             | {"debug_requests": summary["send"]["requests_sent"] if debug_endpoint else 0,
-                               "debug_messages": summary["send"]["debug_messages"]}).decode())
+                               "debug_messages": summary["send"]["debug_messages"],
+                               "exit_code": summary["exit_code"]}).decode())
     _print_source_errors(summary)
-    unusable = _unusable_sources(summary, reasons)
     for line in unusable:
-        click.echo(f"mpetl: error: {line}", err=True)
-    sys.exit(EXIT_BAD_INPUT if summary["source_errors"] or unusable else 0)
+        echo_error(line)
+    if debug_endpoint and summary["send"]["last_error"]:
+        echo_error(f"debug endpoint: {summary['send']['last_error']}")
+    return summary["exit_code"]
+
+
+def _reject_reasons(rejects: Path) -> Counter[tuple[str, str, str]]:
+    """(source, code, description) → rows; streamed: a big export can reject millions of rows."""
+    reasons: Counter[tuple[str, str, str]] = Counter()
+    with rejects.open("rb") as lines:
+        for line in lines:
+            record = orjson.loads(line)
+            for r in record["reasons"]:
+                reasons[(record["source"], r["validationCode"], r["description"])] += 1
+    return reasons
+
+
+def _print_reasons(reasons: Counter[tuple[str, str, str]], summary: dict[str, Any]) -> None:
+    """Reject reasons with their rows, then the filtered rows by reason (not conversions, not errors)."""
+    filtered = [(source, f["code"], f["reason"], f["rows"]) for source, s in summary["sources"].items()
+                for f in s.get("filtered_reasons", [])]
+    if not _is_tty():
+        for (source, code, desc), count in reasons.most_common():
+            click.echo(orjson.dumps({"source": source, "validationCode": code, "description": desc, "rows": count}).decode())
+        for source, code, desc, count in filtered:
+            click.echo(orjson.dumps({"source": source, "filtered": True, "validationCode": code,
+                                     "description": desc, "rows": count}).decode())
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    for title, rows in (("reject reasons", [(*key, n) for key, n in reasons.most_common()]),
+                        ("filtered (not conversions, not errors)", filtered)):
+        table = Table(title=title)
+        for col in ("source", "code", "reason", "rows"):
+            table.add_column(col, justify="right" if col == "rows" else "left")
+        for source, code, desc, count in rows:
+            table.add_row(source, code, escape(desc), f"{count:,}")
+        Console().print(table)
 
 
 def _unusable_sources(summary: dict[str, Any], reasons: Counter[tuple[str, str, str]]) -> list[str]:
@@ -343,66 +286,50 @@ def _unusable_sources(summary: dict[str, Any], reasons: Counter[tuple[str, str, 
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for reconciliation.json/.csv/.html, missing.csv, duplicates.csv.")
+@_out_option("Folder for reconciliation.json/.csv/.html, missing.csv, duplicates.csv.", required=True, dir_okay=True)
 @click.option("--run-id", default=None, help="Reconcile the events this run planned or sent.")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First event date (property zone).")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last event date (property zone).")
+@click.option("--since", type=DAY, default=None, help="First event date (property zone).")
+@click.option("--until", type=DAY, default=None, help="Last event date (property zone).")
 @now_option
-def reconcile(config_path: Path, out_dir: Path, run_id: str | None, since: datetime | None, until: datetime | None,
-              now: str | None) -> None:
+def reconcile(config_path: Path, out_path: Path, **options: Any) -> int:
     """Compare what the ledger sent with what the export holds; exit 3 when it does not reconcile."""
-    try:
-        config = _load(config_path)
-        code = _reconcile(config, out_dir, run_id=run_id, since=since.date() if since else None,
-                          until=until.date() if until else None, now=_parse_now(now))
-    except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
-        _handle(exc)
-    sys.exit(code)
+    return _reconcile(_load(config_path), out_path, **options)
 
 
-def _reconcile(config, out_dir: Path, *, run_id: str | None = None, since=None, until=None,
-               now: datetime | None = None) -> int:
+def _reconcile(config, out_dir: Path, **options: Any) -> int:
     """One reconciliation (also nightly's second step): print its verdict, return its exit code."""
     from etl.reconcile import reconcile as do_reconcile
 
-    result = do_reconcile(config, out_dir=out_dir, run_id=run_id, since=since, until=until, now=now)
+    result = do_reconcile(config, out_dir=out_dir, **options)
     click.echo(result.summary_text())
     return result.exit_code
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
 @click.option("--days", type=int, default=1, show_default=True, callback=lambda c, p, v: _check_days(v),
               help="Send the last N complete days (1-3: GA4 takes events up to 72 h old); overlaps are safe.")
-@click.option("--out-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out-root", type=NonEmptyPath(file_okay=False, path_type=Path), default=None,
               help="Where the dated folders go: D/nightly/YYYY-MM-DD/{run,reconcile}, D/nightly/latest "
                    "(default: $MPETL_OUT, else ./out).")
 @now_option
-def nightly(config_path: Path, days: int, out_root: Path | None, now: str | None) -> None:
+def nightly(config_path: Path, days: int, out_root: Path | None, now: datetime | None) -> int:
     """The cron job: send yesterday (property zone), reconcile final dates; exit with the worst code."""
     import os
 
     from etl.nightly import run_nightly
 
-    try:
-        config = _load(config_path)
-        moment = _parse_now(now)
-        pinned = moment is not None
-        moment = moment or datetime.now(UTC)
-        root = out_root or Path(os.environ.get("MPETL_OUT") or "out")
-        code = run_nightly(
-            config, now=moment, days=days, out_root=root, pinned=pinned,
-            run_step=lambda p, out: _run(config, out, now=moment if pinned else None, since=p.since, until=p.until),
-            reconcile_step=lambda p, out: _reconcile(config, out, since=p.reconcile_since, until=p.last_day,
-                                                     now=moment if pinned else None),
-        )
-    except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
-        _handle(exc)
-    sys.exit(code)
+    config = _load(config_path)
+    moment = now or datetime.now(UTC)
+    return run_nightly(
+        config, now=moment, days=days, out_root=out_root or Path(os.environ.get("MPETL_OUT") or "out"),
+        pinned=now is not None,
+        run_step=lambda p, out: _run(config, out, now=now, since=p.since, until=p.until),
+        reconcile_step=lambda p, out: _reconcile(config, out, since=p.reconcile_since, until=p.last_day, now=now),
+    )
 
 
 def _check_days(value: int) -> int:
@@ -412,31 +339,26 @@ def _check_days(value: int) -> int:
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
-@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The Data Import CSV to write (an _index.csv beside it ties each line to its source row).")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="Only events dated on or after this day (property zone).")
-def deferred(config_path: Path, out_file: Path, since: datetime | None) -> None:
+@_out_option("The Data Import CSV to write (an _index.csv beside it ties each line to its source row).", required=True)
+@click.option("--since", type=DAY, default=None, help="Only events dated on or after this day (property zone).")
+def deferred(config_path: Path, out_path: Path, since: Any) -> int:
     """Export every deferred event not yet exported (GA4 Data Import, offline events), and mark it exported.
 
     Each event is exported once, ever: upload only files from runs of this command that exited 0.
     """
     from etl.deferred import export_deferred
 
-    try:
-        summary = export_deferred(_load(config_path), out_file, since=since.date() if since else None)
-    except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
-        _handle(exc)
-    click.echo(orjson.dumps(summary).decode())
+    click.echo(orjson.dumps(export_deferred(_load(config_path), out_path, since=since)).decode())
+    return 0
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
 @click.option("--run-id", required=True, help="The run whose deferred events to write (its summary.json run_id).")
-def historical(config_path: Path, run_id: str) -> None:
+def historical(config_path: Path, run_id: str) -> int:
     """Write one run's deferred events to the [historical] table again, after a `historical.error`.
 
     Safe to repeat: a run already in the table is not written twice. Exit 4 when the write fails.
@@ -444,29 +366,25 @@ def historical(config_path: Path, run_id: str) -> None:
     from etl.errors import EXIT_OK, EXIT_SEND_FAILURES, ConfigError
     from etl.load import open_ledger, write_historical
 
-    try:
-        config = _load(config_path)
-        if config.historical is None:
-            raise ConfigError(str(config.file), "historical.table", "is not set: there is no historical table")
-        with open_ledger(config.ledger_location, read_only=True) as ledger:
-            if run_id not in ledger.run_ids():
-                raise ConfigError(str(config.ledger_location), "--run-id", f"no run {run_id!r} in this ledger")
-            report = write_historical(config.historical, lambda: ledger.deferred_events(run_id=run_id),
-                                      config.property)
-    except MpetlError as exc:
-        _fail(exc)
+    config = _load(config_path)
+    if config.historical is None:
+        raise ConfigError(str(config.file), "historical.table", "is not set: there is no historical table")
+    with open_ledger(config.ledger_location, read_only=True) as ledger:
+        if run_id not in ledger.run_ids():
+            raise ConfigError(str(config.ledger_location), "--run-id", f"no run {run_id[:80]!r} in this ledger")
+        report = write_historical(config.historical, lambda: ledger.deferred_events(run_id=run_id), config.property)
     click.echo(orjson.dumps(report).decode())
-    sys.exit(EXIT_SEND_FAILURES if "error" in report else EXIT_OK)
+    return EXIT_SEND_FAILURES if "error" in report else EXIT_OK
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
 @click.option("--run-id", required=True, help="The run whose events the export lacks.")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for resend.json, resend_deferred.csv and the reconciliation before (default: out/resend/RUN).")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Requests in flight at once.")
-def resend(config_path: Path, run_id: str, out_dir: Path | None, concurrency: int | None) -> None:
+@_out_option("Folder for resend.json, resend_deferred.csv and the reconciliation before (default: out/resend/RUN).",
+             dir_okay=True)
+@concurrency_option
+def resend(config_path: Path, run_id: str, out_path: Path | None, concurrency: int | None) -> int:
     """Send again the events of RUN the export lacks (only our marked events count), while the 72 h window allows.
 
     Exit 0 when every missing event was resent, 3 when some are past the window (resend_deferred.csv),
@@ -474,97 +392,90 @@ def resend(config_path: Path, run_id: str, out_dir: Path | None, concurrency: in
     """
     from etl.resend import run_resend
 
-    try:
-        config = _load(config_path)
-        result = run_resend(config, run_id=run_id, out_dir=out_dir or config.base_dir / "out" / "resend" / run_id,
-                            concurrency=concurrency)
-    except MpetlError as exc:
-        _fail(exc)
+    config = _load(config_path)
+    if not run_id.strip() or "/" in run_id or len(run_id) > 200:
+        raise CliError(f"--run-id: {run_id[:80]!r} is not a run id (its summary.json run_id)")
+    result = run_resend(config, run_id=run_id, out_dir=out_path or config.base_dir / "out" / "resend" / run_id,
+                        concurrency=concurrency)
     click.echo(orjson.dumps({"event": "resend", **result.summary}).decode())
-    sys.exit(result.exit_code)
+    return result.exit_code
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
-@click.option("--wait-s", type=click.FloatRange(0, 3600), default=120.0, show_default=True,
+@click.option("--wait-s", type=Finite(0, 3600), default=120.0, show_default=True,
               help="How long to wait for the canary in the export (intraday tables usually take minutes).")
-@click.option("--poll-s", type=click.FloatRange(0.1, 600), default=5.0, show_default=True,
+@click.option("--poll-s", type=Finite(0.1, 600), default=5.0, show_default=True,
               help="Seconds between looks at the export.")
-def check(config_path: Path, wait_s: float, poll_s: float) -> None:
+def check(config_path: Path, wait_s: float, poll_s: float) -> int:
     """Send one marked `mpetl_canary` event and wait for it in the export (exit 7 when it does not show).
 
     Catches what a 2xx cannot: a wrong api_secret or measurement id, or an export that is not linked.
     """
     from etl.canary import run_check
 
-    try:
-        result = run_check(_load(config_path), wait_s=wait_s, poll_s=poll_s)
-    except MpetlError as exc:
-        _fail(exc)
+    result = run_check(_load(config_path), wait_s=wait_s, poll_s=poll_s)
     click.echo(result.message, err=not result.found)
     click.echo(orjson.dumps({"event": "canary", "found": result.found, "canary_id": result.canary_id,
                              "http_status": result.http_status, "waited_s": result.waited_s,
                              "export_rows_today": result.export_rows_today}).decode())
-    sys.exit(result.exit_code)
+    return result.exit_code
 
 
 @main.command()
-@verbosity
+@log_options
 @config_option
-@click.option("-n", "rows", default=5, show_default=True, help="Mapped events to show per source.")
+@click.option("-n", "rows", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Mapped events to show per source.")
 @now_option
-def sources(config_path: Path, rows: int, now: str | None) -> None:
+def sources(config_path: Path, rows: int, now: datetime | None) -> int:
     """Preview each source: columns found, the mapping, and the first events exactly as they would be sent.
 
     The events come out of the real transform, so they carry only allowlisted, scanned params: no raw
     cell of the export (which may hold names or emails) is ever printed. Rows the transform would
     reject show their reasons instead.
     """
-    from datetime import UTC
     from types import SimpleNamespace
 
+    from etl.destination import max_age_micros
     from etl.extract import preview_source
-    from etl.pipeline import max_age_micros
     from etl.protocol import to_micros
     from etl.transform import TransformOptions, transform_chunk
 
-    try:
-        config = _load(config_path)
-        moment = _parse_now(now) or datetime.now(UTC)
-        for source in config.sources:
-            preview = preview_source(source, n=rows)
-            head = preview["head"]
-            chunk = SimpleNamespace(source=source.name, path=str(source.path), frame=head, columns=preview["mapping"])
-            result = transform_chunk(chunk, TransformOptions(source=source, prop=config.property, window=config.window,
-                                                             wall_micros=to_micros(moment),
-                                                             extra_params=config.privacy_extra_params))
-            click.echo(orjson.dumps({
-                "source": source.name,
-                "kind": source.kind,
-                "path": str(source.path),
-                "columns_found": preview["columns_found"],
-                "mapping": preview["mapping"],
-                "events": [orjson.loads(e) for e in result.events["event_json"]],
-                "rejected_rows": [{"row": int(r), "reasons": [x["validationCode"] + ": " + x["description"] for x in rs]}
-                                  for r, rs in zip(result.rejects["row"], result.rejects["reasons"], strict=True)],
-                # Not conversions (a stage not won, [sources.filter], no consent): not errors, not sent.
-                "filtered_rows": [{"row": int(r), "reason": f"{code}: {why}"} for r, code, why in
-                                  zip(result.filtered["row"], result.filtered["code"], result.filtered["reason"], strict=True)],
-                # Too old by the wall clock now: a run would defer them (Data Import), not send them.
-                "deferred_rows": [int(r) for r, ts in zip(result.events["row"], result.events["timestamp_micros"], strict=True)
-                                  if ts < to_micros(datetime.now(UTC)) - max_age_micros(config)],
-            }, option=orjson.OPT_INDENT_2, default=str).decode())
-    except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
-        _handle(exc)
+    config = _load(config_path)
+    moment = now or datetime.now(UTC)
+    for source in config.sources:
+        preview = preview_source(source, n=rows)
+        head = preview["head"]
+        chunk = SimpleNamespace(source=source.name, path=str(source.path), frame=head, columns=preview["mapping"])
+        result = transform_chunk(chunk, TransformOptions(source=source, prop=config.property, window=config.window,
+                                                         wall_micros=to_micros(moment),
+                                                         extra_params=config.privacy_extra_params))
+        click.echo(orjson.dumps({
+            "source": source.name,
+            "kind": source.kind,
+            "path": str(source.path),
+            "columns_found": preview["columns_found"],
+            "mapping": preview["mapping"],
+            "events": [orjson.loads(e) for e in result.events["event_json"]],
+            "rejected_rows": [{"row": int(r), "reasons": [x["validationCode"] + ": " + x["description"] for x in rs]}
+                              for r, rs in zip(result.rejects["row"], result.rejects["reasons"], strict=True)],
+            # Not conversions (a stage not won, [sources.filter], no consent): not errors, not sent.
+            "filtered_rows": [{"row": int(r), "reason": f"{code}: {why}"} for r, code, why in
+                              zip(result.filtered["row"], result.filtered["code"], result.filtered["reason"], strict=True)],
+            # Too old by the wall clock now: a run would defer them (Data Import), not send them.
+            "deferred_rows": [int(r) for r, ts in zip(result.events["row"], result.events["timestamp_micros"], strict=True)
+                              if ts < to_micros(datetime.now(UTC)) - max_age_micros(config)],
+        }, option=orjson.OPT_INDENT_2, default=str).decode())
+    return 0
 
 
 @main.command()
-@verbosity
+@log_options
 @click.argument("out_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--out", "out_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the night's summary to this file (JSON).")
-def aggregate(out_dirs: tuple[Path, ...], out_file: Path | None) -> None:
+@_out_option("Also write the night's summary to this file (JSON).")
+def aggregate(out_dirs: tuple[Path, ...], out_path: Path | None) -> int:
     """One night's summary from its shard runs' --out folders (each holds a summary.json).
 
     Refuses (exit 2) unless shards 1..N are all there once, each balances, and every row was owned by
@@ -573,8 +484,8 @@ def aggregate(out_dirs: tuple[Path, ...], out_file: Path | None) -> None:
     from etl.shard import AggregateError
     from etl.shard import aggregate as fold
 
+    summaries, names = [], []
     try:
-        summaries, names = [], []
         for folder in out_dirs:
             path = folder / "summary.json"
             if not path.is_file():
@@ -588,93 +499,60 @@ def aggregate(out_dirs: tuple[Path, ...], out_file: Path | None) -> None:
             names.append(str(path))
         night = fold(summaries, names)
     except AggregateError as exc:
-        click.echo(f"mpetl: error: {exc}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        raise CliError(str(exc)) from None
     text = orjson.dumps(night, option=orjson.OPT_INDENT_2)
-    if out_file is not None:
-        out_file.write_bytes(text)
+    if out_path is not None:
+        out_path.write_bytes(text)
     click.echo(text.decode())
-    sys.exit(night["exit_code"])
+    return night["exit_code"]
 
 
 @main.command()
-@verbosity
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@log_options
+@click.argument("folder", type=NonEmptyPath(file_okay=False, path_type=Path))
 @click.option("--kind", type=click.Choice(["csv", "parquet", "salesforce", "hubspot", "shopify", "square", "bigquery"]),
-              default="csv",
-              show_default=True, help="The source kind the config is laid out for.")
+              default="csv", show_default=True, help="The source kind the config is laid out for.")
 @click.option("--timezone", default="Europe/London", show_default=True, help="The GA4 property's reporting zone.")
 @click.option("--measurement-id", default="G-XXXXXXXXXX", show_default=True, help="Your web stream's id (G-…).")
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
-def init(folder: Path, kind: str, timezone: str, measurement_id: str, force: bool) -> None:
+def init(folder: Path, kind: str, timezone: str, measurement_id: str, force: bool) -> int:
     """Write a commented config for one kind, a crontab line and the Airflow DAG into FOLDER."""
-    from etl.config import _zone
+    from pydantic import ValidationError
+
+    from etl.config import PropertyConfig, _message
     from etl.init_files import write_starter
 
-    try:
-        _zone(timezone)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--timezone") from None
+    try:  # the config's own rules, so the file written loads as is
+        PropertyConfig(measurement_id=measurement_id, timezone=timezone)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        hint = "--measurement-id" if problem["loc"][0] == "measurement_id" else "--timezone"
+        raise click.BadParameter(_message(problem), param_hint=hint) from None
     try:
         written = write_starter(folder, kind=kind, timezone=timezone, measurement_id=measurement_id, force=force)
     except FileExistsError as exc:
-        click.echo(f"mpetl: error: {exc}: already exists (use --force to overwrite)", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        raise CliError(f"{exc}: already exists (use --force to overwrite)") from None
     except OSError as exc:
-        click.echo(f"mpetl: error: {folder}: cannot write ({exc.strerror})", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        raise CliError(f"{folder}: cannot write ({exc.strerror})") from None
     for path in written:
         click.echo(f"wrote {path}")
     config = folder.resolve() / "mpetl.toml"
     click.echo(f"next: put your export where the config's path says, set MP_API_SECRET, then "
                f"mpetl validate --config {config}")
+    return 0
 
 
 @main.command()
-@verbosity
-def schema() -> None:
+@log_options
+def schema() -> int:
     """Print the JSON Schema of the config file (point your editor's TOML support at it)."""
     from etl.config import json_schema
 
     click.echo(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
+    return 0
 
 
-def _collector_command() -> click.Command:
-    """`mpetl collector` as a click command with the collector's own options (from its argparse parser).
-
-    Why generated: the collector owns its option list (`python -m etl.collector` takes the same), so
-    the two can never drift; click gives `mpetl collector --help` and checks types before it starts.
-    """
-    import argparse
-
-    from etl.collector.__main__ import build_parser
-    from etl.collector.__main__ import main as collector_main
-
-    parser = build_parser()
-    params: list[click.Parameter] = []
-    flags: dict[str, str] = {}
-    for action in parser._actions:
-        if isinstance(action, argparse._HelpAction) or not action.option_strings:
-            continue
-        name = action.dest
-        flags[name] = action.option_strings[-1]
-        kind = {int: click.INT, float: click.FLOAT, Path: click.Path(path_type=Path)}.get(action.type, click.STRING)
-        params.append(click.Option([*action.option_strings, name], type=kind, required=action.required,
-                                   default=None, help=(action.help or "").replace("%", "%%")))
-
-    def run_collector(**values: Any) -> None:
-        argv: list[str] = []
-        for name, value in values.items():
-            if value is not None:
-                argv += [flags[name], str(value)]
-        sys.exit(collector_main(argv))
-
-    command = click.Command("collector", callback=run_collector, params=params, help=parser.description,
-                            short_help="Serve the local MP endpoint with a GA4-export-shaped store.")
-    return command
-
-
-main.add_command(_collector_command())
+main.add_command(collector)
 
 
 if __name__ == "__main__":

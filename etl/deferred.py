@@ -13,6 +13,8 @@ import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import orjson
+
 from etl.clock import wall_micros
 from etl.config import Config
 from etl.errors import LedgerError
@@ -43,5 +45,5 @@ def export_deferred(config: Config, out_file: Path, *, since: date | None = None
         ledger.mark_exported(written, run_id)
         summary = {"run_id": run_id, "exported": len(written), "file": str(out_file), "index": str(index_file),
                    "since": since.isoformat() if since else None}
-        ledger.finish_run(run_id, str(summary))
+        ledger.finish_run(run_id, orjson.dumps(summary).decode())
     return summary

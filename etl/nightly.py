@@ -94,13 +94,14 @@ def run_nightly(config: Config, *, now: datetime, days: int, out_root: Path, pin
 
 
 def _guarded(step: Step) -> int:
-    """A step's exit code; a one-line error (not a traceback) when it raises one of ours."""
-    import click
+    """A step's exit code; a one-line error (not a traceback) when it raises one of ours, and the
+    night goes on: a failed send must not stop the reconcile of earlier, final dates."""
+    from etl.commandline import echo_error
 
     try:
         return step()
     except MpetlError as exc:
-        click.echo(f"mpetl: error: {exc}", err=True)
+        echo_error(str(exc))
         return exc.exit_code
 
 

@@ -9,9 +9,8 @@ rejected_at_send / failed / outside_window / other_shard), and the run refuses t
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,8 @@ import pandas as pd
 from etl import log
 from etl.accounting import Buckets, Tally
 from etl.clock import wall_micros
-from etl.config import Config, SourceConfig, read_api_secret
+from etl.config import Config, SourceConfig
+from etl.destination import max_age_micros, open_transport, require_api_secret, send_settings
 from etl.errors import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -35,13 +35,9 @@ from etl.errors import (
 )
 from etl.extract import iter_source_chunks
 from etl.load import (
-    HttpTransport,
     Ledger,
-    OutboxTransport,
     PrivacyManifest,
-    RetryPolicy,
     RunOutcome,
-    SendSettings,
     SendStats,
     Stopper,
     open_ledger,
@@ -55,7 +51,6 @@ from etl.shard import Shard
 from etl.transform import TransformOptions, check_params, transform_chunk
 
 MODES = ("send", "dry-run", "validate")
-LOCAL_ENDPOINT = "local"
 
 
 @dataclass
@@ -146,12 +141,6 @@ class _Outputs:
         self._rejects.close()
 
 
-def max_age_micros(config: Config) -> int:
-    """How old an event may be when it leaves: the 72 h window minus its safety margin."""
-    window = config.window
-    return int((window.max_age_hours * 60 - window.safety_margin_minutes) * 60_000_000)
-
-
 def _process_source(source: SourceConfig, config: Config, ledger: Ledger, outputs: _Outputs, *, run_id: str,
                     options: RunOptions, stopper: Stopper) -> SourceTally:
     tally = SourceTally()
@@ -189,31 +178,6 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
     return tally
 
 
-@contextlib.contextmanager
-def _destination(config: Config, options: RunOptions, secret: str | None) -> Iterator[Any]:
-    """The transport for this mode; for endpoint = "local", the project's collector, started here."""
-    out = options.out_dir
-    concurrency = options.concurrency or config.destination.concurrency
-    if options.mode == "dry-run":
-        yield OutboxTransport(out / "requests.ndjson")
-        return
-    assert secret is not None
-    endpoint = config.destination.endpoint
-    if endpoint == LOCAL_ENDPOINT:
-        from etl.collector import CollectorServer
-
-        store = config.reconcile.store or (config.base_dir / "state" / "collector")
-        # The collector reads the same (process) clock as the sender, as Google reads its own.
-        with CollectorServer(store, measurement_id=config.property.measurement_id, api_secret=secret,
-                             timezone=config.property.timezone) as server:
-            log.emit("local_collector_started", url=server.url, store=str(store))
-            yield HttpTransport(server.url, config.property.measurement_id, secret, concurrency=concurrency,
-                                timeout_s=config.destination.timeout_s, debug=options.mode == "validate")
-        return
-    yield HttpTransport(endpoint, config.property.measurement_id, secret, concurrency=concurrency,
-                        timeout_s=config.destination.timeout_s, debug=options.mode == "validate")
-
-
 def _open_run_ledger(config: Config, options: RunOptions) -> Ledger:
     """The real ledger for a send; a scratch copy for dry-run and validate (they must not change it)."""
     location = config.ledger_location
@@ -242,12 +206,7 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
     wall = datetime.fromtimestamp(options.clock() / 1e6, UTC)
     run_id = new_run_id(wall)
     _check_allowlists(config)
-    secret = None
-    if options.mode != "dry-run":
-        secret = read_api_secret(config.destination)
-        if not secret:
-            raise ConfigError(str(config.file), "destination.api_secret_file",
-                              "no API secret: set MP_API_SECRET or point api_secret_file at a file holding it")
+    secret = require_api_secret(config) if options.mode != "dry-run" else None
 
     out = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -288,24 +247,15 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
                     raise
 
         manifest = PrivacyManifest()
-        destination = config.destination
-        settings = SendSettings(
-            run_id=run_id,
-            policy=RetryPolicy(destination.max_attempts, destination.backoff_base_s, destination.backoff_max_s),
-            concurrency=options.concurrency or destination.concurrency,
-            max_age_micros=max_age_micros(config),
-            clock=options.clock,
-            request_deadline_s=destination.request_deadline_s,
-            validation_behavior="ENFORCE_RECOMMENDATIONS" if options.mode == "validate" else None,
-            max_requests=options.sample_requests if options.mode == "validate" else None,
-            shard=options.shard,
-            seed=options.seed,
-            extra_params=config.privacy_extra_params,
-        )
+        settings = send_settings(config, run_id, concurrency=options.concurrency, clock=options.clock,
+                                 validate=options.mode == "validate", sample_requests=options.sample_requests,
+                                 shard=options.shard, seed=options.seed)
         if stopper.stopped:
             stats = SendStats(stopped=stopper.reason)
         else:
-            with _destination(config, options, secret) as transport:
+            outbox = out / "requests.ndjson" if options.mode == "dry-run" else None
+            with open_transport(config, secret, concurrency=options.concurrency, debug=options.mode == "validate",
+                                outbox=outbox) as transport:
                 stats = send_pending(ledger, transport, settings, manifest=manifest, progress=options.progress,
                                      stopper=stopper)
         outputs.add_refused_at_send(ledger.refused(run_id))
@@ -336,6 +286,11 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
                deferred_written: int) -> dict[str, Any]:
     sources = {}
     run = Tally()
+    # A validation sample (--sample N) leaves the events it did not reach pending: they passed every
+    # local check and would be sent, so they count as would_send, not failed. Only when the sample
+    # itself failed can the two not be told apart; then all count as failed (exit 4, as it should).
+    sampled = options.mode == "validate" and options.sample_requests is not None and not stats.events_failed
+    not_sampled = 0
     for name, t in tallies.items():
         fate = outcome.by_source.get(name, {})
         buckets = replace(t.buckets, sent=fate.get("sent", 0), expired=fate.get("expired", 0),
@@ -345,6 +300,9 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
             # A bug, never a data problem: refuse to report numbers that do not add up.
             raise MpetlError(f"accounting does not balance for source {name!r}: planned {t.planned}, "
                              f"{buckets.equation()}, ledger says {fate}")
+        if sampled:
+            not_sampled += buckets.failed
+            buckets = replace(buckets, sent=buckets.sent + buckets.failed, failed=0)
         t.buckets = buckets
         run.add(t)
         sources[name] = {
@@ -379,6 +337,7 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
         "equation": total.equation("sent" if options.mode == "send" else "would_send"),
         "earlier_runs": earlier,
         "deferred_csv_rows": deferred_written,
+        "not_sampled": not_sampled,
         **run.notes.to_dict(),
         "filtered_codes": run.filtered_codes(),
         "window": {"since": options.since.isoformat() if options.since else None,

@@ -21,9 +21,8 @@ from typing import Any
 import orjson
 
 from etl import log
-from etl.canary import endpoint_url
-from etl.config import Config, read_api_secret
-from etl.errors import EXIT_NOT_RECONCILED, EXIT_OK, EXIT_SEND_FAILURES, ConfigError
+from etl.config import Config
+from etl.errors import EXIT_NOT_RECONCILED, EXIT_OK, EXIT_SEND_FAILURES
 from etl.safe_csv import write_csv
 
 DEFERRED_COLUMNS = ["event_date", "event_name", "transaction_id", "source", "sent_run_id", "resend_window_left_h"]
@@ -40,15 +39,13 @@ class ResendResult:
 
 def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int | None = None) -> ResendResult:
     """Reconcile `run_id`, re-queue its resendable missing events, send them; write resend.json."""
-    from etl.load import HttpTransport, PrivacyManifest, RetryPolicy, SendSettings, open_ledger, send_pending
-    from etl.pipeline import max_age_micros, new_run_id
+    from etl.destination import open_transport, require_api_secret, send_settings
+    from etl.load import PrivacyManifest, open_ledger, send_pending
+    from etl.pipeline import new_run_id
     from etl.reconcile import reconcile
     from etl.reconcile.compare import MISSING
 
-    secret = read_api_secret(config.destination)
-    if not secret:
-        raise ConfigError(str(config.file), "destination.api_secret_file",
-                          "no API secret: set MP_API_SECRET or point api_secret_file at a file holding it")
+    secret = require_api_secret(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     wall = datetime.now(UTC)  # Google's clock decides the window: never --now
     before = reconcile(config, out_dir=out_dir / "reconcile_before", run_id=run_id, now=wall)
@@ -61,25 +58,14 @@ def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int |
     resend_run = new_run_id(wall)
     requeued, stats = 0, None
     if len(lacking):
-        destination = config.destination
-        workers = concurrency or destination.concurrency
         ledger = open_ledger(config.ledger_location, lock=True)
         try:
-            ledger.bind_property(config.property.measurement_id, destination.endpoint)
+            ledger.bind_property(config.property.measurement_id, config.destination.endpoint)
             ledger.begin_run(resend_run, "resend")
             ledger.recover_in_flight()
             requeued = ledger.requeue_for_resend(lacking["event_key"].astype(str).tolist(), resend_run)
-            settings = SendSettings(
-                run_id=resend_run,
-                policy=RetryPolicy(destination.max_attempts, destination.backoff_base_s, destination.backoff_max_s),
-                concurrency=workers,
-                max_age_micros=max_age_micros(config),
-                request_deadline_s=destination.request_deadline_s,
-                extra_params=config.privacy_extra_params,
-            )
-            with endpoint_url(config, secret) as url:
-                transport = HttpTransport(url, config.property.measurement_id, secret, concurrency=workers,
-                                          timeout_s=destination.timeout_s)
+            settings = send_settings(config, resend_run, concurrency=concurrency)
+            with open_transport(config, secret, concurrency=concurrency) as transport:
                 stats = send_pending(ledger, transport, settings, manifest=PrivacyManifest())
             ledger.finish_run(resend_run, orjson.dumps({"mode": "resend", "of_run": run_id}).decode())
         finally:

@@ -48,8 +48,13 @@ def client_hashes(client_ids: pd.Series) -> np.ndarray:
     return out
 
 
-def shard_of(client_ids: pd.Series, count: int) -> np.ndarray:
-    """Each row's shard number (1..count); rows without a client id belong to shard 1."""
+def client_shard(client_id: str, count: int) -> int:
+    """The shard number (1..count) that owns one client (the ledgers' SQL functions call this)."""
+    return client_hash(client_id) % count + 1
+
+
+def shard_numbers(client_ids: pd.Series, count: int) -> np.ndarray:
+    """`client_shard` of each row, vectorised; rows without a client id belong to shard 1."""
     shards = (client_hashes(client_ids) % np.uint64(count)).astype(np.int64) + 1
     shards[pd.isna(client_ids).to_numpy(dtype=bool)] = 1
     return shards
@@ -73,7 +78,8 @@ class Shard:
         """'K/N' → Shard(K, N); ValueError with a one-line reason otherwise."""
         match = _SPEC.fullmatch(text or "")
         if not match:
-            raise ValueError(f"expected K/N such as 2/4, got {text!r}")
+            shown = text if len(text or "") <= 30 else text[:27] + "…"
+            raise ValueError(f"expected K/N such as 2/4, got {shown!r}")
         return cls(int(match.group(1)), int(match.group(2)))
 
     @property
@@ -85,7 +91,7 @@ class Shard:
         """Boolean mask of the rows this shard owns."""
         if self.whole:
             return np.ones(len(client_ids), dtype=bool)
-        return shard_of(client_ids, self.count) == self.index
+        return shard_numbers(client_ids, self.count) == self.index
 
     def owns_hash(self, hashes: np.ndarray) -> np.ndarray:
         """The same test on stored `client_hash` values (what a ledger keeps per event)."""

@@ -1,8 +1,14 @@
-"""Helpers shared by tests: write configs derived from the samples config, scan files for secrets."""
+"""Helpers shared by tests: write configs derived from the samples config, scan files for secrets, run
+`mpetl` as a user would (`MpetlRunner`, the `run_mpetl` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +117,68 @@ def pinned_clock_env(env: dict[str, str] | None = None, at: str = SAMPLES_NOW) -
     out.update({"LD_PRELOAD": str(FAKETIME_LIB), "FAKETIME": f"@{stamp}", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
                 "FAKETIME_NO_CACHE": "1", "TZ": "UTC"})
     return out
+
+
+MPETL = [sys.executable, "-m", "etl.cli"]  # the command a subprocess test starts
+
+
+def mpetl_env(env: Mapping[str, str | None] | None = None, *, clock: str | None = None) -> dict[str, str]:
+    """An mpetl child's environment: this process's plus `env` (None removes a variable), this checkout
+    on PYTHONPATH, and with `clock` its wall clock starting there (libfaketime)."""
+    out = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
+    out["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), out.get("PYTHONPATH", "")) if p)
+    return pinned_clock_env(out, at=clock) if clock else out
+
+
+class MpetlRunner:
+    """`mpetl ARGS…` as a user runs it: exit code, stdout and stderr as a `subprocess.CompletedProcess`.
+
+    In process (click's CliRunner) by default, which spares each call starting Python and importing
+    pandas and the pipeline (a CLI test took 3–6 s); `clock` then pins the wall clock with
+    time-machine, as libfaketime pins a child's. `process=True` starts a real `python -m etl.cli`
+    for what only a process shows: a terminal, signals, kill -9, a second process on the same ledger.
+    A bug (any exception but the CLI's own exit) fails the test with its traceback. `using(…)` gives a
+    runner whose calls default to that environment and clock (a test folder's secret and night).
+    """
+
+    def __init__(self, env: Mapping[str, str | None] | None = None, clock: str | None = None) -> None:
+        self.env, self.clock = dict(env or {}), clock
+
+    def using(self, *, env: Mapping[str, str | None] | None = None, clock: str | None = None) -> MpetlRunner:
+        return MpetlRunner({**self.env, **(env or {})}, clock or self.clock)
+
+    def __call__(self, *args: str, env: Mapping[str, str | None] | None = None, clock: str | None = None,
+                 process: bool = False, cwd: Path = REPO, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        env, clock = {**self.env, **(env or {})}, clock or self.clock
+        if process:
+            return subprocess.run([*MPETL, *args], capture_output=True, text=True, errors="replace",
+                                  env=mpetl_env(env, clock=clock), cwd=cwd, timeout=timeout)
+        return self._in_process(list(args), env, clock, cwd)
+
+    def popen(self, *args: str, env: Mapping[str, str | None] | None = None, clock: str | None = None,
+              **popen: Any) -> subprocess.Popen:
+        """A running `python -m etl.cli ARGS…` (stdout and stderr piped unless given)."""
+        popen.setdefault("stdout", subprocess.PIPE)
+        popen.setdefault("stderr", subprocess.PIPE)
+        return subprocess.Popen([*MPETL, *args], env=mpetl_env({**self.env, **(env or {})}, clock=clock or self.clock),
+                                cwd=popen.pop("cwd", REPO), **popen)
+
+    @staticmethod
+    def _in_process(args: list[str], env: Mapping[str, str | None], clock: str | None,
+                    cwd: Path) -> subprocess.CompletedProcess[str]:
+        import time_machine
+        from click.testing import CliRunner
+
+        from etl import log
+        from etl.cli import main
+
+        travel = time_machine.travel(clock.replace("Z", "+00:00"), tick=True) if clock else contextlib.nullcontext()
+        here = os.getcwd()
+        try:
+            os.chdir(cwd)
+            with travel:
+                result = CliRunner().invoke(main, args, env=dict(env), catch_exceptions=False, prog_name="mpetl")
+        finally:
+            os.chdir(here)
+            log.configure(tty=False)  # as a library again: the next test's log lines go to stderr as JSON
+        return subprocess.CompletedProcess(["mpetl", *args], result.exit_code, result.stdout, result.stderr)

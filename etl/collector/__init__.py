@@ -4,21 +4,33 @@
 seeded fault injection), ``POST /debug/mp/collect`` validates without recording, ``GET /__stats``
 counts. Accepted events land in ``DATA/events_YYYYMMDD.ndjson`` in the BigQuery export's shape, for
 reconciliation to query with DuckDB exactly as it queries the real export.
+
+The names below load on first use (PEP 562): `mpetl --help` lists `mpetl collector` without paying
+for the HTTP server and the validator (~0.1 s) it never starts.
 """
 
-from etl.collector.export import export_row
-from etl.collector.server import CollectorServer, serve_forever
-from etl.collector.spawn import SpawnedCollector, spawn_collector
-from etl.collector.store import STORE_COLUMNS, STORE_GLOB, read_json_sql, read_store
+from __future__ import annotations
 
-__all__ = [
-    "STORE_COLUMNS",
-    "STORE_GLOB",
-    "CollectorServer",
-    "SpawnedCollector",
-    "export_row",
-    "read_json_sql",
-    "read_store",
-    "serve_forever",
-    "spawn_collector",
-]
+import importlib
+from typing import Any
+
+_HOME = {
+    "CollectorServer": "server",
+    "FaultOptions": "faults",
+    "NO_FAULTS": "faults",
+    "SpawnedCollector": "spawn",
+    "spawn_collector": "spawn",
+    "STORE_COLUMNS": "store",
+    "STORE_GLOB": "store",
+    "read_json_sql": "store",
+    "read_store": "store",
+    "export_row": "export",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'etl.collector' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"etl.collector.{_HOME[name]}"), name)

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from etl.collector.endpoint import DEFAULT_STREAM_ID, Answer, Endpoint
-from etl.collector.faults import FaultInjector
+from etl.collector.faults import NO_FAULTS, FaultInjector, FaultOptions
 from etl.collector.stats import Stats
 from etl.collector.store import EventStore
 from etl.protocol.rules import MAX_BODY_BYTES
@@ -188,13 +188,7 @@ class CollectorServer:
         api_secret: str,
         timezone: str = "UTC",
         now: dt.datetime | None = None,
-        fail_rate: float = 0.0,
-        throttle_rate: float = 0.0,
-        drop_rate: float = 0.0,
-        reset_rate: float = 0.0,
-        latency_ms: float = 0,
-        latency_jitter_ms: float = 0,
-        seed: int = 0,
+        faults: FaultOptions = NO_FAULTS,
         stream_id: str = DEFAULT_STREAM_ID,
         daily_lag_s: float = 0.0,
     ) -> None:
@@ -202,15 +196,6 @@ class CollectorServer:
         self.host = host
         self._requested_port = port
         self._stats = Stats()
-        faults = FaultInjector(
-            fail_rate=fail_rate,
-            throttle_rate=throttle_rate,
-            drop_rate=drop_rate,
-            reset_rate=reset_rate,
-            latency_ms=latency_ms,
-            latency_jitter_ms=latency_jitter_ms,
-            seed=seed,
-        )
         self._store = EventStore(self.data_dir, daily_lag_s=daily_lag_s)
         self._endpoint = Endpoint(
             self._store,
@@ -218,7 +203,7 @@ class CollectorServer:
             api_secret=api_secret,
             timezone=timezone,
             now=now,
-            faults=faults,
+            faults=FaultInjector(faults),
             stats=self._stats,
             stream_id=stream_id,
         )
@@ -284,9 +269,3 @@ class CollectorServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-def serve_forever(
-    data_dir: Path | str, *, ready: Callable[[str], None] | None = None, **options: Any
-) -> None:
-    """Run a collector on the calling thread (the CLI's entry point); same options as CollectorServer."""
-    CollectorServer(data_dir, **options).serve_forever(ready=ready)

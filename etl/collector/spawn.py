@@ -8,6 +8,7 @@ The secret travels in the child's environment, never on its command line.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import etl
+from etl.collector.faults import NO_FAULTS, FaultOptions
 
 _REPO_ROOT = Path(etl.__file__).resolve().parent.parent
 
@@ -60,9 +62,9 @@ class SpawnedCollector:
         return self.process.returncode
 
 
-def _command(data_dir: Path, options: dict[str, Any]) -> list[str]:
+def _command(data_dir: Path, options: dict[str, Any], faults: FaultOptions) -> list[str]:
     cmd = [sys.executable, "-m", "etl.collector", "--data", str(data_dir)]
-    for name, value in options.items():
+    for name, value in {**options, **dataclasses.asdict(faults)}.items():
         if value is None:
             continue
         if isinstance(value, dt.datetime):
@@ -87,13 +89,7 @@ def spawn_collector(
     port: int = 0,
     timezone: str = "UTC",
     now: dt.datetime | None = None,
-    fail_rate: float = 0.0,
-    throttle_rate: float = 0.0,
-    drop_rate: float = 0.0,
-    reset_rate: float = 0.0,
-    latency_ms: float = 0,
-    latency_jitter_ms: float = 0,
-    seed: int = 0,
+    faults: FaultOptions = NO_FAULTS,
     stream_id: str | None = None,
     daily_lag_s: float | None = None,
     startup_timeout_s: float = 20.0,
@@ -106,13 +102,6 @@ def spawn_collector(
         "measurement_id": measurement_id,
         "timezone": timezone,
         "now": now,
-        "fail_rate": fail_rate,
-        "throttle_rate": throttle_rate,
-        "drop_rate": drop_rate,
-        "reset_rate": reset_rate,
-        "latency_ms": latency_ms,
-        "latency_jitter_ms": latency_jitter_ms,
-        "seed": seed,
         "stream_id": stream_id,
         "daily_lag_s": daily_lag_s,
     }
@@ -122,7 +111,7 @@ def spawn_collector(
     log_path = Path(log_name)
     with os.fdopen(log_fd, "wb") as log_file:
         process = subprocess.Popen(
-            _command(data_dir, options), stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, env=env
+            _command(data_dir, options, faults), stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, env=env
         )
     assert process.stdout is not None
     lines: queue.Queue[str] = queue.Queue()

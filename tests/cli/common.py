@@ -1,15 +1,11 @@
-"""A small CRM export and config for CLI tests, and a way to run `mpetl` as a user would."""
+"""A small CRM export and config for CLI tests (tests/cli/conftest.py sets their secret and night)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.support import REPO, pinned_clock_env
-
 NOW = "2026-11-21T06:00:00Z"
+SECRET = "cli-test-secret"
 
 DEALS = (
     "cookie,closed,deal,amount,cur,Stage\n"
@@ -33,14 +29,3 @@ def crm_config(tmp_path: Path, *, columns: str = COLUMNS, extra_sources: str = "
         '[[sources]]\nname = "crm"\npath = "deals.csv"\nconsent_default = "grant"\n' + columns + extra_sources
     )
     return path
-
-
-def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The night of NOW for the child's wall clock (libfaketime): event ages are the wall clock's, as Google's."""
-    return pinned_clock_env({**os.environ, "MP_API_SECRET": "cli-test-secret", **(env or {})}, at=NOW)
-
-
-def mpetl(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    full_env = cli_env(env)
-    return subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True, timeout=180,
-                          env=full_env, cwd=cwd)

@@ -6,29 +6,27 @@ import os
 import pty
 import select
 import subprocess
-import sys
 
 import orjson
 
-from tests.cli.common import NOW, cli_env, crm_config, mpetl
-from tests.support import REPO
+from tests.cli.common import NOW, crm_config
 
 
-def test_quiet_and_verbose_work_before_or_after_the_command(tmp_path):
+def test_quiet_and_verbose_work_before_or_after_the_command(run_mpetl, tmp_path):
     config = crm_config(tmp_path)
     for args in (["-q", "run"], ["run", "-q"]):
-        result = mpetl(*args, "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", NOW)
+        result = run_mpetl(*args, "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", NOW)
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""  # no log lines at all
-    verbose = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", NOW, "-v")
+    verbose = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", NOW, "-v")
     events = [orjson.loads(line)["event"] for line in verbose.stderr.splitlines()]
     assert "chunk_planned" in events  # -v adds the per-chunk detail
 
 
-def test_off_a_terminal_log_lines_are_json_on_stderr_and_can_go_to_a_file(tmp_path):
+def test_off_a_terminal_log_lines_are_json_on_stderr_and_can_go_to_a_file(run_mpetl, tmp_path):
     config = crm_config(tmp_path)
     log_file = tmp_path / "mpetl.log"
-    result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", NOW,
+    result = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", NOW,
                    "--log-file", str(log_file))
     assert result.returncode == 0, result.stderr
     lines = [orjson.loads(line) for line in result.stderr.splitlines()]
@@ -36,22 +34,20 @@ def test_off_a_terminal_log_lines_are_json_on_stderr_and_can_go_to_a_file(tmp_pa
     assert [orjson.loads(x)["event"] for x in log_file.read_text().splitlines()] == [x["event"] for x in lines]
 
 
-def test_an_unwritable_log_file_is_a_usage_error_not_a_traceback(tmp_path):
-    result = mpetl("--log-file", str(tmp_path / "missing" / "x.log"), "schema")
+def test_an_unwritable_log_file_is_a_usage_error_not_a_traceback(run_mpetl, tmp_path):
+    result = run_mpetl("--log-file", str(tmp_path / "missing" / "x.log"), "schema")
     assert result.returncode == 2 and "--log-file" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_version():
-    result = mpetl("--version")
+def test_version(run_mpetl):
+    result = run_mpetl("--version")
     assert result.returncode == 0 and result.stdout.strip().startswith("mpetl ")
 
 
-def _on_a_terminal(*args: str) -> str:
-    """Run mpetl with stdout and stderr on a pseudo-terminal; return what the user would see."""
+def _on_a_terminal(run_mpetl, *args: str) -> str:
+    """Run mpetl with stdout and stderr on a pseudo-terminal (a real process); return what the user would see."""
     leader, follower = pty.openpty()
-    env = cli_env({"COLUMNS": "160"})
-    proc = subprocess.Popen([sys.executable, "-m", "etl.cli", *args], stdout=follower, stderr=follower,
-                            stdin=subprocess.DEVNULL, env=env, cwd=REPO)
+    proc = run_mpetl.popen(*args, env={"COLUMNS": "160"}, stdout=follower, stderr=follower, stdin=subprocess.DEVNULL)
     os.close(follower)
     seen = b""
     while True:
@@ -70,48 +66,62 @@ def _on_a_terminal(*args: str) -> str:
     return seen.decode(errors="replace")
 
 
-def test_on_a_terminal_only_the_table_shows_unless_verbose(tmp_path):
+def test_on_a_terminal_only_the_table_shows_unless_verbose(run_mpetl, tmp_path):
     config = crm_config(tmp_path)
-    plain = _on_a_terminal("run", "--config", str(config), "--out", str(tmp_path / "a"), "--dry-run", "--now", NOW)
+    plain = _on_a_terminal(run_mpetl, "run", "--config", str(config), "--out", str(tmp_path / "a"), "--dry-run", "--now", NOW)
     assert '{"ts"' not in plain and "run_started" not in plain
     assert "would_send" in plain and "TOTAL" in plain
-    verbose = _on_a_terminal("run", "-v", "--config", str(config), "--out", str(tmp_path / "b"), "--dry-run", "--now", NOW)
+    verbose = _on_a_terminal(run_mpetl, "run", "-v", "--config", str(config), "--out", str(tmp_path / "b"), "--dry-run", "--now", NOW)
     assert "run_started" in verbose and '{"ts"' not in verbose  # readable lines, not JSON
 
 
-def test_dry_run_and_validate_say_would_send(tmp_path):
+def test_dry_run_and_validate_say_would_send(run_mpetl, tmp_path):
     config = crm_config(tmp_path)
-    dry = mpetl("-q", "run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", NOW)
+    dry = run_mpetl("-q", "run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", NOW)
     line = orjson.loads(dry.stdout.splitlines()[-1])
     assert line["would_send"] == 3 and "sent" not in line
-    check = mpetl("validate", "--config", str(config), "--now", NOW)
+    check = run_mpetl("validate", "--config", str(config), "--now", NOW)
     totals = orjson.loads(check.stdout.splitlines()[-1])
     assert totals["would_send"] == 3 and "sent" not in totals
 
 
-def test_validate_prints_why_a_source_failed_even_with_q(tmp_path):
+def test_validate_prints_why_a_source_failed_even_with_q(run_mpetl, tmp_path):
     broken = '[[sources]]\nname = "gone"\npath = "missing.csv"\n'
     config = crm_config(tmp_path, extra_sources=broken)
-    result = mpetl("-q", "validate", "--config", str(config), "--now", NOW)
+    result = run_mpetl("-q", "validate", "--config", str(config), "--now", NOW)
     assert result.returncode == 2
     assert "source gone:" in result.stderr and "missing.csv" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_validate_exits_2_when_every_row_is_rejected(tmp_path):
+def test_validate_exits_2_when_every_row_is_rejected(run_mpetl, tmp_path):
     columns_wrong = ('[sources.columns]\nclient_id = "deal"\ntimestamp = "closed"\ntransaction_id = "deal"\n'
                              'value = "amount"\ncurrency = "cur"\n')
     config = crm_config(tmp_path, columns=columns_wrong)
-    result = mpetl("-q", "validate", "--config", str(config), "--now", NOW)
+    result = run_mpetl("-q", "validate", "--config", str(config), "--now", NOW)
     assert result.returncode == 2
     assert "nothing usable" in result.stderr and "check the mapping" in result.stderr
     assert "column 'deal'" in result.stderr
 
 
-def test_collector_is_a_click_command_with_its_own_options():
-    shown = mpetl("collector", "--help")
+def test_collector_is_a_click_command_with_its_own_options(run_mpetl):
+    shown = run_mpetl("collector", "--help")
     assert shown.returncode == 0
     for option in ("--port", "--data", "--measurement-id", "--fail-rate", "--latency-ms", "--seed"):
         assert option in shown.stdout
-    bad = mpetl("collector", "--port", "abc", "--data", "x", "--measurement-id", "G-X1")
+    bad = run_mpetl("collector", "--port", "abc", "--data", "x", "--measurement-id", "G-X1")
     assert bad.returncode == 2 and "--port" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_nightly_reads_the_same_chunks_as_run(run_mpetl, tmp_path):
+    """`mpetl nightly` once read 100k-row chunks while `run` read 50k (its memory bound): both read 50k."""
+    deals = "cookie,closed,deal,amount,cur,Stage\n" + "".join(
+        f"GA1.1.{1000 + i % 500}.222,2025-01-01 10:00:00,D{i},10,EUR,Closed Won\n" for i in range(60_000))
+    config = crm_config(tmp_path, deals=deals)  # a year before the night: read, counted, never sent
+    chunks = {}
+    for command, extra in (("run", ["--out", str(tmp_path / "run"), "--dry-run"]),
+                           ("nightly", ["--out-root", str(tmp_path / "nightly")])):
+        result = run_mpetl("-v", command, "--config", str(config), "--now", NOW, *extra)
+        lines = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+        chunks[command] = [line["rows"] for line in lines if line["event"] == "chunk_planned"]  # outside_window included
+    assert chunks["run"] == chunks["nightly"] == [50_000, 10_000]

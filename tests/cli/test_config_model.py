@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -120,21 +117,16 @@ def test_relative_paths_resolve_against_base_dir(tmp_path):
     assert config.sources[0].path == tmp_path / "data" / "deals.csv"
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "MP_API_SECRET": "x"}, cwd=REPO)
-
-
-def test_a_config_error_from_the_cli_is_one_line_exit_2(tmp_path):
+def test_a_config_error_from_the_cli_is_one_line_exit_2(run_mpetl, tmp_path):
     path = write(tmp_path, 'timezon = "America/New_York"')
-    result = _cli("validate", "--config", str(path))
+    result = run_mpetl("validate", "--config", str(path))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "did you mean 'timezone'" in result.stderr
 
 
-def test_schema_prints_the_json_schema():
-    result = _cli("schema")
+def test_schema_prints_the_json_schema(run_mpetl):
+    result = run_mpetl("schema")
     assert result.returncode == 0, result.stderr
     schema = json.loads(result.stdout)
     props = schema["properties"]
@@ -146,12 +138,12 @@ def test_schema_prints_the_json_schema():
     assert dest["maximum"] == 256 and dest["minimum"] == 1
 
 
-def test_the_schema_accepts_the_samples_and_refuses_what_the_loader_refuses():
+def test_the_schema_accepts_the_samples_and_refuses_what_the_loader_refuses(run_mpetl):
     import tomllib
 
     import jsonschema
 
-    schema = json.loads(_cli("schema").stdout)
+    schema = json.loads(run_mpetl("schema").stdout)
     samples = tomllib.loads(SAMPLES_CONFIG.read_text())
     jsonschema.validate(samples, schema)  # an editor would show no error on the shipped example
     for broken in ({**samples, "destinaton": {}}, {**samples, "sources": [{**samples["sources"][0], "timezon": "UTC"}]},
@@ -202,12 +194,12 @@ def test_a_password_less_ledger_url_is_accepted(tmp_path):
 
 
 @pytest.mark.parametrize(("extra", "key"), CREDENTIALS[:3], ids=[k for _, k in CREDENTIALS[:3]])
-def test_a_run_with_a_credential_in_a_url_stores_it_nowhere(tmp_path, extra, key):
+def test_a_run_with_a_credential_in_a_url_stores_it_nowhere(run_mpetl, tmp_path, extra, key):
     """Through the CLI: exit 2, one line naming the key; the password is in no file but the config itself
     (the ledger that used to store the endpoint is never opened)."""
     (tmp_path / "deals.csv").write_text("Order,Amount\nA1,1\n")
     config = write(tmp_path, *extra)
-    result = _cli("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run")
+    result = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert f"[{key}]" in result.stderr and PW not in result.stderr + result.stdout
     assert files_containing(tmp_path, PW) == [config]

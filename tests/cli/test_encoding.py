@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from etl.extract.text_file import inspect
-from tests.cli.common import NOW, crm_config, mpetl
+from tests.cli.common import NOW, crm_config
 
 ROWS = "cookie\tclosed\tdeal\tamount\tcur\tStage\r\nGA1.1.111.222\t2026-11-20 10:00:00\tD1\t10\tEUR\tGewonnen – Müller\r\n"
 
@@ -32,19 +32,19 @@ def test_detected_encodings_give_the_true_header(tmp_path, raw, expected):
     assert layout.header[0] in ("cookie", "Заказ")
 
 
-def test_an_excel_unicode_text_export_just_works(tmp_path: Path):
+def test_an_excel_unicode_text_export_just_works(run_mpetl, tmp_path: Path):
     config = crm_config(tmp_path)
     (tmp_path / "deals.csv").write_bytes(codecs.BOM_UTF16_LE + ROWS.encode("utf-16-le"))
-    result = mpetl("validate", "--config", str(config), "--now", NOW)
+    result = run_mpetl("validate", "--config", str(config), "--now", NOW)
     assert result.returncode == 0, result.stderr
     assert orjson.loads(result.stdout.splitlines()[-1])["would_send"] == 1
 
 
 @pytest.mark.parametrize("encoding,words", [("utf-16", "read as utf-16"), ("utf-32", "cannot be read as utf-32")])
-def test_a_wrong_encoding_is_one_line_naming_the_encoding(tmp_path: Path, encoding, words):
+def test_a_wrong_encoding_is_one_line_naming_the_encoding(run_mpetl, tmp_path: Path, encoding, words):
     config = crm_config(tmp_path)
     config.write_text(config.read_text().replace('consent_default = "grant"', f'consent_default = "grant"\nencoding = "{encoding}"'))
     (tmp_path / "deals.csv").write_bytes(ROWS.encode("utf-8"))
-    result = mpetl("-q", "validate", "--config", str(config), "--now", NOW)
+    result = run_mpetl("-q", "validate", "--config", str(config), "--now", NOW)
     assert result.returncode == 2, result.stderr
     assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.common import NOW, crm_config, mpetl
+from tests.cli.common import NOW, crm_config
 
 
 def one_line(result) -> str:
@@ -22,10 +22,10 @@ def one_line(result) -> str:
 
 
 @pytest.fixture
-def sent_once(tmp_path) -> tuple[Path, Path]:
+def sent_once(run_mpetl, tmp_path) -> tuple[Path, Path]:
     """A config whose ledger holds one real run (so a damaged copy is a real ledger's bytes)."""
     config = crm_config(tmp_path)
-    first = mpetl("-q", "run", "--config", str(config), "--out", str(tmp_path / "first"), "--now", NOW)
+    first = run_mpetl("-q", "run", "--config", str(config), "--out", str(tmp_path / "first"), "--now", NOW)
     assert first.returncode == 0, first.stderr
     return config, tmp_path / "state" / "ledger.sqlite"
 
@@ -45,21 +45,21 @@ def _damage(ledger: Path, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["truncated", "corrupt", "garbage"])
 @pytest.mark.parametrize("command", ["run", "dry-run", "validate"])
-def test_a_damaged_ledger_is_one_line_and_never_replaced(sent_once, tmp_path, how, command):
+def test_a_damaged_ledger_is_one_line_and_never_replaced(run_mpetl, sent_once, tmp_path, how, command):
     config, ledger = sent_once
     _damage(ledger, how)
     before = ledger.read_bytes()
     args = {"run": ["run", "--out", str(tmp_path / "o")], "dry-run": ["run", "--dry-run", "--out", str(tmp_path / "o")],
             "validate": ["validate"]}[command]
-    line = one_line(mpetl(*args, "--config", str(config), "--now", NOW))
+    line = one_line(run_mpetl(*args, "--config", str(config), "--now", NOW))
     assert str(ledger) in line and "restore it from a backup" in line
     assert ledger.read_bytes() == before  # not "repaired" into an empty ledger that forgets what was sent
 
 
-def test_a_directory_as_the_ledger(tmp_path):
+def test_a_directory_as_the_ledger(run_mpetl, tmp_path):
     config = crm_config(tmp_path)
     (tmp_path / "state" / "ledger.sqlite").mkdir(parents=True)
-    line = one_line(mpetl("run", "--config", str(config), "--out", str(tmp_path / "o"), "--now", NOW))
+    line = one_line(run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "o"), "--now", NOW))
     assert "is a directory" in line
 
 
@@ -79,28 +79,28 @@ def read_only(path: Path):
         subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
-def test_a_read_only_ledger(sent_once, tmp_path):
+def test_a_read_only_ledger(run_mpetl, sent_once, tmp_path):
     config, ledger = sent_once
     for suffix in ("-wal", "-shm"):
         Path(str(ledger) + suffix).unlink(missing_ok=True)
     with read_only(ledger):
-        line = one_line(mpetl("run", "--config", str(config), "--out", str(tmp_path / "o"), "--now", NOW))
+        line = one_line(run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "o"), "--now", NOW))
     assert str(ledger) in line and ("read-only" in line or "readonly" in line)
 
 
 @pytest.mark.parametrize("out", ["file/sub", "/proc/mpetl-out"])
-def test_an_unwritable_out_folder(tmp_path, out):
+def test_an_unwritable_out_folder(run_mpetl, tmp_path, out):
     config = crm_config(tmp_path)
     (tmp_path / "file").write_text("x")
     target = out if out.startswith("/") else str(tmp_path / out)
-    line = one_line(mpetl("run", "--config", str(config), "--out", target, "--now", NOW))
+    line = one_line(run_mpetl("run", "--config", str(config), "--out", target, "--now", NOW))
     assert "cannot write" in line and "--out" in line
     assert not (tmp_path / "state" / "collector").exists()  # failed before anything was sent
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://[::1", "127.0.0.1:8080", "https://x/?api_secret=s"])
-def test_a_bad_endpoint_url(tmp_path, url):
+def test_a_bad_endpoint_url(run_mpetl, tmp_path, url):
     config = crm_config(tmp_path)
     config.write_text(config.read_text().replace('endpoint = "local"', f'endpoint = "{url}"'))
-    line = one_line(mpetl("run", "--config", str(config), "--out", str(tmp_path / "o"), "--now", NOW))
+    line = one_line(run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "o"), "--now", NOW))
     assert "[destination.endpoint]" in line and "api_secret=s" not in line

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import orjson
 
-from tests.cli.common import NOW, mpetl
+from tests.cli.common import NOW
 
 EXPORT = ("Deal Id;Closed On;Amount (EUR);GA client id;Stage\n"
           "D-1;20.11.2026 10:15;1.234,50;GA1.1.1234567.1700000000;Closed Won\n"
           "D-2;20.11.2026 11:00;99,00;GA1.1.7654321.1700000001;Closed Lost\n")
 
 
-def test_from_a_raw_crm_export_to_a_validated_dry_run(tmp_path):
-    assert mpetl("init", str(tmp_path), "--timezone", "Europe/Berlin").returncode == 0
+def test_from_a_raw_crm_export_to_a_validated_dry_run(run_mpetl, tmp_path):
+    assert run_mpetl("init", str(tmp_path), "--timezone", "Europe/Berlin").returncode == 0
     config = tmp_path / "mpetl.toml"
     (tmp_path / "data" / "closed_deals.csv").write_text(EXPORT, encoding="utf-8")
 
     # 1. The template's mapping does not fit: one line names every missing field, a guess, and the headers.
-    first = mpetl("-q", "validate", "--config", str(config), "--now", NOW)
+    first = run_mpetl("-q", "validate", "--config", str(config), "--now", NOW)
     assert first.returncode == 2
     error = first.stderr.strip()
     assert len(error.splitlines()) == 1
@@ -32,16 +32,16 @@ def test_from_a_raw_crm_export_to_a_validated_dry_run(tmp_path):
                 .replace('# decimal = ","', 'decimal = ","\nthousands = "."\noptions = { currency = "EUR" }')
                 .replace("# [sources.filter]", "[sources.filter]").replace('# Stage = ["Closed Won"]', 'Stage = ["Closed Won"]'))
     config.write_text(text)
-    second = mpetl("-q", "validate", "--config", str(config), "--now", NOW)
+    second = run_mpetl("-q", "validate", "--config", str(config), "--now", NOW)
     assert second.returncode == 2
     assert "nothing usable" in second.stderr and "CONSENT_DENIED" in second.stderr
 
     # 3. The consent policy decided: a clean validation, and the dry run's exact body.
     config.write_text(text.replace('consent_default = "deny" ', 'consent_default = "grant"'))
-    third = mpetl("-q", "validate", "--config", str(config), "--now", NOW)
+    third = run_mpetl("-q", "validate", "--config", str(config), "--now", NOW)
     assert third.returncode == 0, third.stderr
     assert orjson.loads(third.stdout.splitlines()[-1])["would_send"] == 1
-    dry = mpetl("-q", "run", "--dry-run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", NOW)
+    dry = run_mpetl("-q", "run", "--dry-run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", NOW)
     assert dry.returncode == 0, dry.stderr
     body = orjson.loads((tmp_path / "out" / "requests.ndjson").read_bytes().splitlines()[0])
     assert body["events"][0]["params"]["value"] == 1234.5 and body["events"][0]["params"]["currency"] == "EUR"

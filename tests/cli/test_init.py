@@ -8,12 +8,12 @@ import json
 import pytest
 
 from etl.config import load_config
-from tests.cli.common import NOW, mpetl
+from tests.cli.common import NOW
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet", "salesforce", "hubspot", "shopify", "square", "bigquery"])
-def test_init_writes_a_config_that_loads_for_each_kind(tmp_path, kind):
-    result = mpetl("init", str(tmp_path / "job"), "--kind", kind, "--timezone", "America/New_York")
+def test_init_writes_a_config_that_loads_for_each_kind(run_mpetl, tmp_path, kind):
+    result = run_mpetl("init", str(tmp_path / "job"), "--kind", kind, "--timezone", "America/New_York")
     assert result.returncode == 0, result.stderr
     config = load_config(tmp_path / "job" / "mpetl.toml")
     assert (tmp_path / "job" / "mpetl.toml").read_text().startswith("#:schema ./mpetl.schema.json\n")
@@ -26,11 +26,11 @@ def test_init_writes_a_config_that_loads_for_each_kind(tmp_path, kind):
     assert f"DEFAULT_CONFIG = Path({str(tmp_path / 'job' / 'mpetl.toml')!r})" in dag
 
 
-def test_init_then_validate_names_the_missing_export_and_refuses_to_overwrite(tmp_path):
-    assert mpetl("init", str(tmp_path)).returncode == 0
-    check = mpetl("-q", "validate", "--config", str(tmp_path / "mpetl.toml"), "--now", NOW)
+def test_init_then_validate_names_the_missing_export_and_refuses_to_overwrite(run_mpetl, tmp_path):
+    assert run_mpetl("init", str(tmp_path)).returncode == 0
+    check = run_mpetl("-q", "validate", "--config", str(tmp_path / "mpetl.toml"), "--now", NOW)
     assert check.returncode == 2 and "closed_deals.csv" in check.stderr and "file not found" in check.stderr
-    again = mpetl("init", str(tmp_path))
+    again = run_mpetl("init", str(tmp_path))
     assert again.returncode == 2 and "--force" in again.stderr
-    assert mpetl("init", str(tmp_path), "--force", "--kind", "hubspot").returncode == 0
+    assert run_mpetl("init", str(tmp_path), "--force", "--kind", "hubspot").returncode == 0
     assert 'kind = "hubspot"' in (tmp_path / "mpetl.toml").read_text()

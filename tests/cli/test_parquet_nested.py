@@ -6,7 +6,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.cli.common import NOW, mpetl
+from tests.cli.common import NOW
 
 
 def _config(tmp_path, amount_column: str):
@@ -30,16 +30,16 @@ def _config(tmp_path, amount_column: str):
     return path
 
 
-def test_a_list_of_structs_is_read_as_items(tmp_path):
+def test_a_list_of_structs_is_read_as_items(run_mpetl, tmp_path):
     out = tmp_path / "out"
-    result = mpetl("-q", "run", "--dry-run", "--config", str(_config(tmp_path, "amount")), "--out", str(out), "--now", NOW)
+    result = run_mpetl("-q", "run", "--dry-run", "--config", str(_config(tmp_path, "amount")), "--out", str(out), "--now", NOW)
     assert result.returncode == 0, result.stderr
     bodies = [orjson.loads(line) for line in (out / "requests.ndjson").read_bytes().splitlines()]
     items = [e["params"]["items"] for b in bodies for e in b["events"]]
     assert sorted(i[0]["item_id"] for i in items) == ["SKU1", "SKU2"]
 
 
-def test_a_list_mapped_to_a_number_is_a_reject_not_a_traceback(tmp_path):
-    result = mpetl("-q", "validate", "--config", str(_config(tmp_path, "amounts")), "--now", NOW)
+def test_a_list_mapped_to_a_number_is_a_reject_not_a_traceback(run_mpetl, tmp_path):
+    result = run_mpetl("-q", "validate", "--config", str(_config(tmp_path, "amounts")), "--now", NOW)
     assert "Traceback" not in result.stderr
     assert result.returncode == 2 and "column 'amounts' is not a number" in result.stderr

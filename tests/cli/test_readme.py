@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -16,17 +14,16 @@ GLOBAL = {"-v", "--verbose", "-q", "--quiet", "--log-file", "-h", "--help"}
 OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
 
 
-def help_text(*command: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "etl.cli", *command, "--help"], capture_output=True, text=True,
-                            timeout=60, cwd=REPO, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+def help_text(run_mpetl, *command: str) -> str:
+    result = run_mpetl(*command, "--help", env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def help_options(*command: str) -> set[str]:
+def help_options(run_mpetl, *command: str) -> set[str]:
     """Every option click lists under "Options:" (`  -v, --verbose  …`, `  --config FILE  …`)."""
     options: set[str] = set()
-    for line in help_text(*command).split("Options:", 1)[1].splitlines():
+    for line in help_text(run_mpetl, *command).split("Options:", 1)[1].splitlines():
         match = re.match(r"\s{2}(-[\w-]+(?:,\s*-[\w-]+)*)", line)
         if match:
             options.update(o.strip() for o in match.group(1).split(","))
@@ -42,24 +39,24 @@ def readme_commands() -> dict[str, set[str]]:
     return rows
 
 
-def test_readme_lists_exactly_the_commands_of_mpetl_help():
-    listed = help_text().split("Commands:", 1)[1]
+def test_readme_lists_exactly_the_commands_of_mpetl_help(run_mpetl):
+    listed = help_text(run_mpetl).split("Commands:", 1)[1]
     commands = {line.split()[0] for line in listed.splitlines() if line.strip()}
     assert set(readme_commands()) == commands
 
 
 @pytest.mark.parametrize("command", sorted(readme_commands()))
-def test_each_command_row_names_exactly_its_options(command):
+def test_each_command_row_names_exactly_its_options(run_mpetl, command):
     documented = readme_commands()[command]
-    actual = help_options(command) - GLOBAL
+    actual = help_options(run_mpetl, command) - GLOBAL
     assert documented - actual == set(), f"README documents options `mpetl {command}` does not have"
     assert actual - documented == set(), f"`mpetl {command}` has options the README does not mention"
 
 
-def test_global_options_table_matches_the_group_help():
+def test_global_options_table_matches_the_group_help(run_mpetl):
     rows = [line for line in SECTION.splitlines() if re.match(r"\| `-", line)]
     documented = {o for row in rows for o in OPTION.findall(row.split("|")[1])}
-    assert documented == help_options()
+    assert documented == help_options(run_mpetl)
     for command in readme_commands():
         if command != "collector":  # the collector keeps its own options (python -m etl.collector)
-            assert help_options(command) >= GLOBAL, f"-q/-v/--log-file are not accepted after `{command}`"
+            assert help_options(run_mpetl, command) >= GLOBAL, f"-q/-v/--log-file are not accepted after `{command}`"

@@ -11,7 +11,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from etl.reconcile import reconcile
-from tests.cli.common import NOW, crm_config, mpetl
+from tests.cli.common import NOW, crm_config
 from tests.reconcile.builders import Scenario, ids
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "reconciliation.ipynb"
@@ -52,7 +52,7 @@ def test_html_next_step_when_everything_arrived_or_nothing_was_sent(tmp_path):
     assert "Fix the mapping" in (tmp_path / "empty" / "out" / "reconciliation.html").read_text()
 
 
-def test_notebook_shows_the_run_summary_top_reasons_and_next_step(tmp_path):
+def test_notebook_shows_the_run_summary_top_reasons_and_next_step(run_mpetl, tmp_path):
     deals = ("cookie,closed,deal,amount,cur,Stage\n"
              "GA1.1.111.222,2026-11-20 10:00:00,D1,10,EUR,Won\n"
              "not-a-cookie,2026-11-20 11:00:00,D2,12.5,EUR,Won\n"
@@ -60,8 +60,8 @@ def test_notebook_shows_the_run_summary_top_reasons_and_next_step(tmp_path):
              "GA1.1.111.225,2026-11-20 12:00:00,D4,10,EUR,Lost\n")
     config = crm_config(tmp_path, deals=deals, extra_sources='[sources.filter]\nStage = "Won"\n')
     root = tmp_path / "report"
-    assert mpetl("-q", "run", "--config", str(config), "--out", str(root / "run"), "--now", NOW).returncode == 0
-    rec = mpetl("-q", "reconcile", "--config", str(config), "--out", str(root / "reconcile"),
+    assert run_mpetl("-q", "run", "--config", str(config), "--out", str(root / "run"), "--now", NOW).returncode == 0
+    rec = run_mpetl("-q", "reconcile", "--config", str(config), "--out", str(root / "reconcile"),
                 "--since", "2026-11-20", "--until", "2026-11-20", "--now", NOW)
     assert rec.returncode == 0, rec.stdout + rec.stderr
 

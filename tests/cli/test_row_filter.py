@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import orjson
 
-from tests.cli.common import cli_env
-from tests.support import REPO
-
-NOW = "2026-11-21T06:00:00Z"
+from tests.cli.common import NOW
 
 
-def test_filter_rejects_other_rows_naming_the_column_not_the_value(tmp_path):
+def test_filter_rejects_other_rows_naming_the_column_not_the_value(run_mpetl, tmp_path):
     (tmp_path / "deals.csv").write_text(
         "cookie,closed,deal,amount,cur,Stage\n"
         "GA1.1.111.222,2026-11-20 10:00:00,D1,10,EUR,Closed Won\n"
@@ -29,9 +23,7 @@ def test_filter_rejects_other_rows_naming_the_column_not_the_value(tmp_path):
         'currency = "cur"\n[sources.filter]\nStage = ["Closed Won"]\n'
     )
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "etl.cli", "-q", "run", "--config", str(tmp_path / "mpetl.toml"),
-                             "--out", str(out), "--dry-run", "--now", NOW],
-                            capture_output=True, text=True, timeout=120, cwd=REPO, env=cli_env())
+    result = run_mpetl("-q", "run", "--config", str(tmp_path / "mpetl.toml"), "--out", str(out), "--dry-run", "--now", NOW)
     assert result.returncode == 0, result.stderr
     summary = orjson.loads((out / "summary.json").read_bytes())
     assert (summary["rows_in"], summary["sent"], summary["filtered"], summary["rejected"]) == (4, 2, 2, 0)
@@ -44,7 +36,7 @@ def test_filter_rejects_other_rows_naming_the_column_not_the_value(tmp_path):
     assert "Closed Lost" not in (out / "summary.json").read_text()
 
 
-def test_a_missing_filter_column_is_a_source_error(tmp_path):
+def test_a_missing_filter_column_is_a_source_error(run_mpetl, tmp_path):
     (tmp_path / "deals.csv").write_text("cookie,closed,deal\nGA1.1.1.2,2026-11-20,D1\n")
     (tmp_path / "mpetl.toml").write_text(
         '[property]\nmeasurement_id = "G-ABC123"\ntimezone = "UTC"\n'
@@ -53,7 +45,6 @@ def test_a_missing_filter_column_is_a_source_error(tmp_path):
         '[sources.columns]\nclient_id = "cookie"\ntimestamp = "closed"\ntransaction_id = "deal"\n'
         '[sources.filter]\nStage = "Closed Won"\n'
     )
-    result = subprocess.run([sys.executable, "-m", "etl.cli", "validate", "--config", str(tmp_path / "mpetl.toml"),
-                             "--now", NOW], capture_output=True, text=True, timeout=120, cwd=REPO, env=cli_env())
+    result = run_mpetl("validate", "--config", str(tmp_path / "mpetl.toml"), "--now", NOW)
     assert result.returncode == 2
     assert "Stage" in result.stderr

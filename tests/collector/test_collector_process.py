@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from etl.collector import read_store, spawn_collector
+from etl.collector import FaultOptions, read_store, spawn_collector
 
 
 def test_spawned_collector_serves_and_is_stopped(tmp_path, build) -> None:
@@ -36,7 +36,8 @@ def test_spawned_collector_serves_and_is_stopped(tmp_path, build) -> None:
 
 
 def test_process_log_has_access_lines_but_never_the_secret(tmp_path, build) -> None:
-    with spawn_collector(tmp_path, measurement_id=build.MEASUREMENT_ID, api_secret=build.API_SECRET, now=build.NOW, drop_rate=0.5) as collector:
+    with spawn_collector(tmp_path, measurement_id=build.MEASUREMENT_ID, api_secret=build.API_SECRET, now=build.NOW,
+                         faults=FaultOptions(drop_rate=0.5)) as collector:
         for secret in (build.API_SECRET, "a-wrong-secret"):
             for path in ("/mp/collect", "/debug/mp/collect", "/nowhere"):
                 httpx.post(f"{collector.url}{path}", params={"api_secret": secret, "measurement_id": "G-X"}, content=b"{}")

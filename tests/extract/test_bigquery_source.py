@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -26,7 +24,7 @@ from etl.config import SourceConfig
 from etl.errors import SourceError
 from etl.extract import iter_source_chunks
 from tests.reconcile.conftest import EMULATOR_PROJECT, bigquery_emulator  # noqa: F401  (the session fixture)
-from tests.support import dump_toml, pinned_clock_env
+from tests.support import dump_toml
 
 NOW = "2026-11-21T06:00:00Z"
 BASE = dt.datetime(2026, 11, 18, 8, 0, tzinfo=dt.UTC)
@@ -127,11 +125,10 @@ def _sources(w: dict) -> list[dict]:
     ]
 
 
-def _run(config: Path, out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
-    # The night of NOW, simulated by the process clock (an event's age is the wall clock's, never --now).
-    env = pinned_clock_env({k: v for k, v in os.environ.items() if k != "MP_API_SECRET"}, NOW)
-    result = subprocess.run([sys.executable, "-m", "etl.cli", "run", "--config", str(config), "--out", str(out),
-                             "--dry-run", "--now", NOW, *args], capture_output=True, text=True, env=env, timeout=240)
+def _run(run_mpetl, config: Path, out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    # The night of NOW, simulated by the wall clock (an event's age is the wall clock's, never --now).
+    result = run_mpetl("run", "--config", str(config), "--out", str(out), "--dry-run", "--now", NOW, *args,
+                       env={"MP_API_SECRET": None}, clock=NOW)
     summary = orjson.loads((out / "summary.json").read_bytes()) if (out / "summary.json").exists() else {}
     return result, summary
 
@@ -152,11 +149,11 @@ def _balanced(s: dict) -> bool:
     return Buckets.from_summary(s, where="summary.json").balanced()
 
 
-def test_table_and_query_produce_the_same_events_as_the_csv(tmp_path, warehouse):
+def test_table_and_query_produce_the_same_events_as_the_csv(run_mpetl, tmp_path, warehouse):
     config = _config(tmp_path, _sources(warehouse))
     results = {}
     for name in ("csv", "bq_table", "bq_query"):
-        result, summary = _run(config, tmp_path / name, "--source", name)
+        result, summary = _run(run_mpetl, config, tmp_path / name, "--source", name)
         assert result.returncode == 0, result.stderr
         assert _balanced(summary)
         results[name] = (summary["sources"][name], _events(tmp_path / name))
@@ -169,11 +166,11 @@ def test_table_and_query_produce_the_same_events_as_the_csv(tmp_path, warehouse)
                {k: csv_tally[k] for k in ("rows_in", "rejected", "deferred", "reject_codes")}, name
 
 
-def test_since_until_is_a_where_in_the_sql_and_rows_outside_are_not_read(tmp_path, warehouse):
+def test_since_until_is_a_where_in_the_sql_and_rows_outside_are_not_read(run_mpetl, tmp_path, warehouse):
     since, until = "2026-11-19T00:00:00Z", "2026-11-20T12:00:00Z"
     config = _config(tmp_path, _sources(warehouse))
-    csv_run, csv_summary = _run(config, tmp_path / "csv", "--source", "csv", "--since", since, "--until", until)
-    bq_run, bq_summary = _run(config, tmp_path / "bq", "--source", "bq_table", "--since", since, "--until", until)
+    csv_run, csv_summary = _run(run_mpetl, config, tmp_path / "csv", "--source", "csv", "--since", since, "--until", until)
+    bq_run, bq_summary = _run(run_mpetl, config, tmp_path / "bq", "--source", "bq_table", "--since", since, "--until", until)
     assert csv_run.returncode == bq_run.returncode == 0, bq_run.stderr
     low, high = dt.datetime(2026, 11, 19, tzinfo=dt.UTC), dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
     inside = [i for i in range(N_ROWS) if i != NULL_TS_ROW and low <= BASE + dt.timedelta(hours=3 * i) < high]
@@ -197,7 +194,7 @@ def test_since_until_is_a_where_in_the_sql_and_rows_outside_are_not_read(tmp_pat
     assert (read["method"], read["window_pushed_down"]) == ("query", True)
 
 
-def test_missing_table_or_column_is_one_line_exit_2_and_other_sources_go_on(tmp_path, warehouse):
+def test_missing_table_or_column_is_one_line_exit_2_and_other_sources_go_on(run_mpetl, tmp_path, warehouse):
     bq = {"kind": "bigquery", "project": EMULATOR_PROJECT, "api_endpoint": warehouse["endpoint"]}
     sources = [
         {"name": "no_table", **bq, "table": f"{EMULATOR_PROJECT}.{warehouse['dataset']}.missing"},
@@ -205,7 +202,7 @@ def test_missing_table_or_column_is_one_line_exit_2_and_other_sources_go_on(tmp_
         {"name": "bad_query", **bq, "query": f"SELECT nope FROM `{warehouse['table']}`"},
         {"name": "csv", "kind": "csv", "path": str(warehouse["csv"])},
     ]
-    result, summary = _run(_config(tmp_path, sources), tmp_path / "out")
+    result, summary = _run(run_mpetl, _config(tmp_path, sources), tmp_path / "out")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
     errors = {e["source"]: e["error"] for e in summary["source_errors"]}
@@ -302,11 +299,9 @@ def test_bad_identifiers_never_reach_the_sql(warehouse):
 
 
 
-def test_sources_preview_shows_the_schema_and_the_first_events(tmp_path, warehouse):
+def test_sources_preview_shows_the_schema_and_the_first_events(run_mpetl, tmp_path, warehouse):
     config = _config(tmp_path, _sources(warehouse)[1:])
-    env = pinned_clock_env({k: v for k, v in os.environ.items() if k != "MP_API_SECRET"}, NOW)
-    result = subprocess.run([sys.executable, "-m", "etl.cli", "sources", "--config", str(config), "-n", "3",
-                             "--now", NOW], capture_output=True, text=True, env=env, timeout=240)
+    result = run_mpetl("sources", "--config", str(config), "-n", "3", "--now", NOW, env={"MP_API_SECRET": None}, clock=NOW)
     assert result.returncode == 0, result.stderr
     decoder, text, previews, at = json.JSONDecoder(), result.stdout, [], 0
     while text[at:].strip():  # one indented JSON object per source

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -84,7 +81,7 @@ def test_square_value_is_net_sales_and_tax_its_own_param(write):
     assert frame["param.tax"].tolist() == ["0.49", "0.49"]  # a refund's tax is positive, like its value
 
 
-def test_validate_and_sources_never_print_cell_values(tmp_path):
+def test_validate_and_sources_never_print_cell_values(run_mpetl, tmp_path):
     csv = tmp_path / "deals.csv"
     csv.write_text(
         "Opportunity ID,Close Date,Amount,Stage,GA Client ID\n"
@@ -125,11 +122,10 @@ currency = "currency"
 client_id = "cid"
 event_name = "Event"
 """)
-    env = {**os.environ, "MP_API_SECRET": "s"}
     outputs = []
     for args in (["validate", "--config", str(config), "--now", "2026-11-21T06:00:00Z", "--out", str(tmp_path / "v")],
                  ["sources", "--config", str(config), "--now", "2026-11-21T06:00:00Z"]):
-        done = subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+        done = run_mpetl(*args, env={"MP_API_SECRET": "s"})
         # Every row of both sources is rejected on purpose: validate says so with exit 2 ("nothing usable").
         assert done.returncode == (2 if args[0] == "validate" else 0), done.stderr
         outputs.append(done.stdout + done.stderr)

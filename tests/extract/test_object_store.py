@@ -12,8 +12,6 @@ import importlib.util
 import io
 import os
 import socket
-import subprocess
-import sys
 import tomllib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -25,13 +23,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
 from etl.accounting import Buckets
 from etl.config import load_config
 from etl.errors import SourceError
 from tests.extract.conftest import SAMPLES, read_all, source
-from tests.support import SAMPLES_CONFIG, SAMPLES_NOW, dump_toml, pinned_clock_env
+from tests.support import SAMPLES_CONFIG, SAMPLES_NOW, dump_toml
 
 GENERIC = SAMPLES / "generic" / "closed_deals.csv"
 
@@ -165,18 +162,12 @@ def _requests(out: Path) -> list[bytes]:
     return lines
 
 
-def _mpetl(*args: str) -> subprocess.CompletedProcess:
-    env = pinned_clock_env({k: v for k, v in os.environ.items() if k != "MP_API_SECRET"})  # the samples' night
-    return subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=240)
-
-
-def test_file_url_runs_end_to_end_like_the_local_path(tmp_path):
+def test_file_url_runs_end_to_end_like_the_local_path(run_mpetl, tmp_path):
     runs = {}
     for name, path in (("local", str(GENERIC)), ("url", GENERIC.as_uri())):
         out = tmp_path / name
-        result = _mpetl("run", "--config", str(_config(tmp_path, path)), "--out", str(out), "--dry-run",
-                        "--now", SAMPLES_NOW)
+        result = run_mpetl("run", "--config", str(_config(tmp_path, path)), "--out", str(out), "--dry-run",
+                           "--now", SAMPLES_NOW, env={"MP_API_SECRET": None}, clock=SAMPLES_NOW)
         assert result.returncode == 0, result.stderr
         runs[name] = (orjson.loads((out / "summary.json").read_bytes()), _requests(out))
     (local, local_requests), (url, url_requests) = runs["local"], runs["url"]
@@ -185,11 +176,9 @@ def test_file_url_runs_end_to_end_like_the_local_path(tmp_path):
         assert url[key] == local[key], key
 
 
-def test_memory_url_runs_end_to_end_through_the_cli(tmp_path):
+def test_memory_url_runs_end_to_end_through_the_cli(run_mpetl, tmp_path):
     """In-process (a memory:// store lives in this process), through the same CLI entry point, on rows
     timed in the last day by the real clock (an event's age is the wall clock's; this process's is real)."""
-    from etl.cli import main
-
     now = datetime.now(UTC)
     lines = ["deal_id,closed_at,amount,ga_client,consent"]
     lines += [f"M{i},{(now - timedelta(hours=1 + i)):%Y-%m-%dT%H:%M:%SZ},12.50,{100 + i}.{1700000000 + i},yes"
@@ -203,9 +192,8 @@ def test_memory_url_runs_end_to_end_through_the_cli(tmp_path):
     runs = {}
     for name, path in (("local", str(tmp_path / "deals.csv")), ("memory", url)):
         out = tmp_path / name
-        result = CliRunner().invoke(main, ["run", "--config", str(_config(tmp_path, path, **mapping)), "--out",
-                                           str(out), "--dry-run"])
-        assert result.exit_code == 0, result.output
+        result = run_mpetl("run", "--config", str(_config(tmp_path, path, **mapping)), "--out", str(out), "--dry-run")
+        assert result.returncode == 0, result.stderr
         summary = orjson.loads((out / "summary.json").read_bytes())
         assert Buckets.from_summary(summary, where="summary.json").balanced()
         runs[name] = (summary, _requests(out))
@@ -232,22 +220,21 @@ def s3_server():
         server.stop()
 
 
-def test_s3_url_runs_end_to_end_like_the_local_path(tmp_path, s3_server):
+def test_s3_url_runs_end_to_end_like_the_local_path(run_mpetl, tmp_path, s3_server):
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=s3_server["AWS_ENDPOINT_URL"], region_name="us-east-1",
                       aws_access_key_id="testing", aws_secret_access_key="testing")
     s3.create_bucket(Bucket="crm-exports")
     s3.put_object(Bucket="crm-exports", Key="nightly/closed_deals.csv.gz", Body=gzip.compress(GENERIC.read_bytes()))
-    env = pinned_clock_env({k: v for k, v in os.environ.items()
-                            if k != "MP_API_SECRET" and not k.startswith("AWS_")} | s3_server)
+    # A process per run: s3fs caches a filesystem per process, and its endpoint comes from the environment.
+    env = {k: None for k in os.environ if k == "MP_API_SECRET" or k.startswith("AWS_")} | s3_server
     runs = {}
     for name, path in (("local", str(GENERIC)), ("s3", "s3://crm-exports/nightly/closed_deals.csv.gz"),
                        ("missing", "s3://crm-exports/nightly/nope.csv")):
         out = tmp_path / name
-        result = subprocess.run([sys.executable, "-m", "etl.cli", "run", "--config", str(_config(tmp_path, path)),
-                                 "--out", str(out), "--dry-run", "--now", SAMPLES_NOW],
-                                capture_output=True, text=True, env=env, timeout=240)
+        result = run_mpetl("run", "--config", str(_config(tmp_path, path)), "--out", str(out), "--dry-run",
+                           "--now", SAMPLES_NOW, env=env, clock=SAMPLES_NOW, process=True)
         runs[name] = (result, orjson.loads((out / "summary.json").read_bytes()))
     assert runs["local"][0].returncode == runs["s3"][0].returncode == 0, runs["s3"][0].stderr
     assert _requests(tmp_path / "s3") == _requests(tmp_path / "local") != []

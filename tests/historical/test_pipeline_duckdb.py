@@ -174,11 +174,7 @@ def test_personal_data_in_a_deferred_row_never_reaches_the_historical_store(tmp_
     assert all(t.encode() in written for t in tids[1:])
 
 
-def test_a_failed_write_is_reported_and_mpetl_historical_writes_that_run_once(tmp_path, secret):
-    from click.testing import CliRunner
-
-    from etl.cli import main
-
+def test_a_failed_write_is_reported_and_mpetl_historical_writes_that_run_once(run_mpetl, tmp_path, secret):
     csv_path = tmp_path / "orders.csv"
     old = write_orders(csv_path, prefix="OLD", clients=2, per_client=2, hours_ago=120.0, now=WALL - dt.timedelta(hours=4))
     blocker = tmp_path / "not-a-folder"
@@ -195,12 +191,12 @@ def test_a_failed_write_is_reported_and_mpetl_historical_writes_that_run_once(tm
     fixed = config_for(tmp_path, [generic_source(csv_path)], endpoint=DOWN,
                        historical={"table": "historical", "path": str(hist)})
     for _ in range(2):
-        result = CliRunner().invoke(main, ["-q", "historical", "--config", str(fixed), "--run-id", s["run_id"]])
-        assert result.exit_code == 0, result.output
+        result = run_mpetl("-q", "historical", "--config", str(fixed), "--run-id", s["run_id"])
+        assert result.returncode == 0, result.stderr
         assert orjson.loads(result.stdout)["rows"] == len(old)
     (tmp_path / "empty-store").mkdir()
     rows = union_rows(tmp_path / "empty-store", hist)
     assert sorted(r["transaction_id"] for r in rows) == sorted(old)  # written twice, stored once
 
-    unknown = CliRunner().invoke(main, ["-q", "historical", "--config", str(fixed), "--run-id", "nope"])
-    assert unknown.exit_code == 2 and "no run 'nope'" in unknown.stderr
+    unknown = run_mpetl("-q", "historical", "--config", str(fixed), "--run-id", "nope")
+    assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr

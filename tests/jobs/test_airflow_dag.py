@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from etl.collector import spawn_collector
+from etl.collector import FaultOptions, spawn_collector
 from etl.load import open_ledger
 from tests.reconcile.builders import export_row, write_store
 from tests.support import REPO, SAMPLES_CONFIG, SAMPLES_NOW, files_containing, pinned_clock_env, samples_config
@@ -199,7 +199,7 @@ def test_a_run_that_does_not_reconcile_fails_the_reconcile_task(tmp_path):
     day = (pinned.date() - timedelta(days=1)).strftime("%Y%m%d")
     write_store(tmp_path / "store", [export_row("WEB-1", day, run_marker=None)])
     with spawn_collector(tmp_path / "store", measurement_id="G-K7QW2ZP9LM", api_secret=SECRET,
-                         timezone="Europe/London", now=pinned, drop_rate=1.0) as collector:
+                         timezone="Europe/London", now=pinned, faults=FaultOptions(drop_rate=1.0)) as collector:
         box = AirflowSandbox(tmp_path, endpoint=collector.url, store=collector.data_dir)
         box.env["MPETL_EXPORT_WAIT_MINUTES"] = "0"  # a remote endpoint waits 4 h for the export by default
         # This time the secret is an Airflow connection's password, the other supported home for it.

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from etl.collector import read_store, spawn_collector
+from etl.collector import FaultOptions, read_store, spawn_collector
 from etl.load import open_ledger
 from tests.reconcile.builders import export_row, write_store
 from tests.support import REPO, SAMPLES_NOW, files_containing, pinned_clock_env, samples_config
@@ -85,7 +85,7 @@ def test_second_nightly_refuses_to_start_while_the_first_runs(tmp_path):
     # A slow endpoint (3 s a request) keeps the first run busy while the second one starts.
     zone = "America/New_York"  # also checks that "yesterday" is the property's day, not UTC's
     with spawn_collector(tmp_path / "store", measurement_id=MID, api_secret=SECRET, timezone=zone, now=PINNED,
-                         latency_ms=3000) as collector:
+                         faults=FaultOptions(latency_ms=3000)) as collector:
         config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir,
                                 property={"timezone": zone})
         out = tmp_path / "out"
@@ -123,7 +123,7 @@ def test_exit_code_is_the_worst_of_run_and_reconcile(tmp_path):
     day, _, _ = yesterday_window("Europe/London")
     write_store(tmp_path / "store", [export_row("WEB-1", day.replace("-", ""), run_marker=None)])
     with spawn_collector(tmp_path / "store", measurement_id=MID, api_secret=SECRET, timezone="Europe/London",
-                         now=PINNED, drop_rate=1.0) as collector:
+                         now=PINNED, faults=FaultOptions(drop_rate=1.0)) as collector:
         config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
         result = nightly(config, tmp_path / "out")
     assert result.returncode == 3, result.stderr[-2000:]

@@ -9,7 +9,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from etl.collector import CollectorServer, read_store
+from etl.collector import CollectorServer, FaultOptions, read_store
 from etl.load import HttpTransport, Ledger, OutboxTransport, RetryPolicy, SendSettings, send_pending
 from etl.load.sender import check_minimal
 from etl.policy import PrivacyViolation
@@ -53,8 +53,8 @@ def _send(ledger, server_url, concurrency=8, policy=FAST, **kw):
 
 
 def test_every_event_arrives_exactly_once_through_5xx_and_429(tmp_path, make_ledger):
-    with CollectorServer(tmp_path / "store", measurement_id=MID, api_secret=SECRET, now=NOW, fail_rate=0.2,
-                         throttle_rate=0.1, latency_ms=5, latency_jitter_ms=20, seed=3) as server, \
+    with CollectorServer(tmp_path / "store", measurement_id=MID, api_secret=SECRET, now=NOW, faults=FaultOptions(
+                         fail_rate=0.2, throttle_rate=0.1, latency_ms=5, latency_jitter_ms=20, seed=3)) as server, \
             make_ledger() as ledger:
         keys = _plan(ledger, 300)
         stats = _send(ledger, server.url, policy=RetryPolicy(max_attempts=10, base_s=0.01, max_s=0.05))
@@ -67,8 +67,8 @@ def test_every_event_arrives_exactly_once_through_5xx_and_429(tmp_path, make_led
 
 
 def test_a_lost_answer_may_duplicate_and_is_flagged(tmp_path, make_ledger):
-    with CollectorServer(tmp_path / "store", measurement_id=MID, api_secret=SECRET, now=NOW, reset_rate=0.3,
-                         seed=5) as server, make_ledger() as ledger:
+    with CollectorServer(tmp_path / "store", measurement_id=MID, api_secret=SECRET, now=NOW,
+                         faults=FaultOptions(reset_rate=0.3, seed=5)) as server, make_ledger() as ledger:
         _plan(ledger, 200)
         stats = _send(ledger, server.url)
         sent = ledger.for_reconcile(run_id="r1")

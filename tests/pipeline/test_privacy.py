@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from collections import Counter, defaultdict
 
 import orjson
+import pytest
 
 from etl.collector import spawn_collector
-from tests.support import REPO, SAMPLES_NOW, pinned_clock_env, samples_config
+from tests.support import REPO, SAMPLES_NOW, samples_config
 
 SECRET = "secret-privacy-5e2"
 
 
-def mpetl(*args: str) -> subprocess.CompletedProcess:
-    env = pinned_clock_env({**os.environ, "MP_API_SECRET": SECRET})
-    return subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True, env=env, timeout=240)
+@pytest.fixture
+def run_mpetl(run_mpetl):
+    """This module's secret, on the samples' night."""
+    return run_mpetl.using(env={"MP_API_SECRET": SECRET}, clock=SAMPLES_NOW)
 
 
 def bodies(out) -> list[dict]:
     return [orjson.loads(x) for x in (out / "requests.ndjson").read_bytes().splitlines()]
 
 
-def test_manifest_is_exactly_what_the_requests_hold(tmp_path):
+def test_manifest_is_exactly_what_the_requests_hold(run_mpetl, tmp_path):
     config = samples_config(tmp_path, endpoint="http://127.0.0.1:9")
-    result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", SAMPLES_NOW)
+    result = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", SAMPLES_NOW)
     assert result.returncode == 0, result.stderr
     manifest = orjson.loads((tmp_path / "out" / "privacy_manifest.json").read_bytes())
     # Derived independently, from the bytes that would leave.
@@ -51,9 +50,9 @@ def test_manifest_is_exactly_what_the_requests_hold(tmp_path):
     assert manifest["detectors_fired"].get("email", 0) >= 1
 
 
-def test_denied_and_unknown_consent_never_leaves(tmp_path):
+def test_denied_and_unknown_consent_never_leaves(run_mpetl, tmp_path):
     config = samples_config(tmp_path, endpoint="http://127.0.0.1:9")
-    mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", SAMPLES_NOW)
+    run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", SAMPLES_NOW)
     sent_ids = {e["params"]["transaction_id"] for b in bodies(tmp_path / "out") for e in b["events"]}
     rows = list(csv.DictReader((REPO / "data/samples/crm/salesforce_opportunities.csv").open(encoding="utf-8-sig")))
     no_consent = {r["Opportunity ID"] for r in rows
@@ -71,7 +70,7 @@ def test_denied_and_unknown_consent_never_leaves(tmp_path):
     assert all("'Analytics_Consent__c'" in f["reason"] for f in consent.values())
 
 
-def test_the_consent_object_matches_each_row(tmp_path):
+def test_the_consent_object_matches_each_row(run_mpetl, tmp_path):
     data = tmp_path / "deals.csv"
     data.write_text(
         "id,cookie,closed,amount,cur,analytics,ad_data,ad_pers\n"
@@ -87,7 +86,7 @@ def test_the_consent_object_matches_each_row(tmp_path):
                     "currency": "cur", "consent_analytics": "analytics", "ad_user_data": "ad_data",
                     "ad_personalization": "ad_pers"},
     }])
-    result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", SAMPLES_NOW)
+    result = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", SAMPLES_NOW)
     assert result.returncode == 0, result.stderr
     consent = {b["events"][0]["params"]["transaction_id"]: b.get("consent") for b in bodies(tmp_path / "out")}
     assert consent == {
@@ -97,12 +96,12 @@ def test_the_consent_object_matches_each_row(tmp_path):
     }
 
 
-def test_a_param_outside_the_allowlist_stops_the_run_before_the_first_request(tmp_path):
+def test_a_param_outside_the_allowlist_stops_the_run_before_the_first_request(run_mpetl, tmp_path):
     with spawn_collector(tmp_path / "store", measurement_id="G-K7QW2ZP9LM", api_secret=SECRET) as server:
         config = samples_config(tmp_path, endpoint=server.url, store=tmp_path / "store")
         text = config.read_text().replace('name = "salesforce"', 'name = "salesforce"\nparams = { customer_email = "Contact Email" }', 1)
         config.write_text(text)
-        result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
+        result = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
         requests = server.stats()["requests"]
     assert result.returncode == 2
     assert "customer_email" in result.stderr and "allowlist" in result.stderr

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from datetime import datetime
 
 import orjson
 import pytest
 
-from etl.collector import read_store, spawn_collector
+from etl.collector import FaultOptions, read_store, spawn_collector
 from etl.load import open_ledger
-from tests.support import SAMPLES_NOW, files_containing, ledger_location, pinned_clock_env, samples_config
+from tests.support import SAMPLES_NOW, files_containing, ledger_location, samples_config
 
 # The whole module runs once per ledger backend: SQLite, then PostgreSQL (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("ledger_backend")
@@ -23,12 +20,10 @@ MID = "G-K7QW2ZP9LM"
 PINNED = datetime.fromisoformat(SAMPLES_NOW.replace("Z", "+00:00"))
 
 
-def mpetl(*args: str, secret: str | None = SECRET) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MP_API_SECRET"}
-    if secret:
-        env["MP_API_SECRET"] = secret
-    return subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True, env=pinned_clock_env(env),
-                          timeout=240)
+@pytest.fixture
+def run_mpetl(run_mpetl):
+    """This module's secret, on the samples' night."""
+    return run_mpetl.using(env={"MP_API_SECRET": SECRET}, clock=SAMPLES_NOW)
 
 
 def summary(out) -> dict:
@@ -49,9 +44,9 @@ def collector(tmp_path):
         yield server
 
 
-def test_run_sends_every_planned_event_and_accounts_for_every_row(tmp_path, collector):
+def test_run_sends_every_planned_event_and_accounts_for_every_row(run_mpetl, tmp_path, collector):
     config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
-    result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
+    result = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
     assert result.returncode == 0, result.stderr
     s = summary(tmp_path / "out")
     assert s["rows_in"] == (s["sent"] + s["filtered"] + s["rejected"] + s["duplicate"] + s["deferred"] + s["expired"]
@@ -73,10 +68,10 @@ def test_run_sends_every_planned_event_and_accounts_for_every_row(tmp_path, coll
     assert len((tmp_path / "out" / "deferred.csv").read_text().splitlines()) == s["deferred"] + 1
 
 
-def test_a_rerun_sends_nothing_new(tmp_path, collector):
+def test_a_rerun_sends_nothing_new(run_mpetl, tmp_path, collector):
     config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
-    first = mpetl("run", "--config", str(config), "--out", str(tmp_path / "a"), "--now", SAMPLES_NOW)
-    second = mpetl("run", "--config", str(config), "--out", str(tmp_path / "b"), "--now", SAMPLES_NOW)
+    first = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "a"), "--now", SAMPLES_NOW)
+    second = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "b"), "--now", SAMPLES_NOW)
     assert first.returncode == second.returncode == 0
     a, b = summary(tmp_path / "a"), summary(tmp_path / "b")
     assert b["sent"] == 0
@@ -86,47 +81,47 @@ def test_a_rerun_sends_nothing_new(tmp_path, collector):
     assert len(stored_transaction_ids(collector.data_dir)) == a["sent"]
 
 
-def test_dry_run_writes_exact_bodies_and_leaves_the_ledger_alone(tmp_path, collector):
+def test_dry_run_writes_exact_bodies_and_leaves_the_ledger_alone(run_mpetl, tmp_path, collector):
     config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
-    dry = mpetl("run", "--config", str(config), "--out", str(tmp_path / "dry"), "--dry-run", "--now", SAMPLES_NOW,
-                secret=None)
+    dry = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "dry"), "--dry-run", "--now", SAMPLES_NOW,
+                env={"MP_API_SECRET": None})
     assert dry.returncode == 0, dry.stderr
     bodies = [orjson.loads(x) for x in (tmp_path / "dry" / "requests.ndjson").read_bytes().splitlines()]
     assert sum(len(b["events"]) for b in bodies) == summary(tmp_path / "dry")["sent"]
     assert collector.stats()["requests"] == 0
-    real = mpetl("run", "--config", str(config), "--out", str(tmp_path / "real"), "--now", SAMPLES_NOW)
+    real = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "real"), "--now", SAMPLES_NOW)
     assert real.returncode == 0
     assert summary(tmp_path / "real")["sent"] == summary(tmp_path / "dry")["sent"]
 
 
-def test_the_secret_never_lands_in_outputs_state_or_logs(tmp_path, collector):
+def test_the_secret_never_lands_in_outputs_state_or_logs(run_mpetl, tmp_path, collector):
     config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
-    runs = [mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW),
-            mpetl("-v", "run", "--config", str(config), "--out", str(tmp_path / "dry"), "--dry-run", "--now", SAMPLES_NOW)]
+    runs = [run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW),
+            run_mpetl("-v", "run", "--config", str(config), "--out", str(tmp_path / "dry"), "--dry-run", "--now", SAMPLES_NOW)]
     for r in runs:
         assert SECRET not in r.stdout + r.stderr
     assert files_containing(tmp_path, SECRET) == []  # ledger, outputs, collector store: none holds it
 
 
-def test_missing_secret_is_a_config_error_naming_the_fix(tmp_path, collector):
+def test_missing_secret_is_a_config_error_naming_the_fix(run_mpetl, tmp_path, collector):
     config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
-    result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), secret=None)
+    result = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), env={"MP_API_SECRET": None})
     assert result.returncode == 2
     assert "MP_API_SECRET" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_config_errors_name_file_key_and_expectation(tmp_path):
+def test_config_errors_name_file_key_and_expectation(run_mpetl, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[property]\nmeasurement_id = "G-1"\ntimezone = "Mars/Olympus"\n')
-    result = mpetl("run", "--config", str(bad), "--out", str(tmp_path / "o"))
+    result = run_mpetl("run", "--config", str(bad), "--out", str(tmp_path / "o"))
     assert result.returncode == 2
     assert "bad.toml" in result.stderr and "property.timezone" in result.stderr and "IANA" in result.stderr
     bad.write_text('[property]\nmeasurement_id = "G-1"\ntimezone = "UTC"\n[destination]\napi_secret = "x"\n')
-    result = mpetl("run", "--config", str(bad), "--out", str(tmp_path / "o"))
+    result = run_mpetl("run", "--config", str(bad), "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "must not be in the config file" in result.stderr
 
 
-def test_an_unreadable_source_is_reported_and_the_others_still_go(tmp_path, collector):
+def test_an_unreadable_source_is_reported_and_the_others_still_go(run_mpetl, tmp_path, collector):
     broken = tmp_path / "broken.csv"
     broken.write_text("order;when\n1;2026-11-20\n")
     config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
@@ -135,7 +130,7 @@ def test_an_unreadable_source_is_reported_and_the_others_still_go(tmp_path, coll
         '[sources.columns]\ntransaction_id = "order"\ntimestamp = "when"\nclient_id = "ga_cookie"\n'
     )
     config.write_text(text)
-    result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
+    result = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
     assert result.returncode == 2
     s = summary(tmp_path / "out")
     assert s["sent"] > 100 and "broken" not in s["sources"]
@@ -143,13 +138,13 @@ def test_an_unreadable_source_is_reported_and_the_others_still_go(tmp_path, coll
     assert error["source"] == "broken" and "broken.csv" in error["error"] and "ga_cookie" in error["error"]
 
 
-def test_reconcile_names_exactly_the_transactions_the_endpoint_dropped(tmp_path):
+def test_reconcile_names_exactly_the_transactions_the_endpoint_dropped(run_mpetl, tmp_path):
     store = tmp_path / "store"
     with spawn_collector(store, measurement_id=MID, api_secret=SECRET, timezone="Europe/London", now=PINNED,
-                         drop_rate=0.15, seed=11) as server:
+                         faults=FaultOptions(drop_rate=0.15, seed=11)) as server:
         config = samples_config(tmp_path, endpoint=server.url, store=store,
                                 reconcile={"backend": "duckdb", "provisional_hours": 0})
-        run = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
+        run = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
         assert run.returncode == 0  # GA answers 2xx to what it drops: the sender cannot know
         assert server.stats()["dropped"]["injected_drop"] > 0
     with open_ledger(ledger_location(tmp_path), read_only=True) as ledger:
@@ -160,7 +155,7 @@ def test_reconcile_names_exactly_the_transactions_the_endpoint_dropped(tmp_path)
     arrived = set(stored_transaction_ids(store))
     dropped = sent - arrived
     assert dropped
-    rec = mpetl("reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--since", "2026-11-17",
+    rec = run_mpetl("reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--since", "2026-11-17",
                 "--until", "2026-11-20", "--now", "2026-11-25T00:00:00Z")
     assert rec.returncode == 3, rec.stdout + rec.stderr
     missing = {(r["event_name"], r["transaction_id"].lstrip("'"))
@@ -171,13 +166,13 @@ def test_reconcile_names_exactly_the_transactions_the_endpoint_dropped(tmp_path)
     assert report["verdict"] == "not_reconciled"
 
 
-def test_an_unknown_source_name_is_a_config_error(tmp_path):
+def test_an_unknown_source_name_is_a_config_error(run_mpetl, tmp_path):
     config = samples_config(tmp_path, endpoint="http://127.0.0.1:9")
-    result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--source", "hubspto")
+    result = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--source", "hubspto")
     assert result.returncode == 2 and "hubspto" in result.stderr and "hubspot" in result.stderr
 
 
-def test_a_source_broken_deep_in_the_file_leaves_nothing_behind(tmp_path, collector):
+def test_a_source_broken_deep_in_the_file_leaves_nothing_behind(run_mpetl, tmp_path, collector):
     good = "\n".join(f"D{i},GA1.1.{1000 + i}.1700000000,2026-11-20 10:00,12.5,EUR" for i in range(180_000))
     path = tmp_path / "deep.csv"
     # A rejected row first (written to rejects.ndjson in the first chunk), a row with too many fields
@@ -188,7 +183,7 @@ def test_a_source_broken_deep_in_the_file_leaves_nothing_behind(tmp_path, collec
         "name": "deep", "kind": "csv", "path": str(path), "consent_default": "grant",
         "columns": {"transaction_id": "id", "client_id": "cookie", "timestamp": "closed", "value": "amount",
                     "currency": "cur"}}])
-    result = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW,
+    result = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW,
                    "--chunk-rows", "1000")
     assert result.returncode == 2
     s = summary(tmp_path / "out")

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from datetime import datetime, timedelta
 
 import orjson
+import pytest
 
 from etl.collector import read_store, spawn_collector
-from tests.support import SAMPLES_NOW, pinned_clock_env, samples_config
+from tests.support import SAMPLES_NOW, samples_config
 
 SECRET = "secret-validate-91"
 
 
-def mpetl(*args: str) -> subprocess.CompletedProcess:
-    env = pinned_clock_env({**os.environ, "MP_API_SECRET": SECRET})
-    return subprocess.run([sys.executable, "-m", "etl.cli", *args], capture_output=True, text=True, env=env, timeout=240)
+@pytest.fixture
+def run_mpetl(run_mpetl):
+    """This module's secret, on the samples' night."""
+    return run_mpetl.using(env={"MP_API_SECRET": SECRET}, clock=SAMPLES_NOW)
 
 
-def test_validate_counts_reasons_and_sends_nothing(tmp_path):
+def test_validate_counts_reasons_and_sends_nothing(run_mpetl, tmp_path):
     with spawn_collector(tmp_path / "store", measurement_id="G-K7QW2ZP9LM", api_secret=SECRET) as server:
         config = samples_config(tmp_path, endpoint=server.url, store=tmp_path / "store")
-        result = mpetl("validate", "--config", str(config), "--now", SAMPLES_NOW)
+        result = run_mpetl("validate", "--config", str(config), "--now", SAMPLES_NOW)
         requests = server.stats()["requests"]
     assert result.returncode == 0, result.stderr
     lines = [orjson.loads(x) for x in result.stdout.splitlines()]
@@ -43,12 +42,12 @@ def test_validate_counts_reasons_and_sends_nothing(tmp_path):
     assert not (tmp_path / "state" / "ledger.sqlite").exists()
 
 
-def test_validate_against_the_debug_endpoint_records_nothing(tmp_path):
+def test_validate_against_the_debug_endpoint_records_nothing(run_mpetl, tmp_path):
     pinned = datetime.fromisoformat(SAMPLES_NOW.replace("Z", "+00:00"))
     with spawn_collector(tmp_path / "store", measurement_id="G-K7QW2ZP9LM", api_secret=SECRET,
                          timezone="Europe/London", now=pinned) as server:
         config = samples_config(tmp_path, endpoint=server.url, store=tmp_path / "store")
-        result = mpetl("validate", "--config", str(config), "--now", SAMPLES_NOW, "--debug-endpoint")
+        result = run_mpetl("validate", "--config", str(config), "--now", SAMPLES_NOW, "--debug-endpoint")
         stats = server.stats()
     assert result.returncode == 0, result.stderr
     totals = orjson.loads(result.stdout.splitlines()[-1])
@@ -58,13 +57,11 @@ def test_validate_against_the_debug_endpoint_records_nothing(tmp_path):
     assert totals["would_send"] > 100 and totals["debug_messages"] == {}
 
 
-def test_mpetl_collector_serves_and_stores(tmp_path):
+def test_mpetl_collector_serves_and_stores(run_mpetl, tmp_path):
     import httpx
 
-    env = {**os.environ, "MP_API_SECRET": SECRET}
-    proc = subprocess.Popen([sys.executable, "-m", "etl.cli", "collector", "--port", "0", "--data", str(tmp_path / "s"),
-                             "--measurement-id", "G-CLI12345"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            text=True)
+    proc = run_mpetl.popen("collector", "--port", "0", "--data", str(tmp_path / "s"), "--measurement-id", "G-CLI12345",
+                           text=True)
     try:
         started = orjson.loads(proc.stdout.readline())
         assert started["event"] == "collector_started"
@@ -80,17 +77,36 @@ def test_mpetl_collector_serves_and_stores(tmp_path):
     assert SECRET not in err
 
 
-def test_validate_can_sample_the_debug_endpoint(tmp_path):
+def test_validate_can_sample_the_debug_endpoint(run_mpetl, tmp_path):
     with spawn_collector(tmp_path / "store", measurement_id="G-K7QW2ZP9LM", api_secret=SECRET) as server:
         config = samples_config(tmp_path, endpoint=server.url, store=tmp_path / "store")
-        result = mpetl("validate", "--config", str(config), "--now", SAMPLES_NOW, "--debug-endpoint", "--sample", "3")
+        result = run_mpetl("validate", "--config", str(config), "--now", SAMPLES_NOW, "--debug-endpoint", "--sample", "3",
+                           "--out", str(tmp_path / "v"))
         stats = server.stats()
     assert result.returncode == 0, result.stderr
     assert stats["debug_requests"] == 3 and stats["requests"] == 0
-    assert orjson.loads(result.stdout.splitlines()[-1])["debug_requests"] == 3
+    totals = orjson.loads(result.stdout.splitlines()[-1])
+    assert totals["debug_requests"] == 3
+    # What the sample did not reach passed every local check: it would be sent, it did not fail.
+    assert totals["failed"] == 0 and totals["would_send"] > 100 and totals["exit_code"] == 0
+    summary = orjson.loads((tmp_path / "v" / "summary.json").read_bytes())
+    assert summary["failed"] == 0 and summary["exit_code"] == 0 and summary["not_sampled"] > 0
+    assert summary["not_sampled"] + summary["send"]["events_sent"] == summary["sent"]
 
 
-def test_validate_asks_the_debug_endpoint_to_enforce_recommendations(tmp_path):
+def test_validate_against_a_debug_endpoint_that_is_down_exits_4_like_its_summary(run_mpetl, tmp_path, closed_port):
+    config = samples_config(tmp_path, endpoint=f"http://127.0.0.1:{closed_port}",
+                            destination={"max_attempts": 1})
+    result = run_mpetl("validate", "--config", str(config), "--now", SAMPLES_NOW, "--debug-endpoint",
+                       "--out", str(tmp_path / "v"))
+    totals = orjson.loads(result.stdout.splitlines()[-1])
+    summary = orjson.loads((tmp_path / "v" / "summary.json").read_bytes())
+    assert result.returncode == 4 == totals["exit_code"] == summary["exit_code"]
+    assert totals["failed"] == summary["failed"] > 100 and totals["would_send"] == 0
+    assert result.stderr.strip().splitlines()[-1].startswith("mpetl: error: debug endpoint: ConnectError")
+
+
+def test_validate_asks_the_debug_endpoint_to_enforce_recommendations(run_mpetl, tmp_path):
     """Google recommends ENFORCE_RECOMMENDATIONS while developing: under it, an event older than 72 h by
     Google's clock is reported; under the default RELAXED it would be silently re-dated. The endpoint's
     clock runs two days ahead of ours, so events that are fresh for us are too old for it."""
@@ -98,7 +114,7 @@ def test_validate_asks_the_debug_endpoint_to_enforce_recommendations(tmp_path):
     with spawn_collector(tmp_path / "store", measurement_id="G-K7QW2ZP9LM", api_secret=SECRET,
                          timezone="Europe/London", now=ahead) as server:
         config = samples_config(tmp_path, endpoint=server.url, store=tmp_path / "store")
-        result = mpetl("validate", "--config", str(config), "--now", SAMPLES_NOW, "--debug-endpoint")
+        result = run_mpetl("validate", "--config", str(config), "--now", SAMPLES_NOW, "--debug-endpoint")
         stats = server.stats()
     totals = orjson.loads(result.stdout.splitlines()[-1])
     assert stats["debug_requests"] > 0 and stats["events_stored"] == 0

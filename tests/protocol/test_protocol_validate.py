@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -274,17 +272,3 @@ def test_descriptions_and_paths_never_echo_values(value: str, where: str) -> Non
     messages = validate_request(body, now_micros=NOW, strict=True)
     assert messages, "each mutation breaks a rule"
     assert MARK not in json.dumps(messages)
-
-
-def test_validator_is_fast_enough_to_run_before_every_send() -> None:
-    body = valid_body()
-    body["events"] = [copy.deepcopy(body["events"][0]) for _ in range(25)]
-    for i, event in enumerate(body["events"]):
-        event["params"]["transaction_id"] = f"T-{i}"
-    rounds = 400
-    start = time.perf_counter()
-    for _ in range(rounds):
-        assert validate_request(body, now_micros=NOW, strict=True) == []
-    rate = rounds * 25 / (time.perf_counter() - start)
-    # The target is 50k events/s (measured ~250k/s on the 2-core CI machine); leave room for noise.
-    assert rate > 50_000, f"{rate:.0f} events/s"

@@ -7,9 +7,6 @@ were closed a few hours ago. Only events carrying our `mpetl_run` marker prove a
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,10 +24,10 @@ IDS = [f"ORD-{i:03d}" for i in range(6)]
 DROPPED = "ORD-002"
 
 
-def mpetl(*args: str, secret: str = SECRET) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MP_API_SECRET"} | {"MP_API_SECRET": secret}
-    return subprocess.run([sys.executable, "-m", "etl.cli", "-q", *args], capture_output=True, text=True, env=env,
-                          timeout=240)
+@pytest.fixture
+def run_mpetl(run_mpetl):
+    """This module's secret; the real clock (its orders are hours old)."""
+    return run_mpetl.using(env={"MP_API_SECRET": SECRET})
 
 
 def write_orders(path: Path) -> None:
@@ -89,15 +86,15 @@ def collector(tmp_path):
         yield c
 
 
-def test_a_dropped_event_shadowed_by_the_site_tag_is_still_missing(tmp_path, collector):
+def test_a_dropped_event_shadowed_by_the_site_tag_is_still_missing(run_mpetl, tmp_path, collector):
     config = make_config(tmp_path, collector.url, collector.data_dir)
-    run = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"))
+    run = run_mpetl("-q", "run", "--config", str(config), "--out", str(tmp_path / "out"))
     assert run.returncode == 0, run.stderr
     run_id = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())["run_id"]
     drop_from_export(collector.data_dir, DROPPED)
     site_tag_purchase(collector.url, DROPPED)
 
-    rec = mpetl("reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--run-id", run_id)
+    rec = run_mpetl("-q", "reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--run-id", run_id)
 
     assert rec.returncode == 3, rec.stdout + rec.stderr
     [row] = missing_rows(tmp_path / "rec")
@@ -105,7 +102,7 @@ def test_a_dropped_event_shadowed_by_the_site_tag_is_still_missing(tmp_path, col
     assert row["resendable"] == "True" and 60 < float(row["resend_window_left_h"]) < 72
     assert "NOT_RECONCILED" in rec.stdout and "can still be resent" in rec.stdout
 
-    resend = mpetl("resend", "--config", str(config), "--run-id", run_id, "--out", str(tmp_path / "resend"))
+    resend = run_mpetl("-q", "resend", "--config", str(config), "--run-id", run_id, "--out", str(tmp_path / "resend"))
     assert resend.returncode == 0, resend.stdout + resend.stderr
     report = orjson.loads((tmp_path / "resend" / "resend.json").read_bytes())
     assert (report["resent"], report["deferred"], report["failed"]) == (1, 0, 0)
@@ -114,7 +111,7 @@ def test_a_dropped_event_shadowed_by_the_site_tag_is_still_missing(tmp_path, col
     assert states.loc[DROPPED, "resent"] and states.loc[DROPPED, "status"] == "sent"
     assert not states.drop(index=DROPPED)["resent"].any()  # exactly the missing one went again
 
-    after = mpetl("reconcile", "--config", str(config), "--out", str(tmp_path / "after"), "--run-id", run_id)
+    after = run_mpetl("-q", "reconcile", "--config", str(config), "--out", str(tmp_path / "after"), "--run-id", run_id)
     assert after.returncode == 0, after.stdout + after.stderr
     assert missing_rows(tmp_path / "after") == []
     ours = [(tid, marker) for tid, marker in stored(collector.data_dir) if marker is not None]
@@ -122,10 +119,10 @@ def test_a_dropped_event_shadowed_by_the_site_tag_is_still_missing(tmp_path, col
     assert stored(collector.data_dir).count((DROPPED, None)) == 1  # the site tag's copy is still there
 
 
-def test_resend_defers_what_the_window_no_longer_allows(tmp_path, collector):
+def test_resend_defers_what_the_window_no_longer_allows(run_mpetl, tmp_path, collector):
     """An event whose 72 h (minus the margin) are over by the wall clock is not resent, only listed."""
     config = make_config(tmp_path, collector.url, collector.data_dir)
-    run = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"))
+    run = run_mpetl("-q", "run", "--config", str(config), "--out", str(tmp_path / "out"))
     assert run.returncode == 0, run.stderr
     run_id = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())["run_id"]
     drop_from_export(collector.data_dir, DROPPED)
@@ -135,7 +132,7 @@ def test_resend_defers_what_the_window_no_longer_allows(tmp_path, collector):
         text += "\n[window]\nsafety_margin_minutes = 4300\n"  # 71.7 h: less than that is left
     strict.write_text(text)
 
-    resend = mpetl("resend", "--config", str(strict), "--run-id", run_id, "--out", str(tmp_path / "resend"))
+    resend = run_mpetl("-q", "resend", "--config", str(strict), "--run-id", run_id, "--out", str(tmp_path / "resend"))
 
     assert resend.returncode == 3, resend.stdout + resend.stderr
     report = orjson.loads((tmp_path / "resend" / "resend.json").read_bytes())
@@ -147,40 +144,40 @@ def test_resend_defers_what_the_window_no_longer_allows(tmp_path, collector):
         states = ledger.inspect().set_index("transaction_id")
     # Deferred like any event too old to send: `mpetl deferred` exports it for GA4 Data Import.
     assert (states.loc[DROPPED, "status"], states.loc[DROPPED, "resent"]) == ("deferred", True)
-    export = mpetl("deferred", "--config", str(strict), "--out", str(tmp_path / "import.csv"))
+    export = run_mpetl("-q", "deferred", "--config", str(strict), "--out", str(tmp_path / "import.csv"))
     assert export.returncode == 0, export.stderr
     assert DROPPED in (tmp_path / "import.csv").read_text()
 
 
-def test_a_wrong_secret_is_answered_2xx_stores_nothing_and_the_canary_names_the_cause(tmp_path, collector):
+def test_a_wrong_secret_is_answered_2xx_stores_nothing_and_the_canary_names_the_cause(run_mpetl, tmp_path, collector):
     config = make_config(tmp_path, collector.url, collector.data_dir)
     site_tag_purchase(collector.url, "WEB-1")  # the site keeps being tracked: today's table exists
-    run = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), secret="a-wrong-secret")
+    run = run_mpetl("-q", "run", "--config", str(config), "--out", str(tmp_path / "out"), env={"MP_API_SECRET": "a-wrong-secret"})
     assert run.returncode == 0, run.stderr  # every request got a 2xx
     summary = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())
     assert summary["sent"] == len(IDS)
     assert collector.stats()["dropped"] == {"bad_auth": len(IDS)}
     assert stored(collector.data_dir) == [("WEB-1", None)]
 
-    rec = mpetl("reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--run-id", summary["run_id"])
+    rec = run_mpetl("-q", "reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--run-id", summary["run_id"])
     assert rec.returncode == 3, rec.stdout + rec.stderr
     assert sorted(r["transaction_id"] for r in missing_rows(tmp_path / "rec")) == IDS
 
-    check = mpetl("check", "--config", str(config), "--wait-s", "1", "--poll-s", "0.2", secret="a-wrong-secret")
+    check = run_mpetl("-q", "check", "--config", str(config), "--wait-s", "1", "--poll-s", "0.2", env={"MP_API_SECRET": "a-wrong-secret"})
     assert check.returncode == 7, check.stdout + check.stderr
     assert "api_secret" in check.stderr and "measurement_id" in check.stderr
     assert "a-wrong-secret" not in check.stdout + check.stderr
 
 
-def test_an_absent_export_gives_exit_6_and_the_canary_says_not_linked(tmp_path, collector):
+def test_an_absent_export_gives_exit_6_and_the_canary_says_not_linked(run_mpetl, tmp_path, collector):
     config = make_config(tmp_path, collector.url, collector.data_dir)
-    run = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"))
+    run = run_mpetl("-q", "run", "--config", str(config), "--out", str(tmp_path / "out"))
     assert run.returncode == 0, run.stderr
     run_id = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())["run_id"]
     for path in collector.data_dir.glob("events_*"):  # the export was unlinked: no tables
         path.unlink()
 
-    rec = mpetl("reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--run-id", run_id)
+    rec = run_mpetl("-q", "reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--run-id", run_id)
 
     assert rec.returncode == 6, rec.stdout + rec.stderr
     assert missing_rows(tmp_path / "rec") == []
@@ -189,16 +186,16 @@ def test_an_absent_export_gives_exit_6_and_the_canary_says_not_linked(tmp_path, 
     blind = tmp_path / "elsewhere"
     blind.mkdir()
     unlinked = samples_config(tmp_path, endpoint=collector.url, store=blind)  # the export is not where we look
-    check = mpetl("check", "--config", str(unlinked), "--wait-s", "1", "--poll-s", "0.2")
+    check = run_mpetl("-q", "check", "--config", str(unlinked), "--wait-s", "1", "--poll-s", "0.2")
     assert check.returncode == 7 and "not linked" in check.stderr, check.stdout + check.stderr
 
 
-def test_the_canary_is_found_in_the_intraday_table(tmp_path):
+def test_the_canary_is_found_in_the_intraday_table(run_mpetl, tmp_path):
     store = tmp_path / "store"
     with spawn_collector(store, measurement_id=MID, api_secret=SECRET, timezone="Europe/London",
                          daily_lag_s=600) as collector:
         config = make_config(tmp_path, collector.url, store)
-        check = mpetl("check", "--config", str(config), "--wait-s", "20", "--poll-s", "0.2")
+        check = run_mpetl("-q", "check", "--config", str(config), "--wait-s", "20", "--poll-s", "0.2")
     assert check.returncode == 0, check.stdout + check.stderr
     report = orjson.loads(check.stdout.splitlines()[-1])
     assert report["found"] and report["canary_id"].startswith("canary-")
@@ -207,16 +204,16 @@ def test_the_canary_is_found_in_the_intraday_table(tmp_path):
     assert row["event_name"] == "mpetl_canary" and row["ecommerce"] is None
 
 
-def test_reconcile_right_after_sending_reads_the_intraday_table(tmp_path):
+def test_reconcile_right_after_sending_reads_the_intraday_table(run_mpetl, tmp_path):
     """Hours before any daily table exists, the run is already proven from the streaming export."""
     store = tmp_path / "store"
     with spawn_collector(store, measurement_id=MID, api_secret=SECRET, timezone="Europe/London",
                          daily_lag_s=600) as collector:
         config = make_config(tmp_path, collector.url, store)
-        run = mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"))
+        run = run_mpetl("-q", "run", "--config", str(config), "--out", str(tmp_path / "out"))
         assert run.returncode == 0, run.stderr
         run_id = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())["run_id"]
-        rec = mpetl("reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--run-id", run_id)
+        rec = run_mpetl("-q", "reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--run-id", run_id)
     assert rec.returncode == 0, rec.stdout + rec.stderr
     assert all(p.name.startswith("events_intraday_") for p in store.glob("events_*"))
     report = orjson.loads((tmp_path / "rec" / "reconciliation.json").read_bytes())

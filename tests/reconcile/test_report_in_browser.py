@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 from matplotlib import image
 
-from tests.support import SAMPLES_NOW, pinned_clock_env, samples_config
+from tests.support import SAMPLES_NOW, samples_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 
 
-def test_the_html_report_shows_the_verdict_and_the_plot_in_a_browser(tmp_path):
-    # The sample night is simulated by the process clock (--now only selects rows; see tests.support).
-    env = pinned_clock_env({**os.environ, "MP_API_SECRET": "browser-test-secret"})
+def test_the_html_report_shows_the_verdict_and_the_plot_in_a_browser(run_mpetl, tmp_path):
+    # The sample night is simulated by the wall clock (--now only selects rows; see tests.support).
     config = samples_config(tmp_path, endpoint="local")
     for args in (["run", "--out", str(tmp_path / "run")],
                  ["reconcile", "--out", str(tmp_path / "rec"), "--since", "2026-11-17", "--until", "2026-11-21"]):
-        done = subprocess.run([sys.executable, "-m", "etl.cli", "-q", args[0], "--config", str(config), *args[1:],
-                               "--now", SAMPLES_NOW], env=env, capture_output=True, text=True, timeout=120)
+        done = run_mpetl("-q", args[0], "--config", str(config), *args[1:], "--now", SAMPLES_NOW,
+                         env={"MP_API_SECRET": "browser-test-secret"}, clock=SAMPLES_NOW)
         assert done.returncode == 0, done.stderr
     page = (tmp_path / "rec" / "reconciliation.html").as_uri()
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]

@@ -2,17 +2,16 @@
 
 Why the CLI in a subprocess: the promises under test ("nothing lost after kill -9", "two runs never
 double-send", "the secret never reaches a file") are about the process a scheduler starts, so the
-tests start exactly that process and read back what it left on disk.
+tests start exactly that process (the suite's `MpetlRunner` with `process=True`, on the samples'
+night) and read back what it left on disk. `run_args`/`reconcile_args` are mpetl's arguments.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
 import sqlite3
 import subprocess
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +21,8 @@ import orjson
 
 from etl.errors import MpetlError
 from etl.load import open_ledger
-from tests.support import REPO, SAMPLES_NOW, ledger_location, pinned_clock_env, samples_config
+from tests.support import SAMPLES_NOW, MpetlRunner, ledger_location, samples_config
 
-MPETL = [sys.executable, "-m", "etl.cli"] if not (REPO / ".venv" / "bin" / "mpetl").exists() else [str(REPO / ".venv" / "bin" / "mpetl")]
 MEASUREMENT_ID = "G-K7QW2ZP9LM"  # the samples config's property
 NOW = dt.datetime.fromisoformat(SAMPLES_NOW.replace("Z", "+00:00"))
 SECRET = "test-secret-reliability-51c2"
@@ -75,19 +73,15 @@ def config_for(tmp_path: Path, sources: list[dict[str, Any]], *, endpoint: str =
     return samples_config(tmp_path, endpoint=endpoint, sources=sources, destination=dest)
 
 
-def env(secret: str = SECRET) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if k != "MP_API_SECRET"}
-    out["MP_API_SECRET"] = secret
-    out["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), out.get("PYTHONPATH", "")) if p)
-    return pinned_clock_env(out)
+RUNNER = MpetlRunner(clock=SAMPLES_NOW)  # the samples' night, on the child's wall clock
 
 
 def run_args(config: Path, out: Path, *extra: str) -> list[str]:
-    return [*MPETL, "run", "--config", str(config), "--out", str(out), "--now", SAMPLES_NOW, *extra]
+    return ["run", "--config", str(config), "--out", str(out), "--now", SAMPLES_NOW, *extra]
 
 
 def reconcile_args(config: Path, out: Path, *extra: str) -> list[str]:
-    return [*MPETL, "reconcile", "--config", str(config), "--out", str(out), "--now", SAMPLES_NOW, *extra]
+    return ["reconcile", "--config", str(config), "--out", str(out), "--now", SAMPLES_NOW, *extra]
 
 
 @dataclass
@@ -101,12 +95,12 @@ class Finished:
 
 
 def cli(*args: str, secret: str = SECRET, timeout: float = 120) -> Finished:
-    proc = subprocess.run(list(args), capture_output=True, env=env(secret), timeout=timeout, cwd=REPO)
-    return Finished(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+    done = RUNNER(*args, env={"MP_API_SECRET": secret}, process=True, timeout=timeout)
+    return Finished(done.returncode, done.stdout, done.stderr)
 
 
 def start(*args: str, secret: str = SECRET) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env(secret), cwd=REPO)
+    return RUNNER.popen(*args, env={"MP_API_SECRET": secret})
 
 
 def ledger_path(tmp_path: Path) -> Path | str:

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.reliability.harness import (
+    SECRET,
     assert_no_traceback,
     cli,
     config_for,
@@ -22,10 +23,11 @@ from tests.reliability.harness import (
     stored_events,
     write_orders,
 )
+from tests.support import SAMPLES_NOW
 
 
 @pytest.mark.usefixtures("ledger_backend")
-def test_second_run_on_a_held_ledger_exits_5_and_sends_nothing(tmp_path, collector):
+def test_second_run_on_a_held_ledger_exits_5_and_sends_nothing(run_mpetl, tmp_path, collector):
     server = collector(latency_ms=150)
     tids = write_orders(tmp_path / "orders.csv", prefix="C", clients=24, per_client=2)
     config = config_for(tmp_path, [generic_source(tmp_path / "orders.csv")], endpoint=server.url, concurrency=2)
@@ -37,13 +39,15 @@ def test_second_run_on_a_held_ledger_exits_5_and_sends_nothing(tmp_path, collect
         time.sleep(0.01)
 
     began = time.monotonic()
-    second = cli(*run_args(config, tmp_path / "out_b"))
+    # In process: its own file lock or database session, so a true second holder, without the 1-3 s a
+    # new interpreter takes to start on a loaded machine (by then the first run may be done).
+    second = run_mpetl(*run_args(config, tmp_path / "out_b"), env={"MP_API_SECRET": SECRET}, clock=SAMPLES_NOW)
     refused_in = time.monotonic() - began
     still_running = first.poll() is None
     out, err = first.communicate(timeout=60)
 
     assert_no_traceback(second.stdout, second.stderr)
-    assert second.code == 5
+    assert second.returncode == 5
     assert second.stderr.strip().splitlines() == [second.stderr.strip()], "one line, no traceback"
     assert "another run holds the ledger" in second.stderr
     assert still_running, "the refusal came after the first run ended: the test proved nothing"

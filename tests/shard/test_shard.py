@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from etl.accounting import Buckets
-from etl.shard import AggregateError, Shard, aggregate, client_hash, shard_of
+from etl.shard import AggregateError, Shard, aggregate, client_hash, client_shard, shard_numbers
 
 
 def test_hash_is_the_documented_blake2b_prefix():
@@ -22,9 +22,10 @@ def test_hash_is_the_documented_blake2b_prefix():
 
 def test_ownership_is_the_same_in_another_process_with_another_hash_seed():
     ids = [f"{1000 + i}.{1_763_000_000 + i}" for i in range(200)]
-    here = shard_of(pd.Series(ids), 7).tolist()
-    code = ("import sys, pandas as pd; from etl.shard import shard_of; "
-            "print(shard_of(pd.Series(sys.argv[1:]), 7).tolist())")
+    here = shard_numbers(pd.Series(ids), 7).tolist()
+    assert here == [client_shard(i, 7) for i in ids]  # the ledgers' SQL function agrees with the transform
+    code = ("import sys, pandas as pd; from etl.shard import shard_numbers; "
+            "print(shard_numbers(pd.Series(sys.argv[1:]), 7).tolist())")
     other = subprocess.run([sys.executable, "-c", code, *ids], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": "12345", "PATH": ""}, cwd=str(__import__("tests.support").support.REPO))
     assert other.stdout.strip() == str(here)
@@ -75,11 +76,8 @@ def test_aggregate_sums_shards_and_checks_the_night_is_complete():
         aggregate([parts[0], parts[1], broken])
 
 
-def test_aggregate_command_reads_shard_folders_and_refuses_an_incomplete_night(tmp_path):
+def test_aggregate_command_reads_shard_folders_and_refuses_an_incomplete_night(run_mpetl, tmp_path):
     import orjson
-    from click.testing import CliRunner
-
-    from etl.cli import main
 
     parts = [_summary(1, 2, 6, sent=2, rejected=1), _summary(2, 2, 6, sent=3)]
     folders = []
@@ -88,12 +86,13 @@ def test_aggregate_command_reads_shard_folders_and_refuses_an_incomplete_night(t
         folder.mkdir()
         (folder / "summary.json").write_bytes(orjson.dumps(s))
         folders.append(str(folder))
-    ok = CliRunner().invoke(main, ["aggregate", *folders, "--out", str(tmp_path / "night.json")])
-    assert ok.exit_code == 0, ok.output
+    ok = run_mpetl("aggregate", *folders, "--out", str(tmp_path / "night.json"))
+    assert ok.returncode == 0, ok.stderr
     night = orjson.loads((tmp_path / "night.json").read_bytes())
     assert (night["rows_in"], night["sent"], night["rejected"], night["shards"]) == (6, 5, 1, 2)
-    short = CliRunner().invoke(main, ["aggregate", folders[0]])
-    assert short.exit_code == 2 and "missing [2]" in short.output and "Traceback" not in short.output
+    short = run_mpetl("aggregate", folders[0])
+    assert short.returncode == 2 and short.stdout == ""
+    assert short.stderr.strip() == "mpetl: error: shards missing [2], repeated - (of 2)"
 
 
 def test_ledger_url_in_the_config_is_checked_and_never_holds_a_password(tmp_path):

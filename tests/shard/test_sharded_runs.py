@@ -6,30 +6,37 @@ from __future__ import annotations
 from collections import Counter
 
 import orjson
+import pytest
 
 from tests.reliability.harness import (
-    MPETL,
+    SECRET,
     assert_no_traceback,
-    cli,
     config_for,
     generic_source,
     requested_events,
     run_args,
     write_orders,
 )
+from tests.support import SAMPLES_NOW
+
+
+@pytest.fixture
+def run_mpetl(run_mpetl):
+    """In process (dry runs: nothing to kill), on the samples' night, with the harness's secret."""
+    return run_mpetl.using(env={"MP_API_SECRET": SECRET}, clock=SAMPLES_NOW)
 
 
 def _clients(requests_ndjson) -> set[str]:
     return {orjson.loads(line)["client_id"] for line in requests_ndjson.read_bytes().splitlines()}
 
 
-def test_shards_split_the_unsharded_run_by_client_and_each_balances(tmp_path):
+def test_shards_split_the_unsharded_run_by_client_and_each_balances(run_mpetl, tmp_path):
     tids = write_orders(tmp_path / "orders.csv", prefix="D", clients=40, per_client=3)
     with (tmp_path / "orders.csv").open("a") as handle:  # one row without a usable client id: shard 1 rejects it
         handle.write("not-a-cookie,1795000000,2026-11-20 10:00:00,D-BAD,10.00,EUR\n")
     config = config_for(tmp_path, [generic_source(tmp_path / "orders.csv")])
-    whole = cli(*run_args(config, tmp_path / "whole", "--dry-run"))
-    assert whole.code == 0, whole.stderr
+    whole = run_mpetl(*run_args(config, tmp_path / "whole", "--dry-run"))
+    assert whole.returncode == 0, whole.stderr
     expected = requested_events(tmp_path / "whole" / "requests.ndjson")
     assert sum(expected.values()) == len(tids)
 
@@ -38,9 +45,9 @@ def test_shards_split_the_unsharded_run_by_client_and_each_balances(tmp_path):
     summaries = []
     for k in (1, 2, 3):
         out = tmp_path / f"shard{k}"
-        shard = cli(*run_args(config, out, "--dry-run", "--shard", f"{k}/3"))
+        shard = run_mpetl(*run_args(config, out, "--dry-run", "--shard", f"{k}/3"))
         assert_no_traceback(shard.stdout, shard.stderr)
-        assert shard.code == 0, shard.stderr
+        assert shard.returncode == 0, shard.stderr
         got += requested_events(out / "requests.ndjson")
         clients.append(_clients(out / "requests.ndjson"))
         s = orjson.loads((out / "summary.json").read_bytes())
@@ -52,14 +59,14 @@ def test_shards_split_the_unsharded_run_by_client_and_each_balances(tmp_path):
     assert all(clients), "40 clients over 3 shards: every shard gets some"
     assert [s["rejected"] for s in summaries] == [1, 0, 0]
 
-    night = cli(*[*MPETL, "aggregate", *(str(tmp_path / f"shard{k}") for k in (1, 2, 3))])
-    assert night.code == 0, night.stderr
+    night = run_mpetl(*["aggregate", *(str(tmp_path / f"shard{k}") for k in (1, 2, 3))])
+    assert night.returncode == 0, night.stderr
     total = orjson.loads(night.stdout)
     assert (total["rows_in"], total["rejected"], total["shards"]) == (len(tids) + 1, 1, 3)
 
 
-def test_a_bad_shard_spec_is_a_one_line_error(tmp_path):
+def test_a_bad_shard_spec_is_a_one_line_error(run_mpetl, tmp_path):
     config = config_for(tmp_path, [generic_source(tmp_path / "orders.csv")])
     for spec in ("0/3", "4/3", "two"):
-        bad = cli(*run_args(config, tmp_path / "out", "--shard", spec))
-        assert bad.code == 2 and "--shard" in bad.stderr and "Traceback" not in bad.stderr
+        bad = run_mpetl(*run_args(config, tmp_path / "out", "--shard", spec))
+        assert bad.returncode == 2 and "--shard" in bad.stderr and "Traceback" not in bad.stderr

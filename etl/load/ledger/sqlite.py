@@ -37,8 +37,8 @@ from etl.load.ledger.base import (
     params_of,
     split_key,
 )
-from etl.load.shards import shard_of
 from etl.lockfile import try_lock
+from etl.shard import client_shard
 
 SCHEMA_VERSION = "2"
 FLAG_TID_IN_KEY = 8  # this backend's own: the params' transaction_id lives only in the key
@@ -335,7 +335,7 @@ class SqliteLedger(Ledger):
         self.db.execute("CREATE TEMP TABLE send_queue(seq INTEGER PRIMARY KEY, id INTEGER NOT NULL)")
         where, args = f"status IN ('planned', 'failed') AND {OPEN} AND property = ?", [self._property]
         if shard is not None:
-            self.db.create_function("mpetl_shard", 2, shard_of, deterministic=True)
+            self.db.create_function("mpetl_shard", 2, client_shard, deterministic=True)
             where += " AND mpetl_shard(client_id, ?) = ?"
             args += [shard[1], shard[0]]
         self.db.execute(
