@@ -214,7 +214,7 @@ def test_no_client_or_user_id_in_any_report(scenario: Scenario, tmp_path: Path) 
     scenario.exported.append(export_row("WEB-1", FINAL_DAY, run_marker=None))
     result = reconcile(scenario.build(), out_dir=tmp_path / "out", run_id="run-1", now=NOW)
     files = list((tmp_path / "out").iterdir())
-    assert len(files) == 6
+    assert len(files) == 7
     for path in files:
         data = path.read_bytes()
         assert CLIENT_ID_PREFIX.encode() not in data, path.name
