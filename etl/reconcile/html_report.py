@@ -94,7 +94,7 @@ def render_html(result: Reconciliation) -> str:
         ("generated at (UTC)", str(result.generated_at).replace("T", " ").removesuffix("+00:00").removesuffix("Z")),
         ("sent / found / missing", f"{fmt_count(t['sent'])} / {fmt_count(t['found'])} / {fmt_count(t['missing'])}"),
         ("arrived / not yet arrived / missing / export not available",
-         f"{fmt_count(t['found'])} / {fmt_count(t.get('not_yet_arrived', 0))} / {fmt_count(t['missing'])} / "
+         f"{fmt_count(t.get('arrived', t['found']))} / {fmt_count(t.get('not_yet_arrived', 0))} / {fmt_count(t['missing'])} / "
          f"{fmt_count(t.get('export_unavailable', 0))}"),
         ("money (our marked events; refunds negative)", _money_text(result.money_totals)),
         ("export watermark (evidence)", _evidence_text(result.evidence)),
@@ -135,7 +135,8 @@ def render_html(result: Reconciliation) -> str:
         _table(result.rows),
         f"<h2>Missing or not yet arrived ({len(result.missing)})</h2>",
         '<p class="note">Sent according to the ledger, not found in the export with our mpetl_run marker. '
-        "state: missing (absent after the arrival grace, or on a final date) or not_yet_arrived; "
+        "state: missing (absent though the export's watermark shows hits received after the send plus the "
+        "arrival grace, or on a final date) or not_yet_arrived (no such evidence yet: evidence_after says from when); "
         "resendable while the 72 h window (wall clock) allows: <code>mpetl resend --run-id RUN</code>.</p>",
         _table(result.missing),
         f"<h2>Duplicates ({len(result.duplicates)})</h2>",

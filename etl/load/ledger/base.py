@@ -21,9 +21,9 @@ attempt got no answer, so GA may hold it already), `resent` (re-queued by `mpetl
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -104,6 +104,22 @@ def money_of(params: Sequence[bytes | None]) -> pd.DataFrame:
         "value": pd.Series(pc.cast(value, pa.float64()).to_numpy(zero_copy_only=False), dtype="float64"),
         "currency": pd.Series(pd.arrays.ArrowStringArray(pc.cast(currency, pa.string()))).astype("string"),
     })
+
+
+def frame_with_money(cursor: Iterable[tuple] | Any, columns: Sequence[str], *, chunk: int = 50_000) -> pd.DataFrame:
+    """The rows of a DB-API cursor whose last column is `params`, with `value`/`currency` in its place.
+
+    Read `chunk` rows at a time so the params (with items, up to kilobytes an event) never all sit
+    in memory at once: only their two money fields stay.
+    """
+    parts = []
+    while rows := cursor.fetchmany(chunk):
+        part = pd.DataFrame(rows, columns=[*columns, "params"])
+        money = money_of(part.pop("params").tolist())
+        parts.append(pd.concat([part, money.set_index(part.index)], axis=1))
+    if not parts:
+        return pd.concat([pd.DataFrame(columns=list(columns)), money_of([])], axis=1)
+    return pd.concat(parts, ignore_index=True)
 
 
 def bucket_of(status: str, reason: str | None) -> str:

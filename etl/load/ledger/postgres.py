@@ -46,7 +46,7 @@ from etl.load.ledger.base import (
     RunOutcome,
     bucket_of,
     consent_code,
-    money_of,
+    frame_with_money,
     params_of,
 )
 from etl.protocol.event_key import transaction_ids_of
@@ -474,15 +474,15 @@ class PostgresLedger(Ledger):
             last = self.db.execute("SELECT fate_run_id FROM mpetl_events WHERE state = 'sent' "
                                    "ORDER BY fate_us DESC, fate_run_id DESC LIMIT 1").fetchone()
             run_id = last[0] if last else ""
-        rows = self.db.execute(
+        cursor = self.db.execute(
             "SELECT event_key, event_date, event_name, transaction_id, source, run_id, fate_run_id, timestamp_micros, "
             "fate_us, flags, params FROM mpetl_events WHERE state = 'sent' "
             "AND (%(run)s::text IS NULL OR run_id = %(run)s OR fate_run_id = %(run)s) "
             "AND (%(since)s::int IS NULL OR event_date >= %(since)s) AND (%(until)s::int IS NULL OR event_date <= %(until)s) "
             "ORDER BY id",
-            {"run": run_id, "since": int(since) if since else None, "until": int(until) if until else None}).fetchall()
-        frame = pd.DataFrame(rows, columns=["event_key", "event_date", "event_name", "transaction_id", "source", "run_id",
-                                            "sent_run_id", "timestamp_micros", "sent_at_micros", "flags", "params"])
+            {"run": run_id, "since": int(since) if since else None, "until": int(until) if until else None})
+        frame = frame_with_money(cursor, ["event_key", "event_date", "event_name", "transaction_id", "source", "run_id",
+                                          "sent_run_id", "timestamp_micros", "sent_at_micros", "flags"])
         flags = frame["flags"].astype("int64")
         return pd.DataFrame({
             "event_key": frame["event_key"].astype("string"),
@@ -496,7 +496,9 @@ class PostgresLedger(Ledger):
             "sent_at_micros": frame["sent_at_micros"].astype("Int64"),
             "possible_duplicate": (flags & FLAG_POSSIBLE_DUPLICATE) > 0,
             "resent": (flags & FLAG_RESENT) > 0,
-        }).join(money_of(frame["params"].tolist()))
+            "value": frame["value"].astype("float64"),
+            "currency": frame["currency"].astype("string"),
+        })
 
     def known_keys(self, transaction_ids: Sequence[str]) -> pd.DataFrame:
         rows = self.db.execute("SELECT event_name, transaction_id FROM mpetl_events WHERE transaction_id = ANY(%s)",

@@ -34,7 +34,7 @@ from etl.load.ledger.base import (
     RunOutcome,
     bucket_of,
     consent_code,
-    money_of,
+    frame_with_money,
     params_of,
     split_key,
 )
@@ -488,9 +488,8 @@ class SqliteLedger(Ledger):
             # Produced by the run, or delivered by it for an earlier one (the small fate index).
             sql = f"{sql} AND e.run = :run UNION ALL {sql} AND e.fate_run = :run AND e.run != :run AND {by_fate('e')}"
         params = {"run": run, "since": int(since) if since else None, "until": int(until) if until else None}
-        frame = pd.DataFrame(self.db.execute(sql, params).fetchall(),
-                             columns=["event_key", "event_date", "timestamp_micros", "sent_at_micros", "flags",
-                                      "run_id", "sent_run_id", "params"])
+        frame = frame_with_money(self.db.execute(sql, params), ["event_key", "event_date", "timestamp_micros",
+                                                                  "sent_at_micros", "flags", "run_id", "sent_run_id"])
         parts = frame["event_key"].str.split("|", n=2, expand=True) if len(frame) else pd.DataFrame(columns=[0, 1, 2])
         out = pd.DataFrame({
             "event_key": frame["event_key"].astype("string"),
@@ -504,8 +503,10 @@ class SqliteLedger(Ledger):
             "sent_at_micros": frame["sent_at_micros"].astype("Int64"),
             "possible_duplicate": (frame["flags"].astype("int64") & FLAG_POSSIBLE_DUPLICATE) > 0,
             "resent": (frame["flags"].astype("int64") & FLAG_RESENT) > 0,
+            "value": frame["value"].astype("float64"),
+            "currency": frame["currency"].astype("string"),
         })
-        return pd.concat([out, money_of(frame["params"].tolist())], axis=1)
+        return out
 
     def known_keys(self, transaction_ids: Sequence[str]) -> pd.DataFrame:
         # The key holds the id; without a column of its own this is one scan, asked only for the
