@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
+
 from etl.config import Config
 from etl.reconcile.compare import Scope, Timing, Tolerance, compare
 from etl.reconcile.evidence import Watermark, evidence_of
@@ -52,7 +54,7 @@ def reconcile(
             health = check_export(counts, dates, daily_cap=_daily_cap(config))
         if counts:  # with no table at all, asking for events would only fail
             export = export_backend.events_for(_with_neighbours(dates), sent["event_name"].dropna().unique().tolist())
-            watermark = export_backend.watermark(_with_neighbours(dates)[0])
+            watermark = export_backend.watermark(_watermark_since(sent, zone))
         else:
             export, watermark = empty_export(), Watermark(None, None)
         evidence = evidence_of(watermark, timezone=zone, now=now_utc)
@@ -130,6 +132,16 @@ def _arrival_grace(config: Config) -> float:
 def _daily_cap(config: Config) -> int:
     """Rows at which a daily table is taken as capped ([reconcile] daily_export_cap; 0 = no cap, GA4 360)."""
     return int(config.reconcile.daily_export_cap)
+
+
+def _watermark_since(sent, zone: str) -> str:
+    """The first table that can hold evidence: the day before the earliest send, in the property zone.
+
+    Hits received after a send are stamped on or after its day, so older tables cannot move the
+    watermark; on BigQuery this bounds what the watermark query reads (one INT64 column a row).
+    """
+    first_send = pd.to_datetime(pd.to_numeric(sent["sent_at_micros"], errors="coerce").min(), unit="us", utc=True)
+    return (first_send.tz_convert(zone) - timedelta(days=1)).strftime("%Y%m%d")
 
 
 def _with_neighbours(dates: list[str]) -> list[str]:

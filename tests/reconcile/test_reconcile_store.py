@@ -365,7 +365,8 @@ def test_intraday_table_gives_an_early_verdict(scenario: Scenario, tmp_path: Pat
     with (store / f"events_intraday_{YOUNG_DAY}.ndjson").open("a") as fh:
         for e in events[:2]:
             fh.write(json.dumps(export_row(e.transaction_id, YOUNG_DAY)) + "\n")
-        fh.write(json.dumps(site_row(NOW - timedelta(minutes=10))) + "\n")  # streamed live traffic: evidence
+    live = site_row(NOW - timedelta(minutes=10))  # today's live traffic, streamed: the evidence
+    (store / f"events_intraday_{live['event_date']}.ndjson").write_text(json.dumps(live) + "\n")
     result = reconcile(config, out_dir=tmp_path / "out", run_id="run-1", now=NOW)
     assert (result.verdict, result.exit_code) == ("not_reconciled", 3)
     assert result.to_dict()["dates"][0]["export"] == "intraday"
