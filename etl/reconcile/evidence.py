@@ -8,7 +8,8 @@ T + 3 h may simply not be processed yet; resending it then puts a late original 
 shows it has processed hits *received after* T + `arrival_grace`; before that it is `not_yet_arrived`.
 
 The export's evidence is its **watermark**: the newest instant it has provably processed, the later of
-- the newest `event_timestamp` in any export table (daily or intraday) from the first date asked on.
+- the newest `event_timestamp` in any export table (daily or intraday) from the day before the first
+  send on.
   Live site traffic is stamped at about its receipt time, so a hit stamped W was received at ≥ W:
   the export has processed hits received up to W. Our own backdated events never move it past their
   own send (their timestamps lie before it), and `mpetl check`'s canary, stamped when sent, counts

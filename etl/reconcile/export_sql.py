@@ -81,7 +81,7 @@ GROUP BY _TABLE_SUFFIX
 """
 
 # The export's evidence of what it has processed (etl/reconcile/evidence.py): its newest event time
-# and its newest daily table, over every table from the first date asked on (`events_*` with a
+# and its newest daily table, over every table from the `start` suffix on (`events_*` with a
 # suffix >= start also matches every `intraday_*` table). Reads `event_timestamp` only: 8 bytes a row.
 _WATERMARK_TEMPLATE = """
 SELECT MAX(event_timestamp) AS newest_event,

@@ -2,8 +2,8 @@
 
 Why the export is asked for one day either side of the sent dates: an event whose date the export
 places across midnight (a zone mismatch between sender and property) should be reported as found
-on another date, not as missing. Its watermark (evidence.py) is read from the first of those days on,
-over every later table: live traffic of today proves what yesterday's events could not.
+on another date, not as missing. Its watermark (evidence.py) is read over every table from the day before
+the first send on: live traffic of today proves what yesterday's events could not.
 """
 
 from __future__ import annotations
