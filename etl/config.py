@@ -483,6 +483,11 @@ class ReconcileConfig:
     maximum_bytes_billed: Annotated[StrictInt, Field(gt=0, le=10**15)] = 10 * 1024**3
     arrival_grace_minutes: Annotated[NonNegativeFloat, Field(le=7 * 24 * 60)] = 120.0  # after sending, an event absent this long counts as missing
     daily_export_cap: Annotated[StrictInt, Field(ge=0, le=10**12)] = 1_000_000  # a daily table this full is capped; 0: no cap (360)
+    # Per currency and date, the amount allowed missing (or held twice) before the verdict fails; None: counts only.
+    tolerance_value: Annotated[float | None, Field(ge=0, le=1e15, allow_inf_nan=False), BeforeValidator(_no_bool)] = None
+    # Events the BigQuery link excludes from the export, used when the GA4 Admin API cannot be asked.
+    excluded_events: tuple[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")], ...] = ()
+    admin_api_endpoint: Annotated[str | None, AfterValidator(_endpoint)] = None  # a local GA4 Admin API (tests)
 
     @model_validator(mode="after")
     def _bigquery(self) -> ReconcileConfig:

@@ -11,8 +11,14 @@ from collections.abc import Iterable, Mapping
 
 from etl.errors import MpetlError
 
-#: Params every event carries: session attribution, engagement, and the run marker reconciliation joins on.
-COMMON_PARAMS = frozenset({"session_id", "engagement_time_msec", "mpetl_run"})
+#: The markers the sender adds: `mpetl_run` (the sending run) on every event, and `mpetl_resend` (the
+#: resend's run id) on an event `mpetl resend` sent again, so reconciliation can tell a copy from its original.
+RUN_MARKER_PARAM = "mpetl_run"
+RESEND_MARKER_PARAM = "mpetl_resend"
+MARKER_PARAMS = 2  # of GA4's 25 params per event, kept free for the markers
+
+#: Params every event carries: session attribution, engagement, and the markers reconciliation joins on.
+COMMON_PARAMS = frozenset({"session_id", "engagement_time_msec", RUN_MARKER_PARAM, RESEND_MARKER_PARAM})
 
 ECOMMERCE_PARAMS = frozenset(
     {"transaction_id", "value", "currency", "tax", "shipping", "coupon", "affiliation", "payment_type", "items"}

@@ -73,7 +73,8 @@ def _digits(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @_fault_options
 def collector(data_dir: Path, api_secret_file: Path | None, **options: Any) -> int:
     """The local GA4 Measurement Protocol endpoint: POST /mp/collect (GA's semantics: 204 even for what
-    it drops), POST /debug/mp/collect (validation messages, records nothing), GET /__stats.
+    it drops), POST /debug/mp/collect (validation messages, records nothing), GET /__stats; for tests
+    POST /__live (the site's own page_views, stamped now), /__withhold and /__release (a late update).
 
     Accepted events land in DATA/events_intraday_YYYYMMDD.ndjson, then DATA/events_YYYYMMDD.ndjson,
     shaped like the GA4 BigQuery export.

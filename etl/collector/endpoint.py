@@ -188,8 +188,53 @@ class Endpoint:
             messages += validate_request(body, now_micros=self.now_micros(), max_age_hours=max_age)
         return Answer(200, {"Content-Type": "application/json"}, orjson.dumps({"validationMessages": messages}))
 
+    # --- controls for tests: the site's own traffic, late updates --------------------------
+    def live_traffic(self, raw: bytes) -> Answer:
+        """Record `events` (default 1) page_views from the site's own tag, stamped now, with no marker.
+
+        Why: live traffic is what moves the export's watermark (reconcile's evidence that it has
+        processed hits received after a send); the local store otherwise holds only backdated events.
+        Not subject to injected faults: it is not a request of ours.
+        """
+        body = _json_object(raw)
+        n = body.get("events", 1)
+        if type(n) is not int or not 1 <= n <= 1000:
+            return _json_answer(400, {"error": "events must be an integer 1..1000"})
+        now = self.now_micros()
+        rows = [export_row({"name": "page_view", "params": {"page_location": "https://www.example.com/",
+                                                             "engagement_time_msec": 1}},
+                           {"client_id": f"{1000 + i}.{now // 1_000_000}"}, arrival_micros=now + i, zone=self.zone,
+                           stream_id=self.stream_id)
+                for i in range(n)]
+        self.store.append(rows)
+        self.stats.add("live_traffic", n)
+        return _json_answer(200, {"stored": n, "event_timestamp": now + n - 1})
+
+    def withhold(self, raw: bytes) -> Answer:
+        """Take our stored rows with the given transaction ids out of the export, for a late `release`."""
+        ids = _json_object(raw).get("transaction_ids")
+        if not isinstance(ids, list) or not all(isinstance(t, str) for t in ids):
+            return _json_answer(400, {"error": "transaction_ids must be a list of strings"})
+        return _json_answer(200, {"withheld": self.store.withhold(set(ids))})
+
+    def release(self) -> Answer:
+        """Put the withheld rows back: Google's late update of a daily table."""
+        return _json_answer(200, {"released": self.store.release()})
+
     def stats_answer(self) -> Answer:
         return Answer(200, {"Content-Type": "application/json"}, orjson.dumps(self.stats.snapshot()))
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _json_answer(status: int, body: dict[str, Any]) -> Answer:
+    return Answer(status, {"Content-Type": "application/json"}, orjson.dumps(body))
 
 
 def _behavior(body: Any) -> str:

@@ -75,6 +75,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(endpoint.collect(query, raw))
         elif path == "/debug/mp/collect":
             self._answer(endpoint.debug(query, raw))
+        elif path == "/__live":
+            self._answer(endpoint.live_traffic(raw))
+        elif path == "/__withhold":
+            self._answer(endpoint.withhold(raw))
+        elif path == "/__release":
+            self._answer(endpoint.release())
         else:
             self._answer(Answer(404))
 

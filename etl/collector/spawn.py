@@ -46,6 +46,24 @@ class SpawnedCollector:
 
         return httpx.get(f"{self.url}/__stats", timeout=5).json()
 
+    def _control(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        import httpx
+
+        answer = httpx.post(f"{self.url}{path}", json=body or {}, timeout=30)
+        answer.raise_for_status()
+        return answer.json()
+
+    def live_traffic(self, events: int = 1) -> int:
+        """The site's own tag records `events` page_views now: the export's watermark moves to now."""
+        return int(self._control("/__live", {"events": events})["event_timestamp"])
+
+    def withhold(self, transaction_ids: list[str]) -> int:
+        """Our rows with these ids leave the export until `release` (a late update); returns how many."""
+        return int(self._control("/__withhold", {"transaction_ids": transaction_ids})["withheld"])
+
+    def release(self) -> int:
+        return int(self._control("/__release")["released"])
+
     def read_log(self) -> str:
         """The child's stderr so far (access lines and errors)."""
         return self.log_path.read_text(encoding="utf-8", errors="replace")

@@ -46,6 +46,7 @@ class Stats:
                 "events_stored": self._totals["events_stored"],
                 "events_redated": self._totals["events_redated"],  # stored, timestamp reset (RELAXED)
                 "events_refused": self._totals["events_refused"],
+                "live_traffic": self._totals["live_traffic"],  # the site's own page_views (POST /__live), not ours
                 "dropped": dict(self._dropped),
                 "dropped_requests": dict(self._dropped_requests),
                 "injected": dict(self._injected),

@@ -12,6 +12,9 @@ with ``daily_lag_s > 0`` a date's rows land in ``events_intraday_D.ndjson`` and 
 arrived; later rows for D go straight into the daily file. With ``daily_lag_s == 0`` (the default)
 rows go straight into the daily file. A reader therefore uses the daily file of a date when it
 exists, else the intraday one, and never counts a row twice.
+
+For tests of reconciliation's evidence rules, `withhold` takes given rows out of their tables and
+`release` puts them back later: the late update Google makes to a daily table within three days.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ STORE_COLUMNS: dict[str, str] = {
 """The store's schema as DuckDB types (the BigQuery export's names and nesting)."""
 
 STORE_GLOB = "events_*.ndjson"
+WITHHELD_FILE = ".withheld.ndjson"  # rows `withhold` took out; no reader's glob matches it
 
 
 def store_file(data_dir: Path, event_date: str) -> Path:
@@ -106,18 +110,56 @@ class EventStore:
         for row in rows:
             by_date.setdefault(row["event_date"], []).append(orjson.dumps(row) + b"\n")
         with self._lock:
-            for date, lines in by_date.items():
-                daily = store_file(self.data_dir, date)
-                if self.daily_lag_s > 0 and not daily.exists():
-                    target = intraday_file(self.data_dir, date)
-                    self._pending.setdefault(date, time.monotonic())
-                else:
-                    target = daily
-                handle = self._files.get(target)
-                if handle is None:
-                    handle = self._files[target] = open(target, "ab")  # noqa: SIM115
-                handle.write(b"".join(lines))
-                handle.flush()
+            self._write(by_date)
+
+    def _write(self, by_date: dict[str, list[bytes]]) -> None:
+        for date, lines in by_date.items():
+            daily = store_file(self.data_dir, date)
+            if self.daily_lag_s > 0 and not daily.exists():
+                target = intraday_file(self.data_dir, date)
+                self._pending.setdefault(date, time.monotonic())
+            else:
+                target = daily
+            handle = self._files.get(target)
+            if handle is None:
+                handle = self._files[target] = open(target, "ab")  # noqa: SIM115
+            handle.write(b"".join(lines))
+            handle.flush()
+
+    def withhold(self, transaction_ids: set[str]) -> int:
+        """Take our marked rows with these ids out of their tables, kept aside for `release` (a late update).
+
+        Why: Google updates daily tables "for up to three days after the dates of the events"; an
+        event processed late is absent from the export first and appears later. Rows without our
+        `mpetl_run` marker (the site's own tag) stay. Returns the rows withheld.
+        """
+        held: list[bytes] = []
+        with self._lock:
+            for path in store_files(self.data_dir):
+                kept: list[bytes] = []
+                lines = path.read_bytes().splitlines(keepends=True)
+                for line in lines:
+                    (held if _is_ours_with_id(orjson.loads(line), transaction_ids) else kept).append(line)
+                if len(kept) != len(lines):
+                    handle = self._files.pop(path, None)
+                    if handle is not None:
+                        handle.close()
+                    _replace(path, b"".join(kept))
+            with open(self.data_dir / WITHHELD_FILE, "ab") as aside:
+                aside.write(b"".join(held))
+        return len(held)
+
+    def release(self) -> int:
+        """Put every withheld row back into the table of its date (as Google's late update would)."""
+        aside = self.data_dir / WITHHELD_FILE
+        with self._lock:
+            lines = aside.read_bytes().splitlines(keepends=True) if aside.exists() else []
+            by_date: dict[str, list[bytes]] = {}
+            for line in lines:
+                by_date.setdefault(orjson.loads(line)["event_date"], []).append(line)
+            self._write(by_date)
+            aside.unlink(missing_ok=True)
+        return len(lines)
 
     def promote_due(self, *, now: float | None = None) -> list[str]:
         """Move every intraday file older than the lag into its daily file; returns the dates moved."""
@@ -161,6 +203,22 @@ class EventStore:
             for handle in self._files.values():
                 handle.close()
             self._files.clear()
+
+
+def _is_ours_with_id(row: dict[str, Any], transaction_ids: set[str]) -> bool:
+    params = {p["key"]: p["value"]["string_value"] for p in row.get("event_params") or []}
+    tid = (row.get("ecommerce") or {}).get("transaction_id") or params.get("transaction_id")
+    return tid in transaction_ids and params.get("mpetl_run") is not None
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Rewrite a table file whole: written aside, fsynced, renamed over it."""
+    aside = path.with_name(f".{path.name}.tmp")
+    with open(aside, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(aside, path)
 
 
 def _columns_sql() -> str:

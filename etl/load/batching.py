@@ -2,7 +2,9 @@
 
 Events arrive already serialised (the transform built their params), so a body is assembled from
 bytes, never re-encoded; its size is known exactly before it is closed. The run marker
-(`mpetl_run` = the *sending* run) is added here, so the export can be joined to the run that sent.
+(`mpetl_run` = the *sending* run) is added here, so the export can be joined to the run that sent; an
+event `mpetl resend` re-queued also gets `mpetl_resend` (the same run id), so a late original and its
+copy can both be counted.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 import orjson
 
 from etl.load.ledger import PendingEvent, consent_json
+from etl.policy import RESEND_MARKER_PARAM, RUN_MARKER_PARAM
 from etl.protocol import rules
 
 
@@ -37,7 +40,12 @@ class Oversized:
 
 
 def run_marker(run_id: str) -> bytes:
-    return b'"mpetl_run":' + orjson.dumps(run_id)
+    return b'"' + RUN_MARKER_PARAM.encode() + b'":' + orjson.dumps(run_id)
+
+
+def resend_marker(run_id: str) -> bytes:
+    """The run marker plus `mpetl_resend` naming the run that sends again: a copy reconcile can count."""
+    return run_marker(run_id) + b',"' + RESEND_MARKER_PARAM.encode() + b'":' + orjson.dumps(run_id)
 
 
 def _prefix(event: PendingEvent, validation_behavior: str | None) -> bytes:
@@ -61,7 +69,7 @@ def build_requests(
     max_bytes: int = rules.MAX_BODY_BYTES,
 ) -> Iterator[Request | Oversized]:
     """Group consecutive events of the same identity (the ledger orders them so) into requests."""
-    marker = run_marker(run_id)
+    marker, resent_marker = run_marker(run_id), resend_marker(run_id)
     identity: tuple | None = None
     head = b""
     ids: list[int] = []
@@ -73,7 +81,7 @@ def build_requests(
 
     for event in events:
         this_identity = event.identity
-        event_json = event.event_json(marker)
+        event_json = event.event_json(resent_marker if event.resent else marker)
         event_size = len(event_json)
         if ids and (this_identity != identity or len(ids) >= max_events or size + 1 + event_size + 2 > max_bytes):
             yield flush()

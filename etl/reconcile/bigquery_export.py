@@ -11,8 +11,15 @@ from __future__ import annotations
 import pandas as pd
 
 from etl.reconcile.errors import ExportUnavailableError
-from etl.reconcile.export_backend import normalise_export
-from etl.reconcile.export_sql import bigquery_counts_sql, bigquery_sql, counts_parameters, query_parameters
+from etl.reconcile.evidence import Watermark
+from etl.reconcile.export_backend import normalise_export, watermark_from
+from etl.reconcile.export_sql import (
+    bigquery_counts_sql,
+    bigquery_sql,
+    bigquery_watermark_sql,
+    counts_parameters,
+    query_parameters,
+)
 
 _REQUEST_DEADLINE_S = 120.0
 
@@ -70,6 +77,18 @@ class BigQueryExport:
         except google_exceptions.NotFound:
             return {}
         return {str(r.suffix): int(r.n) for r in frame.itertuples(index=False)}
+
+    def watermark(self, since: str) -> Watermark:
+        """The export's newest event_timestamp and daily table from `since` on (reads one INT64 column)."""
+        from google.api_core import exceptions as google_exceptions
+        from google.cloud import bigquery
+
+        sql = self._checked(lambda: bigquery_watermark_sql(self.project, self.dataset))
+        try:
+            frame = self._run(sql, [bigquery.ScalarQueryParameter("start", "STRING", since)], not_found_ok=True)
+        except google_exceptions.NotFound:
+            return Watermark(None, None)
+        return watermark_from(frame)
 
     def _has_traffic_sources(self, dates: list[str]) -> bool:
         """Whether the newest export table among `dates` has both traffic-source columns (schema only)."""

@@ -15,19 +15,27 @@ import duckdb
 import pandas as pd
 
 from etl.reconcile.errors import ExportUnavailableError
-from etl.reconcile.export_backend import normalise_export
-from etl.reconcile.export_sql import counts_parameters, duckdb_counts_sql, duckdb_sql, query_parameters
+from etl.reconcile.evidence import Watermark
+from etl.reconcile.export_backend import normalise_export, watermark_from
+from etl.reconcile.export_sql import (
+    counts_parameters,
+    duckdb_counts_sql,
+    duckdb_sql,
+    duckdb_watermark_sql,
+    query_parameters,
+)
 
 _FILE_NAME = re.compile(r"^events_(?P<suffix>(?:intraday_)?(?P<date>\d{8}))\.(?P<ext>ndjson|jsonl|json|parquet)$")
 
 # Only the fields the query reads; other keys in the files are ignored.
-_PARAM_TYPE = "STRUCT(key VARCHAR, value STRUCT(string_value VARCHAR))[]"
+_PARAM_TYPE = "STRUCT(key VARCHAR, value STRUCT(string_value VARCHAR, int_value BIGINT, float_value DOUBLE, double_value DOUBLE))[]"
+_ECOMMERCE_TYPE = "STRUCT(transaction_id VARCHAR, purchase_revenue DOUBLE, refund_value DOUBLE)"
 _JSON_COLUMNS = {
     "event_date": "VARCHAR",
     "event_timestamp": "BIGINT",
     "event_name": "VARCHAR",
     "event_params": _PARAM_TYPE,
-    "ecommerce": "STRUCT(transaction_id VARCHAR)",
+    "ecommerce": _ECOMMERCE_TYPE,
     "collected_traffic_source": "STRUCT(manual_source VARCHAR, gclid VARCHAR)",
     "session_traffic_source_last_click": "STRUCT(cross_channel_campaign STRUCT(source VARCHAR))",
 }
@@ -42,7 +50,7 @@ _COLUMNS_SELECTED = (
 _SUFFIX_FROM_FILENAME = r"regexp_extract(filename, 'events_((?:intraday_)?[0-9]{8})\.[a-z]+$', 1)"
 _EMPTY_VIEW = (
     "SELECT NULL::VARCHAR AS event_date, NULL::BIGINT AS event_timestamp, NULL::VARCHAR AS event_name, "
-    f"NULL::{_PARAM_TYPE} AS event_params, NULL::STRUCT(transaction_id VARCHAR) AS ecommerce, "
+    f"NULL::{_PARAM_TYPE} AS event_params, NULL::{_ECOMMERCE_TYPE} AS ecommerce, "
     + ", ".join(f"NULL::{kind} AS {name}" for name, kind in _TRAFFIC_TYPES.items())
     + ", NULL::VARCHAR AS _TABLE_SUFFIX WHERE false"
 )
@@ -58,15 +66,19 @@ class DuckDBExport:
         if not self.store.is_dir():
             raise ExportUnavailableError(f"{self.store}: the export store folder does not exist ([reconcile] store)")
 
-    def day_files(self, dates: list[str]) -> list[Path]:
-        """The store's files for the given YYYYMMDD dates, sorted by name."""
+    def day_files(self, dates: list[str], *, since: str | None = None) -> list[Path]:
+        """The store's files for the given YYYYMMDD dates (or every date from `since` on), sorted by name."""
         wanted = set(dates)
         files = []
         for path in self.store.iterdir():
             match = _FILE_NAME.match(path.name)
-            if match and match["date"] in wanted and path.is_file():
+            if match and (match["date"] in wanted or (since is not None and match["date"] >= since)) and path.is_file():
                 files.append(path)
         return sorted(files)
+
+    def watermark(self, since: str) -> Watermark:
+        """The newest event time and daily file among the store's files from `since` (YYYYMMDD) on."""
+        return watermark_from(self._query([], duckdb_watermark_sql("events"), {"start": since}, since=since))
 
     def events_for(self, dates: list[str], event_names: list[str]) -> pd.DataFrame:
         frame = self._query(dates, duckdb_sql("events"), query_parameters(dates, list(event_names)))
@@ -77,8 +89,8 @@ class DuckDBExport:
         frame = self._query(dates, duckdb_counts_sql("events"), counts_parameters(dates))
         return {str(r.suffix): int(r.n) for r in frame.itertuples(index=False)}
 
-    def _query(self, dates: list[str], sql: str, params: dict[str, object]) -> pd.DataFrame:
-        files = self.day_files(dates)
+    def _query(self, dates: list[str], sql: str, params: dict[str, object], *, since: str | None = None) -> pd.DataFrame:
+        files = self.day_files(dates, since=since)
         con = duckdb.connect(":memory:")
         try:
             self._register_events_view(con, files)
@@ -105,13 +117,15 @@ class DuckDBExport:
             rel.create_view("store_parquet")
             has = set(rel.columns)
             ecommerce = (
-                "struct_pack(transaction_id := ecommerce.transaction_id::VARCHAR)"
+                "struct_pack(transaction_id := ecommerce.transaction_id::VARCHAR, "
+                "purchase_revenue := ecommerce.purchase_revenue::DOUBLE, refund_value := ecommerce.refund_value::DOUBLE)"
                 if "ecommerce" in has
-                else "NULL::STRUCT(transaction_id VARCHAR)"
+                else f"NULL::{_ECOMMERCE_TYPE}"
             )
             params = (
                 "list_transform(event_params, x -> struct_pack(key := x.key::VARCHAR, "
-                "value := struct_pack(string_value := x.value.string_value::VARCHAR)))"
+                "value := struct_pack(string_value := x.value.string_value::VARCHAR, int_value := x.value.int_value::BIGINT, "
+                "float_value := x.value.float_value::DOUBLE, double_value := x.value.double_value::DOUBLE)))"
                 if "event_params" in has
                 else f"NULL::{_PARAM_TYPE}"
             )

@@ -12,6 +12,7 @@ import pandas as pd
 
 from etl.config import Config
 from etl.reconcile.errors import ExportUnavailableError
+from etl.reconcile.evidence import Watermark
 from etl.reconcile.export_sql import EXPORT_COLUMNS
 
 
@@ -23,9 +24,13 @@ class ExportBackend(Protocol):
     def events_for(self, dates: list[str], event_names: list[str]) -> pd.DataFrame:
         """Events of `event_names` on `dates` (YYYYMMDD), one row per exported event.
 
-        Columns: event_date, event_name, transaction_id, run_marker, has_session, event_timestamp,
-        intraday, session_source, collected_source.
+        Columns: event_date, event_name, transaction_id, run_marker, resend_marker, has_session,
+        event_timestamp, intraday, session_source, collected_source, value, currency.
         """
+        ...
+
+    def watermark(self, since: str) -> Watermark:
+        """The export's newest event time and newest daily table among tables from `since` (YYYYMMDD) on."""
         ...
 
     def table_counts(self, dates: list[str]) -> dict[str, int]:
@@ -63,6 +68,22 @@ def find_export_backend(config: Config) -> ExportBackend:
     raise ExportUnavailableError(f"{config.file}: [reconcile] unknown backend {rec.backend!r}")
 
 
+def empty_export() -> pd.DataFrame:
+    """An answer with no rows but every column typed, for a selection the export has no table for."""
+    frame = pd.DataFrame({c: pd.Series(dtype="string") for c in EXPORT_COLUMNS})
+    return frame.astype({"has_session": bool, "intraday": bool, "value": "float64", "event_timestamp": "Int64"})
+
+
+def watermark_from(frame: pd.DataFrame) -> Watermark:
+    """The watermark query's one row as a `Watermark` (an empty export has neither figure)."""
+    if frame.empty:
+        return Watermark(None, None)
+    row = frame.iloc[0]
+    newest = pd.to_numeric(pd.Series([row["newest_event"]]), errors="coerce").iloc[0]
+    daily = row["newest_daily"]
+    return Watermark(None if pd.isna(newest) else int(newest), None if daily is None or pd.isna(daily) else str(daily))
+
+
 def normalise_export(frame: pd.DataFrame, dates: list[str]) -> pd.DataFrame:
     """Typed columns, only the asked days, and the daily table preferred over intraday for a day.
 
@@ -75,11 +96,14 @@ def normalise_export(frame: pd.DataFrame, dates: list[str]) -> pd.DataFrame:
             "event_name": frame["event_name"].astype("string"),
             "transaction_id": frame["transaction_id"].astype("string"),
             "run_marker": frame["run_marker"].astype("string"),
+            "resend_marker": frame["resend_marker"].astype("string"),
             "has_session": frame["has_session"].fillna(False).astype(bool),
             "event_timestamp": pd.to_numeric(frame["event_timestamp"], errors="coerce").astype("Int64"),
             "intraday": frame["intraday"].fillna(False).astype(bool),
             "session_source": frame["session_source"].astype("string"),
             "collected_source": frame["collected_source"].astype("string"),
+            "value": pd.to_numeric(frame["value"], errors="coerce").astype("float64"),
+            "currency": frame["currency"].astype("string"),
         },
         columns=list(EXPORT_COLUMNS),
     )

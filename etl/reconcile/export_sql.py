@@ -15,26 +15,34 @@ lets the caller prefer the daily table when both exist for one day.
 The traffic-source columns (`session_traffic_source_last_click`, added to the export in 2024, and
 `collected_traffic_source`) are read only when the export has them (`traffic_sources=True`); an
 older export gets NULLs and the report says the attribution figure is not available.
-A second query, `counts`, gives the rows per table suffix: the export-health check before verdicts.
+A second query, `counts`, gives the rows per table suffix: the export-health check before verdicts; a
+third, `watermark`, the export's newest event time and daily table (the evidence before "missing").
+`value` is the export's own figure for the event: `ecommerce.purchase_revenue` / `refund_value` for
+purchases and refunds (what GA4 processed), else the `value` param; `currency` the `currency` param.
+`resend_marker` is our `mpetl_resend` param: set on copies `mpetl resend` sent.
 """
 
 from __future__ import annotations
 
 import re
 
+from etl.policy import RESEND_MARKER_PARAM, RUN_MARKER_PARAM
+
 EXPORT_COLUMNS = (
     "event_date",
     "event_name",
     "transaction_id",
     "run_marker",
+    "resend_marker",
     "has_session",
     "event_timestamp",
     "intraday",
     "session_source",
     "collected_source",
+    "value",
+    "currency",
 )
 
-RUN_MARKER_PARAM = "mpetl_run"
 SESSION_PARAM = "ga_session_id"
 
 _TEMPLATE = """
@@ -46,11 +54,18 @@ SELECT
     (SELECT p.value.string_value FROM {params} WHERE p.key = 'transaction_id')
   ) AS transaction_id,
   (SELECT p.value.string_value FROM {params} WHERE p.key = '{marker}') AS run_marker,
+  (SELECT p.value.string_value FROM {params} WHERE p.key = '{resend}') AS resend_marker,
   EXISTS(SELECT 1 FROM {params} WHERE p.key = '{session}') AS has_session,
   e.event_timestamp AS event_timestamp,
   STARTS_WITH(_TABLE_SUFFIX, 'intraday_') AS intraday,
   {session_source} AS session_source,
-  {collected_source} AS collected_source
+  {collected_source} AS collected_source,
+  COALESCE(
+    CASE e.event_name WHEN 'purchase' THEN e.ecommerce.purchase_revenue WHEN 'refund' THEN e.ecommerce.refund_value END,
+    (SELECT COALESCE(p.value.double_value, p.value.float_value, CAST(p.value.int_value AS {float}))
+     FROM {params} WHERE p.key = 'value')
+  ) AS value,
+  (SELECT p.value.string_value FROM {params} WHERE p.key = 'currency') AS currency
 FROM {table} AS e
 WHERE (_TABLE_SUFFIX BETWEEN @start AND @end
        OR _TABLE_SUFFIX BETWEEN @intraday_start AND @intraday_end)
@@ -63,6 +78,16 @@ FROM {table}
 WHERE (_TABLE_SUFFIX BETWEEN @start AND @end
        OR _TABLE_SUFFIX BETWEEN @intraday_start AND @intraday_end)
 GROUP BY _TABLE_SUFFIX
+"""
+
+# The export's evidence of what it has processed (etl/reconcile/evidence.py): its newest event time
+# and its newest daily table, over every table from the `start` suffix on (`events_*` with a
+# suffix >= start also matches every `intraday_*` table). Reads `event_timestamp` only: 8 bytes a row.
+_WATERMARK_TEMPLATE = """
+SELECT MAX(event_timestamp) AS newest_event,
+       MAX(CASE WHEN STARTS_WITH(_TABLE_SUFFIX, 'intraday_') THEN NULL ELSE _TABLE_SUFFIX END) AS newest_daily
+FROM {table}
+WHERE _TABLE_SUFFIX >= @start
 """
 
 _SESSION_SOURCE = "e.session_traffic_source_last_click.cross_channel_campaign.source"
@@ -82,7 +107,15 @@ def bigquery_table(project: str, dataset: str) -> str:
 def bigquery_sql(project: str, dataset: str, *, traffic_sources: bool = False) -> str:
     """The events query over `{project}.{dataset}.events_*`."""
     table = bigquery_table(project, dataset)
-    return _render(table=table, params="UNNEST(e.event_params) AS p", traffic_sources=traffic_sources)
+    return _render(table=table, params="UNNEST(e.event_params) AS p", traffic_sources=traffic_sources, float="FLOAT64")
+
+
+def bigquery_watermark_sql(project: str, dataset: str) -> str:
+    return _WATERMARK_TEMPLATE.format(table=bigquery_table(project, dataset))
+
+
+def duckdb_watermark_sql(view: str = "events") -> str:
+    return re.sub(r"@(\w+)", r"$\1", _WATERMARK_TEMPLATE.format(table=view))
 
 
 def bigquery_counts_sql(project: str, dataset: str) -> str:
@@ -92,7 +125,7 @@ def bigquery_counts_sql(project: str, dataset: str) -> str:
 
 def duckdb_sql(view: str = "events", *, traffic_sources: bool = True) -> str:
     """The same query over a DuckDB view that has the export's columns plus `_TABLE_SUFFIX`."""
-    text = _render(table=view, params="UNNEST(e.event_params) AS u(p)", traffic_sources=traffic_sources)
+    text = _render(table=view, params="UNNEST(e.event_params) AS u(p)", traffic_sources=traffic_sources, float="DOUBLE")
     return re.sub(r"@(\w+)", r"$\1", text)
 
 
@@ -117,11 +150,13 @@ def counts_parameters(dates: list[str]) -> dict[str, object]:
     return {k: v for k, v in query_parameters(dates, []).items() if k != "event_names"}
 
 
-def _render(*, table: str, params: str, traffic_sources: bool) -> str:
+def _render(*, table: str, params: str, traffic_sources: bool, float: str) -> str:  # noqa: A002 - the SQL type
     return _TEMPLATE.format(
         table=table,
         params=params,
+        float=float,
         marker=RUN_MARKER_PARAM,
+        resend=RESEND_MARKER_PARAM,
         session=SESSION_PARAM,
         session_source=_SESSION_SOURCE if traffic_sources else "CAST(NULL AS STRING)",
         collected_source=_COLLECTED_SOURCE if traffic_sources else "CAST(NULL AS STRING)",

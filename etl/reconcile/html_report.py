@@ -2,7 +2,8 @@
 
 Why self-contained: reports are archived and mailed; a page that loads scripts, fonts or images
 from elsewhere breaks offline and leaks that it was opened. The plot is a PNG in a data: URI and
-the style is inline. Tables are capped; the CSVs next to the page hold every row.
+the style is inline. Tables are capped; the CSVs next to the page hold every row. Money stands beside
+the counts: a value plot per currency next to the events plot, and the money table.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import io
 
 import pandas as pd
 
-from etl.reconcile.presentation import fmt_count, fmt_date, fmt_share, next_step, present, row_classes
+from etl.reconcile.presentation import fmt_count, fmt_date, fmt_money, fmt_share, next_step, present, row_classes
 from etl.reconcile.result import Reconciliation
 
 HTML_TABLE_LIMIT = 500
+MAX_CURRENCY_PLOTS = 3  # value plots beside the counts; the money table lists every currency
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:72rem}
@@ -36,38 +38,52 @@ tr.provisional td{background:#fff8e6;color:#6b5200}
 """
 
 
-def plot_png(dates: pd.DataFrame) -> bytes:
-    """Sent vs found per day as PNG bytes; provisional days drawn hatched.
+def plot_png(dates: pd.DataFrame, money: pd.DataFrame | None = None) -> bytes:
+    """Sent vs found per day as PNG bytes, events and beside them value per currency; provisional days hatched.
 
     matplotlib is imported here (its Figure API, no pyplot state) so importing the package stays fast.
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(max(6.0, 0.6 * len(dates) + 2), 3.6), dpi=100)
-    ax = fig.subplots()
-    positions = range(len(dates))
-    provisional = (dates["status"] == "provisional").tolist()
-    hatch = ["//" if p else "" for p in provisional]
-    ax.bar([p - 0.2 for p in positions], dates["sent"], width=0.4, label="sent (ledger)", color="#4c78a8", hatch=None)
-    bars = ax.bar([p + 0.2 for p in positions], dates["found"], width=0.4, label="found (export)", color="#f58518")
-    for bar, h in zip(bars, hatch, strict=True):
-        bar.set_hatch(h)
-    ax.set_xticks(list(positions), [fmt_date(d) for d in dates["event_date"]], rotation=45, ha="right")
-    ax.set_ylabel("events")
-    ax.set_ylim(
-        0, max(1, int(dates["sent"].max() if len(dates) else 0), int(dates["found"].max() if len(dates) else 0)) * 1.3
-    )
-    ax.set_title("Sent vs found per event date (hatched: provisional)")
-    ax.legend(loc="upper left", ncols=2)
+    money = money if money is not None else pd.DataFrame(columns=["event_date", "currency", "sent_value", "found_value"])
+    currencies = money.groupby("currency")["sent_value"].apply(lambda v: v.abs().sum()).sort_values(ascending=False)
+    shown = list(currencies.index[:MAX_CURRENCY_PLOTS])
+    width = max(6.0, 0.6 * len(dates) + 2)
+    fig = Figure(figsize=(width * (1 + len(shown)), 3.6), dpi=100)
+    axes = fig.subplots(1, 1 + len(shown), squeeze=False)[0]
+    day_labels = [fmt_date(d) for d in dates["event_date"]]
+    hatch = ["//" if p else "" for p in (dates["status"] == "provisional").tolist()]
+    _bars(axes[0], day_labels, dates["sent"], dates["found"], hatch, "events", "Sent vs found per event date")
+    for ax, currency in zip(axes[1:], shown, strict=True):
+        per_day = money[money["currency"] == currency].set_index("event_date")
+        sent = dates["event_date"].map(per_day["sent_value"]).fillna(0.0)
+        found = dates["event_date"].map(per_day["found_value"]).fillna(0.0)
+        _bars(ax, day_labels, sent, found, hatch, f"value ({currency})", f"Sent vs found value, {currency}")
+    fig.suptitle("hatched: provisional dates (the export may still change)", fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
 
 
+def _bars(ax, labels: list[str], sent: pd.Series, found: pd.Series, hatch: list[str], unit: str, title: str) -> None:
+    positions = range(len(labels))
+    ax.bar([p - 0.2 for p in positions], sent, width=0.4, label="sent (ledger)", color="#4c78a8")
+    bars = ax.bar([p + 0.2 for p in positions], found, width=0.4, label="found (export)", color="#f58518")
+    for bar, h in zip(bars, hatch, strict=True):
+        bar.set_hatch(h)
+    ax.set_xticks(list(positions), labels, rotation=45, ha="right")
+    ax.set_ylabel(unit)
+    top = max([1.0, *[abs(float(v)) for v in sent], *[abs(float(v)) for v in found]])
+    low = min([0.0, *[float(v) for v in sent], *[float(v) for v in found]])  # refunds net below zero
+    ax.set_ylim(low * 1.3, top * 1.3)
+    ax.set_title(title)
+    ax.legend(loc="upper left", ncols=2)
+
+
 def render_html(result: Reconciliation) -> str:
     """The whole page as text."""
-    png = base64.b64encode(plot_png(result.dates)).decode("ascii")
+    png = base64.b64encode(plot_png(result.dates, result.money)).decode("ascii")
     t = result.totals
     e = html.escape
     facts = [
@@ -78,9 +94,16 @@ def render_html(result: Reconciliation) -> str:
         ("generated at (UTC)", str(result.generated_at).replace("T", " ").removesuffix("+00:00").removesuffix("Z")),
         ("sent / found / missing", f"{fmt_count(t['sent'])} / {fmt_count(t['found'])} / {fmt_count(t['missing'])}"),
         ("arrived / not yet arrived / missing / export not available",
-         f"{fmt_count(t['found'])} / {fmt_count(t.get('not_yet_arrived', 0))} / {fmt_count(t['missing'])} / "
+         f"{fmt_count(t.get('arrived', t['found']))} / {fmt_count(t.get('not_yet_arrived', 0))} / {fmt_count(t['missing'])} / "
          f"{fmt_count(t.get('export_unavailable', 0))}"),
+        ("money (our marked events; refunds negative)", _money_text(result.money_totals)),
+        ("export watermark (evidence)", _evidence_text(result.evidence)),
         ("resend window (wall clock)", _window_text(t)),
+        ("excluded from the export (BigQuery link)",
+         f"{fmt_count(t.get('excluded_from_export', 0))} ({result.settings.get('export_scope', {}).get('from', '-')})"),
+        ("copies: duplicate ids / extra rows / rows with our resend marker",
+         f"{fmt_count(t['duplicate_ids'])} / {fmt_count(t.get('duplicate_copies', 0))} / "
+         f"{fmt_count(t.get('resend_copies', 0))}"),
         ("dates", f"{fmt_count(t.get('dates_final', 0))} final, {fmt_count(t.get('dates_provisional', 0))} provisional, "
                   f"{fmt_count(t.get('dates_failed', 0))} failed"),
         ("our ids seen only from another sender (not proof)", fmt_count(t.get("seen_from_other_sender", 0))),
@@ -101,18 +124,27 @@ def render_html(result: Reconciliation) -> str:
         f"{fmt_count(result.settings.get('provisional_hours'))} h after their end are provisional "
         f"(shown in yellow; failed dates in red).</p>",
         "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts) + "</table>",
-        f'<img alt="sent vs found per day" src="data:image/png;base64,{png}">',
+        f'<img alt="sent vs found per day, events and value" src="data:image/png;base64,{png}">',
+        "<h2>Money per date and currency</h2>",
+        '<p class="note">sent (ledger), found (export, copies included), missing (judged missing), duplicate '
+        "(copies beyond what was sent). Purchases positive, refunds negative.</p>",
+        _table(result.money),
         "<h2>Per date</h2>",
         _table(result.dates),
         "<h2>Per date and event</h2>",
         _table(result.rows),
         f"<h2>Missing or not yet arrived ({len(result.missing)})</h2>",
         '<p class="note">Sent according to the ledger, not found in the export with our mpetl_run marker. '
-        "state: missing (absent after the arrival grace, or on a final date) or not_yet_arrived; "
+        "state: missing (absent though the export's watermark shows hits received after the send plus the "
+        "arrival grace, or on a final date) or not_yet_arrived (no such evidence yet: evidence_after says from when); "
         "resendable while the 72 h window (wall clock) allows: <code>mpetl resend --run-id RUN</code>.</p>",
         _table(result.missing),
         f"<h2>Duplicates ({len(result.duplicates)})</h2>",
-        '<p class="note">Found more often than sent; possible_duplicate marks events the ledger resent after a crash.</p>',
+        '<p class="note">Found more often than sent, with the copies\' value. resend copies carry our '
+        "<code>mpetl_resend</code> marker (a late original arrived beside them); possible_duplicate marks events "
+        "a retry may have delivered twice. GA4's reports count a purchase once per transaction id and user "
+        "(support.google.com/analytics/answer/12313109); the export keeps every row: "
+        "<code>jobs/sql/dedup_events_view.sql</code>.</p>",
         _table(result.duplicates),
         f"<h2>From other senders ({len(result.extras)})</h2>",
         '<p class="note">In the export but not explained by the sent events (e.g. the browser tag). They do not fail the verdict.</p>',
@@ -120,6 +152,21 @@ def render_html(result: Reconciliation) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _money_text(totals: dict) -> str:
+    if not totals:
+        return "-"
+    return "; ".join(f"{c} sent {fmt_money(m['sent_value'])}, found {fmt_money(m['found_value'])}, missing "
+                     f"{fmt_money(m['missing_value'])}, duplicate {fmt_money(m['duplicate_value'])}"
+                     for c, m in totals.items())
+
+
+def _evidence_text(evidence: dict) -> str:
+    if not evidence:
+        return "-"
+    return (f"{evidence.get('watermark') or 'none'} ({evidence.get('from')}): events sent before "
+            f"{evidence.get('judges_events_sent_before') or '-'} can be judged missing")
 
 
 def _window_text(t: dict) -> str:

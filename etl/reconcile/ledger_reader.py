@@ -16,7 +16,7 @@ import pandas as pd
 from etl.errors import LedgerError
 from etl.load import Ledger
 from etl.load import open_ledger as _open_ledger
-from etl.reconcile.errors import LedgerUnavailableError
+from etl.reconcile.errors import LedgerUnavailableError, ReconcileError
 
 SENT_COLUMNS = (
     "event_key",
@@ -29,10 +29,14 @@ SENT_COLUMNS = (
     "timestamp_micros",
     "sent_at_micros",
     "possible_duplicate",
+    "resent",
+    "value",
+    "currency",
 )
 """What reconcile uses of `Ledger.for_reconcile`: `event_key` names an event for `mpetl resend`;
 `run_id` planned it (and wrote its `mpetl_run` marker), `sent_run_id` delivered it (both prove it);
-`sent_at_micros` starts the arrival grace; `timestamp_micros` (the event time sent) ends its 72 h window."""
+`sent_at_micros` starts the arrival grace; `timestamp_micros` (the event time sent) ends its 72 h window and
+matches an event without a transaction id; `value`/`currency` (from the params sent) are its money."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,9 @@ def read_sent(ledger: Ledger, *, run_id: str | None, since: date | None, until: 
     With neither a run nor dates, the run that delivered the most recent sent event is chosen, so a
     bare `mpetl reconcile` checks the last send instead of the whole history.
     """
+    if run_id is not None and run_id not in set(ledger.run_ids()):
+        # A typo must not read as "nothing to reconcile" (exit 0): it is bad input.
+        raise ReconcileError(f"--run-id {run_id[:80]!r}: no such run in the ledger (a run's summary.json names its run_id)")
     frame = ledger.for_reconcile(run_id=run_id, since=_yyyymmdd(since), until=_yyyymmdd(until))
     if run_id is None and since is None and until is None and len(frame):
         run_id = str(frame["sent_run_id"].dropna().iloc[0])

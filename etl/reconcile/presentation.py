@@ -19,6 +19,7 @@ import pandas as pd
 from etl.accounting import Buckets
 
 SHARE_COLUMNS = frozenset({"ratio", "no_session_share", "missing_share", "share"})
+MONEY_COLUMNS = frozenset({"sent_value", "found_value", "missing_value", "duplicate_value", "value"})
 DATE_COLUMNS = frozenset({"event_date", "export_date", "date"})
 
 # One line per verdict: what a person should do next. Unknown verdicts fall back to the headline.
@@ -33,6 +34,9 @@ NEXT_STEPS = {
     "missing": "Resend what is missing: open missing.csv. If nothing at all arrived, check the API secret and "
                "measurement id first (Google answers 2xx even for a wrong secret), then run "
                "`mpetl validate --debug-endpoint`; if only some are missing, re-run `mpetl run` for those dates.",
+    "duplicated": "Nothing to resend: some of our events are in the export twice (duplicates.csv, with their value). "
+                  "GA4's reports count a purchase once per transaction id and user; reports built on the export "
+                  "should read jobs/sql/dedup_events_view.sql. Check why a late original arrived beside a resent copy.",
     "export_not_available": "Wait for the export, or check the BigQuery link: the export has no table for these "
                             "dates yet (Admin → BigQuery links; the daily table lands within a day).",
     "nothing_sent": "Fix the mapping: nothing was sent for this selection. Run `mpetl validate --config …` and "
@@ -61,6 +65,15 @@ def fmt_share(value: Any) -> str:
     return f"{float(value) * 100:.1f} %"
 
 
+def fmt_money(value: Any) -> str:
+    """12345.5 → 12,345.50 (two decimals; more only when the amount has them)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return ""
+    amount = float(value)
+    text = f"{amount:,.2f}"
+    return text if round(amount, 2) == amount else f"{amount:,.6f}".rstrip("0")
+
+
 def fmt_count(value: Any) -> str:
     if value is None or value is pd.NA or (isinstance(value, float) and value != value):
         return ""
@@ -82,7 +95,9 @@ def present(frame: pd.DataFrame) -> pd.DataFrame:
         elif column in SHARE_COLUMNS:
             shown = values.map(fmt_share)
             out[column] = shown.where(~provisional, shown.map(lambda s: "provisional" if s == "–" else f"{s} (provisional)"))
-        elif values.dtype == bool or column in ("mismatch", "failed", "possible_duplicate"):
+        elif column in MONEY_COLUMNS:
+            out[column] = values.map(fmt_money)
+        elif values.dtype == bool or column in ("mismatch", "failed", "possible_duplicate", "duplicated", "failed_value"):
             out[column] = values.map(lambda v: "yes" if bool(v) and v is not pd.NA else "no")
         elif pd.api.types.is_numeric_dtype(values):
             out[column] = values.map(fmt_count)
@@ -95,7 +110,7 @@ def row_classes(frame: pd.DataFrame) -> list[str]:
     """'failed' / 'provisional' / '' per row, for highlighting."""
     classes = []
     for _, row in frame.iterrows():
-        if bool(row.get("failed", False)):
+        if bool(row.get("failed", False)) or bool(row.get("duplicated", False)):
             classes.append("failed")
         elif row.get("status") == "provisional":
             classes.append("provisional")

@@ -2,8 +2,10 @@
 
 Why these verdicts: events not yet in the export are news, not a failure (provisional, exit 0);
 events judged missing beyond the tolerance turn a scheduler red (exit 3) while the 72 h window may
-still allow `mpetl resend`; a date the export cannot judge (no table, or a capped one) is
-"export not available" (exit 6), because a list of missing events would be a lie.
+still allow `mpetl resend`; so do our events held twice in the export (duplicated, exit 3: a late
+original beside its resent copy doubles the export's revenue, however clean the ids look); a date
+the export cannot judge (no table, or a capped one) is "export not available" (exit 6), because a
+list of missing events would be a lie.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ RECONCILED = "reconciled"
 NOT_RECONCILED = "not_reconciled"
 PROVISIONAL = "provisional"
 EXPORT_UNAVAILABLE = "export_unavailable"
+DUPLICATED = "duplicated"
 
 LIST_LIMIT = 10_000  # entries per list in reconciliation.json; the CSVs always hold all of them
 
@@ -29,6 +32,7 @@ VERDICT_HEADLINES = {
     PROVISIONAL: "Provisional: some events have not arrived yet; the export may still bring them.",
     NOT_RECONCILED: "Not reconciled: events sent are missing from the export (only our marked events count).",
     EXPORT_UNAVAILABLE: "Export not available: the export cannot judge some dates (absent, paused or capped).",
+    DUPLICATED: "Duplicated: some of our events are in the export more than once (copies counted with their value).",
 }
 
 
@@ -38,11 +42,14 @@ NOTHING_SENT_HEADLINE = "Nothing to reconcile: no sent events matched this selec
 
 def decide_verdict(dates: pd.DataFrame) -> str:
     """not_reconciled when events judged missing exceed the tolerance on a date the export covers;
-    else export_unavailable when a date could not be judged; provisional while events may still arrive.
+    else duplicated when our copies exceed it; else export_unavailable when a date with events to
+    judge could not be judged; provisional while events may still arrive.
     """
     if bool(dates["failed"].any()):
         return NOT_RECONCILED
-    if "export" in dates and bool((~dates["export_available"]).any()):
+    if "duplicated" in dates and bool(dates["duplicated"].any()):
+        return DUPLICATED
+    if "export" in dates and bool(((~dates["export_available"]) & (dates["export_unavailable"] > 0)).any()):
         return EXPORT_UNAVAILABLE
     if bool(dates["mismatch"].any()):
         return PROVISIONAL
@@ -65,12 +72,15 @@ class Reconciliation:
     extras: pd.DataFrame
     totals: dict[str, Any]
     events: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per sent event: state, window (not a report)
+    money: pd.DataFrame = field(default_factory=pd.DataFrame)  # per event_date × currency (money.py)
+    money_totals: dict[str, dict[str, float]] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
     out_dir: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
-        if self.verdict == NOT_RECONCILED:
+        if self.verdict in (NOT_RECONCILED, DUPLICATED):
             return EXIT_NOT_RECONCILED
         if self.verdict == EXPORT_UNAVAILABLE:
             return EXIT_EXPORT_UNAVAILABLE
@@ -92,6 +102,8 @@ class Reconciliation:
             "settings": self.settings,
             "generated_at": self.generated_at,
             "totals": self.totals,
+            "evidence": self.evidence,
+            "money": {"rows": _records(self.money), "totals": self.money_totals},
             "dates": _records(self.dates),
             "rows": _records(self.rows),
             "missing": _records(self.missing.head(LIST_LIMIT)),
@@ -110,11 +122,24 @@ class Reconciliation:
             f"{self.verdict.upper()} (exit {self.exit_code}) — {self.headline}",
             f"run: {self.run_id or '-'}   dates: {len(self.dates)} "
             f"({t.get('dates_final', 0)} final, {t.get('dates_provisional', 0)} provisional)",
-            f"sent {t['sent']}, arrived {t['found']}, not yet arrived {t.get('not_yet_arrived', 0)}, "
-            f"missing {t['missing']}, export not available {t.get('export_unavailable', 0)}",
-            f"duplicate ids {t['duplicate_ids']}, ids from other senders {t['extra_ids']}, "
-            f"our ids seen only from another sender {t.get('seen_from_other_sender', 0)}",
+            f"sent {t['sent']}, arrived {t.get('arrived', t['found'])}, not yet arrived {t.get('not_yet_arrived', 0)}, "
+            f"missing {t['missing']}, export not available {t.get('export_unavailable', 0)}, "
+            f"excluded from the export {t.get('excluded_from_export', 0)}",
+            f"duplicate ids {t['duplicate_ids']} ({t.get('duplicate_copies', 0)} copies, "
+            f"{t.get('resend_copies', 0)} of our rows carry the resend marker), ids from other senders "
+            f"{t['extra_ids']}, our ids seen only from another sender {t.get('seen_from_other_sender', 0)}",
         ]
+        for currency, m in self.money_totals.items():
+            lines.append(f"money {currency}: sent {m['sent_value']:,.2f}, found {m['found_value']:,.2f}, "
+                         f"missing {m['missing_value']:,.2f}, duplicate {m['duplicate_value']:,.2f}")
+        if self.evidence:
+            lines.append(f"export watermark: {self.evidence.get('watermark') or 'none'} "
+                         f"({self.evidence.get('from')}); judges events sent before "
+                         f"{self.evidence.get('judges_events_sent_before') or '-'}")
+        if t.get("not_yet_arrived"):
+            lines.append(f"not yet arrived: {t['not_yet_arrived']} — they can be judged once the export shows hits "
+                         f"received after {t.get('evidence_expected_after')} (live traffic, the canary of "
+                         "`mpetl check`, or the next daily table once its day ends); resend leaves them alone")
         if t.get("missing") or t.get("not_yet_arrived"):
             left = t.get("resend_window_left_h_min")
             window = f", {left:g} h left for the most urgent" if left is not None else ""
@@ -127,14 +152,19 @@ class Reconciliation:
             lines.append(f"found without a session id (ga_session_id): {t['no_session_share']:.1%}")
         if t.get("session_attributed_share") is not None:
             lines.append(f"found with a session source in the export: {t['session_attributed_share']:.1%}")
+        provisional = self.dates[self.dates["status"] == "provisional"] if len(self.dates) else self.dates
+        if len(provisional):
+            shown = ", ".join(f"{d[:4]}-{d[4:6]}-{d[6:]} (final from {f})" for d, f in
+                              zip(provisional["event_date"].head(5), provisional["final_at"].head(5), strict=True))
+            lines.append(f"provisional dates: {shown}" + (" …" if len(provisional) > 5 else ""))
         for row in self.dates.itertuples(index=False):
             if "export" in self.dates and not row.export_available:
                 lines.append(f"  {row.event_date} (EXPORT NOT AVAILABLE): {row.export_reason}")
-            elif row.mismatch:
-                state = "FAILED" if row.failed else "provisional"
+            elif row.mismatch or row.failed or row.duplicated:
+                state = "FAILED" if row.failed else ("DUPLICATED" if row.duplicated else "provisional")
                 lines.append(
                     f"  {row.event_date} ({state}): {row.missing} missing, {row.not_yet_arrived} not yet arrived, "
-                    f"of {row.sent} sent"
+                    f"{row.duplicate_copies} copies, of {row.sent} sent"
                 )
         if self.out_dir is not None:
             lines.append(f"reports: {self.out_dir}")

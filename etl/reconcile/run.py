@@ -2,7 +2,8 @@
 
 Why the export is asked for one day either side of the sent dates: an event whose date the export
 places across midnight (a zone mismatch between sender and property) should be reported as found
-on another date, not as missing.
+on another date, not as missing. Its watermark (evidence.py) is read over every table from the day before
+the first send on: live traffic of today proves what yesterday's events could not.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from pathlib import Path
 import pandas as pd
 
 from etl.config import Config
-from etl.reconcile.compare import Timing, compare
-from etl.reconcile.export_backend import ExportBackend, find_export_backend
-from etl.reconcile.export_sql import EXPORT_COLUMNS
+from etl.reconcile.compare import Scope, Timing, Tolerance, compare
+from etl.reconcile.evidence import Watermark, evidence_of
+from etl.reconcile.export_backend import ExportBackend, empty_export, find_export_backend
+from etl.reconcile.export_scope import ExportScope, export_scope
 from etl.reconcile.health import DateHealth, check_export
 from etl.reconcile.ledger_reader import known_keys, open_ledger, read_sent
-from etl.reconcile.provisional import as_utc, is_provisional
+from etl.reconcile.provisional import as_utc, end_of_day, is_provisional
 from etl.reconcile.reports import write_reports
 from etl.reconcile.result import Reconciliation, decide_verdict
 
@@ -40,6 +42,7 @@ def reconcile(
     """
     now_utc = as_utc(now)
     export_backend = backend or find_export_backend(config)
+    zone = config.property.timezone
     con = open_ledger(config.ledger_location)
     try:
         selection = read_sent(con, run_id=run_id, since=since, until=until)
@@ -51,35 +54,33 @@ def reconcile(
             health = check_export(counts, dates, daily_cap=_daily_cap(config))
         if counts:  # with no table at all, asking for events would only fail
             export = export_backend.events_for(_with_neighbours(dates), sent["event_name"].dropna().unique().tolist())
+            watermark = export_backend.watermark(_watermark_since(sent, zone))
         else:
-            export = pd.DataFrame({c: pd.Series(dtype="string") for c in EXPORT_COLUMNS}).astype(
-                {"has_session": bool, "intraday": bool}
-            )
+            export, watermark = empty_export(), Watermark(None, None)
+        evidence = evidence_of(watermark, timezone=zone, now=now_utc)
+        scope = export_scope(config) if dates else ExportScope(Scope(), "-")
         run_ids = {selection.run_id} if selection.run_id else set(sent["sent_run_id"].dropna())
-        provisional = {
-            d: is_provisional(
-                d,
-                timezone=config.property.timezone,
-                provisional_hours=config.reconcile.provisional_hours,
-                now=now_utc,
-            )
-            for d in dates
-        }
+        hours = config.reconcile.provisional_hours
+        provisional = {d: is_provisional(d, timezone=zone, provisional_hours=hours, now=now_utc) for d in dates}
+        final_at = {d: (end_of_day(d, zone) + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ") for d in dates}
         comparison = compare(
             sent,
             export,
             run_ids=run_ids,
             provisional=provisional,
             available={d: h.available for d, h in health.items()},
-            tolerance=config.reconcile.tolerance,
+            tolerance=Tolerance(config.reconcile.tolerance, config.reconcile.tolerance_value),
             timing=Timing(
                 now=now_utc,
                 wall_now=datetime.now(UTC),
                 arrival_grace_minutes=_arrival_grace(config),
                 max_age_hours=config.window.max_age_hours,
                 safety_margin_minutes=config.window.safety_margin_minutes,
+                evidence_micros=evidence.micros,
             ),
             ledger_knows=lambda keys: known_keys(con, keys),
+            scope=scope.scope,
+            final_at=final_at,
         )
         per_date = comparison.dates
         per_date["export"] = per_date["event_date"].map(lambda d: health[d].state)
@@ -100,10 +101,12 @@ def reconcile(
         settings={
             "backend": getattr(export_backend, "name", type(export_backend).__name__),
             "tolerance": config.reconcile.tolerance,
+            "tolerance_value": config.reconcile.tolerance_value,
             "provisional_hours": config.reconcile.provisional_hours,
-            "timezone": config.property.timezone,
+            "timezone": zone,
             "arrival_grace_minutes": _arrival_grace(config),
             "daily_export_cap": _daily_cap(config),
+            "export_scope": scope.to_dict(),
         },
         generated_at=now_utc.isoformat(timespec="seconds"),
         dates=comparison.dates,
@@ -113,6 +116,9 @@ def reconcile(
         extras=comparison.extras,
         totals=comparison.totals,
         events=comparison.events,
+        money=comparison.money,
+        money_totals=comparison.money_totals,
+        evidence=evidence.to_dict(_arrival_grace(config)),
     )
     write_reports(result, Path(out_dir))
     return result
@@ -126,6 +132,16 @@ def _arrival_grace(config: Config) -> float:
 def _daily_cap(config: Config) -> int:
     """Rows at which a daily table is taken as capped ([reconcile] daily_export_cap; 0 = no cap, GA4 360)."""
     return int(config.reconcile.daily_export_cap)
+
+
+def _watermark_since(sent, zone: str) -> str:
+    """The first table that can hold evidence: the day before the earliest send, in the property zone.
+
+    Hits received after a send are stamped on or after its day, so older tables cannot move the
+    watermark; on BigQuery this bounds what the watermark query reads (one INT64 column a row).
+    """
+    first_send = pd.to_datetime(pd.to_numeric(sent["sent_at_micros"], errors="coerce").min(), unit="us", utc=True)
+    return (first_send.tz_convert(zone) - timedelta(days=1)).strftime("%Y%m%d")
 
 
 def _with_neighbours(dates: list[str]) -> list[str]:

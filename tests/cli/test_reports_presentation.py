@@ -48,6 +48,7 @@ def test_html_next_step_when_everything_arrived_or_nothing_was_sent(tmp_path):
     reconcile(ok.build(), out_dir=tmp_path / "ok" / "out", run_id="run-1", now=datetime(2026, 11, 23, 12, tzinfo=UTC))
     assert "Nothing to do" in (tmp_path / "ok" / "out" / "reconciliation.html").read_text()
     empty = Scenario(tmp_path / "empty")
+    empty.send("20261115", ["P-1"], status="planned", sent_run_id=None)  # run-1 planned, sent nothing
     reconcile(empty.build(), out_dir=tmp_path / "empty" / "out", run_id="run-1", now=datetime(2026, 11, 23, 12, tzinfo=UTC))
     assert "Fix the mapping" in (tmp_path / "empty" / "out" / "reconciliation.html").read_text()
 

@@ -11,6 +11,7 @@ import pytest
 
 from etl.collector import STORE_COLUMNS, read_json_sql, read_store
 from etl.collector.endpoint import DEFAULT_STREAM_ID
+from etl.collector.faults import FaultOptions
 
 
 def _lines(path: Path) -> list[dict]:
@@ -168,3 +169,37 @@ def test_intraday_file_first_then_the_daily_file_after_the_lag(make_collector, b
     mp.collect(build.request(build.purchase("T-2")))  # a late event joins the existing daily table
     assert sorted(p.name for p in data.glob("events_*")) == ["events_20261122.ndjson"]
     assert sorted(r["transaction_id"] for r in read_store(data)["ecommerce"]) == ["T-1", "T-2"]
+
+
+def test_live_traffic_is_stamped_now_without_our_marker_and_bypasses_faults(make_collector, build) -> None:
+    mp = make_collector(faults=FaultOptions(drop_rate=1.0))  # every /mp/collect request is dropped; the site's own traffic is not ours
+    answer = mp.http.post("/__live", json={"events": 3})
+    assert answer.status_code == 200 and answer.json() == {"stored": 3, "event_timestamp": build.NOW_MICROS + 2}
+    rows = _lines(mp.server.data_dir / "events_20261122.ndjson")
+    assert [(r["event_name"], r["event_timestamp"]) for r in rows] == [("page_view", build.NOW_MICROS + i) for i in range(3)]
+    assert not any(p["key"] == "mpetl_run" for r in rows for p in r["event_params"])
+    stats = mp.stats()
+    assert stats["live_traffic"] == 3 and stats["events_stored"] == 0  # events_received = stored + dropped still holds
+    assert mp.http.post("/__live", json={"events": 0}).status_code == 400
+
+
+def test_withheld_rows_leave_the_table_and_a_release_puts_them_back(mp, build) -> None:
+    ours = [build.purchase(f"T-{i}", mpetl_run="run-1") for i in range(4)]
+    site = build.purchase("T-1")  # the site's own tag, same id, no marker: never withheld
+    assert mp.collect(build.request(*ours)).status_code == 204
+    assert mp.collect(build.request(site, client_id="555.1")).status_code == 204
+    daily = mp.server.data_dir / "events_20261122.ndjson"
+
+    held = mp.http.post("/__withhold", json={"transaction_ids": ["T-1", "T-2"]}).json()
+    assert held == {"withheld": 2}
+    def marked() -> list[str]:
+        return sorted(r["ecommerce"]["transaction_id"] for r in _lines(daily)
+                      if any(p["key"] == "mpetl_run" for p in r["event_params"]))
+    assert marked() == ["T-0", "T-3"] and len(_lines(daily)) == 3
+    assert mp.collect(build.request(build.purchase("T-9", mpetl_run="run-1"))).status_code == 204  # still appends
+    assert marked() == ["T-0", "T-3", "T-9"]
+
+    assert mp.http.post("/__release").json() == {"released": 2}  # Google's late update of the daily table
+    assert marked() == ["T-0", "T-1", "T-2", "T-3", "T-9"]
+    assert mp.http.post("/__release").json() == {"released": 0}
+    assert mp.http.post("/__withhold", json={"transaction_ids": "T-1"}).status_code == 400

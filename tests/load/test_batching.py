@@ -40,6 +40,16 @@ def test_every_event_carries_the_sending_runs_marker_and_its_own_time():
     assert {e["timestamp_micros"] for e in events} == {1_700_000_000_000_000}
 
 
+def test_only_an_event_resend_requeued_carries_the_resend_marker():
+    original = _event(1)
+    resent = PendingEvent(2, "crm|purchase|T2", "1.2", None, 0, "purchase", 1_700_000_000_000_000,
+                          orjson.dumps({"transaction_id": "T2"}), resent=True)
+    (request,) = list(build_requests([original, resent], run_id="resend-9"))
+    events = orjson.loads(request.body)["events"]
+    assert [e["params"].get("mpetl_resend") for e in events] == [None, "resend-9"]
+    assert [e["params"]["mpetl_run"] for e in events] == ["resend-9", "resend-9"]
+
+
 def test_splits_by_size_below_the_limit():
     events = [_event(i, pad=20_000) for i in range(20)]
     requests = _requests(events)

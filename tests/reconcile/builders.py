@@ -51,6 +51,8 @@ class SentEvent:
     possible_duplicate: int = 0
     has_session: bool = True
     sent_at: str | None = None  # ISO-8601 UTC; default: the builder clock (hours from 2026-11-18 11:06 UTC)
+    value: float = 10.0
+    currency: str = "EUR"
 
     @property
     def client_id(self) -> str:
@@ -74,8 +76,9 @@ def create_ledger(path: Path, events: list[SentEvent]) -> Path:
             ledger.begin_run(run, "send")
         for i, e in enumerate(events):
             key = f"{e.source}|{e.event_name}|{e.transaction_id or f'row:{i}'}"
+            params = {"transaction_id": e.transaction_id} if e.transaction_id is not None else {}
             event_json = orjson.dumps({"name": e.event_name, "timestamp_micros": micros_for(e.event_date),
-                                       "params": {"transaction_id": e.transaction_id, "value": 10.0}}).decode()
+                                       "params": {**params, "value": e.value, "currency": e.currency}}).decode()
             frame = pd.DataFrame([{
                 "source": e.source, "row": i + 1, "event_key": key, "event_name": e.event_name, "client_id": e.client_id,
                 "user_id": f"{USER_ID_PREFIX}{i}", "consent_json": pd.NA, "timestamp_micros": micros_for(e.event_date),
@@ -103,15 +106,20 @@ def export_row(
     event_name: str = "purchase",
     run_marker: str | None = "run-1",
     session: bool = True,
+    value: float = 10.0,
+    currency: str = "EUR",
+    resend_marker: str | None = None,
 ) -> dict:
     """One event as the collector stores it: BigQuery export column names and nesting."""
 
-    def param(key: str, *, s: str | None = None, i: int | None = None) -> dict:
-        return {"key": key, "value": {"string_value": s, "int_value": i, "float_value": None, "double_value": None}}
+    def param(key: str, *, s: str | None = None, i: int | None = None, d: float | None = None) -> dict:
+        return {"key": key, "value": {"string_value": s, "int_value": i, "float_value": None, "double_value": d}}
 
-    params = [param("value", s=None, i=10)]
+    params = [param("value", d=float(value)), param("currency", s=currency)]
     if run_marker is not None:
         params.append(param("mpetl_run", s=run_marker))
+    if resend_marker is not None:
+        params.append(param("mpetl_resend", s=resend_marker))
     if session:
         params.append(param("ga_session_id", i=1700000000))
     if transaction_id is not None and event_name != "purchase":
@@ -119,7 +127,7 @@ def export_row(
     client = client_id_for(transaction_id or event_date)
     return {
         "event_date": event_date,
-        "event_timestamp": micros_for(event_date),
+        "event_timestamp": micros_for(event_date),  # as sent: MP keeps timestamp_micros
         "event_name": event_name,
         "event_params": params,
         "user_pseudo_id": client,
@@ -127,7 +135,7 @@ def export_row(
         "privacy_info": {"ads_storage": "No", "analytics_storage": "Yes"},
         "ecommerce": {
             "transaction_id": transaction_id if event_name == "purchase" else None,
-            "purchase_revenue": 10.0,
+            "purchase_revenue": float(value),
             "refund_value": None,
             "tax_value": None,
             "shipping_value": None,
@@ -135,10 +143,31 @@ def export_row(
         }
         if event_name == "purchase"
         else None,
-        "items": [{"item_id": "SKU-1", "item_name": "thing", "price": 10.0, "quantity": 1}],
+        "items": [{"item_id": "SKU-1", "item_name": "thing", "price": float(value), "quantity": 1}],
         "stream_id": "1234",
         "platform": "WEB",
         "collected_traffic_source": None,
+        "event_server_timestamp_offset": 0,
+    }
+
+
+def site_row(at: datetime, timezone: str = TIMEZONE) -> dict:
+    """A page_view of the site's own tag (no marker) stamped `at`: live traffic, the export's watermark."""
+    from zoneinfo import ZoneInfo
+
+    micros = int(at.timestamp() * 1_000_000)
+    return {
+        "event_date": at.astimezone(ZoneInfo(timezone)).strftime("%Y%m%d"),
+        "event_timestamp": micros,
+        "event_name": "page_view",
+        "event_params": [{"key": "page_location", "value": {"string_value": "https://www.example.com/",
+                                                            "int_value": None, "float_value": None, "double_value": None}}],
+        "user_pseudo_id": "555.1700000000",
+        "user_id": None,
+        "ecommerce": None,
+        "items": [],
+        "stream_id": "1234",
+        "platform": "WEB",
         "event_server_timestamp_offset": 0,
     }
 
@@ -196,6 +225,8 @@ class Scenario:
                         event_name=e.event_name,
                         run_marker=e.sent_run_id,
                         session=e.has_session,
+                        value=e.value,
+                        currency=e.currency,
                     )
                 )
 

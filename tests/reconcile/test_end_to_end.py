@@ -126,6 +126,7 @@ def test_resend_defers_what_the_window_no_longer_allows(run_mpetl, tmp_path, col
     assert run.returncode == 0, run.stderr
     run_id = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())["run_id"]
     drop_from_export(collector.data_dir, DROPPED)
+    collector.live_traffic()  # the export shows hits received after the send: the drop is proven
     strict = make_config(tmp_path, collector.url, collector.data_dir)
     text = strict.read_text().replace("[window]", "[window]\nsafety_margin_minutes = 4300")
     if "[window]" not in text:
@@ -158,6 +159,7 @@ def test_a_wrong_secret_is_answered_2xx_stores_nothing_and_the_canary_names_the_
     assert summary["sent"] == len(IDS)
     assert collector.stats()["dropped"] == {"bad_auth": len(IDS)}
     assert stored(collector.data_dir) == [("WEB-1", None)]
+    collector.live_traffic()  # the site goes on being tracked after the send: evidence nothing of ours came
 
     rec = run_mpetl("-q", "reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--run-id", summary["run_id"])
     assert rec.returncode == 3, rec.stdout + rec.stderr

@@ -13,10 +13,11 @@ import pytest
 from etl.reconcile import (
     ExportUnavailableError,
     LedgerUnavailableError,
+    ReconcileError,
     reconcile,
 )
 
-from .builders import CLIENT_ID_PREFIX, USER_ID_PREFIX, Scenario, export_row, ids, micros_for, write_store
+from .builders import CLIENT_ID_PREFIX, USER_ID_PREFIX, Scenario, export_row, ids, micros_for, site_row, write_store
 
 # Dates 20261110..20261119 are final at NOW (72 h after their end, Europe/London); 20261121 is not.
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -81,7 +82,7 @@ def test_id_from_another_sender_is_listed_but_does_not_fail(scenario: Scenario, 
     assert result.to_dict()["totals"]["extra_ids"] == 1
 
 
-def test_duplicated_purchase_is_listed_with_the_ledger_flag(scenario: Scenario, tmp_path: Path) -> None:
+def test_duplicated_purchase_is_listed_with_the_ledger_flag_and_its_value(scenario: Scenario, tmp_path: Path) -> None:
     events = scenario.send(FINAL_DAY, ids("A", 4))
     events[1].possible_duplicate = 1
     scenario.arrive(events)
@@ -97,7 +98,13 @@ def test_duplicated_purchase_is_listed_with_the_ledger_flag(scenario: Scenario, 
     assert duplicates["A-0001"]["count"] == "2" and duplicates["A-0001"]["possible_duplicate"] == "True"
     extras = read_csv(tmp_path / "out" / "extras.csv")
     assert [(e["transaction_id"], e["sender"].split(",")[0]) for e in extras] == [("A-0002", "other sender")]
-    assert result.verdict == "reconciled"  # nothing missing: duplicates are reported, not failed
+    # Nothing missing, but the export holds one of our purchases twice: never a clean verdict.
+    assert (result.verdict, result.exit_code) == ("duplicated", 3)
+    assert (duplicates["A-0001"]["duplicate_value"], duplicates["A-0001"]["currency"]) == ("10.0", "EUR")
+    report = json.loads((tmp_path / "out" / "reconciliation.json").read_text())
+    assert report["money"]["totals"] == {"EUR": {"sent_value": 40.0, "found_value": 50.0, "missing_value": 0.0,
+                                                 "duplicate_value": 10.0}}
+    assert report["totals"]["duplicate_copies"] == 1 and report["totals"]["resend_copies"] == 0
 
 
 def test_absent_event_is_not_yet_arrived_then_missing_while_it_can_still_be_resent(
@@ -120,10 +127,20 @@ def test_absent_event_is_not_yet_arrived_then_missing_while_it_can_still_be_rese
     }
     assert young.to_dict()["totals"]["not_yet_arrived"] == 2
 
-    # Three hours later (past the 2 h arrival grace), the day is still young but the events are missing.
+    # Three hours later (past the 2 h arrival grace) but with nothing newer in the export than the
+    # backdated events themselves: no evidence the export processed anything sent after them.
+    blind = reconcile(config, out_dir=tmp_path / "blind", run_id="run-1", now=NOW + timedelta(hours=3))
+    assert (blind.verdict, blind.exit_code) == ("provisional", 0)
+    assert {m["state"] for m in read_csv(tmp_path / "blind" / "missing.csv")} == {"not_yet_arrived"}
+    assert {m["evidence_after"] for m in read_csv(tmp_path / "blind" / "missing.csv")} == {"2026-11-23T13:30:00Z"}
+    assert "received after 2026-11-23T13:30:00Z" in blind.summary_text()
+
+    # Live site traffic received after send + grace lands in the export: now the absence is evidence.
+    write_store(tmp_path / "store", [site_row(NOW + timedelta(hours=2, minutes=50))])
     later = reconcile(config, out_dir=tmp_path / "later", run_id="run-1", now=NOW + timedelta(hours=3))
     assert (later.verdict, later.exit_code) == ("not_reconciled", 3)
     assert {m["state"] for m in read_csv(tmp_path / "later" / "missing.csv")} == {"missing"}
+    assert later.to_dict()["evidence"]["watermark"] == "2026-11-23T14:50:00Z"
     assert "can still be resent" in later.summary_text() or "past it" in later.summary_text()
 
 
@@ -197,7 +214,7 @@ def test_no_client_or_user_id_in_any_report(scenario: Scenario, tmp_path: Path) 
     scenario.exported.append(export_row("WEB-1", FINAL_DAY, run_marker=None))
     result = reconcile(scenario.build(), out_dir=tmp_path / "out", run_id="run-1", now=NOW)
     files = list((tmp_path / "out").iterdir())
-    assert len(files) == 6
+    assert len(files) == 7
     for path in files:
         data = path.read_bytes()
         assert CLIENT_ID_PREFIX.encode() not in data, path.name
@@ -278,10 +295,20 @@ def test_our_marker_on_an_event_the_ledger_did_not_record_as_sent(scenario: Scen
 
 def test_a_selection_with_nothing_sent_says_so(scenario: Scenario, tmp_path: Path) -> None:
     scenario.arrive(scenario.send(FINAL_DAY, ids("A", 2)))
-    result = reconcile(scenario.build(), out_dir=tmp_path / "out", run_id="no-such-run", now=NOW)
+    scenario.send(FINAL_DAY, ["P-1"], run_id="run-2", sent_run_id=None, status="planned")  # run-2 sent nothing
+    result = reconcile(scenario.build(), out_dir=tmp_path / "out", run_id="run-2", now=NOW)
     assert (result.exit_code, result.to_dict()["totals"]["sent"]) == (0, 0)
     assert result.headline.startswith("Nothing to reconcile")
     assert (tmp_path / "out" / "reconciliation.html").is_file()
+
+
+def test_an_unknown_run_id_is_an_input_error_not_a_verdict(scenario: Scenario, tmp_path: Path) -> None:
+    scenario.arrive(scenario.send(FINAL_DAY, ids("A", 2)))
+    with pytest.raises(ReconcileError) as typo:
+        reconcile(scenario.build(), out_dir=tmp_path / "out", run_id="run-l", now=NOW)
+    assert typo.value.exit_code == 2
+    assert str(typo.value) == "--run-id 'run-l': no such run in the ledger (a run's summary.json names its run_id)"
+    assert not (tmp_path / "out" / "reconciliation.json").exists()
 
 
 def test_a_same_id_event_from_the_site_tag_is_not_proof(scenario: Scenario, tmp_path: Path) -> None:
@@ -338,6 +365,8 @@ def test_intraday_table_gives_an_early_verdict(scenario: Scenario, tmp_path: Pat
     with (store / f"events_intraday_{YOUNG_DAY}.ndjson").open("a") as fh:
         for e in events[:2]:
             fh.write(json.dumps(export_row(e.transaction_id, YOUNG_DAY)) + "\n")
+    live = site_row(NOW - timedelta(minutes=10))  # today's live traffic, streamed: the evidence
+    (store / f"events_intraday_{live['event_date']}.ndjson").write_text(json.dumps(live) + "\n")
     result = reconcile(config, out_dir=tmp_path / "out", run_id="run-1", now=NOW)
     assert (result.verdict, result.exit_code) == ("not_reconciled", 3)
     assert result.to_dict()["dates"][0]["export"] == "intraday"

@@ -71,6 +71,8 @@ def test_html_states_the_verdict_and_embeds_the_plot(failed_run: Path) -> None:
     assert base64.b64decode(pngs[0].split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
     text = (failed_run / "reconciliation.html").read_text(encoding="utf-8")
     assert "A-0002" in text and "A-0005" in text
+    assert "<h2>Money per date and currency</h2>" in text
+    assert "EUR sent 150.00, found 120.00, missing 30.00, duplicate 0.00" in text
 
 
 def test_notebook_runs_against_generated_reports(failed_run: Path, tmp_path: Path) -> None:
@@ -90,7 +92,9 @@ def test_notebook_runs_against_generated_reports(failed_run: Path, tmp_path: Pat
     )
     assert "NOT_RECONCILED (exit code 3)" in outputs
     assert "A-0002" in outputs and "A-0005" in outputs
-    assert "image/png" in outputs
+    assert outputs.count("image/png") >= 3  # events per day, value per day, sessions
+    # 15 EUR-10 purchases sent; A-0002, A-0005 (final day) and Y-0001 missing: money beside the counts.
+    assert "money EUR: sent / found / missing / duplicate" in outputs and "150.00 / 120.00 / 30.00 / 0.00" in outputs
 
 
 def test_html_shows_the_three_event_verdicts_and_an_unavailable_export(tmp_path: Path) -> None:

@@ -21,9 +21,9 @@ attempt got no answer, so GA may hold it already), `resent` (re-queued by `mpetl
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -84,6 +84,44 @@ def params_of(event_json: pd.Series) -> list[bytes]:
     return [p.encode() for p in params.to_pylist()]
 
 
+# The top-level `value` and `currency` members of a params object as the transform writes them (items
+# come later and hold no `value`; inside a JSON string a quote is always escaped, so `,"value":` or
+# `{"value":` only ever starts a member).
+_VALUE_MEMBER = r'[{,]"value":(?P<v>-?[0-9][0-9.eE+-]*)'
+_CURRENCY_MEMBER = r'[{,]"currency":"(?P<c>[A-Za-z]{3})"'
+
+
+def money_of(params: Sequence[bytes | None]) -> pd.DataFrame:
+    """`value` (float64, NaN when absent) and `currency` (string) of each stored params object.
+
+    Why from the params: they are exactly what was sent, so reconciliation's `sent_value` is the money
+    that left, not a recomputation. Vectorised (two Arrow regex passes; ~0.3 s per million events).
+    """
+    arr = pa.array([None if p is None else bytes(p) for p in params], type=pa.binary()).cast(pa.string())
+    value = pc.struct_field(pc.extract_regex(arr, _VALUE_MEMBER), "v")
+    currency = pc.struct_field(pc.extract_regex(arr, _CURRENCY_MEMBER), "c")
+    return pd.DataFrame({
+        "value": pd.Series(pc.cast(value, pa.float64()).to_numpy(zero_copy_only=False), dtype="float64"),
+        "currency": pd.Series(pd.arrays.ArrowStringArray(pc.cast(currency, pa.string()))).astype("string"),
+    })
+
+
+def frame_with_money(cursor: Iterable[tuple] | Any, columns: Sequence[str], *, chunk: int = 50_000) -> pd.DataFrame:
+    """The rows of a DB-API cursor whose last column is `params`, with `value`/`currency` in its place.
+
+    Read `chunk` rows at a time so the params (with items, up to kilobytes an event) never all sit
+    in memory at once: only their two money fields stay.
+    """
+    parts = []
+    while rows := cursor.fetchmany(chunk):
+        part = pd.DataFrame(rows, columns=[*columns, "params"])
+        money = money_of(part.pop("params").tolist())
+        parts.append(pd.concat([part, money.set_index(part.index)], axis=1))
+    if not parts:
+        return pd.concat([pd.DataFrame(columns=list(columns)), money_of([])], axis=1)
+    return pd.concat(parts, ignore_index=True)
+
+
 def bucket_of(status: str, reason: str | None) -> str:
     """The summary's name for a ledger state."""
     if status == "deferred":
@@ -108,6 +146,7 @@ class PendingEvent:
     timestamp_micros: int
     params: bytes  # the params JSON object, without the run marker
     source_row: int | None = None
+    resent: bool = False  # re-queued by `mpetl resend`: the sender adds the resend marker
 
     @property
     def identity(self) -> tuple[str, str | None, int]:
@@ -252,8 +291,8 @@ class Ledger(ABC):
         """Sent events of a run (planned or delivered by it) and/or event dates [since, until] (YYYYMMDD).
 
         Columns: event_key, event_date, event_name, transaction_id, source, run_id, sent_run_id,
-        timestamp_micros, sent_at_micros, possible_duplicate, resent. With no selector: the last run
-        that delivered something. Never personal columns.
+        timestamp_micros, sent_at_micros, possible_duplicate, resent, value, currency (`money_of` the
+        params sent). With no selector: the last run that delivered something. Never personal columns.
         """
 
     @abstractmethod

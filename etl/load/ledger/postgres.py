@@ -46,8 +46,10 @@ from etl.load.ledger.base import (
     RunOutcome,
     bucket_of,
     consent_code,
+    frame_with_money,
     params_of,
 )
+from etl.protocol.event_key import transaction_ids_of
 from etl.shard import Shard, client_hash, client_hashes
 
 SCHEMA = """
@@ -324,7 +326,7 @@ class PostgresLedger(Ledger):
         consent = events["consent_json"].astype("object").map(
             lambda v, cache={}: cache.setdefault(v, consent_code(None if v is pd.NA else v)))
         user = events["user_id"].astype("object").where(events["user_id"].notna(), None)
-        tid = parts[2].where(~parts[2].str.startswith("row:"), None)
+        tid = transaction_ids_of(parts[2]).astype(object).where(lambda t: t.notna(), None)
         return list(zip(
             positions.tolist(), keys.tolist(), parts[0].tolist(), events["row"].astype("int64").tolist(),
             parts[1].tolist(), tid.tolist(), events["client_id"].astype(str).tolist(), hashes.tolist(), user.tolist(),
@@ -368,13 +370,13 @@ class PostgresLedger(Ledger):
                 f"AND property = %s AND {_shard_sql(shard)} ORDER BY client_id, user_id, consent, timestamp_micros, id "
                 "LIMIT %s FOR UPDATE SKIP LOCKED) "
                 "UPDATE mpetl_events e SET claimed_by = %s FROM c WHERE e.id = c.id RETURNING e.id, e.event_key, "
-                "e.client_id, e.user_id, e.consent, e.event_name, e.timestamp_micros, e.params, e.source_row",
+                "e.client_id, e.user_id, e.consent, e.event_name, e.timestamp_micros, e.params, e.source_row, e.flags",
                 (self._property, size, self.worker)).fetchall()
             if not rows:
                 return
             rows.sort(key=lambda r: (r[2], r[3] is not None, r[3] or "", r[4], r[6], r[0]))
             for r in rows:
-                yield PendingEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bytes(r[7]), r[8])
+                yield PendingEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bytes(r[7]), r[8], bool(r[9] & FLAG_RESENT))
             if len(rows) < size:
                 return
 
@@ -472,15 +474,15 @@ class PostgresLedger(Ledger):
             last = self.db.execute("SELECT fate_run_id FROM mpetl_events WHERE state = 'sent' "
                                    "ORDER BY fate_us DESC, fate_run_id DESC LIMIT 1").fetchone()
             run_id = last[0] if last else ""
-        rows = self.db.execute(
+        cursor = self.db.execute(
             "SELECT event_key, event_date, event_name, transaction_id, source, run_id, fate_run_id, timestamp_micros, "
-            "fate_us, flags FROM mpetl_events WHERE state = 'sent' "
+            "fate_us, flags, params FROM mpetl_events WHERE state = 'sent' "
             "AND (%(run)s::text IS NULL OR run_id = %(run)s OR fate_run_id = %(run)s) "
             "AND (%(since)s::int IS NULL OR event_date >= %(since)s) AND (%(until)s::int IS NULL OR event_date <= %(until)s) "
             "ORDER BY id",
-            {"run": run_id, "since": int(since) if since else None, "until": int(until) if until else None}).fetchall()
-        frame = pd.DataFrame(rows, columns=["event_key", "event_date", "event_name", "transaction_id", "source", "run_id",
-                                            "sent_run_id", "timestamp_micros", "sent_at_micros", "flags"])
+            {"run": run_id, "since": int(since) if since else None, "until": int(until) if until else None})
+        frame = frame_with_money(cursor, ["event_key", "event_date", "event_name", "transaction_id", "source", "run_id",
+                                          "sent_run_id", "timestamp_micros", "sent_at_micros", "flags"])
         flags = frame["flags"].astype("int64")
         return pd.DataFrame({
             "event_key": frame["event_key"].astype("string"),
@@ -494,6 +496,8 @@ class PostgresLedger(Ledger):
             "sent_at_micros": frame["sent_at_micros"].astype("Int64"),
             "possible_duplicate": (flags & FLAG_POSSIBLE_DUPLICATE) > 0,
             "resent": (flags & FLAG_RESENT) > 0,
+            "value": frame["value"].astype("float64"),
+            "currency": frame["currency"].astype("string"),
         })
 
     def known_keys(self, transaction_ids: Sequence[str]) -> pd.DataFrame:
@@ -545,7 +549,7 @@ class PostgresLedger(Ledger):
         ).fetchall(), columns=["event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row"])
         parts = frame["event_key"].str.split("|", n=2, expand=True) if len(frame) else pd.DataFrame(columns=[0, 1, 2])
         frame.insert(1, "event_name", parts[1])
-        frame.insert(2, "transaction_id", parts[2])
+        frame.insert(2, "transaction_id", transaction_ids_of(parts[2]) if len(frame) else parts[2])
         flags = frame.pop("flags").astype("int64")
         frame["possible_duplicate"] = (flags & FLAG_POSSIBLE_DUPLICATE) > 0
         frame["resent"] = (flags & FLAG_RESENT) > 0

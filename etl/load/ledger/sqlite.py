@@ -34,10 +34,12 @@ from etl.load.ledger.base import (
     RunOutcome,
     bucket_of,
     consent_code,
+    frame_with_money,
     params_of,
     split_key,
 )
 from etl.lockfile import try_lock
+from etl.protocol.event_key import transaction_id_of, transaction_ids_of
 from etl.shard import client_shard
 
 SCHEMA_VERSION = "2"
@@ -358,7 +360,7 @@ class SqliteLedger(Ledger):
             last = rows[-1][0]
             for _seq, eid, key, client_id, user_id, consent, ts, params, row, flags in rows:
                 yield PendingEvent(eid, key, client_id, user_id, consent, key.split("|", 2)[1], ts,
-                                   _restore_tid(params, key, flags), row)
+                                   _restore_tid(params, key, flags), row, bool(flags & FLAG_RESENT))
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -478,7 +480,7 @@ class SqliteLedger(Ledger):
             row = self.db.execute("SELECT run FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             run = row[0] if row else -1
         sql = (
-            "SELECT e.event_key, e.event_date, e.ts, e.fate_us, e.flags, o.run_id AS run_id, f.run_id AS sent_run_id "
+            "SELECT e.event_key, e.event_date, e.ts, e.fate_us, e.flags, o.run_id AS run_id, f.run_id AS sent_run_id, e.params "
             "FROM events e JOIN runs o ON o.run = e.run LEFT JOIN runs f ON f.run = e.fate_run "
             "WHERE e.status = 'sent' AND (:since IS NULL OR e.event_date >= :since) AND (:until IS NULL OR e.event_date <= :until) "
         )
@@ -486,15 +488,14 @@ class SqliteLedger(Ledger):
             # Produced by the run, or delivered by it for an earlier one (the small fate index).
             sql = f"{sql} AND e.run = :run UNION ALL {sql} AND e.fate_run = :run AND e.run != :run AND {by_fate('e')}"
         params = {"run": run, "since": int(since) if since else None, "until": int(until) if until else None}
-        frame = pd.DataFrame(self.db.execute(sql, params).fetchall(),
-                             columns=["event_key", "event_date", "timestamp_micros", "sent_at_micros", "flags",
-                                      "run_id", "sent_run_id"])
+        frame = frame_with_money(self.db.execute(sql, params), ["event_key", "event_date", "timestamp_micros",
+                                                                  "sent_at_micros", "flags", "run_id", "sent_run_id"])
         parts = frame["event_key"].str.split("|", n=2, expand=True) if len(frame) else pd.DataFrame(columns=[0, 1, 2])
         out = pd.DataFrame({
             "event_key": frame["event_key"].astype("string"),
             "event_date": frame["event_date"].astype(str).astype("string"),
             "event_name": parts[1].astype("string"),
-            "transaction_id": parts[2].astype("string").where(~parts[2].astype("string").str.startswith("row:"), pd.NA),
+            "transaction_id": transaction_ids_of(parts[2]),
             "source": parts[0].astype("string"),
             "run_id": frame["run_id"].astype("string"),
             "sent_run_id": frame["sent_run_id"].astype("string"),
@@ -502,6 +503,8 @@ class SqliteLedger(Ledger):
             "sent_at_micros": frame["sent_at_micros"].astype("Int64"),
             "possible_duplicate": (frame["flags"].astype("int64") & FLAG_POSSIBLE_DUPLICATE) > 0,
             "resent": (frame["flags"].astype("int64") & FLAG_RESENT) > 0,
+            "value": frame["value"].astype("float64"),
+            "currency": frame["currency"].astype("string"),
         })
         return out
 
@@ -513,8 +516,9 @@ class SqliteLedger(Ledger):
         if wanted:
             for (key,) in self.db.execute("SELECT event_key FROM events"):
                 _, name, tail = split_key(key)
-                if tail in wanted:
-                    found.append((name, tail))
+                tid = transaction_id_of(tail)
+                if tid in wanted:
+                    found.append((name, tid))
         return pd.DataFrame(found, columns=["event_name", "transaction_id"], dtype="string")
 
     def run_ids(self) -> list[str]:
@@ -562,7 +566,7 @@ class SqliteLedger(Ledger):
         ).fetchall(), columns=["event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row"])
         parts = frame["event_key"].str.split("|", n=2, expand=True) if len(frame) else pd.DataFrame(columns=[0, 1, 2])
         frame.insert(1, "event_name", parts[1])
-        frame.insert(2, "transaction_id", parts[2])
+        frame.insert(2, "transaction_id", transaction_ids_of(parts[2]) if len(frame) else parts[2])
         flags = frame.pop("flags").astype("int64")
         frame["possible_duplicate"] = (flags & FLAG_POSSIBLE_DUPLICATE) > 0
         frame["resent"] = (flags & FLAG_RESENT) > 0

@@ -16,7 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.accounting import Notes
+from etl.policy import MARKER_PARAMS
 from etl.protocol import rules
+from etl.protocol.event_key import digest_tail, tails_for
 from etl.transform import jsonfrag
 from etl.transform.arrow_text import arrow_strings
 from etl.transform.context import Param, RuleContext
@@ -26,7 +28,7 @@ from etl.transform.rules.times import Times
 from etl.transform.timestamps import event_date_in_zone
 
 #: Room kept for what the sender adds: ``validation_behavior`` (about 50 bytes) in the request and the
-#: run marker ``"mpetl_run":"<run id>"`` in the event.
+#: run marker ``"mpetl_run":"<run id>"`` (38 bytes) and on a resend ``"mpetl_resend":"<run id>"`` (42).
 _REQUEST_SLACK_BYTES = 200
 
 
@@ -53,17 +55,18 @@ def apply(ctx: RuleContext, parts: Parts) -> pd.DataFrame:
         events, event_json, param_parts = _events(ctx, parts, send_mask)
         k = len(events)
         oversized = _oversized(event_json, events)
-        # GA4 takes at most 25 params per event; the sender adds the run marker to each.
+        # GA4 takes at most 25 params per event; the sender adds the run marker to each, and a resend
+        # its resend marker too: room for both is kept, or a resent copy would lose a param.
         crowded = np.zeros(k, dtype=bool)
-        if len(param_parts) + 1 > rules.MAX_PARAMS_PER_EVENT:
+        if len(param_parts) + MARKER_PARAMS > rules.MAX_PARAMS_PER_EVENT:
             present = sum(np.ones(k, dtype=np.int64) if v is None else np.asarray(pc.is_valid(v).to_numpy(zero_copy_only=False), dtype=np.int64)
                           for _, v, _ in param_parts)
-            crowded = present + 1 > rules.MAX_PARAMS_PER_EVENT
+            crowded = present + MARKER_PARAMS > rules.MAX_PARAMS_PER_EVENT
         if _pass or not (oversized.any() or crowded.any()):
             break
         for bad, description in (
             (oversized, f"the event is larger than one request may be ({rules.MAX_BODY_BYTES:,} bytes with its client_id and consent): shorten or drop params or items"),
-            (crowded, f"the event would carry more than {rules.MAX_PARAMS_PER_EVENT} params (with the run marker): declare fewer extra params"),
+            (crowded, f"the event would carry more than {rules.MAX_PARAMS_PER_EVENT} params (with the run and resend markers): declare fewer extra params"),
         ):
             full = np.zeros(ctx.n, dtype=bool)
             full[np.flatnonzero(send_mask)[bad]] = True
@@ -108,12 +111,12 @@ def _events(ctx: RuleContext, parts: Parts, sel: np.ndarray) -> tuple[pd.DataFra
             joined = pc.if_else(empty, pa.scalar(None, pa.string()), joined)
         consent_json = pd.Series(pd.arrays.ArrowStringArray(joined))
 
-    key_tail = s_tid.copy()
+    key_tail = tails_for(s_tid)  # ids are opaque: one starting with "row:" cannot pass for a digest
     if key_tail.isna().any():
         # No transaction id (lead events may lack one): a stable digest of what identifies the conversion.
         # The time as the row holds it, not as sent: a rerun must find the same key.
         basis = pd.DataFrame({"c": s_client, "t": pd.Series(parts.times.micros[sel], dtype="int64"), "v": pick(parts.value)})
-        digest = pd.util.hash_pandas_object(basis, index=False).map(lambda h: f"row:{h:016x}")
+        digest = pd.util.hash_pandas_object(basis, index=False).map(lambda h: digest_tail(f"{h:016x}"))
         key_tail = key_tail.fillna(digest.astype("string"))
     no_text = pd.Series(pd.NA, index=range(k), dtype="string")
     events = pd.DataFrame(
