@@ -18,7 +18,7 @@ import click
 import orjson
 
 from etl import log
-from etl.errors import EXIT_BAD_INPUT, MpetlError, OutputError, ledger_error
+from etl.errors import EXIT_BAD_INPUT, MpetlError, OutputError
 
 
 def _parse_now(value: str | None) -> datetime | None:
@@ -45,13 +45,8 @@ _LOADED: dict[str, Any] = {}
 
 def _as_mpetl_error(exc: Exception) -> MpetlError | None:
     """A ledger or output problem as one of ours (one line, exit 2); None for anything else."""
-    import sqlite3
-
-    if isinstance(exc, MpetlError):
+    if isinstance(exc, MpetlError):  # the ledger's backends raise their own (no sqlite3/psycopg error leaves them)
         return exc
-    if isinstance(exc, sqlite3.Error):  # only the ledger is SQLite
-        config = _LOADED.get("config")
-        return ledger_error(config.ledger_location if config else "?", exc)
     if isinstance(exc, OSError):
         return OutputError(exc)
     return None
