@@ -484,11 +484,14 @@ class Ledger(ABC):
         asked = len(set(ids))
         if moved == asked:
             return
-        found = dict(self._states_of(transition, ids))
-        missing = asked - sum(found.values())
-        if missing:
-            found["absent"] = missing
         move = TRANSITIONS[transition]
+        # Read inside the transaction, after the UPDATE: the `moved` events are in the target state now
+        # (never one of the from-states), every other one is where it was.
+        found = dict(self._states_of(transition, ids))
+        found[move.target] = found.get(move.target, 0) - moved
+        found = {state: n for state, n in found.items() if n}
+        if asked > sum(found.values()) + moved:
+            found["absent"] = asked - sum(found.values()) - moved
         raise LedgerStateError(transition, move.sources, move.target, asked, found)
 
     @abstractmethod

@@ -223,6 +223,7 @@ class SqliteLedger(Ledger):
         if scratch_dir is None:
             self._scratch_tmp = tempfile.mkdtemp(prefix="mpetl-scratch-")
             scratch_dir = Path(self._scratch_tmp)
+        Path(scratch_dir).mkdir(parents=True, exist_ok=True)
         target = Path(scratch_dir) / "ledger.scratch.sqlite"
         for suffix in ("", "-wal", "-shm"):
             Path(str(target) + suffix).unlink(missing_ok=True)
@@ -238,12 +239,12 @@ class SqliteLedger(Ledger):
     def _quick_check(self, db: sqlite3.Connection) -> None:
         problems = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
         if problems != ["ok"]:
-            raise self._damaged(problems[0])
+            raise self._damaged("quick_check: " + " ".join(problems[0].replace("*** in database main ***", "").split()))
 
     def _damaged(self, detail: str) -> LedgerDamagedError:
         return LedgerDamagedError(
-            f"ledger {self.location}: the database is damaged (SQLite: {detail.splitlines()[0][:160]}); nothing was "
-            f"planned or sent: restore it from a backup, or salvage it (sqlite3 {self.location} .recover | sqlite3 "
+            f"ledger {self.location}: the database is damaged ({detail.splitlines()[0][:160]}); nothing was "
+            f"sent: restore it from a backup, or salvage it (sqlite3 {self.location} .recover | sqlite3 "
             f"{self.location}.recovered) and point [ledger] path at the recovered file. Never start an empty ledger "
             "instead: it forgets what was sent and would send it again")
 
@@ -326,10 +327,10 @@ class SqliteLedger(Ledger):
         text = str(exc).lower()
         if "not a database" in text:
             return LedgerDamagedError(f"ledger {self.location}: is not a SQLite database (the wrong file, or damaged "
-                                      "at its very start); nothing was planned or sent: point [ledger] path at the "
+                                      "at its very start); nothing was sent: point [ledger] path at the "
                                       "ledger file, or restore it from a backup")
         if "malformed" in text or "corrupt" in text:
-            return self._damaged(str(exc))
+            return self._damaged(f"SQLite: {exc}")
         if "readonly" in text or "read-only" in text or "permission" in text:
             why = "is read-only: the run must record what it sends (check the file's and its folder's permissions)"
         elif "unable to open" in text:
@@ -438,12 +439,14 @@ class SqliteLedger(Ledger):
                                 ((h, k, c) for h, k, c, dup in zip(hashes, keys, events["client_id"].astype(str), in_chunk_dup,
                                                                    strict=True) if not dup))
             existing = self.db.execute(
-                "SELECT e.event_key, e.id, e.status, e.run, e.client_id = c.client_id FROM chunk_keys c "
-                "JOIN events e ON e.key_hash = c.key_hash AND e.event_key = c.event_key"
+                "SELECT e.event_key, c.event_key, e.id, e.status, e.run, e.client_id = c.client_id FROM chunk_keys c "
+                "JOIN events e ON e.key_hash = c.key_hash"
             ).fetchall()
             take_over: list[tuple[int, int]] = []
             dup_keys: set[str] = set()
-            for key, eid, status, owner, same_client in existing:
+            for key, asked, eid, status, owner, same_client in existing:
+                if key != asked:  # the hash is the key's checksum: a stored key that no longer matches it is damage
+                    raise self._damaged(f"event {eid}: its key no longer matches its key_hash")
                 if status in OPEN and owner != run and same_client:
                     take_over.append((owner, eid))
                 else:
