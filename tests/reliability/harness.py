@@ -75,6 +75,18 @@ def config_for(tmp_path: Path, sources: list[dict[str, Any]], *, endpoint: str =
     return samples_config(tmp_path, endpoint=endpoint, sources=sources, destination=dest)
 
 
+def config_on_postgres(tmp_path: Path, url: str, sources: list[dict[str, Any]], *, endpoint: str,
+                       **destination: Any) -> Path:
+    """`config_for` with `[ledger] url = url`: one PostgreSQL ledger (a shard fleet's, or a server the test
+    stops and starts itself) instead of the samples config's SQLite path."""
+    config = config_for(tmp_path, sources, endpoint=endpoint, **destination)
+    text = config.read_text()
+    start_at = text.index("[ledger]")
+    end_at = text.find("\n[", start_at + 1)
+    config.write_text(text[:start_at] + f'[ledger]\nurl = "{url}"\n' + (text[end_at:] if end_at != -1 else ""))
+    return config
+
+
 def env(secret: str = SECRET) -> dict[str, str]:
     out = {k: v for k, v in os.environ.items() if k != "MP_API_SECRET"}
     out["MP_API_SECRET"] = secret
