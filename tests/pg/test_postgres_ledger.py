@@ -174,3 +174,30 @@ def test_a_scratch_ledger_sees_the_real_state_and_changes_nothing(pg_url):
     with _open(pg_url) as real:
         assert _states(real) == {"sent": 1, "planned": 1}
         assert "dry" not in real.run_ids()
+
+
+def test_a_ledger_of_the_first_postgresql_schema_is_upgraded_in_place(pg_url):
+    import psycopg
+
+    from etl.load.ledger.postgres import SCHEMA, SCHEMA_VERSION
+
+    with psycopg.connect(pg_url, autocommit=True) as con:  # what mpetl wrote before the schema row (schema 1)
+        con.execute(SCHEMA)
+        con.execute("INSERT INTO mpetl_runs(run_id, mode) VALUES ('night-1', 'send')")
+        for key, tid in (("crm|purchase|row:0123456789abcdef", "row:0123456789abcdef"),
+                         ("crm|generate_lead|row:feedfacecafebeef", None)):
+            con.execute(
+                "INSERT INTO mpetl_events (event_key, property, source, event_name, transaction_id, client_id, client_hash, "
+                "timestamp_micros, event_date, params, state, run_id, created_run_id, fate_run_id, fate_us) VALUES "
+                "(%s, %s, 'crm', %s, %s, '1.1', 0, 1763700000000000, 20251121, '{}', 'sent', 'night-1', 'night-1', "
+                "'night-1', 1)", (key, MID, key.split("|")[1], tid))
+    with PostgresLedger(pg_url, read_only=True) as reader:  # a reader reads schema 1 as it is, changing nothing
+        assert reader.for_reconcile(run_id="night-1")["transaction_id"].isna().tolist() == [True, True]
+    with _open(pg_url) as ledger:
+        tids = ledger.for_reconcile(run_id="night-1").set_index("event_name")["transaction_id"]
+        assert tids["purchase"] == "row:0123456789abcdef" and tids.isna()["generate_lead"]
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        assert dict(con.execute("SELECT key, value FROM mpetl_meta WHERE key IN ('schema', 'written_by')").fetchall()) == {
+            "schema": str(SCHEMA_VERSION), "written_by": "mpetl 0.1.0"}
+        with pytest.raises(psycopg.errors.CheckViolation):  # the server now keeps every event in a known state
+            con.execute("UPDATE mpetl_events SET state = 'lost'")
