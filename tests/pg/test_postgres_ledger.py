@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from etl.errors import LedgerLockedError
-from etl.load.ledger.errors import LedgerStateError
+from etl.load.ledger.errors import LedgerSchemaError, LedgerStateError
 from etl.load.ledger.postgres import PostgresLedger
 from etl.shard import Shard
 
@@ -191,13 +191,17 @@ def test_a_ledger_of_the_first_postgresql_schema_is_upgraded_in_place(pg_url):
                 "timestamp_micros, event_date, params, state, run_id, created_run_id, fate_run_id, fate_us) VALUES "
                 "(%s, %s, 'crm', %s, %s, '1.1', 0, 1763700000000000, 20251121, '{}', 'sent', 'night-1', 'night-1', "
                 "'night-1', 1)", (key, MID, key.split("|")[1], tid))
-    with PostgresLedger(pg_url, read_only=True) as reader:  # a reader reads schema 1 as it is, changing nothing
-        assert reader.for_reconcile(run_id="night-1")["transaction_id"].isna().tolist() == [True, True]
-    with _open(pg_url) as ledger:
-        tids = ledger.for_reconcile(run_id="night-1").set_index("event_name")["transaction_id"]
-        assert tids["purchase"] == "row:0123456789abcdef" and tids.isna()["generate_lead"]
+    def schema_row() -> dict[str, str]:
+        with psycopg.connect(pg_url, autocommit=True) as con:
+            return dict(con.execute("SELECT key, value FROM mpetl_meta WHERE key IN ('schema', 'written_by')").fetchall())
+
+    upgraded = {"schema": str(SCHEMA_VERSION), "written_by": "mpetl 0.1.0"}
+    for read_only, row in ((True, {}), (False, upgraded)):  # a reader changes nothing; a writer upgrades
+        with PostgresLedger(pg_url, read_only=read_only) as ledger:
+            tids = ledger.for_reconcile(run_id="night-1").set_index("event_name")["transaction_id"]
+            assert tids["purchase"] == "row:0123456789abcdef" and tids.isna()["generate_lead"]  # ids are opaque
+        assert schema_row() == row
     with psycopg.connect(pg_url, autocommit=True) as con:
-        assert dict(con.execute("SELECT key, value FROM mpetl_meta WHERE key IN ('schema', 'written_by')").fetchall()) == {
-            "schema": str(SCHEMA_VERSION), "written_by": "mpetl 0.1.0"}
-        with pytest.raises(psycopg.errors.CheckViolation):  # the server now keeps every event in a known state
-            con.execute("UPDATE mpetl_events SET state = 'lost'")
+        con.execute("UPDATE mpetl_meta SET value = '9' WHERE key = 'schema'")
+    with pytest.raises(LedgerSchemaError, match=r"written by mpetl 0.1.0 \(schema 9\); this is mpetl 0.1.0 \(schema 2\)"):
+        _open(pg_url)

@@ -12,24 +12,14 @@ from pathlib import Path
 
 from etl.clock import wall_micros
 from etl.load.ledger.base import (
-    DEFER_EXPIRED,
-    DEFER_TOO_OLD,
-    PENDING,
     TRANSITIONS,
     DeferredEvent,
     Ledger,
     PendingEvent,
     RunOutcome,
     State,
-    Transition,
     consent_code,
     consent_json,
-)
-from etl.load.ledger.errors import (
-    LedgerDamagedError,
-    LedgerSchemaError,
-    LedgerStateError,
-    LedgerUnreachableError,
 )
 from etl.load.ledger.sqlite import SqliteLedger
 
@@ -59,24 +49,5 @@ def is_postgres_url(location: Path | str) -> bool:
     return str(location).startswith(("postgresql://", "postgres://"))
 
 
-__all__ = [
-    "DEFER_EXPIRED",
-    "DEFER_TOO_OLD",
-    "PENDING",
-    "TRANSITIONS",
-    "DeferredEvent",
-    "Ledger",
-    "LedgerDamagedError",
-    "LedgerSchemaError",
-    "LedgerStateError",
-    "LedgerUnreachableError",
-    "PendingEvent",
-    "RunOutcome",
-    "SqliteLedger",
-    "State",
-    "Transition",
-    "consent_code",
-    "consent_json",
-    "is_postgres_url",
-    "open_ledger",
-]
+__all__ = ["TRANSITIONS", "DeferredEvent", "Ledger", "PendingEvent", "RunOutcome", "SqliteLedger", "State", "consent_code",
+           "consent_json", "is_postgres_url", "open_ledger"]

@@ -12,14 +12,7 @@ fewer events moved than were asked (e.g. `mark_sent` on a planned or an already-
 transaction is rolled back and `LedgerStateError` says how many events were in which state. So
 "a sent event never moves back" holds in the database, not in the callers' care.
 
-States (docs/ARCHITECTURE.md has the diagram)::
-
-    (row) ─plan─▶ planned ─mark_in_flight─▶ in_flight ─mark_sent─▶ sent ─requeue_for_resend─▶ planned
-       │            ▲  │                       │
-       │            │  │ mark_rejected         └─mark_failed / recover_in_flight─▶ failed ─▶ (as planned)
-       │            │  ▼
-       │            │ rejected       planned | failed ─mark_expired─▶ deferred (reason expired)
-       └─plan (too old by the wall clock)─▶ deferred (reason too_old) ─mark_exported─▶ exported (a mark, once)
+States and transitions: `TRANSITIONS` below, drawn as a table in docs/ARCHITECTURE.md.
 
 A key already sent, deferred or rejected is a *duplicate* when it shows up again: it never moves
 back. A key still pending (planned, failed, in flight) is taken over by the later run that reads it
@@ -49,7 +42,6 @@ from etl.load.ledger.errors import LedgerError, LedgerStateError
 State = Literal["planned", "in_flight", "sent", "failed", "deferred", "rejected"]
 PENDING: tuple[State, ...] = ("planned", "failed")
 OPEN: tuple[State, ...] = ("planned", "failed", "in_flight")  # a later run of the same client takes these over
-FINAL: tuple[State, ...] = ("sent", "deferred", "rejected")
 EXPORTED = "exported"  # not a stored state: a deferred event an output has taken (its exported run is set)
 
 

@@ -53,8 +53,8 @@ from etl.load.ledger.errors import LedgerError, LedgerLockedError, LedgerSchemaE
 from etl.shard import Shard, client_hash, client_hashes
 
 SCHEMA_VERSION = 2
-"""2: `schema`/`written_by` in `mpetl_meta`, flag 16 (the key's tail is a row digest), a CHECK on
-`state`. 1: the first PostgreSQL layout (no `schema` row): upgraded in place."""
+"""2: `schema`/`written_by` in `mpetl_meta`. 1: the first layout, the same tables without that row (a
+writer adds it). A row digest is told by its NULL `transaction_id` column (flag 16 for the base)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mpetl_events (
@@ -102,16 +102,12 @@ CREATE TABLE IF NOT EXISTS mpetl_runs (
 );
 CREATE TABLE IF NOT EXISTS mpetl_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-# The server keeps every event in a known state (the counterpart of SQLite's quick_check: the rest —
-# pages, WAL, checksums — is the server's own job).
-_STATE_CHECK = ("ALTER TABLE mpetl_events ADD CONSTRAINT mpetl_events_state CHECK (state IN "
-                "('planned', 'in_flight', 'sent', 'failed', 'deferred', 'rejected'))")
-
 # Advisory lock keys (signed 64-bit): hashes of names for the schema and the shards; worker ids are random.
 _SCHEMA_LOCK = client_hash("mpetl:schema") >> 1
 _PLAN_COLUMNS = ("idx", "event_key", "source", "source_row", "event_name", "transaction_id", "client_id",
                  "client_hash", "user_id", "consent", "timestamp_micros", "event_date", "params", "flags", "too_old")
 _RETRIES = 5
+_FLAGS = f"flags | CASE WHEN transaction_id IS NULL THEN {FLAG_NO_TRANSACTION_ID} ELSE 0 END"  # a NULL id: a row digest
 _NOT_CLAIMED = "not claimed by this worker"
 
 
@@ -189,24 +185,15 @@ class PostgresLedger(Ledger):
 
     def _create_schema(self) -> None:
         version = self._schema_version()
-        if version == SCHEMA_VERSION:
-            return
+        if version == SCHEMA_VERSION or (self._read_only and version is not None):
+            return  # a reader reads an older schema as it is: upgrading is a writer's job
         if self._read_only:
-            if version is None:
-                raise LedgerError(f"PostgreSQL ledger at {self.location}: holds no mpetl tables; nothing to read")
-            self.legacy_digest_keys = True  # read as it is: upgrading is a writer's job
-            return
+            raise LedgerError(f"PostgreSQL ledger at {self.location}: holds no mpetl tables; nothing to read")
         with self.db.transaction():
             # Concurrent CREATE … IF NOT EXISTS can still collide in the catalogue: serialise it.
             self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            version = self._schema_version()
-            if version is None:
+            if self._schema_version() is None:
                 self.db.execute(SCHEMA)
-                self.db.execute(_STATE_CHECK)
-            elif version == 1:  # schema 1 → 2, in place: digests told by a NULL transaction_id; the state CHECK
-                self.db.execute(f"UPDATE mpetl_events SET flags = flags | {FLAG_NO_TRANSACTION_ID} "
-                                "WHERE transaction_id IS NULL")
-                self.db.execute(_STATE_CHECK)
             self.db.execute(
                 "INSERT INTO mpetl_meta(key, value) VALUES ('schema', %s), ('written_by', %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION), f"mpetl {__version__}"))
@@ -541,7 +528,7 @@ class PostgresLedger(Ledger):
                                    "ORDER BY fate_us DESC, fate_run_id DESC LIMIT 1").fetchone()
             run_id = last[0] if last else ""
         return self.db.execute(
-            "SELECT event_key, event_date, timestamp_micros, fate_us, flags, run_id, fate_run_id FROM mpetl_events "
+            f"SELECT event_key, event_date, timestamp_micros, fate_us, {_FLAGS}, run_id, fate_run_id FROM mpetl_events "
             "WHERE state = 'sent' AND (%(run)s::text IS NULL OR run_id = %(run)s OR fate_run_id = %(run)s) "
             "AND (%(since)s::int IS NULL OR event_date >= %(since)s) AND (%(until)s::int IS NULL OR event_date <= %(until)s) "
             "ORDER BY id",
@@ -582,7 +569,7 @@ class PostgresLedger(Ledger):
 
     def _inspect_rows(self) -> Iterable[tuple]:
         return self.db.execute(
-            "SELECT event_key, state, reason, flags, run_id, fate_run_id, attempts, source_row FROM mpetl_events ORDER BY id"
+            f"SELECT event_key, state, reason, {_FLAGS}, run_id, fate_run_id, attempts, source_row FROM mpetl_events ORDER BY id"
         ).fetchall()
 
 
