@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import os
-import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -127,19 +126,25 @@ def ledger_path(tmp_path: Path) -> Path | str:
 
 
 def ledger_exists(path: Path | str) -> bool:
-    """The SQLite file exists, or the ledger is a PostgreSQL URL (its database exists already)."""
-    return not isinstance(path, Path) or path.exists()
+    """The SQLite file exists, or the PostgreSQL database holds the ledger's tables (a run killed at
+    start-up may have left neither)."""
+    if isinstance(path, Path):
+        return path.exists()
+    import psycopg
+
+    with psycopg.connect(path, autocommit=True) as con:
+        return bool(con.execute("SELECT to_regclass('mpetl_meta') IS NOT NULL").fetchone()[0])
 
 
 def ledger_counts(path: Path | str) -> dict[str, int]:
     """Events per state and `runs`, read through the ledger's interface while another process writes
-    it ({} until the ledger exists)."""
-    if not ledger_exists(path):
+    it ({} until the ledger exists: a reader is refused until then)."""
+    if isinstance(path, Path) and not path.exists():
         return {}
     try:
         with open_ledger(path, read_only=True) as ledger:
             return ledger.state_counts()
-    except (MpetlError, sqlite3.Error):
+    except MpetlError:  # the ledger maps its driver's errors: no sqlite3/psycopg error leaves it
         return {}
 
 
