@@ -46,7 +46,7 @@ def dry_run(csv: Path, tmp: Path) -> dict:
     assert run.exit_code == 0, run.stderr_tail
     summary = json.loads((out / "summary.json").read_text())
     assert summary["balanced"] and summary["sent"] == summary["rows_in"], summary  # every row planned, none deferred
-    ledger = sum(p.stat().st_size for p in out.glob("ledger.dry-run.sqlite*"))
+    ledger = sum(p.stat().st_size for p in out.glob("ledger.scratch.sqlite*"))
     events = summary["sent"]
     result = {"rows": summary["rows_in"], "events": events, "wall_s": round(run.wall_s, 2),
               "rows_per_s": round(summary["rows_in"] / run.wall_s), "peak_rss_mb": round(run.peak_rss_mb),

@@ -153,12 +153,10 @@ def _out_option(help_text: str, *, required: bool = False, dir_okay: bool = Fals
 
 
 def _load(config_path: Path):
-    """The config; its ledger's location is kept on the context, to name it in a driver error."""
+    """The config (the ledger's backends name their own location in a driver error)."""
     from etl.config import load_config
 
-    config = load_config(config_path)
-    click.get_current_context().find_root().meta["mpetl.ledger"] = config.ledger_location
-    return config
+    return load_config(config_path)
 
 
 @main.command()

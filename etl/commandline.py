@@ -63,15 +63,6 @@ class _OneLineErrors:
             if exc.filename is None:  # not a file: a bug or a network error, shown as such
                 raise
             raise CliError.of(OutputError(exc)) from None
-        except Exception as exc:
-            import sqlite3
-
-            if not isinstance(exc, sqlite3.Error):
-                raise
-            # Until the SQLite ledger maps its driver's errors itself (issue 20): the ledger `_load` named.
-            from etl.errors import ledger_error
-
-            raise CliError.of(ledger_error(ctx.find_root().meta.get("mpetl.ledger", "?"), exc)) from None
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:

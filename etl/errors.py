@@ -1,10 +1,11 @@
 """Exceptions that carry the exit code a scheduler should see.
 
 Exit codes are part of the tool's contract with cron and Airflow (README, "Exit codes"):
-0 ok, 2 bad input or config (also an unusable ledger), 3 not reconciled, 4 send failures remain (or
-events expired into deferred.csv), 5 another run holds the ledger, 6 the export cannot judge (absent,
-paused or capped), 7 the canary (`mpetl check`) was not found, 8 the run stopped early (its
-deadline, or SIGTERM/SIGINT): what was not sent stays pending for the next run.
+0 ok, 2 bad input or config (also a ledger that cannot be used: damaged, an unknown schema, its
+server unreachable), 3 not reconciled, 4 send failures remain (or events expired into deferred.csv),
+5 another run holds the ledger, 6 the export cannot judge (absent, paused or capped), 7 the canary
+(`mpetl check`) was not found, 8 the run stopped early (its deadline, or SIGTERM/SIGINT): what was
+not sent stays pending for the next run.
 """
 
 from __future__ import annotations
@@ -59,28 +60,9 @@ class LedgerLockedError(MpetlError):
 
 
 class LedgerError(MpetlError):
-    """The ledger cannot be used (a directory, corrupt, unreadable, an older schema): one line, exit 2."""
-
-
-def ledger_error(path: object, exc: BaseException) -> LedgerError:
-    """A SQLite error on the ledger as one line saying what to do (never "fixed" by starting an empty
-    ledger behind the user's back: that would forget what was sent and send it all again)."""
-    from pathlib import Path
-
-    where = Path(str(path))
-    text = str(exc).lower()
-    if where.is_dir():
-        why = "is a directory; [ledger] path must name the ledger file (e.g. state/ledger.sqlite)"
-    elif "malformed" in text or "not a database" in text or "corrupt" in text:
-        why = ("is not a readable SQLite ledger (corrupt or truncated): restore it from a backup; moving it "
-               "aside starts an empty ledger, which forgets what was sent and would send it again")
-    elif "readonly" in text or "read-only" in text or "permission" in text:
-        why = "is read-only: the run must record what it sends (check the file's and folder's permissions)"
-    elif "unable to open" in text:
-        why = "cannot be opened: check that its folder exists and is writable"
-    else:
-        why = f"cannot be used ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
-    return LedgerError(f"ledger {where}: {why}")
+    """The ledger cannot be used (a directory, damaged, unreadable, an unknown schema, its PostgreSQL server
+    unreachable or lost mid-run, a refused transition): one line, exit 2. The backends raise it and its
+    subclasses (etl/load/ledger/errors.py) for every sqlite3/psycopg error."""
 
 
 class OutputError(MpetlError):

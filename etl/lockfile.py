@@ -1,7 +1,9 @@
-"""One exclusive, non-blocking file lock: the ledger's run lock and the nightly job's lock are both this.
+"""One exclusive, non-blocking file lock: the nightly job's lock (`<ledger>.nightly.lock`).
 
-Why flock on a side file: the kernel drops it when the process dies (kill -9 included), so a crash
-never leaves a stale lock behind, and a second run learns at once that it must not start.
+Why flock: the kernel drops it when the process dies (kill -9 included), so a crash never leaves a
+stale lock behind, and a second run learns at once that it must not start. (The ledger's own run lock
+is an flock on the database file itself, etl/load/ledger/sqlite.py: a side file named after a path
+would give a hard link of the ledger a second lock.)
 """
 
 from __future__ import annotations

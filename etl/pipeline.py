@@ -45,7 +45,6 @@ from etl.load import (
     write_data_import,
     write_historical,
 )
-from etl.load import is_url as is_ledger_url
 from etl.protocol import to_micros
 from etl.shard import Shard
 from etl.transform import TransformOptions, check_params, transform_chunk
@@ -132,8 +131,8 @@ class _Outputs:
         for source, row, reasons in rejects.itertuples(index=False):
             self._rejects.write(orjson.dumps({"source": source, "row": int(row), "reasons": reasons}) + b"\n")
 
-    def add_refused_at_send(self, refused: list[tuple[str, int | None, str]]) -> None:
-        for source, row, reason in refused:
+    def add_rejected_at_send(self, rejected: list[tuple[str, int | None, str]]) -> None:
+        for source, row, reason in rejected:
             self._rejects.write(orjson.dumps({"source": source, "row": row, "at": "send", "reasons": [
                 {"fieldPath": "events", "description": reason, "validationCode": "VALUE_OUT_OF_BOUNDS"}]}) + b"\n")
 
@@ -180,19 +179,8 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
 
 def _open_run_ledger(config: Config, options: RunOptions) -> Ledger:
     """The real ledger for a send; a scratch copy for dry-run and validate (they must not change it)."""
-    location = config.ledger_location
-    if is_ledger_url(location):  # PostgreSQL: the run lock is per shard; a scratch session for dry runs
-        return open_ledger(location, lock=options.mode == "send", clock=options.clock, shard=options.shard,
-                           scratch=options.mode != "send")
-    if options.mode != "send":
-        scratch = options.out_dir / f"ledger.{options.mode}.sqlite"
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(scratch) + suffix).unlink(missing_ok=True)
-        if Path(location).exists():
-            with open_ledger(location, clock=options.clock) as original:
-                original.copy_to(scratch)
-        return open_ledger(scratch, lock=True, clock=options.clock, scratch=True)
-    return open_ledger(location, lock=True, clock=options.clock)
+    return open_ledger(config.ledger_location, lock=options.mode == "send", clock=options.clock, shard=options.shard,
+                       scratch=options.mode != "send", scratch_dir=options.out_dir)
 
 
 def run_pipeline(config: Config, options: RunOptions) -> RunResult:
@@ -258,7 +246,7 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
                                 outbox=outbox) as transport:
                 stats = send_pending(ledger, transport, settings, manifest=manifest, progress=options.progress,
                                      stopper=stopper)
-        outputs.add_refused_at_send(ledger.refused(run_id))
+        outputs.add_rejected_at_send(ledger.rejected_at_send(run_id))
         outputs.close()
         written = write_data_import(out / "deferred.csv", out / "deferred_index.csv",
                                     lambda: ledger.deferred_events(run_id=run_id), config.property.measurement_id)

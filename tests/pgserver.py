@@ -75,6 +75,10 @@ class PgServer:
         init = self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8", "--no-sync")
         if init.returncode:
             raise RuntimeError(f"initdb failed: {init.stderr.strip()[-500:]}")
+        return self.resume()
+
+    def resume(self) -> PgServer:
+        """Start the server on its data folder (again, after `pause`), same port."""
         options = (f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c max_connections=200 -c shared_buffers=32MB")
         up = self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "-t", "60", "start")
@@ -82,6 +86,14 @@ class PgServer:
             raise RuntimeError(f"pg_ctl start failed: {up.stderr.strip()[-300:]} {self.log.read_text()[-500:]}")
         self.started = True
         return self
+
+    def pause(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data: `fast` ends every session (as a restart would), `immediate`
+        kills the server outright (as a crash would; it recovers from its WAL when resumed)."""
+        down = self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+        if down.returncode:
+            raise RuntimeError(f"pg_ctl stop failed: {down.stderr.strip()[-300:]}")
+        self.started = False
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"

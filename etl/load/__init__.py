@@ -8,7 +8,7 @@ Public surface: `open_ledger`, `Ledger` (the interface) and its states, `send_pe
 from etl.load.batching import Request, build_requests
 from etl.load.data_import import write_data_import
 from etl.load.historical import write_historical
-from etl.load.ledger import DeferredEvent, Ledger, PendingEvent, RunOutcome, SqliteLedger, is_url, open_ledger
+from etl.load.ledger import DeferredEvent, Ledger, PendingEvent, RunOutcome, SqliteLedger, is_postgres_url, open_ledger
 from etl.load.manifest import PrivacyManifest
 from etl.load.sender import RetryPolicy, SendSettings, SendStats, Stopper, send_pending
 from etl.load.transport import HttpTransport, OutboxTransport, redact
@@ -28,7 +28,7 @@ __all__ = [
     "SqliteLedger",
     "Stopper",
     "build_requests",
-    "is_url",
+    "is_postgres_url",
     "open_ledger",
     "redact",
     "send_pending",

@@ -31,16 +31,8 @@ def tails_for(transaction_ids: pd.Series) -> pd.Series:
     return ids.where(~looks_like_digest, ESCAPE + ids)
 
 
-def transaction_ids_of(tails: pd.Series) -> pd.Series:
-    """The transaction id behind each tail (NA for a row digest): the inverse of `tails_for`."""
+def unescaped(tails: pd.Series) -> pd.Series:
+    """The tails with the escape of `tails_for` undone (for a reader that tells digests by a flag)."""
     text = tails.astype("string")
     escaped = text.str.startswith(ESCAPE).fillna(False)
-    digest = text.str.startswith(DIGEST_PREFIX).fillna(False)
-    return text.where(~escaped, text.str.slice(1)).where(~digest, pd.NA)
-
-
-def transaction_id_of(tail: str) -> str | None:
-    """One tail's transaction id (None for a row digest)."""
-    if tail.startswith(ESCAPE):
-        return tail[1:]
-    return None if tail.startswith(DIGEST_PREFIX) else tail
+    return text.where(~escaped, text.str.slice(1)) if escaped.any() else text

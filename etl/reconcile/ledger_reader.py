@@ -14,8 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from etl.errors import LedgerError
-from etl.load import Ledger
-from etl.load import open_ledger as _open_ledger
+from etl.load import Ledger, open_ledger
 from etl.reconcile.errors import LedgerUnavailableError, ReconcileError
 
 SENT_COLUMNS = (
@@ -47,10 +46,10 @@ class SentSelection:
     run_id: str | None
 
 
-def open_ledger(path: Path | str) -> Ledger:
+def open_ledger_for_reconcile(path: Path | str) -> Ledger:
     """Open the ledger read-only; a missing file is an error, not a new empty ledger."""
     try:
-        return _open_ledger(path, read_only=True)
+        return open_ledger(path, read_only=True)
     except LedgerError as exc:
         raise LedgerUnavailableError(str(exc)) from None
 

@@ -19,7 +19,7 @@ from etl.reconcile.evidence import Watermark, evidence_of
 from etl.reconcile.export_backend import ExportBackend, empty_export, find_export_backend
 from etl.reconcile.export_scope import ExportScope, export_scope
 from etl.reconcile.health import DateHealth, check_export
-from etl.reconcile.ledger_reader import known_keys, open_ledger, read_sent
+from etl.reconcile.ledger_reader import known_keys, open_ledger_for_reconcile, read_sent
 from etl.reconcile.provisional import as_utc, end_of_day, is_provisional
 from etl.reconcile.reports import write_reports
 from etl.reconcile.result import Reconciliation, decide_verdict
@@ -43,7 +43,7 @@ def reconcile(
     now_utc = as_utc(now)
     export_backend = backend or find_export_backend(config)
     zone = config.property.timezone
-    con = open_ledger(config.ledger_location)
+    con = open_ledger_for_reconcile(config.ledger_location)
     try:
         selection = read_sent(con, run_id=run_id, since=since, until=until)
         sent = selection.events

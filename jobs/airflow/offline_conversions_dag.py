@@ -52,7 +52,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sqlite3
 import traceback
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
@@ -65,7 +64,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from etl.accounting import Buckets
 from etl.config import SECRET_ENV, Config, load_config
-from etl.errors import EXIT_BAD_INPUT, EXIT_OK, MpetlError, OutputError, ledger_error
+from etl.errors import EXIT_BAD_INPUT, EXIT_OK, MpetlError, OutputError
 
 DAG_ID = "mpetl_offline_conversions"
 SECRET_ID = "mpetl_api_secret"
@@ -158,13 +157,6 @@ def _api_secret_in_env() -> Iterator[None]:
             os.environ[SECRET_ENV] = previous
 
 
-def _ledger_path() -> str:
-    try:
-        return str(_config().ledger_location)
-    except Exception:  # noqa: BLE001 - only for a message
-        return "(the configured ledger)"
-
-
 def _failure(step: str, code: int, detail: str) -> AirflowException:
     """One line, no secret. Bad input or config (2) will not fix itself: fail without retrying."""
     message = f"mpetl {step} exited {code}: {detail}"
@@ -185,8 +177,6 @@ def _one_line_errors(step: str) -> Iterator[None]:
         raise
     except MpetlError as exc:
         raise _failure(step, exc.exit_code, str(exc)) from None
-    except sqlite3.Error as exc:  # only the ledger is SQLite: corrupt, a directory, read-only
-        raise _failure(step, EXIT_BAD_INPUT, str(ledger_error(_ledger_path(), exc))) from None
     except OSError as exc:  # an output folder that cannot be written
         raise _failure(step, EXIT_BAD_INPUT, str(OutputError(exc))) from None
     except Exception as exc:
@@ -198,7 +188,7 @@ def _one_line_errors(step: str) -> Iterator[None]:
 
 def _run_source(source: str, mode: str, data_interval_start: datetime | None, data_interval_end: datetime | None,
                 params: dict[str, Any], try_number: int | None = None, shard: str | None = None) -> dict[str, Any]:
-    from etl.load import is_url
+    from etl.load import is_postgres_url
     from etl.pipeline import RunOptions, run_pipeline
     from etl.shard import Shard
 
@@ -208,7 +198,7 @@ def _run_source(source: str, mode: str, data_interval_start: datetime | None, da
         if source not in {s.name for s in config.sources}:
             raise AirflowFailException(f"source {source} is no longer in {config.file}; re-parse the DAG")
         spec = Shard.parse(shard) if shard else None
-        if spec is not None and not is_url(config.ledger_location):
+        if spec is not None and not is_postgres_url(config.ledger_location):
             raise AirflowFailException(f"mpetl_shards > 1 needs a ledger all workers share: set [ledger] url "
                                        f"(PostgreSQL) in {config.file}")
         window = Window(config, data_interval_start, data_interval_end, params)

@@ -227,7 +227,7 @@ def test_an_event_too_large_to_send_is_refused_with_its_row_never_silently(tmp_p
         big["row"] = 42
         ledger.plan(big, "r1", oldest_sendable_micros=NOW_MICROS - 71 * 3_600_000_000)
         stats = send_pending(ledger, OutboxTransport(tmp_path / "requests.ndjson"), _settings(2))
-        assert ledger.refused("r1") == [("crm", 42, ledger.refused("r1")[0][2])]
-        assert "130 kB" in ledger.refused("r1")[0][2]
+        assert ledger.rejected_at_send("r1") == [("crm", 42, ledger.rejected_at_send("r1")[0][2])]
+        assert "130 kB" in ledger.rejected_at_send("r1")[0][2]
         assert ledger.snapshot_pending() == 0  # final: it does not fail every night
     assert stats.rejected_at_send == 1 and stats.events_sent == 0

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from etl.errors import LedgerLockedError
+from etl.load.ledger.errors import LedgerSchemaError, LedgerStateError
 from etl.load.ledger.postgres import PostgresLedger
 from etl.shard import Shard
 
@@ -32,6 +33,11 @@ def _events(keys: list[str], clients: list[str] | None = None) -> pd.DataFrame:
         "event_json": [orjson.dumps({"name": "purchase", "timestamp_micros": 1_763_700_000_000_000,
                                      "params": {"transaction_id": k.split("|")[-1]}}).decode() for k in keys],
     })
+
+
+def _states(ledger: PostgresLedger) -> dict[str, int]:
+    """Events per state (state_counts without its `runs`)."""
+    return {k: v for k, v in ledger.state_counts().items() if k != "runs"}
 
 
 def _open(url: str, **kw) -> PostgresLedger:
@@ -62,7 +68,7 @@ def test_two_workers_claiming_at_once_never_hold_the_same_event(pg_url):
         assert not set(got_a) & set(got_b)
         assert len(got_a) + len(got_b) == 300 and got_a and got_b
         a.mark_in_flight(got_a)
-        with pytest.raises(Exception, match="not claimed by this worker"):
+        with pytest.raises(LedgerStateError, match=r"refused for 1 of 1 events \(in_flight, not claimed by this worker 1\)"):
             b.mark_in_flight(got_a[:1])
 
 
@@ -83,7 +89,7 @@ def test_a_dead_workers_in_flight_is_recovered_a_live_workers_is_not(pg_url):
         dead.db.close()  # the process died: its session (and its lease lock) ends
         with _open(pg_url) as rerun:
             assert rerun.recover_in_flight() == 2
-            states = rerun.stats()
+            states = _states(rerun)
             assert states == {"failed": 2, "in_flight": 2}, states
             assert rerun.snapshot_pending() == 2
             again = list(rerun.iter_pending())
@@ -93,7 +99,7 @@ def test_a_dead_workers_in_flight_is_recovered_a_live_workers_is_not(pg_url):
             frame = rerun.for_reconcile(run_id="run-rerun")
             assert frame["possible_duplicate"].all() and len(frame) == 2
         live.mark_sent(live_ids, "run-live", attempts=[1, 1], maybe_delivered=[False, False])
-        assert live.stats() == {"sent": 4}
+        assert _states(live) == {"sent": 4}
 
 
 def test_one_run_per_shard_other_shards_run_at_once(pg_url):
@@ -164,7 +170,38 @@ def test_a_scratch_ledger_sees_the_real_state_and_changes_nothing(pg_url):
         ids = [e.id for e in scratch.iter_pending()]
         scratch.mark_in_flight(ids)
         scratch.mark_sent(ids, "dry", attempts=[1, 1], maybe_delivered=[False, False])
-        assert scratch.stats() == {"sent": 3}
+        assert _states(scratch) == {"sent": 3}
     with _open(pg_url) as real:
-        assert real.stats() == {"sent": 1, "planned": 1}
+        assert _states(real) == {"sent": 1, "planned": 1}
         assert "dry" not in real.run_ids()
+
+
+def test_a_ledger_of_the_first_postgresql_schema_is_upgraded_in_place(pg_url):
+    import psycopg
+
+    from etl.load.ledger.postgres import SCHEMA, SCHEMA_VERSION
+
+    with psycopg.connect(pg_url, autocommit=True) as con:  # what mpetl wrote before the schema row (schema 1)
+        con.execute(SCHEMA)
+        con.execute("INSERT INTO mpetl_runs(run_id, mode) VALUES ('night-1', 'send')")
+        for key, tid in (("crm|purchase|row:0123456789abcdef", "row:0123456789abcdef"),
+                         ("crm|generate_lead|row:feedfacecafebeef", None)):
+            con.execute(
+                "INSERT INTO mpetl_events (event_key, property, source, event_name, transaction_id, client_id, client_hash, "
+                "timestamp_micros, event_date, params, state, run_id, created_run_id, fate_run_id, fate_us) VALUES "
+                "(%s, %s, 'crm', %s, %s, '1.1', 0, 1763700000000000, 20251121, '{}', 'sent', 'night-1', 'night-1', "
+                "'night-1', 1)", (key, MID, key.split("|")[1], tid))
+    def schema_row() -> dict[str, str]:
+        with psycopg.connect(pg_url, autocommit=True) as con:
+            return dict(con.execute("SELECT key, value FROM mpetl_meta WHERE key IN ('schema', 'written_by')").fetchall())
+
+    upgraded = {"schema": str(SCHEMA_VERSION), "written_by": "mpetl 0.1.0"}
+    for read_only, row in ((True, {}), (False, upgraded)):  # a reader changes nothing; a writer upgrades
+        with PostgresLedger(pg_url, read_only=read_only) as ledger:
+            tids = ledger.for_reconcile(run_id="night-1").set_index("event_name")["transaction_id"]
+            assert tids["purchase"] == "row:0123456789abcdef" and tids.isna()["generate_lead"]  # ids are opaque
+        assert schema_row() == row
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute("UPDATE mpetl_meta SET value = '9' WHERE key = 'schema'")
+    with pytest.raises(LedgerSchemaError, match=r"written by mpetl 0.1.0 \(schema 9\); this is mpetl 0.1.0 \(schema 2\)"):
+        _open(pg_url)

@@ -89,6 +89,8 @@ def create_ledger(path: Path, events: list[SentEvent]) -> Path:
             ledger.snapshot_pending()
             (pending,) = [p for p in ledger.iter_pending() if p.event_key == key]
             maybe = [bool(e.possible_duplicate)]
+            if e.status in ("sent", "failed"):
+                ledger.mark_in_flight([pending.id])  # the ledger's rule: only an event in flight is sent or failed
             if e.status == "sent":
                 if e.sent_at is not None:
                     pinned.append(int(datetime.fromisoformat(e.sent_at).timestamp() * 1_000_000))

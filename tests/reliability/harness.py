@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import sqlite3
 import subprocess
 from collections import Counter
 from dataclasses import dataclass
@@ -73,6 +72,18 @@ def config_for(tmp_path: Path, sources: list[dict[str, Any]], *, endpoint: str =
     return samples_config(tmp_path, endpoint=endpoint, sources=sources, destination=dest)
 
 
+def config_on_postgres(tmp_path: Path, url: str, sources: list[dict[str, Any]], *, endpoint: str,
+                       **destination: Any) -> Path:
+    """`config_for` with `[ledger] url = url`: one PostgreSQL ledger (a shard fleet's, or a server the test
+    stops and starts itself) instead of the samples config's SQLite path."""
+    config = config_for(tmp_path, sources, endpoint=endpoint, **destination)
+    text = config.read_text()
+    start_at = text.index("[ledger]")
+    end_at = text.find("\n[", start_at + 1)
+    config.write_text(text[:start_at] + f'[ledger]\nurl = "{url}"\n' + (text[end_at:] if end_at != -1 else ""))
+    return config
+
+
 RUNNER = MpetlRunner(clock=SAMPLES_NOW)  # the samples' night, on the child's wall clock
 
 
@@ -109,19 +120,25 @@ def ledger_path(tmp_path: Path) -> Path | str:
 
 
 def ledger_exists(path: Path | str) -> bool:
-    """The SQLite file exists, or the ledger is a PostgreSQL URL (its database exists already)."""
-    return not isinstance(path, Path) or path.exists()
+    """The SQLite file exists, or the PostgreSQL database holds the ledger's tables (a run killed at
+    start-up may have left neither)."""
+    if isinstance(path, Path):
+        return path.exists()
+    import psycopg
+
+    with psycopg.connect(path, autocommit=True) as con:
+        return bool(con.execute("SELECT to_regclass('mpetl_meta') IS NOT NULL").fetchone()[0])
 
 
 def ledger_counts(path: Path | str) -> dict[str, int]:
     """Events per state and `runs`, read through the ledger's interface while another process writes
-    it ({} until the ledger exists)."""
-    if not ledger_exists(path):
+    it ({} until the ledger exists: a reader is refused until then)."""
+    if isinstance(path, Path) and not path.exists():
         return {}
     try:
         with open_ledger(path, read_only=True) as ledger:
             return ledger.state_counts()
-    except (MpetlError, sqlite3.Error):
+    except MpetlError:  # the ledger maps its driver's errors: no sqlite3/psycopg error leaves it
         return {}
 
 

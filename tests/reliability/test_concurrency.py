@@ -77,13 +77,14 @@ def test_two_runs_started_together_never_double_send(tmp_path, collector):
 def test_a_run_refuses_at_once_while_another_is_still_creating_the_ledger(tmp_path):
     """The first night: run A holds the run lock and is creating the SQLite file when run B starts.
 
-    B must answer exit 5 at once from the lock file, not wait on (or trip over) A's SQLite locks.
+    B must answer exit 5 at once from the run lock (an flock on the ledger file itself), not wait on (or
+    trip over) A's SQLite locks.
     """
     write_orders(tmp_path / "orders.csv", prefix="F", clients=2, per_client=2)
     config = config_for(tmp_path, [generic_source(tmp_path / "orders.csv")], endpoint="http://127.0.0.1:9")
     ledger = ledger_path(tmp_path)
     ledger.parent.mkdir(parents=True)
-    lock_fd = os.open(f"{ledger}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    lock_fd = os.open(ledger, os.O_CREAT | os.O_RDONLY, 0o644)
     creating = sqlite3.connect(ledger, isolation_level=None)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what run A's Ledger.lock() holds
@@ -100,8 +101,13 @@ def test_a_run_refuses_at_once_while_another_is_still_creating_the_ledger(tmp_pa
     assert second.code == 5, second.stderr[-1500:]
 
 
-def test_a_ledger_reached_through_a_symlink_is_the_same_ledger(tmp_path, collector):
-    """Two configs, one naming the ledger through a symlink: still one lock, nothing sent twice."""
+@pytest.mark.parametrize("alias", ["symlink", "hard link"])
+def test_a_ledger_reached_through_another_name_is_the_same_ledger(tmp_path, collector, alias):
+    """Two configs, one naming the ledger through a symlink or a hard link: still one lock, nothing sent twice.
+
+    A hard link cannot be resolved to the other name (both are the file's own names): the run lock is
+    an flock on the file itself, which the kernel keys by its inode.
+    """
     server = collector(latency_ms=100)
     tids = write_orders(tmp_path / "orders.csv", prefix="S", clients=12, per_client=2)
     (tmp_path / "a").mkdir()
@@ -110,7 +116,11 @@ def test_a_ledger_reached_through_a_symlink_is_the_same_ledger(tmp_path, collect
     ledger.parent.mkdir(parents=True, exist_ok=True)
     alias_dir = tmp_path / "alias"
     (alias_dir / "state").mkdir(parents=True)
-    os.symlink(ledger, ledger_path(alias_dir))  # the ledger file itself, reached by another name
+    if alias == "symlink":
+        os.symlink(ledger, ledger_path(alias_dir))  # the ledger file itself, reached by another name
+    else:
+        ledger.touch()  # the first night: the file exists (empty) so that it can have a second name
+        os.link(ledger, ledger_path(alias_dir))
     aliased = config_for(alias_dir, [generic_source(tmp_path / "orders.csv")], endpoint=server.url, concurrency=2)
     racers = [start(*run_args(real, tmp_path / "out_a")), start(*run_args(aliased, tmp_path / "out_b"))]
     outcomes = [(p.communicate(timeout=60)[1].decode(), p.returncode) for p in racers]

@@ -4,6 +4,8 @@ second round sends nothing. The processes are the real CLI, the endpoint is the 
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import signal
 import time
 from pathlib import Path
@@ -15,9 +17,11 @@ import pytest
 from etl.accounting import Buckets
 from etl.shard import aggregate
 from tests.reliability.harness import (
+    GENERATED_COLUMNS,
+    NOW,
     assert_no_traceback,
     cli,
-    config_for,
+    config_on_postgres,
     generic_source,
     run_args,
     start,
@@ -30,14 +34,8 @@ CLIENTS, PER_CLIENT = 48, 25  # 1 200 events, 48 one-client requests of 25
 
 
 def _config(tmp_path: Path, url: str, server_url: str, **destination) -> Path:
-    config = config_for(tmp_path, [generic_source(tmp_path / "orders.csv")], endpoint=server_url, **destination)
-    text = config.read_text()
-    # The samples config points [ledger] at a SQLite path; a shard fleet shares one PostgreSQL ledger.
-    start_at = text.index("[ledger]")
-    end_at = text.find("\n[", start_at + 1)
-    section = f'[ledger]\nurl = "{url}"\n'
-    config.write_text(text[:start_at] + section + (text[end_at:] if end_at != -1 else ""))
-    return config
+    """A shard fleet shares one PostgreSQL ledger."""
+    return config_on_postgres(tmp_path, url, [generic_source(tmp_path / "orders.csv")], endpoint=server_url, **destination)
 
 
 def _summaries(outs: list[Path]) -> list[dict]:
@@ -149,3 +147,44 @@ def test_a_shard_killed_mid_send_and_rerun_loses_nothing_and_duplicates_only_its
         assert code == 0, err
     assert aggregate(_summaries(again))["sent"] == 0
     assert stored_events(server.data_dir, "K") == stored
+
+
+COLLISIONS = 2_000
+
+
+def _write_colliding_ids(path: Path) -> list[str]:
+    """2,000 transaction ids, each on two rows with different `_ga` cookies (two customers, one order id)."""
+    start_at = NOW - dt.timedelta(hours=30)
+    tids = [f"X-{i:05d}" for i in range(COLLISIONS)]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(GENERATED_COLUMNS.values())
+        for i, tid in enumerate(tids):
+            moment = (start_at + dt.timedelta(seconds=20 * i)).strftime("%Y-%m-%d %H:%M:%S")
+            for base in (1_000_000, 5_000_000):
+                writer.writerow([f"GA1.1.{base + i}.{1_763_000_000 + i}", str(1_795_000_000 + i), moment, tid, "10.00", "EUR"])
+    return tids
+
+
+@pytest.mark.slow
+def test_a_transaction_id_under_two_clients_is_sent_once_and_every_shard_balances(tmp_path, collector, pg_url):
+    """The rule (docs/ARCHITECTURE.md): one event per `source|event|transaction_id`; the first client
+    planned keeps it, the other row is a duplicate, decided in the plan's transaction. Two shards that
+    meet the two rows at once agree, so each shard's summary balances and every id arrives once."""
+    server = collector(latency_ms=5)
+    tids = _write_colliding_ids(tmp_path / "orders.csv")
+    config = _config(tmp_path, pg_url, server.url, concurrency=8)
+    outs = [tmp_path / "shard1", tmp_path / "shard2"]
+    procs = [start(*run_args(config, outs[k - 1], "--shard", f"{k}/2", "--chunk-rows", "1000")) for k in (1, 2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert_no_traceback(out.decode(), err.decode())
+        assert proc.returncode == 0, err.decode()[-2000:]
+    summaries = _summaries(outs)
+    for s in summaries:
+        assert s["rows_in"] == 2 * COLLISIONS and s["failed"] == 0
+        assert s["rows_in"] == s["sent"] + s["duplicate"] + s["other_shard"] + s["rejected"] + s["deferred"]
+    night = aggregate(summaries)
+    assert (night["rows_in"], night["sent"], night["duplicate"], night["failed"]) == (
+        2 * COLLISIONS, COLLISIONS, COLLISIONS, 0)
+    assert stored_events(server.data_dir, "X") == {("purchase", tid): 1 for tid in tids}

@@ -1,4 +1,4 @@
-"""The ledger's contract: one state machine for every event, whatever database holds it.
+"""The ledger's contract: one sealed state machine for every event, whatever database holds it.
 
 Why an interface: the pipeline, the sender, `mpetl deferred`, resend and reconciliation all move
 events between the same states, and the same guarantees must hold on the embedded SQLite file and on a
@@ -6,32 +6,73 @@ PostgreSQL shared by several workers. So every transition is one method, atomic 
 dlt's load packages: a `State` literal, `start_job`/`complete_job`/…), and nothing outside
 `etl/load/` speaks SQL to the ledger.
 
-States (docs/ARCHITECTURE.md has the diagram)::
+Sealed: `TRANSITIONS` below is the only place that says which state a transition may start from.
+Both backends build each transition's `WHERE … AND status IN (<from-states>)` from it, and when
+fewer events moved than were asked (e.g. `mark_sent` on a planned or an already-sent event) the
+transaction is rolled back and `LedgerStateError` says how many events were in which state. So
+"a sent event never moves back" holds in the database, not in the callers' care.
 
-    planned ─▶ in_flight ─▶ sent
-       │            └──────▶ failed ─▶ (retried while the wall clock allows) ─▶ deferred (expired)
-       ├─▶ deferred (too old when planned)          deferred ─▶ exported (a flag, set once)
-       └─▶ rejected (refused at send time, with a reason)
+States and transitions: `TRANSITIONS` below, drawn as a table in docs/ARCHITECTURE.md.
 
 A key already sent, deferred or rejected is a *duplicate* when it shows up again: it never moves
-back. Flags travel with the event and are never reset by a later state: `possible_duplicate` (an
-attempt got no answer, so GA may hold it already), `resent` (re-queued by `mpetl resend`).
+back. A key still pending (planned, failed, in flight) is taken over by the later run that reads it
+again, but only for the same client: the same `source|event|transaction_id` under another client is
+a duplicate (the first client planned keeps it), decided in the plan's transaction, so shards that
+see the two rows at once agree and each shard's accounting balances. Flags travel with the event
+and are never reset by a later state: `possible_duplicate` (an attempt got no answer, so GA may hold
+it already), `resent` (re-queued by `mpetl resend`).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect as pyinspect
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from etl.load.ledger.errors import LedgerError, LedgerStateError
+from etl.protocol.event_key import DIGEST_PREFIX, unescaped
+
 State = Literal["planned", "in_flight", "sent", "failed", "deferred", "rejected"]
 PENDING: tuple[State, ...] = ("planned", "failed")
-FINAL: tuple[State, ...] = ("sent", "deferred", "rejected")
+OPEN: tuple[State, ...] = ("planned", "failed", "in_flight")  # a later run of the same client takes these over
+EXPORTED = "exported"  # not a stored state: a deferred event an output has taken (its exported run is set)
+
+
+class Transition(NamedTuple):
+    """Which states an event may leave by this transition, and the state it enters."""
+
+    sources: tuple[str, ...]
+    target: str
+
+    def where(self, status: str = "status", exported: str = "exported_run") -> str:
+        """The SQL condition "the event is in one of my from-states" (a deferred source means not yet exported)."""
+        states = [s for s in self.sources if s != "deferred"]
+        terms = [f"{status} IN ({', '.join(repr(s) for s in states)})"] if states else []
+        if "deferred" in self.sources:
+            terms.append(f"({status} = 'deferred' AND {exported} IS NULL)")
+        return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
+
+
+TRANSITIONS: dict[str, Transition] = {
+    "mark_in_flight": Transition(("planned", "failed"), "in_flight"),
+    "mark_sent": Transition(("in_flight",), "sent"),
+    "mark_failed": Transition(("in_flight",), "failed"),
+    "recover_in_flight": Transition(("in_flight",), "failed"),
+    "mark_rejected": Transition(("planned", "failed"), "rejected"),
+    "mark_expired": Transition(("planned", "failed"), "deferred"),
+    "mark_exported": Transition(("deferred",), EXPORTED),
+    "requeue_for_resend": Transition(("sent",), "planned"),
+    "withdraw": Transition(("planned", "deferred"), "deleted"),  # what a broken source's run created
+}
+"""Transition name → (from-states, to-state): the one table both backends' SQL is built from."""
 
 # Why deferred: "too_old" when planned (older than the window by the wall clock), "expired" when a
 # planned or failed event aged out before it could be delivered.
@@ -41,6 +82,8 @@ DEFER_EXPIRED = "expired"
 FLAG_POSSIBLE_DUPLICATE = 1
 FLAG_RESENT = 2
 FLAG_HAS_SESSION = 4
+# 8 is SQLite's own (the params' transaction_id lives only in the key).
+FLAG_NO_TRANSACTION_ID = 16  # the key's tail is a row digest (no transaction id): ids are opaque, no prefix is special
 
 # The request-level consent object, stored as one small integer (3 × 3 values) instead of JSON text.
 _CONSENT_VALUES = (None, "GRANTED", "DENIED")
@@ -134,6 +177,42 @@ def bucket_of(status: str, reason: str | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class NewEvents:
+    """A chunk's new events as both backends store them (the columns they share, as Python lists)."""
+
+    keys: list[str]
+    client_id: list[str]
+    user_id: list[str | None]
+    consent: list[int]
+    timestamp_micros: list[int]
+    event_date: list[int]
+    params: list[bytes]
+    source_row: list[int]
+    flags: np.ndarray
+
+    @classmethod
+    def of(cls, events: pd.DataFrame) -> NewEvents:
+        """From the transform's frame (docs/ARCHITECTURE.md: `event_key`, `transaction_id`, … `event_json`)."""
+        cache: dict[Any, int] = {}
+        consent = events["consent_json"].astype("object")
+        consent = consent.where(consent.notna(), None)
+        user = events["user_id"].astype("object")
+        flags = (np.where(events["has_session"].to_numpy(dtype=bool), FLAG_HAS_SESSION, 0)
+                 | np.where(events["transaction_id"].isna().to_numpy(), FLAG_NO_TRANSACTION_ID, 0))
+        return cls(
+            keys=events["event_key"].astype(str).tolist(),
+            client_id=events["client_id"].astype(str).tolist(),
+            user_id=user.where(user.notna(), None).tolist(),
+            consent=[cache[v] if v in cache else cache.setdefault(v, consent_code(v)) for v in consent],
+            timestamp_micros=events["timestamp_micros"].astype("int64").tolist(),
+            event_date=pd.to_numeric(events["event_date"]).astype("int64").tolist(),
+            params=params_of(events["event_json"]),
+            source_row=events["row"].astype("int64").tolist(),
+            flags=flags.astype("int64"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class PendingEvent:
     """One event ready to batch: its identity, its parts, and where it came from (for messages)."""
 
@@ -190,9 +269,71 @@ class RunOutcome:
     def count(self, source: str, bucket: str) -> int:
         return self.by_source.get(source, {}).get(bucket, 0)
 
+    @classmethod
+    def fold(cls, own: Iterable[tuple[str, str, str | None, int]], earlier: Iterable[tuple[str, str | None, int]],
+             possible_duplicates: int, resent: int) -> RunOutcome:
+        """From (source, status, reason, count) of the run's own events and (status, reason, count) of
+        the earlier runs' events it gave a fate."""
+        out = cls(possible_duplicates=int(possible_duplicates or 0), resent=int(resent or 0))
+        for source, status, reason, n in own:
+            per = out.by_source.setdefault(source, {})
+            bucket = bucket_of(status, reason)
+            per[bucket] = per.get(bucket, 0) + n
+        for status, reason, n in earlier:
+            bucket = bucket_of(status, reason)
+            out.earlier_runs[bucket] = out.earlier_runs.get(bucket, 0) + n
+        return out
+
+
+SENT_ROW = ("event_key", "event_date", "timestamp_micros", "sent_at_micros", "flags", "run_id", "sent_run_id", "params")
+"""What a backend's `_sent_rows` returns per sent event; `for_reconcile` builds its frame from it."""
+INSPECT_ROW = ("event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row")
+"""What a backend's `_inspect_rows` returns per event; `inspect` builds its frame from it."""
+
+
+def _mapped(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`method` with its backend's driver errors (sqlite3.Error, psycopg.Error) raised as ledger errors."""
+    if pyinspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def paged(self: Ledger, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from method(self, *args, **kwargs)
+            except self._driver_errors as exc:
+                raise self._driver_error(exc) from exc
+
+        return paged
+
+    @functools.wraps(method)
+    def call(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except self._driver_errors as exc:
+            raise self._driver_error(exc) from exc
+
+    return call
+
 
 class Ledger(ABC):
-    """The ledger of one property (measurement id + endpoint). See the module docstring for states."""
+    """The ledger of one property (measurement id + endpoint). See the module docstring for states.
+
+    A backend names its driver's exceptions (`_driver_errors`) and turns one into a `LedgerError`
+    (`_driver_error`); every public method of a backend is wrapped so that no sqlite3 or psycopg
+    exception leaves the ledger (a lost PostgreSQL connection is one line and exit 2, not a traceback).
+    """
+
+    _driver_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    legacy_digest_keys = False  # an older schema read without upgrading: a `row:` tail is a row digest
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in dir(cls):  # the backend's own methods and those it inherits from here
+            member = getattr(cls, name, None)
+            if not name.startswith("_") and pyinspect.isfunction(member) and not hasattr(member, "__wrapped__"):
+                setattr(cls, name, _mapped(member))
+
+    @abstractmethod
+    def _driver_error(self, exc: BaseException) -> LedgerError:
+        """The driver's exception as one line naming this ledger (never a password) and what to do."""
 
     # -- run lifecycle -------------------------------------------------------------------------
     @abstractmethod
@@ -227,9 +368,10 @@ class Ledger(ABC):
     def plan(self, events: pd.DataFrame, run_id: str, *, oldest_sendable_micros: int) -> pd.Series:
         """Plan a chunk; return each row's bucket: 'planned', 'duplicate' or 'deferred'.
 
-        Duplicate: the key repeats within this run, or is already sent, deferred or rejected. Deferred:
-        new and older than `oldest_sendable_micros` (the wall clock's window): recorded as deferred
-        (too_old) once, ever. A key an earlier run left pending is taken over by this run (its row is
+        Duplicate: the key repeats within this run, is already sent, deferred or rejected, or is
+        pending under another client (the first client keeps it). Deferred: new and older than
+        `oldest_sendable_micros` (the wall clock's window): recorded as deferred (too_old) once, ever. A
+        key an earlier run left pending for the same client is taken over by this run (its row is
         this run's), keeping its state and flags; `withdraw` gives it back.
         """
 
@@ -249,27 +391,29 @@ class Ledger(ABC):
 
     @abstractmethod
     def mark_in_flight(self, ids: Sequence[int]) -> None:
-        """Committed before the first byte of the requests that carry these events (write-ahead)."""
+        """planned | failed → in_flight, committed before the first byte of the requests that carry
+        these events (write-ahead)."""
 
     @abstractmethod
-    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool]) -> None: ...
+    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool]) -> None:
+        """in_flight → sent."""
 
     @abstractmethod
     def mark_failed(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
                     reason: str | None = None) -> None:
-        """Not delivered; retried by later runs while the wall clock allows. The flag survives."""
+        """in_flight → failed: not delivered; retried by later runs while the wall clock allows. The flag survives."""
 
     @abstractmethod
     def mark_rejected(self, ids: Sequence[int], run_id: str, reason: str) -> None:
-        """Refused at send time (never sent): a final state with a reason, never silence."""
+        """planned | failed → rejected: refused at send time (never sent), a final state with a reason."""
 
     @abstractmethod
     def mark_expired(self, ids: Sequence[int], run_id: str) -> None:
-        """Pending events the wall clock says are too old to send: deferred (expired), once."""
+        """planned | failed → deferred (expired): the wall clock says they are too old to send, once."""
 
     @abstractmethod
-    def refused(self, run_id: str) -> list[tuple[str, int | None, str]]:
-        """(source, row, reason) of the events this run refused at send time, for rejects.ndjson."""
+    def rejected_at_send(self, run_id: str) -> list[tuple[str, int | None, str]]:
+        """(source, row, reason) of the events this run rejected at send time, for rejects.ndjson."""
 
     # -- deferred output -----------------------------------------------------------------------
     @abstractmethod
@@ -278,22 +422,46 @@ class Ledger(ABC):
         """Deferred events: those a run deferred, or all not yet exported (optionally from a date)."""
 
     @abstractmethod
-    def mark_exported(self, ids: Sequence[int], run_id: str) -> None: ...
+    def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
+        """deferred (not yet exported) → exported, once: a second export of an event is refused."""
 
     # -- reconciliation and resend ---------------------------------------------------------------
     @abstractmethod
     def requeue_for_resend(self, keys: Sequence[str], run_id: str) -> int:
-        """Sent events the export lacks go back to planned, flagged `resent` (flags kept)."""
+        """Those of `keys` that are sent go back to planned, flagged `resent` (flags kept); their count."""
 
-    @abstractmethod
     def for_reconcile(self, *, run_id: str | None = None, since: str | None = None,
                       until: str | None = None) -> pd.DataFrame:
         """Sent events of a run (planned or delivered by it) and/or event dates [since, until] (YYYYMMDD).
 
-        Columns: event_key, event_date, event_name, transaction_id, source, run_id, sent_run_id,
-        timestamp_micros, sent_at_micros, possible_duplicate, resent, value, currency (`money_of` the
-        params sent). With no selector: the last run that delivered something. Never personal columns.
+        Columns: event_key, event_date, event_name, transaction_id (NA when the key is a row digest),
+        source, run_id, sent_run_id, timestamp_micros, sent_at_micros, possible_duplicate, resent, value,
+        currency (`money_of` the params sent). With no selector: the last run that delivered something.
+        Never personal columns.
         """
+        frame = frame_with_money(self._sent_rows(run_id, since, until), SENT_ROW[:-1])
+        source, name, tid = self._key_parts(frame)
+        flags = frame["flags"].astype("int64")
+        return pd.DataFrame({
+            "event_key": frame["event_key"].astype("string"),
+            "event_date": frame["event_date"].astype(str).astype("string"),
+            "event_name": name,
+            "transaction_id": tid,
+            "source": source,
+            "run_id": frame["run_id"].astype("string"),
+            "sent_run_id": frame["sent_run_id"].astype("string"),
+            "timestamp_micros": frame["timestamp_micros"].astype("int64"),
+            "sent_at_micros": frame["sent_at_micros"].astype("Int64"),
+            "possible_duplicate": (flags & FLAG_POSSIBLE_DUPLICATE) > 0,
+            "resent": (flags & FLAG_RESENT) > 0,
+            "value": frame["value"].astype("float64"),
+            "currency": frame["currency"].astype("string"),
+        })
+
+    @abstractmethod
+    def _sent_rows(self, run_id: str | None, since: str | None, until: str | None) -> Any:
+        """A DB-API cursor over `SENT_ROW` tuples of the sent events `for_reconcile` selects (read in
+        chunks: only the two money fields of each params object are kept)."""
 
     @abstractmethod
     def known_keys(self, transaction_ids: Sequence[str]) -> pd.DataFrame:
@@ -304,8 +472,13 @@ class Ledger(ABC):
         """Every run id this ledger has seen (the values our `mpetl_run` marker can take)."""
 
     # -- accounting ----------------------------------------------------------------------------
+    def outcome(self, run_id: str) -> RunOutcome:
+        """The run's own events per source and bucket, and the fates it gave earlier runs' events."""
+        return RunOutcome.fold(*self._outcome_rows(run_id))
+
     @abstractmethod
-    def outcome(self, run_id: str) -> RunOutcome: ...
+    def _outcome_rows(self, run_id: str) -> tuple[Iterable[tuple], Iterable[tuple], int, int]:
+        """The arguments of `RunOutcome.fold` for this run."""
 
     @abstractmethod
     def integrity_ok(self) -> bool: ...
@@ -314,8 +487,52 @@ class Ledger(ABC):
     def state_counts(self) -> dict[str, int]:
         """Events per state, plus `runs`: what a person (or a crash test) checks first."""
 
-    @abstractmethod
     def inspect(self) -> pd.DataFrame:
-        """Every event's non-personal columns: event_key, event_name, transaction_id, status, reason,
-        possible_duplicate, resent, run_id, sent_run_id (the run that gave the current state), attempts,
-        source_row. For tests, notebooks and support; bounded by the ledger's size."""
+        """Every event's non-personal columns: event_key, event_name, transaction_id, status, reason, run_id,
+        sent_run_id (the run that gave the current state), attempts, source_row, possible_duplicate,
+        resent. For tests, notebooks and support; bounded by the ledger's size."""
+        frame = pd.DataFrame(self._inspect_rows(), columns=list(INSPECT_ROW))
+        _, name, tid = self._key_parts(frame)
+        frame.insert(1, "event_name", name.astype(object))
+        frame.insert(2, "transaction_id", tid.astype(object).where(tid.notna(), None))
+        flags = frame.pop("flags").astype("int64")
+        frame["possible_duplicate"] = (flags & FLAG_POSSIBLE_DUPLICATE) > 0
+        frame["resent"] = (flags & FLAG_RESENT) > 0
+        return frame
+
+    @abstractmethod
+    def _inspect_rows(self) -> Iterable[tuple]:
+        """`INSPECT_ROW` tuples of every event, in id order."""
+
+    # -- shared plumbing ---------------------------------------------------------------------------
+    def _key_parts(self, frame: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """(source, event_name, transaction_id) of each row's key; the id is NA where the tail is a digest."""
+        keys = frame["event_key"].astype("string")
+        parts = keys.str.split("|", n=2, expand=True) if len(frame) else pd.DataFrame(columns=[0, 1, 2])
+        tail = parts[2].astype("string")
+        digest = (frame["flags"].astype("int64") & FLAG_NO_TRANSACTION_ID) > 0
+        if self.legacy_digest_keys:
+            digest |= tail.str.startswith(DIGEST_PREFIX).fillna(False).astype(bool)
+        # The digest is told by its flag; `unescaped` undoes the transform's escape of a real id that
+        # starts with "row:" (etl/protocol/event_key.py).
+        tid = unescaped(tail) if len(frame) else tail
+        return parts[0].astype("string"), parts[1].astype("string"), tid.where(~digest.to_numpy(), pd.NA)
+
+    def _check_moved(self, transition: str, ids: Sequence[int], moved: int) -> None:
+        """Inside the transition's transaction: refuse (and so roll back) unless every event moved."""
+        asked = len(set(ids))
+        if moved == asked:
+            return
+        move = TRANSITIONS[transition]
+        # Read inside the transaction, after the UPDATE: the `moved` events are in the target state now
+        # (never one of the from-states), every other one is where it was.
+        found = dict(self._states_of(transition, ids))
+        found[move.target] = found.get(move.target, 0) - moved
+        found = {state: n for state, n in found.items() if n}
+        if asked > sum(found.values()) + moved:
+            found["absent"] = asked - sum(found.values()) - moved
+        raise LedgerStateError(transition, move.sources, move.target, asked, found)
+
+    @abstractmethod
+    def _states_of(self, transition: str, ids: Sequence[int]) -> Mapping[str, int]:
+        """How many of these events are in which state (deferred ones already taken: `exported`)."""

@@ -25,32 +25,36 @@ Tables are prefixed `mpetl_` so the ledger can live in an existing database/sche
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from etl import __version__
 from etl.clock import wall_micros
-from etl.errors import ConfigError, LedgerError, LedgerLockedError
+from etl.errors import ConfigError
 from etl.load.ledger.base import (
     DEFER_EXPIRED,
     DEFER_TOO_OLD,
-    FLAG_HAS_SESSION,
+    EXPORTED,
+    FLAG_NO_TRANSACTION_ID,
     FLAG_POSSIBLE_DUPLICATE,
     FLAG_RESENT,
+    OPEN,
+    TRANSITIONS,
     DeferredEvent,
     Ledger,
+    NewEvents,
     PendingEvent,
-    RunOutcome,
-    bucket_of,
-    consent_code,
-    frame_with_money,
-    params_of,
 )
-from etl.protocol.event_key import transaction_ids_of
+from etl.load.ledger.errors import LedgerError, LedgerLockedError, LedgerSchemaError, LedgerUnreachableError
 from etl.shard import Shard, client_hash, client_hashes
+
+SCHEMA_VERSION = 2
+"""2: `schema`/`written_by` in `mpetl_meta`. 1: the first layout, the same tables without that row (a
+writer adds it). A row digest is told by its NULL `transaction_id` column (flag 16 for the base)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mpetl_events (
@@ -98,12 +102,13 @@ CREATE TABLE IF NOT EXISTS mpetl_runs (
 );
 CREATE TABLE IF NOT EXISTS mpetl_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
 # Advisory lock keys (signed 64-bit): hashes of names for the schema and the shards; worker ids are random.
 _SCHEMA_LOCK = client_hash("mpetl:schema") >> 1
 _PLAN_COLUMNS = ("idx", "event_key", "source", "source_row", "event_name", "transaction_id", "client_id",
                  "client_hash", "user_id", "consent", "timestamp_micros", "event_date", "params", "flags", "too_old")
 _RETRIES = 5
+_FLAGS = f"flags | CASE WHEN transaction_id IS NULL THEN {FLAG_NO_TRANSACTION_ID} ELSE 0 END"  # a NULL id: a row digest
+_NOT_CLAIMED = "not claimed by this worker"
 
 
 def _shard_lock_key(shard: Shard) -> int:
@@ -119,7 +124,9 @@ class PostgresLedger(Ledger):
         import psycopg
 
         self._psycopg = psycopg
+        self._driver_errors = (psycopg.Error,)
         self.url = url
+        self.location = _redact(url)  # what messages name: never the password
         self.clock = clock
         self.shard = Shard(*shard) if isinstance(shard, tuple) else shard or Shard()
         self._property: str | None = None
@@ -130,26 +137,66 @@ class PostgresLedger(Ledger):
         self._pending_filter: Shard | None = None
         try:
             self.db = psycopg.connect(url, autocommit=True, application_name=f"mpetl shard {self.shard}")
-        except psycopg.OperationalError as exc:
-            raise LedgerError(f"cannot reach the PostgreSQL ledger at {_redact(url)}: {str(exc).strip().splitlines()[0]}") from None
-        # The worker's lease: held as long as this session lives, released by the server when it dies.
-        self.db.execute("SELECT pg_advisory_lock(%s)", (self.worker,))
-        if lock:
-            self.lock()
-        self._create_schema()
-        if scratch:
-            self._shadow_tables()
-        if read_only:  # reconciliation: the server refuses any write from this session
-            self.db.execute("SET default_transaction_read_only = on")
+        except psycopg.Error as exc:
+            raise LedgerUnreachableError(f"cannot reach the PostgreSQL ledger at {self.location}: "
+                                         f"{_first_line(exc)}") from None
+        try:
+            # The worker's lease: held as long as this session lives, released by the server when it dies.
+            self.db.execute("SELECT pg_advisory_lock(%s)", (self.worker,))
+            if lock:
+                self.lock()
+            self._create_schema()
+            if scratch:
+                self._shadow_tables()
+            if read_only:  # reconciliation: the server refuses any write from this session
+                self.db.execute("SET default_transaction_read_only = on")
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, psycopg.Error):
+                raise self._driver_error(exc) from exc
+            raise
+
+    def _driver_error(self, exc: BaseException) -> LedgerError:
+        errors = self._psycopg.errors
+        if isinstance(exc, self._psycopg.OperationalError) and not isinstance(exc, errors.QueryCanceled):
+            return LedgerUnreachableError(
+                f"lost the connection to the PostgreSQL ledger at {self.location} ({_first_line(exc)}); run again "
+                "once the server is back: what was committed is kept, events left in flight are sent again "
+                "(flagged possible duplicates)")
+        if isinstance(exc, errors.InsufficientPrivilege):
+            return LedgerError(f"PostgreSQL ledger at {self.location}: the user may not use its tables "
+                               f"({_first_line(exc)}); grant it SELECT, INSERT, UPDATE, DELETE on mpetl_*")
+        return LedgerError(f"PostgreSQL ledger at {self.location}: {type(exc).__name__}: {_first_line(exc)}")
 
     # -- plumbing --------------------------------------------------------------------------------
+    def _schema_version(self) -> int | None:
+        """None when the tables are missing (mpetl_meta is the last table the script creates)."""
+        if not self.db.execute("SELECT to_regclass('mpetl_meta') IS NOT NULL").fetchone()[0]:
+            return None
+        row = self.db.execute("SELECT value FROM mpetl_meta WHERE key = 'schema'").fetchone()
+        version = int(row[0]) if row else 1
+        if version > SCHEMA_VERSION:
+            writer = self.db.execute("SELECT value FROM mpetl_meta WHERE key = 'written_by'").fetchone()
+            raise LedgerSchemaError(
+                f"PostgreSQL ledger at {self.location}: written by {writer[0] if writer else 'a newer mpetl'} "
+                f"(schema {version}); this is mpetl {__version__} (schema {SCHEMA_VERSION}): run the newer mpetl, "
+                "nothing was changed")
+        return version
+
     def _create_schema(self) -> None:
-        if self.db.execute("SELECT to_regclass('mpetl_meta') IS NOT NULL").fetchone()[0]:
-            return  # created (mpetl_meta is the last table the script creates)
+        version = self._schema_version()
+        if version == SCHEMA_VERSION or (self._read_only and version is not None):
+            return  # a reader reads an older schema as it is: upgrading is a writer's job
+        if self._read_only:
+            raise LedgerError(f"PostgreSQL ledger at {self.location}: holds no mpetl tables; nothing to read")
         with self.db.transaction():
             # Concurrent CREATE … IF NOT EXISTS can still collide in the catalogue: serialise it.
             self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            self.db.execute(SCHEMA)
+            if self._schema_version() is None:
+                self.db.execute(SCHEMA)
+            self.db.execute(
+                "INSERT INTO mpetl_meta(key, value) VALUES ('schema', %s), ('written_by', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION), f"mpetl {__version__}"))
 
     def _shadow_tables(self) -> None:
         """Dry-run and validate must not change the shared ledger: this session gets temporary copies.
@@ -190,12 +237,12 @@ class PostgresLedger(Ledger):
             return
         got = self.db.execute("SELECT pg_try_advisory_lock(%s)", (_shard_lock_key(self.shard),)).fetchone()[0]
         if not got:
-            raise LedgerLockedError(f"another run holds the ledger {_redact(self.url)} (shard {self.shard}); "
+            raise LedgerLockedError(f"another run holds the ledger {self.location} (shard {self.shard}); "
                                     "refusing to start (nothing sent)")
         self._locked = True
 
     def close(self) -> None:
-        if self.db.closed:
+        if not hasattr(self, "db") or self.db.closed:
             return
         with suppress(Exception):
             # Failed events this worker claimed become claimable by later runs.
@@ -214,7 +261,7 @@ class PostgresLedger(Ledger):
             "SELECT property, count(*) FROM mpetl_events WHERE state IN ('planned', 'failed', 'in_flight') "
             "AND property <> %s GROUP BY property LIMIT 1", (measurement_id,)).fetchone()
         if other:
-            raise ConfigError(_redact(self.url), "ledger.url",
+            raise ConfigError(self.location, "ledger.url",
                               f"holds {other[1]} pending events planned for {other[0]}; this config sends to "
                               f"{measurement_id}. Refusing to send them to another property: give each property "
                               "its own ledger")
@@ -234,6 +281,9 @@ class PostgresLedger(Ledger):
         recovers before it sends, so its own in-flight rows can only be leftovers). Claims of dead
         workers are released; a live worker's claims and in-flight events are never touched.
         """
+        move = TRANSITIONS["recover_in_flight"]
+        recover = (f"UPDATE mpetl_events SET state = '{move.target}', reason = 'crashed_in_flight', "
+                   f"flags = flags | {FLAG_POSSIBLE_DUPLICATE}, claimed_by = NULL WHERE {move.where('state')} ")
         recovered = 0
         workers = [w for (w,) in self.db.execute(
             "SELECT DISTINCT claimed_by FROM mpetl_events WHERE claimed_by IS NOT NULL")]
@@ -243,27 +293,21 @@ class PostgresLedger(Ledger):
                 continue  # alive: its claims are its own
             try:
                 with self.db.transaction():
-                    cur = self.db.execute(
-                        "UPDATE mpetl_events SET state = 'failed', reason = 'crashed_in_flight', flags = flags | %s, "
-                        "claimed_by = NULL WHERE claimed_by = %s AND state = 'in_flight'",
-                        (FLAG_POSSIBLE_DUPLICATE, worker))
-                    recovered += cur.rowcount
+                    recovered += self.db.execute(recover + "AND claimed_by = %s", (worker,)).rowcount
                     self.db.execute("UPDATE mpetl_events SET claimed_by = NULL WHERE claimed_by = %s", (worker,))
             finally:
                 if not mine:
                     self.db.execute("SELECT pg_advisory_unlock(%s)", (worker,))
         # In-flight rows without a claimer (written by a tool that does not claim) are recovered too.
-        cur = self.db.execute(
-            "UPDATE mpetl_events SET state = 'failed', reason = 'crashed_in_flight', flags = flags | %s "
-            "WHERE state = 'in_flight' AND claimed_by IS NULL", (FLAG_POSSIBLE_DUPLICATE,))
-        return recovered + cur.rowcount
+        return recovered + self.db.execute(recover + "AND claimed_by IS NULL").rowcount
 
     # -- planning --------------------------------------------------------------------------------
     def plan(self, events: pd.DataFrame, run_id: str, *, oldest_sendable_micros: int) -> pd.Series:
         """As `Ledger.plan`, set-based: COPY the chunk into a temp table, take over, insert the rest.
 
         Keys another worker inserts at the same moment lose the race quietly (ON CONFLICT DO NOTHING)
-        and count as duplicates here: exactly one run owns each key.
+        and count as duplicates here: exactly one run owns each key. A take-over needs the same
+        client, so a shard never takes an event of another shard's client (it would never send it).
         """
         buckets = pd.Series("duplicate", index=events.index, dtype=object)
         if events.empty:
@@ -275,6 +319,7 @@ class PostgresLedger(Ledger):
         candidates = events.iloc[positions]
         rows = self._plan_rows(candidates, positions, oldest_sendable_micros)
         fate_us = self.clock()
+        open_states = ", ".join(repr(s) for s in OPEN)
 
         def work() -> dict[int, str]:
             self.db.execute(
@@ -286,11 +331,11 @@ class PostgresLedger(Ledger):
                 with cur.copy(f"COPY mpetl_plan_chunk ({', '.join(_PLAN_COLUMNS)}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
-                # Keys an earlier run left pending: this run takes them over (state and flags kept).
+                # Keys an earlier run left pending for the same client: this run takes them over (state and flags kept).
                 cur.execute(
                     "UPDATE mpetl_events e SET prev_run_id = e.run_id, run_id = %(run)s "
-                    "FROM mpetl_plan_chunk c WHERE e.event_key = c.event_key "
-                    "AND e.state IN ('planned', 'failed', 'in_flight') AND e.run_id <> %(run)s RETURNING c.idx",
+                    "FROM mpetl_plan_chunk c WHERE e.event_key = c.event_key AND e.client_id = c.client_id "
+                    f"AND e.state IN ({open_states}) AND e.run_id <> %(run)s RETURNING c.idx",
                     {"run": run_id})
                 verdict = {int(idx): "planned" for (idx,) in cur.fetchall()}
                 cur.execute(
@@ -317,26 +362,21 @@ class PostgresLedger(Ledger):
         return pd.Series(values, index=events.index, dtype=object)
 
     def _plan_rows(self, events: pd.DataFrame, positions: np.ndarray, oldest_micros: int) -> list[tuple]:
-        keys = events["event_key"].astype(str)
-        parts = keys.str.split("|", n=2, expand=True)
-        hashes = _stored_hash(client_hashes(events["client_id"]))
-        ts = events["timestamp_micros"].astype("int64").to_numpy()
-        too_old = ts < oldest_micros
-        flags = np.where(events["has_session"].to_numpy(dtype=bool), FLAG_HAS_SESSION, 0)
-        consent = events["consent_json"].astype("object").map(
-            lambda v, cache={}: cache.setdefault(v, consent_code(None if v is pd.NA else v)))
-        user = events["user_id"].astype("object").where(events["user_id"].notna(), None)
-        tid = transaction_ids_of(parts[2]).astype(object).where(lambda t: t.notna(), None)
+        new = NewEvents.of(events)
+        parts = events["event_key"].astype(str).str.split("|", n=2, expand=True)
+        tid = events["transaction_id"].astype("object")
+        too_old = np.asarray(new.timestamp_micros, dtype="int64") < oldest_micros
         return list(zip(
-            positions.tolist(), keys.tolist(), parts[0].tolist(), events["row"].astype("int64").tolist(),
-            parts[1].tolist(), tid.tolist(), events["client_id"].astype(str).tolist(), hashes.tolist(), user.tolist(),
-            consent.tolist(), ts.tolist(), pd.to_numeric(events["event_date"]).astype("int64").tolist(),
-            params_of(events["event_json"]), flags.tolist(), too_old.tolist(), strict=True))
+            positions.tolist(), new.keys, parts[0].tolist(), new.source_row, parts[1].tolist(),
+            tid.where(tid.notna(), None).tolist(), new.client_id,
+            _stored_hash(client_hashes(events["client_id"])).tolist(), new.user_id, new.consent, new.timestamp_micros,
+            new.event_date, new.params, new.flags.tolist(), too_old.tolist(), strict=True))
 
     def withdraw(self, run_id: str, source: str) -> int:
         def work() -> int:
             deleted = self.db.execute(
-                "DELETE FROM mpetl_events WHERE run_id = %s AND source = %s AND created_run_id = %s", (run_id, source, run_id))
+                "DELETE FROM mpetl_events WHERE run_id = %s AND source = %s AND created_run_id = %s "
+                f"AND {TRANSITIONS['withdraw'].where('state', 'exported_run_id')}", (run_id, source, run_id))
             self.db.execute("UPDATE mpetl_events SET run_id = prev_run_id, prev_run_id = NULL WHERE run_id = %s "
                             "AND source = %s AND prev_run_id IS NOT NULL", (run_id, source))
             return deleted.rowcount
@@ -380,51 +420,65 @@ class PostgresLedger(Ledger):
             if len(rows) < size:
                 return
 
-    def mark_in_flight(self, ids: Sequence[int]) -> None:
+    def _move(self, transition: str, ids: Sequence[int], assignments: str, params: dict[str, Any], *,
+              per_event: str = "", claimed: bool = False) -> None:
+        """One transition over many events in one transaction: `UPDATE … WHERE <its from-states>`.
+
+        `per_event`: each event's own values, a FROM item `u` joined on `u.id`; `claimed`: only events
+        this worker claimed.
+        """
         if not len(ids):
             return
-        cur = self.db.execute(
-            "UPDATE mpetl_events SET state = 'in_flight' WHERE id = ANY(%s) AND claimed_by = %s "
-            "AND state IN ('planned', 'failed')", (list(ids), self.worker))
-        if cur.rowcount != len(ids):
-            raise LedgerError(f"{len(ids) - cur.rowcount} of {len(ids)} events are not claimed by this worker; "
-                              "refusing to send them")
+        move = TRANSITIONS[transition]
+        sets = ", ".join(([f"state = '{move.target}'"] if move.target != EXPORTED else []) + ([assignments] if assignments else []))
+        source = f" FROM {per_event} WHERE e.id = u.id" if per_event else " WHERE e.id = ANY(%(ids)s)"
+        sql = (f"UPDATE mpetl_events e SET {sets}{source} AND {move.where('e.state', 'e.exported_run_id')}"
+               + (" AND e.claimed_by = %(worker)s" if claimed else ""))
+        params = {**params, "ids": [int(i) for i in ids], "worker": self.worker}
 
-    def _mark(self, sql: str, params: dict[str, Any]) -> None:
-        if not len(params["ids"]):
-            return
-        self._retrying(lambda: self.db.execute(sql, params), transaction=False)
+        def work() -> None:
+            self._check_moved(transition, ids, self.db.execute(sql, params).rowcount)
 
-    def _mark_each(self, state: str, ids: Sequence[int], run_id: str, attempts: Sequence[int],
+        self._retrying(work)
+
+    def _states_of(self, transition: str, ids: Sequence[int]) -> Mapping[str, int]:
+        return dict(self.db.execute(
+            "SELECT CASE WHEN state = 'deferred' AND exported_run_id IS NOT NULL THEN 'exported' "
+            f"WHEN %(claims)s AND claimed_by IS DISTINCT FROM %(worker)s THEN state || ', {_NOT_CLAIMED}' "
+            "ELSE state END, count(*) FROM mpetl_events WHERE id = ANY(%(ids)s) GROUP BY 1",
+            {"claims": transition == "mark_in_flight", "worker": self.worker, "ids": [int(i) for i in ids]}).fetchall())
+
+    def mark_in_flight(self, ids: Sequence[int]) -> None:
+        # Only events this worker claimed: another worker may be about to send the rest.
+        self._move("mark_in_flight", ids, "", {}, claimed=True)
+
+    def _move_each(self, transition: str, ids: Sequence[int], run_id: str, attempts: Sequence[int],
                    maybe_delivered: Sequence[bool], reason: str | None, release: bool) -> None:
-        self._mark(
-            f"UPDATE mpetl_events e SET state = '{state}', reason = %(reason)s, fate_run_id = %(run)s, fate_us = %(now)s, "
-            "attempts = e.attempts + u.attempts, flags = e.flags | CASE WHEN u.maybe THEN %(dup)s ELSE 0 END"
-            + (", claimed_by = NULL" if release else "")
-            + " FROM unnest(%(ids)s::bigint[], %(att)s::int[], %(maybe)s::bool[]) AS u(id, attempts, maybe) "
-            "WHERE e.id = u.id",
-            {"run": run_id, "now": self.clock(), "ids": [int(i) for i in ids], "att": [int(a) for a in attempts],
-             "maybe": [bool(m) for m in maybe_delivered], "reason": reason, "dup": FLAG_POSSIBLE_DUPLICATE})
+        self._move(
+            transition, ids,
+            "reason = %(reason)s, fate_run_id = %(run)s, fate_us = %(now)s, attempts = e.attempts + u.attempts, "
+            "flags = e.flags | CASE WHEN u.maybe THEN %(dup)s ELSE 0 END" + (", claimed_by = NULL" if release else ""),
+            {"run": run_id, "now": self.clock(), "att": [int(a) for a in attempts],
+             "maybe": [bool(m) for m in maybe_delivered], "reason": reason, "dup": FLAG_POSSIBLE_DUPLICATE},
+            per_event="unnest(%(ids)s::bigint[], %(att)s::int[], %(maybe)s::bool[]) AS u(id, attempts, maybe)")
 
     def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool]) -> None:
-        self._mark_each("sent", ids, run_id, attempts, maybe_delivered, None, release=True)
+        self._move_each("mark_sent", ids, run_id, attempts, maybe_delivered, None, release=True)
 
     def mark_failed(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
                     reason: str | None = None) -> None:
         # Still claimed by this worker: this run does not try it again; later runs do (claims end with it).
-        self._mark_each("failed", ids, run_id, attempts, maybe_delivered, reason, release=False)
+        self._move_each("mark_failed", ids, run_id, attempts, maybe_delivered, reason, release=False)
 
     def mark_rejected(self, ids: Sequence[int], run_id: str, reason: str) -> None:
-        self._mark("UPDATE mpetl_events SET state = 'rejected', reason = %(reason)s, fate_run_id = %(run)s, "
-                   "fate_us = %(now)s, claimed_by = NULL WHERE id = ANY(%(ids)s)",
-                   {"ids": [int(i) for i in ids], "reason": reason, "run": run_id, "now": self.clock()})
+        self._move("mark_rejected", ids, "reason = %(reason)s, fate_run_id = %(run)s, fate_us = %(now)s, claimed_by = NULL",
+                   {"reason": reason, "run": run_id, "now": self.clock()})
 
     def mark_expired(self, ids: Sequence[int], run_id: str) -> None:
-        self._mark("UPDATE mpetl_events SET state = 'deferred', reason = %(reason)s, fate_run_id = %(run)s, "
-                   "fate_us = %(now)s, claimed_by = NULL WHERE id = ANY(%(ids)s)",
-                   {"ids": [int(i) for i in ids], "reason": DEFER_EXPIRED, "run": run_id, "now": self.clock()})
+        self._move("mark_expired", ids, "reason = %(reason)s, fate_run_id = %(run)s, fate_us = %(now)s, claimed_by = NULL",
+                   {"reason": DEFER_EXPIRED, "run": run_id, "now": self.clock()})
 
-    def refused(self, run_id: str) -> list[tuple[str, int | None, str]]:
+    def rejected_at_send(self, run_id: str) -> list[tuple[str, int | None, str]]:
         return [tuple(r) for r in self.db.execute(
             "SELECT source, source_row, reason FROM mpetl_events WHERE fate_run_id = %s AND state = 'rejected' ORDER BY id",
             (run_id,))]
@@ -457,48 +511,28 @@ class PostgresLedger(Ledger):
                 yield DeferredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], str(r[8]), bytes(r[9]), r[10], r[11])
 
     def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
-        self._mark("UPDATE mpetl_events SET exported_run_id = %(run)s WHERE id = ANY(%(ids)s)",
-                   {"ids": [int(i) for i in ids], "run": run_id})
+        self._move("mark_exported", ids, "exported_run_id = %(run)s", {"run": run_id})
 
     # -- reconciliation and resend -----------------------------------------------------------------
     def requeue_for_resend(self, keys: Sequence[str], run_id: str) -> int:
         if not keys:
             return 0
+        move = TRANSITIONS["requeue_for_resend"]
         return self._retrying(lambda: self.db.execute(
-            "UPDATE mpetl_events SET state = 'planned', flags = flags | %s, claimed_by = NULL "
-            "WHERE event_key = ANY(%s) AND state = 'sent'", (FLAG_RESENT, list(keys))).rowcount, transaction=False)
+            f"UPDATE mpetl_events SET state = '{move.target}', flags = flags | %s, claimed_by = NULL "
+            f"WHERE event_key = ANY(%s) AND {move.where('state')}", (FLAG_RESENT, list(keys))).rowcount, transaction=False)
 
-    def for_reconcile(self, *, run_id: str | None = None, since: str | None = None,
-                      until: str | None = None) -> pd.DataFrame:
+    def _sent_rows(self, run_id: str | None, since: str | None, until: str | None) -> Iterable[tuple]:
         if run_id is None and since is None and until is None:
             last = self.db.execute("SELECT fate_run_id FROM mpetl_events WHERE state = 'sent' "
                                    "ORDER BY fate_us DESC, fate_run_id DESC LIMIT 1").fetchone()
             run_id = last[0] if last else ""
-        cursor = self.db.execute(
-            "SELECT event_key, event_date, event_name, transaction_id, source, run_id, fate_run_id, timestamp_micros, "
-            "fate_us, flags, params FROM mpetl_events WHERE state = 'sent' "
-            "AND (%(run)s::text IS NULL OR run_id = %(run)s OR fate_run_id = %(run)s) "
+        return self.db.execute(
+            f"SELECT event_key, event_date, timestamp_micros, fate_us, {_FLAGS}, run_id, fate_run_id, params FROM mpetl_events "
+            "WHERE state = 'sent' AND (%(run)s::text IS NULL OR run_id = %(run)s OR fate_run_id = %(run)s) "
             "AND (%(since)s::int IS NULL OR event_date >= %(since)s) AND (%(until)s::int IS NULL OR event_date <= %(until)s) "
             "ORDER BY id",
             {"run": run_id, "since": int(since) if since else None, "until": int(until) if until else None})
-        frame = frame_with_money(cursor, ["event_key", "event_date", "event_name", "transaction_id", "source", "run_id",
-                                          "sent_run_id", "timestamp_micros", "sent_at_micros", "flags"])
-        flags = frame["flags"].astype("int64")
-        return pd.DataFrame({
-            "event_key": frame["event_key"].astype("string"),
-            "event_date": frame["event_date"].astype(str).astype("string"),
-            "event_name": frame["event_name"].astype("string"),
-            "transaction_id": frame["transaction_id"].astype("string"),
-            "source": frame["source"].astype("string"),
-            "run_id": frame["run_id"].astype("string"),
-            "sent_run_id": frame["sent_run_id"].astype("string"),
-            "timestamp_micros": frame["timestamp_micros"].astype("int64"),
-            "sent_at_micros": frame["sent_at_micros"].astype("Int64"),
-            "possible_duplicate": (flags & FLAG_POSSIBLE_DUPLICATE) > 0,
-            "resent": (flags & FLAG_RESENT) > 0,
-            "value": frame["value"].astype("float64"),
-            "currency": frame["currency"].astype("string"),
-        })
 
     def known_keys(self, transaction_ids: Sequence[str]) -> pd.DataFrame:
         rows = self.db.execute("SELECT event_name, transaction_id FROM mpetl_events WHERE transaction_id = ANY(%s)",
@@ -509,23 +543,17 @@ class PostgresLedger(Ledger):
         return [r for (r,) in self.db.execute("SELECT run_id FROM mpetl_runs ORDER BY started_at, run_id")]
 
     # -- accounting --------------------------------------------------------------------------------
-    def outcome(self, run_id: str) -> RunOutcome:
-        out = RunOutcome()
-        for source, state, reason, count in self.db.execute(
-                "SELECT source, state, reason, count(*) FROM mpetl_events WHERE run_id = %s GROUP BY 1, 2, 3", (run_id,)):
-            per = out.by_source.setdefault(source, {})
-            bucket = bucket_of(state, reason)
-            per[bucket] = per.get(bucket, 0) + count
-        for state, reason, count in self.db.execute(
-                "SELECT state, reason, count(*) FROM mpetl_events WHERE fate_run_id = %s AND run_id <> %s GROUP BY 1, 2",
-                (run_id, run_id)):
-            bucket = bucket_of(state, reason)
-            out.earlier_runs[bucket] = out.earlier_runs.get(bucket, 0) + count
-        out.possible_duplicates, out.resent = self.db.execute(
+    def _outcome_rows(self, run_id: str) -> tuple[Iterable[tuple], Iterable[tuple], int, int]:
+        own = self.db.execute(
+            "SELECT source, state, reason, count(*) FROM mpetl_events WHERE run_id = %s GROUP BY 1, 2, 3", (run_id,)).fetchall()
+        earlier = self.db.execute(
+            "SELECT state, reason, count(*) FROM mpetl_events WHERE fate_run_id = %s AND run_id <> %s GROUP BY 1, 2",
+            (run_id, run_id)).fetchall()
+        flagged = self.db.execute(
             "SELECT count(*) FILTER (WHERE flags & %s <> 0), count(*) FILTER (WHERE flags & %s <> 0) "
             "FROM mpetl_events WHERE fate_run_id = %s AND state = 'sent'",
             (FLAG_POSSIBLE_DUPLICATE, FLAG_RESENT, run_id)).fetchone()
-        return out
+        return own, earlier, *flagged
 
     def integrity_ok(self) -> bool:
         """Every event in a known state (the server guards the rest: constraints, WAL, checksums)."""
@@ -534,26 +562,15 @@ class PostgresLedger(Ledger):
             "('planned', 'in_flight', 'sent', 'failed', 'deferred', 'rejected')").fetchone()[0]
         return bad == 0
 
-    def stats(self) -> dict[str, int]:
-        """Events by state, for tests and status lines."""
-        return dict(self.db.execute("SELECT state, count(*) FROM mpetl_events GROUP BY state").fetchall())
-
     def state_counts(self) -> dict[str, int]:
-        counts = self.stats()
+        counts = dict(self.db.execute("SELECT state, count(*) FROM mpetl_events GROUP BY state").fetchall())
         counts["runs"] = self.db.execute("SELECT count(*) FROM mpetl_runs").fetchone()[0]
         return counts
 
-    def inspect(self) -> pd.DataFrame:
-        frame = pd.DataFrame(self.db.execute(
-            "SELECT event_key, state, reason, flags, run_id, fate_run_id, attempts, source_row FROM mpetl_events ORDER BY id"
-        ).fetchall(), columns=["event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row"])
-        parts = frame["event_key"].str.split("|", n=2, expand=True) if len(frame) else pd.DataFrame(columns=[0, 1, 2])
-        frame.insert(1, "event_name", parts[1])
-        frame.insert(2, "transaction_id", transaction_ids_of(parts[2]) if len(frame) else parts[2])
-        flags = frame.pop("flags").astype("int64")
-        frame["possible_duplicate"] = (flags & FLAG_POSSIBLE_DUPLICATE) > 0
-        frame["resent"] = (flags & FLAG_RESENT) > 0
-        return frame
+    def _inspect_rows(self) -> Iterable[tuple]:
+        return self.db.execute(
+            f"SELECT event_key, state, reason, {_FLAGS}, run_id, fate_run_id, attempts, source_row FROM mpetl_events ORDER BY id"
+        ).fetchall()
 
 
 _OFFSET = 1 << 63
@@ -569,6 +586,11 @@ def _shard_sql(shard: Shard) -> str:
     if shard.whole:
         return "TRUE"
     return f"mod(client_hash::numeric + {_OFFSET}, {int(shard.count)}) = {int(shard.index) - 1}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _redact(url: str) -> str:
