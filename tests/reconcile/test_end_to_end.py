@@ -30,8 +30,11 @@ def run_mpetl(run_mpetl):
     return run_mpetl.using(env={"MP_API_SECRET": SECRET})
 
 
+ORDERS_AGE = timedelta(hours=5)
+
+
 def write_orders(path: Path) -> None:
-    closed = (datetime.now(UTC) - timedelta(hours=5)).strftime("%Y-%m-%d %H:%M")
+    closed = (datetime.now(UTC) - ORDERS_AGE).strftime("%Y-%m-%d %H:%M")
     lines = ["id,cookie,closed,amount,cur"]
     lines += [f"{tid},GA1.1.{1000 + i}.1700000000,{closed},{10 + i}.5,EUR" for i, tid in enumerate(IDS)]
     path.write_text("\n".join(lines) + "\n")
@@ -50,8 +53,11 @@ def make_config(tmp_path: Path, url: str, store: Path) -> Path:
 
 
 def site_tag_purchase(url: str, tid: str) -> None:
-    """The website's own tag sending a purchase with the same transaction id: no mpetl_run marker."""
-    body = {"client_id": "555.1700000000", "events": [{"name": "purchase", "params": {
+    """The website's own tag sending a purchase with the same transaction id: no mpetl_run marker. Timed
+    like the orders, so it lands in their date's table whatever the hour the suite runs (at 02:00 the
+    orders are yesterday's)."""
+    micros = int((datetime.now(UTC) - ORDERS_AGE).timestamp() * 1_000_000)
+    body = {"client_id": "555.1700000000", "timestamp_micros": micros, "events": [{"name": "purchase", "params": {
         "transaction_id": tid, "currency": "EUR", "value": 1.0}}]}
     answer = httpx.post(f"{url}/mp/collect", params={"measurement_id": MID, "api_secret": SECRET}, json=body)
     assert answer.status_code == 204
@@ -152,7 +158,7 @@ def test_resend_defers_what_the_window_no_longer_allows(run_mpetl, tmp_path, col
 
 def test_a_wrong_secret_is_answered_2xx_stores_nothing_and_the_canary_names_the_cause(run_mpetl, tmp_path, collector):
     config = make_config(tmp_path, collector.url, collector.data_dir)
-    site_tag_purchase(collector.url, "WEB-1")  # the site keeps being tracked: today's table exists
+    site_tag_purchase(collector.url, "WEB-1")  # the site keeps being tracked: the orders' table exists
     run = run_mpetl("-q", "run", "--config", str(config), "--out", str(tmp_path / "out"), env={"MP_API_SECRET": "a-wrong-secret"})
     assert run.returncode == 0, run.stderr  # every request got a 2xx
     summary = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())
