@@ -23,7 +23,7 @@ import pandas as pd
 
 from etl import log
 from etl.clock import wall_micros
-from etl.config import Config, SourceConfig, read_api_secret
+from etl.config import API_DATA_MANAGER, Config, SourceConfig, read_api_secret
 from etl.errors import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -145,13 +145,27 @@ class _Outputs:
         for source, row, reasons in rejects.itertuples(index=False):
             self._rejects.write(orjson.dumps({"source": source, "row": int(row), "reasons": reasons}) + b"\n")
 
-    def add_refused_at_send(self, refused: list[tuple[str, int | None, str]]) -> None:
+    def add_refused_at_send(self, refused: list[tuple[str, int | None, str]], config: Config | None = None) -> None:
         for source, row, reason in refused:
-            self._rejects.write(orjson.dumps({"source": source, "row": row, "at": "send", "reasons": [
-                {"fieldPath": "events", "description": reason, "validationCode": "VALUE_OUT_OF_BOUNDS"}]}) + b"\n")
+            reasons = _data_manager_reasons(reason, source, config) or [
+                {"fieldPath": "events", "description": reason, "validationCode": "VALUE_OUT_OF_BOUNDS"}]
+            self._rejects.write(orjson.dumps({"source": source, "row": row, "at": "send", "reasons": reasons}) + b"\n")
 
     def close(self) -> None:
         self._rejects.close()
+
+
+def _data_manager_reasons(reason: str, source: str, config: Config | None) -> list[dict] | None:
+    """A Data Manager refusal (`dm:[…]`) in the reasons' shape, columns named as the source's config does."""
+    if not reason.startswith("dm:"):
+        return None
+    from etl.load.datamanager import reject_reasons
+
+    columns = None
+    if config is not None:
+        with contextlib.suppress(KeyError):
+            columns = dict(config.source(source).columns or {})
+    return reject_reasons(reason, columns)
 
 
 def max_age_micros(config: Config) -> int:
@@ -256,7 +270,12 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
     run_id = new_run_id(wall)
     _check_allowlists(config)
     secret = None
-    if options.mode != "dry-run":
+    dm = None
+    if config.destination.api == API_DATA_MANAGER:
+        from etl import data_manager
+
+        dm = data_manager.prepare(config, options.mode, options.clock)  # credentials first: exit 2 before anything
+    elif options.mode != "dry-run":
         secret = read_api_secret(config.destination)
         if not secret:
             raise ConfigError(str(config.file), "destination.api_secret_file",
@@ -311,14 +330,18 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
             seed=options.seed,
             extra_params=config.privacy_extra_params,
         )
+        if dm is not None:
+            settings = data_manager.send_settings(settings, config, dm, mode=options.mode, concurrency=options.concurrency)
         stopper.set_deadline(destination.deadline_s)
         if stopper.stopped:
             stats = SendStats(stopped=stopper.reason)
         else:
-            with _destination(config, options, secret) as transport:
+            opened = (data_manager.transport(config, out, dm, mode=options.mode, concurrency=settings.concurrency)
+                      if dm is not None else _destination(config, options, secret))
+            with opened as transport:
                 stats = send_pending(ledger, transport, settings, manifest=manifest, progress=options.progress,
                                      stopper=stopper)
-        outputs.add_refused_at_send(ledger.refused(run_id))
+        outputs.add_refused_at_send(ledger.refused(run_id), config)
         outputs.close()
         written = write_data_import(out / "deferred.csv", out / "deferred_index.csv",
                                     lambda: ledger.deferred_events(run_id=run_id), config.property.measurement_id)
@@ -329,6 +352,8 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
                              len(written))
         if historical is not None:
             summary["historical"] = historical
+        if dm is not None:
+            summary["data_manager"] = data_manager.summary(dm, stats, mode=options.mode)
         (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         (out / "privacy_manifest.json").write_bytes(
             orjson.dumps(_manifest(config, manifest, tallies, summary["detectors"]), option=orjson.OPT_INDENT_2)
@@ -395,6 +420,7 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
     return {
         "run_id": run_id,
         "mode": options.mode,
+        "api": config.destination.api,
         "wall_clock": wall.isoformat(),
         "shard": "/".join(map(str, options.shard)) if options.shard else None,
         **total,

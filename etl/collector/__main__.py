@@ -17,6 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
+from etl.collector.datamanager import Trust
 from etl.collector.endpoint import DEFAULT_STREAM_ID
 from etl.collector.server import CollectorServer
 
@@ -59,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=0, help="latency added to every /mp/collect request")
     p.add_argument("--latency-jitter-ms", type=float, default=0, help="extra random latency, up to this")
     p.add_argument("--seed", type=int, default=0, help="seed of the fault injection: same seed, same outcomes")
+    dm = p.add_argument_group("Data Manager API", "POST /v1/events:ingest, GET /v1/requestStatus:retrieve, POST /token")
+    dm.add_argument("--dm-service-account", type=Path, default=None,
+                    help="a test service-account JSON whose assertions /token accepts (only its public half is used); "
+                    "without it the Data Manager endpoints answer 404")
+    dm.add_argument("--property-id", default="123456789", help="the GA4 property id the destination must name")
+    dm.add_argument("--dm-token-ttl-s", type=float, default=3600.0, help="lifetime of issued access tokens")
+    dm.add_argument("--dm-requests-per-minute", type=int, default=None, help="answer 429 beyond this many requests a minute")
+    dm.add_argument("--dm-status-delay-s", type=float, default=0.0, help="request status stays PROCESSING this long")
     return p
 
 
@@ -105,8 +114,13 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             stream_id=args.stream_id,
             daily_lag_s=args.daily_lag_s,
+            dm_trust=Trust.from_service_account_file(args.dm_service_account) if args.dm_service_account else None,
+            property_id=args.property_id,
+            dm_token_ttl_s=args.dm_token_ttl_s,
+            dm_requests_per_minute=args.dm_requests_per_minute,
+            dm_status_delay_s=args.dm_status_delay_s,
         )
-    except (ValueError, KeyError) as exc:  # bad rate, unknown time zone, non-numeric stream id
+    except (ValueError, KeyError, OSError) as exc:  # bad rate, unknown time zone, non-numeric stream id, bad key file
         print(f"collector: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)

@@ -213,7 +213,9 @@ class Ledger(ABC):
         """Committed before the first byte of the requests that carry these events (write-ahead)."""
 
     @abstractmethod
-    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool]) -> None: ...
+    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
+                  request_ids: Sequence[str | None] | None = None) -> None:
+        """Delivered; `request_ids`: the Data Manager API's requestId of each event's request (diagnostics)."""
 
     @abstractmethod
     def mark_failed(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
@@ -279,4 +281,4 @@ class Ledger(ABC):
     def inspect(self) -> pd.DataFrame:
         """Every event's non-personal columns: event_key, event_name, transaction_id, status, reason,
         possible_duplicate, resent, run_id, sent_run_id (the run that gave the current state), attempts,
-        source_row. For tests, notebooks and support; bounded by the ledger's size."""
+        source_row, request_id (Data Manager). For tests, notebooks and support; bounded by the ledger's size."""

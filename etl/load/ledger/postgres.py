@@ -76,7 +76,8 @@ CREATE TABLE IF NOT EXISTS mpetl_events (
     fate_us BIGINT,
     exported_run_id TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
-    claimed_by BIGINT
+    claimed_by BIGINT,
+    request_id TEXT  -- the Data Manager API's requestId of the request that delivered it
 ) WITH (fillfactor = 80);  -- room on each page for HOT updates (claims)
 -- Few indexes on purpose: every state change rewrites each index of the row (it cannot be a HOT
 -- update), and an event changes state three or four times. Per-run and per-date reads (outcome,
@@ -143,11 +144,21 @@ class PostgresLedger(Ledger):
     # -- plumbing --------------------------------------------------------------------------------
     def _create_schema(self) -> None:
         if self.db.execute("SELECT to_regclass('mpetl_meta') IS NOT NULL").fetchone()[0]:
+            self._add_request_id()
             return  # created (mpetl_meta is the last table the script creates)
         with self.db.transaction():
             # Concurrent CREATE … IF NOT EXISTS can still collide in the catalogue: serialise it.
             self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             self.db.execute(SCHEMA)
+
+    def _add_request_id(self) -> None:
+        """A ledger from before the Data Manager API: add its nullable `request_id` column once."""
+        present = self.db.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'mpetl_events' "
+                                  "AND column_name = 'request_id' AND table_schema = current_schema()").fetchone()
+        if present is None:
+            with self.db.transaction():
+                self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                self.db.execute("ALTER TABLE mpetl_events ADD COLUMN IF NOT EXISTS request_id TEXT")
 
     def _shadow_tables(self) -> None:
         """Dry-run and validate must not change the shared ledger: this session gets temporary copies.
@@ -404,8 +415,13 @@ class PostgresLedger(Ledger):
             {"run": run_id, "now": self.clock(), "ids": [int(i) for i in ids], "att": [int(a) for a in attempts],
              "maybe": [bool(m) for m in maybe_delivered], "reason": reason, "dup": FLAG_POSSIBLE_DUPLICATE})
 
-    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool]) -> None:
+    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
+                  request_ids: Sequence[str | None] | None = None) -> None:
         self._mark_each("sent", ids, run_id, attempts, maybe_delivered, None, release=True)
+        if request_ids is not None:
+            self._mark("UPDATE mpetl_events e SET request_id = u.rid FROM unnest(%(ids)s::bigint[], %(rids)s::text[]) "
+                       "AS u(id, rid) WHERE e.id = u.id AND e.state = 'sent'",
+                       {"ids": [int(i) for i in ids], "rids": list(request_ids)})
 
     def mark_failed(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
                     reason: str | None = None) -> None:
@@ -541,8 +557,10 @@ class PostgresLedger(Ledger):
 
     def inspect(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.db.execute(
-            "SELECT event_key, state, reason, flags, run_id, fate_run_id, attempts, source_row FROM mpetl_events ORDER BY id"
-        ).fetchall(), columns=["event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row"])
+            "SELECT event_key, state, reason, flags, run_id, fate_run_id, attempts, source_row, request_id "
+            "FROM mpetl_events ORDER BY id"
+        ).fetchall(), columns=["event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row",
+                               "request_id"])
         parts = frame["event_key"].str.split("|", n=2, expand=True) if len(frame) else pd.DataFrame(columns=[0, 1, 2])
         frame.insert(1, "event_name", parts[1])
         frame.insert(2, "transaction_id", parts[2])

@@ -90,7 +90,8 @@ CREATE TABLE IF NOT EXISTS events (
     source_row INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
     flags INTEGER NOT NULL DEFAULT 0, -- 1 possible_duplicate, 2 resent, 4 has_session, 8 transaction_id in the key
-    exported_run INTEGER
+    exported_run INTEGER,
+    request_id TEXT                  -- the Data Manager API's requestId of the request that delivered it
 );
 CREATE INDEX IF NOT EXISTS events_key ON events(key_hash);
 CREATE INDEX IF NOT EXISTS events_open ON events(status) WHERE status IN ('planned', 'failed', 'in_flight');
@@ -166,6 +167,9 @@ class SqliteLedger(Ledger):
                               "new one (its sent events would otherwise be sent again)")
         self.db.executescript(SCHEMA)
         self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(events)")}
+        if "request_id" not in columns:  # a ledger from before the Data Manager API: a nullable column
+            self.db.execute("ALTER TABLE events ADD COLUMN request_id TEXT")
 
     # -- run lifecycle -------------------------------------------------------------------------
     def lock(self) -> None:
@@ -386,12 +390,15 @@ class SqliteLedger(Ledger):
     def mark_in_flight(self, ids: Sequence[int]) -> None:
         self._update("UPDATE events SET status = 'in_flight'", ids)
 
-    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool]) -> None:
+    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
+                  request_ids: Sequence[str | None] | None = None) -> None:
         run, now = self._run(run_id), self.clock()
+        rids = request_ids if request_ids is not None else [None] * len(ids)
         self._update_each(
             "UPDATE events SET status = 'sent', reason = NULL, fate_run = ?, fate_us = ?, attempts = attempts + ?, "
-            "flags = flags | ? WHERE id = ?",
-            [(run, now, a, FLAG_POSSIBLE_DUPLICATE if m else 0, i) for i, a, m in zip(ids, attempts, maybe_delivered, strict=True)],
+            "flags = flags | ?, request_id = ? WHERE id = ?",
+            [(run, now, a, FLAG_POSSIBLE_DUPLICATE if m else 0, r, i)
+             for i, a, m, r in zip(ids, attempts, maybe_delivered, rids, strict=True)],
         )
 
     def mark_failed(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
@@ -557,9 +564,10 @@ class SqliteLedger(Ledger):
 
     def inspect(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.db.execute(
-            "SELECT e.event_key, e.status, e.reason, e.flags, o.run_id, f.run_id, e.attempts, e.source_row "
+            "SELECT e.event_key, e.status, e.reason, e.flags, o.run_id, f.run_id, e.attempts, e.source_row, e.request_id "
             "FROM events e JOIN runs o ON o.run = e.run LEFT JOIN runs f ON f.run = e.fate_run ORDER BY e.id"
-        ).fetchall(), columns=["event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row"])
+        ).fetchall(), columns=["event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row",
+                               "request_id"])
         parts = frame["event_key"].str.split("|", n=2, expand=True) if len(frame) else pd.DataFrame(columns=[0, 1, 2])
         frame.insert(1, "event_name", parts[1])
         frame.insert(2, "transaction_id", parts[2])
