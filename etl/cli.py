@@ -345,6 +345,10 @@ def _reconcile(config, out_dir: Path, *, run_id: str | None = None, since=None, 
 
     result = do_reconcile(config, out_dir=out_dir, run_id=run_id, since=since, until=until, now=now)
     click.echo(result.summary_text())
+    from etl.request_diagnostics import describe, early_signal  # Data Manager API only: an early signal
+
+    if (line := describe(early_signal(config, out_dir, run_id=run_id))) is not None:
+        click.echo(line)
     return result.exit_code
 
 

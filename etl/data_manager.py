@@ -7,7 +7,8 @@ Manager API (docs/data-manager.md) is decided here, in four calls the pipeline m
   the first access token, so bad credentials are one line (exit 2) and nothing is planned or sent; reads
   how much of today's request quota is left.
 - `send_settings()` swaps the MP request builder for the Data Manager one (2,000 events of any clients,
-  `max_request_bytes`), lowers concurrency to the API's (≤ 10), and turns the quota into a request budget:
+  `max_request_bytes`), lowers concurrency to the API's (`[destination.data_manager] concurrency`, ≤ 10, and
+  never above `[destination] concurrency`), and turns the quota into a request budget:
   what does not fit stays `planned`, and the run stops with `stopped: "daily_quota"` (exit 8).
 - `transport()` yields the HTTP transport; for `endpoint = "local"` it starts the project's collector with
   a throwaway service account whose `token_uri` is the collector's `/token`, so even `make run` goes
@@ -79,7 +80,8 @@ def send_settings(settings: SendSettings, config: Config, prepared: Prepared, *,
     if mode != "dry-run" and (budget is None or prepared.remaining_at_start < budget):
         budget, reason = prepared.remaining_at_start, BUDGET_REASON
     return dataclasses.replace(settings, request_builder=builder, validation_behavior=None,
-                               concurrency=concurrency or dm.concurrency, max_requests=budget, budget_reason=reason)
+                               concurrency=concurrency or min(config.destination.concurrency, dm.concurrency),
+                               max_requests=budget, budget_reason=reason)
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.conftest import APIS
 from tests.reliability.harness import (
     assert_no_traceback,
     balanced,
@@ -97,7 +98,8 @@ def _phase(ledger: Path, total: int) -> str:
 
 
 @pytest.mark.slow
-def test_kill_minus_nine_then_rerun_loses_nothing(tmp_path, collector, record_property):
+@pytest.mark.parametrize("api", APIS)
+def test_kill_minus_nine_then_rerun_loses_nothing(tmp_path, collector, record_property, api):
     server = collector(latency_ms=80, latency_jitter_ms=120, seed=SEED)
     phases: Counter[str] = Counter()
     figures: Counter[str] = Counter()
@@ -110,7 +112,7 @@ def test_kill_minus_nine_then_rerun_loses_nothing(tmp_path, collector, record_pr
         prefix = f"K{trial:02d}-"
         tids = write_orders(work / "orders.csv", prefix=prefix.rstrip("-"), clients=CLIENTS, per_client=PER_CLIENT)
         expected = {("purchase", tid) for tid in tids}
-        config = config_for(work, [generic_source(work / "orders.csv")], endpoint=server.url, concurrency=8)
+        config = config_for(work, [generic_source(work / "orders.csv")], **server.destination, concurrency=8)
         if trial == 0:  # the clean reference: a dry run plans exactly the generated events
             reference = cli(*run_args(config, work / "reference", "--dry-run", "--chunk-rows", "1000"))
             assert reference.code == 0 and set(requested_events(work / "reference" / "requests.ndjson")) == expected
@@ -155,5 +157,5 @@ def test_kill_minus_nine_then_rerun_loses_nothing(tmp_path, collector, record_pr
     assert figures["kills"] >= 20, phases
     # The seeded kill points must have landed both before any request and in the middle of sending.
     assert phases["extract/planning"] + phases["start-up"] > 0 and phases["sending"] > 0, phases
-    record_property("crash_figures", {"trials": TRIALS, **figures, "phases": dict(phases), "seconds": round(elapsed, 1)})
+    record_property("crash_figures", {"api": api, "trials": TRIALS, **figures, "phases": dict(phases), "seconds": round(elapsed, 1)})
     print("crash figures:", {"trials": TRIALS, **figures, "phases": dict(phases), "seconds": round(elapsed, 1)})
