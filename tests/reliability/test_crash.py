@@ -10,7 +10,8 @@ chosen by a seeded generator, in one of four ways that together cover start-up, 
 * ``sending``: when a seeded share (0–90 %) of the events is marked `sent` (amid `in_flight`/`sent` writes);
 * ``anytime``: 0–0.7 s after the process starts.
 
-A job that finished before its kill point is not a crash trial; at least 20 trials must be kills.
+A job that finished before its kill point is not a crash trial; five in six trials must be kills (20 of
+the 24 MP trials; the Data Manager copy runs 12, on the SQLite ledger, for the suite's time).
 
 After each kill: the ledger passes `PRAGMA integrity_check`; a rerun exits 0; the store holds every
 event; an event stored twice was in flight at the kill and is flagged `possible_duplicate`; the extra
@@ -104,7 +105,9 @@ def test_kill_minus_nine_then_rerun_loses_nothing(tmp_path, collector, record_pr
     phases: Counter[str] = Counter()
     figures: Counter[str] = Counter()
     started = time.monotonic()
-    for trial in range(TRIALS):
+    # The Data Manager copy runs half the trials (the suite's time): the kill points cover the same phases.
+    trials = TRIALS if api == "measurement_protocol" else TRIALS // 2
+    for trial in range(trials):
         rng = random.Random(SEED + trial)
         mode = KILL_MODES[trial % len(KILL_MODES)]
         work = tmp_path / f"trial{trial:02d}"
@@ -154,8 +157,8 @@ def test_kill_minus_nine_then_rerun_loses_nothing(tmp_path, collector, record_pr
         figures["in_flight_at_kill"] += len(at_kill)
         figures["duplicate_copies"] += extra_copies
     elapsed = time.monotonic() - started
-    assert figures["kills"] >= 20, phases
+    assert figures["kills"] >= trials * 5 // 6, phases
     # The seeded kill points must have landed both before any request and in the middle of sending.
     assert phases["extract/planning"] + phases["start-up"] > 0 and phases["sending"] > 0, phases
-    record_property("crash_figures", {"api": api, "trials": TRIALS, **figures, "phases": dict(phases), "seconds": round(elapsed, 1)})
-    print("crash figures:", {"trials": TRIALS, **figures, "phases": dict(phases), "seconds": round(elapsed, 1)})
+    record_property("crash_figures", {"api": api, "trials": trials, **figures, "phases": dict(phases), "seconds": round(elapsed, 1)})
+    print("crash figures:", {"api": api, "trials": trials, **figures, "phases": dict(phases), "seconds": round(elapsed, 1)})
