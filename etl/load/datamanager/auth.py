@@ -16,6 +16,7 @@ token endpoint): a service-account JSON whose `token_uri` points there makes the
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 import time
 from pathlib import Path
@@ -74,6 +75,7 @@ class TokenSource:
         self._label = label
         self._lock = threading.Lock()
         self.refreshes = 0
+        self.last_refresh_s = 0.0
 
     def _fresh(self) -> bool:
         c = self._credentials
@@ -82,8 +84,6 @@ class TokenSource:
         expiry = getattr(c, "expiry", None)
         if expiry is None:
             return True
-        import datetime as dt
-
         left = (expiry.replace(tzinfo=dt.UTC) if expiry.tzinfo is None else expiry) - dt.datetime.now(dt.UTC)
         return left.total_seconds() > _EARLY_S
 
