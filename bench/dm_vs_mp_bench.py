@@ -54,8 +54,8 @@ def _config(folder: Path, csv: Path, url: str, credentials: Path | None) -> Path
 def _run(name: str, config: Path, out: Path, server, env: dict[str, str], counter: str) -> dict:
     before = server.stats()[counter]
     child = run_child([MPETL, "run", "--config", str(config), "--out", str(out)], env=env)
-    if child.code != 0:
-        raise SystemExit(f"{name}: mpetl exited {child.code}: {child.stderr_tail[-2000:]}")
+    if child.exit_code != 0:
+        raise SystemExit(f"{name}: mpetl exited {child.exit_code}: {child.stderr_tail[-2000:]}")
     summary = orjson.loads((out / "summary.json").read_bytes())
     requests = server.stats()[counter] - before
     sent = summary["sent"]

@@ -51,7 +51,7 @@ class GoogleError:
 
     def summary(self) -> str:
         """`INVALID_ARGUMENT NOT_ALLOWLISTED`: what a failed event's ledger reason says (never a value)."""
-        return " ".join(p for p in (self.status, self.reason) if p)
+        return " ".join(dict.fromkeys(p for p in (self.status, self.reason) if p))
 
 
 def _clean(text: Any, limit: int = 200) -> str:
