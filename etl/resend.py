@@ -22,7 +22,7 @@ import orjson
 
 from etl import log
 from etl.canary import endpoint_url
-from etl.config import Config, read_api_secret
+from etl.config import API_DATA_MANAGER, Config, read_api_secret
 from etl.errors import EXIT_NOT_RECONCILED, EXIT_OK, EXIT_SEND_FAILURES, ConfigError
 from etl.safe_csv import write_csv
 
@@ -45,8 +45,13 @@ def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int |
     from etl.reconcile import reconcile
     from etl.reconcile.compare import MISSING
 
+    dm = None
+    if config.destination.api == API_DATA_MANAGER:  # credentials first (docs/data-manager.md)
+        from etl import data_manager
+
+        dm = data_manager.prepare(config, "send", lambda: int(datetime.now(UTC).timestamp() * 1_000_000))
     secret = read_api_secret(config.destination)
-    if not secret:
+    if not secret and dm is None:
         raise ConfigError(str(config.file), "destination.api_secret_file",
                           "no API secret: set MP_API_SECRET or point api_secret_file at a file holding it")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -77,10 +82,15 @@ def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int |
                 request_deadline_s=destination.request_deadline_s,
                 extra_params=config.privacy_extra_params,
             )
-            with endpoint_url(config, secret) as url:
-                transport = HttpTransport(url, config.property.measurement_id, secret, concurrency=workers,
-                                          timeout_s=destination.timeout_s)
-                stats = send_pending(ledger, transport, settings, manifest=PrivacyManifest())
+            if dm is not None:
+                settings = data_manager.send_settings(settings, config, dm, mode="send", concurrency=concurrency)
+                with data_manager.transport(config, out_dir, dm, mode="send", concurrency=settings.concurrency) as transport:
+                    stats = send_pending(ledger, transport, settings, manifest=PrivacyManifest())
+            else:
+                with endpoint_url(config, secret) as url:
+                    transport = HttpTransport(url, config.property.measurement_id, secret, concurrency=workers,
+                                              timeout_s=destination.timeout_s)
+                    stats = send_pending(ledger, transport, settings, manifest=PrivacyManifest())
             ledger.finish_run(resend_run, orjson.dumps({"mode": "resend", "of_run": run_id}).decode())
         finally:
             ledger.close()

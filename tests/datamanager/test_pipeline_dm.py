@@ -242,7 +242,7 @@ def sys_mpetl() -> str:
 def test_reconcile_reads_request_diagnostics_as_an_early_signal(tmp_path):
     credentials = service_account(tmp_path / "dm" / "sa.json")
     orders = tmp_path / "orders.csv"
-    write_orders(orders, prefix="DIAG", clients=40, per_client=1)
+    tids = write_orders(orders, prefix="DIAG", clients=40, per_client=1)
     with spawn_collector(tmp_path / "state" / "collector", measurement_id=MEASUREMENT_ID, api_secret="unused",
                          now=NOW, dm_service_account=credentials, property_id=PROPERTY_ID, drop_rate=0.5,
                          seed=7) as server:
@@ -261,3 +261,16 @@ def test_reconcile_reads_request_diagnostics_as_an_early_signal(tmp_path):
     assert status["statuses"].get("SUCCESS", 0) == 8 - lost // 5
     assert f"{lost} records failed in processing" in proof.stdout
     assert proof.code == 3  # the export proves it: those events are missing
+
+    # `mpetl resend` sends the missing ones again, through the same API, to an endpoint that keeps them.
+    with spawn_collector(tmp_path / "state" / "collector", measurement_id=MEASUREMENT_ID, api_secret="unused",
+                         now=NOW, dm_service_account=credentials, property_id=PROPERTY_ID) as server:
+        point_at(credentials, server.url)
+        config = config_for(tmp_path, [generic_source(orders)], **dm_destination(
+            server.url, credentials, tmp_path / "dm" / "quota.json", max_events_per_request=5))
+        run_id = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())["run_id"]
+        resend = cli(sys_mpetl(), "resend", "--config", str(config), "--run-id", run_id, "--out", str(tmp_path / "resend"),
+                     secret="")
+        assert resend.code == 0, resend.stdout + resend.stderr
+        assert server.stats()["dm_requests"] == -(-lost // 5)
+    assert stored_events(tmp_path / "state" / "collector", "DIAG") == {("purchase", t): 1 for t in tids}
