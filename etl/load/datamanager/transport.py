@@ -61,13 +61,13 @@ class DataManagerTransport:
         return answer
 
     async def _attempt(self, body: bytes) -> Answer:
-        await self._limiter.acquire()
-        if not await asyncio.to_thread(self._quota.take):
-            return Answer(None, error="the daily request quota is spent", reason="DAILY_QUOTA", give_up=True)
         try:
             token = await self._tokens.atoken()
         except CredentialsError as exc:
             return Answer(401, error=str(exc), reason="UNAUTHENTICATED", give_up=True)
+        await self._limiter.acquire()
+        if not await asyncio.to_thread(self._quota.take):
+            return Answer(None, error="the daily request quota is spent", reason="DAILY_QUOTA", give_up=True)
         self.attempts += 1
         httpx = self._httpx
         headers = {"authorization": f"Bearer {token}", "content-type": "application/json", "user-agent": "mpetl/0.1"}
