@@ -152,7 +152,7 @@ class DmRequest:
         """What the privacy gate and the manifest read: the request's names and keys in MP terms.
 
         Keys only, and one shared object per distinct event shape: 2,000 events of one kind cost one
-        small dict while the request waits in the queue (the full views cost ~300 MB at 1M events).
+        small dict while the request waits in the queue, not 2,000 copies of their values.
         """
         shapes: dict[bytes, dict[str, Any]] = {}
         events = []
