@@ -216,9 +216,11 @@ def _load(config_path: Path):
 @click.option("--until", default=None, help="Only rows whose event time is before this (ISO-8601; naive = UTC).")
 @click.option("--shard", "shard_spec", default=None, metavar="K/N",
               help="Plan and send only the clients of shard K of N (README: Scale-out); other rows count as other_shard.")
+@click.option("--replace", is_flag=True,
+              help="--out holds another run's outputs: remove them first (its deferred.csv rows go into this run's).")
 def run(config_path: Path, out_dir: Path, dry_run: bool, now: str | None, concurrency: int | None,
         only_sources: tuple[str, ...], fail_fast: bool, chunk_rows: int, since: str | None, until: str | None,
-        shard_spec: str | None) -> None:
+        shard_spec: str | None, replace: bool) -> None:
     """Extract, transform, send (or --dry-run) and account for every row."""
     from etl.shard import Shard
 
@@ -231,7 +233,7 @@ def run(config_path: Path, out_dir: Path, dry_run: bool, now: str | None, concur
         config = _load(config_path)
         code = _run(config, out_dir, dry_run=dry_run, now=_parse_now(now), concurrency=concurrency, fail_fast=fail_fast,
                     chunk_rows=chunk_rows, only_sources=only_sources, since=_parse_now(since), until=_parse_now(until),
-                    shard=(shard.index, shard.count) if shard is not None and not shard.whole else None)
+                    shard=(shard.index, shard.count) if shard is not None and not shard.whole else None, replace=replace)
     except Exception as exc:  # noqa: BLE001 - _handle re-raises what it does not know
         _handle(exc)
     sys.exit(code)
@@ -239,14 +241,15 @@ def run(config_path: Path, out_dir: Path, dry_run: bool, now: str | None, concur
 
 def _run(config, out_dir: Path, *, dry_run: bool = False, now: datetime | None = None, concurrency: int | None = None,
          fail_fast: bool = False, chunk_rows: int = 100_000, only_sources: tuple[str, ...] = (),
-         since: datetime | None = None, until: datetime | None = None, shard: tuple[int, int] | None = None) -> int:
+         since: datetime | None = None, until: datetime | None = None, shard: tuple[int, int] | None = None,
+         replace: bool = False, run_id: str | None = None) -> int:
     """One run (also nightly's first step): print its summary, return its exit code."""
     from etl.pipeline import RunOptions, run_pipeline
 
     result = run_pipeline(config, RunOptions(
         out_dir=out_dir, mode="dry-run" if dry_run else "send", now=now, concurrency=concurrency,
         fail_fast=fail_fast, chunk_rows=chunk_rows, only_sources=only_sources, progress=_progress_printer(),
-        since=since, until=until, shard=shard,
+        since=since, until=until, shard=shard, replace=replace, run_id=run_id,
     ))
     _print_run_summary(result.summary)
     return result.exit_code
@@ -261,7 +264,9 @@ def _run(config, out_dir: Path, *, dry_run: bool = False, now: datetime | None =
 @click.option("--debug-endpoint", is_flag=True, help="Also send every request to /debug/mp/collect and report its messages.")
 @click.option("--sample", type=click.IntRange(1), default=None,
               help="With --debug-endpoint: send only the first N requests (a quick check of a big run).")
-def validate(config_path: Path, out_dir: Path | None, now: str | None, debug_endpoint: bool, sample: int | None) -> None:
+@click.option("--replace", is_flag=True, help="--out holds another validation's outputs: remove them first.")
+def validate(config_path: Path, out_dir: Path | None, now: str | None, debug_endpoint: bool, sample: int | None,
+             replace: bool) -> None:
     """Run everything but sending; print a table of reject reasons with counts."""
     import tempfile
 
@@ -272,7 +277,7 @@ def validate(config_path: Path, out_dir: Path | None, now: str | None, debug_end
         with tempfile.TemporaryDirectory() as tmp:
             target = out_dir or Path(tmp)
             result = run_pipeline(config, RunOptions(out_dir=target, mode="validate" if debug_endpoint else "dry-run",
-                                                     now=_parse_now(now), sample_requests=sample))
+                                                     now=_parse_now(now), sample_requests=sample, replace=replace))
             reasons: Counter[tuple[str, str, str]] = Counter()
             rejects = target / "rejects.ndjson"
             with rejects.open("rb") as lines:  # streamed: a big export can reject millions of rows
@@ -354,8 +359,8 @@ def _reconcile(config, out_dir: Path, *, run_id: str | None = None, since=None, 
 @click.option("--days", type=int, default=1, show_default=True, callback=lambda c, p, v: _check_days(v),
               help="Send the last N complete days (1-3: GA4 takes events up to 72 h old); overlaps are safe.")
 @click.option("--out-root", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the dated folders go: D/nightly/YYYY-MM-DD/{run,reconcile}, D/nightly/latest "
-                   "(default: $MPETL_OUT, else ./out).")
+              help="Where the folders go: one per run, D/nightly/YYYY-MM-DD/run-<run_id>/{run,reconcile}; "
+                   "D/nightly/latest is the newest (default: $MPETL_OUT, else ./out).")
 @now_option
 def nightly(config_path: Path, days: int, out_root: Path | None, now: str | None) -> None:
     """The cron job: send yesterday (property zone), reconcile final dates; exit with the worst code."""
@@ -371,7 +376,8 @@ def nightly(config_path: Path, days: int, out_root: Path | None, now: str | None
         root = out_root or Path(os.environ.get("MPETL_OUT") or "out")
         code = run_nightly(
             config, now=moment, days=days, out_root=root, pinned=pinned,
-            run_step=lambda p, out: _run(config, out, now=moment if pinned else None, since=p.since, until=p.until),
+            run_step=lambda p, out, run_id: _run(config, out, now=moment if pinned else None, since=p.since,
+                                                 until=p.until, run_id=run_id),
             reconcile_step=lambda p, out: _reconcile(config, out, since=p.reconcile_since, until=p.last_day,
                                                      now=moment if pinned else None),
         )
@@ -396,7 +402,8 @@ def _check_days(value: int) -> int:
 def deferred(config_path: Path, out_file: Path, since: datetime | None) -> None:
     """Export every deferred event not yet exported (GA4 Data Import, offline events), and mark it exported.
 
-    Each event is exported once, ever: upload only files from runs of this command that exited 0.
+    Each event is exported once, ever, into one file; an existing --out file is never replaced (exit 2).
+    A file under its final name is whole, even if the command was killed after writing it.
     """
     from etl.deferred import export_deferred
 
@@ -410,24 +417,29 @@ def deferred(config_path: Path, out_file: Path, since: datetime | None) -> None:
 @main.command()
 @verbosity
 @config_option
-@click.option("--run-id", required=True, help="The run whose deferred events to write (its summary.json run_id).")
-def historical(config_path: Path, run_id: str) -> None:
-    """Write one run's deferred events to the [historical] table again, after a `historical.error`.
+@click.option("--run-id", default=None,
+              help="Only the events this run deferred (its summary.json run_id); default: every one not yet written.")
+def historical(config_path: Path, run_id: str | None) -> None:
+    """Write the deferred events no historical write has taken to the [historical] table, after a `historical.error`.
 
-    Safe to repeat: a run already in the table is not written twice. Exit 4 when the write fails.
+    Safe to repeat: each event is written once (the next run would write them too). Exit 4 when the write fails.
     """
     from etl.errors import EXIT_OK, EXIT_SEND_FAILURES, ConfigError
-    from etl.load import open_ledger, write_historical
+    from etl.load import deliver_historical, open_ledger
+    from etl.pipeline import new_run_id
 
     try:
         config = _load(config_path)
         if config.historical is None:
             raise ConfigError(str(config.file), "historical.table", "is not set: there is no historical table")
-        with open_ledger(config.ledger_location, read_only=True) as ledger:
-            if run_id not in ledger.run_ids():
+        with open_ledger(config.ledger_location, lock=True) as ledger:
+            if run_id is not None and run_id not in ledger.run_ids():
                 raise ConfigError(str(config.ledger_location), "--run-id", f"no run {run_id!r} in this ledger")
-            report = write_historical(config.historical, lambda: ledger.deferred_events(run_id=run_id),
-                                      config.property)
+            ledger.bind_property(config.property.measurement_id, config.destination.endpoint)
+            writer = new_run_id(datetime.now(UTC))
+            ledger.begin_run(writer, "historical")
+            report = deliver_historical(ledger, writer, config.historical, config.property, deferred_by=run_id)
+            ledger.finish_run(writer, orjson.dumps(report).decode())
     except MpetlError as exc:
         _fail(exc)
     click.echo(orjson.dumps(report).decode())

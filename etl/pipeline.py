@@ -5,6 +5,10 @@ Two phases, as in dlt's load packages: every source is streamed chunk by chunk i
 and memory stays bounded by one chunk plus the send queue. Every input row lands in exactly one of
 sent / rejected / duplicate / deferred / expired / rejected_at_send / failed, and the run refuses to
 report otherwise. Age is always measured on the wall clock (`etl.clock`): `--now` only selects rows.
+
+What a run leaves behind: `--out D` is this run's folder (etl/run_folder.py: never another run's), and
+its deferred.csv and the [historical] write each take, exactly once, every deferred event no output
+of that kind has taken yet — this run's and those a killed run left (etl/load/outputs.py).
 """
 
 from __future__ import annotations
@@ -31,10 +35,12 @@ from etl.errors import (
     EXIT_STOPPED,
     ConfigError,
     MpetlError,
+    OutputError,
     SourceError,
 )
 from etl.extract import iter_source_chunks
 from etl.load import (
+    Delivery,
     HttpTransport,
     Ledger,
     OutboxTransport,
@@ -44,13 +50,15 @@ from etl.load import (
     SendSettings,
     SendStats,
     Stopper,
+    deliver_data_import,
+    deliver_historical,
     open_ledger,
     send_pending,
-    write_data_import,
-    write_historical,
+    write_atomic,
 )
 from etl.load import is_url as is_ledger_url
 from etl.protocol import to_micros
+from etl.run_folder import RunFolder
 from etl.shard import Shard
 from etl.transform import check_params, transform_chunk
 
@@ -76,6 +84,8 @@ class RunOptions:
     progress: Callable[[SendStats], None] | None = None
     clock: Callable[[], int] = wall_micros  # µs; tests inject another, nothing else should
     shard: tuple[int, int] | None = None
+    replace: bool = False  # out_dir may hold another run's outputs: remove them first (--replace)
+    run_id: str | None = None  # chosen by the caller (nightly names the run's folder by it); default: new
 
     @property
     def select_until(self) -> datetime | None:
@@ -121,13 +131,11 @@ def _check_allowlists(config: Config) -> None:
 
 
 class _Outputs:
-    """The run's files in out_dir. Rejects are appended chunk by chunk (bounded memory)."""
+    """The run's files in out_dir (cleared by `RunFolder.begin`). Rejects are appended chunk by chunk
+    (bounded memory)."""
 
     def __init__(self, out_dir: Path) -> None:
         self.dir = out_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("rejects.ndjson", "requests.ndjson", "deferred.csv", "deferred_index.csv"):
-            (out_dir / name).unlink(missing_ok=True)
         self._rejects = (out_dir / "rejects.ndjson").open("wb")
 
     def mark(self) -> int:
@@ -253,7 +261,7 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
         raise ConfigError(str(config.file), "sources", f"no source named {', '.join(map(repr, unknown))}; "
                           f"known: {', '.join(s.name for s in config.sources)}")
     wall = datetime.fromtimestamp(options.clock() / 1e6, UTC)
-    run_id = new_run_id(wall)
+    run_id = options.run_id or new_run_id(wall)
     _check_allowlists(config)
     secret = None
     if options.mode != "dry-run":
@@ -263,12 +271,17 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
                               "no API secret: set MP_API_SECRET or point api_secret_file at a file holding it")
 
     out = options.out_dir
-    out.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(out, replace=options.replace)  # refuses another run's folder before anything happens
     stopper = Stopper()
+    try:
+        ledger = _open_run_ledger(config, options)
+    except BaseException:
+        folder.close()
+        raise
     stopper.install()
-    ledger = _open_run_ledger(config, options)
     try:
         ledger.bind_property(config.property.measurement_id, config.destination.endpoint)
+        folder.begin(run_id, ledger, options.mode)
         ledger.begin_run(run_id, options.mode, shard="/".join(map(str, options.shard)) if options.shard else None)
         recovered = ledger.recover_in_flight()
         log.emit("run_started", run_id=run_id, mode=options.mode, wall_clock=wall.isoformat(),
@@ -320,19 +333,15 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
                                      stopper=stopper)
         outputs.add_refused_at_send(ledger.refused(run_id))
         outputs.close()
-        written = write_data_import(out / "deferred.csv", out / "deferred_index.csv",
-                                    lambda: ledger.deferred_events(run_id=run_id), config.property.measurement_id)
-        historical = (write_historical(config.historical, lambda: ledger.deferred_events(run_id=run_id),
-                                       config.property) if config.historical and options.mode == "send" else None)
+        csv = _write_deferred_csv(ledger, run_id, out, config, dry=options.mode != "send")
+        historical = (deliver_historical(ledger, run_id, config.historical, config.property)
+                      if config.historical and options.mode == "send" else None)
         outcome = ledger.outcome(run_id)
         summary = _summarise(config, options, run_id, wall, tallies, outcome, stats, source_errors, recovered,
-                             len(written))
-        if historical is not None:
-            summary["historical"] = historical
-        (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-        (out / "privacy_manifest.json").write_bytes(
-            orjson.dumps(_manifest(config, manifest, tallies, summary["detectors"]), option=orjson.OPT_INDENT_2)
-        )
+                             csv, historical)
+        write_atomic(out / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        write_atomic(out / "privacy_manifest.json",
+                     orjson.dumps(_manifest(config, manifest, tallies, summary["detectors"]), option=orjson.OPT_INDENT_2))
         ledger.finish_run(run_id, orjson.dumps(summary).decode())
         log.emit("run_finished", **{k: summary[k] for k in ("run_id", "rows_in", "sent", "rejected", "duplicate",
                                                                  "deferred", "expired", "failed", "exit_code")})
@@ -340,6 +349,17 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
     finally:
         ledger.close()
         stopper.uninstall()
+        folder.close()
+
+
+def _write_deferred_csv(ledger: Ledger, run_id: str, out: Path, config: Config, *, dry: bool) -> Delivery:
+    """deferred.csv (+ its index), exactly once; a write that fails (full disk) stops the run in one line
+    with nothing marked taken: the next run writes those events."""
+    try:
+        return deliver_data_import(ledger, run_id, out / "deferred.csv", out / "deferred_index.csv",
+                                   config.property.measurement_id, dry=dry)
+    except OSError as exc:
+        raise OutputError(exc) from None
 
 
 SOURCE_BUCKETS = ("sent", "rejected", "duplicate", "deferred", "expired", "rejected_at_send", "failed", "other_shard")
@@ -347,7 +367,7 @@ SOURCE_BUCKETS = ("sent", "rejected", "duplicate", "deferred", "expired", "rejec
 
 def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime, tallies: dict[str, SourceTally],
                outcome: RunOutcome, stats: SendStats, source_errors: list[dict[str, Any]], recovered: int,
-               deferred_written: int) -> dict[str, Any]:
+               csv: Delivery, historical: dict[str, Any] | None) -> dict[str, Any]:
     sources = {}
     for name, t in tallies.items():
         fate = outcome.by_source.get(name, {})
@@ -383,11 +403,16 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
             raise MpetlError(f"accounting does not balance for source {name!r}: {sources[name]}")
     total = {k: sum(s[k] for s in sources.values()) for k in ("rows_in", *SOURCE_BUCKETS)}
     earlier = {k: outcome.earlier_runs.get(k, 0) for k in ("sent", "failed", "expired", "rejected_at_send")}
-    if deferred_written != total["deferred"] + total["expired"] + earlier["expired"]:
-        raise MpetlError(f"deferred.csv holds {deferred_written} events, the ledger deferred "
-                         f"{total['deferred'] + total['expired'] + earlier['expired']} in this run")
+    # What this run wrote = what no deferred.csv had taken yet: every event it deferred (unless a concurrent
+    # shard's file took it first) plus what earlier runs left in no file (killed, or a write that failed).
+    own = total["deferred"] + total["expired"] + earlier["expired"]
+    if csv.unclaimed or csv.this_run + csv.other_runs != own or csv.rows != csv.this_run + csv.earlier_runs:
+        raise MpetlError(f"deferred.csv holds {csv.this_run} of the {own} events this run deferred "
+                         f"({csv.other_runs} in other runs' files, {csv.unclaimed} in none) and {csv.earlier_runs} "
+                         f"of earlier runs, {csv.rows} rows in all")
     not_delivered = total["failed"] + total["expired"] + earlier["failed"] + earlier["expired"]
-    exit_code = (EXIT_STOPPED if stats.stopped else EXIT_SEND_FAILURES if not_delivered
+    historical_failed = historical is not None and "error" in historical
+    exit_code = (EXIT_STOPPED if stats.stopped else EXIT_SEND_FAILURES if not_delivered or historical_failed
                  else EXIT_BAD_INPUT if source_errors else EXIT_OK)
     detectors: Counter[str] = Counter()
     for t in tallies.values():
@@ -400,7 +425,8 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
         **total,
         "balanced": True,
         "earlier_runs": earlier,
-        "deferred_csv_rows": deferred_written,
+        "deferred_csv_rows": csv.rows,
+        "deferred_csv": csv.counts(),
         "no_session": sum(s["no_session"] for s in sources.values()),
         "outside_window": sum(s["outside_window"] for s in sources.values()),
         "session_too_old_to_attribute": sum(s["session_too_old_to_attribute"] for s in sources.values()),
@@ -419,6 +445,7 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
         "sources": sources,
         "source_errors": source_errors,
         "send": stats.to_dict(),
+        **({"historical": historical} if historical is not None else {}),
         "exit_code": exit_code,
     }
 

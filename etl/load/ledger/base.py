@@ -23,7 +23,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -137,6 +137,40 @@ class DeferredEvent:
     params: bytes
     reason: str
     run_id: str | None  # the run that deferred it
+    consent: int = 0  # the request-level consent code (`consent_json`), for the historical table's privacy_info
+
+
+# What a deferred event can be handed to, each exactly once (etl/load/outputs.py has the protocol):
+# a run's deferred.csv, the [historical] table, and `mpetl deferred` files.
+OutputKind = Literal["deferred_csv", "historical", "export"]
+OUTPUT_KINDS: tuple[OutputKind, ...] = ("deferred_csv", "historical", "export")
+# An output's record moves claimed → written → taken, or to released (its events offered again).
+OutputState = Literal["claimed", "written", "taken", "released"]
+UNSETTLED: tuple[OutputState, ...] = ("claimed", "written")
+
+
+@dataclass(frozen=True)
+class OutputClaim:
+    """One run's output of one kind, as the ledger records it (the table `outputs`)."""
+
+    run_id: str
+    kind: str
+    target: str  # the folder its files go to (for BigQuery: the table)
+    state: str
+    rows: int  # events claimed
+    files: list[dict[str, Any]] = field(default_factory=list)  # recorded when written: path, tmp, bytes, sha256 (or job_id)
+
+    @classmethod
+    def from_row(cls, run_id: str, kind: str, target: str, state: str, rows: int, files: str | None) -> OutputClaim:
+        import orjson
+
+        return cls(run_id, kind, target, state, rows, orjson.loads(files) if files else [])
+
+
+def refuse_move(run_id: str, kind: str, to: str, from_states: tuple[str, ...]) -> Exception:
+    from etl.errors import LedgerError
+
+    return LedgerError(f"run {run_id}'s {kind} output is not {' or '.join(from_states)}; refusing to mark it {to}")
 
 
 @dataclass
@@ -240,6 +274,51 @@ class Ledger(ABC):
 
     @abstractmethod
     def mark_exported(self, ids: Sequence[int], run_id: str) -> None: ...
+
+    # -- outputs exactly once (etl/load/outputs.py) -------------------------------------------
+    @abstractmethod
+    def claim_deferred(self, run_id: str, kind: OutputKind, target: str, *, since_date: str | None = None,
+                       deferred_by: str | None = None) -> int:
+        """One transaction: record `run_id`'s output of `kind` (state claimed, files going to `target`) and
+        give it every deferred event of the property no output of that kind holds (optionally dated from
+        `since_date`, or deferred by one run). Returns how many; no other output can take them now."""
+
+    @abstractmethod
+    def claimed_events(self, run_id: str, kind: OutputKind) -> Iterator[DeferredEvent]:
+        """The events `run_id`'s output of `kind` holds, by id, page by page (bounded memory)."""
+
+    def output_written(self, run_id: str, kind: OutputKind, files: list[dict[str, Any]]) -> None:
+        """claimed → written: the files are whole under their temporary names (described by `files`)."""
+        import orjson
+
+        self._move_output(run_id, kind, "written", ("claimed",), orjson.dumps(files).decode())
+
+    def output_taken(self, run_id: str, kind: OutputKind) -> None:
+        """claimed | written → taken: the files are under their final names; the events are theirs for good."""
+        self._move_output(run_id, kind, "taken", UNSETTLED)
+
+    @abstractmethod
+    def _move_output(self, run_id: str, kind: OutputKind, to: OutputState, from_states: tuple[str, ...],
+                     files: str | None = None) -> None:
+        """One output record from one of `from_states` to `to` (LedgerError when it is in none of them)."""
+
+    @abstractmethod
+    def release_output(self, run_id: str, kind: OutputKind) -> int:
+        """claimed | written | taken → released: the output's events are offered to the next output of
+        that kind (its files are gone or were never whole). Returns how many."""
+
+    @abstractmethod
+    def unsettled_outputs(self, kind: OutputKind) -> list[OutputClaim]:
+        """Outputs of `kind` left claimed or written by runs that are no longer running (killed)."""
+
+    @abstractmethod
+    def output_claim(self, run_id: str, kind: OutputKind) -> OutputClaim | None:
+        """The record of `run_id`'s output of `kind`, if it made one."""
+
+    @abstractmethod
+    def deferred_claims(self, run_id: str, kind: OutputKind) -> dict[str, int]:
+        """The events `run_id` deferred, by which output of `kind` holds them: `this_run`, `other_runs`
+        (a concurrent shard's), `unclaimed` (must be 0 once the run's output is taken)."""
 
     # -- reconciliation and resend ---------------------------------------------------------------
     @abstractmethod

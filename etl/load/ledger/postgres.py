@@ -40,13 +40,17 @@ from etl.load.ledger.base import (
     FLAG_HAS_SESSION,
     FLAG_POSSIBLE_DUPLICATE,
     FLAG_RESENT,
+    UNSETTLED,
     DeferredEvent,
     Ledger,
+    OutputClaim,
+    OutputKind,
     PendingEvent,
     RunOutcome,
     bucket_of,
     consent_code,
     params_of,
+    refuse_move,
 )
 from etl.shard import Shard, client_hash, client_hashes
 
@@ -97,6 +101,29 @@ CREATE TABLE IF NOT EXISTS mpetl_runs (
 CREATE TABLE IF NOT EXISTS mpetl_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# Outputs exactly once (etl/load/outputs.py): which output of each kind holds an event (a run id), and each
+# output's record. Added to older databases by `_add_output_claims` (additive).
+CLAIM_COLUMN = {"deferred_csv": "csv_run_id", "historical": "historical_run_id", "export": "exported_run_id"}
+OUTPUTS_SCHEMA = """
+ALTER TABLE mpetl_events ADD COLUMN IF NOT EXISTS csv_run_id TEXT, ADD COLUMN IF NOT EXISTS historical_run_id TEXT;
+-- Before outputs were claimed, each run wrote what it deferred: those events count as taken by that run.
+UPDATE mpetl_events SET csv_run_id = fate_run_id, historical_run_id = fate_run_id WHERE state = 'deferred';
+CREATE INDEX IF NOT EXISTS mpetl_events_csv_free ON mpetl_events (event_date) WHERE state = 'deferred' AND csv_run_id IS NULL;
+CREATE INDEX IF NOT EXISTS mpetl_events_historical_free ON mpetl_events (event_date)
+    WHERE state = 'deferred' AND historical_run_id IS NULL;
+CREATE TABLE IF NOT EXISTS mpetl_outputs (
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,              -- deferred_csv | historical | export
+    target TEXT NOT NULL,            -- the folder its files go to (BigQuery: the table)
+    state TEXT NOT NULL,             -- claimed | written | taken | released
+    rows INTEGER NOT NULL,
+    files TEXT,                      -- JSON, when written: final path, temporary path, bytes, sha256 (or job_id)
+    claimed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    settled_at TIMESTAMPTZ,
+    PRIMARY KEY (run_id, kind)
+);
+"""
+
 # Advisory lock keys (signed 64-bit): hashes of names for the schema and the shards; worker ids are random.
 _SCHEMA_LOCK = client_hash("mpetl:schema") >> 1
 _PLAN_COLUMNS = ("idx", "event_key", "source", "source_row", "event_name", "transaction_id", "client_id",
@@ -135,6 +162,7 @@ class PostgresLedger(Ledger):
         if lock:
             self.lock()
         self._create_schema()
+        self._add_output_claims()
         if scratch:
             self._shadow_tables()
         if read_only:  # reconciliation: the server refuses any write from this session
@@ -149,6 +177,16 @@ class PostgresLedger(Ledger):
             self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             self.db.execute(SCHEMA)
 
+    def _add_output_claims(self) -> None:
+        """The claim columns and `mpetl_outputs` (added together, once, under the schema lock)."""
+        exists = "SELECT to_regclass('mpetl_outputs') IS NOT NULL"
+        if self.db.execute(exists).fetchone()[0]:
+            return
+        with self.db.transaction():
+            self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            if not self.db.execute(exists).fetchone()[0]:
+                self.db.execute(OUTPUTS_SCHEMA)
+
     def _shadow_tables(self) -> None:
         """Dry-run and validate must not change the shared ledger: this session gets temporary copies.
 
@@ -157,7 +195,7 @@ class PostgresLedger(Ledger):
         they vanish with the session. No run lock is needed on a copy.
         """
         with self.db.transaction():
-            for table in ("mpetl_events", "mpetl_runs", "mpetl_meta"):
+            for table in ("mpetl_events", "mpetl_runs", "mpetl_meta", "mpetl_outputs"):
                 real = self.db.execute(  # schema-qualified: once the copy exists, the bare name means the copy
                     "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n "
                     "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)", (table,)).fetchone()[0]
@@ -442,21 +480,107 @@ class PostgresLedger(Ledger):
         if since_date is not None:
             where.append("event_date >= %s")
             args.append(int(since_date))
+        return self._deferred_pages(" AND ".join(where), args)
+
+    def _deferred_pages(self, where: str, args: Sequence[object]) -> Iterator[DeferredEvent]:
         last = 0
         while True:
             rows = self.db.execute(
                 "SELECT id, event_key, source, source_row, client_id, user_id, event_name, timestamp_micros, event_date, "
-                f"params, reason, fate_run_id FROM mpetl_events WHERE {' AND '.join(where)} AND id > %s "
+                f"params, reason, fate_run_id, consent FROM mpetl_events WHERE {where} AND id > %s "
                 "ORDER BY id LIMIT %s", (*args, last, self._page)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
             for r in rows:
-                yield DeferredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], str(r[8]), bytes(r[9]), r[10], r[11])
+                yield DeferredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], str(r[8]), bytes(r[9]), r[10], r[11],
+                                    r[12])
 
     def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
         self._mark("UPDATE mpetl_events SET exported_run_id = %(run)s WHERE id = ANY(%(ids)s)",
                    {"ids": [int(i) for i in ids], "run": run_id})
+
+    # -- outputs exactly once ----------------------------------------------------------------------
+    def claim_deferred(self, run_id: str, kind: OutputKind, target: str, *, since_date: str | None = None,
+                       deferred_by: str | None = None) -> int:
+        """As `Ledger.claim_deferred`; rows a concurrent shard is claiming are skipped (SKIP LOCKED), never
+        waited for: they are that shard's, or free again for the next output if its claim rolls back."""
+        column = CLAIM_COLUMN[kind]
+        if self._property is None:
+            raise LedgerError("bind_property() must be called before claim_deferred()")
+        where = [f"state = 'deferred' AND {column} IS NULL", "property = %(prop)s"]
+        if since_date is not None:
+            where.append("event_date >= %(since)s")
+        if deferred_by is not None:
+            where.append("fate_run_id = %(by)s")
+        params = {"run": run_id, "prop": self._property, "since": int(since_date) if since_date else None,
+                  "by": deferred_by, "kind": kind, "target": target}
+
+        def work() -> int:
+            claimed = self.db.execute(
+                f"WITH c AS (SELECT id FROM mpetl_events WHERE {' AND '.join(where)} FOR UPDATE SKIP LOCKED) "
+                f"UPDATE mpetl_events e SET {column} = %(run)s FROM c WHERE e.id = c.id", params).rowcount
+            self.db.execute("INSERT INTO mpetl_outputs (run_id, kind, target, state, rows) "
+                            "VALUES (%(run)s, %(kind)s, %(target)s, 'claimed', %(rows)s)", {**params, "rows": claimed})
+            return claimed
+
+        return self._retrying(work)
+
+    def claimed_events(self, run_id: str, kind: OutputKind) -> Iterator[DeferredEvent]:
+        return self._deferred_pages(f"{CLAIM_COLUMN[kind]} = %s AND state = 'deferred'", [run_id])
+
+    def _move_output(self, run_id: str, kind: OutputKind, to: str, from_states: tuple[str, ...],
+                     files: str | None = None) -> None:
+        cur = self.db.execute(
+            "UPDATE mpetl_outputs SET state = %(to)s, settled_at = clock_timestamp(), files = COALESCE(%(files)s, files) "
+            "WHERE run_id = %(run)s AND kind = %(kind)s AND state = ANY(%(from)s)",
+            {"to": to, "files": files, "run": run_id, "kind": kind, "from": list(from_states)})
+        if cur.rowcount != 1:
+            raise refuse_move(run_id, kind, to, from_states)
+
+    def release_output(self, run_id: str, kind: OutputKind) -> int:
+        column = CLAIM_COLUMN[kind]
+
+        def work() -> int:
+            released = self.db.execute(f"UPDATE mpetl_events SET {column} = NULL WHERE {column} = %s AND state = 'deferred'",
+                                       (run_id,)).rowcount
+            self._move_output(run_id, kind, "released", (*UNSETTLED, "taken"))
+            return released
+
+        return self._retrying(work)
+
+    def unsettled_outputs(self, kind: OutputKind) -> list[OutputClaim]:
+        """Unsettled outputs of runs whose worker is gone (its lease lock is free); a live shard's are its own."""
+        rows = self.db.execute(
+            "SELECT o.run_id, o.kind, o.target, o.state, o.rows, o.files, r.worker FROM mpetl_outputs o "
+            "LEFT JOIN mpetl_runs r USING (run_id) WHERE o.kind = %s AND o.state = ANY(%s) ORDER BY o.claimed_at",
+            (kind, list(UNSETTLED))).fetchall()
+        out = []
+        for *claim, worker in rows:
+            if worker == self.worker:
+                continue  # this session's own run: alive
+            if worker is not None:
+                if not self.db.execute("SELECT pg_try_advisory_lock(%s)", (worker,)).fetchone()[0]:
+                    continue  # alive
+                self.db.execute("SELECT pg_advisory_unlock(%s)", (worker,))
+            out.append(OutputClaim.from_row(*claim))
+        return out
+
+    def output_claim(self, run_id: str, kind: OutputKind) -> OutputClaim | None:
+        row = self.db.execute("SELECT run_id, kind, target, state, rows, files FROM mpetl_outputs "
+                              "WHERE run_id = %s AND kind = %s", (run_id, kind)).fetchone()
+        return OutputClaim.from_row(*row) if row else None
+
+
+    def deferred_claims(self, run_id: str, kind: OutputKind) -> dict[str, int]:
+        column = CLAIM_COLUMN[kind]
+        counts = dict.fromkeys(("this_run", "other_runs", "unclaimed"), 0)
+        for holder, n in self.db.execute(
+                f"SELECT CASE WHEN {column} IS NULL THEN 'unclaimed' WHEN {column} = %(run)s THEN 'this_run' "
+                "ELSE 'other_runs' END, count(*) FROM mpetl_events WHERE fate_run_id = %(run)s AND state = 'deferred' "
+                "GROUP BY 1", {"run": run_id}):
+            counts[holder] = n
+        return counts
 
     # -- reconciliation and resend -----------------------------------------------------------------
     def requeue_for_resend(self, keys: Sequence[str], run_id: str) -> int:

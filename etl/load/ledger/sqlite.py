@@ -28,13 +28,17 @@ from etl.load.ledger.base import (
     FLAG_HAS_SESSION,
     FLAG_POSSIBLE_DUPLICATE,
     FLAG_RESENT,
+    UNSETTLED,
     DeferredEvent,
     Ledger,
+    OutputClaim,
+    OutputKind,
     PendingEvent,
     RunOutcome,
     bucket_of,
     consent_code,
     params_of,
+    refuse_move,
     split_key,
 )
 from etl.load.shards import shard_of
@@ -101,6 +105,29 @@ CREATE INDEX IF NOT EXISTS events_date ON events(event_date);
 CREATE INDEX IF NOT EXISTS events_to_export ON events(event_date) WHERE status = 'deferred' AND exported_run IS NULL;
 """
 
+# Outputs exactly once (etl/load/outputs.py): which output of each kind holds an event (a run), and each
+# output's record. Added to older ledgers by `_migrate` (columns through ALTER TABLE: additive).
+CLAIM_COLUMN = {"deferred_csv": "csv_run", "historical": "historical_run", "export": "exported_run"}
+OUTPUTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outputs (
+    run INTEGER NOT NULL,            -- the run whose output it is
+    kind TEXT NOT NULL,              -- deferred_csv | historical | export
+    target TEXT NOT NULL,            -- the folder its files go to (BigQuery: the table)
+    state TEXT NOT NULL,             -- claimed | written | taken | released
+    rows INTEGER NOT NULL,           -- events claimed
+    files TEXT,                      -- JSON, when written: final path, temporary path, bytes, sha256 (or job_id)
+    claimed_us INTEGER NOT NULL,
+    settled_us INTEGER,
+    PRIMARY KEY (run, kind)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_csv_free ON events(event_date) WHERE status = 'deferred' AND csv_run IS NULL;
+CREATE INDEX IF NOT EXISTS events_csv_run ON events(csv_run) WHERE csv_run IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_historical_free ON events(event_date) WHERE status = 'deferred' AND historical_run IS NULL;
+CREATE INDEX IF NOT EXISTS events_historical_run ON events(historical_run) WHERE historical_run IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_exported_run ON events(exported_run) WHERE exported_run IS NOT NULL;
+"""
+
+
 def _ids_json(ids: Sequence[int]) -> str:
     return orjson.dumps([int(i) for i in ids]).decode()
 
@@ -166,6 +193,18 @@ class SqliteLedger(Ledger):
                               "new one (its sent events would otherwise be sent again)")
         self.db.executescript(SCHEMA)
         self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        self._add_output_claims()
+
+    def _add_output_claims(self) -> None:
+        """The claim columns and the `outputs` table (additive). A ledger from before them wrote each
+        deferred event into the files of the run that deferred it: those count as taken by that run."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(events)")}
+        if "csv_run" not in columns:
+            with self._transaction():
+                self.db.execute("ALTER TABLE events ADD COLUMN csv_run INTEGER")
+                self.db.execute("ALTER TABLE events ADD COLUMN historical_run INTEGER")
+                self.db.execute("UPDATE events SET csv_run = fate_run, historical_run = fate_run WHERE status = 'deferred'")
+        self.db.executescript(OUTPUTS_SCHEMA)
 
     # -- run lifecycle -------------------------------------------------------------------------
     def lock(self) -> None:
@@ -434,24 +473,88 @@ class SqliteLedger(Ledger):
         if since_date is not None:
             where.append("e.event_date >= ?")
             args.append(int(since_date))
+        return self._deferred_pages(" AND ".join(where), args)
+
+    def _deferred_pages(self, where: str, args: Sequence[object]) -> Iterator[DeferredEvent]:
         last = 0
         while True:
             rows = self.db.execute(
                 "SELECT e.id, e.event_key, e.source_row, e.client_id, e.user_id, e.ts, e.event_date, e.params, e.reason, "
-                f"r.run_id, e.flags FROM events e LEFT JOIN runs r ON r.run = e.fate_run WHERE {' AND '.join(where)} AND e.id > ? "
-                "ORDER BY e.id LIMIT 5000",
+                f"r.run_id, e.flags, e.consent FROM events e LEFT JOIN runs r ON r.run = e.fate_run WHERE {where} "
+                "AND e.id > ? ORDER BY e.id LIMIT 5000",
                 (*args, last),
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for eid, key, row, client_id, user_id, ts, day, params, reason, rid, flags in rows:
+            for eid, key, row, client_id, user_id, ts, day, params, reason, rid, flags, consent in rows:
                 source, name, _ = split_key(key)
                 yield DeferredEvent(eid, key, source, row, client_id, user_id, name, ts, str(day),
-                                    _restore_tid(params, key, flags), reason, rid)
+                                    _restore_tid(params, key, flags), reason, rid, consent)
 
     def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
         self._update("UPDATE events SET exported_run = ?", ids, self._run(run_id))
+
+    # -- outputs exactly once ----------------------------------------------------------------------
+    def claim_deferred(self, run_id: str, kind: OutputKind, target: str, *, since_date: str | None = None,
+                       deferred_by: str | None = None) -> int:
+        column, run = CLAIM_COLUMN[kind], self._run(run_id)
+        if self._property is None:
+            raise LedgerError("bind_property() must be called before claim_deferred()")
+        where, args = [f"status = 'deferred' AND {column} IS NULL", "property = ?"], [self._property]
+        if since_date is not None:
+            where.append("event_date >= ?")
+            args.append(int(since_date))
+        if deferred_by is not None:
+            where.append(f"fate_run = ? AND {BY_FATE}")
+            args.append(self._run(deferred_by))
+        with self._transaction():
+            claimed = self.db.execute(f"UPDATE events SET {column} = ? WHERE {' AND '.join(where)}",
+                                      (run, *args)).rowcount
+            self.db.execute("INSERT INTO outputs(run, kind, target, state, rows, claimed_us) VALUES (?, ?, ?, 'claimed', ?, ?)",
+                            (run, kind, target, claimed, self.clock()))
+        return claimed
+
+    def claimed_events(self, run_id: str, kind: OutputKind) -> Iterator[DeferredEvent]:
+        return self._deferred_pages(f"e.{CLAIM_COLUMN[kind]} = ? AND e.status = 'deferred'", [self._run(run_id)])
+
+    def _move_output(self, run_id: str, kind: OutputKind, to: str, from_states: tuple[str, ...],
+                     files: str | None = None) -> None:
+        sql = (f"UPDATE outputs SET state = ?, settled_us = ?{', files = ?' if files is not None else ''} "
+               f"WHERE run = ? AND kind = ? AND state IN ({', '.join('?' * len(from_states))})")
+        args = (to, self.clock(), *([files] if files is not None else []), self._run(run_id), kind, *from_states)
+        if self.db.execute(sql, args).rowcount != 1:
+            raise refuse_move(run_id, kind, to, from_states)
+
+    def release_output(self, run_id: str, kind: OutputKind) -> int:
+        column, run = CLAIM_COLUMN[kind], self._run(run_id)
+        with self._transaction():
+            released = self.db.execute(f"UPDATE events SET {column} = NULL WHERE {column} = ? AND status = 'deferred'",
+                                       (run,)).rowcount
+            self._move_output(run_id, kind, "released", (*UNSETTLED, "taken"))
+        return released
+
+    def unsettled_outputs(self, kind: OutputKind) -> list[OutputClaim]:
+        # One run at a time holds this ledger (the run lock): every other run's unsettled output is a dead one's.
+        return [OutputClaim.from_row(*row) for row in self.db.execute(
+            "SELECT r.run_id, o.kind, o.target, o.state, o.rows, o.files FROM outputs o JOIN runs r USING (run) "
+            f"WHERE o.kind = ? AND o.state IN {UNSETTLED!r} ORDER BY o.run", (kind,))]
+
+    def output_claim(self, run_id: str, kind: OutputKind) -> OutputClaim | None:
+        row = self.db.execute(
+            "SELECT r.run_id, o.kind, o.target, o.state, o.rows, o.files FROM outputs o JOIN runs r USING (run) "
+            "WHERE r.run_id = ? AND o.kind = ?", (run_id, kind)).fetchone()
+        return OutputClaim.from_row(*row) if row else None
+
+
+    def deferred_claims(self, run_id: str, kind: OutputKind) -> dict[str, int]:
+        column, run = CLAIM_COLUMN[kind], self._run(run_id)
+        counts = dict.fromkeys(("this_run", "other_runs", "unclaimed"), 0)
+        for holder, n in self.db.execute(
+                f"SELECT CASE WHEN {column} IS NULL THEN 'unclaimed' WHEN {column} = ? THEN 'this_run' ELSE 'other_runs' END, "
+                f"COUNT(*) FROM events WHERE fate_run = ? AND status = 'deferred' AND {BY_FATE} GROUP BY 1", (run, run)):
+            counts[holder] = n
+        return counts
 
     # -- reconciliation and resend ---------------------------------------------------------------
     def requeue_for_resend(self, keys: Sequence[str], run_id: str) -> int:
