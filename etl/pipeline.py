@@ -271,7 +271,7 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
                               "no API secret: set MP_API_SECRET or point api_secret_file at a file holding it")
 
     out = options.out_dir
-    folder = RunFolder(out, replace=options.replace)  # refuses another run's folder before anything happens
+    folder = RunFolder(out, replace=options.replace, mode=options.mode)  # refused before anything happens
     stopper = Stopper()
     try:
         ledger = _open_run_ledger(config, options)
@@ -359,6 +359,8 @@ def _write_deferred_csv(ledger: Ledger, run_id: str, out: Path, config: Config, 
         return deliver_data_import(ledger, run_id, out / "deferred.csv", out / "deferred_index.csv",
                                    config.property.measurement_id, dry=dry)
     except OSError as exc:
+        if exc.filename is None:  # a failed write names no file: name the one it was for
+            exc = OSError(exc.errno, exc.strerror, str(out / "deferred.csv"))
         raise OutputError(exc) from None
 
 

@@ -41,6 +41,19 @@ def is_own(name: str) -> bool:
     return name in OWN_FILES or bool(_SCRATCH.fullmatch(name)) or is_partial(name)
 
 
+def _has_deferred_rows(folder: Path) -> bool:
+    with suppress(OSError), (folder / "deferred.csv").open("rb") as handle:
+        handle.readline()  # the header
+        return bool(handle.readline().strip())
+    return False
+
+
+def _mode_in(folder: Path) -> str | None:
+    with suppress(OSError, orjson.JSONDecodeError, AttributeError):
+        return orjson.loads((folder / "summary.json").read_bytes()).get("mode")
+    return None
+
+
 def _run_in(folder: Path) -> str | None:
     """The run whose outputs `folder` holds: its marker, else its summary.json (older mpetl)."""
     with suppress(OSError):
@@ -49,17 +62,15 @@ def _run_in(folder: Path) -> str | None:
             return text
     with suppress(OSError, orjson.JSONDecodeError, AttributeError):
         return orjson.loads((folder / "summary.json").read_bytes()).get("run_id") or "(unnamed)"
-    with suppress(OSError), (folder / "deferred.csv").open("rb") as handle:
-        handle.readline()  # the header
-        if handle.readline().strip():  # rows some run wrote, and nothing names that run
-            return "(unknown: a deferred.csv with rows and no summary.json)"
+    if _has_deferred_rows(folder):  # rows some run wrote, and nothing names that run
+        return "(unknown: a deferred.csv with rows and no summary.json)"
     return None
 
 
 class RunFolder:
     """Held for the whole run: refuses a folder it must not write, clears what it may, marks it."""
 
-    def __init__(self, path: Path, *, replace: bool = False) -> None:
+    def __init__(self, path: Path, *, replace: bool = False, mode: str = "send") -> None:
         self.path = path
         self.replace = replace
         self._fd: int | None = None
@@ -87,19 +98,22 @@ class RunFolder:
             self.close()
             raise OutputFolderError(f"{path}: holds the outputs of run {self.previous}; choose a new --out folder, "
                                     "or pass --replace to remove them first")
+        if self.previous and mode != "send" and _mode_in(path) not in ("dry-run", "validate") and _has_deferred_rows(path):
+            # A send's deferred.csv holds events the ledger gave it; a dry run works on a copy of the
+            # ledger and could not give them to another file.
+            self.close()
+            raise OutputFolderError(f"{path}: the deferred.csv of run {self.previous} holds deferred events; only "
+                                    "a send (not a dry run) may replace it")
 
     def begin(self, run_id: str, ledger: Ledger, mode: str) -> None:
         """Remove what an earlier run left (with --replace) and name this run in the marker.
 
         The replaced run's deferred.csv gives its events back (released in the ledger): this run's
-        deferred.csv takes them. Only a send may do that; a dry run's ledger is a scratch copy.
+        deferred.csv takes them.
         """
         if self.previous:
             claim = ledger.output_claim(self.previous, "deferred_csv")
             if claim is not None and claim.state == "taken" and Path(claim.target) == self.path.resolve():
-                if mode != "send":
-                    raise OutputFolderError(f"{self.path}: the deferred.csv of run {self.previous} holds {claim.rows} "
-                                            "deferred events; only a send (not a dry run) may replace it")
                 released = ledger.release_output(self.previous, "deferred_csv")
                 log.emit("outputs_replaced", out=str(self.path), run_id=self.previous, deferred_released=released)
         scratch = f"ledger.{mode}.sqlite"  # this run's own scratch ledger, open already

@@ -47,8 +47,11 @@ from etl.protocol.ga4_row import ROW_SCHEMA, duckdb_columns, ga4_row
 
 RUN_MARKER = "mpetl_run"
 PARTITION_COLUMN = "event_day"
-HISTORICAL_SCHEMA: list[dict[str, Any]] = [*ROW_SCHEMA, {"name": PARTITION_COLUMN, "type": "DATE", "mode": "NULLABLE"}]
-"""The historical table: the export's columns (as the collector writes them) plus `event_day` DATE."""
+WRITER_COLUMN = "mpetl_written_by"
+HISTORICAL_SCHEMA: list[dict[str, Any]] = [*ROW_SCHEMA, {"name": PARTITION_COLUMN, "type": "DATE", "mode": "NULLABLE"},
+                                           {"name": WRITER_COLUMN, "type": "STRING", "mode": "NULLABLE"}]
+"""The historical table: the export's columns (as the collector writes them), `event_day` DATE, and
+`mpetl_written_by` (the run whose write holds the row: how a killed write is told apart from a landed one)."""
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -58,8 +61,10 @@ def historical_columns() -> dict[str, str]:
     return duckdb_columns(HISTORICAL_SCHEMA)
 
 
-def historical_row(event: DeferredEvent, *, zone: zoneinfo.ZoneInfo, stream_id: str) -> dict[str, Any]:
-    """One deferred event as an export row at its true date, with the `mpetl_run` marker."""
+def historical_row(event: DeferredEvent, *, zone: zoneinfo.ZoneInfo, stream_id: str,
+                   written_by: str | None = None) -> dict[str, Any]:
+    """One deferred event as an export row at its true date, with the `mpetl_run` marker (who deferred
+    it) and `mpetl_written_by` (whose historical write this is)."""
     params = orjson.loads(event.params)
     if event.run_id:
         params[RUN_MARKER] = event.run_id
@@ -70,6 +75,7 @@ def historical_row(event: DeferredEvent, *, zone: zoneinfo.ZoneInfo, stream_id: 
                   zone=zone, stream_id=stream_id)
     day = row["event_date"]
     row[PARTITION_COLUMN] = f"{day[:4]}-{day[4:6]}-{day[6:]}"
+    row[WRITER_COLUMN] = written_by
     return row
 
 
@@ -115,7 +121,7 @@ def _write_files(folder: Path, table: str, events: Callable[[], Iterator[Deferre
     count = 0
     try:
         for event in events():
-            row = historical_row(event, zone=zone, stream_id=stream_id)
+            row = historical_row(event, zone=zone, stream_id=stream_id, written_by=staging.run_id)
             day = row["event_date"]
             if day not in handles:
                 handles[day] = staging.file(folder / f"{table}_{day}.{writer}.ndjson").open("wb")
@@ -165,17 +171,19 @@ def _deliver_bigquery(ledger: Ledger, run_id: str, settings: HistoricalConfig, z
     recovered = settle(ledger, "historical", current_run=run_id, landed=lambda job: _job_landed(settings, job))
     claimed = ledger.claim_deferred(run_id, "historical", full, deferred_by=deferred_by)
     failpoints.reached("historical.claimed")
-    job = {"job_id": _job_id(run_id), "project": full.split(".")[0], "location": settings.location}
+    job: dict[str, Any] = {"job_id": _job_id(run_id), "project": full.split(".")[0], "location": settings.location,
+                           "table": full, "run_id": run_id, "rows": claimed}
     with tempfile.TemporaryFile() as buffer:
         try:
             days: set[str] = set()
             for event in ledger.claimed_events(run_id, "historical"):
-                row = historical_row(event, zone=zone, stream_id=stream_id)
+                row = historical_row(event, zone=zone, stream_id=stream_id, written_by=run_id)
                 buffer.write(orjson.dumps(row) + b"\n")
                 days.add(row[PARTITION_COLUMN])
             client = _bigquery_client(settings, job["project"]) if days else None
             if client is not None:
                 _create_table(client, settings, full)
+                job.update(first=min(days), last=max(days))
             ledger.output_written(run_id, "historical", [job] if days else [])
         except BaseException:
             ledger.release_output(run_id, "historical")
@@ -236,6 +244,8 @@ def _load(client: Any, settings: HistoricalConfig, full: str, buffer: IO[bytes],
         write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
         create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
         time_partitioning=_partitioning(),
+        # A table made before `mpetl_written_by` gets the column (NULL in its older rows).
+        schema_update_options=[bigquery.SchemaUpdateOption.ALLOW_FIELD_ADDITION],
     )
     try:
         job = client.load_table_from_file(buffer, full, job_config=config, rewind=True, timeout=deadline,
@@ -246,20 +256,53 @@ def _load(client: Any, settings: HistoricalConfig, full: str, buffer: IO[bytes],
 
 
 def _job_landed(settings: HistoricalConfig, job: dict[str, Any]) -> bool | None:
-    """Did the recorded load job land? True (done, no error), False (never submitted, or failed: a load
-    job that fails loads nothing), None (BigQuery cannot tell now: ask again next run)."""
+    """Did the recorded load job land? True (its rows are there), False (never submitted, or failed: a
+    load job that fails loads nothing), None (cannot tell now: asked again next run).
+
+    First by the job's id (a job still running is waited for: it could land after we re-offer its
+    events); a job BigQuery does not know was never submitted — then its rows, by `mpetl_written_by`,
+    say the same (a local BigQuery API that ignores our job ids is answered by them too).
+    """
     from google.api_core.exceptions import NotFound
 
     try:
         client = _bigquery_client(settings, job["project"])
         found = client.get_job(job["job_id"], location=job.get("location"), timeout=settings.timeout_s)
     except NotFound:
-        return False
+        found = None
     except Exception:  # noqa: BLE001 - unreachable: cannot tell
         return None
-    if found.state != "DONE":
-        with suppress(Exception):  # a failed job raises here; its error_result says so below
-            found.result(timeout=settings.timeout_s)
+    if found is not None:
         if found.state != "DONE":
-            return None
-    return found.error_result is None
+            with suppress(Exception):  # a failed job raises here; its error_result says so below
+                found.result(timeout=settings.timeout_s)
+            if found.state != "DONE":
+                return None
+        return found.error_result is None
+    try:
+        rows = _rows_written(client, settings, job)
+    except Exception:  # noqa: BLE001 - cannot tell
+        return None
+    return True if rows == job["rows"] else False if rows == 0 else None
+
+
+def _rows_written(client: Any, settings: HistoricalConfig, job: dict[str, Any]) -> int:
+    """Rows of the table a run's write holds (partition-pruned to the days it wrote)."""
+    from google.api_core.exceptions import BadRequest, NotFound
+    from google.cloud import bigquery
+
+    sql = (f"SELECT COUNT(*) AS n FROM `{job['table']}` AS h WHERE h.{PARTITION_COLUMN} BETWEEN @first AND @last "
+           f"AND h.{WRITER_COLUMN} = @run")
+    params = [bigquery.ScalarQueryParameter("first", "DATE", job["first"]),
+              bigquery.ScalarQueryParameter("last", "DATE", job["last"]),
+              bigquery.ScalarQueryParameter("run", "STRING", job["run_id"])]
+    try:
+        result = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params),
+                              timeout=settings.timeout_s).result(timeout=settings.timeout_s)
+    except NotFound:
+        return 0  # no table: nothing of this run's write is there
+    except BadRequest as exc:
+        if WRITER_COLUMN in str(exc):
+            return 0  # a table from before the column: nothing of this run's write is there
+        raise
+    return int(next(iter(result))["n"])

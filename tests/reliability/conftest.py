@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from etl.collector import SpawnedCollector, spawn_collector
+from tests.reconcile.conftest import bigquery_emulator  # noqa: F401 - the BigQuery API for the output crash trials
 from tests.reliability.harness import MEASUREMENT_ID, NOW, SECRET
 
 

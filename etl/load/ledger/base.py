@@ -10,8 +10,12 @@ States (docs/ARCHITECTURE.md has the diagram)::
 
     planned ─▶ in_flight ─▶ sent
        │            └──────▶ failed ─▶ (retried while the wall clock allows) ─▶ deferred (expired)
-       ├─▶ deferred (too old when planned)          deferred ─▶ exported (a flag, set once)
+       ├─▶ deferred (too old when planned)          deferred ─▶ taken once by each kind of output
        └─▶ rejected (refused at send time, with a reason)
+
+Outputs (etl/load/outputs.py): a run's deferred.csv, the historical table and `mpetl deferred` files
+each *claim* deferred events in one transaction with their record, which then moves
+claimed ─▶ written ─▶ taken, or to released (its events offered to the next output of that kind).
 
 A key already sent, deferred or rejected is a *duplicate* when it shows up again: it never moves
 back. Flags travel with the event and are never reset by a later state: `possible_duplicate` (an
