@@ -199,11 +199,14 @@ def settle(ledger: Ledger, kind: OutputKind, *, current_run: str, dry: bool = Fa
 
 
 def _place(file: dict[str, Any]) -> str | None:
-    """Where a recorded file is whole: "final", "tmp", or None (gone or not the same bytes)."""
+    """Where a recorded file is whole: "final", "tmp" (and nothing else under its final name, which a
+    rename must never replace), or None (gone, or not the same bytes)."""
     want = (file["bytes"], file["sha256"])
-    for place in ("path", "tmp"):
-        if _described(Path(file[place])) == want:
-            return "final" if place == "path" else "tmp"
+    final = Path(file["path"])
+    if _described(final) == want:
+        return "final"
+    if not final.exists() and _described(Path(file["tmp"])) == want:
+        return "tmp"
     return None
 
 
