@@ -5,6 +5,10 @@ Two phases, as in dlt's load packages: every source is streamed chunk by chunk i
 and memory stays bounded by one chunk plus the send queue. Every input row lands in exactly one bucket
 (`etl.accounting.Buckets`: sent / filtered / rejected / duplicate / deferred / expired /
 rejected_at_send / failed / outside_window / other_shard), and the run refuses to report otherwise. Age is always measured on the wall clock (`etl.clock`): `--now` only selects rows.
+
+What a run leaves behind: `--out D` is this run's folder (etl/run_folder.py: never another run's), and
+its deferred.csv and the [historical] write each take, exactly once, every deferred event no output
+of that kind has taken yet — this run's and those a killed run left (etl/load/outputs.py).
 """
 
 from __future__ import annotations
@@ -32,21 +36,25 @@ from etl.errors import (
     EXIT_STOPPED,
     ConfigError,
     MpetlError,
+    OutputError,
     SourceError,
 )
 from etl.extract import iter_source_chunks
 from etl.load import (
+    Delivery,
     Ledger,
     PrivacyManifest,
     RunOutcome,
     SendStats,
     Stopper,
+    deliver_data_import,
+    deliver_historical,
     open_ledger,
     send_pending,
-    write_data_import,
-    write_historical,
+    write_atomic,
 )
 from etl.protocol import to_micros
+from etl.run_folder import RunFolder
 from etl.shard import Shard
 from etl.transform import TransformOptions, check_params, transform_chunk
 
@@ -71,6 +79,8 @@ class RunOptions:
     progress: Callable[[SendStats], None] | None = None
     clock: Callable[[], int] = wall_micros  # µs; tests inject another, nothing else should
     shard: tuple[int, int] | None = None
+    replace: bool = False  # out_dir may hold another run's outputs: remove them first (--replace)
+    run_id: str | None = None  # chosen by the caller (nightly names the run's folder by it); default: new
 
     @property
     def select_until(self) -> datetime | None:
@@ -108,13 +118,11 @@ def _check_allowlists(config: Config) -> None:
 
 
 class _Outputs:
-    """The run's files in out_dir. Rejects are appended chunk by chunk (bounded memory)."""
+    """The run's files in out_dir (cleared by `RunFolder.begin`). Rejects are appended chunk by chunk
+    (bounded memory)."""
 
     def __init__(self, out_dir: Path) -> None:
         self.dir = out_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("rejects.ndjson", "requests.ndjson", "deferred.csv", "deferred_index.csv"):
-            (out_dir / name).unlink(missing_ok=True)
         self._rejects = (out_dir / "rejects.ndjson").open("wb")
 
     def mark(self) -> int:
@@ -207,21 +215,27 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
         raise ConfigError(str(config.file), "sources", f"no source named {', '.join(map(repr, unknown))}; "
                           f"known: {', '.join(s.name for s in config.sources)}")
     wall = datetime.fromtimestamp(options.clock() / 1e6, UTC)
-    run_id = new_run_id(wall)
+    run_id = options.run_id or new_run_id(wall)
     _check_allowlists(config)
     creds = credentials(config, mode=options.mode, clock=options.clock)  # first: a wrong one is exit 2 before anything
 
     out = options.out_dir
-    out.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(out, replace=options.replace, mode=options.mode)  # refused before anything happens
     stopper = Stopper()
     stopper.install()
     # The deadline covers the whole run, not only the send: reading and planning stop between chunks
     # (each at most chunk_rows rows), the send between requests; the outputs written after it hold only
     # what this run planned.
     stopper.set_deadline(config.destination.deadline_s)
-    ledger = _open_run_ledger(config, options)
+    try:
+        ledger = _open_run_ledger(config, options)
+    except BaseException:
+        stopper.uninstall()
+        folder.close()
+        raise
     try:
         ledger.bind_property(config.property.measurement_id, config.destination.endpoint)
+        folder.begin(run_id, ledger, options.mode)
         ledger.begin_run(run_id, options.mode, shard="/".join(map(str, options.shard)) if options.shard else None)
         recovered = ledger.recover_in_flight()
         log.emit("run_started", run_id=run_id, mode=options.mode, wall_clock=wall.isoformat(),
@@ -263,34 +277,43 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
                                      stopper=stopper)
         outputs.add_rejected_at_send(ledger.rejected_at_send(run_id), config)
         outputs.close()
-        written = write_data_import(out / "deferred.csv", out / "deferred_index.csv",
-                                    lambda: ledger.deferred_events(run_id=run_id), config.property.measurement_id)
-        historical = (write_historical(config.historical, lambda: ledger.deferred_events(run_id=run_id),
-                                       config.property) if config.historical and options.mode == "send" else None)
+        csv = _write_deferred_csv(ledger, run_id, out, config, dry=options.mode != "send")
+        historical = (deliver_historical(ledger, run_id, config.historical, config.property)
+                      if config.historical and options.mode == "send" else None)
         outcome = ledger.outcome(run_id)
         summary = _summarise(config, options, run_id, wall, tallies, outcome, stats, source_errors, recovered,
-                             len(written))
-        if historical is not None:
-            summary["historical"] = historical
+                             csv, historical)
         if creds.data_manager is not None:
             from etl import data_manager
 
             summary["data_manager"] = data_manager.summary(creds.data_manager, stats, mode=options.mode)
-        (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-        (out / "privacy_manifest.json").write_bytes(
-            orjson.dumps(_manifest(config, manifest, tallies, summary["detectors"]), option=orjson.OPT_INDENT_2)
-        )
+        write_atomic(out / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        write_atomic(out / "privacy_manifest.json",
+                     orjson.dumps(_manifest(config, manifest, tallies, summary["detectors"]), option=orjson.OPT_INDENT_2))
         ledger.finish_run(run_id, orjson.dumps(summary).decode())
         log.emit("run_finished", **{k: summary[k] for k in ("run_id", "rows_in", *Buckets.NAMES, "exit_code")})
         return RunResult(summary, summary["exit_code"])
     finally:
         ledger.close()
         stopper.uninstall()
+        folder.close()
+
+
+def _write_deferred_csv(ledger: Ledger, run_id: str, out: Path, config: Config, *, dry: bool) -> Delivery:
+    """deferred.csv (+ its index), exactly once; a write that fails (full disk) stops the run in one line
+    with nothing marked taken: the next run writes those events."""
+    try:
+        return deliver_data_import(ledger, run_id, out / "deferred.csv", out / "deferred_index.csv",
+                                   config.property.measurement_id, dry=dry)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write names no file: name the one it was for
+            exc = OSError(exc.errno, exc.strerror, str(out / "deferred.csv"))
+        raise OutputError(exc) from None
 
 
 def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime, tallies: dict[str, SourceTally],
                outcome: RunOutcome, stats: SendStats, source_errors: list[dict[str, Any]], recovered: int,
-               deferred_written: int) -> dict[str, Any]:
+               csv: Delivery, historical: dict[str, Any] | None) -> dict[str, Any]:
     sources = {}
     run = Tally()
     # A validation sample (--sample N) leaves the events it did not reach pending: they passed every
@@ -328,11 +351,16 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
         }
     total = run.buckets
     earlier = {k: outcome.earlier_runs.get(k, 0) for k in ("sent", "failed", "expired", "rejected_at_send")}
-    if deferred_written != total.deferred + total.expired + earlier["expired"]:
-        raise MpetlError(f"deferred.csv holds {deferred_written} events, the ledger deferred "
-                         f"{total.deferred + total.expired + earlier['expired']} in this run")
+    # What this run wrote = what no deferred.csv had taken yet: every event it deferred (unless a concurrent
+    # shard's file took it first) plus what earlier runs left in no file (killed, or a write that failed).
+    own = total.deferred + total.expired + earlier["expired"]
+    if csv.unclaimed or csv.this_run + csv.other_runs != own or csv.rows != csv.this_run + csv.earlier_runs:
+        raise MpetlError(f"deferred.csv holds {csv.this_run} of the {own} events this run deferred "
+                         f"({csv.other_runs} in other runs' files, {csv.unclaimed} in none) and {csv.earlier_runs} "
+                         f"of earlier runs, {csv.rows} rows in all")
     not_delivered = total.failed + total.expired + earlier["failed"] + earlier["expired"]
-    exit_code = (EXIT_STOPPED if stats.stopped else EXIT_SEND_FAILURES if not_delivered
+    historical_failed = historical is not None and "error" in historical
+    exit_code = (EXIT_STOPPED if stats.stopped else EXIT_SEND_FAILURES if not_delivered or historical_failed
                  else EXIT_BAD_INPUT if source_errors else EXIT_OK)
     return {
         "run_id": run_id,
@@ -344,7 +372,8 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
         "balanced": total.balanced(),
         "equation": total.equation("sent" if options.mode == "send" else "would_send"),
         "earlier_runs": earlier,
-        "deferred_csv_rows": deferred_written,
+        "deferred_csv_rows": csv.rows,
+        "deferred_csv": csv.counts(),
         "not_sampled": not_sampled,
         **run.notes.to_dict(),
         "filtered_codes": run.filtered_codes(),
@@ -359,6 +388,7 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
         "sources": sources,
         "source_errors": source_errors,
         "send": stats.to_dict(),
+        **({"historical": historical} if historical is not None else {}),
         "exit_code": exit_code,
     }
 

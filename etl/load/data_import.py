@@ -1,8 +1,10 @@
 """Deferred events → GA4 Data Import's offline-event CSV template, exactly once per event.
 
 Why from the ledger: an event is deferred once, ever (by the run that planned it too old, or that
-saw it expire), so a run's `deferred.csv` holds only what *that* run deferred and `mpetl deferred`
-only what no export has taken yet. GA has no way to undo an import short of a data-deletion request.
+saw it expire), and each file *takes* its events there (etl/load/outputs.py): a run's `deferred.csv`
+holds every deferred event no run's deferred.csv has taken yet (its own, and those of runs killed
+before their file was whole), and `mpetl deferred` every one no `mpetl deferred` file has taken. GA
+has no way to undo an import short of a data-deletion request.
 
 The template (support.google.com/analytics/answer/10325025): `measurement_id, client_id, user_id,
 timestamp_micros, event_name`, then `event_param.<name>` and `item<N>.<field>`. Numbers stay numbers
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import orjson
 
-from etl.load.ledger import DeferredEvent
+from etl import failpoints
+from etl.load.ledger import DeferredEvent, Ledger, OutputKind
+from etl.load.outputs import Delivery, Staging, deliver
 from etl.safe_csv import neutralise_text
 
 HEAD = ["measurement_id", "client_id", "user_id", "timestamp_micros", "event_name"]
@@ -81,5 +85,22 @@ def write_data_import(path: Path, index_path: Path, events: Callable[[], Iterato
             index.writerow([_cell(event.source), event.source_row or "", event.event_name,
                             _cell(p.get("transaction_id")), event.reason, event.run_id or ""])
             written.append(event.id)
+            if len(written) == 1000:  # a crash trial stops here: a half-written file on disk
+                out.flush()
+                idx.flush()
+                failpoints.reached("data_import.writing")
     return written
+
+
+def deliver_data_import(ledger: Ledger, run_id: str, path: Path, index_path: Path, measurement_id: str, *,
+                        kind: OutputKind = "deferred_csv", dry: bool = False, since_date: str | None = None) -> Delivery:
+    """Write `path` (and its index) holding every deferred event no file of `kind` has taken, exactly once.
+
+    The index is renamed first: a whole CSV under its final name always has its index beside it.
+    """
+    def write(events: Callable[[], Iterator[DeferredEvent]], staging: Staging) -> int:
+        index_tmp = staging.file(index_path)
+        return len(write_data_import(staging.file(path), index_tmp, events, measurement_id))
+
+    return deliver(ledger, run_id, kind, path.parent, write, dry=dry, since_date=since_date)
 

@@ -199,6 +199,11 @@ def test_a_ledger_from_before_the_key_hash_is_upgraded_in_place_and_keeps_every_
         sent = ledger.for_reconcile(run_id="night-1").set_index("event_name")["transaction_id"]
         assert sent["purchase"] == "T1" and sent.isna()["generate_lead"]
         assert [(e.event_key, e.reason) for e in ledger.deferred_events(unexported=True)] == [("crm|purchase|OLD", "too_old")]
+        # Schema 5's claims: night-1 wrote its deferred event into its own deferred.csv and historical files,
+        # so no later output of those kinds writes it again; `mpetl deferred` never exported it.
+        assert ledger.claim_deferred("night-2", "deferred_csv", "/out") == 0
+        assert ledger.claim_deferred("night-2", "historical", "/hist") == 0
+        assert ledger.claim_deferred("night-2", "export", "/imports") == 1
         assert ledger.integrity_ok()
 
 

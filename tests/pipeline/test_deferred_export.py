@@ -49,3 +49,10 @@ def test_deferred_events_are_exported_once_in_the_data_import_template(run_mpetl
     second = run_mpetl("deferred", "--config", str(config), "--out", str(tmp_path / "import" / "b.csv"))
     assert second.returncode == 0, second.stderr
     assert list(csv.DictReader((tmp_path / "import" / "b.csv").open())) == []  # nothing is exported twice
+
+    # The same --out again: refused in one line, the first file (whose events are exported) untouched.
+    first_bytes = (tmp_path / "import" / "a.csv").read_bytes()
+    again = run_mpetl("deferred", "--config", str(config), "--out", str(tmp_path / "import" / "a.csv"))
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "exists already" in again.stderr
+    assert (tmp_path / "import" / "a.csv").read_bytes() == first_bytes
+    assert sorted(p.name for p in (tmp_path / "import").iterdir()) == ["a.csv", "a_index.csv", "b.csv", "b_index.csv"]

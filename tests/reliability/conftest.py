@@ -16,6 +16,7 @@ import pytest
 
 from etl.collector import FaultOptions, SpawnedCollector, spawn_collector
 from tests.datamanager.support import PROPERTY_ID, dm_destination, point_at, service_account
+from tests.reconcile.conftest import bigquery_emulator  # noqa: F401 - the BigQuery API for the output crash trials
 from tests.reliability.harness import MEASUREMENT_ID, NOW, SECRET
 from tests.support import LedgerBackend
 

@@ -14,6 +14,13 @@ transaction is rolled back and `LedgerStateError` says how many events were in w
 
 States and transitions: `TRANSITIONS` below, drawn as a table in docs/ARCHITECTURE.md.
 
+Outputs (etl/load/outputs.py): a run's deferred.csv, the historical table and `mpetl deferred` files
+each *claim* deferred events (`claim_deferred`: deferred, not yet taken by that kind → taken by this
+output) in one transaction with their record, which then moves claimed ─▶ written ─▶ taken, or to
+released (`release_output`: its events are deferred and free again for the next output of that kind).
+The record's moves are sealed the same way: `OUTPUT_TRANSITIONS` names each one's from-states, and a
+wrong move raises `OutputStateError` (a `LedgerStateError`) and changes nothing.
+
 A key already sent, deferred or rejected is a *duplicate* when it shows up again: it never moves
 back. A key still pending (planned, failed, in flight) is taken over by the later run that reads it
 again, but only for the same client: the same `source|event|transaction_id` under another client is
@@ -37,13 +44,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl.load.ledger.errors import LedgerError, LedgerStateError
+from etl.load.ledger.errors import LedgerError, LedgerStateError, OutputStateError
 from etl.protocol.event_key import DIGEST_PREFIX, unescaped
 
 State = Literal["planned", "in_flight", "sent", "failed", "deferred", "rejected"]
 PENDING: tuple[State, ...] = ("planned", "failed")
 OPEN: tuple[State, ...] = ("planned", "failed", "in_flight")  # a later run of the same client takes these over
-EXPORTED = "exported"  # not a stored state: a deferred event an output has taken (its exported run is set)
+TAKEN = "taken"  # not a stored state: a deferred event an output holds (that kind's claim column names its run)
 
 
 class Transition(NamedTuple):
@@ -52,12 +59,18 @@ class Transition(NamedTuple):
     sources: tuple[str, ...]
     target: str
 
-    def where(self, status: str = "status", exported: str = "exported_run") -> str:
-        """The SQL condition "the event is in one of my from-states" (a deferred source means not yet exported)."""
-        states = [s for s in self.sources if s != "deferred"]
+    def where(self, status: str = "status", taken: str | Sequence[str] = ()) -> str:
+        """The SQL condition "the row is in one of my from-states". `taken`: the claim column(s) that tell a
+        `deferred` event (every one NULL) from a `taken` one (one of them set); without them every state is
+        a stored one (the output records' table)."""
+        columns = [taken] if isinstance(taken, str) else list(taken)
+        special = ("deferred", TAKEN) if columns else ()
+        states = [s for s in self.sources if s not in special]
         terms = [f"{status} IN ({', '.join(repr(s) for s in states)})"] if states else []
-        if "deferred" in self.sources:
-            terms.append(f"({status} = 'deferred' AND {exported} IS NULL)")
+        if "deferred" in self.sources and columns:
+            terms.append(f"({status} = 'deferred'" + "".join(f" AND {c} IS NULL" for c in columns) + ")")
+        if TAKEN in self.sources and columns:
+            terms.append(f"({status} = 'deferred' AND ({' OR '.join(f'{c} IS NOT NULL' for c in columns)}))")
         return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
 
 
@@ -70,9 +83,13 @@ TRANSITIONS: dict[str, Transition] = {
     # (its fast-fail answer: that event was not processed, the rest of the request is sent again without it).
     "mark_rejected": Transition(("planned", "failed", "in_flight"), "rejected"),
     "mark_expired": Transition(("planned", "failed"), "deferred"),
-    "mark_exported": Transition(("deferred",), EXPORTED),
+    # Per kind of output (its claim column): a deferred event no output of that kind holds → this output's;
+    # released, the output's events are deferred (free) again for the next output of that kind.
+    "claim_deferred": Transition(("deferred",), TAKEN),
+    "release_output": Transition((TAKEN,), "deferred"),
     "requeue_for_resend": Transition(("sent",), "planned"),
-    "withdraw": Transition(("planned", "deferred"), "deleted"),  # what a broken source's run created
+    # What a broken source's run created; a deferred event some output (a concurrent shard's) took stays.
+    "withdraw": Transition(("planned", "deferred"), "deleted"),
 }
 """Transition name → (from-states, to-state): the one table both backends' SQL is built from."""
 
@@ -257,6 +274,41 @@ class DeferredEvent:
     params: bytes
     reason: str
     run_id: str | None  # the run that deferred it
+    consent: int = 0  # the request-level consent code (`consent_json`), for the historical table's privacy_info
+
+
+# What a deferred event can be handed to, each exactly once (etl/load/outputs.py has the protocol):
+# a run's deferred.csv, the [historical] table, and `mpetl deferred` files.
+OutputKind = Literal["deferred_csv", "historical", "export"]
+OUTPUT_KINDS: tuple[OutputKind, ...] = ("deferred_csv", "historical", "export")
+OutputState = Literal["claimed", "written", "taken", "released"]
+
+OUTPUT_TRANSITIONS: dict[str, Transition] = {
+    "claim_deferred": Transition(("absent",), "claimed"),  # the record is made with the claim: one per run and kind
+    "output_written": Transition(("claimed",), "written"),  # its files are whole under their temporary names
+    "output_taken": Transition(("claimed", "written"), "taken"),  # under their final names: the events are its own
+    "release_output": Transition(("claimed", "written", "taken"), "released"),  # its files gone or never whole
+}
+"""An output record's moves (from-states → to-state): both backends' `UPDATE outputs … WHERE state IN (…)`
+are built from it, as `TRANSITIONS` for events."""
+
+
+@dataclass(frozen=True)
+class OutputClaim:
+    """One run's output of one kind, as the ledger records it (the table `outputs`)."""
+
+    run_id: str
+    kind: str
+    target: str  # the folder its files go to (for BigQuery: the table)
+    state: str
+    rows: int  # events claimed
+    files: list[dict[str, Any]] = field(default_factory=list)  # recorded when written: path, tmp, bytes, sha256 (or job_id)
+
+    @classmethod
+    def from_row(cls, run_id: str, kind: str, target: str, state: str, rows: int, files: str | None) -> OutputClaim:
+        import orjson
+
+        return cls(run_id, kind, target, state, rows, orjson.loads(files) if files else [])
 
 
 @dataclass
@@ -424,11 +476,64 @@ class Ledger(ABC):
     @abstractmethod
     def deferred_events(self, *, run_id: str | None = None, unexported: bool = False,
                         since_date: str | None = None) -> Iterator[DeferredEvent]:
-        """Deferred events: those a run deferred, or all not yet exported (optionally from a date)."""
+        """Deferred events, read only: those a run deferred, or all no `mpetl deferred` file has taken
+        (optionally from a date). For support and tests: outputs read their own (`claimed_events`)."""
+
+    # -- outputs exactly once (etl/load/outputs.py) -------------------------------------------
+    @abstractmethod
+    def claim_deferred(self, run_id: str, kind: OutputKind, target: str, *, since_date: str | None = None,
+                       deferred_by: str | None = None) -> int:
+        """One transaction: record `run_id`'s output of `kind` (state claimed, files going to `target`) and
+        give it every deferred event of the property no output of that kind holds (optionally dated from
+        `since_date`, or deferred by one run). Returns how many; no other output of that kind can take
+        them now. A second claim of the same run and kind is refused (`OutputStateError`)."""
 
     @abstractmethod
-    def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
-        """deferred (not yet exported) → exported, once: a second export of an event is refused."""
+    def claimed_events(self, run_id: str, kind: OutputKind) -> Iterator[DeferredEvent]:
+        """The events `run_id`'s output of `kind` holds, by id, page by page (bounded memory)."""
+
+    def output_written(self, run_id: str, kind: OutputKind, files: list[dict[str, Any]]) -> None:
+        """claimed → written: the files are whole under their temporary names (described by `files`)."""
+        import orjson
+
+        self._move_output(run_id, kind, "output_written", orjson.dumps(files).decode())
+
+    def output_taken(self, run_id: str, kind: OutputKind) -> None:
+        """claimed | written → taken: the files are under their final names; the events are theirs for good."""
+        self._move_output(run_id, kind, "output_taken")
+
+    @abstractmethod
+    def _move_output(self, run_id: str, kind: OutputKind, transition: str, files: str | None = None) -> None:
+        """One output record by `OUTPUT_TRANSITIONS[transition]`, inside the caller's transaction if any;
+        `OutputStateError` (nothing changed) when the record is in none of its from-states."""
+
+    def _refuse_output(self, run_id: str, kind: OutputKind, transition: str, state: str | None) -> OutputStateError:
+        move = OUTPUT_TRANSITIONS[transition]
+        return OutputStateError(transition, move.sources, move.target, run_id, kind, state or "absent")
+
+    @abstractmethod
+    def release_output(self, run_id: str, kind: OutputKind) -> int:
+        """claimed | written | taken → released, with its events taken → deferred in the same transaction:
+        they are offered to the next output of that kind (its files are gone or were never whole). How many."""
+
+    @abstractmethod
+    def unsettled_outputs(self, kind: OutputKind) -> list[OutputClaim]:
+        """Outputs of `kind` left claimed or written by runs that are no longer running (killed)."""
+
+    @abstractmethod
+    def output_claim(self, run_id: str, kind: OutputKind) -> OutputClaim | None:
+        """The record of `run_id`'s output of `kind`, if it made one."""
+
+    @abstractmethod
+    def deferred_claims(self, run_id: str, kind: OutputKind) -> dict[str, int]:
+        """The events `run_id` deferred, by which output of `kind` holds them: `this_run`, `other_runs`
+        (a concurrent shard's, or an earlier one's), `unclaimed` (must be 0 once the run's output is taken)."""
+
+    @staticmethod
+    def _claim_counts(rows: Iterable[tuple[str, int]]) -> dict[str, int]:
+        counts = dict.fromkeys(("this_run", "other_runs", "unclaimed"), 0)
+        counts.update({holder: int(n) for holder, n in rows})
+        return counts
 
     # -- reconciliation and resend ---------------------------------------------------------------
     @abstractmethod
@@ -540,4 +645,4 @@ class Ledger(ABC):
 
     @abstractmethod
     def _states_of(self, transition: str, ids: Sequence[int]) -> Mapping[str, int]:
-        """How many of these events are in which state (deferred ones already taken: `exported`)."""
+        """How many of these events are in which state (deferred ones an output holds: `taken`)."""

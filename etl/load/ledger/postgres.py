@@ -38,23 +38,47 @@ from etl.errors import ConfigError
 from etl.load.ledger.base import (
     DEFER_EXPIRED,
     DEFER_TOO_OLD,
-    EXPORTED,
     FLAG_NO_TRANSACTION_ID,
     FLAG_POSSIBLE_DUPLICATE,
     FLAG_RESENT,
     OPEN,
+    OUTPUT_TRANSITIONS,
     TRANSITIONS,
     DeferredEvent,
     Ledger,
     NewEvents,
+    OutputClaim,
+    OutputKind,
     PendingEvent,
 )
 from etl.load.ledger.errors import LedgerError, LedgerLockedError, LedgerSchemaError, LedgerUnreachableError
 from etl.shard import Shard, client_hash, client_hashes
 
-SCHEMA_VERSION = 3  # 3: request_id (the Data Manager API); 2: the schema row
-"""2: `schema`/`written_by` in `mpetl_meta`. 1: the first layout, the same tables without that row (a
+SCHEMA_VERSION = 4  # 4: output claims; 3: request_id (the Data Manager API); 2: the schema row
+"""4: `csv_run_id`, `historical_run_id` and `mpetl_outputs` (etl/load/outputs.py). 3: `request_id`.
+2: `schema`/`written_by` in `mpetl_meta`. 1: the first layout, the same tables without that row (a
 writer adds it). A row digest is told by its NULL `transaction_id` column (flag 16 for the base)."""
+
+# Outputs exactly once (etl/load/outputs.py): which output of each kind holds an event (its run id), and
+# each output's record. Added to a schema-3 ledger by `_create_schema` (additive, no rewrite of the table).
+CLAIM_COLUMN = {"deferred_csv": "csv_run_id", "historical": "historical_run_id", "export": "exported_run_id"}
+CLAIM_COLUMNS = tuple(CLAIM_COLUMN.values())
+OUTPUTS_SCHEMA = """
+CREATE INDEX IF NOT EXISTS mpetl_events_csv_free ON mpetl_events (event_date) WHERE state = 'deferred' AND csv_run_id IS NULL;
+CREATE INDEX IF NOT EXISTS mpetl_events_historical_free ON mpetl_events (event_date)
+    WHERE state = 'deferred' AND historical_run_id IS NULL;
+CREATE TABLE IF NOT EXISTS mpetl_outputs (
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,              -- deferred_csv | historical | export
+    target TEXT NOT NULL,            -- the folder its files go to (BigQuery: the table)
+    state TEXT NOT NULL,             -- claimed | written | taken | released
+    rows INTEGER NOT NULL,
+    files TEXT,                      -- JSON, when written: final path, temporary path, bytes, sha256 (or job_id)
+    claimed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    settled_at TIMESTAMPTZ,
+    PRIMARY KEY (run_id, kind)
+);
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mpetl_events (
@@ -83,7 +107,9 @@ CREATE TABLE IF NOT EXISTS mpetl_events (
     exported_run_id TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     claimed_by BIGINT,
-    request_id TEXT  -- the Data Manager API's requestId of the request that delivered it
+    request_id TEXT,  -- the Data Manager API's requestId of the request that delivered it
+    csv_run_id TEXT,  -- the run whose deferred.csv took it (a claim: etl/load/outputs.py; `mpetl deferred`'s is exported_run_id)
+    historical_run_id TEXT  -- the run whose historical write took it (a claim)
 ) WITH (fillfactor = 80);  -- room on each page for HOT updates (claims)
 -- Few indexes on purpose: every state change rewrites each index of the row (it cannot be a HOT
 -- update), and an event changes state three or four times. Per-run and per-date reads (outcome,
@@ -92,6 +118,7 @@ CREATE INDEX IF NOT EXISTS mpetl_events_pending ON mpetl_events (client_id, user
     WHERE state IN ('planned', 'failed');
 CREATE INDEX IF NOT EXISTS mpetl_events_run ON mpetl_events (run_id);
 CREATE INDEX IF NOT EXISTS mpetl_events_to_export ON mpetl_events (event_date) WHERE state = 'deferred' AND exported_run_id IS NULL;
+""" + OUTPUTS_SCHEMA + """
 CREATE TABLE IF NOT EXISTS mpetl_runs (
     run_id TEXT PRIMARY KEY,
     mode TEXT NOT NULL,
@@ -197,13 +224,29 @@ class PostgresLedger(Ledger):
         with self.db.transaction():
             # Concurrent CREATE … IF NOT EXISTS can still collide in the catalogue: serialise it.
             self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            if self._schema_version() is None:
+            version = self._schema_version()  # again, under the lock: another writer may have upgraded it
+            if version == SCHEMA_VERSION:
+                return
+            if version is None:
                 self.db.execute(SCHEMA)
             # Schema 2 → 3: the Data Manager API's request id (nullable; no rewrite of the table).
             self.db.execute("ALTER TABLE mpetl_events ADD COLUMN IF NOT EXISTS request_id TEXT")
+            if version is not None:
+                self._upgrade_from_3()
             self.db.execute(
                 "INSERT INTO mpetl_meta(key, value) VALUES ('schema', %s), ('written_by', %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION), f"mpetl {__version__}"))
+
+    def _upgrade_from_3(self) -> None:
+        """Schema 3 → 4: the claim columns and `mpetl_outputs`. Before claims each run wrote what it deferred
+        into its own deferred.csv and historical write: those events count as taken by the run that deferred
+        them, so nothing is written a second time after the upgrade (`exported_run_id` was `mpetl
+        deferred`'s mark all along: it is that channel's claim as it is)."""
+        self.db.execute("ALTER TABLE mpetl_events ADD COLUMN IF NOT EXISTS csv_run_id TEXT, "
+                        "ADD COLUMN IF NOT EXISTS historical_run_id TEXT")
+        self.db.execute("UPDATE mpetl_events SET csv_run_id = coalesce(csv_run_id, fate_run_id), "
+                        "historical_run_id = coalesce(historical_run_id, fate_run_id) WHERE state = 'deferred'")
+        self.db.execute(OUTPUTS_SCHEMA)
 
     def _shadow_tables(self) -> None:
         """Dry-run and validate must not change the shared ledger: this session gets temporary copies.
@@ -213,7 +256,7 @@ class PostgresLedger(Ledger):
         they vanish with the session. No run lock is needed on a copy.
         """
         with self.db.transaction():
-            for table in ("mpetl_events", "mpetl_runs", "mpetl_meta"):
+            for table in ("mpetl_events", "mpetl_runs", "mpetl_meta", "mpetl_outputs"):
                 real = self.db.execute(  # schema-qualified: once the copy exists, the bare name means the copy
                     "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n "
                     "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)", (table,)).fetchone()[0]
@@ -383,7 +426,7 @@ class PostgresLedger(Ledger):
         def work() -> int:
             deleted = self.db.execute(
                 "DELETE FROM mpetl_events WHERE run_id = %s AND source = %s AND created_run_id = %s "
-                f"AND {TRANSITIONS['withdraw'].where('state', 'exported_run_id')}", (run_id, source, run_id))
+                f"AND {TRANSITIONS['withdraw'].where('state', CLAIM_COLUMNS)}", (run_id, source, run_id))
             self.db.execute("UPDATE mpetl_events SET run_id = prev_run_id, prev_run_id = NULL WHERE run_id = %s "
                             "AND source = %s AND prev_run_id IS NOT NULL", (run_id, source))
             return deleted.rowcount
@@ -437,9 +480,9 @@ class PostgresLedger(Ledger):
         if not len(ids):
             return
         move = TRANSITIONS[transition]
-        sets = ", ".join(([f"state = '{move.target}'"] if move.target != EXPORTED else []) + ([assignments] if assignments else []))
+        sets = ", ".join([f"state = '{move.target}'"] + ([assignments] if assignments else []))
         source = f" FROM {per_event} WHERE e.id = u.id" if per_event else " WHERE e.id = ANY(%(ids)s)"
-        sql = (f"UPDATE mpetl_events e SET {sets}{source} AND {move.where('e.state', 'e.exported_run_id')}"
+        sql = (f"UPDATE mpetl_events e SET {sets}{source} AND {move.where('e.state', [f'e.{c}' for c in CLAIM_COLUMNS])}"
                + (" AND e.claimed_by = %(worker)s" if claimed else ""))
         params = {**params, "ids": [int(i) for i in ids], "worker": self.worker}
 
@@ -450,7 +493,7 @@ class PostgresLedger(Ledger):
 
     def _states_of(self, transition: str, ids: Sequence[int]) -> Mapping[str, int]:
         return dict(self.db.execute(
-            "SELECT CASE WHEN state = 'deferred' AND exported_run_id IS NOT NULL THEN 'exported' "
+            f"SELECT CASE WHEN {TRANSITIONS['release_output'].where('state', CLAIM_COLUMNS)} THEN 'taken' "
             f"WHEN %(claims)s AND claimed_by IS DISTINCT FROM %(worker)s THEN state || ', {_NOT_CLAIMED}' "
             "ELSE state END, count(*) FROM mpetl_events WHERE id = ANY(%(ids)s) GROUP BY 1",
             {"claims": transition == "mark_in_flight", "worker": self.worker, "ids": [int(i) for i in ids]}).fetchall())
@@ -510,20 +553,109 @@ class PostgresLedger(Ledger):
         if since_date is not None:
             where.append("event_date >= %s")
             args.append(int(since_date))
+        yield from self._deferred_pages(" AND ".join(where), args)
+
+    def _deferred_pages(self, where: str, args: Sequence[object]) -> Iterator[DeferredEvent]:
+        """Only iterated inside a public generator (deferred_events, claimed_events): their wrapper maps
+        the driver's errors."""
         last = 0
         while True:
             rows = self.db.execute(
                 "SELECT id, event_key, source, source_row, client_id, user_id, event_name, timestamp_micros, event_date, "
-                f"params, reason, fate_run_id FROM mpetl_events WHERE {' AND '.join(where)} AND id > %s "
+                f"params, reason, fate_run_id, consent FROM mpetl_events WHERE {where} AND id > %s "
                 "ORDER BY id LIMIT %s", (*args, last, self._page)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
             for r in rows:
-                yield DeferredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], str(r[8]), bytes(r[9]), r[10], r[11])
+                yield DeferredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], str(r[8]), bytes(r[9]), r[10], r[11],
+                                    r[12])
 
-    def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
-        self._move("mark_exported", ids, "exported_run_id = %(run)s", {"run": run_id})
+    # -- outputs exactly once ----------------------------------------------------------------------
+    def claim_deferred(self, run_id: str, kind: OutputKind, target: str, *, since_date: str | None = None,
+                       deferred_by: str | None = None) -> int:
+        """As `Ledger.claim_deferred`; rows a concurrent shard is claiming are skipped (SKIP LOCKED), never
+        waited for: they are that shard's, or free again for the next output if its claim rolls back."""
+        column = CLAIM_COLUMN[kind]
+        if self._property is None:
+            raise LedgerError("bind_property() must be called before claim_deferred()")
+        where = [TRANSITIONS["claim_deferred"].where("state", column), "property = %(prop)s"]
+        if since_date is not None:
+            where.append("event_date >= %(since)s")
+        if deferred_by is not None:
+            where.append("fate_run_id = %(by)s")
+        params = {"run": run_id, "prop": self._property, "since": int(since_date) if since_date else None,
+                  "by": deferred_by, "kind": kind, "target": target, "state": OUTPUT_TRANSITIONS["claim_deferred"].target}
+
+        def work() -> int:
+            if (state := self._output_state(run_id, kind)) is not None:
+                raise self._refuse_output(run_id, kind, "claim_deferred", state)
+            claimed = self.db.execute(
+                f"WITH c AS (SELECT id FROM mpetl_events WHERE {' AND '.join(where)} FOR UPDATE SKIP LOCKED) "
+                f"UPDATE mpetl_events e SET {column} = %(run)s FROM c WHERE e.id = c.id", params).rowcount
+            self.db.execute("INSERT INTO mpetl_outputs (run_id, kind, target, state, rows) "
+                            "VALUES (%(run)s, %(kind)s, %(target)s, %(state)s, %(rows)s)", {**params, "rows": claimed})
+            return claimed
+
+        return self._retrying(work)
+
+    def claimed_events(self, run_id: str, kind: OutputKind) -> Iterator[DeferredEvent]:
+        column = CLAIM_COLUMN[kind]
+        yield from self._deferred_pages(f"{column} = %s AND {TRANSITIONS['release_output'].where('state', column)}",
+                                        [run_id])
+
+    def _output_state(self, run_id: str, kind: OutputKind) -> str | None:
+        row = self.db.execute("SELECT state FROM mpetl_outputs WHERE run_id = %s AND kind = %s", (run_id, kind)).fetchone()
+        return row[0] if row else None
+
+    def _move_output(self, run_id: str, kind: OutputKind, transition: str, files: str | None = None) -> None:
+        move = OUTPUT_TRANSITIONS[transition]
+        cur = self.db.execute(
+            "UPDATE mpetl_outputs SET state = %(to)s, settled_at = clock_timestamp(), files = coalesce(%(files)s, files) "
+            f"WHERE run_id = %(run)s AND kind = %(kind)s AND {move.where('state')}",
+            {"to": move.target, "files": files, "run": run_id, "kind": kind})
+        if cur.rowcount != 1:
+            raise self._refuse_output(run_id, kind, transition, self._output_state(run_id, kind))
+
+    def release_output(self, run_id: str, kind: OutputKind) -> int:
+        column = CLAIM_COLUMN[kind]
+
+        def work() -> int:
+            self._move_output(run_id, kind, "release_output")
+            return self.db.execute(
+                f"UPDATE mpetl_events SET {column} = NULL WHERE {column} = %s "
+                f"AND {TRANSITIONS['release_output'].where('state', column)}", (run_id,)).rowcount
+
+        return self._retrying(work)
+
+    def unsettled_outputs(self, kind: OutputKind) -> list[OutputClaim]:
+        """Unsettled outputs of runs whose worker is gone (its lease lock is free); a live shard's are its own."""
+        rows = self.db.execute(
+            "SELECT o.run_id, o.kind, o.target, o.state, o.rows, o.files, r.worker FROM mpetl_outputs o "
+            f"LEFT JOIN mpetl_runs r USING (run_id) WHERE o.kind = %s AND {OUTPUT_TRANSITIONS['output_taken'].where('o.state')} "
+            "ORDER BY o.claimed_at", (kind,)).fetchall()
+        out = []
+        for *claim, worker in rows:
+            if worker == self.worker:
+                continue  # this session's own run: alive
+            if worker is not None:
+                if not self.db.execute("SELECT pg_try_advisory_lock(%s)", (worker,)).fetchone()[0]:
+                    continue  # alive
+                self.db.execute("SELECT pg_advisory_unlock(%s)", (worker,))
+            out.append(OutputClaim.from_row(*claim))
+        return out
+
+    def output_claim(self, run_id: str, kind: OutputKind) -> OutputClaim | None:
+        row = self.db.execute("SELECT run_id, kind, target, state, rows, files FROM mpetl_outputs "
+                              "WHERE run_id = %s AND kind = %s", (run_id, kind)).fetchone()
+        return OutputClaim.from_row(*row) if row else None
+
+    def deferred_claims(self, run_id: str, kind: OutputKind) -> dict[str, int]:
+        column = CLAIM_COLUMN[kind]
+        return self._claim_counts(self.db.execute(
+            f"SELECT CASE WHEN {column} IS NULL THEN 'unclaimed' WHEN {column} = %(run)s THEN 'this_run' "
+            "ELSE 'other_runs' END, count(*) FROM mpetl_events WHERE fate_run_id = %(run)s AND state = 'deferred' "
+            "GROUP BY 1", {"run": run_id}))
 
     # -- reconciliation and resend -----------------------------------------------------------------
     def requeue_for_resend(self, keys: Sequence[str], run_id: str) -> int:

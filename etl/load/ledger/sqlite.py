@@ -34,15 +34,17 @@ from etl.errors import ConfigError
 from etl.load.ledger.base import (
     DEFER_EXPIRED,
     DEFER_TOO_OLD,
-    EXPORTED,
     FLAG_NO_TRANSACTION_ID,
     FLAG_POSSIBLE_DUPLICATE,
     FLAG_RESENT,
     OPEN,
+    OUTPUT_TRANSITIONS,
     TRANSITIONS,
     DeferredEvent,
     Ledger,
     NewEvents,
+    OutputClaim,
+    OutputKind,
     PendingEvent,
     split_key,
 )
@@ -55,8 +57,8 @@ from etl.load.ledger.errors import (
 from etl.protocol.event_key import ESCAPE
 from etl.shard import client_shard
 
-SCHEMA_VERSION = 4
-"""4: `request_id` (the Data Manager API's requestId of the request that delivered an event). 3: schema version and writer in `meta`, flag 16 (the key's tail is a row digest). 2: `meta`, integer
+SCHEMA_VERSION = 5
+"""5: output claims (`csv_run`, `historical_run` and the `outputs` table: etl/load/outputs.py). 4: `request_id` (the Data Manager API's requestId of the request that delivered an event). 3: schema version and writer in `meta`, flag 16 (the key's tail is a row digest). 2: `meta`, integer
 runs, params without the marker (its first layout, before 2026-11-29 19:39, had no `key_hash`; both
 are upgraded in place). 1: the first ledger (one `events` table, no `meta`): not readable."""
 FLAG_TID_IN_KEY = 8  # this backend's own: the params' transaction_id lives only in the key
@@ -93,8 +95,10 @@ CREATE TABLE IF NOT EXISTS events (
     source_row INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
     flags INTEGER NOT NULL DEFAULT 0, -- 1 possible_duplicate, 2 resent, 4 has_session, 8 transaction_id in the key, 16 no transaction id
-    exported_run INTEGER,
-    request_id TEXT                  -- the Data Manager API's requestId of the request that delivered it
+    exported_run INTEGER,            -- the `mpetl deferred` export that took it (a claim: etl/load/outputs.py)
+    request_id TEXT,                 -- the Data Manager API's requestId of the request that delivered it
+    csv_run INTEGER,                 -- the run whose deferred.csv took it (a claim)
+    historical_run INTEGER           -- the run whose historical write took it (a claim)
 );
 """
 EVENTS_INDEXES = """
@@ -105,6 +109,28 @@ CREATE INDEX IF NOT EXISTS events_run ON events(run);
 CREATE INDEX IF NOT EXISTS events_fate_run ON events(fate_run) WHERE (fate_run != run OR status IN ('deferred', 'rejected'));
 CREATE INDEX IF NOT EXISTS events_date ON events(event_date);
 CREATE INDEX IF NOT EXISTS events_to_export ON events(event_date) WHERE status = 'deferred' AND exported_run IS NULL;
+"""
+# Outputs exactly once (etl/load/outputs.py): which output of each kind holds an event (its run), and each
+# output's record. Added to a schema-4 ledger by `_upgrade_from_4`.
+CLAIM_COLUMN = {"deferred_csv": "csv_run", "historical": "historical_run", "export": "exported_run"}
+CLAIM_COLUMNS = tuple(CLAIM_COLUMN.values())
+OUTPUTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outputs (
+    run INTEGER NOT NULL,            -- the run whose output it is
+    kind TEXT NOT NULL,              -- deferred_csv | historical | export
+    target TEXT NOT NULL,            -- the folder its files go to (BigQuery: the table)
+    state TEXT NOT NULL,             -- claimed | written | taken | released
+    rows INTEGER NOT NULL,           -- events claimed
+    files TEXT,                      -- JSON, when written: final path, temporary path, bytes, sha256 (or job_id)
+    claimed_us INTEGER NOT NULL,
+    settled_us INTEGER,
+    PRIMARY KEY (run, kind)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_csv_free ON events(event_date) WHERE status = 'deferred' AND csv_run IS NULL;
+CREATE INDEX IF NOT EXISTS events_csv_run ON events(csv_run) WHERE csv_run IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_historical_free ON events(event_date) WHERE status = 'deferred' AND historical_run IS NULL;
+CREATE INDEX IF NOT EXISTS events_historical_run ON events(historical_run) WHERE historical_run IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_exported_run ON events(exported_run) WHERE exported_run IS NOT NULL;
 """
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
@@ -122,7 +148,7 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_us INTEGER,
     summary_json TEXT
 );
-""" + EVENTS_TABLE + EVENTS_INDEXES
+""" + EVENTS_TABLE + EVENTS_INDEXES + OUTPUTS_SCHEMA
 _EVENT_COLUMNS = ("id, key_hash, event_key, client_id, user_id, consent, ts, event_date, params, status, reason, property, "
                   "run, first_run, prev_run, fate_run, fate_us, source_row, attempts, flags, exported_run")
 # The key's tail (after `source|event_name|`), in SQL.
@@ -283,8 +309,25 @@ class SqliteLedger(Ledger):
         with self._transaction():  # all of the upgrade, or (a kill, an error) none of it
             if version == 2:
                 self._upgrade_from_2()
-            self._upgrade_from_3()
+            if version <= 3:
+                self._upgrade_from_3()
+            self._upgrade_from_4()
             self.db.execute(stamp.rstrip(";"))
+
+    def _upgrade_from_4(self) -> None:
+        """Schema 4 → 5 in place: the claim columns and the `outputs` table. Before claims each run wrote
+        what it deferred into its own deferred.csv and historical write, so those events count as taken
+        by the run that deferred them: nothing is written a second time after the upgrade. `mpetl
+        deferred` marked its events (`exported_run`) all along: that column is its claim as it is."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(events)")}
+        for column in ("csv_run", "historical_run"):
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE events ADD COLUMN {column} INTEGER")
+        self.db.execute("UPDATE events SET csv_run = coalesce(csv_run, fate_run), "
+                        "historical_run = coalesce(historical_run, fate_run) WHERE status = 'deferred'")
+        for statement in OUTPUTS_SCHEMA.split(";"):
+            if statement.strip():
+                self.db.execute(statement)
 
     def _upgrade_from_3(self) -> None:
         """Schema 3 → 4 in place: the nullable `request_id` column (a ledger from before the Data Manager API)."""
@@ -506,7 +549,7 @@ class SqliteLedger(Ledger):
         with self._transaction():
             deleted = self.db.execute(
                 "DELETE FROM events WHERE run = ? AND first_run = ? AND substr(event_key, 1, ?) = ? "
-                f"AND {TRANSITIONS['withdraw'].where()}",
+                f"AND {TRANSITIONS['withdraw'].where(taken=CLAIM_COLUMNS)}",
                 (run, run, len(prefix), prefix),
             ).rowcount
             self.db.execute(
@@ -564,10 +607,10 @@ class SqliteLedger(Ledger):
         if not len(ids):
             return
         move = TRANSITIONS[transition]
-        sets = ", ".join(([f"status = '{move.target}'"] if move.target != EXPORTED else []) + ([assignments] if assignments else []))
+        sets = ", ".join([f"status = '{move.target}'"] + ([assignments] if assignments else []))
         with self._transaction():
             moved = self.db.execute(
-                f"UPDATE events SET {sets} WHERE id IN (SELECT value FROM json_each(?)) AND {move.where()}",
+                f"UPDATE events SET {sets} WHERE id IN (SELECT value FROM json_each(?)) AND {move.where(taken=CLAIM_COLUMNS)}",
                 (*args, _ids_json(ids))).rowcount
             self._check_moved(transition, ids, moved)
 
@@ -582,14 +625,15 @@ class SqliteLedger(Ledger):
         with self._transaction():
             cur = self.db.executemany(
                 "UPDATE events SET status = ?, reason = ?, fate_run = ?, fate_us = ?, attempts = attempts + ?, "
-                f"flags = flags | ?, request_id = coalesce(?, request_id) WHERE id = ? AND {move.where()}",
+                f"flags = flags | ?, request_id = coalesce(?, request_id) WHERE id = ? AND {move.where(taken=CLAIM_COLUMNS)}",
                 [(move.target, reason, run, now, a, FLAG_POSSIBLE_DUPLICATE if m else 0, r, i)
                  for i, a, m, r in zip(ids, attempts, maybe_delivered, rids, strict=True)])
             self._check_moved(transition, ids, cur.rowcount)
 
     def _states_of(self, transition: str, ids: Sequence[int]) -> Mapping[str, int]:
         return dict(self.db.execute(
-            "SELECT CASE WHEN status = 'deferred' AND exported_run IS NOT NULL THEN 'exported' ELSE status END, COUNT(*) "
+            f"SELECT CASE WHEN {TRANSITIONS['release_output'].where(taken=CLAIM_COLUMNS)} THEN 'taken' ELSE status END, "
+            "COUNT(*) "
             "FROM events WHERE id IN (SELECT value FROM json_each(?)) GROUP BY 1", (_ids_json(ids),)).fetchall())
 
     def mark_in_flight(self, ids: Sequence[int]) -> None:
@@ -633,24 +677,98 @@ class SqliteLedger(Ledger):
         if since_date is not None:
             where.append("e.event_date >= ?")
             args.append(int(since_date))
+        yield from self._deferred_pages(" AND ".join(where), args)
+
+    def _deferred_pages(self, where: str, args: Sequence[object]) -> Iterator[DeferredEvent]:
+        """Only iterated inside a public generator (deferred_events, claimed_events): their wrapper maps
+        the driver's errors."""
         last = 0
         while True:
             rows = self.db.execute(
                 "SELECT e.id, e.event_key, e.source_row, e.client_id, e.user_id, e.ts, e.event_date, e.params, e.reason, "
-                f"r.run_id, e.flags FROM events e LEFT JOIN runs r ON r.run = e.fate_run WHERE {' AND '.join(where)} AND e.id > ? "
-                "ORDER BY e.id LIMIT 5000",
+                f"r.run_id, e.flags, e.consent FROM events e LEFT JOIN runs r ON r.run = e.fate_run WHERE {where} "
+                "AND e.id > ? ORDER BY e.id LIMIT 5000",
                 (*args, last),
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for eid, key, row, client_id, user_id, ts, day, params, reason, rid, flags in rows:
+            for eid, key, row, client_id, user_id, ts, day, params, reason, rid, flags, consent in rows:
                 source, name, _ = split_key(key)
                 yield DeferredEvent(eid, key, source, row, client_id, user_id, name, ts, str(day),
-                                    _restore_tid(params, key, flags), reason, rid)
+                                    _restore_tid(params, key, flags), reason, rid, consent)
 
-    def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
-        self._move("mark_exported", ids, "exported_run = ?", self._run(run_id))
+    # -- outputs exactly once ----------------------------------------------------------------------
+    def claim_deferred(self, run_id: str, kind: OutputKind, target: str, *, since_date: str | None = None,
+                       deferred_by: str | None = None) -> int:
+        column, run = CLAIM_COLUMN[kind], self._run(run_id)
+        if self._property is None:
+            raise LedgerError("bind_property() must be called before claim_deferred()")
+        where, args = [TRANSITIONS["claim_deferred"].where(taken=column), "property = ?"], [self._property]
+        if since_date is not None:
+            where.append("event_date >= ?")
+            args.append(int(since_date))
+        if deferred_by is not None:
+            where.append(f"fate_run = ? AND {BY_FATE}")
+            args.append(self._run(deferred_by))
+        with self._transaction():
+            if (state := self._output_state(run, kind)) is not None:
+                raise self._refuse_output(run_id, kind, "claim_deferred", state)
+            claimed = self.db.execute(f"UPDATE events SET {column} = ? WHERE {' AND '.join(where)}",
+                                      (run, *args)).rowcount
+            self.db.execute("INSERT INTO outputs(run, kind, target, state, rows, claimed_us) VALUES (?, ?, ?, ?, ?, ?)",
+                            (run, kind, target, OUTPUT_TRANSITIONS["claim_deferred"].target, claimed, self.clock()))
+        return claimed
+
+    def claimed_events(self, run_id: str, kind: OutputKind) -> Iterator[DeferredEvent]:
+        column = CLAIM_COLUMN[kind]
+        yield from self._deferred_pages(f"e.{column} = ? AND {TRANSITIONS['release_output'].where('e.status', f'e.{column}')}",
+                                        [self._run(run_id)])
+
+    def _output_state(self, run: int | None, kind: OutputKind) -> str | None:
+        row = self.db.execute("SELECT state FROM outputs WHERE run = ? AND kind = ?", (run, kind)).fetchone()
+        return row[0] if row else None
+
+    def _known_run(self, run_id: str) -> int | None:
+        """The run's number, never a new one (an output of a run the ledger never saw is absent)."""
+        row = self.db.execute("SELECT run FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    def _move_output(self, run_id: str, kind: OutputKind, transition: str, files: str | None = None) -> None:
+        move = OUTPUT_TRANSITIONS[transition]
+        run = self._known_run(run_id)
+        moved = self.db.execute(
+            "UPDATE outputs SET state = ?, settled_us = ?, files = coalesce(?, files) "
+            f"WHERE run = ? AND kind = ? AND {move.where('state')}", (move.target, self.clock(), files, run, kind)).rowcount
+        if moved != 1:
+            raise self._refuse_output(run_id, kind, transition, self._output_state(run, kind))
+
+    def release_output(self, run_id: str, kind: OutputKind) -> int:
+        column = CLAIM_COLUMN[kind]
+        with self._transaction():
+            self._move_output(run_id, kind, "release_output")
+            run = self._known_run(run_id)
+            return self.db.execute(
+                f"UPDATE events SET {column} = NULL WHERE {column} = ? AND {TRANSITIONS['release_output'].where(taken=column)}",
+                (run,)).rowcount
+
+    def unsettled_outputs(self, kind: OutputKind) -> list[OutputClaim]:
+        # One run at a time holds this ledger (the run lock): every other run's unsettled output is a dead one's.
+        return [OutputClaim.from_row(*row) for row in self.db.execute(
+            "SELECT r.run_id, o.kind, o.target, o.state, o.rows, o.files FROM outputs o JOIN runs r USING (run) "
+            f"WHERE o.kind = ? AND {OUTPUT_TRANSITIONS['output_taken'].where('o.state')} ORDER BY o.run", (kind,))]
+
+    def output_claim(self, run_id: str, kind: OutputKind) -> OutputClaim | None:
+        row = self.db.execute(
+            "SELECT r.run_id, o.kind, o.target, o.state, o.rows, o.files FROM outputs o JOIN runs r USING (run) "
+            "WHERE r.run_id = ? AND o.kind = ?", (run_id, kind)).fetchone()
+        return OutputClaim.from_row(*row) if row else None
+
+    def deferred_claims(self, run_id: str, kind: OutputKind) -> dict[str, int]:
+        column, run = CLAIM_COLUMN[kind], self._run(run_id)
+        return self._claim_counts(self.db.execute(
+            f"SELECT CASE WHEN {column} IS NULL THEN 'unclaimed' WHEN {column} = ? THEN 'this_run' ELSE 'other_runs' END, "
+            f"COUNT(*) FROM events WHERE fate_run = ? AND status = 'deferred' AND {BY_FATE} GROUP BY 1", (run, run)))
 
     # -- reconciliation and resend ---------------------------------------------------------------
     def requeue_for_resend(self, keys: Sequence[str], run_id: str) -> int:
