@@ -52,7 +52,7 @@ from etl.load.ledger.errors import (
     LedgerLockedError,
     LedgerSchemaError,
 )
-from etl.protocol.event_key import ESCAPE
+from etl.protocol.event_key import transaction_id_of
 from etl.shard import client_shard
 
 SCHEMA_VERSION = 3
@@ -682,7 +682,7 @@ class SqliteLedger(Ledger):
         if wanted:
             for key, flags in self.db.execute("SELECT event_key, flags FROM events"):
                 _, name, tail = split_key(key)
-                tid = None if flags & FLAG_NO_TRANSACTION_ID else tail.removeprefix(ESCAPE)
+                tid = None if flags & FLAG_NO_TRANSACTION_ID else transaction_id_of(tail)
                 if tid in wanted:
                     found.append((name, tid))
         return pd.DataFrame(found, columns=["event_name", "transaction_id"], dtype="string")
