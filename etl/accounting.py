@@ -196,6 +196,23 @@ def tidy(value: Decimal, currency: str) -> Decimal:
     return rounded if rounded == value else value.normalize()
 
 
+def sum_by_currency(currency: Any, values: Any) -> dict[str, Decimal]:
+    """Σ of exact decimal values (text or Arrow decimals) per currency, one Arrow group-by; rows
+    without a currency or a value are left out."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    codes = pa.array(currency, type=pa.string(), from_pandas=True)
+    amounts = values if isinstance(values, (pa.Array, pa.ChunkedArray)) and pa.types.is_decimal(values.type) else \
+        pc.cast(pa.array(values, type=pa.string(), from_pandas=True), pa.decimal128(38, 9), safe=False)
+    table = pa.table({"c": codes, "v": amounts})
+    table = table.filter(pc.and_(pc.is_valid(table["c"]), pc.is_valid(table["v"])))
+    if not table.num_rows:
+        return {}
+    grouped = table.group_by("c").aggregate([("v", "sum")]).to_pydict()
+    return {code: tidy(total, code) for code, total in zip(grouped["c"], grouped["v_sum"], strict=True)}
+
+
 def add_money(a: Mapping[str, Money], b: Mapping[str, Money]) -> dict[str, Money]:
     """Two per-currency money tallies added, currency by currency."""
     out = dict(a)

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -52,7 +53,7 @@ from etl.load.ledger.errors import (
     LedgerLockedError,
     LedgerSchemaError,
 )
-from etl.protocol.event_key import transaction_id_of
+from etl.protocol.event_key import LEVEL, tails_for, transaction_id_of
 from etl.shard import client_shard
 
 SCHEMA_VERSION = 3
@@ -96,6 +97,7 @@ CREATE TABLE IF NOT EXISTS events (
     exported_run INTEGER
 );
 """
+REFUNDS_INDEX = "CREATE INDEX IF NOT EXISTS events_refunds ON events(event_key) WHERE instr(event_key, '|refund|') > 0"
 EVENTS_INDEXES = """
 CREATE INDEX IF NOT EXISTS events_key ON events(key_hash);
 CREATE INDEX IF NOT EXISTS events_open ON events(status) WHERE status IN ('planned', 'failed', 'in_flight');
@@ -104,6 +106,7 @@ CREATE INDEX IF NOT EXISTS events_run ON events(run);
 CREATE INDEX IF NOT EXISTS events_fate_run ON events(fate_run) WHERE (fate_run != run OR status IN ('deferred', 'rejected'));
 CREATE INDEX IF NOT EXISTS events_date ON events(event_date);
 CREATE INDEX IF NOT EXISTS events_to_export ON events(event_date) WHERE status = 'deferred' AND exported_run IS NULL;
+CREATE INDEX IF NOT EXISTS events_refunds ON events(event_key) WHERE instr(event_key, '|refund|') > 0;
 """
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
@@ -216,6 +219,8 @@ class SqliteLedger(Ledger):
         self.db.execute("PRAGMA cache_size=-65536")
         self.db.execute("PRAGMA wal_autocheckpoint=10000")
         self._migrate()
+        # Ledgers written before the refund delta lack its small index (refund keys only): add it.
+        self.db.execute(REFUNDS_INDEX)
         self._remember_name()
 
     def _scratch_copy(self, scratch_dir: Path | None) -> Path:
@@ -673,6 +678,27 @@ class SqliteLedger(Ledger):
             sql = f"{sql} AND e.run = :run UNION ALL {sql} AND e.fate_run = :run AND e.run != :run AND {by_fate('e')}"
         params = {"run": run, "since": int(since) if since else None, "until": int(until) if until else None}
         return self.db.execute(sql, params)
+
+    def _order_rows(self, source: str, transaction_ids: Sequence[str]) -> Iterable[tuple]:
+        tails = tails_for(pd.Series(list(transaction_ids), dtype="string")).tolist()
+        purchases = [f"{source}|purchase|{tail}" for tail in tails]
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS order_keys(key_hash INTEGER, event_key TEXT)")
+        with self._transaction():
+            self.db.execute("DELETE FROM order_keys")
+            self.db.executemany("INSERT INTO order_keys VALUES (?, ?)", ((key_hash(k), k) for k in purchases))
+            rows = self.db.execute(
+                "SELECT e.event_key, e.status, e.params FROM order_keys o JOIN events e ON e.key_hash = o.key_hash "
+                "AND e.event_key = o.event_key WHERE e.status != 'rejected'").fetchall()
+            for tail in tails:  # refund levels: `source|refund|id␞<minor units>`, through the partial index
+                low = f"{source}|refund|{tail}{LEVEL}"
+                rows += self.db.execute(
+                    "SELECT event_key, status, params FROM events WHERE instr(event_key, '|refund|') > 0 "
+                    "AND event_key > ? AND event_key < ? AND status != 'rejected'",
+                    (low, low[:-1] + chr(ord(LEVEL) + 1))).fetchall()
+        return rows
+
+    def _own_rows(self, run_id: str) -> Any:
+        return self.db.execute("SELECT event_key, status, reason FROM events WHERE run = ?", (self._run(run_id),))
 
     def known_keys(self, transaction_ids: Sequence[str]) -> pd.DataFrame:
         # The key holds the id; without a column of its own this is one scan, asked only for the

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from etl.accounting import sum_by_currency
 from etl.protocol import rules
 from etl.protocol.currency import CURRENCY_MARKS
 from etl.transform.arrow_text import strip
@@ -131,10 +132,6 @@ def count(tally, bucket: str, currency: pd.Series, values: pa.Array, mask: np.nd
     if not mask.any():
         return
     keep = pa.array(mask, type=pa.bool_())
-    table = pa.table({"c": pa.array(currency.astype("string"), type=pa.string(), from_pandas=True), "v": values})
-    table = table.filter(keep)
-    table = table.filter(pc.and_(pc.is_valid(table["c"]), pc.is_valid(table["v"])))
-    if not table.num_rows:
-        return
-    for code, total in zip(*table.group_by("c").aggregate([("v", "sum")]).to_pydict().values(), strict=True):
+    codes = pa.array(currency.astype("string"), type=pa.string(), from_pandas=True).filter(keep)
+    for code, total in sum_by_currency(codes, values.filter(keep)).items():
         tally.add_value(bucket, code, total)
