@@ -68,15 +68,18 @@ def write_historical(settings: HistoricalConfig, events: Callable[[], Iterator[D
                      prop: PropertyConfig) -> dict[str, Any]:
     """Write the events to the historical table; return what the summary reports (never raises)."""
     zone = zoneinfo.ZoneInfo(prop.timezone)
+    # The export's `stream_id` is the web stream's numeric id, not the measurement id: the rows carry
+    # `[property] stream_id` so the union with the export groups them with the stream's own rows.
+    stream_id = prop.stream_id or prop.measurement_id
     report: dict[str, Any] = {"backend": settings.backend, "table": settings.table, "rows": 0}
     try:
         if settings.backend == "bigquery":
-            report["rows"], already = _load_bigquery(settings, events, zone, prop.measurement_id)
+            report["rows"], already = _load_bigquery(settings, events, zone, stream_id)
             if already:
                 report["already_loaded"] = already
         else:
             assert settings.path is not None
-            report["rows"] = _write_files(Path(settings.path), settings.table, events, zone, prop.measurement_id)
+            report["rows"] = _write_files(Path(settings.path), settings.table, events, zone, stream_id)
             report["path"] = str(settings.path)
     except Exception as exc:  # noqa: BLE001 - reported, not raised: the ledger still holds every event
         report["error"] = _short(exc)

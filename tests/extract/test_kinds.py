@@ -141,7 +141,7 @@ def test_square_sample_items_refunds_zone_and_identity_map():
     assert not frame.loc[refund, "value"].str.startswith("-").any()
     assert frame["currency"].eq("USD").all() and frame["items"].notna().all()
     items = json.loads(frame.loc[0, "items"])
-    assert {"item_id", "item_name", "price", "quantity"} <= set(items[0])
+    assert {"item_id", "item_name", "line_gross", "line_discount", "quantity"} <= set(items[0])
     assert "via identity map" in chunks[0].columns["client_id"]
 
 

@@ -41,8 +41,12 @@ def test_deferred_events_are_exported_once_in_the_data_import_template(run_mpetl
     rows = list(csv.DictReader((tmp_path / "import" / "a.csv").open()))
     assert len(rows) == deferred
     header = list(rows[0])
-    assert header[:5] == ["measurement_id", "client_id", "user_id", "timestamp_micros", "event_name"]
-    assert all(h.startswith(("event_param.", "item")) for h in header[5:])
+    # Google's template: the consents right after the time (support.google.com/analytics/answer/10325025).
+    assert header[:7] == ["measurement_id", "client_id", "user_id", "timestamp_micros", "ad_personalization",
+                          "ad_user_data", "event_name"]
+    assert all(h.startswith(("event_param.", "item")) for h in header[7:])
+    # Consent follows the data: each deferred event's ad consents, as its request would have carried them.
+    assert {r["ad_user_data"] for r in rows} <= {"GRANTED", "DENIED", ""} and any(r["ad_user_data"] for r in rows)
     assert {r["measurement_id"] for r in rows} == {"G-K7QW2ZP9LM"}
     # Numbers stay numbers, ids stay as they were sent.
     assert not any(r.get("item1.quantity", "").endswith(".0") for r in rows)

@@ -271,6 +271,7 @@ class DeferredEvent:
     params: bytes
     reason: str
     run_id: str | None  # the run that deferred it
+    consent: int = 0  # the request-level ad consents (`consent_json`), for Data Import's consent columns
 
 
 @dataclass

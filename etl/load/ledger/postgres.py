@@ -510,13 +510,14 @@ class PostgresLedger(Ledger):
         while True:
             rows = self.db.execute(
                 "SELECT id, event_key, source, source_row, client_id, user_id, event_name, timestamp_micros, event_date, "
-                f"params, reason, fate_run_id FROM mpetl_events WHERE {' AND '.join(where)} AND id > %s "
+                f"params, reason, fate_run_id, consent FROM mpetl_events WHERE {' AND '.join(where)} AND id > %s "
                 "ORDER BY id LIMIT %s", (*args, last, self._page)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
             for r in rows:
-                yield DeferredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], str(r[8]), bytes(r[9]), r[10], r[11])
+                yield DeferredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], str(r[8]), bytes(r[9]), r[10], r[11],
+                                    int(r[12] or 0))
 
     def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
         self._move("mark_exported", ids, "exported_run_id = %(run)s", {"run": run_id})

@@ -630,17 +630,17 @@ class SqliteLedger(Ledger):
         while True:
             rows = self.db.execute(
                 "SELECT e.id, e.event_key, e.source_row, e.client_id, e.user_id, e.ts, e.event_date, e.params, e.reason, "
-                f"r.run_id, e.flags FROM events e LEFT JOIN runs r ON r.run = e.fate_run WHERE {' AND '.join(where)} AND e.id > ? "
+                f"r.run_id, e.flags, e.consent FROM events e LEFT JOIN runs r ON r.run = e.fate_run WHERE {' AND '.join(where)} AND e.id > ? "
                 "ORDER BY e.id LIMIT 5000",
                 (*args, last),
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for eid, key, row, client_id, user_id, ts, day, params, reason, rid, flags in rows:
+            for eid, key, row, client_id, user_id, ts, day, params, reason, rid, flags, consent in rows:
                 source, name, _ = split_key(key)
                 yield DeferredEvent(eid, key, source, row, client_id, user_id, name, ts, str(day),
-                                    _restore_tid(params, key, flags), reason, rid)
+                                    _restore_tid(params, key, flags), reason, rid, int(consent or 0))
 
     def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
         self._move("mark_exported", ids, "exported_run = ?", self._run(run_id))
