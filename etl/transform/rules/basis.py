@@ -35,7 +35,7 @@ from etl.protocol import currency as cur
 from etl.transform.allocation import shares
 from etl.transform.context import RuleContext
 
-DECIMAL = pa.decimal128(38, 9)
+DECIMAL = pa.decimal128(30, 9)  # 20 integer digits and 9 places; room for a few additions below 38
 TAX, SHIPPING = "param.tax", "param.shipping"
 
 

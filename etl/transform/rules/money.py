@@ -55,8 +55,7 @@ def apply(ctx: RuleContext, names: EventNames | None = None) -> Money:
         refund = _refunds(ctx, names)
         reasons.add(negative & ~refund, FIELD, f"column {label!r} is negative (a minus sign, a trailing minus or "
                     "parentheses): only a refund may carry a negative amount; send returns as refund events", "VALUE_INVALID")
-        value = value.abs()
-        exact = pc.abs(exact)
+        value = value.where(~refund, value.abs())  # a refund export's −12.00 is a refund of 12.00
     currency = strip(ctx.get("currency")).str.upper()
     if ctx.config.options.get("currency"):
         currency = currency.fillna(str(ctx.config.options["currency"]).upper())
@@ -88,7 +87,7 @@ def _mark_disagrees(marks: pd.Series, currency: pd.Series) -> np.ndarray:
         return out
     for mark in pd.unique(marks[present]):
         allowed = CURRENCY_MARKS.get(mark, frozenset({mark}))
-        rows = present & (marks == mark).to_numpy(dtype=bool)
+        rows = present & (marks == mark).fillna(False).to_numpy(dtype=bool)
         out |= rows & ~currency.isin(allowed).fillna(False).to_numpy(dtype=bool)
     return out
 
@@ -105,9 +104,9 @@ def check_amount(numbers: pd.Series, label: str, field_path: str, reasons: Rejec
 
 
 def signed(exact: pa.Array, refund: np.ndarray) -> pa.Array:
-    """Values as money moves in GA: purchases (and leads) positive, refunds negative."""
-    size = pc.abs(exact)
-    return pc.if_else(pa.array(refund, type=pa.bool_()), pc.negate(size), size)
+    """Values as money moves in GA: purchases (and leads) as written (a negative one is rejected),
+    refunds negative whatever sign the export wrote."""
+    return pc.if_else(pa.array(refund, type=pa.bool_()), pc.negate(pc.abs(exact)), exact)
 
 
 def row_money(frame: pd.DataFrame, options) -> tuple[pd.Series, pa.Array, np.ndarray]:
