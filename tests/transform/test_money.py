@@ -22,7 +22,7 @@ from etl.config import SourceConfig
 from etl.protocol import currency as cur
 from etl.transform import TransformOptions, transform_chunk
 from etl.transform.allocation import Line, allocate, shares
-from tests.transform.test_events import NOW_MICROS, PROP, SOURCE, WINDOW, Chunk, _chunk, _row
+from tests.transform.test_events import NOW_MICROS, PROP, SOURCE, WINDOW, _chunk, _row
 
 
 def _transform(rows: list[dict], source: SourceConfig = SOURCE, columns: dict[str, str] | None = None):
