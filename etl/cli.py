@@ -75,6 +75,8 @@ def _print_run_summary(summary: dict[str, Any]) -> None:
     console = Console(highlight=False)
     console.print(table)
     console.print(buckets.equation(label), markup=False)
+    for line in summary.get("money_equations", []):  # the same equation per currency (refunds negative)
+        console.print(line, markup=False)
     for line in _summary_notes(summary):
         console.print(line, markup=False)
     _print_source_errors(summary)

@@ -210,6 +210,9 @@ class PropertyConfig:
     measurement_id: Annotated[str, Field(pattern=r"^G-[A-Z0-9]+$", description="A web stream id: G- then capitals and digits.")]
     timezone: Zone
     property_id: Annotated[str | None, BeforeValidator(_as_text), Field(pattern=r"^[0-9]+$")] = None
+    # The web stream's numeric id (GA4 Admin → Data streams → Stream ID): the export's `stream_id`, which
+    # the historical table's rows carry so they union with the export. Without it: the measurement id.
+    stream_id: Annotated[str | None, BeforeValidator(_as_text), Field(pattern=r"^[0-9]+$")] = None
 
 
 _SECRET_QUERY_KEYS = re.compile(
@@ -369,6 +372,12 @@ class SourceOptions:
     maximum_bytes_billed: Annotated[StrictInt | None, Field(gt=0)] = None
     storage_api: StrictBool | None = None
     read_api_endpoint: str | None = None
+    # Money (README "Commerce"): a CSV/CRM amount that includes tax, with its `tax` column (params.tax) or
+    # a rate; and what a generic `items` column's `price`/`discount` mean.
+    value_includes_tax: StrictBool | None = None
+    tax_rate: Annotated[float | None, Field(ge=0, lt=10, allow_inf_nan=False)] = None
+    item_price: Literal["before_discount", "after_discount"] | None = None
+    item_discount: Literal["per_unit", "per_line"] | None = None
 
     # Which kinds read which option: anything else would be silently ignored, so it is an error.
     KINDS: typing.ClassVar[dict[str, tuple[str, ...]]] = {
@@ -380,6 +389,10 @@ class SourceOptions:
         "maximum_bytes_billed": ("bigquery",),
         "storage_api": ("bigquery",),
         "read_api_endpoint": ("bigquery",),
+        "value_includes_tax": ("csv", "parquet", "bigquery", "salesforce", "hubspot"),
+        "tax_rate": ("csv", "parquet", "bigquery", "salesforce", "hubspot"),
+        "item_price": ("csv", "parquet", "bigquery"),
+        "item_discount": ("csv", "parquet", "bigquery"),
     }
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -495,6 +508,10 @@ class SourceConfig:
             kinds = SourceOptions.KINDS.get(key)
             if kinds and self.kind not in kinds:
                 raise KeyedError(f"options.{key}", f"is read only by kind {' or '.join(kinds)}, not {self.kind!r}")
+        if self.options.get("value_includes_tax") and self.options.get("tax_rate") is None and "tax" not in self.params:
+            raise KeyedError("options.value_includes_tax", "needs the tax: a `tax` column (params.tax) or options.tax_rate")
+        if self.options.get("tax_rate") is not None and not self.options.get("value_includes_tax"):
+            raise KeyedError("options.tax_rate", "is read only with options.value_includes_tax = true")
         return self
 
 

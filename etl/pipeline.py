@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import orjson
 import pandas as pd
 
 from etl import log
-from etl.accounting import Buckets, Tally
+from etl.accounting import Buckets, Money, Tally, add_money, money_to_dict, sum_by_currency
 from etl.clock import wall_micros
 from etl.config import Config, SourceConfig
 from etl.destination import credentials, max_age_micros, open_transport, send_settings
@@ -56,7 +57,7 @@ from etl.load import (
 from etl.protocol import to_micros
 from etl.run_folder import RunFolder
 from etl.shard import Shard
-from etl.transform import TransformOptions, check_params, transform_chunk
+from etl.transform import TransformOptions, check_params, order_ids, refund_deltas, transform_chunk
 
 MODES = ("send", "dry-run", "validate")
 
@@ -95,6 +96,19 @@ class SourceTally(Tally):
 
     lines: int = 0
     planned: int = 0  # handed to the sender: each ends sent, expired, rejected_at_send or failed
+    # The money of the rows the ledger now owns (planned or deferred), by key hash: joined at the end
+    # with the state each event ended in (`Ledger.own_fates`), so value_sent is the value of the rows
+    # sent. About 30 bytes an event (hash, currency, exact decimal).
+    owned: list[pd.DataFrame] = field(default_factory=list)
+
+    def own(self, events: pd.DataFrame) -> None:
+        if events.empty or "money_value" not in events.columns:
+            return
+        self.owned.append(pd.DataFrame({
+            "hash": pd.util.hash_pandas_object(events["event_key"].astype(str), index=False).to_numpy(),
+            "currency": events["money_currency"].astype("category"),
+            "value": events["money_value"].astype("string"),
+        }))
 
 
 @dataclass
@@ -182,13 +196,24 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
             extra_params=config.privacy_extra_params,
             shard=Shard(*options.shard) if options.shard else None,
         ))
-        fates = ledger.plan(result.events, run_id, oldest_sendable_micros=options.clock() - max_age_micros(config))
+        events, chunk_tally = result.events, result.tally
+        nothing_new = events.iloc[0:0]
+        ids = order_ids(events)
+        if ids:  # cumulative refunds: send the delta over what the ledger holds for each order
+            deltas = refund_deltas(events, ledger.order_history(source.name, ids))
+            events, nothing_new = deltas.events, deltas.nothing_new
+            chunk_tally.notes += deltas.notes
+        fates = ledger.plan(events, run_id, oldest_sendable_micros=options.clock() - max_age_micros(config))
         outputs.add_rejects(result.rejects)
-        chunk_tally = result.tally
         b = chunk_tally.buckets
         planned = int((fates == "planned").sum())
         chunk_tally.buckets = replace(b, deferred=int((fates == "deferred").sum()),
-                                      duplicate=int((fates == "duplicate").sum()))
+                                      duplicate=int((fates == "duplicate").sum()) + len(nothing_new))
+        duplicates = pd.concat([events[(fates == "duplicate").to_numpy()], nothing_new], ignore_index=True)
+        if "money_value" in duplicates.columns:
+            for code, value in sum_by_currency(duplicates["money_currency"], duplicates["money_value"]).items():
+                chunk_tally.add_value("duplicate", code, value)
+        tally.own(events[(fates != "duplicate").to_numpy()])
         log.detail("chunk_planned", source=source.name, rows=b.rows_in, planned=planned, filtered=b.filtered,
                    rejected=b.rejected, deferred=chunk_tally.buckets.deferred, outside_window=b.outside_window)
         tally.add(chunk_tally)
@@ -281,8 +306,9 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
         historical = (deliver_historical(ledger, run_id, config.historical, config.property)
                       if config.historical and options.mode == "send" else None)
         outcome = ledger.outcome(run_id)
+        owned = _owned_money(ledger, run_id, tallies)
         summary = _summarise(config, options, run_id, wall, tallies, outcome, stats, source_errors, recovered,
-                             csv, historical)
+                             csv, historical, owned)
         if creds.data_manager is not None:
             from etl import data_manager
 
@@ -311,9 +337,46 @@ def _write_deferred_csv(ledger: Ledger, run_id: str, out: Path, config: Config, 
         raise OutputError(exc) from None
 
 
+def _owned_money(ledger: Ledger, run_id: str, tallies: dict[str, SourceTally]) -> dict[str, dict[str, Money]]:
+    """The money of the rows each source planned (or deferred when planning), by the bucket their
+    events ended in: the ledger's states of the run's own events joined to the rows' values by key.
+
+    Refuses (a bug, never data) when a planned row's event is not among the run's own events: then
+    money would be counted that no bucket holds.
+    """
+    frames = [t_owned.assign(source=name) for name, t in tallies.items() for t_owned in t.owned]
+    if not frames:
+        return {}
+    planned = pd.concat(frames, ignore_index=True)
+    planned["currency"] = planned["currency"].astype("string")
+    out: dict[str, dict[str, Money]] = {}
+    matched = 0
+    for page in ledger.own_fates(run_id):
+        keys = pd.DataFrame({"hash": pd.util.hash_pandas_object(page["event_key"].astype(str), index=False).to_numpy(),
+                             "bucket": page["bucket"]})
+        joined = keys.merge(planned, on="hash", how="inner")
+        matched += len(joined)
+        for (source, bucket), group in joined.groupby(["source", "bucket"], sort=False):
+            per = out.setdefault(source, {})
+            for code, value in sum_by_currency(group["currency"], group["value"]).items():
+                part = Money(**{"value_in": value, f"value_{bucket}": value})
+                per[code] = per[code] + part if code in per else part
+    if matched != len(planned):
+        raise MpetlError(f"money accounting does not balance: {len(planned) - matched} of the {len(planned)} events "
+                         "this run planned are not among its own events in the ledger")
+    return out
+
+
+def _money_summary(money: dict[str, Money], sampled: bool) -> dict[str, Money]:
+    if not sampled:
+        return money
+    return {code: replace(m, value_sent=m.value_sent + m.value_failed, value_failed=m.value_failed * 0)
+            for code, m in money.items()}
+
+
 def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime, tallies: dict[str, SourceTally],
                outcome: RunOutcome, stats: SendStats, source_errors: list[dict[str, Any]], recovered: int,
-               csv: Delivery, historical: dict[str, Any] | None) -> dict[str, Any]:
+               csv: Delivery, historical: dict[str, Any] | None, owned: dict[str, dict[str, Money]] | None = None) -> dict[str, Any]:
     sources = {}
     run = Tally()
     # A validation sample (--sample N) leaves the events it did not reach pending: they passed every
@@ -334,6 +397,10 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
             not_sampled += buckets.failed
             buckets = replace(buckets, sent=buckets.sent + buckets.failed, failed=0)
         t.buckets = buckets
+        t.money = _money_summary(add_money(t.money, (owned or {}).get(name, {})), sampled)
+        unbalanced = [m.equation(code) for code, m in t.money.items() if not m.balanced()]
+        if unbalanced:
+            raise MpetlError(f"money accounting does not balance for source {name!r}: {'; '.join(unbalanced)}")
         run.add(t)
         sources[name] = {
             **buckets.to_dict(),
@@ -347,6 +414,10 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
             "pii_dropped": dict(t.pii_dropped),
             "item_keys_not_sent": dict(t.item_keys_not_sent),
             "params_not_allowed": dict(t.params_not_allowed),
+            "limits": dict(t.limits),
+            # Per currency, like the rows: value_in == value_sent + value_filtered + … (refunds negative).
+            "money": money_to_dict(t.money),
+            "value_unreadable": t.value_unreadable,
             "consent_default": config.source(name).consent_default,
         }
     total = run.buckets
@@ -385,6 +456,11 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
         "recovered_in_flight": recovered,
         "stopped": stats.stopped,
         "detectors": dict(run.detectors),
+        "limits": dict(run.limits),
+        "money": money_to_dict(run.money),
+        "money_equations": [m.equation(code, "sent" if options.mode == "send" else "would_send")
+                            for code, m in sorted(run.money.items())],
+        "value_unreadable": run.value_unreadable,
         "sources": sources,
         "source_errors": source_errors,
         "send": stats.to_dict(),
@@ -399,6 +475,8 @@ def _manifest(config: Config, manifest: PrivacyManifest, tallies: dict[str, Sour
         **manifest.to_dict(),
         "never_sent": ["user_data", "ip_override"],
         "detectors_fired": detectors,
+        # Google's limits applied (a parameter over its limit is not logged by GA, the event is): cut or dropped.
+        "limits": dict(sum((t.limits for t in tallies.values()), Counter())),
         "consent_policy": {
             s.name: {"consent_default": s.consent_default,
                      "columns": {k: v for k, v in s.columns.items() if k in ("consent_analytics", "ad_user_data", "ad_personalization")}}

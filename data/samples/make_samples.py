@@ -210,15 +210,21 @@ def shopify(fk: Faker) -> None:
         order_name = f"#{1001 + i}"
         lines = rng.sample(PRODUCTS, rng.choice([1, 1, 2, 2, 3, 4]))
         qty = [rng.choice([1, 1, 1, 2, 3]) for _ in lines]
-        subtotal = sum(p[2] * q for p, q in zip(lines, qty, strict=True))
-        discount_code, discount = "", 0.0
+        gross = sum(p[2] * q for p, q in zip(lines, qty, strict=True))
+        # A sale price on the first line of every ninth order (Shopify's `Lineitem discount`: the whole
+        # line's), and codes on the order; `Discount Amount` holds both, `Subtotal` is after both (as
+        # Shopify's orders export writes it: after discounts, before shipping and taxes).
+        line_discount = round(1.00 * qty[0], 2) if i % 9 == 4 else 0.0
+        discount_code, discount = "", line_discount
         if rng.random() < 0.2:
-            discount_code, discount = rng.choice(["WELCOME10", "BFCM25", "FREESHIP"]), round(subtotal * 0.1, 2)
+            discount_code = rng.choice(["WELCOME10", "BFCM25", "FREESHIP"])
+            discount = round(line_discount + (gross - line_discount) * 0.1, 2)
+        subtotal = round(gross - discount, 2)
         if i == 21:
             discount_code = email  # pasted the customer's email as a "code"
         shipping = rng.choice([0.0, 5.0, 7.95])
-        taxes = round((subtotal - discount) * 0.08875, 2)
-        total = round(subtotal - discount + shipping + taxes, 2)
+        taxes = round(subtotal * 0.08875, 2)
+        total = round(subtotal + shipping + taxes, 2)
         status = rng.choices(["paid", "refunded", "partially_refunded", "pending", "voided"], [85, 5, 5, 3, 2])[0]
         refunded = {"refunded": total, "partially_refunded": round(lines[0][2], 2)}.get(status, 0.0)
         notes = []
@@ -240,7 +246,7 @@ def shopify(fk: Faker) -> None:
             row[col["Lineitem taxable"]] = "true"
             row[col["Lineitem fulfillment status"]] = "pending"
             row[col["Vendor"]] = product[3]
-            row[col["Lineitem discount"]] = "0.00"
+            row[col["Lineitem discount"]] = f"{line_discount if j == 0 else 0.0:.2f}"
             row[col["Created at"]] = created.strftime("%Y-%m-%d %H:%M:%S %z")
             row[col["Id"]] = str(5550000000 + i) if j == 0 else ""
             if j == 0:

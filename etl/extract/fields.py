@@ -28,12 +28,19 @@ CANONICAL_FIELDS = (
     "ad_user_data",
     "ad_personalization",
     "user_id",
+    "total",  # the order's total with tax and shipping: value = total − tax − shipping when value is unmapped
+    "refunded",  # a refund row's cumulative refunded amount, tax included (Shopify's Refunded Amount)
 )
+#: Columns only a kind writes (never mapped by a user): `value_sign`, the currency mark the value cell
+#: carried (etl.extract.money.currency_marks); `time_unknown`, a refund whose export has no time for it
+#: (the transform times it at the wall clock: when it was first seen).
+INTERNAL_FIELDS = ("value_sign", "time_unknown")
 PARAM_PREFIX = "param."
 FILTER_PREFIX = "filter."  # `[sources.filter]` columns, carried to the transform's row filter
 SKIP_REASON = "skip_reason"
 # Params holding money: normalised like `value` so "$2.16" arrives as "2.16".
 MONEY_PARAMS = frozenset({"tax", "shipping", "tip", "discount"})
+MONEY_FIELDS = frozenset({"value", "total", "refunded"})
 
 
 @dataclass(frozen=True)

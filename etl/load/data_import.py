@@ -22,15 +22,20 @@ from pathlib import Path
 import orjson
 
 from etl import failpoints
-from etl.load.ledger import DeferredEvent, Ledger, OutputKind
+from etl.load.ledger import DeferredEvent, Ledger, OutputKind, consent_json
 from etl.load.outputs import Delivery, Staging, deliver
 from etl.safe_csv import neutralise_text
 
-HEAD = ["measurement_id", "client_id", "user_id", "timestamp_micros", "event_name"]
+# Google's template puts the consents right after the time (answer 10325025's example header:
+# `measurement_id, client_id, user_id, timestamp_micros, ad_personalization, ad_user_data, …`): consent
+# follows the data, into an import as into a request.
+HEAD = ["measurement_id", "client_id", "user_id", "timestamp_micros", "ad_personalization", "ad_user_data", "event_name"]
 INDEX_HEAD = ["source", "row", "event_name", "transaction_id", "reason", "deferred_by_run"]
 
 
 def _cell(value: object) -> str:
+    """A Data Import cell exactly as sent: GA4 reads this file, not a spreadsheet, so text is written as
+    it is (`+49-ORDER`, `-20% Sale Item`, `=1+1`); a formula guard's apostrophe would land in GA."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -39,7 +44,17 @@ def _cell(value: object) -> str:
         return str(int(value))
     if isinstance(value, int | float):
         return repr(value)
-    return neutralise_text(str(value))
+    return str(value)
+
+
+def _guarded(value: object) -> str:
+    """A cell of the index, which people open in spreadsheets: formula openers neutralised."""
+    return neutralise_text(_cell(value))
+
+
+def _consents(code: int) -> list[str]:
+    consent = orjson.loads(consent_json(code) or b"{}")
+    return [consent.get("ad_personalization", ""), consent.get("ad_user_data", "")]
 
 
 def _flatten(event: DeferredEvent) -> tuple[dict[str, object], list[dict[str, object]]]:
@@ -76,14 +91,15 @@ def write_data_import(path: Path, index_path: Path, events: Callable[[], Iterato
             p, items = _flatten(event)
             if run_marker:
                 p.setdefault("mpetl_run", event.run_id or run_marker)
-            row = [measurement_id, event.client_id, event.user_id or "", str(event.timestamp_micros), event.event_name]
+            row = [measurement_id, event.client_id, event.user_id or "", str(event.timestamp_micros),
+                   *_consents(event.consent), event.event_name]
             row += [_cell(p.get(k)) for k in params]
             for i in range(max_items):
                 item = items[i] if i < len(items) else {}
                 row += [_cell(item.get(f)) for f in item_fields]
             writer.writerow(row)
-            index.writerow([_cell(event.source), event.source_row or "", event.event_name,
-                            _cell(p.get("transaction_id")), event.reason, event.run_id or ""])
+            index.writerow([_guarded(event.source), event.source_row or "", event.event_name,
+                            _guarded(p.get("transaction_id")), event.reason, event.run_id or ""])
             written.append(event.id)
             if len(written) == 1000:  # a crash trial stops here: a half-written file on disk
                 out.flush()

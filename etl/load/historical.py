@@ -86,16 +86,19 @@ def deliver_historical(ledger: Ledger, run_id: str, settings: HistoricalConfig, 
     Never raises: a failure is in the report (`error`), its events are released for the next write.
     """
     zone = zoneinfo.ZoneInfo(prop.timezone)
+    # The export's `stream_id` is the web stream's numeric id, not the measurement id: the rows carry
+    # `[property] stream_id` so the union with the export groups them with the stream's own rows.
+    stream_id = prop.stream_id or prop.measurement_id
     report: dict[str, Any] = {"backend": settings.backend, "table": settings.table, "rows": 0}
     try:
         if settings.backend == "bigquery":
-            delivery = _deliver_bigquery(ledger, run_id, settings, zone, prop.measurement_id, deferred_by)
+            delivery = _deliver_bigquery(ledger, run_id, settings, zone, stream_id, deferred_by)
         else:
             assert settings.path is not None
             folder = Path(settings.path)
             report["path"] = str(settings.path)
             delivery = deliver(ledger, run_id, "historical", folder, deferred_by=deferred_by, write=lambda events, staging:
-                               _write_files(folder, settings.table, events, staging, zone, prop.measurement_id))
+                               _write_files(folder, settings.table, events, staging, zone, stream_id))
     except Exception as exc:  # noqa: BLE001 - reported, not raised: the ledger still holds every event
         report["error"] = _short(exc)
         log.emit("historical_failed", backend=settings.backend, table=settings.table, error=report["error"])

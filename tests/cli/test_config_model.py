@@ -252,6 +252,7 @@ LEGITIMATE = {
     ("sources.options", "won_stages"): {"string", "empty string"},
     ("sources.options", "purchase_statuses"): {"string", "empty string"},
     ("property", "property_id"): {"zero", "huge int"},  # an integer id is the same id
+    ("property", "stream_id"): {"zero", "huge int"},
     ("reconcile", "tolerance"): {"zero"}, ("reconcile", "tolerance_value"): {"zero"}, ("reconcile", "daily_export_cap"): {"zero"},
     ("window", "safety_margin_minutes"): {"zero"}, ("window", "future_tolerance_minutes"): {"zero"},
     ("reconcile", "provisional_hours"): {"zero"}, ("reconcile", "arrival_grace_minutes"): {"zero"},

@@ -254,3 +254,14 @@ def test_historical_rows_carry_the_consent_the_ledger_holds(tmp_path, secret):
             row = orjson.loads(line)
             stored[row["ecommerce"]["transaction_id"]] = row["privacy_info"]["ads_storage"]
     assert stored == {"OLD-00000": "Yes", "OLD-00001": "No", "OLD-00002": "No"}
+def test_historical_rows_carry_the_numeric_stream_id_so_they_union_with_the_export(tmp_path, secret):
+    """The export's `stream_id` is the data stream's number, not the measurement id (issue 21)."""
+    csv_path = tmp_path / "orders.csv"
+    old, _, _ = orders(csv_path)
+    hist = tmp_path / "historical"
+    config = config_for(tmp_path, [generic_source(csv_path)], endpoint=DOWN, property={"stream_id": "4321098765"},
+                        historical={"table": "historical", "path": str(hist)})
+    s = run(config, tmp_path / "out", WALL)
+    assert s["historical"]["rows"] == len(old)
+    rows = [orjson.loads(line) for path in sorted(hist.iterdir()) for line in path.read_bytes().splitlines()]
+    assert len(rows) == len(old) and {r["stream_id"] for r in rows} == {"4321098765"}

@@ -84,7 +84,8 @@ def test_run_sends_every_planned_event_and_accounts_for_every_row(run_mpetl, tmp
         assert not {x["validationCode"] for x in r["reasons"]} & set(s["filtered_codes"])  # filtered: not a reject
     # Deferred rows are shaped for GA4 Data Import (offline events).
     header = (tmp_path / "out" / "deferred.csv").read_text().splitlines()[0].split(",")
-    assert header[:5] == ["measurement_id", "client_id", "user_id", "timestamp_micros", "event_name"]
+    assert header[:7] == ["measurement_id", "client_id", "user_id", "timestamp_micros", "ad_personalization",
+                          "ad_user_data", "event_name"]
     assert len((tmp_path / "out" / "deferred.csv").read_text().splitlines()) == s["deferred"] + 1
 
 

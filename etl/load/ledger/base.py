@@ -168,6 +168,22 @@ def money_of(params: Sequence[bytes | None]) -> pd.DataFrame:
     })
 
 
+_AMOUNT = r'-?[0-9][0-9.eE+-]*'
+_ORDER_MEMBERS = {name: rf'[{{,]"{name}":(?P<v>{_AMOUNT})' for name in ("value", "tax", "shipping")}
+
+
+def amounts_of(params: Sequence[bytes | None]) -> pd.DataFrame:
+    """`value`, `tax`, `shipping` (text exactly as sent, NA when absent) and `currency` of each params
+    object: what an order's earlier events moved, for the refund delta (etl.transform.refund_deltas)."""
+    arr = pa.array([None if p is None else bytes(p) for p in params], type=pa.binary()).cast(pa.string())
+    out = {name: pd.Series(pd.arrays.ArrowStringArray(pc.cast(pc.struct_field(pc.extract_regex(arr, rx), "v"),
+                                                               pa.string())), dtype="string")
+           for name, rx in _ORDER_MEMBERS.items()}
+    out["currency"] = pd.Series(pd.arrays.ArrowStringArray(pc.cast(
+        pc.struct_field(pc.extract_regex(arr, _CURRENCY_MEMBER), "c"), pa.string())), dtype="string")
+    return pd.DataFrame(out)
+
+
 def frame_with_money(cursor: Iterable[tuple] | Any, columns: Sequence[str], *, chunk: int = 50_000) -> pd.DataFrame:
     """The rows of a DB-API cursor whose last column is `params`, with `value`/`currency` in its place.
 
@@ -274,7 +290,7 @@ class DeferredEvent:
     params: bytes
     reason: str
     run_id: str | None  # the run that deferred it
-    consent: int = 0  # the request-level consent code (`consent_json`), for the historical table's privacy_info
+    consent: int = 0  # the request-level ad consents (`consent_json`): historical privacy_info, Data Import columns
 
 
 # What a deferred event can be handed to, each exactly once (etl/load/outputs.py has the protocol):
@@ -339,6 +355,10 @@ class RunOutcome:
         return out
 
 
+ORDER_ROW = ("event_key", "status", "params")
+"""What a backend's `_order_rows` returns: an order's purchase and refund events (any state but rejected)."""
+OWN_ROW = ("event_key", "status", "reason")
+"""What a backend's `_own_rows` returns per event the run owns; `own_fates` maps the state to its bucket."""
 SENT_ROW = ("event_key", "event_date", "timestamp_micros", "sent_at_micros", "flags", "run_id", "sent_run_id", "params")
 """What a backend's `_sent_rows` returns per sent event; `for_reconcile` builds its frame from it."""
 INSPECT_ROW = ("event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row", "request_id")
@@ -580,6 +600,45 @@ class Ledger(ABC):
     @abstractmethod
     def run_ids(self) -> list[str]:
         """Every run id this ledger has seen (the values our `mpetl_run` marker can take)."""
+
+    # -- money ---------------------------------------------------------------------------------
+    def order_history(self, source: str, transaction_ids: Sequence[str]) -> pd.DataFrame:
+        """What the ledger holds of these orders of `source`: their purchase and refund events in any
+        state but rejected (one that never left and never will counts for nothing), whichever run
+        planned them. Columns: transaction_id, event_name, event_key, value, tax, shipping (the amounts
+        as sent, text), currency. The refund delta reads it: exports are cumulative, GA is not.
+
+        A read, no transition: SQLite finds purchases by key hash and refunds through a small partial
+        index on refund keys (`events_refunds`), PostgreSQL by its unique key and a partial index on
+        refunds' transaction ids (`mpetl_events_refunds`); both indexes are created by writers.
+        """
+        ids = sorted({str(t) for t in transaction_ids})
+        rows = list(self._order_rows(source, ids)) if ids else []
+        frame = pd.DataFrame(rows, columns=list(ORDER_ROW))
+        amounts = amounts_of(frame.pop("params").tolist())
+        _, name, tid = self._key_parts(frame.assign(flags=0))
+        return pd.DataFrame({"transaction_id": tid.astype("string"), "event_name": name.astype("string"),
+                             "event_key": frame["event_key"].astype("string"),
+                             **{k: amounts[k] for k in ("value", "tax", "shipping", "currency")}})
+
+    @abstractmethod
+    def _order_rows(self, source: str, transaction_ids: Sequence[str]) -> Iterable[tuple]:
+        """`ORDER_ROW` tuples of the purchase (`source|purchase|id`) and refund (`source|refund|id␞level`)
+        events of these transaction ids, rejected ones left out."""
+
+    def own_fates(self, run_id: str, *, page: int = 200_000) -> Iterator[pd.DataFrame]:
+        """The events this run owns (planned fresh, deferred when planned, or taken over), each with the
+        summary bucket its state means (`bucket_of`): `event_key`, `bucket`, page by page. The pipeline
+        joins it to the money of the rows it planned, so value_sent is the value of the rows sent."""
+        cursor = self._own_rows(run_id)
+        while rows := cursor.fetchmany(page):
+            frame = pd.DataFrame(rows, columns=list(OWN_ROW))
+            yield pd.DataFrame({"event_key": frame["event_key"].astype("string"),
+                                "bucket": [bucket_of(s, r) for s, r in zip(frame["status"], frame["reason"], strict=True)]})
+
+    @abstractmethod
+    def _own_rows(self, run_id: str) -> Any:
+        """A DB-API cursor over `OWN_ROW` tuples of the events whose owner is this run."""
 
     # -- accounting ----------------------------------------------------------------------------
     def outcome(self, run_id: str) -> RunOutcome:

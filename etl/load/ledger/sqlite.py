@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -54,7 +55,7 @@ from etl.load.ledger.errors import (
     LedgerLockedError,
     LedgerSchemaError,
 )
-from etl.protocol.event_key import ESCAPE
+from etl.protocol.event_key import LEVEL, tails_for, transaction_id_of
 from etl.shard import client_shard
 
 SCHEMA_VERSION = 5
@@ -101,6 +102,7 @@ CREATE TABLE IF NOT EXISTS events (
     historical_run INTEGER           -- the run whose historical write took it (a claim)
 );
 """
+REFUNDS_INDEX = "CREATE INDEX IF NOT EXISTS events_refunds ON events(event_key) WHERE instr(event_key, '|refund|') > 0"
 EVENTS_INDEXES = """
 CREATE INDEX IF NOT EXISTS events_key ON events(key_hash);
 CREATE INDEX IF NOT EXISTS events_open ON events(status) WHERE status IN ('planned', 'failed', 'in_flight');
@@ -109,6 +111,7 @@ CREATE INDEX IF NOT EXISTS events_run ON events(run);
 CREATE INDEX IF NOT EXISTS events_fate_run ON events(fate_run) WHERE (fate_run != run OR status IN ('deferred', 'rejected'));
 CREATE INDEX IF NOT EXISTS events_date ON events(event_date);
 CREATE INDEX IF NOT EXISTS events_to_export ON events(event_date) WHERE status = 'deferred' AND exported_run IS NULL;
+CREATE INDEX IF NOT EXISTS events_refunds ON events(event_key) WHERE instr(event_key, '|refund|') > 0;
 """
 # Outputs exactly once (etl/load/outputs.py): which output of each kind holds an event (its run), and each
 # output's record. Added to a schema-4 ledger by `_upgrade_from_4`.
@@ -245,6 +248,8 @@ class SqliteLedger(Ledger):
         self.db.execute("PRAGMA cache_size=-65536")
         self.db.execute("PRAGMA wal_autocheckpoint=10000")
         self._migrate()
+        # Ledgers written before the refund delta lack its small index (refund keys only): add it.
+        self.db.execute(REFUNDS_INDEX)
         self._remember_name()
 
     def _scratch_copy(self, scratch_dir: Path | None) -> Path:
@@ -686,8 +691,8 @@ class SqliteLedger(Ledger):
         while True:
             rows = self.db.execute(
                 "SELECT e.id, e.event_key, e.source_row, e.client_id, e.user_id, e.ts, e.event_date, e.params, e.reason, "
-                f"r.run_id, e.flags, e.consent FROM events e LEFT JOIN runs r ON r.run = e.fate_run WHERE {where} "
-                "AND e.id > ? ORDER BY e.id LIMIT 5000",
+                f"r.run_id, e.flags, e.consent FROM events e LEFT JOIN runs r ON r.run = e.fate_run WHERE {where} AND e.id > ? "
+                "ORDER BY e.id LIMIT 5000",
                 (*args, last),
             ).fetchall()
             if not rows:
@@ -696,7 +701,7 @@ class SqliteLedger(Ledger):
             for eid, key, row, client_id, user_id, ts, day, params, reason, rid, flags, consent in rows:
                 source, name, _ = split_key(key)
                 yield DeferredEvent(eid, key, source, row, client_id, user_id, name, ts, str(day),
-                                    _restore_tid(params, key, flags), reason, rid, consent)
+                                    _restore_tid(params, key, flags), reason, rid, int(consent or 0))
 
     # -- outputs exactly once ----------------------------------------------------------------------
     def claim_deferred(self, run_id: str, kind: OutputKind, target: str, *, since_date: str | None = None,
@@ -804,6 +809,27 @@ class SqliteLedger(Ledger):
         params = {"run": run, "since": int(since) if since else None, "until": int(until) if until else None}
         return self.db.execute(sql, params)
 
+    def _order_rows(self, source: str, transaction_ids: Sequence[str]) -> Iterable[tuple]:
+        tails = tails_for(pd.Series(list(transaction_ids), dtype="string")).tolist()
+        purchases = [f"{source}|purchase|{tail}" for tail in tails]
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS order_keys(key_hash INTEGER, event_key TEXT)")
+        with self._transaction():
+            self.db.execute("DELETE FROM order_keys")
+            self.db.executemany("INSERT INTO order_keys VALUES (?, ?)", ((key_hash(k), k) for k in purchases))
+            rows = self.db.execute(
+                "SELECT e.event_key, e.status, e.params FROM order_keys o JOIN events e ON e.key_hash = o.key_hash "
+                "AND e.event_key = o.event_key WHERE e.status != 'rejected'").fetchall()
+            for tail in tails:  # refund levels: `source|refund|id␞<minor units>`, through the partial index
+                low = f"{source}|refund|{tail}{LEVEL}"
+                rows += self.db.execute(
+                    "SELECT event_key, status, params FROM events WHERE instr(event_key, '|refund|') > 0 "
+                    "AND event_key > ? AND event_key < ? AND status != 'rejected'",
+                    (low, low[:-1] + chr(ord(LEVEL) + 1))).fetchall()
+        return rows
+
+    def _own_rows(self, run_id: str) -> Any:
+        return self.db.execute("SELECT event_key, status, reason FROM events WHERE run = ?", (self._run(run_id),))
+
     def known_keys(self, transaction_ids: Sequence[str]) -> pd.DataFrame:
         # The key holds the id; without a column of its own this is one scan, asked only for the
         # export's unexplained ids (reconciliation's extras).
@@ -812,7 +838,7 @@ class SqliteLedger(Ledger):
         if wanted:
             for key, flags in self.db.execute("SELECT event_key, flags FROM events"):
                 _, name, tail = split_key(key)
-                tid = None if flags & FLAG_NO_TRANSACTION_ID else tail.removeprefix(ESCAPE)
+                tid = None if flags & FLAG_NO_TRANSACTION_ID else transaction_id_of(tail)
                 if tid in wanted:
                     found.append((name, tid))
         return pd.DataFrame(found, columns=["event_name", "transaction_id"], dtype="string")

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from etl.accounting import Notes
 from etl.policy import MARKER_PARAMS
 from etl.protocol import rules
-from etl.protocol.event_key import digest_tail, tails_for
+from etl.protocol.event_key import digest_tail, level_tails, tails_for
 from etl.transform import jsonfrag
 from etl.transform.arrow_text import arrow_strings
 from etl.transform.context import Param, RuleContext
@@ -45,6 +45,8 @@ class Parts:
     user_id: pd.Series | None = None
     consent: dict[str, pd.Series | str] = field(default_factory=dict)
     items: pd.Series | None = None
+    key_level: pd.Series | None = None  # refund rows of a cumulative export: the key's level (basis rule)
+    money: tuple[pd.Series, pa.Array] | None = None  # currency (valid codes) and signed exact value per row
 
 
 def apply(ctx: RuleContext, parts: Parts) -> pd.DataFrame:
@@ -112,6 +114,8 @@ def _events(ctx: RuleContext, parts: Parts, sel: np.ndarray) -> tuple[pd.DataFra
         consent_json = pd.Series(pd.arrays.ArrowStringArray(joined))
 
     key_tail = tails_for(s_tid)  # ids are opaque: one starting with "row:" cannot pass for a digest
+    if parts.key_level is not None:
+        key_tail = level_tails(key_tail, pick(parts.key_level))  # a refund level is its own event
     if key_tail.isna().any():
         # No transaction id (lead events may lack one): a stable digest of what identifies the conversion.
         # The time as the row holds it, not as sent: a rerun must find the same key.
@@ -138,6 +142,11 @@ def _events(ctx: RuleContext, parts: Parts, sel: np.ndarray) -> tuple[pd.DataFra
             "event_json": pd.Series(pd.arrays.ArrowStringArray(event_json)),
         }
     )
+    if parts.money is not None:  # what the event moves in GA's revenue, exact (the pipeline's money tally)
+        currency, moved = parts.money
+        events["money_currency"] = pick(currency)
+        events["money_value"] = pd.Series(pc.cast(moved.filter(pa.array(sel, type=pa.bool_())), pa.string())
+                                          .to_numpy(zero_copy_only=False), dtype="string")
     return events, event_json, param_parts
 
 
