@@ -18,7 +18,7 @@ import click
 import orjson
 
 from etl import log
-from etl.accounting import Buckets, Notes
+from etl.accounting import Buckets, Notes, sent_label
 from etl.collector.cli import collector
 from etl.commandline import (
     DAY,
@@ -33,56 +33,72 @@ from etl.commandline import (
     log_options,
 )
 from etl.errors import EXIT_BAD_INPUT
+from etl.next_steps import last_error_text, not_delivered_message, run_next_steps
 
 
 def _is_tty() -> bool:
     return sys.stdout.isatty()
 
 
-COUNTS = ("rows_in", *Buckets.NAMES)
+def _counts(summary: dict[str, Any]) -> dict[str, Any]:
+    """rows_in and every bucket, as the summary names them (a dry run's would_send)."""
+    label = sent_label(summary.get("mode", "send"))
+    return {k: summary[k] for k in ("rows_in", *(label if b == "sent" else b for b in Buckets.NAMES)) if k in summary}
 
 
-def _sent_label(mode: str) -> str:
-    """A dry run or a validation sends nothing: its summary says what it *would* send."""
-    return "sent" if mode == "send" else "would_send"
-
-
-def _relabel(summary: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    label = _sent_label(summary.get("mode", "send"))
-    return {(label if k == "sent" else k): summary[k] for k in keys if k in summary}
-
-
-def _print_run_summary(summary: dict[str, Any]) -> None:
-    label = _sent_label(summary["mode"])
+def _print_run_summary(summary: dict[str, Any], steps: list[str]) -> None:
+    """The run's totals, then what to do next: a table on a terminal, one JSON line otherwise."""
+    label = sent_label(summary["mode"])
     if not _is_tty():
-        shown = {(label if k == "sent" else k): v for k, v in summary.items() if k != "send"}
-        click.echo(orjson.dumps({"event": "summary", **shown}).decode())
-        _print_source_errors(summary)
+        shown = {k: v for k, v in summary.items() if k != "send"}
+        click.echo(orjson.dumps({"event": "summary", **shown, "next_steps": steps}).decode())
+        _print_failures(summary)
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     buckets = Buckets.from_summary(summary, where="summary")
     shown = [b for b in Buckets.NAMES if b in Buckets.ALWAYS_SHOWN or getattr(buckets, b)]
     cols = ("rows_in", *shown, "no_session")
-    table = Table(title=f"run {summary['run_id']} ({summary['mode']})")
+    table = Table(title=escape(f"run {summary['run_id']} ({summary['mode']})"))
     table.add_column("source")
     for col in cols:
         table.add_column(label if col == "sent" else col, justify="right")
     for name, s in summary["sources"].items():
-        table.add_row(name, *(f"{s[c]:,}" for c in cols))
-    table.add_row("TOTAL", *(f"{summary[c]:,}" for c in cols), style="bold")
+        table.add_row(escape(name), *(f"{s[label if c == 'sent' else c]:,}" for c in cols))
+    table.add_row("TOTAL", *(f"{summary[label if c == 'sent' else c]:,}" for c in cols), style="bold")
     console = Console(highlight=False)
     console.print(table)
     console.print(buckets.equation(label), markup=False)
     for line in _summary_notes(summary):
         console.print(line, markup=False)
+    _print_next_steps(console, steps)
+    _print_failures(summary)
+
+
+def _print_next_steps(console: Any, steps: list[str]) -> None:
+    if steps:
+        console.print("What to do next:", style="bold")
+        for step in steps:
+            console.print(f"  - {step}", markup=False, soft_wrap=True)
+
+
+def _print_failures(summary: dict[str, Any]) -> None:
+    """Why the exit code is not 0, on stderr whatever -q says: failed sources, events not delivered."""
     _print_source_errors(summary)
+    problem = not_delivered_message(summary)
+    if problem:
+        echo_error(problem, exit_code=summary["exit_code"])
 
 
 def _summary_notes(summary: dict[str, Any]) -> list[str]:
     """The lines under the equation: why rows were filtered, and what is worth knowing about the sent."""
     lines = []
+    if summary.get("not_sampled"):
+        checked = summary["send"].get("events_validated", 0)
+        lines.append(f"sampled: {checked:,} events checked by the debug endpoint, {summary['not_sampled']:,} not "
+                     "sampled (they passed every local check; --sample leaves them unchecked)")
     if summary.get("filtered_codes"):
         lines.append("filtered (not conversions, not errors): "
                      + ", ".join(f"{code} {rows:,}" for code, rows in summary["filtered_codes"].items()))
@@ -188,7 +204,7 @@ def _run(config, out_dir: Path, **options: Any) -> int:
 
     given = {k: v for k, v in options.items() if v is not None}
     result = run_pipeline(config, RunOptions(out_dir=out_dir, progress=_progress_printer(), **given))
-    _print_run_summary(result.summary)
+    _print_run_summary(result.summary, run_next_steps(result.summary, config_file=config.file, out_dir=out_dir))
     return result.exit_code
 
 
@@ -222,16 +238,27 @@ def validate(config_path: Path, out_path: Path | None, now: datetime | None, deb
         if unusable and not summary["exit_code"]:
             summary["exit_code"] = EXIT_BAD_INPUT  # what the exit says, the summary says
             (target / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    steps = run_next_steps(summary, config_file=config.file, out_dir=out_path or Path("out/validate"))
     _print_reasons(reasons, summary)
-    click.echo(orjson.dumps(_relabel(summary, COUNTS)
-                            | {"debug_requests": summary["send"]["requests_sent"] if debug_endpoint else 0,
+    if _is_tty():
+        from rich.console import Console
+
+        console = Console(highlight=False)
+        for line in _summary_notes(summary):
+            console.print(line, markup=False)
+        _print_next_steps(console, steps)
+    click.echo(orjson.dumps(_counts(summary)
+                            | {"debug_requests": summary["send"].get("requests_validated", 0),
                                "debug_messages": summary["send"]["debug_messages"],
-                               "exit_code": summary["exit_code"]}).decode())
+                               "not_sampled": summary["not_sampled"],
+                               "exit_code": summary["exit_code"], "next_steps": steps}).decode())
     _print_source_errors(summary)
     for line in unusable:
-        echo_error(line)
-    if debug_endpoint and summary["send"]["last_error"]:
-        echo_error(f"debug endpoint: {summary['send']['last_error']}")
+        echo_error(line, exit_code=summary["exit_code"])
+    cause = last_error_text(summary["send"]["last_error"])
+    if debug_endpoint and cause:
+        echo_error(f"debug endpoint: {cause}; {not_delivered_message(summary) or ''}".rstrip("; "),
+                   exit_code=summary["exit_code"])
     return summary["exit_code"]
 
 
@@ -267,7 +294,7 @@ def _print_reasons(reasons: Counter[tuple[str, str, str]], summary: dict[str, An
         for col in ("source", "code", "reason", "rows"):
             table.add_column(col, justify="right" if col == "rows" else "left")
         for source, code, desc, count in rows:
-            table.add_row(source, code, escape(desc), f"{count:,}")
+            table.add_row(escape(source), escape(code), escape(desc), f"{count:,}")
         Console().print(table)
 
 

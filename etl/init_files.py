@@ -1,7 +1,8 @@
 """`mpetl init DIR`: a starting point a first-time user can edit rather than write from nothing.
 
 Writes a commented config for one source kind (every key explained, the mapping laid out for that
-kind), its JSON Schema (named in the config's `#:schema` line, for editors), a crontab line for `mpetl nightly`, and the Airflow DAG pointed at that config. The config it
+kind), its JSON Schema (named in the config's `#:schema` line, for editors), a crontab line for `mpetl
+nightly`, the Airflow DAG pointed at that config and the reconciliation notebook (papermill-ready). The config it
 writes loads as is (`mpetl validate` then only needs the export file and the real measurement id), so
 the first error a user meets is about their data, not about the template.
 """
@@ -16,7 +17,11 @@ import orjson
 
 from etl.config import SOURCE_KINDS, json_schema
 
-DAG_SOURCE = Path(__file__).resolve().parents[1] / "jobs" / "airflow" / "offline_conversions_dag.py"
+# Package data (pyproject's [tool.setuptools.package-data]): links in a checkout to jobs/airflow/ and
+# notebooks/, copied as files into a wheel, so `pip install .` gives an `mpetl init` that writes both.
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+DAG_SOURCE = TEMPLATES / "offline_conversions_dag.py"
+NOTEBOOK_SOURCE = TEMPLATES / "reconciliation.ipynb"
 DAG_DEFAULT_LINE = 'DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "samples.toml"'
 
 HEADER = """\
@@ -162,10 +167,10 @@ def write_starter(folder: Path, *, kind: str, timezone: str, measurement_id: str
         folder / "crontab.txt": CRONTAB.format(timezone=timezone, mpetl=_mpetl_command(), config=config,
                                                out=folder / "out", log=folder / "nightly.log"),
     }
-    if DAG_SOURCE.exists():
-        dag = DAG_SOURCE.read_text()
-        files[folder / "offline_conversions_dag.py"] = dag.replace(
-            DAG_DEFAULT_LINE, f"DEFAULT_CONFIG = Path({str(config)!r})  # written by mpetl init", 1)
+    dag = DAG_SOURCE.read_text(encoding="utf-8")
+    files[folder / "offline_conversions_dag.py"] = dag.replace(
+        DAG_DEFAULT_LINE, f"DEFAULT_CONFIG = Path({str(config)!r})  # written by mpetl init", 1)
+    files[folder / "reconciliation.ipynb"] = NOTEBOOK_SOURCE.read_text(encoding="utf-8")
     existing = [p for p in files if p.exists()]
     if existing and not force:
         raise FileExistsError(", ".join(str(p) for p in existing))

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
+import html
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 
 from etl.reconcile import reconcile
 from tests.cli.common import NOW, crm_config
 from tests.reconcile.builders import Scenario, ids
-
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "reconciliation.ipynb"
+from tests.support import NOTEBOOK, run_notebook
 
 
 def _rows(page: str, cls: str) -> list[str]:
@@ -30,7 +27,9 @@ def test_html_formats_values_highlights_dates_and_says_what_to_do(tmp_path):
     reconcile(s.build(), out_dir=tmp_path / "out", run_id="run-1", now=datetime(2026, 11, 23, 12, tzinfo=UTC))
     page = (tmp_path / "out" / "reconciliation.html").read_text(encoding="utf-8")
     tables = page[page.index("<h2>Per date</h2>"):]
-    assert "Resend what is missing" in page and 'id="next-step"' in page
+    # What to do next is a command with the real config and run id (here: past the window, so resend defers).
+    config = html.escape(str(tmp_path / "mpetl.toml"))
+    assert f"mpetl resend --config {config} --run-id run-1" in page and 'id="next-step"' in page
     assert not re.search(r">\s*(True|False|0\.\d{4,}|2026112\d|2026111\d)\s*<", tables)  # no raw formats
     failed, provisional = _rows(tables, "failed"), _rows(tables, "provisional")
     assert failed and all("2026-11-15" in r for r in failed)
@@ -50,7 +49,7 @@ def test_html_next_step_when_everything_arrived_or_nothing_was_sent(tmp_path):
     empty = Scenario(tmp_path / "empty")
     empty.send("20261115", ["P-1"], status="planned", sent_run_id=None)  # run-1 planned, sent nothing
     reconcile(empty.build(), out_dir=tmp_path / "empty" / "out", run_id="run-1", now=datetime(2026, 11, 23, 12, tzinfo=UTC))
-    assert "Fix the mapping" in (tmp_path / "empty" / "out" / "reconciliation.html").read_text()
+    assert "Nothing was sent for this selection" in (tmp_path / "empty" / "out" / "reconciliation.html").read_text()
 
 
 def test_notebook_shows_the_run_summary_top_reasons_and_next_step(run_mpetl, tmp_path):
@@ -69,11 +68,12 @@ def test_notebook_shows_the_run_summary_top_reasons_and_next_step(run_mpetl, tmp
     nb = nbformat.read(NOTEBOOK, as_version=4)
     params = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1 and 'RUN_DIR = "out/samples/reconcile"' in params[0].source
-    params[0].source = f"RUN_DIR = {json.dumps(str(root / 'reconcile'))}\nSUMMARY_DIR = None"
-    NotebookClient(nb, kernel_name="python3", timeout=90, resources={"metadata": {"path": str(tmp_path)}}).execute()
-    out = "".join(o.get("text", "") + json.dumps(o.get("data", {})) for c in nb.cells if c.cell_type == "code"
-                  for o in c.get("outputs", []))
-    assert "What to do next:** Nothing to do" in out
+    out = run_notebook(tmp_path, RUN_DIR=str(root / "reconcile"))  # papermill, as `papermill … -p RUN_DIR …`
+    steps = out[out.index("What to do next:"):]
+    # Not "Nothing to do": a row was rejected, and the one event sent carries no session id.
+    assert "Nothing to do" not in out
+    assert "1 rows of these runs were rejected as bad data (most common: VALUE_INVALID column 'cookie'" in steps
+    assert "Every event found lacks a session id" in steps
     assert "3 of 4 rows were not sent by this run (2 filtered, 1 rejected" in out
     assert "column 'Stage' is not one of the allowed values" in out and "holds neither a _ga cookie" in out
     assert "filtered" in out and "2026-11-20" in out
