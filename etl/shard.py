@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from etl.accounting import AccountingError, Buckets
+from etl.accounting import AccountingError, Buckets, sent_label
 
 _SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 MAX_SHARDS = 1024
@@ -146,6 +146,10 @@ def aggregate(summaries: Iterable[Mapping[str, Any]], names: Sequence[str] | Non
         values = {getattr(b, key) for _, b, _ in read}
         if len(values) != 1:
             raise AggregateError(f"shards read different inputs: {key} {sorted(values)}")
+    modes = {str(s.get("mode", "send")) for s in items}
+    if len(modes) != 1:
+        raise AggregateError(f"summaries come from different modes: {sorted(modes)} (a dry run sends nothing)")
+    mode = modes.pop()
     first = read[0][1]
     total_in, outside = first.rows_in, first.outside_window
     owned = sum(b.rows_in - b.other_shard - b.outside_window for _, b, _ in read)
@@ -158,12 +162,13 @@ def aggregate(summaries: Iterable[Mapping[str, Any]], names: Sequence[str] | Non
     summed = {k: sum(extra[k] for _, _, extra in read) for k in _SUMMED}
     return {
         "shards": count,
-        **night.to_dict(),
+        "mode": mode,
+        **night.labelled(mode),
         "balanced": night.balanced(),
-        "equation": night.equation(),
+        "equation": night.equation(sent_label(mode)),
         **summed,
         "run_ids": [items[i].get("run_id") for i in order],
-        "per_shard": [{"shard": str(specs[i]), "run_id": items[i].get("run_id"), **read[i][1].to_dict(),
+        "per_shard": [{"shard": str(specs[i]), "run_id": items[i].get("run_id"), **read[i][1].labelled(mode),
                        "exit_code": read[i][2]["exit_code"]} for i in order],
         "exit_code": max(extra["exit_code"] for _, _, extra in read),
     }

@@ -201,3 +201,22 @@ def run_notebook(workdir: Path, **parameters: Any) -> str:
     nb = nbformat.read(executed, as_version=4)
     return "".join(o.get("text", "") + json.dumps(o.get("data", {})) for c in nb.cells if c.cell_type == "code"
                    for o in c.get("outputs", []))
+
+
+def cli_errors(stderr: str) -> list[str]:
+    """The messages of the CLI's error lines in `stderr`: JSON lines with level and event "error" (off a
+    terminal, as tests run it) or `mpetl: error: …` lines (on one). Log lines of other levels are skipped."""
+    import json
+
+    out = []
+    for line in stderr.splitlines():
+        if line.startswith("mpetl: error: "):
+            out.append(line.removeprefix("mpetl: error: "))
+        elif line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("level") == "error" and record.get("event") == "error":
+                out.append(record["message"])
+    return out

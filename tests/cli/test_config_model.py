@@ -22,7 +22,7 @@ from etl.config import (
     load_config,
 )
 from etl.errors import ConfigError
-from tests.support import REPO, SAMPLES_CONFIG, files_containing
+from tests.support import REPO, SAMPLES_CONFIG, cli_errors, files_containing
 
 BASE = """\
 [property]
@@ -332,6 +332,6 @@ def test_every_hostile_value_of_every_field_is_a_one_line_error_or_validates(tmp
         return
     assert result.exit_code == 2, f"{table}.{key} = {HOSTILE[kind]} was accepted: {result.stdout[-300:]}"
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith("mpetl: error: ") and "Traceback" not in line
+    assert cli_errors(line) and "Traceback" not in line
     named = line.split("[", 1)[1].split("]", 1)[0] if "[" in line else ""
     assert named.startswith(_key_path(table, key).rsplit(".", 1)[0]), (line, table, key)
