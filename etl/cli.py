@@ -323,12 +323,20 @@ def reconcile(config_path: Path, out_path: Path, **options: Any) -> int:
     return _reconcile(_load(config_path), out_path, **options)
 
 
-def _reconcile(config, out_dir: Path, **options: Any) -> int:
-    """One reconciliation (also nightly's second step): print its verdict, return its exit code."""
+def _reconcile(config, out_dir: Path, *, as_json: bool = False, **options: Any) -> int:
+    """One reconciliation (also nightly's second step): print its verdict (a few lines, or with `as_json` one
+    JSON line like the run's summary), return its exit code."""
     from etl.reconcile import reconcile as do_reconcile
 
     result = do_reconcile(config, out_dir=out_dir, **options)
-    click.echo(result.summary_text())
+    if as_json:
+        line = {"event": "reconcile", "verdict": result.verdict, "headline": result.headline,
+                "exit_code": result.exit_code, "run_id": result.run_id, "selection": result.selection,
+                "totals": result.totals, "money": result.money_totals, "next_steps": result.next_steps,
+                "reports": str(out_dir)}
+        click.echo(orjson.dumps(line, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+    else:
+        click.echo(result.summary_text())
     return result.exit_code
 
 
@@ -342,7 +350,11 @@ def _reconcile(config, out_dir: Path, **options: Any) -> int:
                    "(default: $MPETL_OUT, else ./out).")
 @now_option
 def nightly(config_path: Path, days: int, out_root: Path | None, now: datetime | None) -> int:
-    """The cron job: send yesterday (property zone), reconcile final dates; exit with the worst code."""
+    """The cron job: send yesterday (property zone), reconcile final dates; exit with the worst code.
+
+    On stdout one format: the run's table and the reconciliation's lines on a terminal; off one (cron,
+    Airflow) one JSON line each, `{"event": "summary", …}` then `{"event": "reconcile", …}`.
+    """
     import os
 
     from etl.nightly import run_nightly
@@ -353,7 +365,8 @@ def nightly(config_path: Path, days: int, out_root: Path | None, now: datetime |
         config, now=moment, days=days, out_root=out_root or Path(os.environ.get("MPETL_OUT") or "out"),
         pinned=now is not None,
         run_step=lambda p, out: _run(config, out, now=now, since=p.since, until=p.until),
-        reconcile_step=lambda p, out: _reconcile(config, out, since=p.reconcile_since, until=p.last_day, now=now),
+        reconcile_step=lambda p, out: _reconcile(config, out, since=p.reconcile_since, until=p.last_day, now=now,
+                                                 as_json=not _is_tty()),
     )
 
 

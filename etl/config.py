@@ -50,7 +50,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
-from etl.errors import ConfigError
+from etl.errors import ConfigError, ConfigProblems
 
 GOOGLE_ENDPOINT = "https://www.google-analytics.com"
 GOOGLE_EU_ENDPOINT = "https://region1.google-analytics.com"
@@ -679,15 +679,27 @@ _MISSING = {"missing", "missing_argument", "missing_keyword_only_argument"}
 
 
 def _config_error(file: Path, raw: dict[str, Any], exc: ValidationError) -> ConfigError:
-    """The first problem as one line: file, key (sources named by name), what was expected."""
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    loc = [p for p in first["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
-    blamed = (first.get("ctx") or {}).get("error")
+    """Every problem, one line each: file, key (sources named by name), what was expected; an unknown key in
+    any table says which known key it is closest to (did you mean …?) and lists the table's keys."""
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False):
+        problem = _problem(raw, error)
+        if problem not in problems:
+            problems.append(problem)
+    # A required key "missing" because it was misspelt: the did-you-mean line of the typo says it all.
+    meant = {f"{key.rpartition('.')[0]}.{m.group(1)}" for key, expected in problems
+             if (m := re.match(r"unknown key; did you mean '([^']+)'\?", expected))}
+    problems = [(key, expected) for key, expected in problems if not (expected == "is required" and key in meant)]
+    return ConfigProblems(str(file), problems)
+
+
+def _problem(raw: dict[str, Any], error: Any) -> tuple[str, str]:
+    loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
+    blamed = (error.get("ctx") or {}).get("error")
     if isinstance(blamed, KeyedError):
         loc = [*loc, *blamed.key.split(".")]
     key = _key_name(raw, loc)
-    kind = first["type"]
+    kind = error["type"]
     if kind in _UNKNOWN:
         where = _fields_at(loc[:-1])
         hint = difflib.get_close_matches(str(loc[-1]), sorted(where), n=1, cutoff=0.6) if where else []
@@ -697,11 +709,8 @@ def _config_error(file: Path, raw: dict[str, Any], exc: ValidationError) -> Conf
     elif kind in _MISSING:
         expected = "is required"
     else:
-        expected = _message(first)
-    more = len(errors) - 1
-    if more:
-        expected += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ConfigError(str(file), key, expected)
+        expected = _message(error)
+    return key, expected
 
 
 _PATTERNS = {

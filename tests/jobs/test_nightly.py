@@ -70,6 +70,11 @@ def test_nightly_sends_yesterday_reconciles_and_a_rerun_sends_nothing_twice(tmp_
     assert report["verdict"] == "reconciled" and report["totals"]["sent"] == summary["sent"]
     assert (out / "nightly" / "latest").resolve() == (out / "nightly" / day).resolve()
     assert '"event":"nightly_finished","exit_code":0' in first.stderr
+    # One summary format on stdout (not a terminal): a JSON line for the run, one for the reconciliation.
+    lines = [orjson.loads(line) for line in first.stdout.splitlines()]
+    assert [line["event"] for line in lines] == ["summary", "reconcile"]
+    assert lines[0]["sent"] == summary["sent"] and lines[1]["verdict"] == "reconciled"
+    assert all(line.get("level") for line in map(orjson.loads, first.stderr.splitlines()))  # every log line
 
     # cron retried the same night: the ledger has it all, nothing is sent again.
     second = nightly(config, out)
