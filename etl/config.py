@@ -612,11 +612,26 @@ def read_api_secret(dest: DestinationConfig) -> str | None:
         return secret.strip()
     path = dest.api_secret_file
     if path is not None and path.is_file():
+        _warn_if_readable_by_others(path)
         try:
             return path.read_text().strip() or None
         except (OSError, UnicodeDecodeError):
             raise ConfigError(str(path), "destination.api_secret_file", "cannot read the API secret file") from None
     return None
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    """One warning line (not an error: the run goes on) when the secret file's group or others may read it
+    (0640, 0644): anyone who can read it can send events into the property."""
+    from etl import log
+
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warn("api_secret_file_readable", path=str(path), mode=f"{mode:04o}",
+                 hint=f"readable by {'others' if mode & 0o007 else 'its group'}: chmod 600 {path}")
 
 
 _FILE_ADAPTER = TypeAdapter(ConfigFile)

@@ -67,13 +67,15 @@ def _top_reason(summary: Mapping[str, Any], key: str) -> str | None:
 
 
 def _consent_starved(summary: Mapping[str, Any]) -> list[str]:
-    """Sources whose every row in scope was filtered for lack of consent: `consent_default = "deny"` and no
-    consent column mapped leaves nothing to send, which looks like success on an empty night."""
+    """Sources that sent nothing for lack of consent: under `consent_default = "deny"` a source that maps no
+    consent column rejects every row (CONSENT_DENIED), one whose consent column is empty filters every row
+    (NO_CONSENT). Either is a policy to decide, not data to fix."""
     out = []
     for name, s in (summary.get("sources") or {}).items():
         in_scope = s.get("rows_in", 0) - s.get("outside_window", 0) - s.get("other_shard", 0)
-        codes = s.get("filtered_codes") or {}
-        if in_scope > 0 and codes.get("NO_CONSENT", 0) == in_scope:
+        unmapped = (s.get("reject_codes") or {}).get("CONSENT_DENIED", 0)
+        empty = (s.get("filtered_codes") or {}).get("NO_CONSENT", 0)
+        if in_scope > 0 and (empty == in_scope or (unmapped and unmapped == in_scope - s.get("filtered", 0))):
             out.append(name)
     return out
 
@@ -112,9 +114,10 @@ def run_next_steps(summary: Mapping[str, Any], *, config_file: Path | str, out_d
                          f"{command('historical', '--config', config_file, '--run-id', summary.get('run_id'))} "
                          "writes this run's deferred events again.")
     for name in _consent_starved(summary):
-        steps.append(f"Every row of source {name} was filtered for lack of consent: with consent_default = "
-                     '"deny" a row without a consent column is never sent. Map consent_analytics in '
-                     f"[sources.columns] of {config_file} to the column that records consent.")
+        steps.append(f"Source {name} sent nothing for lack of consent: with consent_default = \"deny\" a row "
+                     "without recorded consent is never sent, and a source without a consent column rejects every "
+                     f"row. Map consent_analytics in [sources.columns] of {config_file} to the column that records "
+                     "consent, or set consent_default deliberately.")
     rejected = int(summary.get("rejected", 0)) + int(summary.get("rejected_at_send", 0))
     if rejected:
         top = _top_reason(summary, "reject_reasons")

@@ -125,3 +125,16 @@ def test_nightly_reads_the_same_chunks_as_run(run_mpetl, tmp_path):
         lines = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
         chunks[command] = [line["rows"] for line in lines if line["event"] == "chunk_planned"]  # outside_window included
     assert chunks["run"] == chunks["nightly"] == [50_000, 10_000]
+
+
+def test_on_a_terminal_names_and_reasons_print_as_written_then_what_to_do_next(run_mpetl, tmp_path):
+    """Rich must not read `[eu]` or `[sources.columns]` as markup: a source name and a next step print as written."""
+    config = crm_config(tmp_path, extra_sources='[sources.filter]\nStage = ["Closed Won"]\n')
+    config.write_text(config.read_text().replace('name = "crm"', 'name = "crm [eu]"'))
+    shown = _on_a_terminal(run_mpetl, "run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run",
+                           "--now", NOW)
+    assert "crm [eu]" in shown
+    assert "What to do next:" in shown
+    # The deals carry no session cookie: the step says which table to map it in, brackets and all.
+    assert "Map session_id in [sources.columns]" in " ".join(shown.split())
+    assert f"mpetl run --config {config} --out out/run" in " ".join(shown.split())
