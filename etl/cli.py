@@ -142,7 +142,18 @@ def _progress_printer():
     return report
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+def _examples(lines: list[str]) -> str:
+    """A command's `Examples:` epilog (`\\b` keeps click from rewrapping the lines)."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+
+
+COMPLETION = ('Shell completion (bash; zsh and fish alike with zsh_source / fish_source):\n\n\b\n'
+              '  eval "$(_MPETL_COMPLETE=bash_source mpetl)"      # in ~/.bashrc')
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=_examples(["mpetl init myjob --kind csv", "mpetl validate --config myjob/mpetl.toml",
+                               "mpetl run --config myjob/mpetl.toml --out out/run"]) + "\n\n" + COMPLETION)
 @click.version_option(package_name="mpetl", prog_name="mpetl", message="%(prog)s %(version)s")
 @log_options
 @click.pass_context
@@ -175,7 +186,7 @@ def _load(config_path: Path):
     return load_config(config_path)
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl run --config mpetl.toml --out out/run --dry-run     # build every request, send nothing', 'mpetl run --config mpetl.toml --out out/2026-11-20 --since 2026-11-20 --until 2026-11-21']))
 @log_options
 @config_option
 @_out_option("Folder for summary.json, rejects.ndjson, deferred.csv, privacy_manifest.json (and requests.ndjson).",
@@ -208,7 +219,7 @@ def _run(config, out_dir: Path, **options: Any) -> int:
     return result.exit_code
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl validate --config mpetl.toml                      # reject and filter reasons', 'mpetl validate --config mpetl.toml --debug-endpoint --sample 20']))
 @log_options
 @config_option
 @_out_option("Where to keep the validation outputs (default: a temporary folder).", dir_okay=True)
@@ -310,7 +321,7 @@ def _unusable_sources(summary: dict[str, Any], reasons: Counter[tuple[str, str, 
     return out
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl reconcile --config mpetl.toml --run-id 20261121T060000Z-c9517c --out out/reconcile', 'mpetl reconcile --config mpetl.toml --since 2026-11-17 --until 2026-11-20 --out out/reconcile']))
 @log_options
 @config_option
 @_out_option("Folder for reconciliation.json/.csv/.html, missing.csv, duplicates.csv.", required=True, dir_okay=True)
@@ -340,7 +351,7 @@ def _reconcile(config, out_dir: Path, *, as_json: bool = False, **options: Any) 
     return result.exit_code
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl nightly --config /etc/mpetl/mpetl.toml --out-root /var/lib/mpetl   # from cron', 'mpetl nightly --config mpetl.toml --days 3                            # late rows: last 3 days']))
 @log_options
 @config_option
 @click.option("--days", type=int, default=1, show_default=True, callback=lambda c, p, v: _check_days(v),
@@ -376,7 +387,7 @@ def _check_days(value: int) -> int:
     return value
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl deferred --config mpetl.toml --out deferred-import.csv   # then upload it in GA4 Data Import']))
 @log_options
 @config_option
 @_out_option("The Data Import CSV to write (an _index.csv beside it ties each line to its source row).", required=True)
@@ -415,7 +426,7 @@ def historical(config_path: Path, run_id: str) -> int:
     return EXIT_SEND_FAILURES if "error" in report else EXIT_OK
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl resend --config mpetl.toml --run-id 20261121T060000Z-c9517c']))
 @log_options
 @config_option
 @click.option("--run-id", required=True, help="The run whose events the export lacks.")
@@ -439,7 +450,7 @@ def resend(config_path: Path, run_id: str, out_path: Path | None, concurrency: i
     return result.exit_code
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl check --config mpetl.toml --wait-s 300']))
 @log_options
 @config_option
 @click.option("--wait-s", type=Finite(0, 3600), default=120.0, show_default=True,
@@ -461,7 +472,7 @@ def check(config_path: Path, wait_s: float, poll_s: float) -> int:
     return result.exit_code
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl sources --config mpetl.toml -n 3']))
 @log_options
 @config_option
 @click.option("-n", "rows", type=click.IntRange(1, 1000), default=5, show_default=True,
@@ -545,7 +556,7 @@ def aggregate(out_dirs: tuple[Path, ...], out_path: Path | None) -> int:
     return night["exit_code"]
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl init myjob --kind salesforce --timezone Europe/Berlin --measurement-id G-K7QW2ZP9LM']))
 @log_options
 @click.argument("folder", type=NonEmptyPath(file_okay=False, path_type=Path))
 @click.option("--kind", type=click.Choice(["csv", "parquet", "salesforce", "hubspot", "shopify", "square", "bigquery"]),

@@ -6,6 +6,7 @@ import os
 import pty
 import select
 import subprocess
+from pathlib import Path
 
 import orjson
 
@@ -138,3 +139,42 @@ def test_on_a_terminal_names_and_reasons_print_as_written_then_what_to_do_next(r
     # The deals carry no session cookie: the step says which table to map it in, brackets and all.
     assert "Map session_id in [sources.columns]" in " ".join(shown.split())
     assert f"mpetl run --config {config} --out out/run" in " ".join(shown.split())
+
+
+def test_every_help_example_is_a_command_line_mpetl_accepts(run_mpetl):
+    """The `Examples:` under `--help` parse as written (options and values checked by click's own types)."""
+    import shlex
+
+    import click
+
+    from etl.cli import main
+
+    examples = 0
+    for name, command in [("mpetl", main), *main.commands.items()]:
+        for line in (command.epilog or "").splitlines():
+            line = line.strip()
+            if not line.startswith("mpetl "):
+                continue
+            words = shlex.split(line.split("  #")[0])[1:]
+            sub = main.commands[words[0]]
+            with click.Context(main, info_name="mpetl") as parent:
+                sub.make_context(words[0], words[1:], parent=parent)  # raises on an unknown option or bad value
+            examples += 1
+        if name in ("run", "validate", "reconcile", "nightly", "resend", "deferred", "init"):
+            assert "Examples:" in run_mpetl(name, "--help").stdout, name
+    assert examples >= 12
+
+
+def test_shell_completion_is_clicks_own(tmp_path):
+    """`eval "$(_MPETL_COMPLETE=bash_source mpetl)"` (the README's line) completes commands."""
+    import shutil
+    import sys
+
+    mpetl = shutil.which("mpetl", path=str(Path(sys.executable).parent))
+    assert mpetl is not None
+    script = subprocess.run([mpetl], env={**os.environ, "_MPETL_COMPLETE": "bash_source"}, capture_output=True,
+                            text=True, timeout=60)
+    assert "complete -o nosort -F _mpetl_completion mpetl" in script.stdout
+    words = subprocess.run([mpetl], env={**os.environ, "_MPETL_COMPLETE": "bash_complete", "COMP_WORDS": "mpetl re",
+                                         "COMP_CWORD": "1"}, capture_output=True, text=True, timeout=60)
+    assert words.stdout.split() == ["plain,reconcile", "plain,resend"]
