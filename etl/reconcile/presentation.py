@@ -56,7 +56,8 @@ def reconcile_next_steps(result: Any, *, config_file: Path | str, out_dir: Path 
         for run_id, group in missing.groupby("sent_run_id", sort=True):
             resendable = int(group["resendable"].astype(bool).sum())
             late = len(group) - resendable
-            resend = command("resend", "--config", config_file, "--run-id", run_id)
+            resend = command("resend", "--config", config_file, "--run-id", run_id,
+                             "--out", Path(out_dir).parent / f"resend-{run_id}")
             if resendable:
                 left = group.loc[group["resendable"].astype(bool), "resend_window_left_h"].astype(float).min()
                 steps.append(f"Resend the {resendable:,} missing events of run {run_id} while GA4's window allows "

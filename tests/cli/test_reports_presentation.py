@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 from datetime import UTC, datetime
 
@@ -79,3 +80,30 @@ def test_notebook_shows_the_run_summary_top_reasons_and_next_step(run_mpetl, tmp
     assert "filtered" in out and "2026-11-20" in out
     assert "20261120" not in out.replace("events_20261120", "")
     assert not re.search(r"\b\d+\.0\b(?! ?%)", out.split("top reject reasons")[0])  # counts print as integers
+
+
+def test_deferred_rows_and_missing_sessions_are_never_nothing_to_do(run_mpetl, tmp_path):
+    """D1 arrives (the date is final: provisional_hours = 0), D9 is ten days old: deferred for Data Import."""
+    deals = ("cookie,closed,deal,amount,cur,Stage\n"
+             "GA1.1.111.222,2026-11-20 10:00:00,D1,10,EUR,Won\n"
+             "GA1.1.111.229,2026-11-10 10:00:00,D9,99,EUR,Won\n")
+    config = crm_config(tmp_path, deals=deals)
+    run = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "run"), "--now", NOW)
+    assert run.returncode == 0, run.stderr
+    line = json.loads(run.stdout.splitlines()[-1])
+    assert (line["sent"], line["deferred"]) == (1, 1)
+    run_steps = " ".join(line["next_steps"])
+    assert f"upload {tmp_path / 'run' / 'deferred.csv'} in GA4 (Admin → Data Import" in run_steps
+    assert f"mpetl deferred --config {config.resolve()} --out deferred-import.csv" in run_steps
+    assert f"mpetl reconcile --config {config.resolve()} --run-id {line['run_id']}" in run_steps
+
+    rec = run_mpetl("-q", "reconcile", "--config", str(config), "--out", str(tmp_path / "rec"),
+                    "--since", "2026-11-20", "--until", "2026-11-20", "--now", NOW)
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    report = json.loads((tmp_path / "rec" / "reconciliation.json").read_bytes())
+    assert report["verdict"] == "reconciled" and report["totals"]["dates_final"] == 1
+    steps = " ".join(report["next_steps"])
+    assert "Nothing to do" not in steps and "Nothing to do" not in rec.stdout
+    assert f"1 events of run {line['run_id']} are older than GA4's 72 h window" in steps
+    assert "Every event found lacks a session id" in steps
+    assert report["not_sent"]["deferred"] == 1 and report["not_sent"]["runs"] == [line["run_id"]]
