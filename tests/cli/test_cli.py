@@ -178,3 +178,14 @@ def test_shell_completion_is_clicks_own(tmp_path):
     words = subprocess.run([mpetl], env={**os.environ, "_MPETL_COMPLETE": "bash_complete", "COMP_WORDS": "mpetl re",
                                          "COMP_CWORD": "1"}, capture_output=True, text=True, timeout=60)
     assert words.stdout.split() == ["plain,reconcile", "plain,resend"]
+
+
+def test_on_a_terminal_an_error_is_one_plain_line_elsewhere_a_json_line_with_its_level(run_mpetl, tmp_path):
+    config = crm_config(tmp_path)
+    config.write_text(config.read_text().replace("timezone", "timezon", 1))
+    shown = _on_a_terminal(run_mpetl, "validate", "--config", str(config))
+    assert shown.strip().startswith(f"mpetl: error: {config}: [property.timezon] unknown key; did you mean 'timezone'?")
+    piped = run_mpetl("validate", "--config", str(config))
+    (line,) = [orjson.loads(x) for x in piped.stderr.splitlines()]
+    assert (line["level"], line["event"], line["exit_code"]) == ("error", "error", 2)
+    assert line["message"].startswith(f"{config}: [property.timezon] unknown key")

@@ -66,6 +66,13 @@ def test_notebook_shows_the_run_summary_top_reasons_and_next_step(run_mpetl, tmp
                 "--since", "2026-11-20", "--until", "2026-11-20", "--now", NOW)
     assert rec.returncode == 0, rec.stdout + rec.stderr
 
+    # The HTML report lists the run's top reject and filter reasons (from the summary the run left in the ledger).
+    page = html.unescape((root / "reconcile" / "reconciliation.html").read_text(encoding="utf-8"))
+    rejects = page[page.index("Top reject reasons (1 rows)"):page.index("Top filter reasons")]
+    assert "VALUE_INVALID" in rejects and "column 'cookie' holds neither a _ga cookie" in rejects
+    filters = page[page.index("Top filter reasons (2 rows)"):page.index("<h2>Per date and event</h2>")]
+    assert "FILTERED" in filters and "column 'Stage' is not one of the allowed values" in filters
+
     nb = nbformat.read(NOTEBOOK, as_version=4)
     params = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1 and 'RUN_DIR = "out/samples/reconcile"' in params[0].source
