@@ -3,17 +3,25 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+# Two stamps: `make run` installs only what a run needs (the package and its dependencies); the test
+# extras (pytest, moto, bqemulator, ga4mp, papermill, …: most of a fresh machine's install time) only for
+# test, lint and bench.
+RUN_STAMP := $(VENV)/.runtime-stamp
+STAMP := $(VENV)/.test-stamp
 
 .PHONY: run test test-fast lint clean airflow-venv system-deps bench
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	bash jobs/run_samples.sh
 
 # Real Apache Airflow in its own venv, for the DAG tests (idempotent: a stamp skips it when unchanged).
@@ -44,4 +52,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check etl tests bench jobs
 
 clean:
-	rm -rf $(VENV) .venv-airflow out state .pytest_cache
+	rm -rf $(VENV) .venv-airflow out state .pytest_cache build

@@ -121,10 +121,23 @@ class Buckets(Counts):
                  if name in self.ALWAYS_SHOWN or getattr(self, name)]
         return f"rows_in {self.rows_in:,} {'==' if self.balanced() else '!='} " + " + ".join(parts)
 
+    def labelled(self, mode: str) -> dict[str, int]:
+        """`to_dict` as a summary of this mode writes it: a dry run or a validation says `would_send`."""
+        label = sent_label(mode)
+        return {(label if name == "sent" else name): value for name, value in self.to_dict().items()}
+
     @classmethod
     def from_summary(cls, summary: object, *, where: str) -> Buckets:
-        """The buckets of a summary.json (a run's or a shard's), every key and type checked."""
+        """The buckets of a summary.json (a run's or a shard's), every key and type checked; a dry run's
+        or a validation's `would_send` reads as `sent` (summaries written before it say `sent`)."""
+        if isinstance(summary, Mapping) and "sent" not in summary and "would_send" in summary:
+            summary = {**summary, "sent": summary["would_send"]}
         return cls.from_mapping(summary, where=where, optional=cls.ADDED_LATER)
+
+
+def sent_label(mode: str) -> str:
+    """What a summary calls the sent bucket: a dry run or a validation sends nothing, it *would* send."""
+    return "sent" if mode == "send" else "would_send"
 
 
 @dataclass(frozen=True)
@@ -264,6 +277,7 @@ class Tally:
     buckets: Buckets = field(default_factory=Buckets)
     notes: Notes = field(default_factory=Notes)
     reject_codes: Counter[str] = field(default_factory=Counter)
+    reject_reasons: Counter[tuple[str, str]] = field(default_factory=Counter)  # (code, description) → rows
     filtered_reasons: Counter[tuple[str, str]] = field(default_factory=Counter)  # (code, reason) → rows
     detectors: Counter[str] = field(default_factory=Counter)  # personal-data detector → values caught
     pii_dropped: Counter[str] = field(default_factory=Counter)  # column → values blanked (on_pii = "drop")
@@ -277,8 +291,8 @@ class Tally:
         """Fold another tally into this one (a chunk into its source, a source into the run)."""
         self.buckets += other.buckets
         self.notes += other.notes
-        for name in ("reject_codes", "filtered_reasons", "detectors", "pii_dropped", "item_keys_not_sent",
-                     "params_not_allowed", "limits"):
+        for name in ("reject_codes", "reject_reasons", "filtered_reasons", "detectors", "pii_dropped",
+                     "item_keys_not_sent", "params_not_allowed", "limits"):
             getattr(self, name).update(getattr(other, name))
         self.money = add_money(self.money, other.money)
         self.value_unreadable += other.value_unreadable
@@ -300,5 +314,14 @@ class Tally:
 
     def filtered_list(self) -> list[dict[str, Any]]:
         """`[{"code", "reason", "rows"}]`, most rows first: the summary's `filtered_reasons`."""
-        return [{"code": code, "reason": reason, "rows": rows}
-                for (code, reason), rows in sorted(self.filtered_reasons.items(), key=lambda kv: (-kv[1], kv[0]))]
+        return _reason_list(self.filtered_reasons)
+
+    def reject_list(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The `limit` most common reject reasons, `[{"code", "reason", "rows"}]`: the summary's
+        `reject_reasons` (rejects.ndjson holds every row; a source can have one reason per column)."""
+        return _reason_list(self.reject_reasons)[:limit]
+
+
+def _reason_list(counts: Counter[tuple[str, str]]) -> list[dict[str, Any]]:
+    return [{"code": code, "reason": reason, "rows": rows}
+            for (code, reason), rows in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]

@@ -18,7 +18,7 @@ import click
 import orjson
 
 from etl import log
-from etl.accounting import Buckets, Notes
+from etl.accounting import Buckets, Notes, sent_label
 from etl.collector.cli import collector
 from etl.commandline import (
     DAY,
@@ -33,45 +33,41 @@ from etl.commandline import (
     log_options,
 )
 from etl.errors import EXIT_BAD_INPUT
+from etl.next_steps import last_error_text, not_delivered_message, run_next_steps
 
 
 def _is_tty() -> bool:
     return sys.stdout.isatty()
 
 
-COUNTS = ("rows_in", *Buckets.NAMES)
+def _counts(summary: dict[str, Any]) -> dict[str, Any]:
+    """rows_in and every bucket, as the summary names them (a dry run's would_send)."""
+    label = sent_label(summary.get("mode", "send"))
+    return {k: summary[k] for k in ("rows_in", *(label if b == "sent" else b for b in Buckets.NAMES)) if k in summary}
 
 
-def _sent_label(mode: str) -> str:
-    """A dry run or a validation sends nothing: its summary says what it *would* send."""
-    return "sent" if mode == "send" else "would_send"
-
-
-def _relabel(summary: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    label = _sent_label(summary.get("mode", "send"))
-    return {(label if k == "sent" else k): summary[k] for k in keys if k in summary}
-
-
-def _print_run_summary(summary: dict[str, Any]) -> None:
-    label = _sent_label(summary["mode"])
+def _print_run_summary(summary: dict[str, Any], steps: list[str]) -> None:
+    """The run's totals, then what to do next: a table on a terminal, one JSON line otherwise."""
+    label = sent_label(summary["mode"])
     if not _is_tty():
-        shown = {(label if k == "sent" else k): v for k, v in summary.items() if k != "send"}
-        click.echo(orjson.dumps({"event": "summary", **shown}).decode())
-        _print_source_errors(summary)
+        shown = {k: v for k, v in summary.items() if k != "send"}
+        click.echo(orjson.dumps({"event": "summary", **shown, "next_steps": steps}).decode())
+        _print_failures(summary)
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     buckets = Buckets.from_summary(summary, where="summary")
     shown = [b for b in Buckets.NAMES if b in Buckets.ALWAYS_SHOWN or getattr(buckets, b)]
     cols = ("rows_in", *shown, "no_session")
-    table = Table(title=f"run {summary['run_id']} ({summary['mode']})")
+    table = Table(title=escape(f"run {summary['run_id']} ({summary['mode']})"))
     table.add_column("source")
     for col in cols:
         table.add_column(label if col == "sent" else col, justify="right")
     for name, s in summary["sources"].items():
-        table.add_row(name, *(f"{s[c]:,}" for c in cols))
-    table.add_row("TOTAL", *(f"{summary[c]:,}" for c in cols), style="bold")
+        table.add_row(escape(name), *(f"{s[label if c == 'sent' else c]:,}" for c in cols))
+    table.add_row("TOTAL", *(f"{summary[label if c == 'sent' else c]:,}" for c in cols), style="bold")
     console = Console(highlight=False)
     console.print(table)
     console.print(buckets.equation(label), markup=False)
@@ -79,12 +75,32 @@ def _print_run_summary(summary: dict[str, Any]) -> None:
         console.print(line, markup=False)
     for line in _summary_notes(summary):
         console.print(line, markup=False)
+    _print_next_steps(console, steps)
+    _print_failures(summary)
+
+
+def _print_next_steps(console: Any, steps: list[str]) -> None:
+    if steps:
+        console.print("What to do next:", style="bold")
+        for step in steps:
+            console.print(f"  - {step}", markup=False, soft_wrap=True)
+
+
+def _print_failures(summary: dict[str, Any]) -> None:
+    """Why the exit code is not 0, on stderr whatever -q says: failed sources, events not delivered."""
     _print_source_errors(summary)
+    problem = not_delivered_message(summary)
+    if problem:
+        echo_error(problem, exit_code=summary["exit_code"])
 
 
 def _summary_notes(summary: dict[str, Any]) -> list[str]:
     """The lines under the equation: why rows were filtered, and what is worth knowing about the sent."""
     lines = []
+    if summary.get("not_sampled"):
+        checked = summary["send"].get("events_validated", 0)
+        lines.append(f"sampled: {checked:,} events checked by the debug endpoint, {summary['not_sampled']:,} not "
+                     "sampled (they passed every local check; --sample leaves them unchecked)")
     if summary.get("filtered_codes"):
         lines.append("filtered (not conversions, not errors): "
                      + ", ".join(f"{code} {rows:,}" for code, rows in summary["filtered_codes"].items()))
@@ -128,7 +144,18 @@ def _progress_printer():
     return report
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+def _examples(lines: list[str]) -> str:
+    """A command's `Examples:` epilog (`\\b` keeps click from rewrapping the lines)."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+
+
+COMPLETION = ('Shell completion (bash; zsh and fish alike with zsh_source / fish_source):\n\n\b\n'
+              '  eval "$(_MPETL_COMPLETE=bash_source mpetl)"      # in ~/.bashrc')
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=_examples(["mpetl init myjob --kind csv", "mpetl validate --config myjob/mpetl.toml",
+                               "mpetl run --config myjob/mpetl.toml --out out/run"]) + "\n\n" + COMPLETION)
 @click.version_option(package_name="mpetl", prog_name="mpetl", message="%(prog)s %(version)s")
 @log_options
 @click.pass_context
@@ -161,7 +188,7 @@ def _load(config_path: Path):
     return load_config(config_path)
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl run --config mpetl.toml --out out/run --dry-run     # build every request, send nothing', 'mpetl run --config mpetl.toml --out out/2026-11-20 --since 2026-11-20 --until 2026-11-21']))
 @log_options
 @config_option
 @_out_option("Folder for summary.json, rejects.ndjson, deferred.csv, privacy_manifest.json (and requests.ndjson).",
@@ -192,11 +219,11 @@ def _run(config, out_dir: Path, **options: Any) -> int:
 
     given = {k: v for k, v in options.items() if v is not None}
     result = run_pipeline(config, RunOptions(out_dir=out_dir, progress=_progress_printer(), **given))
-    _print_run_summary(result.summary)
+    _print_run_summary(result.summary, run_next_steps(result.summary, config_file=config.file, out_dir=out_dir))
     return result.exit_code
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl validate --config mpetl.toml                      # reject and filter reasons', 'mpetl validate --config mpetl.toml --debug-endpoint --sample 20']))
 @log_options
 @config_option
 @_out_option("Where to keep the validation outputs (default: a temporary folder).", dir_okay=True)
@@ -228,16 +255,27 @@ def validate(config_path: Path, out_path: Path | None, now: datetime | None, deb
         if unusable and not summary["exit_code"]:
             summary["exit_code"] = EXIT_BAD_INPUT  # what the exit says, the summary says
             write_atomic(target / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    steps = run_next_steps(summary, config_file=config.file, out_dir=out_path or Path("out/validate"))
     _print_reasons(reasons, summary)
-    click.echo(orjson.dumps(_relabel(summary, COUNTS)
-                            | {"debug_requests": summary["send"]["requests_sent"] if debug_endpoint else 0,
+    if _is_tty():
+        from rich.console import Console
+
+        console = Console(highlight=False)
+        for line in _summary_notes(summary):
+            console.print(line, markup=False)
+        _print_next_steps(console, steps)
+    click.echo(orjson.dumps(_counts(summary)
+                            | {"debug_requests": summary["send"].get("requests_validated", 0),
                                "debug_messages": summary["send"]["debug_messages"],
-                               "exit_code": summary["exit_code"]}).decode())
+                               "not_sampled": summary["not_sampled"],
+                               "exit_code": summary["exit_code"], "next_steps": steps}).decode())
     _print_source_errors(summary)
     for line in unusable:
-        echo_error(line)
-    if debug_endpoint and summary["send"]["last_error"]:
-        echo_error(f"debug endpoint: {summary['send']['last_error']}")
+        echo_error(line, exit_code=summary["exit_code"])
+    cause = last_error_text(summary["send"]["last_error"])
+    if debug_endpoint and cause:
+        echo_error(f"debug endpoint: {cause}; {not_delivered_message(summary) or ''}".rstrip("; "),
+                   exit_code=summary["exit_code"])
     return summary["exit_code"]
 
 
@@ -273,7 +311,7 @@ def _print_reasons(reasons: Counter[tuple[str, str, str]], summary: dict[str, An
         for col in ("source", "code", "reason", "rows"):
             table.add_column(col, justify="right" if col == "rows" else "left")
         for source, code, desc, count in rows:
-            table.add_row(source, code, escape(desc), f"{count:,}")
+            table.add_row(escape(source), escape(code), escape(desc), f"{count:,}")
         Console().print(table)
 
 
@@ -289,7 +327,7 @@ def _unusable_sources(summary: dict[str, Any], reasons: Counter[tuple[str, str, 
     return out
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl reconcile --config mpetl.toml --run-id 20261121T060000Z-c9517c --out out/reconcile', 'mpetl reconcile --config mpetl.toml --since 2026-11-17 --until 2026-11-20 --out out/reconcile']))
 @log_options
 @config_option
 @_out_option("Folder for reconciliation.json/.csv/.html, missing.csv, duplicates.csv.", required=True, dir_okay=True)
@@ -302,20 +340,29 @@ def reconcile(config_path: Path, out_path: Path, **options: Any) -> int:
     return _reconcile(_load(config_path), out_path, **options)
 
 
-def _reconcile(config, out_dir: Path, **options: Any) -> int:
-    """One reconciliation (also nightly's second step): print its verdict, return its exit code."""
+def _reconcile(config, out_dir: Path, *, as_json: bool = False, **options: Any) -> int:
+    """One reconciliation (also nightly's second step): print its verdict (a few lines, or with `as_json` one
+    JSON line like the run's summary), return its exit code."""
     from etl.reconcile import reconcile as do_reconcile
 
     result = do_reconcile(config, out_dir=out_dir, **options)
-    click.echo(result.summary_text())
     from etl.request_diagnostics import describe, early_signal  # Data Manager API only: an early signal
 
-    if (line := describe(early_signal(config, out_dir, run_id=options.get("run_id")))) is not None:
-        click.echo(line)
+    signal = describe(early_signal(config, out_dir, run_id=options.get("run_id")))
+    if as_json:
+        line = {"event": "reconcile", "verdict": result.verdict, "headline": result.headline,
+                "exit_code": result.exit_code, "run_id": result.run_id, "selection": result.selection,
+                "totals": result.totals, "money": result.money_totals, "next_steps": result.next_steps,
+                "reports": str(out_dir), **({"early_signal": signal} if signal is not None else {})}
+        click.echo(orjson.dumps(line, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+    else:
+        click.echo(result.summary_text())
+        if signal is not None:
+            click.echo(signal)
     return result.exit_code
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl nightly --config /etc/mpetl/mpetl.toml --out-root /var/lib/mpetl   # from cron', 'mpetl nightly --config mpetl.toml --days 3                            # late rows: last 3 days']))
 @log_options
 @config_option
 @click.option("--days", type=int, default=1, show_default=True, callback=lambda c, p, v: _check_days(v),
@@ -325,7 +372,11 @@ def _reconcile(config, out_dir: Path, **options: Any) -> int:
                    "D/nightly/latest is the newest (default: $MPETL_OUT, else ./out).")
 @now_option
 def nightly(config_path: Path, days: int, out_root: Path | None, now: datetime | None) -> int:
-    """The cron job: send yesterday (property zone), reconcile final dates; exit with the worst code."""
+    """The cron job: send yesterday (property zone), reconcile final dates; exit with the worst code.
+
+    On stdout one format: the run's table and the reconciliation's lines on a terminal; off one (cron,
+    Airflow) one JSON line each, `{"event": "summary", …}` then `{"event": "reconcile", …}`.
+    """
     import os
 
     from etl.nightly import run_nightly
@@ -336,7 +387,8 @@ def nightly(config_path: Path, days: int, out_root: Path | None, now: datetime |
         config, now=moment, days=days, out_root=out_root or Path(os.environ.get("MPETL_OUT") or "out"),
         pinned=now is not None,
         run_step=lambda p, out, run_id: _run(config, out, now=now, since=p.since, until=p.until, run_id=run_id),
-        reconcile_step=lambda p, out: _reconcile(config, out, since=p.reconcile_since, until=p.last_day, now=now),
+        reconcile_step=lambda p, out: _reconcile(config, out, since=p.reconcile_since, until=p.last_day, now=now,
+                                                 as_json=not _is_tty()),
     )
 
 
@@ -346,7 +398,7 @@ def _check_days(value: int) -> int:
     return value
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl deferred --config mpetl.toml --out deferred-import.csv   # then upload it in GA4 Data Import']))
 @log_options
 @config_option
 @_out_option("The Data Import CSV to write (an _index.csv beside it ties each line to its source row).", required=True)
@@ -392,7 +444,7 @@ def historical(config_path: Path, run_id: str | None) -> int:
     return EXIT_SEND_FAILURES if "error" in report else EXIT_OK
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl resend --config mpetl.toml --run-id 20261121T060000Z-c9517c']))
 @log_options
 @config_option
 @click.option("--run-id", required=True, help="The run whose events the export lacks.")
@@ -416,7 +468,7 @@ def resend(config_path: Path, run_id: str, out_path: Path | None, concurrency: i
     return result.exit_code
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl check --config mpetl.toml --wait-s 300']))
 @log_options
 @config_option
 @click.option("--wait-s", type=Finite(0, 3600), default=120.0, show_default=True,
@@ -438,7 +490,7 @@ def check(config_path: Path, wait_s: float, poll_s: float) -> int:
     return result.exit_code
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl sources --config mpetl.toml -n 3']))
 @log_options
 @config_option
 @click.option("-n", "rows", type=click.IntRange(1, 1000), default=5, show_default=True,
@@ -522,7 +574,7 @@ def aggregate(out_dirs: tuple[Path, ...], out_path: Path | None) -> int:
     return night["exit_code"]
 
 
-@main.command()
+@main.command(epilog=_examples(['mpetl init myjob --kind salesforce --timezone Europe/Berlin --measurement-id G-K7QW2ZP9LM']))
 @log_options
 @click.argument("folder", type=NonEmptyPath(file_okay=False, path_type=Path))
 @click.option("--kind", type=click.Choice(["csv", "parquet", "salesforce", "hubspot", "shopify", "square", "bigquery"]),

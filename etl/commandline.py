@@ -30,24 +30,44 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
-def echo_error(message: str) -> None:
-    """The one error line: `mpetl: error: …` on stderr (a multi-line message is folded into one)."""
-    click.echo(f"mpetl: error: {' '.join(str(message).split())}", err=True)
+def echo_error(message: str, **fields: Any) -> None:
+    """The one error line on stderr (a multi-line message is folded into one): `mpetl: error: …` on a
+    terminal, a JSON log line with level "error" off one (etl/log.py `cli_error`)."""
+    from etl import log
+
+    log.cli_error(message, **fields)
+
+
+def known_failure(exc: BaseException) -> MpetlError | None:
+    """The failure a person is told about in one line (with its exit code), or None for a bug.
+
+    One mapping for every front end (the CLI here, the Airflow DAG's tasks): an `MpetlError` as it is, an
+    OSError naming a file as the `OutputError` it is (an unwritable --out, a full disk); anything else
+    (an OSError naming no file is a network error or a bug) is not ours to word.
+    """
+    if isinstance(exc, MpetlError):
+        return exc
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return OutputError(exc)
+    return None
 
 
 class CliError(click.ClickException):
-    """A known failure as click shows it: one line on stderr, the failure's documented exit code."""
+    """A known failure as click shows it: one line on stderr (one per problem when a config has
+    several), the failure's documented exit code."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT, lines: list[str] | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.lines = lines or [message]
 
     @classmethod
     def of(cls, exc: MpetlError) -> CliError:
-        return cls(str(exc), exc.exit_code)
+        return cls(str(exc), exc.exit_code, getattr(exc, "lines", None))
 
     def show(self, file: Any = None) -> None:
-        echo_error(self.format_message())
+        for line in self.lines:
+            echo_error(line, exit_code=self.exit_code)
 
 
 class _OneLineErrors:
@@ -57,12 +77,11 @@ class _OneLineErrors:
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)  # type: ignore[misc]
-        except MpetlError as exc:
-            raise CliError.of(exc) from None
-        except OSError as exc:
-            if exc.filename is None:  # not a file: a bug or a network error, shown as such
+        except (MpetlError, OSError) as exc:
+            known = known_failure(exc)
+            if known is None:  # not a file: a bug or a network error, shown as such
                 raise
-            raise CliError.of(OutputError(exc)) from None
+            raise CliError.of(known) from None
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -73,7 +92,7 @@ class _OneLineErrors:
             code = run(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            echo_error(exc.format_message() + hint)
+            echo_error(exc.format_message() + hint, exit_code=exc.exit_code)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             exc.show()

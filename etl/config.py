@@ -50,7 +50,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
-from etl.errors import ConfigError
+from etl.errors import ConfigError, ConfigProblems
 
 GOOGLE_ENDPOINT = "https://www.google-analytics.com"
 GOOGLE_EU_ENDPOINT = "https://region1.google-analytics.com"
@@ -212,7 +212,7 @@ class PropertyConfig:
     property_id: Annotated[str | None, BeforeValidator(_as_text), Field(pattern=r"^[0-9]+$")] = None
     # The web stream's numeric id (GA4 Admin → Data streams → Stream ID): the export's `stream_id`, which
     # the historical table's rows carry so they union with the export. Without it: the measurement id.
-    stream_id: Annotated[str | None, BeforeValidator(_as_text), Field(pattern=r"^[0-9]+$")] = None
+    stream_id: Annotated[str, BeforeValidator(_as_text), Field(pattern=r"^[0-9]+$")] | None = None
 
 
 _SECRET_QUERY_KEYS = re.compile(
@@ -666,11 +666,26 @@ def read_api_secret(dest: DestinationConfig) -> str | None:
         return secret.strip()
     path = dest.api_secret_file
     if path is not None and path.is_file():
+        _warn_if_readable_by_others(path)
         try:
             return path.read_text().strip() or None
         except (OSError, UnicodeDecodeError):
             raise ConfigError(str(path), "destination.api_secret_file", "cannot read the API secret file") from None
     return None
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    """One warning line (not an error: the run goes on) when the secret file's group or others may read it
+    (0640, 0644): anyone who can read it can send events into the property."""
+    from etl import log
+
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warn("api_secret_file_readable", path=str(path), mode=f"{mode:04o}",
+                 hint=f"readable by {'others' if mode & 0o007 else 'its group'}: chmod 600 {path}")
 
 
 _FILE_ADAPTER = TypeAdapter(ConfigFile)
@@ -733,15 +748,27 @@ _MISSING = {"missing", "missing_argument", "missing_keyword_only_argument"}
 
 
 def _config_error(file: Path, raw: dict[str, Any], exc: ValidationError) -> ConfigError:
-    """The first problem as one line: file, key (sources named by name), what was expected."""
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    loc = [p for p in first["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
-    blamed = (first.get("ctx") or {}).get("error")
+    """Every problem, one line each: file, key (sources named by name), what was expected; an unknown key in
+    any table says which known key it is closest to (did you mean …?) and lists the table's keys."""
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False):
+        problem = _problem(raw, error)
+        if problem not in problems:
+            problems.append(problem)
+    # A required key "missing" because it was misspelt: the did-you-mean line of the typo says it all.
+    meant = {f"{key.rpartition('.')[0]}.{m.group(1)}" for key, expected in problems
+             if (m := re.match(r"unknown key; did you mean '([^']+)'\?", expected))}
+    problems = [(key, expected) for key, expected in problems if not (expected == "is required" and key in meant)]
+    return ConfigProblems(str(file), problems)
+
+
+def _problem(raw: dict[str, Any], error: Any) -> tuple[str, str]:
+    loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
+    blamed = (error.get("ctx") or {}).get("error")
     if isinstance(blamed, KeyedError):
         loc = [*loc, *blamed.key.split(".")]
     key = _key_name(raw, loc)
-    kind = first["type"]
+    kind = error["type"]
     if kind in _UNKNOWN:
         where = _fields_at(loc[:-1])
         hint = difflib.get_close_matches(str(loc[-1]), sorted(where), n=1, cutoff=0.6) if where else []
@@ -751,11 +778,8 @@ def _config_error(file: Path, raw: dict[str, Any], exc: ValidationError) -> Conf
     elif kind in _MISSING:
         expected = "is required"
     else:
-        expected = _message(first)
-    more = len(errors) - 1
-    if more:
-        expected += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ConfigError(str(file), key, expected)
+        expected = _message(error)
+    return key, expected
 
 
 _PATTERNS = {

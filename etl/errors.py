@@ -34,6 +34,20 @@ class ConfigError(MpetlError):
         super().__init__(f"{file}: [{key}] {expected}")
 
 
+class ConfigProblems(ConfigError):
+    """Every problem of a config file at once, one line each (`file: [key] expected`), so a person fixes them
+    all in one go instead of one per run; `lines` is what the CLI prints, exit 2 like any config error."""
+
+    def __init__(self, file: str, problems: list[tuple[str, str]]) -> None:
+        super().__init__(file, *problems[0])
+        self.problems = problems
+        self.lines = [f"{file}: [{key}] {expected}" for key, expected in problems]
+        self.args = ("\n".join(self.lines),)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class SourceError(MpetlError):
     """A structural problem in an input file: names the file, the row and the column.
 

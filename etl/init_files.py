@@ -1,7 +1,8 @@
 """`mpetl init DIR`: a starting point a first-time user can edit rather than write from nothing.
 
 Writes a commented config for one source kind (every key explained, the mapping laid out for that
-kind), its JSON Schema (named in the config's `#:schema` line, for editors), a crontab line for `mpetl nightly`, and the Airflow DAG pointed at that config. The config it
+kind), its JSON Schema (named in the config's `#:schema` line, for editors), a crontab line for `mpetl
+nightly`, the Airflow DAG pointed at that config and the reconciliation notebook (papermill-ready). The config it
 writes loads as is (`mpetl validate` then only needs the export file and the real measurement id), so
 the first error a user meets is about their data, not about the template.
 """
@@ -16,7 +17,11 @@ import orjson
 
 from etl.config import SOURCE_KINDS, json_schema
 
-DAG_SOURCE = Path(__file__).resolve().parents[1] / "jobs" / "airflow" / "offline_conversions_dag.py"
+# Package data (pyproject's [tool.setuptools.package-data]): links in a checkout to jobs/airflow/ and
+# notebooks/, copied as files into a wheel, so `pip install .` gives an `mpetl init` that writes both.
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+DAG_SOURCE = TEMPLATES / "offline_conversions_dag.py"
+NOTEBOOK_SOURCE = TEMPLATES / "reconciliation.ipynb"
 DAG_DEFAULT_LINE = 'DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "samples.toml"'
 
 HEADER = """\
@@ -52,12 +57,21 @@ name = "{kind}"
 kind = "{kind}"
 """
 
+# Said where the mapping is: under "deny", a source without a consent column rejects every row (a first real
+# run of a template that left consent unmapped rejected everything).
+CONSENT_NOTE = """\
+# CONSENT FOLLOWS THE DATA. consent_default = "deny" REJECTS EVERY ROW of a source that maps no consent
+# column. Name the column of your export that records analytics consent (yes/no, granted/denied, 1/0);
+# if consent is recorded elsewhere (your consent platform), delete that line and set consent_default
+# deliberately ("grant" sends every row as consented).
+"""
+
 SOURCES = {
     "csv": """\
 path = "data/closed_deals.csv"
 event = "purchase"                  # or close_convert_lead, qualify_lead, …
 timezone = "{timezone}"            # zone of the file's times when they carry no offset
-consent_default = "deny"            # rows with no recorded consent: deny (not sent) | grant | omit
+consent_default = "deny"            # rows whose consent cell is empty: deny (not sent) | grant | omit
 # encoding = "utf-8"                # default: detected (BOM, UTF-8, then a detector, else cp1252)
 # delimiter = ";"                   # default: sniffed from the header row
 # decimal = ","                     # 1.234,56 with thousands = "."
@@ -67,8 +81,8 @@ timestamp = "Close Date"
 transaction_id = "Deal ID"
 value = "Amount"
 currency = "Currency"
-# session_id = "GA Session"         # a _ga_<ID> cookie or a bare session id
-# consent_analytics = "Analytics Consent"
+# session_id = "GA Session"         # a _ga_<ID> cookie or a bare session id (GA4 attributes the session)
+{consent_note}consent_analytics = "Analytics Consent"
 # [sources.filter]                  # only rows whose column holds one of these (case-insensitive)
 # Stage = ["Closed Won"]
 """,
@@ -83,6 +97,7 @@ timestamp = "closed_at"
 transaction_id = "deal_id"
 value = "amount"
 currency = "currency"
+{consent_note}consent_analytics = "analytics_consent"
 # [sources.filter]
 # stage = ["won"]
 """,
@@ -91,9 +106,12 @@ path = "data/salesforce_opportunities.csv"   # an Opportunity report exported as
 event = "close_convert_lead"        # closed-won opportunities are converted leads
 timezone = "{timezone}"
 consent_default = "deny"
-options = {{ won_stages = ["Closed Won"] }}   # other stages are rejected as FILTERED
+options = {{ won_stages = ["Closed Won"] }}   # other stages are left out as FILTERED (not errors)
+# consent_default = "deny" REJECTS EVERY ROW when the export has no consent column: the default headers are
+# 'Analytics Consent' and Analytics_Consent__c; map yours under [sources.columns] if it is named otherwise.
 # [sources.columns]                 # only for headers that differ from Salesforce's defaults
 # client_id = "GA_Client_ID__c"
+# consent_analytics = "GA_Consent__c"
 """,
     "hubspot": """\
 path = "data/hubspot_deals.csv"     # Deals → Export
@@ -101,8 +119,11 @@ event = "purchase"
 timezone = "{timezone}"
 consent_default = "deny"
 options = {{ won_stages = ["closedwon", "Closed Won"] }}
+# consent_default = "deny" REJECTS EVERY ROW when the export has no consent column (default header:
+# 'Analytics Consent'); map yours under [sources.columns] if it is named otherwise.
 # [sources.columns]
 # client_id = "GA Client ID"
+# consent_analytics = "GA Consent"
 """,
     "shopify": """\
 path = "data/orders_export.csv"     # Orders → Export (one purchase per order, with its line items)
@@ -125,6 +146,7 @@ timestamp = "closed_at"
 transaction_id = "deal_id"
 value = "amount"
 currency = "currency"
+{consent_note}consent_analytics = "analytics_consent"
 """,
     "square": """\
 path = "data/square_transactions.csv"
@@ -156,16 +178,16 @@ def write_starter(folder: Path, *, kind: str, timezone: str, measurement_id: str
     config = folder / "mpetl.toml"
     files = {
         config: HEADER.format(kind=kind, config=config, measurement_id=measurement_id, timezone=timezone)
-        + SOURCES[kind].format(timezone=timezone),
+        + SOURCES[kind].format(timezone=timezone, consent_note=CONSENT_NOTE),
         # Editors with TOML + JSON Schema support (taplo / Even Better TOML) read the `#:schema` line.
         folder / "mpetl.schema.json": orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n",
         folder / "crontab.txt": CRONTAB.format(timezone=timezone, mpetl=_mpetl_command(), config=config,
                                                out=folder / "out", log=folder / "nightly.log"),
     }
-    if DAG_SOURCE.exists():
-        dag = DAG_SOURCE.read_text()
-        files[folder / "offline_conversions_dag.py"] = dag.replace(
-            DAG_DEFAULT_LINE, f"DEFAULT_CONFIG = Path({str(config)!r})  # written by mpetl init", 1)
+    dag = DAG_SOURCE.read_text(encoding="utf-8")
+    files[folder / "offline_conversions_dag.py"] = dag.replace(
+        DAG_DEFAULT_LINE, f"DEFAULT_CONFIG = Path({str(config)!r})  # written by mpetl init", 1)
+    files[folder / "reconciliation.ipynb"] = NOTEBOOK_SOURCE.read_text(encoding="utf-8")
     existing = [p for p in files if p.exists()]
     if existing and not force:
         raise FileExistsError(", ".join(str(p) for p in existing))

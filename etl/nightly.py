@@ -116,7 +116,8 @@ def _guarded(step: Step) -> int:
     try:
         return step()
     except MpetlError as exc:
-        echo_error(str(exc))
+        for line in getattr(exc, "lines", None) or [str(exc)]:  # a config's problems, one line each
+            echo_error(line, exit_code=exc.exit_code)
         return exc.exit_code
 
 

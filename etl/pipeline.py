@@ -26,7 +26,7 @@ import orjson
 import pandas as pd
 
 from etl import log
-from etl.accounting import Buckets, Money, Tally, add_money, money_to_dict, sum_by_currency
+from etl.accounting import Buckets, Money, Tally, add_money, money_to_dict, sent_label, sum_by_currency
 from etl.clock import wall_micros
 from etl.config import Config, SourceConfig
 from etl.destination import credentials, max_age_micros, open_transport, send_settings
@@ -54,6 +54,7 @@ from etl.load import (
     send_pending,
     write_atomic,
 )
+from etl.next_steps import not_delivered_message
 from etl.protocol import to_micros
 from etl.run_folder import RunFolder
 from etl.shard import Shard
@@ -317,7 +318,12 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
         write_atomic(out / "privacy_manifest.json",
                      orjson.dumps(_manifest(config, manifest, tallies, summary["detectors"]), option=orjson.OPT_INDENT_2))
         ledger.finish_run(run_id, orjson.dumps(summary).decode())
-        log.emit("run_finished", **{k: summary[k] for k in ("run_id", "rows_in", *Buckets.NAMES, "exit_code")})
+        counted = (sent_label(options.mode) if b == "sent" else b for b in Buckets.NAMES)
+        log.emit("run_finished", **{k: summary[k] for k in ("run_id", "rows_in", *counted, "exit_code")})
+        problem = not_delivered_message(summary)
+        if problem:
+            log.error("events_not_delivered", run_id=run_id, message=problem, errors=summary["send"]["errors"],
+                      last_error=summary["send"]["last_error"])
         return RunResult(summary, summary["exit_code"])
     finally:
         ledger.close()
@@ -403,13 +409,14 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
             raise MpetlError(f"money accounting does not balance for source {name!r}: {'; '.join(unbalanced)}")
         run.add(t)
         sources[name] = {
-            **buckets.to_dict(),
+            **buckets.labelled(options.mode),
             "lines_read": t.lines,
             # Sent, but worth knowing (issue 14): sessions GA will not attribute, purchases without items…
             **t.notes.to_dict(),
             "filtered_codes": t.filtered_codes(),
             "filtered_reasons": t.filtered_list(),
             "reject_codes": dict(t.reject_codes),
+            "reject_reasons": t.reject_list(),
             # Left out of events that were sent (named, never the values).
             "pii_dropped": dict(t.pii_dropped),
             "item_keys_not_sent": dict(t.item_keys_not_sent),
@@ -433,16 +440,17 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
     historical_failed = historical is not None and "error" in historical
     exit_code = (EXIT_STOPPED if stats.stopped else EXIT_SEND_FAILURES if not_delivered or historical_failed
                  else EXIT_BAD_INPUT if source_errors else EXIT_OK)
+    label = sent_label(options.mode)
     return {
         "run_id": run_id,
         "mode": options.mode,
         "api": config.destination.api,
         "wall_clock": wall.isoformat(),
         "shard": "/".join(map(str, options.shard)) if options.shard else None,
-        **total.to_dict(),
+        **total.labelled(options.mode),
         "balanced": total.balanced(),
-        "equation": total.equation("sent" if options.mode == "send" else "would_send"),
-        "earlier_runs": earlier,
+        "equation": total.equation(label),
+        "earlier_runs": {(label if k == "sent" else k): v for k, v in earlier.items()},
         "deferred_csv_rows": csv.rows,
         "deferred_csv": csv.counts(),
         "not_sampled": not_sampled,
@@ -452,7 +460,7 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
                    "until": options.select_until.isoformat() if options.select_until else None},
         "possible_duplicates": outcome.possible_duplicates,
         "resent": outcome.resent,
-        "sent_for_earlier_runs": earlier["sent"],
+        f"{label}_for_earlier_runs": earlier["sent"],
         "recovered_in_flight": recovered,
         "stopped": stats.stopped,
         "detectors": dict(run.detectors),
@@ -463,10 +471,29 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
         "value_unreadable": run.value_unreadable,
         "sources": sources,
         "source_errors": source_errors,
-        "send": stats.to_dict(),
+        "send": _send_block(stats, options.mode),
         **({"historical": historical} if historical is not None else {}),
         "exit_code": exit_code,
     }
+
+
+#: What the send block's counters are called when nothing is sent: a dry run writes requests.ndjson, a
+#: validation asks Google's debug endpoint (/debug/mp/collect), whose statuses say nothing about delivery.
+_NOT_SENT_KEYS = {
+    "dry-run": {"requests_sent": "requests_written", "events_sent": "events_written", "http_statuses": None},
+    "validate": {"requests_sent": "requests_validated", "events_sent": "events_validated",
+                 "http_statuses": "debug_http_statuses"},
+}
+
+
+def _send_block(stats: SendStats, mode: str) -> dict[str, Any]:
+    """summary.json's `send`: a dry run's or a validation's never says sent, nor HTTP statuses of a send."""
+    block = stats.to_dict()
+    for key, name in _NOT_SENT_KEYS.get(mode, {}).items():
+        value = block.pop(key)
+        if name is not None:
+            block[name] = value
+    return block
 
 
 def _manifest(config: Config, manifest: PrivacyManifest, tallies: dict[str, SourceTally],

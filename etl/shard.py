@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from etl.accounting import AccountingError, Buckets, Money, money_from_summary, money_to_dict
+from etl.accounting import AccountingError, Buckets, Money, money_from_summary, money_to_dict, sent_label
 
 _SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 MAX_SHARDS = 1024
@@ -147,6 +147,10 @@ def aggregate(summaries: Iterable[Mapping[str, Any]], names: Sequence[str] | Non
         values = {getattr(b, key) for _, b, _ in read}
         if len(values) != 1:
             raise AggregateError(f"shards read different inputs: {key} {sorted(values)}")
+    modes = {str(s.get("mode", "send")) for s in items}
+    if len(modes) != 1:
+        raise AggregateError(f"summaries come from different modes: {sorted(modes)} (a dry run sends nothing)")
+    mode = modes.pop()
     first = read[0][1]
     total_in, outside = first.rows_in, first.outside_window
     owned = sum(b.rows_in - b.other_shard - b.outside_window for _, b, _ in read)
@@ -160,14 +164,15 @@ def aggregate(summaries: Iterable[Mapping[str, Any]], names: Sequence[str] | Non
     money = _night_money(items, where, specs)
     return {
         "shards": count,
-        **night.to_dict(),
+        "mode": mode,
+        **night.labelled(mode),
         "balanced": night.balanced(),
-        "equation": night.equation(),
+        "equation": night.equation(sent_label(mode)),
         **summed,
         "money": money_to_dict(money),
         "money_equations": [m.equation(code) for code, m in sorted(money.items())],
         "run_ids": [items[i].get("run_id") for i in order],
-        "per_shard": [{"shard": str(specs[i]), "run_id": items[i].get("run_id"), **read[i][1].to_dict(),
+        "per_shard": [{"shard": str(specs[i]), "run_id": items[i].get("run_id"), **read[i][1].labelled(mode),
                        "exit_code": read[i][2]["exit_code"]} for i in order],
         "exit_code": max(extra["exit_code"] for _, _, extra in read),
     }

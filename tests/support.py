@@ -182,3 +182,41 @@ class MpetlRunner:
             os.chdir(here)
             log.configure(tty=False)  # as a library again: the next test's log lines go to stderr as JSON
         return subprocess.CompletedProcess(["mpetl", *args], result.exit_code, result.stdout, result.stderr)
+
+
+NOTEBOOK = REPO / "notebooks" / "reconciliation.ipynb"
+
+
+def run_notebook(workdir: Path, **parameters: Any) -> str:
+    """The reconciliation notebook executed by papermill with these parameters, as `papermill … -p RUN_DIR …`
+    runs it; returns the text of every output (a failing cell raises papermill's PapermillExecutionError)."""
+    import json
+
+    import nbformat
+    import papermill
+
+    executed = workdir / "reconciliation-report.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK), str(executed), parameters=parameters, kernel_name="python3",
+                               cwd=str(workdir), progress_bar=False, execution_timeout=120)
+    nb = nbformat.read(executed, as_version=4)
+    return "".join(o.get("text", "") + json.dumps(o.get("data", {})) for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+
+
+def cli_errors(stderr: str) -> list[str]:
+    """The messages of the CLI's error lines in `stderr`: JSON lines with level and event "error" (off a
+    terminal, as tests run it) or `mpetl: error: …` lines (on one). Log lines of other levels are skipped."""
+    import json
+
+    out = []
+    for line in stderr.splitlines():
+        if line.startswith("mpetl: error: "):
+            out.append(line.removeprefix("mpetl: error: "))
+        elif line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("level") == "error" and record.get("event") == "error":
+                out.append(record["message"])
+    return out

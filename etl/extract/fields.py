@@ -8,6 +8,7 @@ column fails before any record is produced and the error names the header that w
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -78,9 +79,11 @@ def specs_for(source: SourceConfig, defaults: Sequence[FieldSpec], helpers: Iter
     by_field = {s.field: s for s in defaults}
     for field, header in source.columns.items():
         if field not in known:
+            close = difflib.get_close_matches(field, sorted(known), n=1, cutoff=0.6)
             raise SourceError(
                 str(source.path), None, None,
-                f"config columns.{field} is not a known field (expected one of: {', '.join(sorted(known))})",
+                f"config columns.{field} is not a known field" + (f"; did you mean {close[0]!r}?" if close else "")
+                + f" (expected one of: {', '.join(sorted(known))})",
             )
         if header.strip():
             by_field[field] = FieldSpec(field, (header,), required=True)

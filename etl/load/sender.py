@@ -108,6 +108,10 @@ class SendStats:
     gate_messages: Counter[str] = field(default_factory=Counter)
     debug_messages: Counter[str] = field(default_factory=Counter)
     http_statuses: Counter[str] = field(default_factory=Counter)
+    # Failed attempts by cause ("ConnectError", "HTTP 503"), and the last one's cause and (redacted) text:
+    # why a send exits 4, told in the log, summary.json and Airflow's failure, not only "41 not delivered".
+    errors: Counter[str] = field(default_factory=Counter)
+    last_error_class: str | None = None
     last_error: str | None = None
     stopped: str | None = None
     started: float = field(default_factory=time.monotonic)
@@ -115,6 +119,11 @@ class SendStats:
     @property
     def rate(self) -> float:
         return self.events_sent / max(1e-9, time.monotonic() - self.started)
+
+    def note_error(self, cause: str, message: str | None) -> None:
+        """One failed attempt (a retry counts again): its cause counted, and kept as the last error."""
+        self.errors[cause] += 1
+        self.last_error_class, self.last_error = cause, message
 
     def to_dict(self) -> dict:
         return {
@@ -130,9 +139,18 @@ class SendStats:
             "debug_messages": dict(self.debug_messages),
             "http_statuses": dict(self.http_statuses),
             "events_per_second": round(self.rate, 1),
-            "last_error": self.last_error,
+            "errors": dict(self.errors.most_common()),
+            "last_error": None if self.last_error_class is None else {
+                "error": self.last_error_class, "count": self.errors[self.last_error_class], "message": self.last_error},
             "stopped": self.stopped,
         }
+
+
+def error_class(error: str | None) -> str:
+    """`ConnectError` from a transport's "ConnectError: All connection attempts failed" (its first word,
+    when it names an exception class), else "no answer"."""
+    head = (error or "").split(":", 1)[0].strip()
+    return head if head.isidentifier() else "no answer"
 
 
 def check_minimal(body: dict, extra: Mapping[str, Iterable[str]] | None) -> None:
@@ -248,13 +266,15 @@ async def _deliver(transport: Transport, request: Request, settings: SendSetting
             async with asyncio.timeout(settings.request_deadline_s):
                 answer = await transport.post(request.body)
         except TimeoutError:
-            answer = Answer(None, error=f"no complete answer within {settings.request_deadline_s:g} s",
+            answer = Answer(None, error=f"TimeoutError: no complete answer within {settings.request_deadline_s:g} s",
                             maybe_delivered=True)
         if answer.status is not None:
             stats.http_statuses[str(answer.status)] += 1
+            if not answer.ok:
+                stats.note_error(f"HTTP {answer.status}", f"HTTP {answer.status}")
         else:
             stats.http_statuses["no_answer"] += 1
-            stats.last_error = answer.error
+            stats.note_error(error_class(answer.error), answer.error)
             ambiguous = ambiguous or answer.maybe_delivered
         if answer.ok or not retryable(answer) or attempt >= settings.policy.max_attempts or stopper.stopped:
             return Delivery(answer, attempt, ambiguous)

@@ -9,30 +9,45 @@ the counts: a value plot per currency next to the events plot, and the money tab
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
+from typing import Any
 
+import jinja2
 import pandas as pd
 
-from etl.reconcile.presentation import fmt_count, fmt_date, fmt_money, fmt_share, next_step, present, row_classes
+from etl.reconcile.presentation import (
+    fmt_count,
+    fmt_date,
+    fmt_money,
+    fmt_share,
+    present,
+    reasons_frame,
+    row_classes,
+)
 from etl.reconcile.result import Reconciliation
 
 HTML_TABLE_LIMIT = 500
 MAX_CURRENCY_PLOTS = 3  # value plots beside the counts; the money table lists every currency
 
+# Fits a 1280 px window (the browser test measures it): the body is capped, tables shrink to it because
+# long ids and names may break anywhere, and the plot scales down.
 _STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:72rem}
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:72rem;overflow-wrap:anywhere}
 h1{padding:.6rem 1rem;border-radius:.4rem}
 h1.reconciled{background:#e3f4e1;color:#1d5e1a}
+h1.pending{background:#eef1f5;color:#2f3b4c}
 h1.provisional{background:#fff4d6;color:#7a5a00}
-h1.not_reconciled{background:#fbe1e1;color:#8a1c1c}
+h1.not_reconciled,h1.duplicated{background:#fbe1e1;color:#8a1c1c}
 h1.export_unavailable{background:#e6e6f5;color:#2c2c6e}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem}
-th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem;max-width:100%}
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;overflow-wrap:anywhere}
 th{background:#f3f3f3}
+img{max-width:100%;height:auto}
 .note{color:#555;font-size:.9rem}
 .next{font-size:1.05rem;padding:.5rem 1rem;border-left:.3rem solid #4c78a8;background:#f4f7fb}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
+.next ul{margin:.3rem 0;padding-left:1.2rem}
+td.n{text-align:right;font-variant-numeric:tabular-nums;overflow-wrap:normal}
 tr.failed td{background:#fbe1e1;font-weight:600}
 tr.provisional td{background:#fff8e6;color:#6b5200}
 """
@@ -81,11 +96,16 @@ def _bars(ax, labels: list[str], sent: pd.Series, found: pd.Series, hatch: list[
     ax.legend(loc="upper left", ncols=2)
 
 
+#: The per-date table's columns: what decides a date. The frame has more (excluded, difference, date
+#: shifts, export rows…): all of them are in reconciliation.json and the CSVs, and 15 columns do not fit 1280 px.
+DATE_TABLE_COLUMNS = ("event_date", "status", "sent", "found", "missing", "not_yet_arrived", "export_unavailable",
+                      "missing_share", "duplicate_copies", "export", "export_reason")
+
+
 def render_html(result: Reconciliation) -> str:
-    """The whole page as text."""
+    """The whole page as text (templates/reconciliation.html.j2, every value escaped by Jinja2)."""
     png = base64.b64encode(plot_png(result.dates, result.money)).decode("ascii")
     t = result.totals
-    e = html.escape
     facts = [
         ("run", result.run_id or "-"),
         ("selection", ", ".join(f"{k}={fmt_date(str(v).replace('-', '')) if k in ('since', 'until') else v}"
@@ -107,51 +127,34 @@ def render_html(result: Reconciliation) -> str:
         ("dates", f"{fmt_count(t.get('dates_final', 0))} final, {fmt_count(t.get('dates_provisional', 0))} provisional, "
                   f"{fmt_count(t.get('dates_failed', 0))} failed"),
         ("our ids seen only from another sender (not proof)", fmt_count(t.get("seen_from_other_sender", 0))),
-        ("duplicate ids", fmt_count(t["duplicate_ids"])),
         ("ids from other senders", fmt_count(t["extra_ids"])),
         ("found without a session id (ga_session_id)", fmt_share(t.get("no_session_share"))),
         ("found with a session source in the export (session_traffic_source_last_click)",
          "not in this export" if t.get("session_attributed_share") is None else fmt_share(t["session_attributed_share"])),
     ]
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8"><title>mpetl reconciliation</title>',
-        f"<style>{_STYLE}</style></head><body>",
-        f'<h1 id="verdict" class="{e(result.verdict)}">{e(result.headline)}</h1>',
-        f'<p class="next" id="next-step"><strong>What to do next:</strong> {e(next_step(result.verdict, t))}</p>',
-        f'<p class="note">verdict: <strong>{e(str(result.verdict).replace("_", " "))}</strong>, exit code {result.exit_code}. '
-        f"Tolerance {fmt_share(result.settings.get('tolerance') or 0)} missing; dates younger than "
-        f"{fmt_count(result.settings.get('provisional_hours'))} h after their end are provisional "
-        f"(shown in yellow; failed dates in red).</p>",
-        "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts) + "</table>",
-        f'<img alt="sent vs found per day, events and value" src="data:image/png;base64,{png}">',
-        "<h2>Money per date and currency</h2>",
-        '<p class="note">sent (ledger), found (export, copies included), missing (judged missing), duplicate '
-        "(copies beyond what was sent). Purchases positive, refunds negative.</p>",
-        _table(result.money),
-        "<h2>Per date</h2>",
-        _table(result.dates),
-        "<h2>Per date and event</h2>",
-        _table(result.rows),
-        f"<h2>Missing or not yet arrived ({len(result.missing)})</h2>",
-        '<p class="note">Sent according to the ledger, not found in the export with our mpetl_run marker. '
-        "state: missing (absent though the export's watermark shows hits received after the send plus the "
-        "arrival grace, or on a final date) or not_yet_arrived (no such evidence yet: evidence_after says from when); "
-        "resendable while the 72 h window (wall clock) allows: <code>mpetl resend --run-id RUN</code>.</p>",
-        _table(result.missing),
-        f"<h2>Duplicates ({len(result.duplicates)})</h2>",
-        '<p class="note">Found more often than sent, with the copies\' value. resend copies carry our '
-        "<code>mpetl_resend</code> marker (a late original arrived beside them); possible_duplicate marks events "
-        "a retry may have delivered twice. GA4's reports count a purchase once per transaction id and user "
-        "(support.google.com/analytics/answer/12313109); the export keeps every row: "
-        "<code>jobs/sql/dedup_events_view.sql</code>.</p>",
-        _table(result.duplicates),
-        f"<h2>From other senders ({len(result.extras)})</h2>",
-        '<p class="note">In the export but not explained by the sent events (e.g. the browser tag). They do not fail the verdict.</p>',
-        _table(result.extras),
-        "</body></html>",
-    ]
-    return "\n".join(parts)
+    not_sent = result.not_sent
+    dates = result.dates[[c for c in DATE_TABLE_COLUMNS if c in result.dates]] if len(result.dates.columns) else result.dates
+    return _template().render(
+        style=_STYLE, tone=result.tone, headline=result.headline, next_steps=result.next_steps,
+        verdict=str(result.verdict).replace("_", " "), exit_code=result.exit_code,
+        tolerance=fmt_share(result.settings.get("tolerance") or 0),
+        provisional_hours=fmt_count(result.settings.get("provisional_hours")), facts=facts, png=png,
+        money=_table(result.money), dates=_table(dates, classes=row_classes(result.dates.head(HTML_TABLE_LIMIT))),
+        rows=_table(result.rows), missing=_table(result.missing), duplicates=_table(result.duplicates),
+        extras=_table(result.extras),
+        runs=", ".join(not_sent.get("runs", [])) or "none recorded",
+        not_sent_rows=fmt_count(not_sent.get("rejected", 0) + not_sent.get("filtered", 0) + not_sent.get("deferred", 0)),
+        rejected=fmt_count(not_sent.get("rejected", 0)), filtered=fmt_count(not_sent.get("filtered", 0)),
+        rejects=_table(reasons_frame(not_sent, "reject_reasons"), more="the run's rejects.ndjson has every row."),
+        filters=_table(reasons_frame(not_sent, "filtered_reasons"), more="the run's summary.json has every reason."),
+    )
+
+
+@functools.cache
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("etl.reconcile", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("reconciliation.html.j2")
 
 
 def _money_text(totals: dict) -> str:
@@ -177,20 +180,14 @@ def _window_text(t: dict) -> str:
     return f"{t.get('resendable', 0)} can still be resent{most_urgent}; {t.get('not_resendable', 0)} past it"
 
 
-def _table(frame: pd.DataFrame) -> str:
-    """Formatted cells (dates, %, integers, yes/no); failed rows red, provisional rows yellow."""
-    if frame.empty:
-        return '<p class="note">none</p>'
+def _table(frame: pd.DataFrame, *, classes: list[str] | None = None,
+           more: str = "the CSV has all.") -> dict[str, Any]:
+    """Formatted cells (dates, %, integers, yes/no) for the template; failed rows red, provisional rows yellow."""
     head = frame.head(HTML_TABLE_LIMIT)
-    shown_frame = present(head)
+    shown = present(head)
     numeric = {c for c in head.columns if pd.api.types.is_numeric_dtype(head[c]) and head[c].dtype != bool}
-    e = html.escape
-    header = "".join(f"<th>{e(str(c).replace('_', ' '))}</th>" for c in shown_frame.columns)
-    body = []
-    for cls, (_, row) in zip(row_classes(head), shown_frame.iterrows(), strict=True):
-        cells = "".join(f'<td class="n">{e(v)}</td>' if c in numeric else f"<td>{e(v)}</td>" for c, v in row.items())
-        body.append(f'<tr class="{cls}">{cells}</tr>' if cls else f"<tr>{cells}</tr>")
-    shown = f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-    if len(frame) > HTML_TABLE_LIMIT:
-        shown += f'<p class="note">first {HTML_TABLE_LIMIT} of {len(frame)} rows; the CSV has all.</p>'
-    return shown
+    classes = classes if classes is not None else (row_classes(head) if len(head) else [])
+    rows = [{"cls": cls, "cells": [{"text": v, "numeric": c in numeric} for c, v in row.items()]}
+            for cls, (_, row) in zip(classes, shown.iterrows(), strict=True)]
+    return {"columns": [str(c).replace("_", " ") for c in shown.columns], "rows": rows, "total": len(frame),
+            "shown": len(head), "more": more if len(frame) > HTML_TABLE_LIMIT else ""}

@@ -17,38 +17,130 @@ import orjson
 import pandas as pd
 
 from etl.accounting import Buckets
+from etl.next_steps import command
 
 SHARE_COLUMNS = frozenset({"ratio", "no_session_share", "missing_share", "share"})
 MONEY_COLUMNS = frozenset({"sent_value", "found_value", "missing_value", "duplicate_value", "value"})
 DATE_COLUMNS = frozenset({"event_date", "export_date", "date"})
 
-# One line per verdict: what a person should do next. Unknown verdicts fall back to the headline.
+# What to do about a verdict that no command fixes (the others get commands: reconcile_next_steps).
 NEXT_STEPS = {
-    "reconciled": "Nothing to do: every event sent was found in the export.",
-    "arrived": "Nothing to do: every event sent was found in the export.",
-    "provisional": "Wait for the export: GA4 may still add events for the provisional dates (up to 72 h after "
-                   "each day ends). Run `mpetl reconcile` again after that; only final dates can fail.",
-    "not_reconciled": "Resend what is missing: open missing.csv. If nothing at all arrived, check the API secret "
-                      "and measurement id first (Google answers 2xx even for a wrong secret), then run "
-                      "`mpetl validate --debug-endpoint`; if only some are missing, re-run `mpetl run` for those dates.",
-    "missing": "Resend what is missing: open missing.csv. If nothing at all arrived, check the API secret and "
-               "measurement id first (Google answers 2xx even for a wrong secret), then run "
-               "`mpetl validate --debug-endpoint`; if only some are missing, re-run `mpetl run` for those dates.",
     "duplicated": "Nothing to resend: some of our events are in the export twice (duplicates.csv, with their value). "
                   "GA4's reports count a purchase once per transaction id and user; reports built on the export "
                   "should read jobs/sql/dedup_events_view.sql. Check why a late original arrived beside a resent copy.",
-    "export_not_available": "Wait for the export, or check the BigQuery link: the export has no table for these "
-                            "dates yet (Admin → BigQuery links; the daily table lands within a day).",
-    "nothing_sent": "Fix the mapping: nothing was sent for this selection. Run `mpetl validate --config …` and "
-                    "read the reject reasons; `mpetl sources --config …` shows how columns were mapped.",
+    "export_unavailable": "Wait for the export, or check the BigQuery link: the export has no table for these "
+                          "dates yet, or a capped one (Admin → BigQuery links; the daily table lands within a day).",
 }
+NOTHING_TO_DO = "Nothing to do: every event sent was found in the export, and every date is final."
 
 
-def next_step(verdict: str, totals: dict[str, Any] | None = None) -> str:
-    """What to do next, in one line, for this verdict (and "nothing was sent" whatever the verdict)."""
-    if totals is not None and not totals.get("sent"):
-        return NEXT_STEPS["nothing_sent"]
-    return NEXT_STEPS.get(str(verdict), "Read the headline above and the CSVs next to this report.")
+def reconcile_next_steps(result: Any, *, config_file: Path | str, out_dir: Path | str) -> list[str]:
+    """What to do after this reconciliation, as commands with the real config, run ids and folders.
+
+    "Nothing to do" only when every event arrived, every date is final, no row of these runs waits for
+    Data Import and sessions are there: a deferred row or a date GA4 may still change is something to do.
+    """
+    t = result.totals
+    steps: list[str] = []
+    again = command("reconcile", "--config", config_file, *_selection_args(result.selection), "--out", out_dir)
+    if not t.get("sent"):
+        steps.append("Nothing was sent for this selection: check it names the run or dates you meant; "
+                     f"{command('validate', '--config', config_file)} lists why rows were not sent.")
+    events = result.missing
+    missing = events[events["state"] == "missing"] if len(events) else events
+    if len(missing):
+        if t.get("found", 0) == 0 and not len(result.pending_dates):
+            steps.append("Nothing at all arrived: check the API secret and measurement id first (Google answers "
+                         f"2xx even for a wrong secret): {command('check', '--config', config_file)} sends a marked "
+                         "canary and waits for it in the export.")
+        for run_id, group in missing.groupby("sent_run_id", sort=True):
+            resendable = int(group["resendable"].astype(bool).sum())
+            late = len(group) - resendable
+            resend = command("resend", "--config", config_file, "--run-id", run_id,
+                             "--out", Path(out_dir).parent / f"resend-{run_id}")
+            if resendable:
+                left = group.loc[group["resendable"].astype(bool), "resend_window_left_h"].astype(float).min()
+                steps.append(f"Resend the {resendable:,} missing events of run {run_id} while GA4's window allows "
+                             f"({left:.0f} h left for the most urgent): {resend}")
+            if late:
+                steps.append(f"{late:,} missing events of run {run_id} are past GA4's 72 h window: {resend} defers "
+                             "them and lists them in resend_deferred.csv; then "
+                             f"{command('deferred', '--config', config_file, '--out', 'deferred-import.csv')} "
+                             "writes them for GA4 Data Import.")
+    if t.get("not_yet_arrived"):
+        steps.append(f"{t['not_yet_arrived']:,} events have not arrived yet and the export cannot tell yet: reconcile "
+                     f"again once it shows hits received after {t.get('evidence_expected_after')} (live traffic, "
+                     f"or the next daily table): {again}")
+    pending = result.pending_dates
+    if len(pending):
+        days = ", ".join(fmt_date(d) for d in pending["event_date"].head(5)) + (" …" if len(pending) > 5 else "")
+        steps.append(f"Provisional dates ({days}): GA4 may still add events until "
+                     f"{str(pending['final_at'].max()).replace('T', ' ')}; reconcile again then: {again}")
+    if result.verdict in NEXT_STEPS:
+        steps.append(NEXT_STEPS[result.verdict])
+    deferred = result.not_sent.get("deferred", 0)
+    if deferred:
+        runs = ", ".join(result.not_sent.get("deferred_runs", [])[:3])
+        steps.append(f"{deferred:,} events of run {runs} are older than GA4's 72 h window and were never sent: "
+                     "upload each run's deferred.csv in GA4 (Admin → Data Import → offline event data), or "
+                     f"{command('deferred', '--config', config_file, '--out', 'deferred-import.csv')} writes every "
+                     "deferred event not yet exported, once.")
+    rejected = result.not_sent.get("rejected", 0)
+    if rejected:
+        top = (result.not_sent.get("reject_reasons") or [None])[0]
+        most = f" (most common: {top['code']} {top['reason']}, {top['rows']:,} rows)" if top else ""
+        steps.append(f"{rejected:,} rows of these runs were rejected as bad data{most}: fixed at the source, the next "
+                     "run sends them (each run's rejects.ndjson lists every row and reason).")
+    share = t.get("no_session_share")
+    if share is not None and share >= 1.0:
+        steps.append("Every event found lacks a session id (ga_session_id): GA4 attributes none of them to a "
+                     "campaign. Map session_id in [sources.columns] to the column holding the _ga_<ID> cookie.")
+    elif share:
+        steps.append(f"{fmt_share(share)} of the events found have no session id: GA4 attributes those to no campaign.")
+    if not steps:
+        steps.append(NOTHING_TO_DO)
+    return steps
+
+
+def _selection_args(selection: dict[str, Any]) -> list[str]:
+    args = []
+    for key in ("run_id", "since", "until"):
+        if selection.get(key):
+            args += [f"--{key.replace('_', '-')}", str(selection[key])]
+    return args
+
+
+def not_sent_of_runs(runs: dict[str, dict[str, Any]], limit: int = 10) -> dict[str, Any]:
+    """What the runs behind the reconciled events did not send, from their summaries: rejected (bad data) and
+    filtered (not conversions) rows with their top reasons, and the deferred events (for Data Import)."""
+    rejects: Counter[tuple[str, str, str]] = Counter()
+    filters: Counter[tuple[str, str, str]] = Counter()
+    out: dict[str, Any] = {"runs": sorted(runs), "rows_in": 0, "rejected": 0, "filtered": 0, "deferred": 0,
+                           "deferred_runs": []}
+    for run_id, summary in sorted(runs.items()):
+        if summary.get("mode", "send") != "send":
+            continue
+        out["rows_in"] += int(summary.get("rows_in", 0))
+        out["rejected"] += int(summary.get("rejected", 0)) + int(summary.get("rejected_at_send", 0))
+        out["filtered"] += int(summary.get("filtered", 0))
+        deferred = int(summary.get("deferred", 0)) + int(summary.get("expired", 0))
+        out["deferred"] += deferred
+        if deferred:
+            out["deferred_runs"].append(run_id)
+        for name, source in (summary.get("sources") or {}).items():
+            for r in source.get("reject_reasons") or []:
+                rejects[(name, r["code"], r["reason"])] += int(r["rows"])
+            for r in source.get("filtered_reasons") or []:
+                filters[(name, r["code"], r["reason"])] += int(r["rows"])
+    out["reject_reasons"] = [{"source": s, "code": c, "reason": d, "rows": n} for (s, c, d), n in rejects.most_common(limit)]
+    out["filtered_reasons"] = [{"source": s, "code": c, "reason": d, "rows": n}
+                               for (s, c, d), n in filters.most_common(limit)]
+    return out
+
+
+def reasons_frame(not_sent: dict[str, Any], key: str) -> pd.DataFrame:
+    """`not_sent`'s reject_reasons or filtered_reasons as a table (source, code, reason, rows)."""
+    return pd.DataFrame(not_sent.get(key) or [], columns=["source", "code", "reason", "rows"])
 
 
 def fmt_date(value: Any) -> str:

@@ -38,6 +38,9 @@ VERDICT_HEADLINES = {
 
 # A run that had nothing to send must not turn a scheduler red, but must not claim success either.
 NOTHING_SENT_HEADLINE = "Nothing to reconcile: no sent events matched this selection."
+# Every event found, but GA4 may still change a date until it is final: not a green "reconciled" yet.
+ARRIVED_SO_FAR_HEADLINE = ("Arrived so far: every event sent was found, but {n} of {total} dates are still provisional "
+                           "(final from {final}); reconcile again then.")
 
 
 def decide_verdict(dates: pd.DataFrame) -> str:
@@ -75,6 +78,9 @@ class Reconciliation:
     money: pd.DataFrame = field(default_factory=pd.DataFrame)  # per event_date × currency (money.py)
     money_totals: dict[str, dict[str, float]] = field(default_factory=dict)
     evidence: dict[str, Any] = field(default_factory=dict)
+    # Why rows behind these events were not sent, from the summaries their runs recorded (presentation.py).
+    not_sent: dict[str, Any] = field(default_factory=dict)
+    next_steps: list[str] = field(default_factory=list)  # commands to paste (presentation.reconcile_next_steps)
     out_dir: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
 
@@ -87,15 +93,37 @@ class Reconciliation:
         return EXIT_OK
 
     @property
+    def pending_dates(self) -> pd.DataFrame:
+        """The dates still provisional (GA4 may still add or drop events for them)."""
+        if not len(self.dates) or "status" not in self.dates:
+            return self.dates
+        return self.dates[self.dates["status"] == "provisional"]
+
+    @property
+    def tone(self) -> str:
+        """How the headline is coloured: green (`reconciled`) only when every date is final; `pending`
+        (neutral) while an all-arrived selection still has provisional dates or nothing was sent."""
+        if not self.totals.get("sent"):
+            return "pending"
+        if self.verdict == RECONCILED and len(self.pending_dates):
+            return "pending"
+        return self.verdict
+
+    @property
     def headline(self) -> str:
         if not self.totals.get("sent"):
             return NOTHING_SENT_HEADLINE
+        pending = self.pending_dates
+        if self.verdict == RECONCILED and len(pending):
+            return ARRIVED_SO_FAR_HEADLINE.format(n=len(pending), total=len(self.dates),
+                                                  final=str(pending["final_at"].max()).replace("T", " "))
         return VERDICT_HEADLINES[self.verdict]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict,
             "headline": self.headline,
+            "next_steps": self.next_steps,
             "exit_code": self.exit_code,
             "run_id": self.run_id,
             "selection": self.selection,
@@ -104,6 +132,7 @@ class Reconciliation:
             "totals": self.totals,
             "evidence": self.evidence,
             "money": {"rows": _records(self.money), "totals": self.money_totals},
+            "not_sent": self.not_sent,
             "dates": _records(self.dates),
             "rows": _records(self.rows),
             "missing": _records(self.missing.head(LIST_LIMIT)),
@@ -146,7 +175,6 @@ class Reconciliation:
             lines.append(
                 f"resend window (wall clock): {t.get('resendable', 0)} can still be resent{window}; "
                 f"{t.get('not_resendable', 0)} are past it"
-                + (f" (mpetl resend --run-id {self.run_id})" if self.run_id and t.get("resendable") else "")
             )
         if t.get("no_session_share") is not None:
             lines.append(f"found without a session id (ga_session_id): {t['no_session_share']:.1%}")
@@ -168,6 +196,9 @@ class Reconciliation:
                 )
         if self.out_dir is not None:
             lines.append(f"reports: {self.out_dir}")
+        if self.next_steps:
+            lines.append("What to do next:")
+            lines.extend(f"  - {step}" for step in self.next_steps)
         return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ from etl.reconcile.export_backend import ExportBackend, empty_export, find_expor
 from etl.reconcile.export_scope import ExportScope, export_scope
 from etl.reconcile.health import DateHealth, check_export
 from etl.reconcile.ledger_reader import known_keys, open_ledger_for_reconcile, read_sent
+from etl.reconcile.presentation import not_sent_of_runs, reconcile_next_steps
 from etl.reconcile.provisional import as_utc, end_of_day, is_provisional
 from etl.reconcile.reports import write_reports
 from etl.reconcile.result import Reconciliation, decide_verdict
@@ -87,6 +88,9 @@ def reconcile(
         per_date["export_available"] = per_date["event_date"].map(lambda d: health[d].available).astype(bool)
         per_date["export_rows"] = per_date["event_date"].map(lambda d: health[d].daily_rows + health[d].intraday_rows)
         per_date["export_reason"] = per_date["event_date"].map(lambda d: health[d].reason)
+        # The runs that planned or delivered these events: their summaries say what they did not send.
+        behind = {selection.run_id} | set(sent["run_id"].dropna()) | set(sent["sent_run_id"].dropna())
+        runs = con.run_summaries([str(r) for r in behind if r])
     finally:
         con.close()
 
@@ -119,7 +123,9 @@ def reconcile(
         money=comparison.money,
         money_totals=comparison.money_totals,
         evidence=evidence.to_dict(_arrival_grace(config)),
+        not_sent=not_sent_of_runs(runs),
     )
+    result.next_steps = reconcile_next_steps(result, config_file=config.file, out_dir=out_dir)
     write_reports(result, Path(out_dir))
     return result
 

@@ -78,6 +78,7 @@ def transform_chunk(chunk: Chunk, options: TransformOptions) -> TransformResult:
     _count_money(ctx, amount, currency, moved)
     ctx.tally.buckets = ctx.reasons.counted(ctx.tally.buckets)
     ctx.tally.reject_codes.update(ctx.reasons.count_by_code())
+    ctx.tally.reject_reasons.update(ctx.reasons.count_by_reason())
     ctx.tally.filtered_reasons.update(ctx.reasons.filtered_by_reason())
     rows = ctx.frame["row"]
     return TransformResult(events=events, rejects=ctx.reasons.to_frame(ctx.source, rows),

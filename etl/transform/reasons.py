@@ -66,12 +66,20 @@ class RejectReasons:
 
     def count_by_code(self) -> dict[str, int]:
         """Reject reasons by code over the rejected rows (a row with two reasons counts under both)."""
-        filtered = self.filtered if self._filters else None
         counts: dict[str, int] = {}
+        for (code, _), rows in self.count_by_reason().items():
+            counts[code] = counts.get(code, 0) + rows
+        return counts
+
+    def count_by_reason(self) -> Counter[tuple[str, str]]:
+        """Reject reasons by (code, description) over the rejected rows (a row with two reasons counts under
+        both): what the summary's `reject_reasons` and the reports' "top reject reasons" list."""
+        filtered = self.filtered if self._filters else None
+        counts: Counter[tuple[str, str]] = Counter()
         for mask, reason in self._rules:
             rows = int(mask.sum()) if filtered is None else int((mask & ~filtered).sum())
             if rows:
-                counts[reason["validationCode"]] = counts.get(reason["validationCode"], 0) + rows
+                counts[(reason["validationCode"], reason["description"])] += rows
         return counts
 
     def filtered_by_reason(self) -> Counter[tuple[str, str]]:

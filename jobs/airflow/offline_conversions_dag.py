@@ -62,16 +62,24 @@ from zoneinfo import ZoneInfo
 from airflow.sdk import CronDataIntervalTimetable, Param, TaskGroup, Variable, chain, dag, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
-from etl.accounting import Buckets
+from etl.accounting import Buckets, sent_label
+from etl.commandline import known_failure
 from etl.config import SECRET_ENV, Config, load_config
-from etl.errors import EXIT_BAD_INPUT, EXIT_OK, MpetlError, OutputError
+from etl.errors import EXIT_BAD_INPUT, EXIT_OK, MpetlError
+from etl.next_steps import not_delivered_message
 
 DAG_ID = "mpetl_offline_conversions"
 SECRET_ID = "mpetl_api_secret"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "samples.toml"
-# What each task returns (its XCom): every bucket of etl.accounting.Buckets (filtered apart from rejected),
-# the equation, and why rows were filtered.
-SUMMARY_COUNTS = ("run_id", "shard", "rows_in", *Buckets.NAMES, "equation", "filtered_codes", "exit_code")
+# What each task returns (its XCom): every bucket of etl.accounting.Buckets (filtered apart from rejected; a
+# validate task's would_send), the equation, why rows were filtered, and the send's last error.
+SUMMARY_COUNTS = ("run_id", "shard", "mode", "rows_in", *Buckets.NAMES, "equation", "filtered_codes", "exit_code")
+
+
+def _counts(summary: dict[str, Any]) -> dict[str, Any]:
+    label = sent_label(summary.get("mode", "send"))
+    counts = {(label if k == "sent" else k): summary.get(label if k == "sent" else k) for k in SUMMARY_COUNTS}
+    return counts | {"last_error": (summary.get("send") or {}).get("last_error")}
 
 
 def _setting(variable: str, env: str, default: str | None = None) -> str | None:
@@ -175,11 +183,10 @@ def _one_line_errors(step: str) -> Iterator[None]:
         yield
     except (AirflowException, AirflowFailException):
         raise
-    except MpetlError as exc:
-        raise _failure(step, exc.exit_code, str(exc)) from None
-    except OSError as exc:  # an output folder that cannot be written
-        raise _failure(step, EXIT_BAD_INPUT, str(OutputError(exc))) from None
     except Exception as exc:
+        known = known_failure(exc)  # the CLI's own mapping (etl/commandline.py): the same words as `mpetl`
+        if known is not None:
+            raise _failure(step, known.exit_code, str(known)) from None
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         raise AirflowException(
             f"mpetl {step} failed: internal error {type(exc).__name__} at {Path(frame.filename).name}:{frame.lineno}"
@@ -210,11 +217,13 @@ def _run_source(source: str, mode: str, data_interval_start: datetime | None, da
               f"{window.now.isoformat() if window.now else 'wall clock'}), outputs in {out}")
         with _api_secret_in_env() if mode == "send" else contextlib.nullcontext():
             result = run_pipeline(config, options)
-    counts = {k: result.summary.get(k) for k in SUMMARY_COUNTS}
+    counts = _counts(result.summary)
     if result.exit_code != EXIT_OK:
+        # The run's own words, as `mpetl run` prints them on stderr: the events not delivered and the send's last
+        # error (class and count), or the failed sources.
         errors = "; ".join(e["error"] for e in result.summary["source_errors"])
-        detail = errors or f"{counts['failed']} events not delivered (a retry resends them); see {out}/summary.json"
-        raise _failure(step, result.exit_code, detail)
+        detail = "; ".join(p for p in (not_delivered_message(result.summary), errors) if p) or "see summary.json"
+        raise _failure(step, result.exit_code, f"{detail}; see {out}/summary.json")
     return counts
 
 

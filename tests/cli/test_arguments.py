@@ -16,6 +16,7 @@ import pytest
 from etl.cli import main
 from etl.commandline import Day, Finite, Instant, NonEmptyPath, ShardSpec
 from tests.cli.common import crm_config
+from tests.support import cli_errors
 
 HUGE = "9" * 30
 BAD_INSTANTS = ["", "yesterday", "2026-13-01", "2026-11-21T25:00", "2026-02-30", "0001-01-01T00:00:00Z",
@@ -95,7 +96,7 @@ def test_a_bad_argument_is_one_line_naming_the_option_exit_2(run_mpetl, tmp_path
     result = run_mpetl(*_args(name, option, value, tmp_path, config))
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mpetl: error: "), result.stderr
+    assert len(lines) == 1 and len(cli_errors(result.stderr)) == 1, result.stderr
     assert option in lines[0] or option.lstrip("-") in lines[0], lines[0]
     assert len(lines[0]) < 400, "a long argument is shortened in the message"
     assert result.stdout == ""
@@ -120,7 +121,7 @@ def test_values_only_the_command_can_judge_are_one_line_too(run_mpetl, tmp_path,
     result = run_mpetl(*[a.format(config=config, tmp=tmp_path) for a in args])
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mpetl: error: ") and says in lines[0], result.stderr
+    assert len(lines) == 1 and says in cli_errors(result.stderr)[0], result.stderr
     assert not (tmp_path / "i").exists() and not (tmp_path / "s").exists()
 
 

@@ -6,6 +6,7 @@ import os
 import pty
 import select
 import subprocess
+from pathlib import Path
 
 import orjson
 
@@ -125,3 +126,66 @@ def test_nightly_reads_the_same_chunks_as_run(run_mpetl, tmp_path):
         lines = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
         chunks[command] = [line["rows"] for line in lines if line["event"] == "chunk_planned"]  # outside_window included
     assert chunks["run"] == chunks["nightly"] == [50_000, 10_000]
+
+
+def test_on_a_terminal_names_and_reasons_print_as_written_then_what_to_do_next(run_mpetl, tmp_path):
+    """Rich must not read `[eu]` or `[sources.columns]` as markup: a source name and a next step print as written."""
+    config = crm_config(tmp_path, extra_sources='[sources.filter]\nStage = ["Closed Won"]\n')
+    config.write_text(config.read_text().replace('name = "crm"', 'name = "crm [eu]"'))
+    shown = _on_a_terminal(run_mpetl, "run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run",
+                           "--now", NOW)
+    assert "crm [eu]" in shown
+    assert "What to do next:" in shown
+    # The deals carry no session cookie: the step says which table to map it in, brackets and all.
+    assert "Map session_id in [sources.columns]" in " ".join(shown.split())
+    assert f"mpetl run --config {config} --out out/run" in " ".join(shown.split())
+
+
+def test_every_help_example_is_a_command_line_mpetl_accepts(run_mpetl):
+    """The `Examples:` under `--help` parse as written (options and values checked by click's own types)."""
+    import shlex
+
+    import click
+
+    from etl.cli import main
+
+    examples = 0
+    for name, command in [("mpetl", main), *main.commands.items()]:
+        for line in (command.epilog or "").splitlines():
+            line = line.strip()
+            if not line.startswith("mpetl "):
+                continue
+            words = shlex.split(line.split("  #")[0])[1:]
+            sub = main.commands[words[0]]
+            with click.Context(main, info_name="mpetl") as parent:
+                sub.make_context(words[0], words[1:], parent=parent)  # raises on an unknown option or bad value
+            examples += 1
+        if name in ("run", "validate", "reconcile", "nightly", "resend", "deferred", "init"):
+            assert "Examples:" in run_mpetl(name, "--help").stdout, name
+    assert examples >= 12
+
+
+def test_shell_completion_is_clicks_own(tmp_path):
+    """`eval "$(_MPETL_COMPLETE=bash_source mpetl)"` (the README's line) completes commands."""
+    import shutil
+    import sys
+
+    mpetl = shutil.which("mpetl", path=str(Path(sys.executable).parent))
+    assert mpetl is not None
+    script = subprocess.run([mpetl], env={**os.environ, "_MPETL_COMPLETE": "bash_source"}, capture_output=True,
+                            text=True, timeout=60)
+    assert "complete -o nosort -F _mpetl_completion mpetl" in script.stdout
+    words = subprocess.run([mpetl], env={**os.environ, "_MPETL_COMPLETE": "bash_complete", "COMP_WORDS": "mpetl re",
+                                         "COMP_CWORD": "1"}, capture_output=True, text=True, timeout=60)
+    assert words.stdout.split() == ["plain,reconcile", "plain,resend"]
+
+
+def test_on_a_terminal_an_error_is_one_plain_line_elsewhere_a_json_line_with_its_level(run_mpetl, tmp_path):
+    config = crm_config(tmp_path)
+    config.write_text(config.read_text().replace("timezone", "timezon", 1))
+    shown = _on_a_terminal(run_mpetl, "validate", "--config", str(config))
+    assert shown.strip().startswith(f"mpetl: error: {config}: [property.timezon] unknown key; did you mean 'timezone'?")
+    piped = run_mpetl("validate", "--config", str(config))
+    (line,) = [orjson.loads(x) for x in piped.stderr.splitlines()]
+    assert (line["level"], line["event"], line["exit_code"]) == ("error", "error", 2)
+    assert line["message"].startswith(f"{config}: [property.timezon] unknown key")

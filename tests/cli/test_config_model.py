@@ -22,7 +22,7 @@ from etl.config import (
     load_config,
 )
 from etl.errors import ConfigError
-from tests.support import REPO, SAMPLES_CONFIG, files_containing
+from tests.support import REPO, SAMPLES_CONFIG, cli_errors, files_containing
 
 BASE = """\
 [property]
@@ -123,6 +123,33 @@ def test_a_config_error_from_the_cli_is_one_line_exit_2(run_mpetl, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "did you mean 'timezone'" in result.stderr
+
+
+def test_every_problem_is_its_own_line_with_did_you_mean_in_every_table(run_mpetl, tmp_path):
+    """Typos in four tables at once: all of them are shown (no "(and 2 more problems)"), each line names the
+    file and the key and says which key was meant; the required key a typo left out is not repeated."""
+    path = tmp_path / "mpetl.toml"
+    path.write_text('[property]\nmeasurment_id = "G-ABC123"\ntimezone = "UTC"\n'
+                    '[destination]\nconcurency = 4\n[reconcile]\nbakend = "duckdb"\n'
+                    '[[sources]]\nname = "crm"\npath = "deals.csv"\nevnt = "purchase"\n')
+    result = run_mpetl("validate", "--config", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = cli_errors(result.stderr)
+    assert result.stderr.strip().count("\n") == len(lines) - 1  # nothing but the problems
+    meant = {"property.measurment_id": "measurement_id", "destination.concurency": "concurrency",
+             "reconcile.bakend": "backend", "sources.crm.evnt": "event"}
+    assert sorted(line.split(" unknown key")[0] for line in lines) == sorted(f"{path}: [{k}]" for k in meant)
+    for key, right in meant.items():
+        (line,) = [x for x in lines if f"[{key}]" in x]
+        assert f"did you mean {right!r}?" in line
+    assert not any("more problem" in x or "is required" in x for x in lines)
+
+
+def test_a_misspelt_column_field_says_which_field_was_meant(run_mpetl, tmp_path):
+    path = write(tmp_path, "[sources.columns]", 'clientid = "GA"')
+    result = run_mpetl("validate", "--config", str(path))
+    assert result.returncode == 2
+    assert any("columns.clientid is not a known field; did you mean 'client_id'?" in x for x in cli_errors(result.stderr))
 
 
 def test_schema_prints_the_json_schema(run_mpetl):
@@ -332,7 +359,9 @@ def test_every_hostile_value_of_every_field_is_a_one_line_error_or_validates(tmp
         assert result.exit_code in (0, 2, 3), result.stderr
         return
     assert result.exit_code == 2, f"{table}.{key} = {HOSTILE[kind]} was accepted: {result.stdout[-300:]}"
-    [line] = result.stderr.strip().splitlines()
-    assert line.startswith("mpetl: error: ") and "Traceback" not in line
-    named = line.split("[", 1)[1].split("]", 1)[0] if "[" in line else ""
-    assert named.startswith(_key_path(table, key).rsplit(".", 1)[0]), (line, table, key)
+    # One line per problem (a hostile list can hold several), each an error line naming the key.
+    lines = result.stderr.strip().splitlines()
+    assert len(cli_errors(result.stderr)) == len(lines) and "Traceback" not in result.stderr
+    for line in cli_errors(result.stderr):
+        named = line.split("[", 1)[1].split("]", 1)[0] if "[" in line else ""
+        assert named.startswith(_key_path(table, key).rsplit(".", 1)[0]), (line, table, key)

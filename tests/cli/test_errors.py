@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.cli.common import NOW, crm_config
@@ -104,3 +105,22 @@ def test_a_bad_endpoint_url(run_mpetl, tmp_path, url):
     config.write_text(config.read_text().replace('endpoint = "local"', f'endpoint = "{url}"'))
     line = one_line(run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "o"), "--now", NOW))
     assert "[destination.endpoint]" in line and "api_secret=s" not in line
+
+
+@pytest.mark.parametrize("mode,warned", [(0o644, "0644"), (0o640, "0640"), (0o600, None)])
+def test_a_secret_file_others_can_read_is_one_warning_line_and_the_run_goes_on(run_mpetl, tmp_path, mode, warned):
+    config = crm_config(tmp_path)
+    secret = tmp_path / "api_secret"
+    secret.write_text("file-secret-4471\n")
+    secret.chmod(mode)
+    config.write_text(config.read_text().replace('[destination]\n', f'[destination]\napi_secret_file = "{secret}"\n'))
+    result = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), env={"MP_API_SECRET": None})
+    assert result.returncode == 0, result.stderr
+    warnings = [orjson.loads(x) for x in result.stderr.splitlines() if '"level":"warning"' in x]
+    if warned is None:
+        assert warnings == []
+    else:
+        (line,) = warnings
+        assert (line["event"], line["path"], line["mode"]) == ("api_secret_file_readable", str(secret), warned)
+        assert f"chmod 600 {secret}" in line["hint"]
+    assert "file-secret-4471" not in result.stdout + result.stderr

@@ -34,3 +34,25 @@ def test_init_then_validate_names_the_missing_export_and_refuses_to_overwrite(ru
     assert again.returncode == 2 and "--force" in again.stderr
     assert run_mpetl("init", str(tmp_path), "--force", "--kind", "hubspot").returncode == 0
     assert 'kind = "hubspot"' in (tmp_path / "mpetl.toml").read_text()
+
+
+def test_the_csv_templates_first_real_run_sends_the_rows_that_consent(run_mpetl, tmp_path):
+    """The csv template maps consent: an export with that column is not rejected wholesale under "deny"."""
+    assert run_mpetl("init", str(tmp_path), "--timezone", "Europe/London").returncode == 0
+    (tmp_path / "data" / "closed_deals.csv").write_text(
+        "GA Client ID,Close Date,Deal ID,Amount,Currency,Analytics Consent\n"
+        "GA1.1.1111.1700000000,2026-11-20 10:00,D-1,10.00,EUR,yes\n"
+        "GA1.1.2222.1700000000,2026-11-20 11:00,D-2,20.00,EUR,no\n"
+        "GA1.1.3333.1700000000,2026-11-20 12:00,D-3,30.00,EUR,\n")
+    check = run_mpetl("-q", "validate", "--config", str(tmp_path / "mpetl.toml"), "--now", NOW)
+    assert check.returncode == 0, check.stderr
+    totals = json.loads(check.stdout.splitlines()[-1])
+    assert (totals["would_send"], totals["filtered"], totals["rejected"]) == (1, 2, 0)
+    filtered = [json.loads(x) for x in check.stdout.splitlines() if '"filtered":true' in x]
+    assert sorted(f["validationCode"] for f in filtered) == ["CONSENT_DENIED", "NO_CONSENT"]
+
+
+def test_init_writes_the_notebook_too(run_mpetl, tmp_path):
+    assert run_mpetl("init", str(tmp_path)).returncode == 0
+    notebook = json.loads((tmp_path / "reconciliation.ipynb").read_text())
+    assert any("parameters" in c["metadata"].get("tags", []) for c in notebook["cells"])

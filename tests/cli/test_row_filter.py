@@ -26,7 +26,7 @@ def test_filter_rejects_other_rows_naming_the_column_not_the_value(run_mpetl, tm
     result = run_mpetl("-q", "run", "--config", str(tmp_path / "mpetl.toml"), "--out", str(out), "--dry-run", "--now", NOW)
     assert result.returncode == 0, result.stderr
     summary = orjson.loads((out / "summary.json").read_bytes())
-    assert (summary["rows_in"], summary["sent"], summary["filtered"], summary["rejected"]) == (4, 2, 2, 0)
+    assert (summary["rows_in"], summary["would_send"], summary["filtered"], summary["rejected"]) == (4, 2, 2, 0)
     crm = summary["sources"]["crm"]
     assert crm["filtered_codes"] == {"FILTERED": 2} and crm["reject_codes"] == {}
     assert crm["filtered_reasons"] == [{"code": "FILTERED", "rows": 2, "reason":

@@ -177,7 +177,8 @@ def test_dags_test_sends_the_interval_and_reconciles(sandbox):
         real = orjson.loads((source_dir / "send" / "try-1" / "summary.json").read_bytes())
         assert dry["mode"] == "dry-run" and real["mode"] == "send"
         assert list(real["sources"]) == [source_dir.name]  # each task sent its own source only
-        assert real["sent"] == dry["sent"] and real["failed"] == 0  # the dry run predicted the send
+        assert "sent" not in dry and "http_statuses" not in dry["send"]  # a dry run says would_send
+        assert real["sent"] == dry["would_send"] and real["failed"] == 0  # the dry run predicted the send
         sent += real["sent"]
     assert sent > 0
     with open_ledger(sandbox.root / "state" / "ledger.sqlite", read_only=True) as ledger:
@@ -214,6 +215,23 @@ def test_a_run_that_does_not_reconcile_fails_the_reconcile_task(tmp_path):
     assert set(states.values()) == {"success"}
     assert "mpetl reconcile exited 3: Not reconciled" in logs
     assert SECRET not in logs and files_containing(tmp_path / "out", SECRET) == []
+
+
+def test_an_unreachable_endpoint_fails_the_send_task_naming_the_error_class_and_count(tmp_path, closed_port):
+    box = AirflowSandbox(tmp_path, endpoint=f"http://127.0.0.1:{closed_port}", destination={"max_attempts": 2})
+    run = box.migrate().dags_test()
+    logs = run.stdout + run.stderr
+    assert run.returncode != 0
+    first = box.sources[0]
+    summary = orjson.loads((box.out / "airflow" / LAST_DAY / first / "send" / "try-1" / "summary.json").read_bytes())
+    assert summary["exit_code"] == 4 and summary["failed"] > 0
+    cause = summary["send"]["last_error"]
+    assert cause["error"] == "ConnectError" and cause["count"] == summary["send"]["errors"]["ConnectError"] > 0
+    # The task's failure carries the cause, in the words `mpetl run` prints: not just "events not delivered".
+    assert (f"mpetl send of source {first} exited 4: {summary['failed']} events not delivered (they stay pending"
+            in logs)
+    assert f"last error ConnectError × {cause['count']} attempts" in logs
+    assert SECRET not in logs
 
 
 def test_dags_test_maps_each_send_over_two_shards_on_a_postgresql_ledger(tmp_path, pg_url):

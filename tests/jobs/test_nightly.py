@@ -50,8 +50,18 @@ def read_json(path: Path) -> dict:
 
 
 def sent_event_dates(ledger: Path) -> set[str]:
+    """The dates of the events sent, but for refunds the export gives no time: those are timed when first
+    seen (the wall clock, issue 21), whatever night's orders they came with."""
     with open_ledger(ledger, read_only=True) as db:
-        return set(db.for_reconcile(since="19700101")["event_date"])
+        sent = db.for_reconcile(since="19700101")
+    at_wall_clock = (sent["sent_at_micros"] - sent["timestamp_micros"]).abs() < 60_000_000
+    assert set(sent.loc[at_wall_clock, "event_name"]) <= {"refund"}
+    return set(sent.loc[~at_wall_clock, "event_date"])
+
+
+def sent_on(ledger: Path, day: str) -> int:
+    with open_ledger(ledger, read_only=True) as db:
+        return int((db.for_reconcile(since="19700101")["event_date"] == day.replace("-", "")).sum())
 
 
 def test_nightly_sends_yesterday_reconciles_and_a_rerun_sends_nothing_twice(tmp_path):
@@ -68,10 +78,16 @@ def test_nightly_sends_yesterday_reconciles_and_a_rerun_sends_nothing_twice(tmp_
     # Only yesterday's events were sent: the ledger's dates (property zone) are that one day.
     assert sent_event_dates(tmp_path / "state" / "ledger.sqlite") == {day.replace("-", "")}
     report = read_json(first_dir / "reconcile" / "reconciliation.json")
-    assert report["verdict"] == "reconciled" and report["totals"]["sent"] == summary["sent"]
+    # Refunds timed at the wall clock are today's: tomorrow night reconciles them with today's events.
+    assert report["verdict"] == "reconciled" and report["totals"]["sent"] == sent_on(tmp_path / "state" / "ledger.sqlite", day)
     assert (out / "nightly" / "latest").resolve() == first_dir.resolve()
     assert '"event":"nightly_finished","exit_code":0' in first.stderr
     first_summary = (first_dir / "run" / "summary.json").read_bytes()
+    # One summary format on stdout (not a terminal): a JSON line for the run, one for the reconciliation.
+    lines = [orjson.loads(line) for line in first.stdout.splitlines()]
+    assert [line["event"] for line in lines] == ["summary", "reconcile"]
+    assert lines[0]["sent"] == summary["sent"] and lines[1]["verdict"] == "reconciled"
+    assert all(line.get("level") for line in map(orjson.loads, first.stderr.splitlines()))  # every log line
 
     # cron retried the same night: the ledger has it all, nothing is sent again, and the first run's
     # outputs are still there as they were (the retry has a folder of its own).

@@ -87,7 +87,7 @@ def test_a_sample_run_shows_what_was_filtered_apart_from_what_was_rejected(tmp_p
 
     # On the terminal: the equation with filtered in it, and why rows were filtered.
     assert buckets.equation("would_send") in shown
-    assert f"rows_in 273 == would_send {s['sent']} + filtered {s['filtered']} + rejected {s['rejected']} + " in shown
+    assert f"rows_in 273 == would_send {s['would_send']} + filtered {s['filtered']} + rejected {s['rejected']} + " in shown
     codes = ", ".join(f"{code} {rows}" for code, rows in s["filtered_codes"].items())
     assert f"filtered (not conversions, not errors): {codes}" in shown
     assert "NOT_A_CONVERSION 37" in codes  # 18 Salesforce and 16 HubSpot deals not won, 3 Shopify orders not paid
@@ -115,8 +115,8 @@ def test_a_future_row_is_rejected_whatever_until_selects_and_every_row_stays_in_
                                      "--since", "2026-11-19T00:00:00Z", "--until", "2026-11-20T00:00:00Z")
     assert code == 0, shown
     s = orjson.loads((out / "summary.json").read_bytes())
-    assert {k: s[k] for k in ("rows_in", "sent", "filtered", "rejected", "outside_window")} == {
-        "rows_in": 5, "sent": 2, "filtered": 1, "rejected": 1, "outside_window": 1}
+    assert {k: s[k] for k in ("rows_in", "would_send", "filtered", "rejected", "outside_window")} == {
+        "rows_in": 5, "would_send": 2, "filtered": 1, "rejected": 1, "outside_window": 1}
     (reject,) = [orjson.loads(line) for line in (out / "rejects.ndjson").read_bytes().splitlines()]
     assert reject["row"] == 4 and reject["reasons"] == [{
         "fieldPath": "events[0].timestamp_micros", "validationCode": "VALUE_OUT_OF_BOUNDS",

@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from tests.reliability.harness import NOW, cli, config_for, generic_source, run_args, write_orders
+from tests.support import cli_errors
 
 pytestmark = pytest.mark.usefixtures("ledger_backend")
 
@@ -49,9 +50,8 @@ def test_a_rerun_into_the_same_out_is_refused_and_replace_keeps_every_deferred_r
 
     again = cli(*run_args(config, out))
     assert again.code == 2
-    assert again.stderr.strip().splitlines() == [
-        f"mpetl: error: {out}: holds the outputs of run {run1}; choose a new --out folder, or pass --replace to "
-        "remove them first"]
+    assert cli_errors(again.stderr) == [
+        f"{out}: holds the outputs of run {run1}; choose a new --out folder, or pass --replace to remove them first"]
     assert _files(out) == before  # not one byte changed
 
     replaced = cli(*run_args(config, out, "--replace"))

@@ -109,11 +109,18 @@ def test_dry_run_writes_exact_bodies_and_leaves_the_ledger_alone(run_mpetl, tmp_
                 env={"MP_API_SECRET": None})
     assert dry.returncode == 0, dry.stderr
     bodies = [orjson.loads(x) for x in (tmp_path / "dry" / "requests.ndjson").read_bytes().splitlines()]
-    assert sum(len(b["events"]) for b in bodies) == summary(tmp_path / "dry")["sent"]
+    dry_summary = summary(tmp_path / "dry")
+    assert sum(len(b["events"]) for b in bodies) == dry_summary["would_send"]
     assert collector.stats()["requests"] == 0
+    # Nothing was sent, and summary.json says so: no `sent` anywhere, no HTTP statuses, requests written.
+    assert "sent" not in dry_summary and all("sent" not in s for s in dry_summary["sources"].values())
+    assert "http_statuses" not in dry_summary["send"] and "events_sent" not in dry_summary["send"]
+    assert dry_summary["send"]["requests_written"] == len(bodies)
+    assert "would_send" in dry_summary["earlier_runs"] and "would_send_for_earlier_runs" in dry_summary
     real = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "real"), "--now", SAMPLES_NOW)
     assert real.returncode == 0
-    assert summary(tmp_path / "real")["sent"] == summary(tmp_path / "dry")["sent"]
+    assert summary(tmp_path / "real")["sent"] == dry_summary["would_send"]
+    assert summary(tmp_path / "real")["send"]["http_statuses"] == {"204": len(bodies)}
 
 
 def test_the_secret_never_lands_in_outputs_state_or_logs(run_mpetl, tmp_path, collector):

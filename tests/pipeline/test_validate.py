@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from etl.collector import read_store, spawn_collector
-from tests.support import SAMPLES_NOW, samples_config
+from tests.support import SAMPLES_NOW, cli_errors, samples_config
 
 SECRET = "secret-validate-91"
 
@@ -91,7 +91,11 @@ def test_validate_can_sample_the_debug_endpoint(run_mpetl, tmp_path):
     assert totals["failed"] == 0 and totals["would_send"] > 100 and totals["exit_code"] == 0
     summary = orjson.loads((tmp_path / "v" / "summary.json").read_bytes())
     assert summary["failed"] == 0 and summary["exit_code"] == 0 and summary["not_sampled"] > 0
-    assert summary["not_sampled"] + summary["send"]["events_sent"] == summary["sent"]
+    # Read as a whole, the summary says what was checked and what was not: nothing was sent.
+    assert "sent" not in summary and summary["send"]["requests_validated"] == 3
+    assert summary["not_sampled"] + summary["send"]["events_validated"] == summary["would_send"]
+    assert summary["send"]["debug_http_statuses"] == {"200": 3} and "http_statuses" not in summary["send"]
+    assert totals["not_sampled"] == summary["not_sampled"]
 
 
 def test_validate_against_a_debug_endpoint_that_is_down_exits_4_like_its_summary(run_mpetl, tmp_path, closed_port):
@@ -103,7 +107,9 @@ def test_validate_against_a_debug_endpoint_that_is_down_exits_4_like_its_summary
     summary = orjson.loads((tmp_path / "v" / "summary.json").read_bytes())
     assert result.returncode == 4 == totals["exit_code"] == summary["exit_code"]
     assert totals["failed"] == summary["failed"] > 100 and totals["would_send"] == 0
-    assert result.stderr.strip().splitlines()[-1].startswith("mpetl: error: debug endpoint: ConnectError")
+    # The cause, by class and count, on stderr as a JSON error line (not a terminal), and in summary.json.
+    assert cli_errors(result.stderr)[-1].startswith("debug endpoint: ConnectError × ")
+    assert summary["send"]["last_error"]["error"] == "ConnectError" and summary["send"]["last_error"]["count"] > 0
 
 
 def test_validate_asks_the_debug_endpoint_to_enforce_recommendations(run_mpetl, tmp_path):

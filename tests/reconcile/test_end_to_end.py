@@ -76,6 +76,8 @@ def stored(store: Path) -> list[tuple[str, str | None]]:
     frame = read_store(store)
     out = []
     for ecommerce, params in zip(frame["ecommerce"], frame["event_params"], strict=True):
+        if not isinstance(ecommerce, dict):
+            continue  # live traffic (a page_view): no purchase
         marker = next((p["value"]["string_value"] for p in params if p["key"] == "mpetl_run"), None)
         out.append((ecommerce["transaction_id"], marker))
     return sorted(out, key=lambda x: (x[0], x[1] or ""))
@@ -227,3 +229,34 @@ def test_reconcile_right_after_sending_reads_the_intraday_table(run_mpetl, tmp_p
     report = orjson.loads((tmp_path / "rec" / "reconciliation.json").read_bytes())
     assert report["verdict"] == "reconciled" and report["totals"]["found"] == len(IDS)
     assert {d["export"] for d in report["dates"]} == {"intraday"}
+
+
+def test_the_next_step_of_a_failed_date_is_a_command_that_resends(run_mpetl, tmp_path, collector):
+    """What to do next names `mpetl resend` with the real config and run id; pasted as it is, it resends."""
+    import shlex
+
+    config = make_config(tmp_path, collector.url, collector.data_dir)
+    run = run_mpetl("-q", "run", "--config", str(config), "--out", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    run_id = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())["run_id"]
+    drop_from_export(collector.data_dir, DROPPED)
+    collector.live_traffic()  # the export shows hits received after the send: the drop is proven
+
+    rec = run_mpetl("-q", "reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--run-id", run_id)
+    assert rec.returncode == 3, rec.stdout + rec.stderr
+    steps = orjson.loads((tmp_path / "rec" / "reconciliation.json").read_bytes())["next_steps"]
+    (step,) = [s for s in steps if "mpetl resend" in s]
+    assert step.startswith(f"Resend the 1 missing events of run {run_id} while GA4's window allows")
+    assert "re-run `mpetl run`" not in " ".join(steps) and "Nothing to do" not in " ".join(steps)
+    assert step in rec.stdout  # the terminal says the same
+    html = (tmp_path / "rec" / "reconciliation.html").read_text(encoding="utf-8")
+    assert "Resend the 1 missing events of run" in html
+
+    words = shlex.split(step[step.index("mpetl resend"):])
+    assert words[:6] == ["mpetl", "resend", "--config", str(config.resolve()), "--run-id", run_id]
+    resend = run_mpetl("-q", *words[1:])
+    assert resend.returncode == 0, resend.stdout + resend.stderr
+    report = orjson.loads((Path(words[words.index("--out") + 1]) / "resend.json").read_bytes())
+    assert (report["resent"], report["failed"]) == (1, 0)
+    ours = sorted(tid for tid, marker in stored(collector.data_dir) if marker is not None)
+    assert ours == IDS  # the dropped one is back, each id once with our marker

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import base64
-import json
+import re
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from etl.reconcile import reconcile
+from tests.support import NOTEBOOK, run_notebook
 
 from .builders import Scenario, ids
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "reconciliation.ipynb"
 
 
 class PageReader(HTMLParser):
@@ -79,22 +78,19 @@ def test_notebook_runs_against_generated_reports(failed_run: Path, tmp_path: Pat
     nb = nbformat.read(NOTEBOOK, as_version=4)
     parameter_cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(parameter_cells) == 1 and 'RUN_DIR = "out/samples/reconcile"' in parameter_cells[0].source
-    parameter_cells[0].source = f"RUN_DIR = {json.dumps(str(failed_run))}"
 
-    client = NotebookClient(nb, kernel_name="python3", timeout=60, resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()  # raises CellExecutionError on any failing cell
+    outputs = run_notebook(tmp_path, RUN_DIR=str(failed_run))  # papermill: raises on any failing cell
 
-    outputs = "".join(
-        o.get("text", "") + json.dumps(o.get("data", {}))
-        for c in nb.cells
-        if c.cell_type == "code"
-        for o in c.get("outputs", [])
-    )
     assert "NOT_RECONCILED (exit code 3)" in outputs
     assert "A-0002" in outputs and "A-0005" in outputs
     assert outputs.count("image/png") >= 3  # events per day, value per day, sessions
     # 15 EUR-10 purchases sent; A-0002, A-0005 (final day) and Y-0001 missing: money beside the counts.
     assert "money EUR: sent / found / missing / duplicate" in outputs and "150.00 / 120.00 / 30.00 / 0.00" in outputs
+    # The money table per date and currency, formatted: 2026-11-15's 80.00 sent, 60.00 found, 20.00 missing.
+    money = outputs[outputs.index("money per date and currency"):]
+    assert re.search(r"2026-11-15.{0,80}EUR.{0,80}80\.00.{0,80}60\.00.{0,80}20\.00", money)
+    # What to do next names the real command: the missing events of run-1 are past the window here.
+    assert "mpetl resend --config" in outputs and "--run-id run-1" in outputs
 
 
 def test_html_shows_the_three_event_verdicts_and_an_unavailable_export(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from tests.reliability.harness import (
     stored_events,
     write_orders,
 )
+from tests.support import cli_errors
 
 
 def _damage_quick_check_sees_but_reads_do_not(path: Path, seed: int = 23) -> None:
@@ -84,8 +85,8 @@ def test_a_damaged_ledger_is_refused_in_one_line_and_nothing_is_sent_again(tmp_p
     rerun = cli(*run_args(config, tmp_path / "night-2"))
     assert_no_traceback(rerun.stdout, rerun.stderr)
     assert rerun.code == 2, rerun.stderr[-2000:]
-    (line,) = [line for line in rerun.stderr.strip().splitlines() if not line.startswith("{")]  # JSON: the run's log
-    assert line.startswith(f"mpetl: error: ledger {ledger}: the database is damaged (")
+    (line,) = cli_errors(rerun.stderr)  # the one error line among the run's JSON log lines
+    assert line.startswith(f"ledger {ledger}: the database is damaged (")
     assert "nothing was sent: restore it from a backup, or salvage it" in line
     assert stored_events(server.data_dir) == {("purchase", tid): 1 for tid in tids}, "an event was sent again"
     if damage == "a table page":  # refused at open, before the first write

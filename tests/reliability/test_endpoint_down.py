@@ -22,6 +22,7 @@ from tests.reliability.harness import (
     stored_events,
     write_orders,
 )
+from tests.support import cli_errors
 
 # The whole module runs once per ledger backend: SQLite, then PostgreSQL (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("ledger_backend")
@@ -40,7 +41,15 @@ def test_endpoint_down_exits_4_then_next_run_delivers_everything_once(tmp_path, 
     assert line["failed"] == len(first) and line["sent"] == 0 and line["exit_code"] == 4
     summary = run.summary(tmp_path / "out1")
     assert balanced(summary) and summary["failed"] == len(first)
-    assert "Connect" in summary["send"]["last_error"]  # says why: the connection was refused
+    # It says why, by error class and count: 10 requests × 3 attempts, each refused.
+    assert summary["send"]["last_error"]["error"] == "ConnectError"
+    assert summary["send"]["last_error"]["count"] == summary["send"]["errors"]["ConnectError"] == 30
+    (error,) = cli_errors(run.stderr)
+    assert error.startswith(f"{len(first)} events not delivered (they stay pending") and "last error ConnectError × 30 attempts" in error
+    logged = [orjson.loads(x) for x in run.stderr.splitlines() if x.startswith("{")]
+    assert all("level" in x for x in logged)
+    (problem,) = [x for x in logged if x["event"] == "events_not_delivered"]
+    assert problem["level"] == "error" and problem["errors"] == {"ConnectError": 30}
     assert SECRET not in run.stdout + run.stderr + (tmp_path / "out1" / "summary.json").read_text()
     assert {row["status"] for row in ledger_rows(ledger_path(tmp_path)).values()} == {"failed"}
 

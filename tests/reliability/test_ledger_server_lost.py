@@ -21,6 +21,7 @@ from tests.reliability.harness import (
     stored_events,
     write_orders,
 )
+from tests.support import cli_errors
 
 CLIENTS, PER_CLIENT = 24, 50  # 1 200 events in 48 requests of 25
 
@@ -63,8 +64,8 @@ def test_the_server_lost_mid_send_is_one_line_and_the_rerun_loses_nothing(tmp_pa
     stderr = err.decode()
     assert_no_traceback(out.decode(), stderr)
     assert run.returncode == 2, stderr[-2000:]
-    (line,) = [line for line in stderr.strip().splitlines() if not line.startswith("{")]  # JSON: the run's log
-    assert line.startswith(f"mpetl: error: lost the connection to the PostgreSQL ledger at {url} (")
+    (line,) = cli_errors(stderr)  # the one error line among the run's JSON log lines
+    assert line.startswith(f"lost the connection to the PostgreSQL ledger at {url} (")
     assert "run again once the server is back" in line
 
     own_server.resume()

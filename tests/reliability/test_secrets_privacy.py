@@ -96,7 +96,7 @@ def test_no_secret_anywhere_and_no_planted_personal_data_in_anything_sent(tmp_pa
     send_summary = outputs["send"].summary(tmp_path / "out" / "send")
     assert balanced(send_summary) and send_summary["rows_in"] == len(rows)
     assert send_summary["sent"] >= 5 and send_summary["deferred"] == 3
-    assert "Connect" in (outputs["endpoint down"].summary(tmp_path / "down" / "out")["send"]["last_error"] or "")
+    assert "Connect" in outputs["endpoint down"].summary(tmp_path / "down" / "out")["send"]["last_error"]["message"]
     store_files = list(server.data_dir.glob("events_*.ndjson"))
     assert store_files
 

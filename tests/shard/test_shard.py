@@ -11,6 +11,7 @@ import pytest
 
 from etl.accounting import Buckets
 from etl.shard import AggregateError, Shard, aggregate, client_hash, client_shard, shard_numbers
+from tests.support import cli_errors
 
 
 def test_hash_is_the_documented_blake2b_prefix():
@@ -92,7 +93,7 @@ def test_aggregate_command_reads_shard_folders_and_refuses_an_incomplete_night(r
     assert (night["rows_in"], night["sent"], night["rejected"], night["shards"]) == (6, 5, 1, 2)
     short = run_mpetl("aggregate", folders[0])
     assert short.returncode == 2 and short.stdout == ""
-    assert short.stderr.strip() == "mpetl: error: shards missing [2], repeated - (of 2)"
+    assert cli_errors(short.stderr) == ["shards missing [2], repeated - (of 2)"]
 
 
 def test_ledger_url_in_the_config_is_checked_and_never_holds_a_password(tmp_path):
@@ -150,5 +151,5 @@ def test_aggregate_on_a_malformed_summary_is_one_line_naming_the_file_and_key(tm
         (other / "summary.json").write_bytes(orjson.dumps(good))
         result = CliRunner().invoke(main, ["aggregate", str(bad), str(other)])
         assert result.exit_code == 2, (case, result.output)
-        assert result.output.startswith(f"mpetl: error: {bad / 'summary.json'}: {expected}"), (case, result.output)
+        assert cli_errors(result.output)[0].startswith(f"{bad / 'summary.json'}: {expected}"), (case, result.output)
         assert result.output.count("\n") == 1 and "Traceback" not in result.output, case

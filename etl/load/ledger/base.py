@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import inspect as pyinspect
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -639,6 +640,25 @@ class Ledger(ABC):
     @abstractmethod
     def _own_rows(self, run_id: str) -> Any:
         """A DB-API cursor over `OWN_ROW` tuples of the events whose owner is this run."""
+    def run_summaries(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The summary each of these runs recorded when it finished (its summary.json), by run id.
+
+        Reconcile's report shows why the rows behind its events were not sent (rejects, filters,
+        deferred) and what to do about them; runs that never finished (killed) are absent.
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for run_id, text in self._run_summary_rows(sorted(set(run_ids))):
+            try:
+                summary = json.loads(text)
+            except (TypeError, ValueError):
+                continue  # a run that did not finish, or a summary from before they were kept
+            if isinstance(summary, dict):
+                out[run_id] = summary
+        return out
+
+    @abstractmethod
+    def _run_summary_rows(self, run_ids: list[str]) -> Iterable[tuple[str, str | None]]:
+        """(run_id, summary_json) of the given runs."""
 
     # -- accounting ----------------------------------------------------------------------------
     def outcome(self, run_id: str) -> RunOutcome:

@@ -708,6 +708,10 @@ class PostgresLedger(Ledger):
     def run_ids(self) -> list[str]:
         return [r for (r,) in self.db.execute("SELECT run_id FROM mpetl_runs ORDER BY started_at, run_id")]
 
+    def _run_summary_rows(self, run_ids: list[str]) -> Iterable[tuple[str, str | None]]:
+        return self.db.execute("SELECT run_id, summary_json FROM mpetl_runs WHERE run_id = ANY(%s)",
+                               (run_ids,)).fetchall()
+
     # -- accounting --------------------------------------------------------------------------------
     def _outcome_rows(self, run_id: str) -> tuple[Iterable[tuple], Iterable[tuple], int, int]:
         own = self.db.execute(

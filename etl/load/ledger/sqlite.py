@@ -846,6 +846,10 @@ class SqliteLedger(Ledger):
     def run_ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT run_id FROM runs ORDER BY run")]
 
+    def _run_summary_rows(self, run_ids: list[str]) -> Iterable[tuple[str, str | None]]:
+        return self.db.execute("SELECT run_id, summary_json FROM runs WHERE run_id IN (SELECT value FROM json_each(?))",
+                               (orjson.dumps(run_ids).decode(),)).fetchall()
+
     # -- accounting ----------------------------------------------------------------------------
     def _outcome_rows(self, run_id: str) -> tuple[Iterable[tuple], Iterable[tuple], int, int]:
         run = self._run(run_id)

@@ -1,0 +1,1 @@
+../../jobs/airflow/offline_conversions_dag.py
