@@ -5,7 +5,15 @@ from __future__ import annotations
 import pandas as pd
 
 from etl.config import SourceConfig
-from etl.extract.fields import CANONICAL_FIELDS, FILTER_PREFIX, MONEY_PARAMS, PARAM_PREFIX, SKIP_REASON, ResolvedColumns
+from etl.extract.fields import (
+    CANONICAL_FIELDS,
+    FILTER_PREFIX,
+    MONEY_PARAMS,
+    PARAM_PREFIX,
+    PLACE_PREFIX,
+    SKIP_REASON,
+    ResolvedColumns,
+)
 from etl.extract.money import normalise_amounts
 from etl.extract.raw import CELL_PROBLEM, RawChunk
 
@@ -35,7 +43,7 @@ def mapped_fields(raw: RawChunk, cols: ResolvedColumns, source: SourceConfig) ->
     """Every canonical field and param the mapping names, as text; `time` folds into `timestamp`."""
     out: dict[str, pd.Series] = {}
     names: dict[str, str] = {}
-    extra = sorted(f for f in cols.positions if f.startswith((PARAM_PREFIX, FILTER_PREFIX)))
+    extra = sorted(f for f in cols.positions if f.startswith((PARAM_PREFIX, FILTER_PREFIX, PLACE_PREFIX)))
     for field in (*CANONICAL_FIELDS, *extra):
         if not cols.has(field):
             continue
@@ -58,6 +66,7 @@ def assemble(rows, fields: dict[str, pd.Series]) -> pd.DataFrame:
     order = [f for f in CANONICAL_FIELDS if f in fields]
     order += sorted(f for f in fields if f.startswith(PARAM_PREFIX))
     order += sorted(f for f in fields if f.startswith(FILTER_PREFIX))
+    order += sorted(f for f in fields if f.startswith(PLACE_PREFIX))
     if SKIP_REASON in fields:
         order.append(SKIP_REASON)
     if CELL_PROBLEM in fields:

@@ -10,13 +10,16 @@ import pytest
 from etl.config import (
     GOOGLE_EU_ENDPOINT,
     DestinationConfig,
+    DeviceConfig,
     HistoricalConfig,
     IdentityMapConfig,
     LedgerConfig,
+    PlaceConfig,
     PrivacyConfig,
     PropertyConfig,
     ReconcileConfig,
     SourceConfig,
+    SourceLocation,
     SourceOptions,
     WindowConfig,
     load_config,
@@ -238,6 +241,8 @@ _TABLES = {
     "property": PropertyConfig, "destination": DestinationConfig, "ledger": LedgerConfig, "window": WindowConfig,
     "reconcile": ReconcileConfig, "historical": HistoricalConfig, "privacy": PrivacyConfig, "sources": SourceConfig,
     "sources.options": SourceOptions, "sources.identity_map": IdentityMapConfig,
+    # issue 26: store locations, the device, app streams
+    "sources.location": SourceLocation, "sources.device": DeviceConfig, "locations.shop": PlaceConfig,
 }
 HOSTILE = {
     "string": '"x"', "empty string": '""', "huge int": "100000000000000000000000", "huge float": "1e300",
@@ -264,7 +269,12 @@ for _field in [("destination", "api_secret_file"), ("ledger", "path"), ("reconci
                ("historical", "location"), ("historical", "path"), ("sources", "project"), ("sources", "location"),
                ("sources.options", "items_path"), ("sources.options", "read_api_endpoint"), ("sources", "table"),
                ("sources", "query"), ("sources", "event"), ("sources.identity_map", "path"), ("sources.identity_map", "key"), ("sources.identity_map", "client_id"),
-               ("sources.identity_map", "source_key")]:
+               ("sources.identity_map", "source_key"),
+               # column names (a missing column is the extract's one-line error) and a city's name
+               *(("sources.location", k) for k in ("store", "fixed_store", *SourceLocation.COLUMNS)),
+               ("locations.shop", "city"),
+               *(("sources.device", k) for k in ("operating_system", "operating_system_version", "model", "brand",
+                                                 "browser", "browser_version"))]:
     LEGITIMATE.setdefault(_field, set()).add("string")
 CASES = [(table, key, kind) for table, cls in _TABLES.items() for key in cls.__pydantic_fields__
          if (table, key) not in SKIPPED and key != "KINDS" for kind in HOSTILE]
@@ -298,13 +308,15 @@ def _fuzz_config(tmp_path: Path, table: str, key: str, value: str) -> Path:
         (tmp_path / "ids.csv").write_text("k,c\n1,2\n")
     if table == "historical" and key != "table":
         tables[table] = {"table": '"hist"'}
+    if table.startswith("locations") or table == "sources.location":
+        tables["locations.shop"] = {"country_id": '"GB"'} if key != "country_id" or table != "locations.shop" else {}
     tables.setdefault(table, {})[key] = value
     lines = []
     for name, keys in tables.items():
         if not name.startswith("sources"):
             lines += [f"[{name}]", *(f"{k} = {v}" for k, v in keys.items())]
     lines += ["[[sources]]", *(f"{k} = {v}" for k, v in tables["sources"].items())]
-    for name in ("sources.options", "sources.identity_map"):
+    for name in ("sources.options", "sources.identity_map", "sources.location", "sources.device"):
         if name in tables:
             lines += [f"[{name}]", *(f"{k} = {v}" for k, v in tables[name].items())]
     path = tmp_path / "mpetl.toml"
@@ -315,7 +327,9 @@ def _fuzz_config(tmp_path: Path, table: str, key: str, value: str) -> Path:
 def test_the_fuzz_covers_every_field_of_the_model():
     keys = {(t, k) for t, k, _ in CASES}
     assert ("destination", "deadline_s") in keys and ("sources", "max_field_bytes") in keys
-    assert len(keys) >= 70 and len(CASES) == len(keys) * len(HOSTILE)
+    assert {("property", "firebase_app_id"), ("sources", "device"), ("sources.location", "unknown_store"),
+            ("sources.device", "category"), ("locations.shop", "region_id")} <= keys
+    assert len(keys) >= 90 and len(CASES) == len(keys) * len(HOSTILE)
 
 
 @pytest.mark.parametrize(("table", "key", "kind"), CASES, ids=[f"{t}.{k}={v}" for t, k, v in CASES])
