@@ -138,6 +138,8 @@ class Notes(Counts):
     timestamp_clamped: int = 0  # timed within future_tolerance_minutes after the wall clock: sent as "now"
     purchase_without_items: int = 0  # the reference marks items as required for purchase
     refunds_outside_window: int = 0  # refunds timed outside --since/--until (among outside_window)
+    with_location: int = 0  # sent with a user_location ([sources.location]): GA shows their store's city, region, country
+    without_location: int = 0  # the source maps a location but the row had none (a blank cell, an unknown store omitted)
 
 
 @dataclass

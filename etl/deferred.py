@@ -33,12 +33,12 @@ def export_deferred(config: Config, out_file: Path, *, since: date | None = None
     index_file = out_file.with_name(out_file.stem + "_index.csv")
     run_id = new_run_id(datetime.fromtimestamp(clock() / 1e6, UTC))
     with open_ledger(config.ledger_location, lock=True, clock=clock) as ledger:
-        ledger.bind_property(config.property.measurement_id, config.destination.endpoint)
+        ledger.bind_property(config.property.stream_id, config.destination.endpoint)
         ledger.begin_run(run_id, "export")
         since_text = since.strftime("%Y%m%d") if since else None
         tmp = out_file.with_name(out_file.name + ".partial")
         written = write_data_import(tmp, index_file, lambda: ledger.deferred_events(unexported=True, since_date=since_text),
-                                    config.property.measurement_id)
+                                    config.property.stream_id)
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
         tmp.replace(out_file)

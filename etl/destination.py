@@ -58,6 +58,7 @@ def send_settings(config: Config, run_id: str, *, concurrency: int | None = None
         shard=shard,
         seed=seed,
         extra_params=config.privacy_extra_params,
+        identity_field=config.property.identity_field,
     )
 
 
@@ -75,8 +76,9 @@ def endpoint_url(config: Config, secret: str) -> Iterator[str]:
     from etl.collector import CollectorServer
 
     store = config.reconcile.store or (config.base_dir / "state" / "collector")
-    with CollectorServer(store, measurement_id=config.property.measurement_id, api_secret=secret,
-                         timezone=config.property.timezone) as server:
+    prop = config.property
+    with CollectorServer(store, measurement_id=prop.measurement_id, firebase_app_id=prop.firebase_app_id,
+                         api_secret=secret, timezone=prop.timezone) as server:
         log.emit("local_collector_started", url=server.url, store=str(store))
         yield server.url
 
@@ -93,5 +95,5 @@ def open_transport(config: Config, secret: str | None, *, concurrency: int | Non
         raise ValueError("sending needs the API secret: call require_api_secret first")
     destination = config.destination
     with endpoint_url(config, secret) as url:
-        yield HttpTransport(url, config.property.measurement_id, secret, concurrency=concurrency or destination.concurrency,
-                            timeout_s=destination.timeout_s, debug=debug)
+        yield HttpTransport(url, config.property.stream_id, secret, concurrency=concurrency or destination.concurrency,
+                            timeout_s=destination.timeout_s, debug=debug, stream_param=config.property.stream_param)

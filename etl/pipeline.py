@@ -157,7 +157,7 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
             since_micros=to_micros(options.since) if options.since else None,
             until_micros=to_micros(until) if until else None,
             extra_params=config.privacy_extra_params,
-            shard=Shard(*options.shard) if options.shard else None,
+            shard=Shard(*options.shard) if options.shard else None, locations=config.locations,
         ))
         fates = ledger.plan(result.events, run_id, oldest_sendable_micros=options.clock() - max_age_micros(config))
         outputs.add_rejects(result.rejects)
@@ -206,7 +206,7 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
     stopper.set_deadline(config.destination.deadline_s)
     ledger = _open_run_ledger(config, options)
     try:
-        ledger.bind_property(config.property.measurement_id, config.destination.endpoint)
+        ledger.bind_property(config.property.stream_id, config.destination.endpoint)
         ledger.begin_run(run_id, options.mode, shard="/".join(map(str, options.shard)) if options.shard else None)
         recovered = ledger.recover_in_flight()
         log.emit("run_started", run_id=run_id, mode=options.mode, wall_clock=wall.isoformat(),
@@ -249,7 +249,7 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
         outputs.add_rejected_at_send(ledger.rejected_at_send(run_id))
         outputs.close()
         written = write_data_import(out / "deferred.csv", out / "deferred_index.csv",
-                                    lambda: ledger.deferred_events(run_id=run_id), config.property.measurement_id)
+                                    lambda: ledger.deferred_events(run_id=run_id), config.property.stream_id)
         historical = (write_historical(config.historical, lambda: ledger.deferred_events(run_id=run_id),
                                        config.property) if config.historical and options.mode == "send" else None)
         outcome = ledger.outcome(run_id)

@@ -37,6 +37,7 @@ from etl import log
 from etl.config import HistoricalConfig, PropertyConfig
 from etl.load.ledger import DeferredEvent
 from etl.protocol.ga4_row import ROW_SCHEMA, duckdb_columns, ga4_row
+from etl.protocol.place import FIREBASE_APP_ID
 
 RUN_MARKER = "mpetl_run"
 PARTITION_COLUMN = "event_day"
@@ -56,9 +57,12 @@ def historical_row(event: DeferredEvent, *, zone: zoneinfo.ZoneInfo, stream_id: 
     params = orjson.loads(event.params)
     if event.run_id:
         params[RUN_MARKER] = event.run_id
-    body = {"client_id": event.client_id, "user_id": event.user_id or None}
+    app = FIREBASE_APP_ID.match(stream_id) is not None  # an app stream's id (`[property] firebase_app_id`)
+    body = {"app_instance_id" if app else "client_id": event.client_id, "user_id": event.user_id or None}
+    if event.place:  # the store's user_location / the device, as the request would have carried them
+        body.update(orjson.loads(b"{" + event.place + b"}"))
     row = ga4_row({"name": event.event_name, "timestamp_micros": event.timestamp_micros, "params": params}, body,
-                  zone=zone, stream_id=stream_id)
+                  zone=zone, stream_id=stream_id, firebase_app_id=stream_id if app else None)
     day = row["event_date"]
     row[PARTITION_COLUMN] = f"{day[:4]}-{day[4:6]}-{day[6:]}"
     return row
@@ -71,12 +75,12 @@ def write_historical(settings: HistoricalConfig, events: Callable[[], Iterator[D
     report: dict[str, Any] = {"backend": settings.backend, "table": settings.table, "rows": 0}
     try:
         if settings.backend == "bigquery":
-            report["rows"], already = _load_bigquery(settings, events, zone, prop.measurement_id)
+            report["rows"], already = _load_bigquery(settings, events, zone, prop.stream_id)
             if already:
                 report["already_loaded"] = already
         else:
             assert settings.path is not None
-            report["rows"] = _write_files(Path(settings.path), settings.table, events, zone, prop.measurement_id)
+            report["rows"] = _write_files(Path(settings.path), settings.table, events, zone, prop.stream_id)
             report["path"] = str(settings.path)
     except Exception as exc:  # noqa: BLE001 - reported, not raised: the ledger still holds every event
         report["error"] = _short(exc)

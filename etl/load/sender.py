@@ -34,7 +34,7 @@ from etl.load.batching import Oversized, Request, build_requests
 from etl.load.ledger import Ledger, PendingEvent
 from etl.load.manifest import PrivacyManifest
 from etl.load.transport import Answer, Transport
-from etl.policy import ITEM_PARAMS, REQUEST_FIELDS, PrivacyViolation, allowed_params
+from etl.policy import ITEM_PARAMS, PLACE_FIELDS, REQUEST_FIELDS, PrivacyViolation, allowed_params
 from etl.protocol import scrub_message
 
 
@@ -137,6 +137,8 @@ class SendStats:
 def check_minimal(body: dict, extra: Mapping[str, Iterable[str]] | None) -> None:
     """The last line of defence: a field outside the allowlist means a bug upstream; stop the run."""
     outside = set(body) - REQUEST_FIELDS
+    for name, allowed in PLACE_FIELDS.items():
+        outside |= {f"{name}.{k}" for k in set(body.get(name) or {}) - allowed}
     for event in body.get("events", []):
         params = event.get("params", {})
         outside |= {f"{event.get('name')}.{p}" for p in set(params) - allowed_params(event.get("name", ""), extra)}
@@ -176,6 +178,7 @@ class SendSettings:
     extra_params: Mapping[str, Iterable[str]] | None = None
     flush_interval_s: float = 0.25
     flush_events: int = 2000
+    identity_field: str = "client_id"  # app_instance_id for an app stream ([property] firebase_app_id)
 
 
 class _Marks:
@@ -285,7 +288,8 @@ async def _send_all(ledger: Ledger, transport: Transport, settings: SendSettings
         queued = 0
         window: list[tuple[Request, dict]] = []
         requests = build_requests(_fresh(ledger.iter_pending(), settings, marks, stats), run_id=settings.run_id,
-                                  validation_behavior=settings.validation_behavior)
+                                  validation_behavior=settings.validation_behavior,
+                                  identity_field=settings.identity_field)
         for item in requests:
             if stopper.stopped or (settings.max_requests is not None and queued >= settings.max_requests):
                 break  # a stop, or a validation sample: the rest stays pending

@@ -24,6 +24,7 @@ from etl.transform.rules import (
     money,
     names,
     params,
+    place,
     privacy,
     scope,
     times,
@@ -57,9 +58,10 @@ def transform_chunk(chunk: Chunk, options: TransformOptions) -> TransformResult:
     lines = items.apply(ctx)
     user_id = privacy.apply(ctx, tid)
     ad_consent = consent.apply(ctx)
+    where = place.apply(ctx)  # user_location and device: request-level, part of the request's identity
     events = build.apply(ctx, build.Parts(
         names=event, identity=who, times=when, transaction_id=tid, value=amount.value, user_id=user_id,
-        consent=ad_consent, items=lines.items,
+        consent=ad_consent, items=lines.items, place=where.members,
         params=[Param("transaction_id", tid, "text"), *amount.params, *extra, *lines.params],
     ))
     ctx.tally.buckets = ctx.reasons.counted(ctx.tally.buckets)

@@ -206,11 +206,11 @@ def test_a_newer_or_a_first_schema_is_named_precisely_never_restore_from_a_backu
     newer = tmp_path / "newer.sqlite"
     _sent_ledger(newer, n=1)
     db = sqlite3.connect(newer)
-    db.execute("UPDATE meta SET v = '4' WHERE k = 'schema'")
+    db.execute("UPDATE meta SET v = ? WHERE k = 'schema'", (str(SCHEMA_VERSION + 1),))
     db.execute("UPDATE meta SET v = 'mpetl 0.3.0' WHERE k = 'written_by'")
     db.commit()
     db.close()
-    with pytest.raises(LedgerSchemaError, match=rf"ledger {newer}: written by mpetl 0.3.0 \(schema 4\); this is mpetl "
+    with pytest.raises(LedgerSchemaError, match=rf"ledger {newer}: written by mpetl 0.3.0 \(schema {SCHEMA_VERSION + 1}\); this is mpetl "
                                                 rf"0.1.0 \(schema {SCHEMA_VERSION}\): run the newer mpetl") as caught:
         SqliteLedger(newer, lock=True)
     assert "backup" not in str(caught.value) and caught.value.exit_code == 2

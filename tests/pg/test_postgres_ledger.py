@@ -203,5 +203,5 @@ def test_a_ledger_of_the_first_postgresql_schema_is_upgraded_in_place(pg_url):
         assert schema_row() == row
     with psycopg.connect(pg_url, autocommit=True) as con:
         con.execute("UPDATE mpetl_meta SET value = '9' WHERE key = 'schema'")
-    with pytest.raises(LedgerSchemaError, match=r"written by mpetl 0.1.0 \(schema 9\); this is mpetl 0.1.0 \(schema 2\)"):
+    with pytest.raises(LedgerSchemaError, match=rf"written by mpetl 0.1.0 \(schema 9\); this is mpetl 0.1.0 \(schema {SCHEMA_VERSION}\)"):
         _open(pg_url)

@@ -55,10 +55,11 @@ from etl.load.ledger.errors import (
 from etl.protocol.event_key import ESCAPE
 from etl.shard import client_shard
 
-SCHEMA_VERSION = 3
-"""3: schema version and writer in `meta`, flag 16 (the key's tail is a row digest). 2: `meta`, integer
-runs, params without the marker (its first layout, before 2026-11-29 19:39, had no `key_hash`; both
-are upgraded in place). 1: the first ledger (one `events` table, no `meta`): not readable."""
+SCHEMA_VERSION = 4
+"""4: `events.place` (the request's user_location/device, an id into `places`). 3: schema version and
+writer in `meta`, flag 16 (the key's tail is a row digest). 2: `meta`, integer runs, params without the
+marker (its first layout, before 2026-11-29 19:39, had no `key_hash`; 2 and 3 are upgraded in place).
+1: the first ledger (one `events` table, no `meta`): not readable."""
 FLAG_TID_IN_KEY = 8  # this backend's own: the params' transaction_id lives only in the key
 
 
@@ -93,8 +94,14 @@ CREATE TABLE IF NOT EXISTS events (
     source_row INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
     flags INTEGER NOT NULL DEFAULT 0, -- 1 possible_duplicate, 2 resent, 4 has_session, 8 transaction_id in the key, 16 no transaction id
-    exported_run INTEGER
+    exported_run INTEGER,
+    place INTEGER                    -- the request's user_location/device (places.place); NULL: none
 );
+"""
+# A night has a handful of stores and devices: each distinct `"user_location":{…},"device":{…}` text is
+# stored once, and an event holds its small integer (1–2 bytes) instead of ~120 bytes of JSON.
+PLACES_TABLE = """
+CREATE TABLE IF NOT EXISTS places (place INTEGER PRIMARY KEY, members TEXT NOT NULL UNIQUE);
 """
 EVENTS_INDEXES = """
 CREATE INDEX IF NOT EXISTS events_key ON events(key_hash);
@@ -121,7 +128,7 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_us INTEGER,
     summary_json TEXT
 );
-""" + EVENTS_TABLE + EVENTS_INDEXES
+""" + PLACES_TABLE + EVENTS_TABLE + EVENTS_INDEXES
 _EVENT_COLUMNS = ("id, key_hash, event_key, client_id, user_id, consent, ts, event_date, params, status, reason, property, "
                   "run, first_run, prev_run, fate_run, fate_us, source_row, attempts, flags, exported_run")
 # The key's tail (after `source|event_name|`), in SQL.
@@ -193,7 +200,7 @@ class SqliteLedger(Ledger):
         version = self._schema_version()
         if version == 0:
             raise LedgerError(f"ledger {self.path}: holds no mpetl tables (a new or foreign file); nothing to read")
-        self.legacy_digest_keys = version < SCHEMA_VERSION  # read as it is: upgrading is a writer's job
+        self.legacy_digest_keys = version < 3  # read as it is: upgrading is a writer's job (3 brought flag 16)
 
     def _open_writable(self, *, lock: bool, scratch: bool) -> None:
         try:
@@ -278,7 +285,9 @@ class SqliteLedger(Ledger):
             self.db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{stamp}COMMIT;")
             return
         with self._transaction():  # all of the upgrade, or (a kill, an error) none of it
-            self._upgrade_from_2()
+            if version < 3:
+                self._upgrade_from_2()
+            self._upgrade_from_3()
             self.db.execute(stamp.rstrip(";"))
 
     def _upgrade_from_2(self) -> None:
@@ -296,6 +305,23 @@ class SqliteLedger(Ledger):
             if statement.strip():
                 self.db.execute(statement)
         self.db.execute(f"UPDATE events SET flags = flags | {FLAG_NO_TRANSACTION_ID} WHERE {_TAIL} LIKE 'row:%'")
+
+    def _upgrade_from_3(self) -> None:
+        """Schema 3 → 4 in place: the `places` table and `events.place` (NULL: the events planned before
+        had no location, which is what NULL means)."""
+        self.db.execute(PLACES_TABLE)
+        if "place" not in {r[1] for r in self.db.execute("PRAGMA table_info(events)")}:
+            self.db.execute("ALTER TABLE events ADD COLUMN place INTEGER")
+
+    def _place_ids(self, members: Sequence[str | None]) -> list[int | None]:
+        """Each members text's id in `places` (added when new); None stays None."""
+        distinct = sorted({m for m in members if m is not None})
+        if not distinct:
+            return [None] * len(members)
+        self.db.executemany("INSERT OR IGNORE INTO places(members) VALUES (?)", [(m,) for m in distinct])
+        ids = dict(self.db.execute("SELECT members, place FROM places WHERE members IN (SELECT value FROM json_each(?))",
+                                   (orjson.dumps(distinct).decode(),)).fetchall())
+        return [None if m is None else ids[m] for m in members]
 
     def _refuse_a_journal_under_another_name(self) -> None:
         """SQLite names its write-ahead log after the path it was opened by: a ledger with two names
@@ -467,8 +493,8 @@ class SqliteLedger(Ledger):
                 # Rows of one identity get neighbouring ids, so the marks of a request (and of a window
                 # of requests, which the sender takes in identity order) land on few pages.
                 fresh = events[new].assign(_too_old=too_old[new], _hash=np.asarray(hashes, dtype="int64")[new])
-                fresh = fresh.sort_values(["client_id", "user_id", "consent_json", "timestamp_micros"], kind="stable",
-                                          na_position="first")
+                order = [c for c in ("client_id", "user_id", "consent_json", "place_json", "timestamp_micros") if c in fresh]
+                fresh = fresh.sort_values(order, kind="stable", na_position="first")
                 self._insert(fresh, fresh.pop("_too_old").to_numpy(), fresh.pop("_hash").tolist(), run)
         return buckets
 
@@ -481,12 +507,12 @@ class SqliteLedger(Ledger):
             hashes, new.keys, new.client_id, new.user_id, new.consent, new.timestamp_micros, new.event_date, params,
             np.where(too_old, "deferred", "planned").tolist(), np.where(too_old, DEFER_TOO_OLD, None).tolist(),
             np.where(too_old, run, None).tolist(), np.where(too_old, now, None).tolist(), new.source_row,
-            flags.tolist(), strict=True,
+            flags.tolist(), self._place_ids(new.place), strict=True,
         )
         self.db.executemany(
             "INSERT INTO events(key_hash, event_key, client_id, user_id, consent, ts, event_date, params, status, reason, "
-            f"fate_run, fate_us, source_row, flags, property, run, first_run) VALUES "
-            f"(?,?,?,?,?,?,?,?,?,?,?,?,?,?,{self._property},{run},{run})",
+            f"fate_run, fate_us, source_row, flags, place, property, run, first_run) VALUES "
+            f"(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,{self._property},{run},{run})",
             rows,
         )
 
@@ -517,7 +543,7 @@ class SqliteLedger(Ledger):
             args += [shard[1], shard[0]]
         self.db.execute(
             f"INSERT INTO send_queue(id) SELECT id FROM events WHERE {where} "
-            "ORDER BY client_id, IFNULL(user_id, ''), consent, ts, id",
+            "ORDER BY client_id, IFNULL(user_id, ''), consent, IFNULL(place, 0), ts, id",
             args,
         )
         return self.db.execute("SELECT COUNT(*) FROM send_queue").fetchone()[0]
@@ -526,16 +552,18 @@ class SqliteLedger(Ledger):
         last = 0
         while True:
             rows = self.db.execute(
-                "SELECT q.seq, e.id, e.event_key, e.client_id, e.user_id, e.consent, e.ts, e.params, e.source_row, e.flags "
-                "FROM send_queue q JOIN events e USING (id) WHERE q.seq > ? ORDER BY q.seq LIMIT ?",
+                "SELECT q.seq, e.id, e.event_key, e.client_id, e.user_id, e.consent, e.ts, e.params, e.source_row, e.flags, "
+                "p.members FROM send_queue q JOIN events e USING (id) LEFT JOIN places p ON p.place = e.place "
+                "WHERE q.seq > ? ORDER BY q.seq LIMIT ?",
                 (last, page),
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for _seq, eid, key, client_id, user_id, consent, ts, params, row, flags in rows:
+            for _seq, eid, key, client_id, user_id, consent, ts, params, row, flags, members in rows:
                 yield PendingEvent(eid, key, client_id, user_id, consent, key.split("|", 2)[1], ts,
-                                   _restore_tid(params, key, flags), row, bool(flags & FLAG_RESENT))
+                                   _restore_tid(params, key, flags), row, bool(flags & FLAG_RESENT),
+                                   None if members is None else members.encode())
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -625,17 +653,19 @@ class SqliteLedger(Ledger):
         while True:
             rows = self.db.execute(
                 "SELECT e.id, e.event_key, e.source_row, e.client_id, e.user_id, e.ts, e.event_date, e.params, e.reason, "
-                f"r.run_id, e.flags FROM events e LEFT JOIN runs r ON r.run = e.fate_run WHERE {' AND '.join(where)} AND e.id > ? "
+                f"r.run_id, e.flags, p.members FROM events e LEFT JOIN runs r ON r.run = e.fate_run "
+                f"LEFT JOIN places p ON p.place = e.place WHERE {' AND '.join(where)} AND e.id > ? "
                 "ORDER BY e.id LIMIT 5000",
                 (*args, last),
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for eid, key, row, client_id, user_id, ts, day, params, reason, rid, flags in rows:
+            for eid, key, row, client_id, user_id, ts, day, params, reason, rid, flags, members in rows:
                 source, name, _ = split_key(key)
                 yield DeferredEvent(eid, key, source, row, client_id, user_id, name, ts, str(day),
-                                    _restore_tid(params, key, flags), reason, rid)
+                                    _restore_tid(params, key, flags), reason, rid,
+                                    None if members is None else members.encode())
 
     def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
         self._move("mark_exported", ids, "exported_run = ?", self._run(run_id))
