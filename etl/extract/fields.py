@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from etl.config import SourceConfig
 from etl.errors import SourceError
+from etl.protocol.place import PLACE_PREFIX as _PLACE_PREFIX
 
 CANONICAL_FIELDS = (
     "client_id",
@@ -31,7 +32,8 @@ CANONICAL_FIELDS = (
     "app_instance_id",  # an app stream's pseudonymous id (32 hex digits), instead of client_id
 )
 PARAM_PREFIX = "param."
-PLACE_PREFIX = "place."  # `[sources.location]` columns: place.store (looked up in [locations]), place.city, …
+# `[sources.location]` columns: place.store (looked up in [locations]), place.city, … (etl/protocol/place.py)
+PLACE_PREFIX = _PLACE_PREFIX
 FILTER_PREFIX = "filter."  # `[sources.filter]` columns, carried to the transform's row filter
 SKIP_REASON = "skip_reason"
 # Params holding money: normalised like `value` so "$2.16" arrives as "2.16".

@@ -34,6 +34,8 @@ from typing import Any
 
 import orjson
 
+#: The extract's columns for `[sources.location]` (place.store, place.city, …), as the transform reads them.
+PLACE_PREFIX = "place."
 USER_LOCATION_FIELDS = ("city", "region_id", "country_id", "subcontinent_id", "continent_id")
 DEVICE_FIELDS = ("category", "language", "screen_resolution", "operating_system", "operating_system_version",
                  "model", "brand", "browser", "browser_version")

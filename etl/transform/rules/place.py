@@ -24,8 +24,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from etl.extract.fields import PLACE_PREFIX
-from etl.protocol.place import CODE_CHECKS, city_problem, completed_location, region_problem, request_members
+from etl.accounting import Notes
+from etl.protocol.place import (
+    CODE_CHECKS,
+    PLACE_PREFIX,
+    city_problem,
+    completed_location,
+    region_problem,
+    request_members,
+)
 from etl.transform.arrow_text import strip
 from etl.transform.context import RuleContext
 from etl.transform.privacy import detect_place_data
@@ -51,15 +58,15 @@ def apply(ctx: RuleContext) -> Place:
     if place.fixed_store is not None:
         location = ctx.options.locations[place.fixed_store].user_location()
         text = request_members(location, device)
-        ctx.tally.notes.with_location += ctx.n
+        ctx.tally.notes += Notes(with_location=int((~ctx.reasons.not_sent).sum()))
         return Place(pd.Series(text, index=ctx.frame.index, dtype="string"))
     if place.columns():
         located = _from_columns(ctx, place.columns(), device)
     else:
         located = _from_store(ctx, place.unknown_store, device)
     sent = ~ctx.reasons.not_sent
-    ctx.tally.notes.with_location += int((located.notna().to_numpy(dtype=bool) & sent).sum())
-    ctx.tally.notes.without_location += int((located.isna().to_numpy(dtype=bool) & sent).sum())
+    ctx.tally.notes += Notes(with_location=int((located.notna().to_numpy(dtype=bool) & sent).sum()),
+                             without_location=int((located.isna().to_numpy(dtype=bool) & sent).sum()))
     return Place(located.fillna(device_text) if device_text is not None else located)
 
 
