@@ -40,9 +40,11 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
     StrictInt,
+    Tag,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -604,7 +606,10 @@ class SourceConfig:
     query: NonEmpty | None = None
     project: NonEmpty | None = None  # billing project; default: the credentials' project
     # kind = "bigquery": the job's location ("EU"); any kind: a `[sources.location]` table (store locations)
-    location: NonEmpty | SourceLocation | None = None
+    location: Annotated[
+        Annotated[NonEmpty, Tag("tagged-job")] | Annotated[SourceLocation, Tag("tagged-place")],
+        Discriminator(lambda v: "tagged-job" if isinstance(v, str) else "tagged-place"),
+    ] | None = None
     api_endpoint: Annotated[str | None, AfterValidator(lambda v: _endpoint(v))] = None  # a local BigQuery API (tests)
     device: DeviceConfig | None = None  # `[sources.device]`: fixed device fields for every row (kiosk, POS, app)
 
@@ -872,7 +877,7 @@ def _config_error(file: Path, raw: dict[str, Any], exc: ValidationError) -> Conf
     """The first problem as one line: file, key (sources named by name), what was expected."""
     errors = exc.errors(include_url=False)
     first = errors[0]
-    loc = [p for p in first["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
+    loc = [p for p in first["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[", "tagged-")))]
     blamed = (first.get("ctx") or {}).get("error")
     if isinstance(blamed, KeyedError):
         loc = [*loc, *(int(p) if p.isdigit() else p for p in blamed.key.split("."))]

@@ -89,13 +89,15 @@ def country_problem(code: str) -> str | None:
     return None
 
 
-def region_problem(code: str, country: str | None = None) -> str | None:
-    """Why `code` is not an ISO 3166-2 subdivision (of `country`, when given)."""
+def region_problem(code: str, country: str | None = None, *, named: bool = True) -> str | None:
+    """Why `code` is not an ISO 3166-2 subdivision (of `country`, when given). `named=False` for a
+    row's cells: the message then names neither code (a reject never shows a cell's value)."""
     found = _regions().get(code)
     if found is None:
         return "expected an ISO 3166-2 region code such as 'GB-MAN' or 'US-CA' (country, '-', subdivision)"
     if country is not None and found[0] != country:
-        return f"is a region of {found[0]}, not of country_id {country}"
+        return f"is a region of {found[0]}, not of country_id {country}" if named else \
+            "is a region of another country than the row's country_id"
     return None
 
 

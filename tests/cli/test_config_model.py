@@ -349,3 +349,43 @@ def test_every_hostile_value_of_every_field_is_a_one_line_error_or_validates(tmp
     assert line.startswith("mpetl: error: ") and "Traceback" not in line
     named = line.split("[", 1)[1].split("]", 1)[0] if "[" in line else ""
     assert named.startswith(_key_path(table, key).rsplit(".", 1)[0]), (line, table, key)
+
+
+# --- issue 26: store locations, the device, app streams -------------------------------------------------------
+
+@pytest.mark.parametrize(("extra", "key", "words"), [
+    (['location = "EU"'], "sources.crm.location", "[sources.location] table"),
+    (["[sources.location]", 'fixed_store = "Leeds"'], "sources.crm.location.fixed_store", "is not a store of [locations]"),
+    (["[sources.location]", 'store = "Shop"'], "sources.crm.location", "no [locations] table"),
+    (["[sources.location]", 'store = "Shop"', 'city = "City"'], "sources.crm.location.city", "not both"),
+    (["[sources.device]", 'category = "kiosk"'], "sources.crm.device.category", "smart TV"),
+    (["[sources.device]", 'language = "english"'], "sources.crm.device.language", "ISO 639-1"),
+    (["[locations.soho]", 'city = "London"', 'region_id = "GB-MAN"', 'country_id = "FR"'],
+     "locations.soho.region_id", "is a region of GB, not of country_id FR"),
+    (["[locations.soho]", 'city = "12 Baker Street"', 'country_id = "GB"'], "locations.soho.city", "no digits"),
+    (["[locations.soho]", 'country_id = "UK"'], "locations.soho.country_id", "ISO 3166-1 alpha-2"),
+    (["[locations.soho]", 'country_id = "GB"', 'continent_id = "154"'], "locations.soho.continent_id", "UN M49"),
+    (["[locations.soho]", 'city = "London"'], "locations.soho.country_id", "is required"),
+])
+def test_place_mistakes_are_one_line_naming_the_key(tmp_path, extra, key, words):
+    text = error_of(write(tmp_path, *extra))
+    assert f"[{key}]" in text and words in text, text
+
+
+def test_a_config_holds_a_web_or_an_app_stream_and_says_so_when_both_are_asked(tmp_path):
+    both = BASE.replace('timezone = "Europe/London"', 'timezone = "Europe/London"\nfirebase_app_id = "1:1234567890:android:321abc456def7890"')
+    text = error_of(write(tmp_path, base=both))
+    assert "[property.firebase_app_id]" in text and "web stream (measurement_id) or an app stream (firebase_app_id), not both" in text
+    app = load_config(write(tmp_path, base=both.replace('measurement_id = "G-ABC123"\n', "")))
+    assert (app.property.stream_id, app.property.stream_param, app.property.identity_field) == (
+        "1:1234567890:android:321abc456def7890", "firebase_app_id", "app_instance_id")
+    text = error_of(write(tmp_path, base=BASE.replace('measurement_id = "G-ABC123"\n', "")))
+    assert "[property.measurement_id]" in text and "firebase_app_id" in text
+
+
+def test_the_shipped_store_and_app_configs_load(tmp_path):
+    stores = load_config(REPO / "jobs/configs/stores.toml")
+    assert stores.locations["Soho"].user_location() == {"city": "London", "region_id": "GB-WSM", "country_id": "GB",
+                                                        "subcontinent_id": "154", "continent_id": "150"}
+    assert stores.source("shops").place is not None and stores.source("shops").job_location is None
+    assert load_config(REPO / "jobs/configs/app.toml").property.is_app

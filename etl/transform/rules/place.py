@@ -110,7 +110,7 @@ def _from_columns(ctx: RuleContext, columns: dict[str, str], device: dict[str, s
         values[field] = text
     if "region_id" in values:
         pairs = pd.DataFrame({"r": values["region_id"], "c": values.get("country_id", pd.Series(pd.NA, index=ctx.frame.index))})
-        verdict = {key: region_problem(key[0], None if pd.isna(key[1]) else key[1])
+        verdict = {key: region_problem(key[0], None if pd.isna(key[1]) else key[1], named=False)
                    for key in pairs.dropna(subset=["r"]).drop_duplicates().itertuples(index=False, name=None)}
         problem = pd.Series([verdict.get((r, c)) if not pd.isna(r) else None for r, c in pairs.itertuples(index=False, name=None)],
                             index=ctx.frame.index, dtype=object)
