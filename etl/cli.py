@@ -302,6 +302,10 @@ def _reconcile(config, out_dir: Path, **options: Any) -> int:
 
     result = do_reconcile(config, out_dir=out_dir, **options)
     click.echo(result.summary_text())
+    from etl.request_diagnostics import describe, early_signal  # Data Manager API only: an early signal
+
+    if (line := describe(early_signal(config, out_dir, run_id=options.get("run_id")))) is not None:
+        click.echo(line)
     return result.exit_code
 
 

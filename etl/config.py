@@ -56,6 +56,9 @@ from etl.errors import ConfigError
 
 GOOGLE_ENDPOINT = "https://www.google-analytics.com"
 GOOGLE_EU_ENDPOINT = "https://region1.google-analytics.com"
+DATA_MANAGER_ENDPOINT = "https://datamanager.googleapis.com"
+API_MEASUREMENT_PROTOCOL = "measurement_protocol"
+API_DATA_MANAGER = "data_manager"
 
 SOURCE_KINDS = ("csv", "parquet", "salesforce", "hubspot", "shopify", "square", "bigquery")
 # `scheme://…` is a URL on an object store (gs://, s3://, memory://, file://): never resolved against base_dir.
@@ -300,8 +303,33 @@ def _endpoint(value: str | None) -> str | None:
 
 
 @dataclass(frozen=True, config=_TABLE)
+class DataManagerConfig:
+    """`[destination.data_manager]`: Google's Data Manager API (`api = "data_manager"`, docs/data-manager.md).
+
+    Credentials: a service-account JSON file, or Application Default Credentials when unset (never in
+    this file). The destination is `[property] property_id` (operatingAccount GOOGLE_ANALYTICS_PROPERTY)
+    and the web stream's measurement id (productDestinationId), as Google's field-mappings page says.
+    Limits are Google's (limits page: 2,000 events a request, 300 requests/min and 100,000/day per
+    Cloud project; best practices: ≤ 10 requests at once); lower them to share a project.
+    """
+
+    credentials_file: SecretFile | None = None  # None: Application Default Credentials
+    product_destination_id: str | None = None  # default: [property] measurement_id
+    concurrency: Annotated[StrictInt, Field(ge=1, le=10)] = 10
+    max_events_per_request: Annotated[StrictInt, Field(ge=1, le=2000)] = 2000
+    # Not documented for this API: half of the 10 MiB Google's front end allows other APIs.
+    max_request_bytes: Annotated[StrictInt, Field(ge=10_000, le=10_485_760)] = 5_000_000
+    requests_per_minute: Annotated[StrictInt, Field(ge=1, le=300)] = 300
+    daily_request_quota: Annotated[StrictInt, Field(ge=1, le=100_000)] = 100_000
+    # Requests counted per quota day (America/Los_Angeles), shared by this machine's runs.
+    quota_file: ConfigPath = Path("state/datamanager_quota.json")
+
+
+@dataclass(frozen=True, config=_TABLE)
 class DestinationConfig:
-    """`[destination]`: where requests go and how hard to push."""
+    """`[destination]`: where requests go and how hard to push; `api` picks the protocol."""
+
+    api: Literal["measurement_protocol", "data_manager"] = API_MEASUREMENT_PROTOCOL
 
     endpoint: Annotated[str | None, AfterValidator(_endpoint)] = None  # None: Google's, by region
     concurrency: Annotated[StrictInt, Field(ge=1, le=256)] = 32
@@ -314,11 +342,13 @@ class DestinationConfig:
     request_deadline_s: Annotated[PositiveFloat, Field(le=DAY)] = 60.0  # one request's whole exchange, connect to last byte
     # The whole send; what is left stays pending (exit 8). None: no deadline.
     deadline_s: Annotated[float | None, Field(gt=0, le=7 * DAY), BeforeValidator(_no_bool)] = 4 * 3600.0
+    data_manager: DataManagerConfig = field(default_factory=DataManagerConfig)
 
     @model_validator(mode="after")
     def _defaults(self) -> DestinationConfig:
         if self.endpoint is None:
-            object.__setattr__(self, "endpoint", GOOGLE_EU_ENDPOINT if self.region == "eu" else GOOGLE_ENDPOINT)
+            google = GOOGLE_EU_ENDPOINT if self.region == "eu" else GOOGLE_ENDPOINT
+            object.__setattr__(self, "endpoint", DATA_MANAGER_ENDPOINT if self.api == API_DATA_MANAGER else google)
         return self
 
 
@@ -746,6 +776,13 @@ class ConfigFile:
             if not place.columns() and not self.locations:
                 raise KeyedError(f"sources.{i}.location", "looks stores up in [locations], but the config has no "
                                  "[locations] table (add [locations.<store>] with city, region_id, country_id)")
+        return self
+
+    @model_validator(mode="after")
+    def _data_manager_needs_property_id(self) -> ConfigFile:
+        if self.destination.api == API_DATA_MANAGER and not self.property.property_id:
+            raise KeyedError("property.property_id", "is required with [destination] api = \"data_manager\" "
+                             "(the GA4 property the events go to: operatingAccount GOOGLE_ANALYTICS_PROPERTY)")
         return self
 
 

@@ -9,6 +9,7 @@ rejected_at_send / failed / outside_window / other_shard), and the run refuses t
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,7 +24,7 @@ from etl import log
 from etl.accounting import Buckets, Tally
 from etl.clock import wall_micros
 from etl.config import Config, SourceConfig
-from etl.destination import max_age_micros, open_transport, require_api_secret, send_settings
+from etl.destination import credentials, max_age_micros, open_transport, send_settings
 from etl.errors import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -131,13 +132,27 @@ class _Outputs:
         for source, row, reasons in rejects.itertuples(index=False):
             self._rejects.write(orjson.dumps({"source": source, "row": int(row), "reasons": reasons}) + b"\n")
 
-    def add_rejected_at_send(self, rejected: list[tuple[str, int | None, str]]) -> None:
+    def add_rejected_at_send(self, rejected: list[tuple[str, int | None, str]], config: Config | None = None) -> None:
         for source, row, reason in rejected:
-            self._rejects.write(orjson.dumps({"source": source, "row": row, "at": "send", "reasons": [
-                {"fieldPath": "events", "description": reason, "validationCode": "VALUE_OUT_OF_BOUNDS"}]}) + b"\n")
+            reasons = _data_manager_reasons(reason, source, config) or [
+                {"fieldPath": "events", "description": reason, "validationCode": "VALUE_OUT_OF_BOUNDS"}]
+            self._rejects.write(orjson.dumps({"source": source, "row": row, "at": "send", "reasons": reasons}) + b"\n")
 
     def close(self) -> None:
         self._rejects.close()
+
+
+def _data_manager_reasons(reason: str, source: str, config: Config | None) -> list[dict] | None:
+    """A Data Manager refusal (`dm:[…]`) in the reasons' shape, columns named as the source's config does."""
+    if not reason.startswith("dm:"):
+        return None
+    from etl.load.datamanager import reject_reasons
+
+    columns = None
+    if config is not None:
+        with contextlib.suppress(KeyError):
+            columns = dict(config.source(source).columns or {})
+    return reject_reasons(reason, columns)
 
 
 def _process_source(source: SourceConfig, config: Config, ledger: Ledger, outputs: _Outputs, *, run_id: str,
@@ -194,7 +209,7 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
     wall = datetime.fromtimestamp(options.clock() / 1e6, UTC)
     run_id = new_run_id(wall)
     _check_allowlists(config)
-    secret = require_api_secret(config) if options.mode != "dry-run" else None
+    creds = credentials(config, mode=options.mode, clock=options.clock)  # first: a wrong one is exit 2 before anything
 
     out = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -237,16 +252,16 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
         manifest = PrivacyManifest()
         settings = send_settings(config, run_id, concurrency=options.concurrency, clock=options.clock,
                                  validate=options.mode == "validate", sample_requests=options.sample_requests,
-                                 shard=options.shard, seed=options.seed)
+                                 shard=options.shard, seed=options.seed, creds=creds, dry_run=options.mode == "dry-run")
         if stopper.stopped:
             stats = SendStats(stopped=stopper.reason)
         else:
             outbox = out / "requests.ndjson" if options.mode == "dry-run" else None
-            with open_transport(config, secret, concurrency=options.concurrency, debug=options.mode == "validate",
+            with open_transport(config, creds, concurrency=settings.concurrency, debug=options.mode == "validate",
                                 outbox=outbox) as transport:
                 stats = send_pending(ledger, transport, settings, manifest=manifest, progress=options.progress,
                                      stopper=stopper)
-        outputs.add_rejected_at_send(ledger.rejected_at_send(run_id))
+        outputs.add_rejected_at_send(ledger.rejected_at_send(run_id), config)
         outputs.close()
         written = write_data_import(out / "deferred.csv", out / "deferred_index.csv",
                                     lambda: ledger.deferred_events(run_id=run_id), config.property.stream_id)
@@ -257,6 +272,10 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
                              len(written))
         if historical is not None:
             summary["historical"] = historical
+        if creds.data_manager is not None:
+            from etl import data_manager
+
+            summary["data_manager"] = data_manager.summary(creds.data_manager, stats, mode=options.mode)
         (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         (out / "privacy_manifest.json").write_bytes(
             orjson.dumps(_manifest(config, manifest, tallies, summary["detectors"]), option=orjson.OPT_INDENT_2)
@@ -318,6 +337,7 @@ def _summarise(config: Config, options: RunOptions, run_id: str, wall: datetime,
     return {
         "run_id": run_id,
         "mode": options.mode,
+        "api": config.destination.api,
         "wall_clock": wall.isoformat(),
         "shard": "/".join(map(str, options.shard)) if options.shard else None,
         **total.to_dict(),

@@ -30,6 +30,11 @@ class Request:
         """Ties a request to its log lines (never sent anywhere)."""
         return hashlib.sha256(self.body).hexdigest()[:24]
 
+    def gate_body(self) -> dict:
+        """What the privacy gate and the manifest read: the body itself (a Data Manager request gives an
+        MP-shaped view of its own)."""
+        return orjson.loads(self.body)
+
 
 @dataclass(frozen=True, slots=True)
 class Oversized:

@@ -28,6 +28,13 @@ class Answer:
     # No answer, but the request may have reached the endpoint (a reset or a read timeout after the
     # body went out). False for errors before the first byte (connection refused, connect timeout).
     maybe_delivered: bool = False
+    # Data Manager answers (etl/load/datamanager): the request id of a success, Google's reason for a
+    # failure, the violations of single events (index in the request → list), and a refusal that no
+    # retry can help (the daily quota is spent).
+    request_id: str | None = None
+    reason: str | None = None
+    event_errors: dict[int, list] | None = None
+    give_up: bool = False
 
     @property
     def ok(self) -> bool:

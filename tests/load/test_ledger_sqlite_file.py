@@ -223,8 +223,8 @@ def test_a_newer_or_a_first_schema_is_named_precisely_never_restore_from_a_backu
         SqliteLedger(first, lock=True)
 
 
-def test_a_schema_3_ledger_is_upgraded_in_place_and_its_pending_events_still_leave(tmp_path):
-    """Schema 3 (before store locations) had no `places` table and no `events.place`: a writer adds
+def test_a_schema_4_ledger_is_upgraded_in_place_and_its_pending_events_still_leave(tmp_path):
+    """Schema 4 (before store locations) had no `places` table and no `events.place`: a writer adds
     both in one transaction; what was pending stays pending and leaves without a location, as planned."""
     from etl.load import build_requests
 
@@ -235,11 +235,11 @@ def test_a_schema_3_ledger_is_upgraded_in_place_and_its_pending_events_still_lea
         ledger.plan(events_frame(["crm|purchase|T1", "crm|purchase|T2"], ts=T0 - HOUR), "night-1",
                     oldest_sendable_micros=T0 - 71 * HOUR)
     db = sqlite3.connect(path)  # make it exactly what mpetl wrote before issue 26
-    db.executescript("ALTER TABLE events DROP COLUMN place; DROP TABLE places; UPDATE meta SET v = '3' WHERE k = 'schema';")
+    db.executescript("ALTER TABLE events DROP COLUMN place; DROP TABLE places; UPDATE meta SET v = '4' WHERE k = 'schema';")
     db.close()
     with SqliteLedger(path, read_only=True) as reader:  # a reader reads it as it is
         assert reader.state_counts()["planned"] == 2
-    assert _meta(path)["schema"] == "3"
+    assert _meta(path)["schema"] == "4"
     with SqliteLedger(path, lock=True, clock=lambda: T0) as ledger:
         assert _meta(path)["schema"] == str(SCHEMA_VERSION)
         ledger.bind_property(MID, ENDPOINT)

@@ -23,7 +23,7 @@ ALLOWED = {
     "mark_in_flight": {"planned", "failed"},
     "mark_sent": {"in_flight"},
     "mark_failed": {"in_flight"},
-    "mark_rejected": {"planned", "failed"},
+    "mark_rejected": {"planned", "failed", "in_flight"},  # in_flight: refused by name by the Data Manager API
     "mark_expired": {"planned", "failed"},
     "mark_exported": {"deferred"},
 }

@@ -66,7 +66,9 @@ TRANSITIONS: dict[str, Transition] = {
     "mark_sent": Transition(("in_flight",), "sent"),
     "mark_failed": Transition(("in_flight",), "failed"),
     "recover_in_flight": Transition(("in_flight",), "failed"),
-    "mark_rejected": Transition(("planned", "failed"), "rejected"),
+    # planned/failed: our gate refused it before it left; in_flight: the Data Manager API refused it by name
+    # (its fast-fail answer: that event was not processed, the rest of the request is sent again without it).
+    "mark_rejected": Transition(("planned", "failed", "in_flight"), "rejected"),
     "mark_expired": Transition(("planned", "failed"), "deferred"),
     "mark_exported": Transition(("deferred",), EXPORTED),
     "requeue_for_resend": Transition(("sent",), "planned"),
@@ -299,7 +301,7 @@ class RunOutcome:
 
 SENT_ROW = ("event_key", "event_date", "timestamp_micros", "sent_at_micros", "flags", "run_id", "sent_run_id", "params")
 """What a backend's `_sent_rows` returns per sent event; `for_reconcile` builds its frame from it."""
-INSPECT_ROW = ("event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row")
+INSPECT_ROW = ("event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row", "request_id")
 """What a backend's `_inspect_rows` returns per event; `inspect` builds its frame from it."""
 
 
@@ -407,8 +409,10 @@ class Ledger(ABC):
         these events (write-ahead)."""
 
     @abstractmethod
-    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool]) -> None:
-        """in_flight → sent."""
+    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
+                  request_ids: Sequence[str | None] | None = None) -> None:
+        """in_flight → sent; `request_ids`: the Data Manager API's requestId of each event's request (its
+        request-status diagnostics are read by it: etl/request_diagnostics.py)."""
 
     @abstractmethod
     def mark_failed(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
@@ -417,7 +421,8 @@ class Ledger(ABC):
 
     @abstractmethod
     def mark_rejected(self, ids: Sequence[int], run_id: str, reason: str) -> None:
-        """planned | failed → rejected: refused at send time (never sent), a final state with a reason."""
+        """planned | failed | in_flight → rejected: refused at send time (never recorded: by our gate, or by
+        name by the Data Manager API), a final state with a reason."""
 
     @abstractmethod
     def mark_expired(self, ids: Sequence[int], run_id: str) -> None:

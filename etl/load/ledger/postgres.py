@@ -52,11 +52,11 @@ from etl.load.ledger.base import (
 from etl.load.ledger.errors import LedgerError, LedgerLockedError, LedgerSchemaError, LedgerUnreachableError
 from etl.shard import Shard, client_hash, client_hashes
 
-SCHEMA_VERSION = 3
-"""3: `mpetl_events.place` (the request's user_location/device, an id into `mpetl_places`) and the
-pending index ordered by it. 2: `schema`/`written_by` in `mpetl_meta`. 1: the first layout, the same
-tables without that row. A writer upgrades 1 and 2 in place. A row digest is told by its NULL
-`transaction_id` column (flag 16 for the base)."""
+SCHEMA_VERSION = 4
+"""4: `mpetl_events.place` (the request's user_location/device, an id into `mpetl_places`) and the
+pending index ordered by it. 3: `request_id` (the Data Manager API's requestId). 2: `schema`/`written_by`
+in `mpetl_meta`. 1: the first layout, the same tables without that row. A writer upgrades 1, 2 and 3 in
+place. A row digest is told by its NULL `transaction_id` column (flag 16 for the base)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mpetl_events (
@@ -84,7 +84,8 @@ CREATE TABLE IF NOT EXISTS mpetl_events (
     fate_us BIGINT,
     exported_run_id TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
-    claimed_by BIGINT
+    claimed_by BIGINT,
+    request_id TEXT  -- the Data Manager API's requestId of the request that delivered it
     -- place INTEGER: the request's user_location/device (mpetl_places.place; NULL: none), added by PLACES
 ) WITH (fillfactor = 80);  -- room on each page for HOT updates (claims)
 -- Few indexes on purpose: every state change rewrites each index of the row (it cannot be a HOT
@@ -103,8 +104,8 @@ CREATE TABLE IF NOT EXISTS mpetl_runs (
 );
 CREATE TABLE IF NOT EXISTS mpetl_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-"""Schema 2's tables (schema 1 had the same, without the schema row); PLACES makes them schema 3."""
-# Schema 3, also the upgrade from 1 and 2 (idempotent): a night has a handful of stores and devices, so
+"""Schema 3's tables (schema 1 and 2 had them without the schema row, without request_id); PLACES makes them schema 4."""
+# Schema 4, also the upgrade from 1, 2 and 3 (idempotent): a night has a handful of stores and devices, so
 # each distinct `"user_location":{…},"device":{…}` text is stored once and an event holds its integer.
 PLACES = """
 CREATE TABLE IF NOT EXISTS mpetl_places (place INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY, members TEXT NOT NULL UNIQUE);
@@ -129,6 +130,8 @@ def _shard_lock_key(shard: Shard) -> int:
 
 class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database (`[ledger] url = "postgresql://user@host:port/db"`)."""
+
+    _request_id = "request_id"  # a reader of a schema-2 ledger has no such column: NULL
 
     def __init__(self, url: str, *, lock: bool = False, clock: Callable[[], int] = wall_micros,
                  shard: Shard | tuple[int, int] | None = None, read_only: bool = False, scratch: bool = False,
@@ -198,6 +201,8 @@ class PostgresLedger(Ledger):
     def _create_schema(self) -> None:
         version = self._schema_version()
         if version == SCHEMA_VERSION or (self._read_only and version is not None):
+            if version is not None and version < 3:
+                self._request_id = "NULL"  # a reader of a schema-2 ledger: no request ids yet
             return  # a reader reads an older schema as it is: upgrading is a writer's job
         if self._read_only:
             raise LedgerError(f"PostgreSQL ledger at {self.location}: holds no mpetl tables; nothing to read")
@@ -206,7 +211,9 @@ class PostgresLedger(Ledger):
             self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             if self._schema_version() is None:
                 self.db.execute(SCHEMA)
-            self.db.execute(PLACES)
+            # Schema 2 → 3: the Data Manager API's request id (nullable; no rewrite of the table).
+            self.db.execute("ALTER TABLE mpetl_events ADD COLUMN IF NOT EXISTS request_id TEXT")
+            self.db.execute(PLACES)  # schema 3 → 4: store locations (issue 26)
             self.db.execute(
                 "INSERT INTO mpetl_meta(key, value) VALUES ('schema', %s), ('written_by', %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION), f"mpetl {__version__}"))
@@ -480,17 +487,22 @@ class PostgresLedger(Ledger):
         self._move("mark_in_flight", ids, "", {}, claimed=True)
 
     def _move_each(self, transition: str, ids: Sequence[int], run_id: str, attempts: Sequence[int],
-                   maybe_delivered: Sequence[bool], reason: str | None, release: bool) -> None:
+                   maybe_delivered: Sequence[bool], reason: str | None, release: bool,
+                   request_ids: Sequence[str | None] | None = None) -> None:
+        rids = list(request_ids) if request_ids is not None else [None] * len(ids)
         self._move(
             transition, ids,
             "reason = %(reason)s, fate_run_id = %(run)s, fate_us = %(now)s, attempts = e.attempts + u.attempts, "
-            "flags = e.flags | CASE WHEN u.maybe THEN %(dup)s ELSE 0 END" + (", claimed_by = NULL" if release else ""),
+            "flags = e.flags | CASE WHEN u.maybe THEN %(dup)s ELSE 0 END, request_id = coalesce(u.rid, e.request_id)"
+            + (", claimed_by = NULL" if release else ""),
             {"run": run_id, "now": self.clock(), "att": [int(a) for a in attempts],
-             "maybe": [bool(m) for m in maybe_delivered], "reason": reason, "dup": FLAG_POSSIBLE_DUPLICATE},
-            per_event="unnest(%(ids)s::bigint[], %(att)s::int[], %(maybe)s::bool[]) AS u(id, attempts, maybe)")
+             "maybe": [bool(m) for m in maybe_delivered], "reason": reason, "dup": FLAG_POSSIBLE_DUPLICATE, "rid": rids},
+            per_event="unnest(%(ids)s::bigint[], %(att)s::int[], %(maybe)s::bool[], %(rid)s::text[]) "
+                      "AS u(id, attempts, maybe, rid)")
 
-    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool]) -> None:
-        self._move_each("mark_sent", ids, run_id, attempts, maybe_delivered, None, release=True)
+    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
+                  request_ids: Sequence[str | None] | None = None) -> None:
+        self._move_each("mark_sent", ids, run_id, attempts, maybe_delivered, None, release=True, request_ids=request_ids)
 
     def mark_failed(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
                     reason: str | None = None) -> None:
@@ -598,7 +610,8 @@ class PostgresLedger(Ledger):
 
     def _inspect_rows(self) -> Iterable[tuple]:
         return self.db.execute(
-            f"SELECT event_key, state, reason, {_FLAGS}, run_id, fate_run_id, attempts, source_row FROM mpetl_events ORDER BY id"
+            f"SELECT event_key, state, reason, {_FLAGS}, run_id, fate_run_id, attempts, source_row, {self._request_id} "
+            "FROM mpetl_events ORDER BY id"
         ).fetchall()
 
 

@@ -55,10 +55,11 @@ from etl.load.ledger.errors import (
 from etl.protocol.event_key import ESCAPE
 from etl.shard import client_shard
 
-SCHEMA_VERSION = 4
-"""4: `events.place` (the request's user_location/device, an id into `places`). 3: schema version and
-writer in `meta`, flag 16 (the key's tail is a row digest). 2: `meta`, integer runs, params without the
-marker (its first layout, before 2026-11-29 19:39, had no `key_hash`; 2 and 3 are upgraded in place).
+SCHEMA_VERSION = 5
+"""5: `events.place` (the request's user_location/device, an id into `places`). 4: `request_id` (the
+Data Manager API's requestId of the request that delivered an event). 3: schema version and writer in
+`meta`, flag 16 (the key's tail is a row digest). 2: `meta`, integer runs, params without the marker
+(its first layout, before 2026-11-29 19:39, had no `key_hash`; 2, 3 and 4 are upgraded in place).
 1: the first ledger (one `events` table, no `meta`): not readable."""
 FLAG_TID_IN_KEY = 8  # this backend's own: the params' transaction_id lives only in the key
 
@@ -95,6 +96,7 @@ CREATE TABLE IF NOT EXISTS events (
     attempts INTEGER NOT NULL DEFAULT 0,
     flags INTEGER NOT NULL DEFAULT 0, -- 1 possible_duplicate, 2 resent, 4 has_session, 8 transaction_id in the key, 16 no transaction id
     exported_run INTEGER,
+    request_id TEXT,                 -- the Data Manager API's requestId of the request that delivered it
     place INTEGER                    -- the request's user_location/device (places.place); NULL: none
 );
 """
@@ -162,6 +164,7 @@ class SqliteLedger(Ledger):
     """
 
     _driver_errors = (sqlite3.Error,)
+    _request_id = "e.request_id"  # a reader of a schema-3 file has no such column: NULL
 
     def __init__(self, path: Path, *, lock: bool = False, clock: Callable[[], int] = wall_micros,
                  read_only: bool = False, scratch: bool = False, scratch_dir: Path | None = None) -> None:
@@ -200,7 +203,8 @@ class SqliteLedger(Ledger):
         version = self._schema_version()
         if version == 0:
             raise LedgerError(f"ledger {self.path}: holds no mpetl tables (a new or foreign file); nothing to read")
-        self.legacy_digest_keys = version < 3  # read as it is: upgrading is a writer's job (3 brought flag 16)
+        self.legacy_digest_keys = version < 3  # read as it is: upgrading is a writer's job
+        self._request_id = "e.request_id" if version >= 4 else "NULL"
 
     def _open_writable(self, *, lock: bool, scratch: bool) -> None:
         try:
@@ -285,10 +289,16 @@ class SqliteLedger(Ledger):
             self.db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{stamp}COMMIT;")
             return
         with self._transaction():  # all of the upgrade, or (a kill, an error) none of it
-            if version < 3:
+            if version == 2:
                 self._upgrade_from_2()
             self._upgrade_from_3()
+            self._upgrade_from_4()
             self.db.execute(stamp.rstrip(";"))
+
+    def _upgrade_from_3(self) -> None:
+        """Schema 3 → 4 in place: the nullable `request_id` column (a ledger from before the Data Manager API)."""
+        if "request_id" not in {r[1] for r in self.db.execute("PRAGMA table_info(events)")}:
+            self.db.execute("ALTER TABLE events ADD COLUMN request_id TEXT")
 
     def _upgrade_from_2(self) -> None:
         """Schema 2 → 3 in place: the first layout (no `key_hash`, a UNIQUE text key) is rebuilt into
@@ -306,8 +316,8 @@ class SqliteLedger(Ledger):
                 self.db.execute(statement)
         self.db.execute(f"UPDATE events SET flags = flags | {FLAG_NO_TRANSACTION_ID} WHERE {_TAIL} LIKE 'row:%'")
 
-    def _upgrade_from_3(self) -> None:
-        """Schema 3 → 4 in place: the `places` table and `events.place` (NULL: the events planned before
+    def _upgrade_from_4(self) -> None:
+        """Schema 4 → 5 in place: the `places` table and `events.place` (NULL: the events planned before
         had no location, which is what NULL means)."""
         self.db.execute(PLACES_TABLE)
         if "place" not in {r[1] for r in self.db.execute("PRAGMA table_info(events)")}:
@@ -590,18 +600,19 @@ class SqliteLedger(Ledger):
             self._check_moved(transition, ids, moved)
 
     def _move_each(self, transition: str, ids: Sequence[int], attempts: Sequence[int], maybe_delivered: Sequence[bool],
-                   reason: str | None, run_id: str) -> None:
-        """`_move` with each event's own attempts and maybe-delivered flag (mark_sent, mark_failed)."""
+                   reason: str | None, run_id: str, request_ids: Sequence[str | None] | None = None) -> None:
+        """`_move` with each event's own attempts, maybe-delivered flag and request id (mark_sent, mark_failed)."""
         if not len(ids):
             return
         move = TRANSITIONS[transition]
         run, now = self._run(run_id), self.clock()
+        rids = request_ids if request_ids is not None else [None] * len(ids)
         with self._transaction():
             cur = self.db.executemany(
                 "UPDATE events SET status = ?, reason = ?, fate_run = ?, fate_us = ?, attempts = attempts + ?, "
-                f"flags = flags | ? WHERE id = ? AND {move.where()}",
-                [(move.target, reason, run, now, a, FLAG_POSSIBLE_DUPLICATE if m else 0, i)
-                 for i, a, m in zip(ids, attempts, maybe_delivered, strict=True)])
+                f"flags = flags | ?, request_id = coalesce(?, request_id) WHERE id = ? AND {move.where()}",
+                [(move.target, reason, run, now, a, FLAG_POSSIBLE_DUPLICATE if m else 0, r, i)
+                 for i, a, m, r in zip(ids, attempts, maybe_delivered, rids, strict=True)])
             self._check_moved(transition, ids, cur.rowcount)
 
     def _states_of(self, transition: str, ids: Sequence[int]) -> Mapping[str, int]:
@@ -612,8 +623,9 @@ class SqliteLedger(Ledger):
     def mark_in_flight(self, ids: Sequence[int]) -> None:
         self._move("mark_in_flight", ids)
 
-    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool]) -> None:
-        self._move_each("mark_sent", ids, attempts, maybe_delivered, None, run_id)
+    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
+                  request_ids: Sequence[str | None] | None = None) -> None:
+        self._move_each("mark_sent", ids, attempts, maybe_delivered, None, run_id, request_ids)
 
     def mark_failed(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
                     reason: str | None = None) -> None:
@@ -747,7 +759,7 @@ class SqliteLedger(Ledger):
 
     def _inspect_rows(self) -> Iterable[tuple]:
         return self.db.execute(
-            "SELECT e.event_key, e.status, e.reason, e.flags, o.run_id, f.run_id, e.attempts, e.source_row "
+            f"SELECT e.event_key, e.status, e.reason, e.flags, o.run_id, f.run_id, e.attempts, e.source_row, {self._request_id} "
             "FROM events e JOIN runs o ON o.run = e.run LEFT JOIN runs f ON f.run = e.fate_run ORDER BY e.id").fetchall()
 
 
