@@ -27,9 +27,16 @@ def run_mpetl(run_mpetl):
     return run_mpetl.using(env={"MP_API_SECRET": SECRET}, clock=SAMPLES_NOW)
 
 
-def _config(tmp_path: Path, name: str) -> Path:
+API = pytest.mark.parametrize("api", ["mp", "data_manager"])
+
+
+def _config(tmp_path: Path, name: str, api: str = "mp") -> Path:
     data = tomllib.loads((REPO / "jobs" / "configs" / f"{name}.toml").read_text())
     data["base_dir"] = str(REPO)
+    if api == "data_manager":  # the same night through Google's Data Manager API (docs/data-manager.md)
+        data["property"]["property_id"] = "123456789"
+        data["destination"] = {**data["destination"], "api": "data_manager",
+                               "data_manager": {"quota_file": str(tmp_path / "quota.json")}}
     data["ledger"] = {"path": str(tmp_path / "ledger.sqlite")}
     data["reconcile"] = {**data["reconcile"], "store": str(tmp_path / "collector")}
     path = tmp_path / f"{name}.toml"
@@ -52,8 +59,9 @@ def _stores_of_orders() -> dict[str, str]:
         return {row["Name"]: row["Location"] for row in csv.DictReader(handle) if row["Financial Status"]}
 
 
-def test_two_stores_orders_arrive_each_with_its_stores_city_region_and_country(run_mpetl, tmp_path):
-    summary, rec = _run_and_reconcile(run_mpetl, tmp_path, _config(tmp_path, "stores"))
+@API
+def test_two_stores_orders_arrive_each_with_its_stores_city_region_and_country(run_mpetl, tmp_path, api):
+    summary, rec = _run_and_reconcile(run_mpetl, tmp_path, _config(tmp_path, "stores", api))
     stores = _stores_of_orders()
     online = sorted(name for name, store in stores.items() if not store)
     assert summary["sent"] == len(stores) == 14 and summary["balanced"]
@@ -71,8 +79,9 @@ def test_two_stores_orders_arrive_each_with_its_stores_city_region_and_country(r
     assert totals["with_geo"] == 14 - len(online) and totals["with_geo_share"] == round((14 - len(online)) / 14, 6)
 
 
-def test_an_app_stream_sends_with_firebase_app_id_and_reconciles(run_mpetl, tmp_path):
-    summary, rec = _run_and_reconcile(run_mpetl, tmp_path, _config(tmp_path, "app"))
+@API
+def test_an_app_stream_sends_with_firebase_app_id_and_reconciles(run_mpetl, tmp_path, api):
+    summary, rec = _run_and_reconcile(run_mpetl, tmp_path, _config(tmp_path, "app", api))
     with (REPO / "data/samples/app/app_purchases.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     good = {r["Order ID"]: r["App Instance ID"] for r in rows if len(r["App Instance ID"]) == 32}
