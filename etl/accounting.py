@@ -263,6 +263,8 @@ class Notes(Counts):
     refund_nothing_new: int = 0  # a refund level whose delta over what the ledger holds is nothing: a duplicate
     items_do_not_add_up: int = 0  # the items fall short of the order's value: sent, value kept
     items_without_price: int = 0  # an item without a price: items sent as given, value kept
+    with_location: int = 0  # sent with a user_location ([sources.location]): GA shows their store's city, region, country
+    without_location: int = 0  # the source maps a location but the row had none (a blank cell, an unknown store omitted)
 
 
 @dataclass

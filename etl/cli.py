@@ -518,7 +518,8 @@ def sources(config_path: Path, rows: int, now: datetime | None) -> int:
         chunk = SimpleNamespace(source=source.name, path=str(source.path), frame=head, columns=preview["mapping"])
         result = transform_chunk(chunk, TransformOptions(source=source, prop=config.property, window=config.window,
                                                          wall_micros=to_micros(moment),
-                                                         extra_params=config.privacy_extra_params))
+                                                         extra_params=config.privacy_extra_params,
+                                                         locations=config.locations))
         click.echo(orjson.dumps({
             "source": source.name,
             "kind": source.kind,

@@ -60,7 +60,7 @@ def _quota_path(config: Config) -> Path:
 def prepare(config: Config, mode: str, clock: Any) -> Prepared:
     dm = config.destination.data_manager
     destination = Destination(str(config.property.property_id),
-                              dm.product_destination_id or config.property.measurement_id)
+                              dm.product_destination_id or config.property.mp_stream_id)
     quota = DailyQuota(_quota_path(config), dm.daily_request_quota, wall_micros=clock)
     tokens = None
     if mode != "dry-run" and config.destination.endpoint != LOCAL_ENDPOINT:
@@ -75,7 +75,8 @@ def send_settings(settings: SendSettings, config: Config, prepared: Prepared, *,
                   concurrency: int | None) -> SendSettings:
     dm = config.destination.data_manager
     builder = functools.partial(build_dm_requests, destination=prepared.destination, validate_only=mode == "validate",
-                                max_events=dm.max_events_per_request, max_bytes=dm.max_request_bytes)
+                                max_events=dm.max_events_per_request, max_bytes=dm.max_request_bytes,
+                                app=config.property.is_app)
     budget, reason = settings.max_requests, None
     if mode != "dry-run" and (budget is None or prepared.remaining_at_start < budget):
         budget, reason = prepared.remaining_at_start, BUDGET_REASON
@@ -100,7 +101,8 @@ def transport(config: Config, prepared: Prepared, *, outbox: Path | None, concur
 
         store = config.reconcile.store or (config.base_dir / "state" / "collector")
         info, trust = make_service_account()
-        with CollectorServer(store, measurement_id=config.property.measurement_id, api_secret=secrets.token_hex(16),
+        with CollectorServer(store, measurement_id=config.property.measurement_id,
+                             firebase_app_id=config.property.firebase_app_id, api_secret=secrets.token_hex(16),
                              timezone=config.property.timezone, dm_trust=trust,
                              property_id=str(config.property.property_id)) as server:
             from google.oauth2 import service_account

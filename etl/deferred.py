@@ -54,10 +54,10 @@ def export_deferred(config: Config, out_file: Path, *, since: date | None = None
         raise LedgerError(f"{out_file.parent}: cannot create the output folder ({exc.strerror})") from None
     run_id = new_run_id(datetime.fromtimestamp(clock() / 1e6, UTC))
     with open_ledger(config.ledger_location, lock=True, clock=clock) as ledger:
-        ledger.bind_property(config.property.measurement_id, config.destination.endpoint)
+        ledger.bind_property(config.property.mp_stream_id, config.destination.endpoint)
         _refuse_existing(out_file)  # again under the run lock: no other export can create it now
         ledger.begin_run(run_id, "export")
-        delivery = deliver_data_import(ledger, run_id, out_file, index_path(out_file), config.property.measurement_id,
+        delivery = deliver_data_import(ledger, run_id, out_file, index_path(out_file), config.property.mp_stream_id,
                                        kind="export", since_date=since.strftime("%Y%m%d") if since else None)
         summary = {"run_id": run_id, "exported": delivery.rows, "file": str(out_file), "index": str(index_path(out_file)),
                    "since": since.isoformat() if since else None, "recovered": delivery.recovered}

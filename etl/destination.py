@@ -80,6 +80,7 @@ def send_settings(config: Config, run_id: str, *, concurrency: int | None = None
         shard=shard,
         seed=seed,
         extra_params=config.privacy_extra_params,
+        identity_field=config.property.identity_field,
     )
     if creds is not None and creds.data_manager is not None:
         from etl import data_manager
@@ -103,8 +104,9 @@ def endpoint_url(config: Config, secret: str) -> Iterator[str]:
     from etl.collector import CollectorServer
 
     store = config.reconcile.store or (config.base_dir / "state" / "collector")
-    with CollectorServer(store, measurement_id=config.property.measurement_id, api_secret=secret,
-                         timezone=config.property.timezone) as server:
+    prop = config.property
+    with CollectorServer(store, measurement_id=prop.measurement_id, firebase_app_id=prop.firebase_app_id,
+                         api_secret=secret, timezone=prop.timezone) as server:
         log.emit("local_collector_started", url=server.url, store=str(store))
         yield server.url
 
@@ -130,5 +132,5 @@ def open_transport(config: Config, creds: Credentials, *, concurrency: int | Non
     if secret is None:
         raise ValueError("sending needs the API secret: call credentials() first")
     with endpoint_url(config, secret) as url:
-        yield HttpTransport(url, config.property.measurement_id, secret, concurrency=concurrency or destination.concurrency,
-                            timeout_s=destination.timeout_s, debug=debug)
+        yield HttpTransport(url, config.property.mp_stream_id, secret, concurrency=concurrency or destination.concurrency,
+                            timeout_s=destination.timeout_s, debug=debug, stream_param=config.property.stream_param)

@@ -195,7 +195,7 @@ def _process_source(source: SourceConfig, config: Config, ledger: Ledger, output
             since_micros=to_micros(options.since) if options.since else None,
             until_micros=to_micros(until) if until else None,
             extra_params=config.privacy_extra_params,
-            shard=Shard(*options.shard) if options.shard else None,
+            shard=Shard(*options.shard) if options.shard else None, locations=config.locations,
         ))
         events, chunk_tally = result.events, result.tally
         nothing_new = events.iloc[0:0]
@@ -260,7 +260,7 @@ def run_pipeline(config: Config, options: RunOptions) -> RunResult:
         folder.close()
         raise
     try:
-        ledger.bind_property(config.property.measurement_id, config.destination.endpoint)
+        ledger.bind_property(config.property.mp_stream_id, config.destination.endpoint)
         folder.begin(run_id, ledger, options.mode)
         ledger.begin_run(run_id, options.mode, shard="/".join(map(str, options.shard)) if options.shard else None)
         recovered = ledger.recover_in_flight()
@@ -336,7 +336,7 @@ def _write_deferred_csv(ledger: Ledger, run_id: str, out: Path, config: Config, 
     with nothing marked taken: the next run writes those events."""
     try:
         return deliver_data_import(ledger, run_id, out / "deferred.csv", out / "deferred_index.csv",
-                                   config.property.measurement_id, dry=dry)
+                                   config.property.mp_stream_id, dry=dry)
     except OSError as exc:
         if exc.filename is None:  # a failed write names no file: name the one it was for
             exc = OSError(exc.errno, exc.strerror, str(out / "deferred.csv"))

@@ -65,7 +65,7 @@ def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int |
     if len(lacking):
         ledger = open_ledger(config.ledger_location, lock=True)
         try:
-            ledger.bind_property(config.property.measurement_id, config.destination.endpoint)
+            ledger.bind_property(config.property.mp_stream_id, config.destination.endpoint)
             ledger.begin_run(resend_run, "resend")
             ledger.recover_in_flight()
             requeued = ledger.requeue_for_resend(lacking["event_key"].astype(str).tolist(), resend_run)

@@ -409,6 +409,60 @@ def generic(fk: Faker) -> None:
     write_csv(HERE / "generic" / "closed_deals.csv", header, rows, encoding="cp1252", delimiter=";", lineterminator="\r\n")
 
 
+STORES = [("Soho", "GB"), ("Manchester Arndale", "GB")]  # looked up in jobs/configs/stores.toml [locations]
+
+
+def shopify_stores(fk: Faker) -> None:
+    """A UK shop's orders export (issue 26): POS orders at two stores (the `Location` column) and a few
+    online orders (no Location: GA places those from the site's own tag). Cookies as in the web shop's
+    note attributes, written at the till when the customer shows the loyalty app."""
+    zone = ZoneInfo("Europe/London")
+    rng = fk.rng
+    col = {h: i for i, h in enumerate(SHOPIFY_HEADER)}
+    rows: list[list[str]] = []
+    for i in range(14):
+        at = fk.event_time(i, 14, old=set(), future=set()).astimezone(zone)
+        store = "" if i in (4, 9) else STORES[i % 2][0]
+        lines = rng.sample(PRODUCTS, rng.choice([1, 2]))
+        subtotal = sum(p[2] for p in lines)
+        taxes = round(subtotal * 0.2, 2)
+        stamp = at.strftime("%Y-%m-%d %H:%M:%S %z")
+        for j, product in enumerate(lines):
+            row = [""] * len(SHOPIFY_HEADER)
+            row[col["Name"]] = f"#UK{2001 + i}"
+            row[col["Lineitem quantity"]] = "1"
+            row[col["Lineitem name"]] = product[1]
+            row[col["Lineitem price"]] = f"{product[2]:.2f}"
+            row[col["Lineitem sku"]] = product[0]
+            row[col["Vendor"]] = product[3]
+            row[col["Created at"]] = stamp
+            if j == 0:
+                for key, value in {
+                    "Financial Status": "paid", "Paid at": stamp, "Currency": "GBP", "Subtotal": f"{subtotal:.2f}",
+                    "Shipping": "0.00", "Taxes": f"{taxes:.2f}", "Total": f"{subtotal + taxes:.2f}",
+                    "Note Attributes": f"_ga: {fk.ga_cookie(at, bad=False)}\n_ga_{MEASUREMENT_SUFFIX}: {fk.session_cookie(at)}",
+                    "Location": store, "Source": "pos" if store else "web", "Refunded Amount": "0.00",
+                }.items():
+                    row[col[key]] = value
+            rows.append(row)
+    write_csv(HERE / "pos" / "shopify_two_stores.csv", SHOPIFY_HEADER, rows)
+
+
+def app_purchases(fk: Faker) -> None:
+    """In-app purchases of an Android app stream (issue 26): the app instance id (32 hex digits,
+    Firebase's getAppInstanceId()) instead of a _ga cookie; one row carries a truncated id."""
+    rng = fk.rng
+    rows = []
+    for i in range(10):
+        at = fk.event_time(i, 10, old=set(), future=set())
+        instance = "".join(rng.choices("0123456789abcdef", k=32 if i != 6 else 31))
+        rows.append([f"GPA.3381-{4410 + i}", at.strftime("%Y-%m-%dT%H:%M:%SZ"), f"{rng.choice([0.99, 2.99, 4.99, 9.99]):.2f}",
+                     "GBP", instance, str(int(at.timestamp()) - rng.randint(30, 900))])
+    (HERE / "app").mkdir(exist_ok=True)
+    write_csv(HERE / "app" / "app_purchases.csv", ["Order ID", "Purchased At", "Price", "Currency", "App Instance ID",
+                                                   "Session"], rows)
+
+
 def main() -> None:
     fk = Faker(20261121)
     salesforce(fk)
@@ -416,6 +470,9 @@ def main() -> None:
     shopify(fk)
     square(fk)
     generic(fk)
+    # Their own seeds: the files above stay byte for byte what they were.
+    shopify_stores(Faker(26))
+    app_purchases(Faker(2626))
 
 
 if __name__ == "__main__":

@@ -59,7 +59,9 @@ def _digits(ctx: click.Context, param: click.Parameter, value: str | None) -> st
               help="Port; 0 picks a free one (printed on stdout).")
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the GA4-shaped store (events_YYYYMMDD.ndjson).")
-@click.option("--measurement-id", required=True, help="The measurement id requests must carry (G-…).")
+@click.option("--measurement-id", default=None, help="The web stream's measurement id requests carry (G-…).")
+@click.option("--firebase-app-id", default=None,
+              help="The app stream's Firebase App ID requests carry instead (1:…:android:…); one of the two is required.")
 @click.option("--stream-id", default=None, callback=_digits,
               help="Numeric data-stream id written as stream_id (default: the endpoint's DEFAULT_STREAM_ID).")
 @click.option("--daily-lag-s", type=Finite(0), default=0.0, show_default=True,
@@ -105,6 +107,8 @@ def collector(data_dir: Path, api_secret_file: Path | None, dm_service_account: 
     if options["stream_id"] is None:
         del options["stream_id"]
     host, port = options["host"], options["port"]
+    if not (options["measurement_id"] or options["firebase_app_id"]):
+        raise CliError("collector: give --measurement-id (a web stream) or --firebase-app-id (an app stream)")
     try:
         dm_trust = Trust.from_service_account_file(dm_service_account) if dm_service_account else None
         server = CollectorServer(data_dir, api_secret=secret, faults=faults, dm_trust=dm_trust, **options)

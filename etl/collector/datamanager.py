@@ -161,7 +161,9 @@ def to_mp(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[i
     ts = parse_timestamp(event.get("eventTimestamp"))
     if ts is not None:
         mp_event["timestamp_micros"] = ts
-    identity: dict[str, Any] = {"client_id": event.get("clientId")}
+    identity: dict[str, Any] = {"app_instance_id": event.get("appInstanceId")} if "appInstanceId" in event else \
+        {"client_id": event.get("clientId")}
+    identity.update(_place(event))
     if "userId" in event:
         identity["user_id"] = event["userId"]
     consent = event.get("consent") if isinstance(event.get("consent"), dict) else {}
@@ -170,6 +172,29 @@ def to_mp(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[i
     if mp_consent:
         identity["consent"] = mp_consent
     return mp_event, identity, where
+
+
+_LOCATION = {"city": "city", "subdivisionCode": "region_id", "regionCode": "country_id",
+             "subcontinentCode": "subcontinent_id", "continentCode": "continent_id"}
+_DEVICE = {"category": "category", "languageCode": "language", "operatingSystem": "operating_system",
+           "operatingSystemVersion": "operating_system_version", "model": "model", "brand": "brand",
+           "browser": "browser", "browserVersion": "browser_version"}
+
+
+def _place(event: dict[str, Any]) -> dict[str, Any]:
+    """`eventLocation` / `eventDeviceInfo` in MP's request terms, so the store fills geo.* and device.* as
+    for an MP request (etl/protocol/place.py); an unknown member is kept under its own name and refused."""
+    out: dict[str, Any] = {}
+    location = event.get("eventLocation")
+    if isinstance(location, dict):
+        out["user_location"] = {_LOCATION.get(k, k): v for k, v in location.items()}
+    device = event.get("eventDeviceInfo")
+    if isinstance(device, dict):
+        mp = {_DEVICE.get(k, k): v for k, v in device.items() if k not in ("screenWidth", "screenHeight")}
+        if isinstance(device.get("screenWidth"), int) and isinstance(device.get("screenHeight"), int):
+            mp["screen_resolution"] = f"{device['screenWidth']}x{device['screenHeight']}"
+        out["device"] = mp
+    return out
 
 
 def _dm_path(mp_path: str, where: dict[str, str]) -> str:
@@ -184,6 +209,12 @@ def _dm_path(mp_path: str, where: dict[str, str]) -> str:
         return where.get(key, "additionalEventParameters")
     if mp_path.startswith("client_id"):
         return "clientId"
+    if mp_path.startswith("app_instance_id"):
+        return "appInstanceId"
+    if mp_path.startswith("user_location"):
+        return "eventLocation"
+    if mp_path.startswith("device"):
+        return "eventDeviceInfo"
     if mp_path.startswith("user_id"):
         return "userId"
     return "event"
@@ -343,7 +374,7 @@ class DataManagerEndpoint:
         account = d.get("operatingAccount") if isinstance(d.get("operatingAccount"), dict) else {}
         if account.get("accountType") != "GOOGLE_ANALYTICS_PROPERTY" or str(account.get("accountId")) != self.property_id:
             return "The caller does not have permission on the operating account."
-        if d.get("productDestinationId") != self.mp.measurement_id:
+        if d.get("productDestinationId") not in {self.mp.measurement_id, self.mp.firebase_app_id} - {None}:
             return "The product destination is not a data stream of this property."
         return None
 
@@ -364,8 +395,10 @@ class DataManagerEndpoint:
                 violations.append({"field": f"events[{i}].eventTimestamp", "description": "Invalid timestamp format.",
                                    "reason": "INVALID_FORMAT"})
                 continue
+            stream = "app" if self.mp.firebase_app_id and not self.mp.measurement_id else "web"
             messages = validate_request({**identity, "events": [mp_event]}, now_micros=now,
-                                        max_age_hours=MAX_EVENT_AGE_HOURS, future_tolerance_s=FUTURE_TOLERANCE_S)
+                                        max_age_hours=MAX_EVENT_AGE_HOURS, future_tolerance_s=FUTURE_TOLERANCE_S,
+                                        stream=stream)
             request_level, by_event = split_by_event(messages)
             for m in request_level + by_event.get(0, []):
                 path = _dm_path(m["fieldPath"], where)
@@ -380,7 +413,8 @@ class DataManagerEndpoint:
     def _store(self, converted: list[tuple[dict, dict]]) -> None:
         mp = self.mp
         now = mp.now_micros()
-        rows = [export_row(event, identity, arrival_micros=now, zone=mp.zone, stream_id=mp.stream_id)
+        rows = [export_row(event, identity, arrival_micros=now, zone=mp.zone, stream_id=mp.stream_id,
+                           firebase_app_id=mp.firebase_app_id if "app_instance_id" in identity else None)
                 for event, identity in converted]
         mp.store.append(rows)
         mp.stats.add("events_stored", len(rows))
@@ -399,7 +433,7 @@ class DataManagerEndpoint:
         if known is None:
             return google_error(400, "INVALID_ARGUMENT", "The request ID is not valid.", _error_info("INVALID_REQUEST_ID"))
         destination = {"operatingAccount": {"accountType": "GOOGLE_ANALYTICS_PROPERTY", "accountId": self.property_id},
-                       "productDestinationId": self.mp.measurement_id}
+                       "productDestinationId": self.mp.measurement_id or self.mp.firebase_app_id}
         status: dict[str, Any] = {"destination": destination,
                                   "eventsIngestionStatus": {"recordCount": str(known["events"])}}
         if time.monotonic() - known["at"] < self.status_delay_s:

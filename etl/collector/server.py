@@ -198,8 +198,9 @@ class CollectorServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        measurement_id: str,
+        measurement_id: str | None = None,
         api_secret: str,
+        firebase_app_id: str | None = None,
         timezone: str = "UTC",
         now: dt.datetime | None = None,
         faults: FaultOptions = NO_FAULTS,
@@ -219,6 +220,7 @@ class CollectorServer:
         self._endpoint = Endpoint(
             self._store,
             measurement_id=measurement_id,
+            firebase_app_id=firebase_app_id,
             api_secret=api_secret,
             timezone=timezone,
             now=now,

@@ -101,8 +101,9 @@ def _pump(stream: IO[bytes], lines: queue.Queue[str]) -> None:
 def spawn_collector(
     data_dir: Path | str,
     *,
-    measurement_id: str,
+    measurement_id: str | None = None,
     api_secret: str,
+    firebase_app_id: str | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
     timezone: str = "UTC",
@@ -122,6 +123,7 @@ def spawn_collector(
         "host": host,
         "port": port,
         "measurement_id": measurement_id,
+        "firebase_app_id": firebase_app_id,
         "timezone": timezone,
         "now": now,
         "stream_id": stream_id,

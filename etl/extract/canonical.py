@@ -12,6 +12,7 @@ from etl.extract.fields import (
     MONEY_FIELDS,
     MONEY_PARAMS,
     PARAM_PREFIX,
+    PLACE_PREFIX,
     SKIP_REASON,
     ResolvedColumns,
 )
@@ -44,7 +45,7 @@ def mapped_fields(raw: RawChunk, cols: ResolvedColumns, source: SourceConfig) ->
     """Every canonical field and param the mapping names, as text; `time` folds into `timestamp`."""
     out: dict[str, pd.Series] = {}
     names: dict[str, str] = {}
-    extra = sorted(f for f in cols.positions if f.startswith((PARAM_PREFIX, FILTER_PREFIX)))
+    extra = sorted(f for f in cols.positions if f.startswith((PARAM_PREFIX, FILTER_PREFIX, PLACE_PREFIX)))
     for field in (*CANONICAL_FIELDS, *extra):
         if not cols.has(field):
             continue
@@ -72,6 +73,7 @@ def assemble(rows, fields: dict[str, pd.Series]) -> pd.DataFrame:
     order += sorted(f for f in fields if f.startswith(PARAM_PREFIX))
     order += sorted(f for f in fields if f.startswith(FILTER_PREFIX))
     order += [f for f in INTERNAL_FIELDS if f in fields]
+    order += sorted(f for f in fields if f.startswith(PLACE_PREFIX))
     if SKIP_REASON in fields:
         order.append(SKIP_REASON)
     if CELL_PROBLEM in fields:

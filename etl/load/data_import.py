@@ -24,12 +24,16 @@ import orjson
 from etl import failpoints
 from etl.load.ledger import DeferredEvent, Ledger, OutputKind, consent_json
 from etl.load.outputs import Delivery, Staging, deliver
+from etl.protocol.place import FIREBASE_APP_ID
 from etl.safe_csv import neutralise_text
 
 # Google's template puts the consents right after the time (answer 10325025's example header:
 # `measurement_id, client_id, user_id, timestamp_micros, ad_personalization, ad_user_data, …`): consent
 # follows the data, into an import as into a request.
 HEAD = ["measurement_id", "client_id", "user_id", "timestamp_micros", "ad_personalization", "ad_user_data", "event_name"]
+# An app stream's events: "app_instance_id (with firebase_app_id)" (answer 10325025) in the same places.
+APP_HEAD = ["firebase_app_id", "app_instance_id", "user_id", "timestamp_micros", "ad_personalization", "ad_user_data",
+            "event_name"]
 INDEX_HEAD = ["source", "row", "event_name", "transaction_id", "reason", "deferred_by_run"]
 
 
@@ -80,7 +84,7 @@ def write_data_import(path: Path, index_path: Path, events: Callable[[], Iterato
             item_fields.update(dict.fromkeys(item))
     if run_marker:
         params.setdefault("mpetl_run", None)
-    header = HEAD + [f"event_param.{k}" for k in params]
+    header = (APP_HEAD if FIREBASE_APP_ID.match(measurement_id) else HEAD) + [f"event_param.{k}" for k in params]
     header += [f"item{i + 1}.{f}" for i in range(max_items) for f in item_fields]
     written: list[int] = []
     with path.open("w", newline="", encoding="utf-8") as out, index_path.open("w", newline="", encoding="utf-8") as idx:

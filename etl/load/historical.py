@@ -62,17 +62,20 @@ def historical_columns() -> dict[str, str]:
 
 
 def historical_row(event: DeferredEvent, *, zone: zoneinfo.ZoneInfo, stream_id: str,
-                   written_by: str | None = None) -> dict[str, Any]:
+                   firebase_app_id: str | None = None, written_by: str | None = None) -> dict[str, Any]:
     """One deferred event as an export row at its true date, with the `mpetl_run` marker (who deferred
     it) and `mpetl_written_by` (whose historical write this is)."""
     params = orjson.loads(event.params)
     if event.run_id:
         params[RUN_MARKER] = event.run_id
     consent = consent_json(event.consent)
-    body = {"client_id": event.client_id, "user_id": event.user_id or None,
+    app = firebase_app_id is not None  # an app stream (`[property] firebase_app_id`)
+    body = {"app_instance_id" if app else "client_id": event.client_id, "user_id": event.user_id or None,
             "consent": orjson.loads(consent) if consent else None}
+    if event.place:  # the store's user_location / the device, as the request would have carried them
+        body.update(orjson.loads(b"{" + event.place + b"}"))
     row = ga4_row({"name": event.event_name, "timestamp_micros": event.timestamp_micros, "params": params}, body,
-                  zone=zone, stream_id=stream_id)
+                  zone=zone, stream_id=stream_id, firebase_app_id=firebase_app_id)
     day = row["event_date"]
     row[PARTITION_COLUMN] = f"{day[:4]}-{day[4:6]}-{day[6:]}"
     row[WRITER_COLUMN] = written_by
@@ -88,17 +91,18 @@ def deliver_historical(ledger: Ledger, run_id: str, settings: HistoricalConfig, 
     zone = zoneinfo.ZoneInfo(prop.timezone)
     # The export's `stream_id` is the web stream's numeric id, not the measurement id: the rows carry
     # `[property] stream_id` so the union with the export groups them with the stream's own rows.
-    stream_id = prop.stream_id or prop.measurement_id
+    stream_id = prop.stream_id or prop.mp_stream_id
+    app_id = prop.firebase_app_id
     report: dict[str, Any] = {"backend": settings.backend, "table": settings.table, "rows": 0}
     try:
         if settings.backend == "bigquery":
-            delivery = _deliver_bigquery(ledger, run_id, settings, zone, stream_id, deferred_by)
+            delivery = _deliver_bigquery(ledger, run_id, settings, zone, stream_id, app_id, deferred_by)
         else:
             assert settings.path is not None
             folder = Path(settings.path)
             report["path"] = str(settings.path)
             delivery = deliver(ledger, run_id, "historical", folder, deferred_by=deferred_by, write=lambda events, staging:
-                               _write_files(folder, settings.table, events, staging, zone, stream_id))
+                               _write_files(folder, settings.table, events, staging, zone, stream_id, app_id))
     except Exception as exc:  # noqa: BLE001 - reported, not raised: the ledger still holds every event
         report["error"] = _short(exc)
         log.emit("historical_failed", backend=settings.backend, table=settings.table, error=report["error"])
@@ -117,14 +121,14 @@ def _short(exc: BaseException) -> str:
 
 
 def _write_files(folder: Path, table: str, events: Callable[[], Iterator[DeferredEvent]], staging: Staging,
-                 zone: zoneinfo.ZoneInfo, stream_id: str) -> int:
+                 zone: zoneinfo.ZoneInfo, stream_id: str, app_id: str | None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     writer = _UNSAFE_ID.sub("_", staging.run_id)
     handles: dict[str, IO[bytes]] = {}
     count = 0
     try:
         for event in events():
-            row = historical_row(event, zone=zone, stream_id=stream_id, written_by=staging.run_id)
+            row = historical_row(event, zone=zone, stream_id=stream_id, firebase_app_id=app_id, written_by=staging.run_id)
             day = row["event_date"]
             if day not in handles:
                 handles[day] = staging.file(folder / f"{table}_{day}.{writer}.ndjson").open("wb")
@@ -165,7 +169,7 @@ def _job_id(run_id: str) -> str:
 
 
 def _deliver_bigquery(ledger: Ledger, run_id: str, settings: HistoricalConfig, zone: zoneinfo.ZoneInfo,
-                      stream_id: str, deferred_by: str | None) -> Delivery:
+                      stream_id: str, app_id: str | None, deferred_by: str | None) -> Delivery:
     """The protocol with one load job as the "file": claimed → job recorded (written) → loaded → taken.
 
     Bounded memory: the NDJSON goes through a temporary file, whatever the backfill.
@@ -180,7 +184,7 @@ def _deliver_bigquery(ledger: Ledger, run_id: str, settings: HistoricalConfig, z
         try:
             days: set[str] = set()
             for event in ledger.claimed_events(run_id, "historical"):
-                row = historical_row(event, zone=zone, stream_id=stream_id, written_by=run_id)
+                row = historical_row(event, zone=zone, stream_id=stream_id, firebase_app_id=app_id, written_by=run_id)
                 buffer.write(orjson.dumps(row) + b"\n")
                 days.add(row[PARTITION_COLUMN])
             client = _bigquery_client(settings, job["project"]) if days else None

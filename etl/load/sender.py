@@ -19,6 +19,7 @@ events still go) and deferred as `expired`, once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import signal
 import threading
@@ -32,7 +33,7 @@ from etl.load.batching import Oversized, Request, build_requests
 from etl.load.ledger import Ledger, PendingEvent
 from etl.load.manifest import PrivacyManifest
 from etl.load.transport import Answer, Transport
-from etl.policy import ITEM_PARAMS, REQUEST_FIELDS, PrivacyViolation, allowed_params
+from etl.policy import ITEM_PARAMS, PLACE_FIELDS, REQUEST_FIELDS, PrivacyViolation, allowed_params
 from etl.protocol import scrub_message
 
 
@@ -156,6 +157,8 @@ def error_class(error: str | None) -> str:
 def check_minimal(body: dict, extra: Mapping[str, Iterable[str]] | None) -> None:
     """The last line of defence: a field outside the allowlist means a bug upstream; stop the run."""
     outside = set(body) - REQUEST_FIELDS
+    for name, allowed in PLACE_FIELDS.items():
+        outside |= {f"{name}.{k}" for k in set(body.get(name) or {}) - allowed}
     for event in body.get("events", []):
         params = event.get("params", {})
         outside |= {f"{event.get('name')}.{p}" for p in set(params) - allowed_params(event.get("name", ""), extra)}
@@ -195,6 +198,7 @@ class SendSettings:
     extra_params: Mapping[str, Iterable[str]] | None = None
     flush_interval_s: float = 0.25
     flush_events: int = 2000
+    identity_field: str = "client_id"  # app_instance_id for an app stream ([property] firebase_app_id)
     # The Data Manager API (etl/load/datamanager): its request builder (default: MP's `build_requests`),
     # and why `max_requests` is set (`daily_quota`: what does not fit stays planned, the run says so).
     request_builder: Callable[..., Iterable] | None = None
@@ -323,7 +327,7 @@ async def _send_all(ledger: Ledger, transport: Transport, settings: SendSettings
     async def produce() -> None:
         queued = 0
         window: list[tuple[Request, dict]] = []
-        builder = settings.request_builder or build_requests
+        builder = settings.request_builder or functools.partial(build_requests, identity_field=settings.identity_field)
         requests = builder(_fresh(ledger.iter_pending(), settings, marks, stats), run_id=settings.run_id,
                            validation_behavior=settings.validation_behavior)
         for item in requests:

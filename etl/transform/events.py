@@ -28,6 +28,7 @@ from etl.transform.rules import (
     money,
     names,
     params,
+    place,
     privacy,
     scope,
     times,
@@ -66,12 +67,13 @@ def transform_chunk(chunk: Chunk, options: TransformOptions) -> TransformResult:
         exact = pc.coalesce(exact, basis.exact(lines.value))
     user_id = privacy.apply(ctx, tid)
     ad_consent = consent.apply(ctx)
+    where = place.apply(ctx)  # user_location and device: request-level, part of the request's identity
     is_refund = (event.names == "refund").fillna(False).to_numpy(dtype=bool)
     currency = amount.currency.where(amount.currency.isin(mp_rules.ISO_4217_CODES).fillna(False))
     moved = money.signed(exact, is_refund)
     events = build.apply(ctx, build.Parts(
         names=event, identity=who, times=when, transaction_id=tid, value=value, user_id=user_id,
-        consent=ad_consent, items=lines.items, key_level=refunds.key_level, money=(currency, moved),
+        consent=ad_consent, items=lines.items, key_level=refunds.key_level, money=(currency, moved), place=where.members,
         params=[Param("transaction_id", tid, "text"), Param("value", value, "number"), amount.params[1], *extra,
                 *lines.params],
     ))

@@ -109,3 +109,44 @@ def test_the_privacy_gate_reads_the_same_params_as_on_mp():
                                  destination=DEST, max_bytes=10**6))
     with pytest.raises(Exception, match="outside the allowlist: purchase.email"):
         check_minimal(bad.gate_body(), None)
+
+
+# --- issue 26: a store's place, the device and app streams ride as the Event's own fields ------------------------
+
+PLACE = (b'"user_location":{"city":"Manchester","region_id":"GB-MAN","country_id":"GB","subcontinent_id":"154",'
+         b'"continent_id":"150"},"device":{"category":"tablet","language":"en-GB","screen_resolution":"1620x2160",'
+         b'"operating_system":"iPadOS"}')
+
+
+def test_a_stores_place_and_device_map_to_event_location_and_event_device_info():
+    from dataclasses import replace
+
+    soho = replace(_event(2), place=b'"user_location":{"city":"London","region_id":"GB-WSM","country_id":"GB"}')
+    [body] = _bodies([replace(_event(1), place=PLACE), soho, _event(3)])
+    first, second, third = body["events"]  # one request: location is per event in Data Manager
+    assert first["eventLocation"] == {"city": "Manchester", "subdivisionCode": "GB-MAN", "regionCode": "GB",
+                                      "subcontinentCode": "154", "continentCode": "150"}
+    assert first["eventDeviceInfo"] == {"category": "tablet", "languageCode": "en-GB", "screenWidth": 1620,
+                                        "screenHeight": 2160, "operatingSystem": "iPadOS"}
+    assert second["eventLocation"] == {"city": "London", "subdivisionCode": "GB-WSM", "regionCode": "GB"}
+    assert "eventDeviceInfo" not in second and "eventLocation" not in third
+    assert not {"ipAddress", "userAgent", "storeId"} & {k for e in body["events"] for k in {**e.get("eventDeviceInfo", {}),
+                                                                                            **e.get("eventLocation", {})}}
+    [request] = list(build_dm_requests([replace(_event(1), place=PLACE)], run_id="R1", destination=DEST, max_bytes=5_000_000))
+    gate = request.gate_body()
+    assert set(gate["user_location"]) == {"city", "region_id", "country_id", "subcontinent_id", "continent_id"}
+    assert set(gate["device"]) == {"category", "language", "screen_resolution", "operating_system"}
+    check_minimal(gate, None)  # the same allowlist as MP's request fields
+
+
+def test_an_app_streams_event_carries_app_instance_id_and_its_firebase_app_id_destination():
+    app = Destination("123456789", "1:1234567890:android:321abc456def7890")
+    instance = "0123456789abcdef0123456789abcdef"
+    [request] = list(build_dm_requests([PendingEvent(1, "s|purchase|T-1", instance, None, 0, "purchase",
+                                                     1_795_022_100_123_456, orjson.dumps(PURCHASE))],
+                                       run_id="R1", destination=app, max_bytes=5_000_000, app=True))
+    body = orjson.loads(request.body)
+    assert body["destinations"][0]["productDestinationId"] == "1:1234567890:android:321abc456def7890"
+    [event] = body["events"]
+    assert event["appInstanceId"] == instance and "clientId" not in event
+    assert request.gate_body()["app_instance_id"] is True and "client_id" not in request.gate_body()

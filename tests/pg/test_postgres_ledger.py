@@ -13,6 +13,7 @@ from etl.errors import LedgerLockedError
 from etl.load.ledger.errors import LedgerSchemaError, LedgerStateError
 from etl.load.ledger.postgres import PostgresLedger
 from etl.shard import Shard
+from tests.load.conftest import events_frame
 
 MID, ENDPOINT = "G-TEST123", "local"
 OLDEST = 1_700_000_000_000_000
@@ -204,6 +205,15 @@ def test_a_ledger_of_the_first_postgresql_schema_is_upgraded_in_place(pg_url):
             tids = ledger.for_reconcile(run_id="night-1").set_index("event_name")["transaction_id"]
             assert tids["purchase"] == "row:0123456789abcdef" and tids.isna()["generate_lead"]  # ids are opaque
         assert schema_row() == row
+    # Schema 3 (issue 26): the upgraded ledger keeps each event's place (store location, device).
+    with PostgresLedger(pg_url, lock=True) as ledger:
+        ledger.bind_property(MID, "http://127.0.0.1")
+        ledger.begin_run("night-2", "send")
+        place = '"user_location":{"city":"Manchester","region_id":"GB-MAN","country_id":"GB"}'
+        frame = events_frame(["crm|purchase|T-9"], ts=ledger.clock() - 3_600_000_000, places=[place])
+        assert list(ledger.plan(frame, "night-2", oldest_sendable_micros=0)) == ["planned"]
+        ledger.snapshot_pending()
+        assert [e.place for e in ledger.iter_pending()] == [place.encode()]
     with psycopg.connect(pg_url, autocommit=True) as con:
         con.execute("UPDATE mpetl_meta SET value = '9' WHERE key = 'schema'")
     with pytest.raises(LedgerSchemaError, match=rf"written by mpetl 0.1.0 \(schema 9\); this is mpetl 0.1.0 \(schema {SCHEMA_VERSION}\)"):

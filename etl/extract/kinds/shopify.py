@@ -64,6 +64,8 @@ DEFAULTS = (
     FieldSpec("param.tax", ("Taxes",)),
     FieldSpec("param.shipping", ("Shipping",)),
     FieldSpec("param.coupon", ("Discount Code",)),
+    # The store of a POS order (empty for online ones): looked up in [locations] when [sources.location] is set.
+    FieldSpec("place.store", ("Location",)),
 )
 
 

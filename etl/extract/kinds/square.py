@@ -39,6 +39,8 @@ DEFAULTS = (
     FieldSpec("value", ("Net Sales", "Total Collected"), required=True),
     FieldSpec(EVENT_TYPE, ("Event Type",)),
     FieldSpec("param.tax", ("Tax",)),
+    # The store the sale was made in: looked up in [locations] when [sources.location] is set.
+    FieldSpec("place.store", ("Location",)),
 )
 ITEM_SPECS = (
     FieldSpec("transaction_id", ("Transaction ID",), required=True),

@@ -9,6 +9,9 @@ never a float, so the microseconds survive), consent per event (`CONSENT_GRANTED
 the recommended-events page), `items` → `cartData.items` (`itemId`, `unitPrice`, `quantity`, the rest as
 `additionalItemParameters`), every other param → `additionalEventParameters` as its exact JSON text.
 The run marker `mpetl_run` rides first among the additional parameters, so the export still joins on it.
+A store's `user_location` and the source's `device` become the Event's `eventLocation` and
+`eventDeviceInfo`; an app stream's id rides as `appInstanceId` (field-mappings page: "Required for app
+events") and its Firebase App ID is the destination's `productDestinationId`.
 
 Why bytes assembled like the MP builder: the size of a body is known exactly before it is closed, and
 a request that Google refuses event by event (fast-fail) is rebuilt without the bad events from the
@@ -18,6 +21,7 @@ same parts, never re-encoded.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -79,11 +83,46 @@ def _item(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def event_object(event: PendingEvent, run_id: str) -> dict[str, Any]:
-    """One ledger event as a Data Manager `Event` (see the module docstring for the mapping)."""
+# MP's `user_location` → the Event's `eventLocation` (field-mappings page: "user_location →
+# events.event_location"; EventLocation: city, subdivisionCode "ISO 3166-2", regionCode "the 2-letter CLDR
+# region code", subcontinentCode / continentCode "UN M49"). MP's `device` → `eventDeviceInfo` (DeviceInfo:
+# category, languageCode "ISO 639-1", screenWidth/screenHeight integers, operatingSystem(Version), model,
+# brand, browser(Version)). Nothing else: no storeId (Store Sales, not GA), never ipAddress or userAgent.
+_LOCATION_FIELDS = {"city": "city", "region_id": "subdivisionCode", "country_id": "regionCode",
+                    "subcontinent_id": "subcontinentCode", "continent_id": "continentCode"}
+_DEVICE_FIELDS = {"category": "category", "language": "languageCode", "operating_system": "operatingSystem",
+                  "operating_system_version": "operatingSystemVersion", "model": "model", "brand": "brand",
+                  "browser": "browser", "browser_version": "browserVersion"}
+
+
+@functools.lru_cache(maxsize=1024)
+def place_fields(place: bytes | None) -> dict[str, Any]:
+    """The ledger's request members (`"user_location":{…},"device":{…}`) as the Event's fields; a night
+    has a handful of places, so each is mapped once."""
+    if not place:
+        return {}
+    members = orjson.loads(b"{" + place + b"}")
+    out: dict[str, Any] = {}
+    location = {_LOCATION_FIELDS[k]: v for k, v in (members.get("user_location") or {}).items() if k in _LOCATION_FIELDS}
+    if location:
+        out["eventLocation"] = location
+    device = members.get("device") or {}
+    info = {_DEVICE_FIELDS[k]: v for k, v in device.items() if k in _DEVICE_FIELDS}
+    if "screen_resolution" in device:
+        width, _, height = device["screen_resolution"].partition("x")
+        info.update(screenWidth=int(width), screenHeight=int(height))
+    if info:
+        out["eventDeviceInfo"] = info
+    return out
+
+
+def event_object(event: PendingEvent, run_id: str, *, app: bool = False) -> dict[str, Any]:
+    """One ledger event as a Data Manager `Event` (see the module docstring for the mapping). `app`: an
+    app stream's event, identified by `appInstanceId` ("Required for app events") instead of `clientId`."""
     params = orjson.loads(event.params)
     out: dict[str, Any] = {"eventName": event.event_name, "eventTimestamp": rfc3339_micros(event.timestamp_micros),
-                           "clientId": event.client_id}
+                           "appInstanceId" if app else "clientId": event.client_id}
+    out.update(place_fields(event.place))
     if event.user_id:
         out["userId"] = event.user_id
     ad_user_data, ad_personalization = _CONSENT[event.consent // 3], _CONSENT[event.consent % 3]
@@ -130,6 +169,11 @@ def gate_view(event: dict[str, Any]) -> dict[str, Any]:
     return {"name": event["eventName"], "params": params}
 
 
+_MP_LOCATION = {dm: mp for mp, dm in _LOCATION_FIELDS.items()}
+_MP_DEVICE = {**{dm: mp for mp, dm in _DEVICE_FIELDS.items()}, "screenWidth": "screen_resolution",
+              "screenHeight": "screen_resolution"}
+
+
 @dataclass(frozen=True)
 class DmRequest:
     """One `events:ingest` body and the ledger ids of its events, in order (`events[i]` is `ids[i]`)."""
@@ -156,22 +200,27 @@ class DmRequest:
         """
         shapes: dict[bytes, dict[str, Any]] = {}
         events = []
-        user_id = consent = False
+        user_id = consent = app = False
+        place: dict[str, set[str]] = {"user_location": set(), "device": set()}
         for part in self.parts:
             event = orjson.loads(part)
             user_id = user_id or "userId" in event
             consent = consent or "consent" in event
+            app = app or "appInstanceId" in event
+            place["user_location"].update(_MP_LOCATION.get(k, k) for k in event.get("eventLocation") or {})
+            place["device"].update(_MP_DEVICE.get(k, k) for k in event.get("eventDeviceInfo") or {})
             view = gate_view(event)
             params = {k: None for k in view["params"] if k != "items"}
             if "items" in view["params"]:
                 params["items"] = [dict.fromkeys(item) for item in view["params"]["items"]]
             shape = {"name": view["name"], "params": params}
             events.append(shapes.setdefault(orjson.dumps(shape), shape))
-        body: dict[str, Any] = {"client_id": True, "events": events}
+        body: dict[str, Any] = {"app_instance_id" if app else "client_id": True, "events": events}
         if user_id:
             body["user_id"] = True
         if consent:
             body["consent"] = True
+        body.update({name: dict.fromkeys(keys, True) for name, keys in place.items() if keys})
         return body
 
     def refusal_reason(self, index: int, errors: list) -> str:
@@ -205,8 +254,12 @@ def build_dm_requests(
     max_events: int = MAX_EVENTS,
     max_bytes: int,
     validation_behavior: str | None = None,  # MP's; accepted so the sender can call either builder alike
+    app: bool = False,
 ) -> Iterator[DmRequest | Oversized]:
-    """Pack events, in the ledger's order, into requests of ≤ `max_events` events and ≤ `max_bytes`."""
+    """Pack events, in the ledger's order, into requests of ≤ `max_events` events and ≤ `max_bytes`.
+
+    Each event carries its own location and device (`eventLocation`, `eventDeviceInfo` are Event fields,
+    not request-level as in MP), so events of different stores share a request here."""
     head, tail = _head(destination), _tail(validate_only)
     fixed = len(head) + len(tail)
     ids: list[int] = []
@@ -218,7 +271,7 @@ def build_dm_requests(
         return DmRequest(tuple(ids), tuple(rows), tuple(parts), head, tail)
 
     for event in events:
-        part = orjson.dumps(event_object(event, run_id))
+        part = orjson.dumps(event_object(event, run_id, app=app))
         if fixed + len(part) > max_bytes:
             yield Oversized(event, fixed + len(part))
             continue

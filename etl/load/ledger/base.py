@@ -225,6 +225,7 @@ class NewEvents:
     params: list[bytes]
     source_row: list[int]
     flags: np.ndarray
+    place: list[str | None] = field(default_factory=list)  # request members user_location/device (None: none)
 
     @classmethod
     def of(cls, events: pd.DataFrame) -> NewEvents:
@@ -245,12 +246,21 @@ class NewEvents:
             params=params_of(events["event_json"]),
             source_row=events["row"].astype("int64").tolist(),
             flags=flags.astype("int64"),
+            place=_texts(events["place_json"]) if "place_json" in events.columns else [None] * len(events),
         )
+
+
+def _texts(column: pd.Series) -> list[str | None]:
+    values = column.astype("object")
+    return values.where(values.notna(), None).tolist()
 
 
 @dataclass(frozen=True, slots=True)
 class PendingEvent:
-    """One event ready to batch: its identity, its parts, and where it came from (for messages)."""
+    """One event ready to batch: its identity, its parts, and where it came from (for messages).
+
+    `place` is the request-level `"user_location":{…},"device":{…}` text (None: none): MP carries it
+    once per request, so it is part of the identity, and no request mixes two stores' events."""
 
     id: int
     event_key: str
@@ -262,10 +272,11 @@ class PendingEvent:
     params: bytes  # the params JSON object, without the run marker
     source_row: int | None = None
     resent: bool = False  # re-queued by `mpetl resend`: the sender adds the resend marker
+    place: bytes | None = None
 
     @property
-    def identity(self) -> tuple[str, str | None, int]:
-        return (self.client_id, self.user_id, self.consent)
+    def identity(self) -> tuple[str, str | None, int, bytes | None]:
+        return (self.client_id, self.user_id, self.consent, self.place)
 
     def event_json(self, marker: bytes) -> bytes:
         """The MP event object, with `marker` (`"mpetl_run":"<run>"`) as the first param."""
@@ -292,6 +303,7 @@ class DeferredEvent:
     reason: str
     run_id: str | None  # the run that deferred it
     consent: int = 0  # the request-level ad consents (`consent_json`): historical privacy_info, Data Import columns
+    place: bytes | None = None  # the request members user_location/device, as the event would have been sent
 
 
 # What a deferred event can be handed to, each exactly once (etl/load/outputs.py has the protocol):

@@ -55,10 +55,12 @@ from etl.load.ledger.errors import LedgerError, LedgerLockedError, LedgerSchemaE
 from etl.protocol.event_key import LEVEL, tails_for
 from etl.shard import Shard, client_hash, client_hashes
 
-SCHEMA_VERSION = 4  # 4: output claims; 3: request_id (the Data Manager API); 2: the schema row
-"""4: `csv_run_id`, `historical_run_id` and `mpetl_outputs` (etl/load/outputs.py). 3: `request_id`.
-2: `schema`/`written_by` in `mpetl_meta`. 1: the first layout, the same tables without that row (a
-writer adds it). A row digest is told by its NULL `transaction_id` column (flag 16 for the base)."""
+SCHEMA_VERSION = 5  # 5: store locations; 4: output claims; 3: request_id (the Data Manager API); 2: the schema row
+"""5: `mpetl_events.place` (the request's user_location/device, an id into `mpetl_places`) and the
+pending index ordered by it. 4: `csv_run_id`, `historical_run_id` and `mpetl_outputs`
+(etl/load/outputs.py). 3: `request_id` (the Data Manager API's requestId). 2: `schema`/`written_by` in
+`mpetl_meta`. 1: the first layout, the same tables without that row. A writer upgrades 1 to 4 in place.
+A row digest is told by its NULL `transaction_id` column (flag 16 for the base)."""
 
 # Outputs exactly once (etl/load/outputs.py): which output of each kind holds an event (its run id), and
 # each output's record. Added to a schema-3 ledger by `_create_schema` (additive, no rewrite of the table).
@@ -111,12 +113,11 @@ CREATE TABLE IF NOT EXISTS mpetl_events (
     request_id TEXT,  -- the Data Manager API's requestId of the request that delivered it
     csv_run_id TEXT,  -- the run whose deferred.csv took it (a claim: etl/load/outputs.py; `mpetl deferred`'s is exported_run_id)
     historical_run_id TEXT  -- the run whose historical write took it (a claim)
+    -- place INTEGER: the request's user_location/device (mpetl_places.place; NULL: none), added by PLACES
 ) WITH (fillfactor = 80);  -- room on each page for HOT updates (claims)
 -- Few indexes on purpose: every state change rewrites each index of the row (it cannot be a HOT
 -- update), and an event changes state three or four times. Per-run and per-date reads (outcome,
 -- reconcile, recovery) run once per run and may scan.
-CREATE INDEX IF NOT EXISTS mpetl_events_pending ON mpetl_events (client_id, user_id, consent, timestamp_micros, id)
-    WHERE state IN ('planned', 'failed');
 CREATE INDEX IF NOT EXISTS mpetl_events_run ON mpetl_events (run_id);
 CREATE INDEX IF NOT EXISTS mpetl_events_to_export ON mpetl_events (event_date) WHERE state = 'deferred' AND exported_run_id IS NULL;
 """ + OUTPUTS_SCHEMA + """
@@ -132,10 +133,21 @@ CREATE TABLE IF NOT EXISTS mpetl_runs (
 );
 CREATE TABLE IF NOT EXISTS mpetl_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+"""Schema 3's tables (schema 1 and 2 had them without the schema row, without request_id); PLACES makes them schema 4."""
+# Schema 4, also the upgrade from 1, 2 and 3 (idempotent): a night has a handful of stores and devices, so
+# each distinct `"user_location":{…},"device":{…}` text is stored once and an event holds its integer.
+PLACES = """
+CREATE TABLE IF NOT EXISTS mpetl_places (place INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY, members TEXT NOT NULL UNIQUE);
+ALTER TABLE mpetl_events ADD COLUMN IF NOT EXISTS place INTEGER;
+CREATE INDEX IF NOT EXISTS mpetl_events_pending_v3 ON mpetl_events (client_id, user_id, consent, place, timestamp_micros, id)
+    WHERE state IN ('planned', 'failed');
+DROP INDEX IF EXISTS mpetl_events_pending;
+"""
 # Advisory lock keys (signed 64-bit): hashes of names for the schema and the shards; worker ids are random.
 _SCHEMA_LOCK = client_hash("mpetl:schema") >> 1
 _PLAN_COLUMNS = ("idx", "event_key", "source", "source_row", "event_name", "transaction_id", "client_id",
-                 "client_hash", "user_id", "consent", "timestamp_micros", "event_date", "params", "flags", "too_old")
+                 "client_hash", "user_id", "consent", "timestamp_micros", "event_date", "params", "flags", "too_old",
+                 "place")
 _RETRIES = 5
 _FLAGS = f"flags | CASE WHEN transaction_id IS NULL THEN {FLAG_NO_TRANSACTION_ID} ELSE 0 END"  # a NULL id: a row digest
 _NOT_CLAIMED = "not claimed by this worker"
@@ -239,10 +251,11 @@ class PostgresLedger(Ledger):
                 self.db.execute(SCHEMA)
             # Schema 2 → 3: the Data Manager API's request id (nullable; no rewrite of the table).
             self.db.execute("ALTER TABLE mpetl_events ADD COLUMN IF NOT EXISTS request_id TEXT")
-            if version is not None:
+            if version is not None and version < 4:
                 self._upgrade_from_3()
                 self.db.execute("CREATE INDEX IF NOT EXISTS mpetl_events_refunds ON mpetl_events (transaction_id) "
                                 "WHERE event_name = 'refund'")
+            self.db.execute(PLACES)  # schema 4 → 5: store locations (issue 26)
             self.db.execute(
                 "INSERT INTO mpetl_meta(key, value) VALUES ('schema', %s), ('written_by', %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION), f"mpetl {__version__}"))
@@ -266,15 +279,17 @@ class PostgresLedger(Ledger):
         they vanish with the session. No run lock is needed on a copy.
         """
         with self.db.transaction():
-            for table in ("mpetl_events", "mpetl_runs", "mpetl_meta", "mpetl_outputs"):
+            for table in ("mpetl_events", "mpetl_runs", "mpetl_meta", "mpetl_outputs", "mpetl_places"):
                 real = self.db.execute(  # schema-qualified: once the copy exists, the bare name means the copy
                     "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n "
                     "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)", (table,)).fetchone()[0]
                 self.db.execute(f"CREATE TEMP TABLE {table} (LIKE {real} INCLUDING ALL)")
-                overriding = " OVERRIDING SYSTEM VALUE" if table == "mpetl_events" else ""
+                overriding = " OVERRIDING SYSTEM VALUE" if table in ("mpetl_events", "mpetl_places") else ""
                 self.db.execute(f"INSERT INTO pg_temp.{table}{overriding} SELECT * FROM {real}")
             self.db.execute("SELECT setval(pg_get_serial_sequence('pg_temp.mpetl_events', 'id'), "
                             "GREATEST(1, (SELECT max(id) FROM pg_temp.mpetl_events)))")
+            self.db.execute("SELECT setval(pg_get_serial_sequence('pg_temp.mpetl_places', 'place'), "
+                            "GREATEST(1, (SELECT max(place) FROM pg_temp.mpetl_places)))")
 
     def _retrying(self, work, *, transaction: bool = True):
         """Run `work()` (in a transaction unless it is one statement), again if two workers deadlocked
@@ -377,7 +392,6 @@ class PostgresLedger(Ledger):
         first = ~events["event_key"].astype(str).duplicated(keep="first").to_numpy()
         positions = np.flatnonzero(first)
         candidates = events.iloc[positions]
-        rows = self._plan_rows(candidates, positions, oldest_sendable_micros)
         fate_us = self.clock()
         open_states = ", ".join(repr(s) for s in OPEN)
 
@@ -386,7 +400,8 @@ class PostgresLedger(Ledger):
                 "CREATE TEMP TABLE IF NOT EXISTS mpetl_plan_chunk (idx BIGINT, event_key TEXT, source TEXT, "
                 "source_row BIGINT, event_name TEXT, transaction_id TEXT, client_id TEXT, client_hash BIGINT, "
                 "user_id TEXT, consent SMALLINT, timestamp_micros BIGINT, event_date INTEGER, params BYTEA, "
-                "flags INTEGER, too_old BOOLEAN) ON COMMIT DELETE ROWS")
+                "flags INTEGER, too_old BOOLEAN, place INTEGER) ON COMMIT DELETE ROWS")
+            rows = self._plan_rows(candidates, positions, oldest_sendable_micros)
             with self.db.cursor() as cur:
                 with cur.copy(f"COPY mpetl_plan_chunk ({', '.join(_PLAN_COLUMNS)}) FROM STDIN") as copy:
                     for row in rows:
@@ -401,12 +416,12 @@ class PostgresLedger(Ledger):
                 cur.execute(
                     "INSERT INTO mpetl_events (event_key, property, source, source_row, event_name, transaction_id, "
                     "client_id, client_hash, user_id, consent, timestamp_micros, event_date, params, state, flags, "
-                    "reason, run_id, created_run_id, fate_run_id, fate_us) "
+                    "reason, run_id, created_run_id, fate_run_id, fate_us, place) "
                     "SELECT event_key, %(prop)s, source, source_row, event_name, transaction_id, client_id, client_hash, "
                     "user_id, consent, timestamp_micros, event_date, params, "
                     "CASE WHEN too_old THEN 'deferred' ELSE 'planned' END, flags, "
                     "CASE WHEN too_old THEN %(too_old)s END, %(run)s, %(run)s, CASE WHEN too_old THEN %(run)s END, "
-                    "CASE WHEN too_old THEN %(now)s::bigint END "
+                    "CASE WHEN too_old THEN %(now)s::bigint END, place "
                     "FROM mpetl_plan_chunk ORDER BY idx ON CONFLICT (event_key) DO NOTHING RETURNING event_key, state",
                     {"run": run_id, "prop": self._property, "too_old": DEFER_TOO_OLD, "now": fate_us})
                 inserted = dict(cur.fetchall())
@@ -430,7 +445,17 @@ class PostgresLedger(Ledger):
             positions.tolist(), new.keys, parts[0].tolist(), new.source_row, parts[1].tolist(),
             tid.where(tid.notna(), None).tolist(), new.client_id,
             _stored_hash(client_hashes(events["client_id"])).tolist(), new.user_id, new.consent, new.timestamp_micros,
-            new.event_date, new.params, new.flags.tolist(), too_old.tolist(), strict=True))
+            new.event_date, new.params, new.flags.tolist(), too_old.tolist(), self._place_ids(new.place), strict=True))
+
+    def _place_ids(self, members: Sequence[str | None]) -> list[int | None]:
+        """Each members text's id in `mpetl_places` (added when new), inside the plan's transaction."""
+        distinct = sorted({m for m in members if m is not None})
+        if not distinct:
+            return [None] * len(members)
+        self.db.execute("INSERT INTO mpetl_places (members) SELECT unnest(%s::text[]) ON CONFLICT (members) DO NOTHING",
+                        (distinct,))
+        ids = dict(self.db.execute("SELECT members, place FROM mpetl_places WHERE members = ANY(%s)", (distinct,)).fetchall())
+        return [None if m is None else ids[m] for m in members]
 
     def withdraw(self, run_id: str, source: str) -> int:
         def work() -> int:
@@ -467,16 +492,18 @@ class PostgresLedger(Ledger):
         while True:
             rows = self.db.execute(
                 "WITH c AS (SELECT id FROM mpetl_events WHERE state IN ('planned', 'failed') AND claimed_by IS NULL "
-                f"AND property = %s AND {_shard_sql(shard)} ORDER BY client_id, user_id, consent, timestamp_micros, id "
+                f"AND property = %s AND {_shard_sql(shard)} ORDER BY client_id, user_id, consent, place, timestamp_micros, id "
                 "LIMIT %s FOR UPDATE SKIP LOCKED) "
                 "UPDATE mpetl_events e SET claimed_by = %s FROM c WHERE e.id = c.id RETURNING e.id, e.event_key, "
-                "e.client_id, e.user_id, e.consent, e.event_name, e.timestamp_micros, e.params, e.source_row, e.flags",
+                "e.client_id, e.user_id, e.consent, e.event_name, e.timestamp_micros, e.params, e.source_row, e.flags, "
+                "(SELECT p.members FROM mpetl_places p WHERE p.place = e.place), e.place",
                 (self._property, size, self.worker)).fetchall()
             if not rows:
                 return
-            rows.sort(key=lambda r: (r[2], r[3] is not None, r[3] or "", r[4], r[6], r[0]))
+            rows.sort(key=lambda r: (r[2], r[3] is not None, r[3] or "", r[4], r[11] is not None, r[11] or 0, r[6], r[0]))
             for r in rows:
-                yield PendingEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bytes(r[7]), r[8], bool(r[9] & FLAG_RESENT))
+                yield PendingEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bytes(r[7]), r[8], bool(r[9] & FLAG_RESENT),
+                                   None if r[10] is None else r[10].encode())
             if len(rows) < size:
                 return
 
@@ -572,14 +599,15 @@ class PostgresLedger(Ledger):
         while True:
             rows = self.db.execute(
                 "SELECT id, event_key, source, source_row, client_id, user_id, event_name, timestamp_micros, event_date, "
-                f"params, reason, fate_run_id, consent FROM mpetl_events WHERE {where} AND id > %s "
+                "params, reason, fate_run_id, consent, (SELECT p.members FROM mpetl_places p WHERE p.place = e.place) "
+                f"FROM mpetl_events e WHERE {where} AND id > %s "
                 "ORDER BY id LIMIT %s", (*args, last, self._page)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
             for r in rows:
                 yield DeferredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], str(r[8]), bytes(r[9]), r[10], r[11],
-                                    int(r[12] or 0))
+                                    int(r[12] or 0), None if r[13] is None else r[13].encode())
 
     # -- outputs exactly once ----------------------------------------------------------------------
     def claim_deferred(self, run_id: str, kind: OutputKind, target: str, *, since_date: str | None = None,

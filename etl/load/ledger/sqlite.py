@@ -58,10 +58,13 @@ from etl.load.ledger.errors import (
 from etl.protocol.event_key import LEVEL, tails_for, transaction_id_of
 from etl.shard import client_shard
 
-SCHEMA_VERSION = 5
-"""5: output claims (`csv_run`, `historical_run` and the `outputs` table: etl/load/outputs.py). 4: `request_id` (the Data Manager API's requestId of the request that delivered an event). 3: schema version and writer in `meta`, flag 16 (the key's tail is a row digest). 2: `meta`, integer
-runs, params without the marker (its first layout, before 2026-11-29 19:39, had no `key_hash`; both
-are upgraded in place). 1: the first ledger (one `events` table, no `meta`): not readable."""
+SCHEMA_VERSION = 6
+"""6: `events.place` (the request's user_location/device, an id into `places`). 5: output claims
+(`csv_run`, `historical_run` and the `outputs` table: etl/load/outputs.py). 4: `request_id` (the Data
+Manager API's requestId of the request that delivered an event). 3: schema version and writer in
+`meta`, flag 16 (the key's tail is a row digest). 2: `meta`, integer runs, params without the marker
+(its first layout, before 2026-11-29 19:39, had no `key_hash`; 2 to 5 are upgraded in place).
+1: the first ledger (one `events` table, no `meta`): not readable."""
 FLAG_TID_IN_KEY = 8  # this backend's own: the params' transaction_id lives only in the key
 
 
@@ -99,10 +102,16 @@ CREATE TABLE IF NOT EXISTS events (
     exported_run INTEGER,            -- the `mpetl deferred` export that took it (a claim: etl/load/outputs.py)
     request_id TEXT,                 -- the Data Manager API's requestId of the request that delivered it
     csv_run INTEGER,                 -- the run whose deferred.csv took it (a claim)
-    historical_run INTEGER           -- the run whose historical write took it (a claim)
+    historical_run INTEGER,          -- the run whose historical write took it (a claim)
+    place INTEGER                    -- the request's user_location/device (places.place); NULL: none
 );
 """
 REFUNDS_INDEX = "CREATE INDEX IF NOT EXISTS events_refunds ON events(event_key) WHERE instr(event_key, '|refund|') > 0"
+# A night has a handful of stores and devices: each distinct `"user_location":{…},"device":{…}` text is
+# stored once, and an event holds its small integer (1–2 bytes) instead of ~120 bytes of JSON.
+PLACES_TABLE = """
+CREATE TABLE IF NOT EXISTS places (place INTEGER PRIMARY KEY, members TEXT NOT NULL UNIQUE);
+"""
 EVENTS_INDEXES = """
 CREATE INDEX IF NOT EXISTS events_key ON events(key_hash);
 CREATE INDEX IF NOT EXISTS events_open ON events(status) WHERE status IN ('planned', 'failed', 'in_flight');
@@ -151,7 +160,7 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_us INTEGER,
     summary_json TEXT
 );
-""" + EVENTS_TABLE + EVENTS_INDEXES + OUTPUTS_SCHEMA
+""" + PLACES_TABLE + EVENTS_TABLE + EVENTS_INDEXES + OUTPUTS_SCHEMA
 _EVENT_COLUMNS = ("id, key_hash, event_key, client_id, user_id, consent, ts, event_date, params, status, reason, property, "
                   "run, first_run, prev_run, fate_run, fate_us, source_row, attempts, flags, exported_run")
 # The key's tail (after `source|event_name|`), in SQL.
@@ -316,7 +325,9 @@ class SqliteLedger(Ledger):
                 self._upgrade_from_2()
             if version <= 3:
                 self._upgrade_from_3()
-            self._upgrade_from_4()
+            if version <= 4:
+                self._upgrade_from_4()
+            self._upgrade_from_5()
             self.db.execute(stamp.rstrip(";"))
 
     def _upgrade_from_4(self) -> None:
@@ -354,6 +365,23 @@ class SqliteLedger(Ledger):
             if statement.strip():
                 self.db.execute(statement)
         self.db.execute(f"UPDATE events SET flags = flags | {FLAG_NO_TRANSACTION_ID} WHERE {_TAIL} LIKE 'row:%'")
+
+    def _upgrade_from_5(self) -> None:
+        """Schema 5 → 6 in place: the `places` table and `events.place` (NULL: the events planned before
+        had no location, which is what NULL means)."""
+        self.db.execute(PLACES_TABLE)
+        if "place" not in {r[1] for r in self.db.execute("PRAGMA table_info(events)")}:
+            self.db.execute("ALTER TABLE events ADD COLUMN place INTEGER")
+
+    def _place_ids(self, members: Sequence[str | None]) -> list[int | None]:
+        """Each members text's id in `places` (added when new); None stays None."""
+        distinct = sorted({m for m in members if m is not None})
+        if not distinct:
+            return [None] * len(members)
+        self.db.executemany("INSERT OR IGNORE INTO places(members) VALUES (?)", [(m,) for m in distinct])
+        ids = dict(self.db.execute("SELECT members, place FROM places WHERE members IN (SELECT value FROM json_each(?))",
+                                   (orjson.dumps(distinct).decode(),)).fetchall())
+        return [None if m is None else ids[m] for m in members]
 
     def _refuse_a_journal_under_another_name(self) -> None:
         """SQLite names its write-ahead log after the path it was opened by: a ledger with two names
@@ -525,8 +553,8 @@ class SqliteLedger(Ledger):
                 # Rows of one identity get neighbouring ids, so the marks of a request (and of a window
                 # of requests, which the sender takes in identity order) land on few pages.
                 fresh = events[new].assign(_too_old=too_old[new], _hash=np.asarray(hashes, dtype="int64")[new])
-                fresh = fresh.sort_values(["client_id", "user_id", "consent_json", "timestamp_micros"], kind="stable",
-                                          na_position="first")
+                order = [c for c in ("client_id", "user_id", "consent_json", "place_json", "timestamp_micros") if c in fresh]
+                fresh = fresh.sort_values(order, kind="stable", na_position="first")
                 self._insert(fresh, fresh.pop("_too_old").to_numpy(), fresh.pop("_hash").tolist(), run)
         return buckets
 
@@ -539,12 +567,12 @@ class SqliteLedger(Ledger):
             hashes, new.keys, new.client_id, new.user_id, new.consent, new.timestamp_micros, new.event_date, params,
             np.where(too_old, "deferred", "planned").tolist(), np.where(too_old, DEFER_TOO_OLD, None).tolist(),
             np.where(too_old, run, None).tolist(), np.where(too_old, now, None).tolist(), new.source_row,
-            flags.tolist(), strict=True,
+            flags.tolist(), self._place_ids(new.place), strict=True,
         )
         self.db.executemany(
             "INSERT INTO events(key_hash, event_key, client_id, user_id, consent, ts, event_date, params, status, reason, "
-            f"fate_run, fate_us, source_row, flags, property, run, first_run) VALUES "
-            f"(?,?,?,?,?,?,?,?,?,?,?,?,?,?,{self._property},{run},{run})",
+            f"fate_run, fate_us, source_row, flags, place, property, run, first_run) VALUES "
+            f"(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,{self._property},{run},{run})",
             rows,
         )
 
@@ -575,7 +603,7 @@ class SqliteLedger(Ledger):
             args += [shard[1], shard[0]]
         self.db.execute(
             f"INSERT INTO send_queue(id) SELECT id FROM events WHERE {where} "
-            "ORDER BY client_id, IFNULL(user_id, ''), consent, ts, id",
+            "ORDER BY client_id, IFNULL(user_id, ''), consent, IFNULL(place, 0), ts, id",
             args,
         )
         return self.db.execute("SELECT COUNT(*) FROM send_queue").fetchone()[0]
@@ -584,16 +612,18 @@ class SqliteLedger(Ledger):
         last = 0
         while True:
             rows = self.db.execute(
-                "SELECT q.seq, e.id, e.event_key, e.client_id, e.user_id, e.consent, e.ts, e.params, e.source_row, e.flags "
-                "FROM send_queue q JOIN events e USING (id) WHERE q.seq > ? ORDER BY q.seq LIMIT ?",
+                "SELECT q.seq, e.id, e.event_key, e.client_id, e.user_id, e.consent, e.ts, e.params, e.source_row, e.flags, "
+                "p.members FROM send_queue q JOIN events e USING (id) LEFT JOIN places p ON p.place = e.place "
+                "WHERE q.seq > ? ORDER BY q.seq LIMIT ?",
                 (last, page),
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for _seq, eid, key, client_id, user_id, consent, ts, params, row, flags in rows:
+            for _seq, eid, key, client_id, user_id, consent, ts, params, row, flags, members in rows:
                 yield PendingEvent(eid, key, client_id, user_id, consent, key.split("|", 2)[1], ts,
-                                   _restore_tid(params, key, flags), row, bool(flags & FLAG_RESENT))
+                                   _restore_tid(params, key, flags), row, bool(flags & FLAG_RESENT),
+                                   None if members is None else members.encode())
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -691,17 +721,19 @@ class SqliteLedger(Ledger):
         while True:
             rows = self.db.execute(
                 "SELECT e.id, e.event_key, e.source_row, e.client_id, e.user_id, e.ts, e.event_date, e.params, e.reason, "
-                f"r.run_id, e.flags, e.consent FROM events e LEFT JOIN runs r ON r.run = e.fate_run WHERE {where} AND e.id > ? "
+                f"r.run_id, e.flags, e.consent, p.members FROM events e LEFT JOIN runs r ON r.run = e.fate_run "
+                f"LEFT JOIN places p ON p.place = e.place WHERE {where} AND e.id > ? "
                 "ORDER BY e.id LIMIT 5000",
                 (*args, last),
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for eid, key, row, client_id, user_id, ts, day, params, reason, rid, flags, consent in rows:
+            for eid, key, row, client_id, user_id, ts, day, params, reason, rid, flags, consent, members in rows:
                 source, name, _ = split_key(key)
                 yield DeferredEvent(eid, key, source, row, client_id, user_id, name, ts, str(day),
-                                    _restore_tid(params, key, flags), reason, rid, int(consent or 0))
+                                    _restore_tid(params, key, flags), reason, rid, int(consent or 0),
+                                    None if members is None else members.encode())
 
     # -- outputs exactly once ----------------------------------------------------------------------
     def claim_deferred(self, run_id: str, kind: OutputKind, target: str, *, since_date: str | None = None,

@@ -14,7 +14,7 @@ import pandas as pd
 
 from etl.accounting import Buckets, Notes, Tally
 from etl.transform.context import Chunk, RuleContext, TransformOptions
-from etl.transform.identity import client_id_from_ga_cookie
+from etl.transform.identity import app_instance_ids, client_id_from_ga_cookie
 from etl.transform.reasons import RejectReasons
 from etl.transform.rules import basis, money
 from etl.transform.rules.times import future_limit
@@ -105,7 +105,9 @@ def _owned_by_shard(frame: pd.DataFrame, options: TransformOptions) -> np.ndarra
     shard = options.shard
     if shard is None or shard.whole:
         return np.ones(len(frame), dtype=bool)
-    if "client_id" in frame.columns:
+    if options.prop.is_app and "app_instance_id" in frame.columns:
+        client_ids = app_instance_ids(frame["app_instance_id"])
+    elif not options.prop.is_app and "client_id" in frame.columns:
         client_ids = client_id_from_ga_cookie(frame["client_id"])
     else:
         client_ids = pd.Series(pd.NA, index=frame.index, dtype="string")
