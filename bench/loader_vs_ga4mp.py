@@ -78,14 +78,18 @@ def whole_run(clients: int = 2000, per_client: int = 3, latency_ms: float = 50, 
             r = send_run(csv, tmp / f"mpetl-{i}", latency_ms=latency_ms, concurrency=c)
             r["concurrency"] = c or "default"
             r["ratio"] = round(r["events_per_s"] / ga4mp_rate, 1)
+            r["send_ratio"] = round(r["send_events_per_s"] / ga4mp_rate, 1)
             runs.append(r)
-            print(f"mpetl run, concurrency {r['concurrency']}: {r['events_per_s']:,} events/s ({r['wall_s']} s end "
-                  f"to end, {r['cpu_s']} s CPU) = {r['ratio']}x ga4mp", flush=True)
+            print(f"mpetl run, concurrency {r['concurrency']}: whole process {r['events_per_s']:,} events/s "
+                  f"({r['wall_s']} s exec to exit, {r['cpu_s']} s CPU) = {r['ratio']}x ga4mp; send alone "
+                  f"{r['send_events_per_s']:,} events/s ({r['send_wall_s']} s) = {r['send_ratio']}x; first log line "
+                  f"at {r['startup_s']} s, planned at {r['planned_at_s']} s", flush=True)
     first = runs[0]
     return {"rows": rows, "clients": clients, "requests": len(bodies), "latency_ms": latency_ms,
             "ga4mp_requests_timed": len(sample), "ga4mp_events_per_s": round(ga4mp_rate, 1),
             "mpetl_wall_s": first["wall_s"], "mpetl_cpu_s": first["cpu_s"], "mpetl_events_per_s": first["events_per_s"],
-            "ratio": first["ratio"], "runs": runs}
+            "ratio": first["ratio"], "send_events_per_s": first["send_events_per_s"], "send_ratio": first["send_ratio"],
+            "startup_s": first["startup_s"], "planned_at_s": first["planned_at_s"], "runs": runs}
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ class ChildRun:
     marks: dict[str, float] = field(default_factory=dict)   # CPU seconds at stderr events, see run_child
     stderr_tail: str = ""
     peak_rss_mb_at: dict[str, float] = field(default_factory=dict)  # the peak so far when each mark came
+    wall_at: dict[str, float] = field(default_factory=dict)  # seconds from exec when each mark came
 
 
 def _rss(proc: psutil.Process) -> int:
@@ -49,6 +50,7 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = 
     ps = psutil.Process(proc.pid)
     marks: dict[str, float] = {}
     peak_at: dict[str, float] = {}
+    wall_at: dict[str, float] = {}
     tail: list[str] = []
     peak = 0
 
@@ -60,6 +62,7 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = 
             del tail[:-20]
             name = mark_on(line) if mark_on else None
             if name:
+                wall_at.setdefault(name, time.perf_counter() - start)
                 with contextlib.suppress(psutil.Error):
                     peak_at[name] = max(peak, _rss(ps)) / 2**20
                 try:
@@ -80,7 +83,8 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = 
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     reader.join(timeout=5)
-    return ChildRun(proc.returncode, wall, peak / 2**20, usage.ru_utime + usage.ru_stime, marks, "".join(tail), peak_at)
+    return ChildRun(proc.returncode, wall, peak / 2**20, usage.ru_utime + usage.ru_stime, marks, "".join(tail), peak_at,
+                    wall_at)
 
 
 def cpu_seconds(pid: int) -> float:

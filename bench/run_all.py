@@ -111,9 +111,12 @@ def _table(r: dict) -> list[dict]:
                  s["send_cpu_us_per_event"] <= goal_us))
     rows.append(("  collector's own CPU/event (apart)", f"{s['collector_cpu_us_per_event']:.0f} us", "-", None))
     w = r["whole_run"]
-    rows.append((f"whole run vs ga4mp, {w['rows']} rows/{w['clients']} clients, 50 ms, concurrency {DEFAULT_CONCURRENCY}",
-                 f"{w['ratio']:.1f}x ({w['mpetl_events_per_s']:,} vs {w['ga4mp_events_per_s']:.0f} ev/s)", ">= 20x",
-                 w["ratio"] >= 20))
+    rows.append((f"whole process (exec to exit) vs ga4mp, {w['rows']} rows/{w['clients']} clients, 50 ms, "
+                 f"concurrency {DEFAULT_CONCURRENCY}",
+                 f"{w['ratio']:.1f}x ({w['mpetl_events_per_s']:,} vs {w['ga4mp_events_per_s']:.0f} ev/s; "
+                 f"{w['mpetl_wall_s']} s, planned at {w['planned_at_s']} s)", ">= 20x", w["ratio"] >= 20))
+    rows.append(("  the send alone (end of planning to the run's end) vs ga4mp",
+                 f"{w['send_ratio']:.1f}x ({w['send_events_per_s']:,} ev/s)", "-", None))
     d = r["dm_vs_mp"]
     dm, mp, mp_1m = d["data_manager"], d["measurement_protocol_measured"], d["measurement_protocol_1m_extrapolated"]
     rows.append((f"1M one-event clients at {d['latency_ms']:g} ms: Data Manager whole run",

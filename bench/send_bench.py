@@ -31,6 +31,13 @@ from etl.collector import FaultOptions, spawn_collector  # noqa: E402
 SECRET = "bench-secret"
 
 
+_MARKS = {'"event":"run_started"': "started", '"event":"source_planned"': "planned", '"event":"run_finished"': "finished"}
+
+
+def _mark(line: str) -> str | None:
+    return next((name for text, name in _MARKS.items() if text in line), None)
+
+
 def send_run(csv: Path, tmp: Path, *, latency_ms: float, concurrency: int | None = None) -> dict:
     """One `mpetl run` against a collector at `latency_ms`; wall time, CPU of the sender and the collector."""
     env = dict(os.environ, MP_API_SECRET=SECRET)
@@ -39,14 +46,20 @@ def send_run(csv: Path, tmp: Path, *, latency_ms: float, concurrency: int | None
         config = data.write_config(tmp / "run", csv, endpoint=server.url, concurrency=concurrency)
         collector_before = cpu_seconds(server.pid)
         run = run_child([str(MPETL), "run", "--config", str(config), "--out", str(tmp / "run" / "out")], env=env,
-                        mark_on=lambda line: "planned" if '"event":"source_planned"' in line else None)
+                        mark_on=_mark)
         collector_cpu = cpu_seconds(server.pid) - collector_before
         stored = server.stats().get("events_stored")
     assert run.exit_code == 0, run.stderr_tail
     summary = json.loads((tmp / "run" / "out" / "summary.json").read_text())
     assert summary["sent"] == summary["rows_in"] == stored, (summary, stored)
     send_cpu = run.cpu_s - run.marks["planned"]
+    at = run.wall_at
+    send_wall = at["finished"] - at["planned"]
     return {"events": summary["sent"], "wall_s": round(run.wall_s, 2), "cpu_s": round(run.cpu_s, 2),
+            # Seconds from exec: to the first log line (imports, config, ledger open), to the end of
+            # planning, and the send alone (end of planning → run_finished) with its rate.
+            "startup_s": round(at["started"], 2), "planned_at_s": round(at["planned"], 2),
+            "send_wall_s": round(send_wall, 2), "send_events_per_s": round(summary["sent"] / send_wall),
             "send_cpu_s": round(send_cpu, 2), "send_cpu_us_per_event": round(send_cpu / summary["sent"] * 1e6, 1),
             "collector_cpu_s": round(collector_cpu, 2),
             "collector_cpu_us_per_event": round(collector_cpu / summary["sent"] * 1e6, 1),
