@@ -8,6 +8,7 @@ dry run or send of a small file must not load them, and neither must `import etl
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -47,7 +48,7 @@ def test_importing_the_cli_loads_no_reconciliation_module():
     assert "pandas" not in modules and "etl.pipeline" not in modules
 
 
-def _small_recent_source(tmp_path: Path) -> Path:
+def _small_recent_source(tmp_path: Path, endpoint: str | None = None) -> Path:
     """A cron-sized file of conversions from the last hours (GA4's window runs on the wall clock)."""
     now = datetime.now(UTC).replace(microsecond=0)
     lines = ["Order ID,Closed At,Amount,Currency,GA Client"]
@@ -58,6 +59,7 @@ def _small_recent_source(tmp_path: Path) -> Path:
     config = tmp_path / "small.toml"
     config.write_text(dump_toml({
         "property": {"measurement_id": "G-K7QW2ZP9LM", "timezone": "Europe/London"},
+        **({"destination": {"endpoint": endpoint}} if endpoint else {}),
         "ledger": {"path": str(tmp_path / "ledger.sqlite")},
         "sources": [{"name": "orders", "kind": "csv", "path": str(source), "timezone": "UTC",
                      "consent_default": "grant",
@@ -77,6 +79,35 @@ def test_a_dry_run_loads_no_reconciliation_module(tmp_path):
     assert _loaded(modules) == []
     assert "pyarrow.parquet" not in modules  # only Parquet sources need it
     assert "httpx" not in modules and "rich" not in modules  # no HTTP client (or its CLI's rich) for a dry run
+
+
+# What a send of a CSV to the MP endpoint has no use for: reconciliation and reporting (duckdb, matplotlib,
+# BigQuery, Jinja2, notebooks), the Data Manager path and its OAuth stack (google-auth, cryptography,
+# requests), httpx's own command-line client (rich, pygments), and Arrow's query engine (acero, dataset:
+# a group-by in the accounting once loaded them). Each is start-up time a cron run pays from exec to exit.
+NOT_FOR_A_SEND = ("duckdb", "matplotlib", "google", "jinja2", "nbformat", "papermill", "cryptography", "requests",
+                  "rich", "pygments", "pyarrow.acero", "pyarrow.dataset", "pyarrow.parquet", "etl.reconcile",
+                  "etl.load.datamanager", "babel")
+
+
+def _among(modules: list[str], names: tuple[str, ...]) -> list[str]:
+    return [h for h in names if any(m == h or m.startswith(h + ".") for m in modules)]
+
+
+def test_a_send_to_the_endpoint_loads_only_what_sending_needs(tmp_path):
+    from etl.collector import spawn_collector
+
+    with spawn_collector(tmp_path / "store", measurement_id="G-K7QW2ZP9LM", api_secret="s3cr3t-imports") as server:
+        config = _small_recent_source(tmp_path, endpoint=server.url)
+        result = subprocess.run([sys.executable, "-c", PROBE, "-q", "run", "--config", str(config), "--out",
+                                 str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=240,
+                                env={**os.environ, "MP_API_SECRET": "s3cr3t-imports"})
+        stored = server.stats()["events_stored"]
+    assert result.returncode == 0, result.stderr
+    assert stored == 20  # it did send every event
+    modules = json.loads(next(x for x in result.stdout.splitlines() if x.startswith("MODULES ")).removeprefix("MODULES "))
+    assert "httpx" in modules
+    assert _among(modules, NOT_FOR_A_SEND) == []
 
 
 def test_the_probe_sees_reconciliation_imports_when_they_happen(tmp_path):
