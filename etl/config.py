@@ -436,7 +436,7 @@ class SourceConfig:
     engagement_time: StrictBool = False
     options: SourceOptions = field(default_factory=SourceOptions)  # kind-specific (stage names, refunds…)
     # A CSV cell larger than this (bytes as written) rejects its row with a reason naming row and column;
-    # the file's other rows go on. Memory stays bounded by it (README "Bad input").
+    # the file's other rows go on. Memory stays bounded by it (docs/configuration.md, `max_field_bytes`).
     max_field_bytes: Annotated[StrictInt, Field(ge=1024, le=64 << 20)] = 1 << 20
     # `[sources.filter]`: source column -> allowed values (case-insensitive, trimmed); other rows: FILTERED.
     filter: Annotated[dict[str, StringList], AfterValidator(_filter)] = field(default_factory=dict)
@@ -498,7 +498,7 @@ class ReconcileConfig:
 
 @dataclass(frozen=True, config=_TABLE)
 class HistoricalConfig:
-    """`[historical]`: where deferred events go at their true date (README "Deferred events").
+    """`[historical]`: where deferred events go at their true date (docs/deferred.md).
 
     bigquery: `table` is "dataset.table" or "project.dataset.table", partitioned by `event_day`.
     duckdb: files `<path>/<table>_YYYYMMDD.<run_id>.ndjson` (default path: state/historical).

@@ -72,7 +72,7 @@ class AirflowSandbox:
         """Parse the DAG into the metadata DB, then run one DAG run in-process (every task, in order)."""
         reserialized = self.airflow("dags", "reserialize")
         assert reserialized.returncode == 0, reserialized.stderr[-2000:]
-        # The samples' night is simulated by the process clock (libfaketime), as the README says.
+        # The samples' night is simulated by the process clock (libfaketime), as docs/ledger.md says.
         # Each task costs Airflow ~10 s of start-up on a loaded 2-core machine; the bound is a hang guard, not a speed test.
         return self.airflow("dags", "test", DAG_ID, LOGICAL_DATE, "-c", orjson.dumps({"now": SAMPLES_NOW}).decode(),
                             env=pinned_clock_env(self.env), timeout=timeout)
