@@ -21,6 +21,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import dm_vs_mp_bench  # noqa: E402
 import loader_vs_ga4mp  # noqa: E402
 import pipeline_bench  # noqa: E402
 import send_bench  # noqa: E402
@@ -70,6 +71,8 @@ def main() -> int:
     _section("whole run vs ga4mp at 50 ms")
     results["whole_run"] = loader_vs_ga4mp.whole_run(2000, 3, 50, ga4mp_requests=ga4mp_requests)
     results["whole_run"]["default_concurrency"] = DEFAULT_CONCURRENCY
+    _section("1M one-event clients at 50 ms: Measurement Protocol vs Data Manager API (issue 25)")
+    results["dm_vs_mp"] = dm_vs_mp_bench.main([])
     results["bench_seconds"] = round(time.perf_counter() - started)
     results["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
@@ -111,6 +114,18 @@ def _table(r: dict) -> list[dict]:
     rows.append((f"whole run vs ga4mp, {w['rows']} rows/{w['clients']} clients, 50 ms, concurrency {DEFAULT_CONCURRENCY}",
                  f"{w['ratio']:.1f}x ({w['mpetl_events_per_s']:,} vs {w['ga4mp_events_per_s']:.0f} ev/s)", ">= 20x",
                  w["ratio"] >= 20))
+    d = r["dm_vs_mp"]
+    dm, mp, mp_1m = d["data_manager"], d["measurement_protocol_measured"], d["measurement_protocol_1m_extrapolated"]
+    rows.append((f"1M one-event clients at {d['latency_ms']:g} ms: Data Manager whole run",
+                 f"{dm['wall_s']:.0f} s, {dm['requests']} requests, {dm['cpu_us_per_event']:.0f} us CPU/event", "-", None))
+    rows.append((f"  MP measured on {mp['events']:,} clients",
+                 f"{mp['wall_s']:.0f} s, {mp['requests']:,} requests, {mp['cpu_us_per_event']:.0f} us CPU/event", "-", None))
+    rows.append(("  MP at 1M, extrapolated (start-up + rest x N)", f"{mp_1m['wall_s']:,} s, {mp_1m['requests']:,} requests",
+                 "-", None))
+    rows.append(("  Data Manager vs MP, whole run", f"{d['speedup']:.1f}x faster", f">= {d['goals']['speedup']}x",
+                 d["speedup"] >= d["goals"]["speedup"]))
+    rows.append(("  Data Manager vs MP, requests", f"{d['fewer_requests']:,}x fewer", f">= {d['goals']['fewer_requests']}x",
+                 d["fewer_requests"] >= d["goals"]["fewer_requests"]))
     t = r["transform"]
     per_cpu = round(t["rows"] / t["cpu_s"]) if t.get("cpu_s") else 0
     rows.append(("transform alone", f"{t['rows_per_s']:,} rows/s ({per_cpu:,} per CPU-second)", ">= 500,000 rows/s",

@@ -12,10 +12,11 @@ up. Every summary, report, the Airflow XCom and `mpetl aggregate` now read `Buck
 `[sources.filter]` value, a denied or missing consent); `rejected` is bad data to fix. `outside_window`
 is rows read but timed outside `--since/--until` (or after `--now`): someone else's night.
 
+`Money` is the same equation per currency, for the value the rows carry: `money[EUR].value_in ==
+value_sent + value_filtered + … + value_other_shard` (refunds negative).
+
 `Notes` are counts about rows that *are* sent (no session, a session GA will not attribute…): worth a
-line in every summary, never part of the sum. A per-currency money tally is meant to be a sibling
-`Counts` subclass (e.g. `Money(value_in, value_sent, value_rejected, …)` with Decimal fields, kept as
-`dict[currency, Money]` on `Tally`); `Counts` adds and reads back any numeric fields, not only ints.
+line in every summary, never part of the sum.
 """
 
 from __future__ import annotations
@@ -140,6 +141,110 @@ def sent_label(mode: str) -> str:
 
 
 @dataclass(frozen=True)
+class Money(Counts):
+    """One currency's money, by the bucket its rows landed in: `value_in` is the sum, like `rows_in`.
+
+    Purchases count positive, refunds negative (a refund reverses revenue), so a night's `value_in`
+    is what GA's revenue moves by. Amounts are exact `Decimal`s, written to summary.json as decimal
+    strings ("1234.50"): a JSON float would not add up to the cent over a night of orders.
+    """
+
+    value_in: Decimal = Decimal(0)
+    value_sent: Decimal = Decimal(0)
+    value_filtered: Decimal = Decimal(0)
+    value_rejected: Decimal = Decimal(0)
+    value_duplicate: Decimal = Decimal(0)
+    value_deferred: Decimal = Decimal(0)
+    value_expired: Decimal = Decimal(0)
+    value_rejected_at_send: Decimal = Decimal(0)
+    value_failed: Decimal = Decimal(0)
+    value_outside_window: Decimal = Decimal(0)
+    value_other_shard: Decimal = Decimal(0)
+
+    NAMES: ClassVar[tuple[str, ...]] = tuple(f"value_{name}" for name in Buckets.NAMES)
+
+    @property
+    def total(self) -> Decimal:
+        return sum((getattr(self, name) for name in self.NAMES), Decimal(0))
+
+    def balanced(self) -> bool:
+        return self.value_in == self.total
+
+    def equation(self, currency: str, sent_label: str = "sent") -> str:
+        """`EUR value_in 1,234.50 == sent 1,000.00 + rejected 234.50`: the buckets that hold money."""
+        parts = [f"{sent_label if name == 'value_sent' else name.removeprefix('value_')} {getattr(self, name):,}"
+                 for name in self.NAMES if getattr(self, name) or name == "value_sent"]
+        return f"{currency} value_in {self.value_in:,} {'==' if self.balanced() else '!='} " + " + ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: str(value) for name, value in super().to_dict().items()}
+
+    @classmethod
+    def from_summary(cls, data: object, *, where: str) -> Money:
+        """One currency of a summary's `money`, every key checked (decimal strings, signed)."""
+        if not isinstance(data, Mapping):
+            raise AccountingError(f"{where}: expected a JSON object, got {_kind(data)}")
+        values = {}
+        for name in ("value_in", *cls.NAMES):
+            if name not in data:
+                raise AccountingError(f"{where}: key {name!r} is missing")
+            text = data[name]
+            try:
+                if isinstance(text, bool) or not isinstance(text, (str, int)):
+                    raise ValueError
+                values[name] = Decimal(str(text))
+                if not values[name].is_finite():
+                    raise ValueError
+            except (ValueError, ArithmeticError):
+                raise AccountingError(f"{where}: key {name!r} must be a decimal amount, got {_kind(text)}") from None
+        return cls(**values)
+
+
+def tidy(value: Decimal, currency: str) -> Decimal:
+    """`value` with its currency's places (12.340000000 EUR → 12.34) when that loses nothing."""
+    from etl.protocol.currency import exponent
+
+    places = Decimal(1).scaleb(-exponent(currency))
+    rounded = value.quantize(places)
+    return rounded if rounded == value else value.normalize()
+
+
+def sum_by_currency(currency: Any, values: Any) -> dict[str, Decimal]:
+    """Σ of exact decimal values (text or Arrow decimals) per currency, one Arrow group-by; rows
+    without a currency or a value are left out."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    codes = pa.array(currency, type=pa.string(), from_pandas=True)
+    amounts = values if isinstance(values, (pa.Array, pa.ChunkedArray)) and pa.types.is_decimal(values.type) else \
+        pc.cast(pa.array(values, type=pa.string(), from_pandas=True), pa.decimal128(38, 9), safe=False)
+    table = pa.table({"c": codes, "v": amounts})
+    table = table.filter(pc.and_(pc.is_valid(table["c"]), pc.is_valid(table["v"])))
+    if not table.num_rows:
+        return {}
+    grouped = table.group_by("c").aggregate([("v", "sum")]).to_pydict()
+    return {code: tidy(total, code) for code, total in zip(grouped["c"], grouped["v_sum"], strict=True)}
+
+
+def add_money(a: Mapping[str, Money], b: Mapping[str, Money]) -> dict[str, Money]:
+    """Two per-currency money tallies added, currency by currency."""
+    out = dict(a)
+    for code, money in b.items():
+        out[code] = out[code] + money if code in out else money
+    return out
+
+
+def money_to_dict(money: Mapping[str, Money]) -> dict[str, dict[str, str]]:
+    return {code: money[code].to_dict() for code in sorted(money)}
+
+
+def money_from_summary(data: object, *, where: str) -> dict[str, Money]:
+    if not isinstance(data, Mapping):
+        raise AccountingError(f"{where}: expected a JSON object, got {_kind(data)}")
+    return {str(code): Money.from_summary(part, where=f"{where}.{code}") for code, part in data.items()}
+
+
+@dataclass(frozen=True)
 class Notes(Counts):
     """Counts about rows that are sent (or planned): not buckets, but each worth a line in the summary."""
 
@@ -151,6 +256,15 @@ class Notes(Counts):
     timestamp_clamped: int = 0  # timed within future_tolerance_minutes after the wall clock: sent as "now"
     purchase_without_items: int = 0  # the reference marks items as required for purchase
     refunds_outside_window: int = 0  # refunds timed outside --since/--until (among outside_window)
+    value_from_total: int = 0  # no Subtotal: value = Total − Taxes − Shipping (never Total)
+    value_net_of_tax: int = 0  # options.value_includes_tax: the amount less its tax
+    refunds_on_purchase_basis: int = 0  # refunds put on their purchase's basis (refunded × value / total …)
+    refund_without_purchase: int = 0  # a refund whose purchase this tool never planned: sent all the same
+    refund_nothing_new: int = 0  # a refund level whose delta over what the ledger holds is nothing: a duplicate
+    items_do_not_add_up: int = 0  # the items fall short of the order's value: sent, value kept
+    items_without_price: int = 0  # an item without a price: items sent as given, value kept
+    with_location: int = 0  # sent with a user_location ([sources.location]): GA shows their store's city, region, country
+    without_location: int = 0  # the source maps a location but the row had none (a blank cell, an unknown store omitted)
 
 
 @dataclass
@@ -171,14 +285,27 @@ class Tally:
     pii_dropped: Counter[str] = field(default_factory=Counter)  # column → values blanked (on_pii = "drop")
     item_keys_not_sent: Counter[str] = field(default_factory=Counter)  # item key outside the allowlist → items
     params_not_allowed: Counter[str] = field(default_factory=Counter)  # param no row's event allows → rows
+    limits: Counter[str] = field(default_factory=Counter)  # a Google limit applied, by rule → values cut or dropped
+    money: dict[str, Money] = field(default_factory=dict)  # currency → its money by bucket
+    value_unreadable: int = 0  # rows whose value (or its currency) cannot be read: they carry no money
 
     def add(self, other: Tally) -> None:
         """Fold another tally into this one (a chunk into its source, a source into the run)."""
         self.buckets += other.buckets
         self.notes += other.notes
-        for name in ("reject_codes", "reject_reasons", "filtered_reasons", "detectors", "pii_dropped", "item_keys_not_sent",
-                     "params_not_allowed"):
+        for name in ("reject_codes", "reject_reasons", "filtered_reasons", "detectors", "pii_dropped",
+                     "item_keys_not_sent", "params_not_allowed", "limits"):
             getattr(self, name).update(getattr(other, name))
+        self.money = add_money(self.money, other.money)
+        self.value_unreadable += other.value_unreadable
+
+    def add_value(self, bucket: str, currency: str, value: Decimal) -> None:
+        """Count `value` (signed: refunds negative) of `currency` into `bucket` and into value_in."""
+        if not value:
+            return
+        value = tidy(value, currency)
+        money = self.money.get(currency, Money())
+        self.money[currency] = money + Money(**{"value_in": value, f"value_{bucket}": value})
 
     def filtered_codes(self) -> dict[str, int]:
         """Filtered rows by code (sums to `buckets.filtered`)."""

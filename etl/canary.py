@@ -52,14 +52,15 @@ def canary_body(canary_id: str, now: datetime) -> bytes:
 
 def run_check(config: Config, *, wait_s: float, poll_s: float = 1.0, backend=None) -> CanaryResult:
     """Send the canary and poll the export until it shows up or `wait_s` has passed."""
-    from etl.destination import open_transport, require_api_secret
+    from etl.destination import Credentials, open_transport, require_api_secret
     from etl.reconcile import find_export_backend
 
+    # The canary is a Measurement Protocol request (its own body, not the ledger's): it needs the MP secret.
     secret = require_api_secret(config)
     export = backend or find_export_backend(config)
     now = datetime.now(UTC)
     canary_id = f"canary-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
-    with open_transport(config, secret, concurrency=1) as transport:
+    with open_transport(config, Credentials(secret=secret), concurrency=1) as transport:
         answer = asyncio.run(_post(transport, canary_body(canary_id, now)))
     dates = _dates_around(now, config.property.timezone)
     started = time.monotonic()

@@ -71,6 +71,8 @@ def _print_run_summary(summary: dict[str, Any], steps: list[str]) -> None:
     console = Console(highlight=False)
     console.print(table)
     console.print(buckets.equation(label), markup=False)
+    for line in summary.get("money_equations", []):  # the same equation per currency (refunds negative)
+        console.print(line, markup=False)
     for line in _summary_notes(summary):
         console.print(line, markup=False)
     _print_next_steps(console, steps)
@@ -202,6 +204,8 @@ def _load(config_path: Path):
 @click.option("--until", type=INSTANT, default=None, help="Only rows whose event time is before this (ISO-8601; naive = UTC).")
 @click.option("--shard", type=SHARD, default=None,
               help="Plan and send only the clients of shard K of N (docs/scale-out.md); other rows count as other_shard.")
+@click.option("--replace", is_flag=True,
+              help="--out holds another run's outputs: remove them first (its deferred.csv rows go into this run's).")
 def run(config_path: Path, out_path: Path, dry_run: bool, shard: Any, **options: Any) -> int:
     """Extract, transform, send (or --dry-run) and account for every row."""
     shard = (shard.index, shard.count) if shard is not None and not shard.whole else None
@@ -227,8 +231,9 @@ def _run(config, out_dir: Path, **options: Any) -> int:
 @click.option("--debug-endpoint", is_flag=True, help="Also send every request to /debug/mp/collect and report its messages.")
 @click.option("--sample", type=click.IntRange(1, 1_000_000), default=None,
               help="With --debug-endpoint: send only the first N requests (a quick check of a big run).")
+@click.option("--replace", is_flag=True, help="--out holds another validation's outputs: remove them first.")
 def validate(config_path: Path, out_path: Path | None, now: datetime | None, debug_endpoint: bool,
-             sample: int | None) -> int:
+             sample: int | None, replace: bool) -> int:
     """Run everything but sending; print a table of reject reasons with counts.
 
     The exit code is the one summary.json and the printed totals carry: 4 when the debug endpoint
@@ -236,19 +241,20 @@ def validate(config_path: Path, out_path: Path | None, now: datetime | None, deb
     """
     import tempfile
 
+    from etl.load import write_atomic
     from etl.pipeline import RunOptions, run_pipeline
 
     config = _load(config_path)
     with tempfile.TemporaryDirectory() as tmp:
         target = out_path or Path(tmp)
         result = run_pipeline(config, RunOptions(out_dir=target, mode="validate" if debug_endpoint else "dry-run",
-                                                 now=now, sample_requests=sample))
+                                                 now=now, sample_requests=sample, replace=replace))
         reasons = _reject_reasons(target / "rejects.ndjson")
         summary = result.summary
         unusable = _unusable_sources(summary, reasons)
         if unusable and not summary["exit_code"]:
             summary["exit_code"] = EXIT_BAD_INPUT  # what the exit says, the summary says
-            (target / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+            write_atomic(target / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     steps = run_next_steps(summary, config_file=config.file, out_dir=out_path or Path("out/validate"))
     _print_reasons(reasons, summary)
     if _is_tty():
@@ -340,14 +346,19 @@ def _reconcile(config, out_dir: Path, *, as_json: bool = False, **options: Any) 
     from etl.reconcile import reconcile as do_reconcile
 
     result = do_reconcile(config, out_dir=out_dir, **options)
+    from etl.request_diagnostics import describe, early_signal  # Data Manager API only: an early signal
+
+    signal = describe(early_signal(config, out_dir, run_id=options.get("run_id")))
     if as_json:
         line = {"event": "reconcile", "verdict": result.verdict, "headline": result.headline,
                 "exit_code": result.exit_code, "run_id": result.run_id, "selection": result.selection,
                 "totals": result.totals, "money": result.money_totals, "next_steps": result.next_steps,
-                "reports": str(out_dir)}
+                "reports": str(out_dir), **({"early_signal": signal} if signal is not None else {})}
         click.echo(orjson.dumps(line, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode())
     else:
         click.echo(result.summary_text())
+        if signal is not None:
+            click.echo(signal)
     return result.exit_code
 
 
@@ -357,8 +368,8 @@ def _reconcile(config, out_dir: Path, *, as_json: bool = False, **options: Any) 
 @click.option("--days", type=int, default=1, show_default=True, callback=lambda c, p, v: _check_days(v),
               help="Send the last N complete days (1-3: GA4 takes events up to 72 h old); overlaps are safe.")
 @click.option("--out-root", type=NonEmptyPath(file_okay=False, path_type=Path), default=None,
-              help="Where the dated folders go: D/nightly/YYYY-MM-DD/{run,reconcile}, D/nightly/latest "
-                   "(default: $MPETL_OUT, else ./out).")
+              help="Where the folders go: one per run, D/nightly/YYYY-MM-DD/run-<run_id>/{run,reconcile}; "
+                   "D/nightly/latest is the newest (default: $MPETL_OUT, else ./out).")
 @now_option
 def nightly(config_path: Path, days: int, out_root: Path | None, now: datetime | None) -> int:
     """The cron job: send yesterday (property zone), reconcile final dates; exit with the worst code.
@@ -375,7 +386,7 @@ def nightly(config_path: Path, days: int, out_root: Path | None, now: datetime |
     return run_nightly(
         config, now=moment, days=days, out_root=out_root or Path(os.environ.get("MPETL_OUT") or "out"),
         pinned=now is not None,
-        run_step=lambda p, out: _run(config, out, now=now, since=p.since, until=p.until),
+        run_step=lambda p, out, run_id: _run(config, out, now=now, since=p.since, until=p.until, run_id=run_id),
         reconcile_step=lambda p, out: _reconcile(config, out, since=p.reconcile_since, until=p.last_day, now=now,
                                                  as_json=not _is_tty()),
     )
@@ -395,7 +406,8 @@ def _check_days(value: int) -> int:
 def deferred(config_path: Path, out_path: Path, since: Any) -> int:
     """Export every deferred event not yet exported (GA4 Data Import, offline events), and mark it exported.
 
-    Each event is exported once, ever: upload only files from runs of this command that exited 0.
+    Each event is exported once, ever, into one file; an existing --out file is never replaced (exit 2).
+    A file under its final name is whole, even if the command was killed after writing it.
     """
     from etl.deferred import export_deferred
 
@@ -406,22 +418,28 @@ def deferred(config_path: Path, out_path: Path, since: Any) -> int:
 @main.command()
 @log_options
 @config_option
-@click.option("--run-id", required=True, help="The run whose deferred events to write (its summary.json run_id).")
-def historical(config_path: Path, run_id: str) -> int:
-    """Write one run's deferred events to the [historical] table again, after a `historical.error`.
+@click.option("--run-id", default=None,
+              help="Only the events this run deferred (its summary.json run_id); default: every one not yet written.")
+def historical(config_path: Path, run_id: str | None) -> int:
+    """Write the deferred events no historical write has taken to the [historical] table, after a `historical.error`.
 
-    Safe to repeat: a run already in the table is not written twice. Exit 4 when the write fails.
+    Safe to repeat: each event is written once (the next run would write them too). Exit 4 when the write fails.
     """
     from etl.errors import EXIT_OK, EXIT_SEND_FAILURES, ConfigError
-    from etl.load import open_ledger, write_historical
+    from etl.load import deliver_historical, open_ledger
+    from etl.pipeline import new_run_id
 
     config = _load(config_path)
     if config.historical is None:
         raise ConfigError(str(config.file), "historical.table", "is not set: there is no historical table")
-    with open_ledger(config.ledger_location, read_only=True) as ledger:
-        if run_id not in ledger.run_ids():
+    with open_ledger(config.ledger_location, lock=True) as ledger:
+        if run_id is not None and run_id not in ledger.run_ids():
             raise ConfigError(str(config.ledger_location), "--run-id", f"no run {run_id[:80]!r} in this ledger")
-        report = write_historical(config.historical, lambda: ledger.deferred_events(run_id=run_id), config.property)
+        ledger.bind_property(config.property.measurement_id, config.destination.endpoint)
+        writer = new_run_id(datetime.now(UTC))
+        ledger.begin_run(writer, "historical")
+        report = deliver_historical(ledger, writer, config.historical, config.property, deferred_by=run_id)
+        ledger.finish_run(writer, orjson.dumps(report).decode())
     click.echo(orjson.dumps(report).decode())
     return EXIT_SEND_FAILURES if "error" in report else EXIT_OK
 
@@ -500,7 +518,8 @@ def sources(config_path: Path, rows: int, now: datetime | None) -> int:
         chunk = SimpleNamespace(source=source.name, path=str(source.path), frame=head, columns=preview["mapping"])
         result = transform_chunk(chunk, TransformOptions(source=source, prop=config.property, window=config.window,
                                                          wall_micros=to_micros(moment),
-                                                         extra_params=config.privacy_extra_params))
+                                                         extra_params=config.privacy_extra_params,
+                                                         locations=config.locations))
         click.echo(orjson.dumps({
             "source": source.name,
             "kind": source.kind,

@@ -40,9 +40,11 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
     StrictInt,
+    Tag,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -54,6 +56,9 @@ from etl.errors import ConfigError, ConfigProblems
 
 GOOGLE_ENDPOINT = "https://www.google-analytics.com"
 GOOGLE_EU_ENDPOINT = "https://region1.google-analytics.com"
+DATA_MANAGER_ENDPOINT = "https://datamanager.googleapis.com"
+API_MEASUREMENT_PROTOCOL = "measurement_protocol"
+API_DATA_MANAGER = "data_manager"
 
 SOURCE_KINDS = ("csv", "parquet", "salesforce", "hubspot", "shopify", "square", "bigquery")
 # `scheme://…` is a URL on an object store (gs://, s3://, memory://, file://): never resolved against base_dir.
@@ -64,6 +69,7 @@ SECRET_ENV = "MP_API_SECRET"
 # MP naming rules (etl/protocol/rules.py holds the same; the config must not import a stage).
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _RESERVED_PREFIXES = ("google_", "ga_", "firebase_")
+_FIREBASE_APP_ID = re.compile(r"^\d+:\d+:(android|ios|web):[0-9a-f]+$")  # etl/protocol/place.py holds the same
 _TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.\d{1,6})?)?\Z")
 
 # allow_inf_nan=False: TOML writes `inf` and `nan`; no duration, share or count of this file is either (an
@@ -202,11 +208,56 @@ def _no_bool(value: Any) -> Any:
 
 @dataclass(frozen=True, config=_TABLE)
 class PropertyConfig:
-    """`[property]`: the GA4 web stream and the property's reporting zone (the export's event_date)."""
+    """`[property]`: the GA4 data stream (web: `measurement_id`; app: `firebase_app_id`) and the property's
+    reporting zone (the export's event_date).
 
-    measurement_id: Annotated[str, Field(pattern=r"^G-[A-Z0-9]+$", description="A web stream id: G- then capitals and digits.")]
-    timezone: Zone
+    One config sends to one stream. An app stream takes `firebase_app_id` in the URL and an
+    `app_instance_id` in the body instead of `measurement_id` / `client_id` (MP reference), so every
+    request of a run has one shape, and the ledger binds to one stream id.
+    """
+
+    measurement_id: Annotated[str | None, Field(pattern=r"^G-[A-Z0-9]+$", description="A web stream id: G- then capitals and digits.")] = None
+    timezone: Zone | None = None  # required: checked below (a default would shift every event date)
     property_id: Annotated[str | None, BeforeValidator(_as_text), Field(pattern=r"^[0-9]+$")] = None
+    # The web stream's numeric id (GA4 Admin → Data streams → Stream ID): the export's `stream_id`, which
+    # the historical table's rows carry so they union with the export. Without it: the measurement id.
+    stream_id: Annotated[str, BeforeValidator(_as_text), Field(pattern=r"^[0-9]+$")] | None = None
+
+    # An app stream: Firebase console → Project settings → Your apps → App ID.
+    firebase_app_id: Annotated[str | None, Field(pattern=_FIREBASE_APP_ID.pattern, description=(
+        "An app stream's Firebase App ID such as 1:1234567890:android:321abc456def7890."))] = None
+
+    @model_validator(mode="after")
+    def _one_stream(self) -> PropertyConfig:
+        if self.timezone is None:
+            raise KeyedError("timezone", "is required (the property's reporting time zone, e.g. 'Europe/London')")
+        if self.measurement_id and self.firebase_app_id:
+            raise KeyedError("firebase_app_id", "a config sends to one stream: a web stream (measurement_id) or an app "
+                             "stream (firebase_app_id), not both; write one config per stream, each with its own ledger")
+        if not (self.measurement_id or self.firebase_app_id):
+            raise KeyedError("measurement_id", "is required: a web stream's measurement_id (G-…), or an app stream's "
+                             "firebase_app_id")
+        return self
+
+    @property
+    def is_app(self) -> bool:
+        return self.firebase_app_id is not None
+
+    @property
+    def mp_stream_id(self) -> str:
+        """The stream's id as the query names it: the measurement id (web) or the Firebase App ID (app).
+        Not `stream_id`: that is the export's numeric stream id, for the historical rows."""
+        return self.firebase_app_id or self.measurement_id or ""
+
+    @property
+    def stream_param(self) -> str:
+        """The query parameter that names the stream: measurement_id or firebase_app_id."""
+        return "firebase_app_id" if self.is_app else "measurement_id"
+
+    @property
+    def identity_field(self) -> str:
+        """The body's pseudonymous id: client_id (web) or app_instance_id (app)."""
+        return "app_instance_id" if self.is_app else "client_id"
 
 
 _SECRET_QUERY_KEYS = re.compile(
@@ -257,8 +308,33 @@ def _endpoint(value: str | None) -> str | None:
 
 
 @dataclass(frozen=True, config=_TABLE)
+class DataManagerConfig:
+    """`[destination.data_manager]`: Google's Data Manager API (`api = "data_manager"`, docs/data-manager.md).
+
+    Credentials: a service-account JSON file, or Application Default Credentials when unset (never in
+    this file). The destination is `[property] property_id` (operatingAccount GOOGLE_ANALYTICS_PROPERTY)
+    and the web stream's measurement id (productDestinationId), as Google's field-mappings page says.
+    Limits are Google's (limits page: 2,000 events a request, 300 requests/min and 100,000/day per
+    Cloud project; best practices: ≤ 10 requests at once); lower them to share a project.
+    """
+
+    credentials_file: SecretFile | None = None  # None: Application Default Credentials
+    product_destination_id: str | None = None  # default: [property] measurement_id
+    concurrency: Annotated[StrictInt, Field(ge=1, le=10)] = 10
+    max_events_per_request: Annotated[StrictInt, Field(ge=1, le=2000)] = 2000
+    # Not documented for this API: half of the 10 MiB Google's front end allows other APIs.
+    max_request_bytes: Annotated[StrictInt, Field(ge=10_000, le=10_485_760)] = 5_000_000
+    requests_per_minute: Annotated[StrictInt, Field(ge=1, le=300)] = 300
+    daily_request_quota: Annotated[StrictInt, Field(ge=1, le=100_000)] = 100_000
+    # Requests counted per quota day (America/Los_Angeles), shared by this machine's runs.
+    quota_file: ConfigPath = Path("state/datamanager_quota.json")
+
+
+@dataclass(frozen=True, config=_TABLE)
 class DestinationConfig:
-    """`[destination]`: where requests go and how hard to push."""
+    """`[destination]`: where requests go and how hard to push; `api` picks the protocol."""
+
+    api: Literal["measurement_protocol", "data_manager"] = API_MEASUREMENT_PROTOCOL
 
     endpoint: Annotated[str | None, AfterValidator(_endpoint)] = None  # None: Google's, by region
     concurrency: Annotated[StrictInt, Field(ge=1, le=256)] = 32
@@ -271,11 +347,13 @@ class DestinationConfig:
     request_deadline_s: Annotated[PositiveFloat, Field(le=DAY)] = 60.0  # one request's whole exchange, connect to last byte
     # The whole send; what is left stays pending (exit 8). None: no deadline.
     deadline_s: Annotated[float | None, Field(gt=0, le=7 * DAY), BeforeValidator(_no_bool)] = 4 * 3600.0
+    data_manager: DataManagerConfig = field(default_factory=DataManagerConfig)
 
     @model_validator(mode="after")
     def _defaults(self) -> DestinationConfig:
         if self.endpoint is None:
-            object.__setattr__(self, "endpoint", GOOGLE_EU_ENDPOINT if self.region == "eu" else GOOGLE_ENDPOINT)
+            google = GOOGLE_EU_ENDPOINT if self.region == "eu" else GOOGLE_ENDPOINT
+            object.__setattr__(self, "endpoint", DATA_MANAGER_ENDPOINT if self.api == API_DATA_MANAGER else google)
         return self
 
 
@@ -339,6 +417,12 @@ class SourceOptions:
     maximum_bytes_billed: Annotated[StrictInt | None, Field(gt=0)] = None
     storage_api: StrictBool | None = None
     read_api_endpoint: str | None = None
+    # Money (docs/commerce.md): a CSV/CRM amount that includes tax, with its `tax` column (params.tax) or
+    # a rate; and what a generic `items` column's `price`/`discount` mean.
+    value_includes_tax: StrictBool | None = None
+    tax_rate: Annotated[float | None, Field(ge=0, lt=10, allow_inf_nan=False)] = None
+    item_price: Literal["before_discount", "after_discount"] | None = None
+    item_discount: Literal["per_unit", "per_line"] | None = None
 
     # Which kinds read which option: anything else would be silently ignored, so it is an error.
     KINDS: typing.ClassVar[dict[str, tuple[str, ...]]] = {
@@ -350,6 +434,10 @@ class SourceOptions:
         "maximum_bytes_billed": ("bigquery",),
         "storage_api": ("bigquery",),
         "read_api_endpoint": ("bigquery",),
+        "value_includes_tax": ("csv", "parquet", "bigquery", "salesforce", "hubspot"),
+        "tax_rate": ("csv", "parquet", "bigquery", "salesforce", "hubspot"),
+        "item_price": ("csv", "parquet", "bigquery"),
+        "item_discount": ("csv", "parquet", "bigquery"),
     }
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -370,6 +458,124 @@ class SourceOptions:
 
     def set_keys(self) -> list[str]:
         return [k for k in self.__pydantic_fields__ if getattr(self, k) is not None]
+
+
+def _place_text(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError("expected a column name, got an empty string (leave the key out)")
+    return value
+
+
+Column = Annotated[str | None, AfterValidator(_place_text)]
+
+
+@dataclass(frozen=True, config=_TABLE)
+class PlaceConfig:
+    """One `[locations.<store>]` entry: where a store is, as MP's `user_location` takes it.
+
+    Codes are checked with pycountry (ISO 3166-1/-2) and Babel (UN M49) when the file loads
+    (etl/protocol/place.py); `country_id` is filled from `region_id` when only the region is given. A
+    place, never a person: a city name holds no digits, so no street address or postcode can be one.
+    """
+
+    city: str | None = None
+    region_id: str | None = None
+    country_id: str | None = None
+    subcontinent_id: Annotated[str | None, BeforeValidator(_as_text)] = None
+    continent_id: Annotated[str | None, BeforeValidator(_as_text)] = None
+
+    @model_validator(mode="after")
+    def _codes(self) -> PlaceConfig:
+        from etl.protocol.place import completed_location, location_problems
+
+        given = {k: getattr(self, k) for k in ("city", "region_id", "country_id", "subcontinent_id", "continent_id")
+                 if getattr(self, k) is not None}
+        for key, problem in location_problems(given).items():
+            raise KeyedError(key, problem)
+        if "country_id" not in given and "region_id" not in given:
+            raise KeyedError("country_id", "is required (or region_id, whose country it is): Google recommends "
+                             "country_id and region_id at a minimum")
+        object.__setattr__(self, "country_id", completed_location(given)["country_id"])
+        return self
+
+    def user_location(self) -> dict[str, str]:
+        """The MP `user_location` object, fields in the reference's order."""
+        from etl.protocol.place import completed_location
+
+        return completed_location({k: v for k, v in vars(self).items() if isinstance(v, str)})
+
+
+@dataclass(frozen=True, config=_TABLE)
+class SourceLocation:
+    """`[sources.location]`: where each row's sale happened, sent as `user_location`.
+
+    Either `store` (a column holding a store's name or id, looked up in `[locations]`; Shopify's and
+    Square's `Location` column by default), or `fixed_store` (every row is from that store), or the
+    columns holding the fields themselves (`city`, `region_id`, `country_id`, `subcontinent_id`,
+    `continent_id`: checked per row, a bad code rejects its row naming row and column). A blank cell
+    sends the event without `user_location` (an online order: GA derives geo from the site's own tag).
+    """
+
+    store: Column = None
+    fixed_store: Annotated[str | None, Field(min_length=1)] = None
+    unknown_store: Literal["reject", "omit"] = "reject"  # a store name not in [locations]: reject the row, or send without
+    city: Column = None
+    region_id: Column = None
+    country_id: Column = None
+    subcontinent_id: Column = None
+    continent_id: Column = None
+
+    COLUMNS: typing.ClassVar[tuple[str, ...]] = ("city", "region_id", "country_id", "subcontinent_id", "continent_id")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SourceLocation:
+        direct = [k for k in self.COLUMNS if getattr(self, k) is not None]
+        if self.store is not None and self.fixed_store is not None:
+            raise KeyedError("fixed_store", "either store (a column looked up in [locations]) or fixed_store (one "
+                             "store for every row), not both")
+        if direct and (self.store is not None or self.fixed_store is not None):
+            raise KeyedError(direct[0], "either a store looked up in [locations] or columns holding the codes, not both")
+        return self
+
+    def columns(self) -> dict[str, str]:
+        """The fields read from columns directly: field → the source's header."""
+        return {k: getattr(self, k) for k in self.COLUMNS if getattr(self, k) is not None}
+
+
+def _device_value(value: str | None, info: ValidationInfo) -> str | None:
+    from etl.protocol.place import device_problem
+
+    if value is not None and (problem := device_problem(info.field_name or "", value)):
+        raise ValueError(problem)
+    return value
+
+
+DeviceText = Annotated[str | None, AfterValidator(_device_value)]
+
+
+@dataclass(frozen=True, config=_TABLE)
+class DeviceConfig:
+    """`[sources.device]`: the device every row of the source was sold on (a kiosk, a POS till, an app),
+    sent as MP's `device`. Field names and formats are Google's (MP reference, "Device information")."""
+
+    category: DeviceText = None  # desktop | tablet | mobile | smart TV
+    language: DeviceText = None  # ISO 639-1, e.g. en or en-GB
+    screen_resolution: DeviceText = None  # WIDTHxHEIGHT
+    operating_system: DeviceText = None
+    operating_system_version: DeviceText = None
+    model: DeviceText = None
+    brand: DeviceText = None
+    browser: DeviceText = None
+    browser_version: DeviceText = None
+
+    def device(self) -> dict[str, str]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, str)}
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> DeviceConfig:
+        if not self.device():
+            raise KeyedError("category", "[sources.device] sets no field: Google recommends category at a minimum")
+        return self
 
 
 def _event_name(value: str, info: ValidationInfo) -> str:
@@ -444,8 +650,23 @@ class SourceConfig:
     table: NonEmpty | None = None
     query: NonEmpty | None = None
     project: NonEmpty | None = None  # billing project; default: the credentials' project
-    location: NonEmpty | None = None
+    # kind = "bigquery": the job's location ("EU"); any kind: a `[sources.location]` table (store locations)
+    location: Annotated[
+        Annotated[NonEmpty, Tag("tagged-job")] | Annotated[SourceLocation, Tag("tagged-place")],
+        Discriminator(lambda v: "tagged-job" if isinstance(v, str) else "tagged-place"),
+    ] | None = None
     api_endpoint: Annotated[str | None, AfterValidator(lambda v: _endpoint(v))] = None  # a local BigQuery API (tests)
+    device: DeviceConfig | None = None  # `[sources.device]`: fixed device fields for every row (kiosk, POS, app)
+
+    @property
+    def job_location(self) -> str | None:
+        """The BigQuery job location (`location = "EU"`), never the store-location table."""
+        return self.location if isinstance(self.location, str) else None
+
+    @property
+    def place(self) -> SourceLocation | None:
+        """The `[sources.location]` table, when the source sends store locations."""
+        return self.location if isinstance(self.location, SourceLocation) else None
 
     @model_validator(mode="after")
     def _consistent(self) -> SourceConfig:
@@ -457,14 +678,19 @@ class SourceConfig:
             if self.path is None:
                 raise KeyedError("path", "is required (the export file, or a gs:// / s3:// URL)")
             for key in ("table", "query", "project", "location", "api_endpoint"):
-                if getattr(self, key) is not None:
-                    raise KeyedError(key, f"is read only by kind 'bigquery', not {self.kind!r}")
+                if getattr(self, key) is not None and not (key == "location" and self.place is not None):
+                    hint = " (a store location is a [sources.location] table)" if key == "location" else ""
+                    raise KeyedError(key, f"is read only by kind 'bigquery', not {self.kind!r}{hint}")
         if self.thousands is not None and self.thousands == self.decimal:
             raise KeyedError("thousands", f"thousands and decimal are both {self.decimal!r}")
         for key in self.options.set_keys():
             kinds = SourceOptions.KINDS.get(key)
             if kinds and self.kind not in kinds:
                 raise KeyedError(f"options.{key}", f"is read only by kind {' or '.join(kinds)}, not {self.kind!r}")
+        if self.options.get("value_includes_tax") and self.options.get("tax_rate") is None and "tax" not in self.params:
+            raise KeyedError("options.value_includes_tax", "needs the tax: a `tax` column (params.tax) or options.tax_rate")
+        if self.options.get("tax_rate") is not None and not self.options.get("value_includes_tax"):
+            raise KeyedError("options.tax_rate", "is read only with options.value_includes_tax = true")
         return self
 
 
@@ -554,6 +780,29 @@ class ConfigFile:
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     historical: HistoricalConfig | None = None  # absent: deferred events go to deferred.csv only
+    # `[locations.<store>]`: where each store is (docs/locations.md); sources look stores up here.
+    locations: dict[Annotated[str, Field(min_length=1)], PlaceConfig] = field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _stores_known(self) -> ConfigFile:
+        for i, source in enumerate(self.sources):
+            place = source.place
+            if place is None:
+                continue
+            if place.fixed_store is not None and place.fixed_store not in self.locations:
+                raise KeyedError(f"sources.{i}.location.fixed_store",
+                                 f"is not a store of [locations] (known: {', '.join(sorted(self.locations)) or 'none'})")
+            if not place.columns() and not self.locations:
+                raise KeyedError(f"sources.{i}.location", "looks stores up in [locations], but the config has no "
+                                 "[locations] table (add [locations.<store>] with city, region_id, country_id)")
+        return self
+
+    @model_validator(mode="after")
+    def _data_manager_needs_property_id(self) -> ConfigFile:
+        if self.destination.api == API_DATA_MANAGER and not self.property.property_id:
+            raise KeyedError("property.property_id", "is required with [destination] api = \"data_manager\" "
+                             "(the GA4 property the events go to: operatingAccount GOOGLE_ANALYTICS_PROPERTY)")
+        return self
 
 
 def _unique_names(sources: list[SourceConfig]) -> list[SourceConfig]:
@@ -584,6 +833,7 @@ class Config:
     ledger: LedgerConfig | None = None  # the whole [ledger] table (ledger_path is its path)
     historical: HistoricalConfig | None = None  # None: deferred events go to deferred.csv only
     ledger_url: str | None = None  # [ledger] url: a shared PostgreSQL ledger (wins over path)
+    locations: dict[str, PlaceConfig] = field(default_factory=dict)  # [locations]: store → where it is
 
     @property
     def ledger_location(self) -> str | Path:
@@ -684,6 +934,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         sources=tuple(parsed.sources),
         reconcile=parsed.reconcile,
         privacy_extra_params={event: tuple(names) for event, names in parsed.privacy.extra_params.items()},
+        locations=dict(parsed.locations),
     )
 
 
@@ -709,10 +960,10 @@ def _config_error(file: Path, raw: dict[str, Any], exc: ValidationError) -> Conf
 
 
 def _problem(raw: dict[str, Any], error: Any) -> tuple[str, str]:
-    loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
+    loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[", "tagged-")))]
     blamed = (error.get("ctx") or {}).get("error")
     if isinstance(blamed, KeyedError):
-        loc = [*loc, *blamed.key.split(".")]
+        loc = [*loc, *(int(p) if p.isdigit() else p for p in blamed.key.split("."))]
     key = _key_name(raw, loc)
     kind = error["type"]
     if kind in _UNKNOWN:

@@ -7,6 +7,11 @@ The window is "yesterday" in the property's reporting zone (GA4 reports and the 
 zone, not UTC), so a night's run and the export's daily table line up. A lock next to the ledger
 (flock, released by the kernel even on kill -9) keeps two nightly runs from overlapping: the second
 exits 5 at once. Exit code: the worst (highest) of the run's and the reconcile's.
+
+Every run of a night gets its own folder, `<out>/nightly/<day>/run-<run_id>/{run,reconcile}` (a
+retry or a same-day rerun never overwrites the outputs that explain the run before it, as the
+Airflow DAG's per-try folders), and two links, each swapped in one rename so a reader never sees it
+missing: `<out>/nightly/<day>/latest` (that night's newest run) and `<out>/nightly/latest` (the newest).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from etl import log
+from etl.clock import wall_micros
 from etl.config import Config
 from etl.errors import EXIT_LOCKED, LedgerLockedError, MpetlError
 from etl.lockfile import try_lock
@@ -74,20 +80,29 @@ Step = Callable[[], int]
 
 
 def run_nightly(config: Config, *, now: datetime, days: int, out_root: Path, pinned: bool,
-                run_step: Callable[[NightlyPlan, Path], int], reconcile_step: Callable[[NightlyPlan, Path], int]) -> int:
-    """Lock, run, reconcile, point `latest` at the day's folder; return the worst exit code."""
+                run_step: Callable[[NightlyPlan, Path, str], int],
+                reconcile_step: Callable[[NightlyPlan, Path], int]) -> int:
+    """Lock, run into this run's own folder, reconcile, point the `latest` links at it; the worst exit code.
+
+    `run_step(plan, folder, run_id)` must run with that run id: the folder is named by it.
+    """
+    from etl.pipeline import new_run_id
+
     nightly = plan(config, now, days)
     with NightlyLock(config.ledger_path):
-        day_dir = out_root / "nightly" / nightly.last_day.isoformat()
-        day_dir.mkdir(parents=True, exist_ok=True)
+        run_id = new_run_id(datetime.fromtimestamp(wall_micros() / 1e6, UTC))
+        day = nightly.last_day.isoformat()
+        run_dir = out_root / "nightly" / day / f"run-{run_id}"
+        run_dir.mkdir(parents=True)  # never there before: the run id is new
         log.emit("nightly_started", config=str(config.file), timezone=nightly.zone, since=nightly.since.isoformat(),
-                 until=nightly.until.isoformat(), out=str(day_dir), now=now.isoformat() if pinned else None)
-        run_code = _guarded(lambda: run_step(nightly, day_dir / "run"))
+                 until=nightly.until.isoformat(), out=str(run_dir), run_id=run_id, now=now.isoformat() if pinned else None)
+        run_code = _guarded(lambda: run_step(nightly, run_dir / "run", run_id))
         log.emit("nightly_run_finished", exit_code=run_code)
-        reconcile_code = _guarded(lambda: reconcile_step(nightly, day_dir / "reconcile"))
+        reconcile_code = _guarded(lambda: reconcile_step(nightly, run_dir / "reconcile"))
         log.emit("nightly_reconcile_finished", exit_code=reconcile_code, since=nightly.reconcile_since.isoformat(),
                  until=nightly.last_day.isoformat())
-        _point_latest(out_root / "nightly", nightly.last_day.isoformat())
+        _point_link(out_root / "nightly" / day / "latest", run_dir.name)
+        _point_link(out_root / "nightly" / "latest", f"{day}/{run_dir.name}")
     code = max(run_code, reconcile_code)
     log.emit("nightly_finished", exit_code=code)
     return code
@@ -106,12 +121,12 @@ def _guarded(step: Step) -> int:
         return exc.exit_code
 
 
-def _point_latest(folder: Path, day: str) -> None:
-    """Swap the `latest` link in one rename, so a reader never sees it missing."""
-    tmp = folder / ".latest.tmp"
+def _point_link(link: Path, target: str) -> None:
+    """Swap a `latest` link in one rename, so a reader never sees it missing (or half-made)."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    tmp.symlink_to(day)
-    os.replace(tmp, folder / "latest")
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
 
 
 __all__ = ["EXIT_LOCKED", "MAX_DAYS", "NightlyLock", "NightlyPlan", "plan", "run_nightly"]

@@ -62,9 +62,20 @@ ITEM_PARAMS = frozenset(
 #: Params whose values are numbers in the MP body (everything else is sent as a string).
 NUMERIC_PARAMS = frozenset({"value", "tax", "shipping", "price", "quantity", "discount", "engagement_time_msec", "index"})
 
-#: Request-level fields mpetl may use. Never `user_data`, never `ip_override`. `validation_behavior`
+#: Request-level fields mpetl may use. Never `user_data`, never `ip_override` (a person's address: a
+#: store's `user_location` is a place, and GA ignores `ip_override` beside it anyway). `validation_behavior`
 #: carries no data: `validate --debug-endpoint` sends "ENFORCE_RECOMMENDATIONS", as Google recommends.
-REQUEST_FIELDS = frozenset({"client_id", "user_id", "consent", "events", "timestamp_micros", "validation_behavior"})
+#: `app_instance_id` replaces `client_id` for an app stream.
+REQUEST_FIELDS = frozenset({"client_id", "app_instance_id", "user_id", "consent", "events", "timestamp_micros",
+                            "validation_behavior", "user_location", "device"})
+
+#: The members of the request's `user_location` and `device` objects (MP reference: "Geographic
+#: information", "Device information"); anything else inside them is a bug upstream.
+PLACE_FIELDS = {
+    "user_location": frozenset({"city", "region_id", "country_id", "subcontinent_id", "continent_id"}),
+    "device": frozenset({"category", "language", "screen_resolution", "operating_system", "operating_system_version",
+                         "model", "brand", "browser", "browser_version"}),
+}
 
 
 class PrivacyViolation(MpetlError):

@@ -44,13 +44,13 @@ class ResendResult:
 
 def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int | None = None) -> ResendResult:
     """Reconcile `run_id`, re-queue its resendable missing events, send them; write resend.json."""
-    from etl.destination import open_transport, require_api_secret, send_settings
+    from etl.destination import credentials, open_transport, send_settings
     from etl.load import PrivacyManifest, open_ledger, send_pending
     from etl.pipeline import new_run_id
     from etl.reconcile import reconcile
     from etl.reconcile.compare import EXCLUDED, MISSING, NOT_YET
 
-    secret = require_api_secret(config)
+    creds = credentials(config)  # first: a wrong one is one line (exit 2) before the ledger is touched
     out_dir.mkdir(parents=True, exist_ok=True)
     wall = datetime.now(UTC)  # Google's clock decides the window: never --now
     before = reconcile(config, out_dir=out_dir / "reconcile_before", run_id=run_id, now=wall)
@@ -65,12 +65,12 @@ def run_resend(config: Config, *, run_id: str, out_dir: Path, concurrency: int |
     if len(lacking):
         ledger = open_ledger(config.ledger_location, lock=True)
         try:
-            ledger.bind_property(config.property.measurement_id, config.destination.endpoint)
+            ledger.bind_property(config.property.mp_stream_id, config.destination.endpoint)
             ledger.begin_run(resend_run, "resend")
             ledger.recover_in_flight()
             requeued = ledger.requeue_for_resend(lacking["event_key"].astype(str).tolist(), resend_run)
-            settings = send_settings(config, resend_run, concurrency=concurrency)
-            with open_transport(config, secret, concurrency=concurrency) as transport:
+            settings = send_settings(config, resend_run, concurrency=concurrency, creds=creds)
+            with open_transport(config, creds, concurrency=settings.concurrency) as transport:
                 stats = send_pending(ledger, transport, settings, manifest=PrivacyManifest())
             ledger.finish_run(resend_run, orjson.dumps({"mode": "resend", "of_run": run_id}).decode())
         finally:

@@ -22,12 +22,13 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from etl.accounting import AccountingError, Buckets, sent_label
+from etl.accounting import AccountingError, Buckets, Money, money_from_summary, money_to_dict, sent_label
 
 _SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 MAX_SHARDS = 1024
@@ -160,6 +161,7 @@ def aggregate(summaries: Iterable[Mapping[str, Any]], names: Sequence[str] | Non
         night += replace(b, rows_in=0, outside_window=0, other_shard=0)
     order = sorted(range(len(items)), key=lambda i: specs[i].index)
     summed = {k: sum(extra[k] for _, _, extra in read) for k in _SUMMED}
+    money = _night_money(items, where, specs)
     return {
         "shards": count,
         "mode": mode,
@@ -167,11 +169,41 @@ def aggregate(summaries: Iterable[Mapping[str, Any]], names: Sequence[str] | Non
         "balanced": night.balanced(),
         "equation": night.equation(sent_label(mode)),
         **summed,
+        "money": money_to_dict(money),
+        "money_equations": [m.equation(code) for code, m in sorted(money.items())],
         "run_ids": [items[i].get("run_id") for i in order],
         "per_shard": [{"shard": str(specs[i]), "run_id": items[i].get("run_id"), **read[i][1].labelled(mode),
                        "exit_code": read[i][2]["exit_code"]} for i in order],
         "exit_code": max(extra["exit_code"] for _, _, extra in read),
     }
+
+
+def _night_money(items: list[Mapping[str, Any]], where: list[str], specs: list[Shard]) -> dict[str, Money]:
+    """The night's money per currency, folded like the rows: each shard's own buckets summed, its
+    `other_shard` left out (another shard holds those rows), `outside_window` counted once (every
+    shard reads the same window). Refuses a shard whose money does not balance, or shards whose
+    windows held different money. Summaries written before money was tallied hold none."""
+    try:
+        read = [money_from_summary(item.get("money", {}), where=f"{w}: money") for item, w in zip(items, where, strict=True)]
+    except AccountingError as exc:
+        raise AggregateError(str(exc)) from None
+    night: dict[str, Money] = {}
+    outside: dict[str, set] = {}
+    for spec, money in zip(specs, read, strict=True):
+        for code, m in money.items():
+            if not m.balanced():
+                raise AggregateError(f"shard {spec} does not balance: {m.equation(code)}")
+            outside.setdefault(code, set()).add(m.value_outside_window)
+            own = replace(m, value_in=m.value_in - m.value_other_shard - m.value_outside_window,
+                          value_other_shard=Decimal(0), value_outside_window=Decimal(0))
+            night[code] = night[code] + own if code in night else own
+    for code, values in outside.items():
+        seen = values | ({Decimal(0)} if any(code not in money for money in read) else set())
+        if len(seen) != 1:
+            raise AggregateError(f"shards read different inputs: {code} value_outside_window {sorted(map(str, seen))}")
+        window = seen.pop()
+        night[code] = replace(night[code], value_in=night[code].value_in + window, value_outside_window=window)
+    return night
 
 
 #: Counts summed over the shards besides the buckets (each shard's own; absent in older summaries: 0).

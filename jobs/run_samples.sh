@@ -17,7 +17,8 @@ mkdir -p "$OUT"
 bash jobs/system_deps.sh faketime || exit 2
 FAKETIME_LIB=$(compgen -G "/usr/lib/*/faketime/libfaketimeMT.so.1" | head -n 1)
 export LD_PRELOAD="$FAKETIME_LIB" FAKETIME="@${NOW//[TZ]/ }" FAKETIME_DONT_FAKE_MONOTONIC=1 TZ=UTC
-"$MPETL" run --config "$CONFIG" --out "$OUT/run" --now "$NOW" >"$OUT/run.log" 2>"$OUT/run.stderr.log"
+# --replace: each `make run` shows the latest run (the previous run's deferred rows move into this one's deferred.csv).
+"$MPETL" run --config "$CONFIG" --out "$OUT/run" --replace --now "$NOW" >"$OUT/run.log" 2>"$OUT/run.stderr.log"
 run_code=$?
 python3 - "$OUT/run/summary.json" <<'PY'
 import json, sys

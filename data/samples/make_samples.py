@@ -210,15 +210,21 @@ def shopify(fk: Faker) -> None:
         order_name = f"#{1001 + i}"
         lines = rng.sample(PRODUCTS, rng.choice([1, 1, 2, 2, 3, 4]))
         qty = [rng.choice([1, 1, 1, 2, 3]) for _ in lines]
-        subtotal = sum(p[2] * q for p, q in zip(lines, qty, strict=True))
-        discount_code, discount = "", 0.0
+        gross = sum(p[2] * q for p, q in zip(lines, qty, strict=True))
+        # A sale price on the first line of every ninth order (Shopify's `Lineitem discount`: the whole
+        # line's), and codes on the order; `Discount Amount` holds both, `Subtotal` is after both (as
+        # Shopify's orders export writes it: after discounts, before shipping and taxes).
+        line_discount = round(1.00 * qty[0], 2) if i % 9 == 4 else 0.0
+        discount_code, discount = "", line_discount
         if rng.random() < 0.2:
-            discount_code, discount = rng.choice(["WELCOME10", "BFCM25", "FREESHIP"]), round(subtotal * 0.1, 2)
+            discount_code = rng.choice(["WELCOME10", "BFCM25", "FREESHIP"])
+            discount = round(line_discount + (gross - line_discount) * 0.1, 2)
+        subtotal = round(gross - discount, 2)
         if i == 21:
             discount_code = email  # pasted the customer's email as a "code"
         shipping = rng.choice([0.0, 5.0, 7.95])
-        taxes = round((subtotal - discount) * 0.08875, 2)
-        total = round(subtotal - discount + shipping + taxes, 2)
+        taxes = round(subtotal * 0.08875, 2)
+        total = round(subtotal + shipping + taxes, 2)
         status = rng.choices(["paid", "refunded", "partially_refunded", "pending", "voided"], [85, 5, 5, 3, 2])[0]
         refunded = {"refunded": total, "partially_refunded": round(lines[0][2], 2)}.get(status, 0.0)
         notes = []
@@ -240,7 +246,7 @@ def shopify(fk: Faker) -> None:
             row[col["Lineitem taxable"]] = "true"
             row[col["Lineitem fulfillment status"]] = "pending"
             row[col["Vendor"]] = product[3]
-            row[col["Lineitem discount"]] = "0.00"
+            row[col["Lineitem discount"]] = f"{line_discount if j == 0 else 0.0:.2f}"
             row[col["Created at"]] = created.strftime("%Y-%m-%d %H:%M:%S %z")
             row[col["Id"]] = str(5550000000 + i) if j == 0 else ""
             if j == 0:
@@ -403,6 +409,60 @@ def generic(fk: Faker) -> None:
     write_csv(HERE / "generic" / "closed_deals.csv", header, rows, encoding="cp1252", delimiter=";", lineterminator="\r\n")
 
 
+STORES = [("Soho", "GB"), ("Manchester Arndale", "GB")]  # looked up in jobs/configs/stores.toml [locations]
+
+
+def shopify_stores(fk: Faker) -> None:
+    """A UK shop's orders export (issue 26): POS orders at two stores (the `Location` column) and a few
+    online orders (no Location: GA places those from the site's own tag). Cookies as in the web shop's
+    note attributes, written at the till when the customer shows the loyalty app."""
+    zone = ZoneInfo("Europe/London")
+    rng = fk.rng
+    col = {h: i for i, h in enumerate(SHOPIFY_HEADER)}
+    rows: list[list[str]] = []
+    for i in range(14):
+        at = fk.event_time(i, 14, old=set(), future=set()).astimezone(zone)
+        store = "" if i in (4, 9) else STORES[i % 2][0]
+        lines = rng.sample(PRODUCTS, rng.choice([1, 2]))
+        subtotal = sum(p[2] for p in lines)
+        taxes = round(subtotal * 0.2, 2)
+        stamp = at.strftime("%Y-%m-%d %H:%M:%S %z")
+        for j, product in enumerate(lines):
+            row = [""] * len(SHOPIFY_HEADER)
+            row[col["Name"]] = f"#UK{2001 + i}"
+            row[col["Lineitem quantity"]] = "1"
+            row[col["Lineitem name"]] = product[1]
+            row[col["Lineitem price"]] = f"{product[2]:.2f}"
+            row[col["Lineitem sku"]] = product[0]
+            row[col["Vendor"]] = product[3]
+            row[col["Created at"]] = stamp
+            if j == 0:
+                for key, value in {
+                    "Financial Status": "paid", "Paid at": stamp, "Currency": "GBP", "Subtotal": f"{subtotal:.2f}",
+                    "Shipping": "0.00", "Taxes": f"{taxes:.2f}", "Total": f"{subtotal + taxes:.2f}",
+                    "Note Attributes": f"_ga: {fk.ga_cookie(at, bad=False)}\n_ga_{MEASUREMENT_SUFFIX}: {fk.session_cookie(at)}",
+                    "Location": store, "Source": "pos" if store else "web", "Refunded Amount": "0.00",
+                }.items():
+                    row[col[key]] = value
+            rows.append(row)
+    write_csv(HERE / "pos" / "shopify_two_stores.csv", SHOPIFY_HEADER, rows)
+
+
+def app_purchases(fk: Faker) -> None:
+    """In-app purchases of an Android app stream (issue 26): the app instance id (32 hex digits,
+    Firebase's getAppInstanceId()) instead of a _ga cookie; one row carries a truncated id."""
+    rng = fk.rng
+    rows = []
+    for i in range(10):
+        at = fk.event_time(i, 10, old=set(), future=set())
+        instance = "".join(rng.choices("0123456789abcdef", k=32 if i != 6 else 31))
+        rows.append([f"GPA.3381-{4410 + i}", at.strftime("%Y-%m-%dT%H:%M:%SZ"), f"{rng.choice([0.99, 2.99, 4.99, 9.99]):.2f}",
+                     "GBP", instance, str(int(at.timestamp()) - rng.randint(30, 900))])
+    (HERE / "app").mkdir(exist_ok=True)
+    write_csv(HERE / "app" / "app_purchases.csv", ["Order ID", "Purchased At", "Price", "Currency", "App Instance ID",
+                                                   "Session"], rows)
+
+
 def main() -> None:
     fk = Faker(20261121)
     salesforce(fk)
@@ -410,6 +470,9 @@ def main() -> None:
     shopify(fk)
     square(fk)
     generic(fk)
+    # Their own seeds: the files above stay byte for byte what they were.
+    shopify_stores(Faker(26))
+    app_purchases(Faker(2626))
 
 
 if __name__ == "__main__":

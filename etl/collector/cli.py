@@ -59,7 +59,9 @@ def _digits(ctx: click.Context, param: click.Parameter, value: str | None) -> st
               help="Port; 0 picks a free one (printed on stdout).")
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the GA4-shaped store (events_YYYYMMDD.ndjson).")
-@click.option("--measurement-id", required=True, help="The measurement id requests must carry (G-…).")
+@click.option("--measurement-id", default=None, help="The web stream's measurement id requests carry (G-…).")
+@click.option("--firebase-app-id", default=None,
+              help="The app stream's Firebase App ID requests carry instead (1:…:android:…); one of the two is required.")
 @click.option("--stream-id", default=None, callback=_digits,
               help="Numeric data-stream id written as stream_id (default: the endpoint's DEFAULT_STREAM_ID).")
 @click.option("--daily-lag-s", type=Finite(0), default=0.0, show_default=True,
@@ -71,7 +73,19 @@ def _digits(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option("--api-secret-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=f"File holding the API secret, used when {SECRET_ENV} is unset.")
 @_fault_options
-def collector(data_dir: Path, api_secret_file: Path | None, **options: Any) -> int:
+@click.option("--dm-service-account", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Data Manager API (POST /v1/events:ingest, GET /v1/requestStatus:retrieve, POST /token): a test "
+                   "service-account JSON whose assertions /token accepts (only its public half is used); without it "
+                   "the Data Manager endpoints answer 404.")
+@click.option("--property-id", default="123456789", show_default=True,
+              help="Data Manager: the GA4 property id the destination must name.")
+@click.option("--dm-token-ttl-s", type=Finite(1), default=3600.0, show_default=True,
+              help="Data Manager: lifetime of issued access tokens.")
+@click.option("--dm-requests-per-minute", type=click.IntRange(1, 1_000_000), default=None,
+              help="Data Manager: answer 429 beyond this many requests a minute.")
+@click.option("--dm-status-delay-s", type=Finite(0), default=0.0, show_default=True,
+              help="Data Manager: a request's status stays PROCESSING this long.")
+def collector(data_dir: Path, api_secret_file: Path | None, dm_service_account: Path | None, **options: Any) -> int:
     """The local GA4 Measurement Protocol endpoint: POST /mp/collect (GA's semantics: 204 even for what
     it drops), POST /debug/mp/collect (validation messages, records nothing), GET /__stats; for tests
     POST /__live (the site's own page_views, stamped now), /__withhold and /__release (a late update).
@@ -81,6 +95,7 @@ def collector(data_dir: Path, api_secret_file: Path | None, **options: Any) -> i
     """
     import logging
 
+    from etl.collector.datamanager import Trust
     from etl.collector.server import CollectorServer
 
     secret = _secret(api_secret_file)
@@ -92,9 +107,12 @@ def collector(data_dir: Path, api_secret_file: Path | None, **options: Any) -> i
     if options["stream_id"] is None:
         del options["stream_id"]
     host, port = options["host"], options["port"]
+    if not (options["measurement_id"] or options["firebase_app_id"]):
+        raise CliError("collector: give --measurement-id (a web stream) or --firebase-app-id (an app stream)")
     try:
-        server = CollectorServer(data_dir, api_secret=secret, faults=faults, **options)
-    except (ValueError, KeyError) as exc:  # a time zone or measurement id the endpoint refuses
+        dm_trust = Trust.from_service_account_file(dm_service_account) if dm_service_account else None
+        server = CollectorServer(data_dir, api_secret=secret, faults=faults, dm_trust=dm_trust, **options)
+    except (ValueError, KeyError) as exc:  # a time zone, measurement id or key file the endpoint refuses
         raise CliError(f"collector: {exc}") from None
     except OSError as exc:  # the store folder cannot be created
         raise CliError(f"collector: cannot use {exc.filename or data_dir}: {exc.strerror or exc}") from None

@@ -16,6 +16,16 @@ export carries, not the measurement id.
 
 Invariant visible in ``/__stats``: events_received = events_stored + sum(dropped). Events in
 requests answered 429/5xx are counted apart (``events_refused``): the sender was told.
+
+Where and on what (MP reference, "Geographic information", "Device information"): the stored row's
+``geo.*`` and ``device.*`` come from the request's ``user_location`` and ``device``; GA "ignores
+``ip_override``" when ``user_location`` is sent, and so does this collector, which derives nothing
+from an IP (no address database offline: a request with only ``ip_override`` gets no geo). A code GA
+cannot read (a ``region_id`` that is no ISO 3166-2 code) is not malformed: the request is taken (204)
+and that field stays unset, the other fields are kept — a silent loss only reconciliation's geo share
+shows. An app stream's request names ``firebase_app_id`` instead of ``measurement_id`` and carries
+``app_instance_id`` instead of ``client_id`` (else it is invalid, dropped); its rows have
+``platform`` ANDROID or IOS and ``app_info.firebase_app_id``.
 """
 
 from __future__ import annotations
@@ -63,8 +73,9 @@ class Endpoint:
         self,
         store: EventStore,
         *,
-        measurement_id: str,
+        measurement_id: str | None,
         api_secret: str,
+        firebase_app_id: str | None = None,
         timezone: str = "UTC",
         now: dt.datetime | None = None,
         faults: FaultInjector,
@@ -73,8 +84,11 @@ class Endpoint:
     ) -> None:
         if not api_secret:
             raise ValueError("api_secret must not be empty")
+        if not (measurement_id or firebase_app_id):
+            raise ValueError("a collector needs a measurement_id (web stream) or a firebase_app_id (app stream)")
         self.store = store
         self.measurement_id = measurement_id
+        self.firebase_app_id = firebase_app_id
         self._secret = api_secret.encode()
         self.zone = zoneinfo.ZoneInfo(timezone)
         self._pinned_micros = to_micros(now) if now is not None else None
@@ -89,10 +103,21 @@ class Endpoint:
         return self._pinned_micros if self._pinned_micros is not None else time.time_ns() // 1000
 
     def _authorized(self, query: Query) -> tuple[bool, bool]:
-        """(measurement_id matches, api_secret matches), compared in constant time for the secret."""
-        mid = query.get("measurement_id", [""])[0]
+        """(the stream id matches, api_secret matches), compared in constant time for the secret."""
         secret = query.get("api_secret", [""])[0].encode()
-        return mid == self.measurement_id, bool(secret) and hmac.compare_digest(secret, self._secret)
+        return self._stream(query) is not None, bool(secret) and hmac.compare_digest(secret, self._secret)
+
+    def _stream(self, query: Query) -> str | None:
+        """"web" or "app": which of this collector's streams the query names (None: neither)."""
+        mid = query.get("measurement_id", [""])[0]
+        app = query.get("firebase_app_id", [""])[0]
+        if mid and app:
+            return None  # one stream per request: GA cannot tell which
+        if self.measurement_id and mid == self.measurement_id:
+            return "web"
+        if self.firebase_app_id and app == self.firebase_app_id:
+            return "app"
+        return None
 
     # --- /mp/collect ---------------------------------------------------------------------
     def collect(self, query: Query, raw: bytes) -> Answer:
@@ -117,7 +142,7 @@ class Endpoint:
             self.stats.injected("drop")
             self._drop_request("injected_drop", n_events)
         else:
-            self._accept(body, byte_messages, events if n_events else [])
+            self._accept(body, byte_messages, events if n_events else [], self._stream(query) or "web")
 
         if plan.kind == RESET:
             self.stats.injected("reset")
@@ -136,13 +161,15 @@ class Endpoint:
         self.stats.drop_request(reason)
         self.stats.drop_events(reason, n_events)
 
-    def _accept(self, body: Any, byte_messages: list[Message], events: list[Any]) -> None:
+    def _accept(self, body: Any, byte_messages: list[Message], events: list[Any], stream: str) -> None:
         now = self.now_micros()
         messages = list(byte_messages)
         enforce = _behavior(body) == ENFORCE
         if body is not None:
             max_age = MAX_EVENT_AGE_HOURS if enforce else _NO_AGE_LIMIT_HOURS
-            messages += validate_request(body, now_micros=now, max_age_hours=max_age, future_tolerance_s=FUTURE_TOLERANCE_S)
+            messages += validate_request(body, now_micros=now, max_age_hours=max_age, future_tolerance_s=FUTURE_TOLERANCE_S,
+                                         stream=stream)
+        app_id = self.firebase_app_id if stream == "app" else None
         request_level, by_event = split_by_event(messages)
         if request_level:
             ts = body.get("timestamp_micros") if isinstance(body, dict) else None
@@ -155,10 +182,12 @@ class Endpoint:
                 ts = event.get("timestamp_micros", body.get("timestamp_micros")) if isinstance(event, dict) else None
                 self.stats.drop_events(self._reason(by_event[i], ts, now), 1)
                 continue
-            row = export_row(event, body, arrival_micros=now, zone=self.zone, stream_id=self.stream_id)
+            row = export_row(event, body, arrival_micros=now, zone=self.zone, stream_id=self.stream_id,
+                             firebase_app_id=app_id)
             if row["event_timestamp"] < oldest:  # RELAXED: recorded, at 72 h before receipt
                 row = export_row(
-                    {**event, "timestamp_micros": oldest}, body, arrival_micros=now, zone=self.zone, stream_id=self.stream_id
+                    {**event, "timestamp_micros": oldest}, body, arrival_micros=now, zone=self.zone, stream_id=self.stream_id,
+                    firebase_app_id=app_id,
                 )
                 self.stats.add("events_redated")
             rows.append(row)
@@ -185,7 +214,8 @@ class Endpoint:
         unparseable = any(m["fieldPath"] == "" and m["validationCode"] == VALUE_INVALID for m in byte_messages)
         if not unparseable:
             max_age = MAX_EVENT_AGE_HOURS if _behavior(body) == ENFORCE else _NO_AGE_LIMIT_HOURS
-            messages += validate_request(body, now_micros=self.now_micros(), max_age_hours=max_age)
+            stream = "app" if query.get("firebase_app_id") and not query.get("measurement_id") else "web"
+            messages += validate_request(body, now_micros=self.now_micros(), max_age_hours=max_age, stream=stream)
         return Answer(200, {"Content-Type": "application/json"}, orjson.dumps({"validationMessages": messages}))
 
     # --- controls for tests: the site's own traffic, late updates --------------------------

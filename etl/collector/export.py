@@ -28,6 +28,8 @@ def export_row(
     arrival_micros: int,
     zone: zoneinfo.ZoneInfo,
     stream_id: str,
+    firebase_app_id: str | None = None,
 ) -> dict[str, Any]:
     """One stored row: etl.protocol.ga4_row, shared with the historical table so the two always union."""
-    return ga4_row(event, body, zone=zone, stream_id=stream_id, arrival_micros=arrival_micros)
+    return ga4_row(event, body, zone=zone, stream_id=stream_id, arrival_micros=arrival_micros,
+                   firebase_app_id=firebase_app_id)

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from etl.collector.datamanager import MAX_BODY_BYTES as DM_MAX_BODY_BYTES
+from etl.collector.datamanager import DataManagerEndpoint, Trust
 from etl.collector.endpoint import DEFAULT_STREAM_ID, Answer, Endpoint
 from etl.collector.faults import NO_FAULTS, FaultInjector, FaultOptions
 from etl.collector.stats import Stats
@@ -31,7 +33,7 @@ from etl.protocol.rules import MAX_BODY_BYTES
 
 log = logging.getLogger("etl.collector.access")
 
-_MAX_READ = 8 * MAX_BODY_BYTES  # read oversized bodies (GA drops them), but not without bound
+_MAX_READ = max(8 * MAX_BODY_BYTES, 2 * DM_MAX_BODY_BYTES)  # read oversized bodies (to refuse them as Google does), within bounds
 _COLLECT_PATHS = ("/mp/collect", "/debug/mp/collect")
 
 
@@ -42,6 +44,7 @@ class _Server(ThreadingHTTPServer):
     # The stdlib default backlog (5) makes concurrent senders wait out SYN retries (~1 s each).
     request_queue_size = 1024
     endpoint: Endpoint
+    data_manager: DataManagerEndpoint | None = None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """One line, no exception text: a message could quote request data."""
@@ -81,13 +84,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(endpoint.withhold(raw))
         elif path == "/__release":
             self._answer(endpoint.release())
+        elif self.server.data_manager is not None and path in ("/v1/events:ingest", "/token"):
+            dm = self.server.data_manager
+            self._answer(dm.ingest(raw, self.headers.get("Authorization")) if path != "/token" else dm.token(raw))
         else:
             self._answer(Answer(404))
 
     def do_GET(self) -> None:
-        path, _ = self._route()
+        path, query = self._route()
         if path == "/__stats":
             self._answer(self.server.endpoint.stats_answer())
+        elif path == "/v1/requestStatus:retrieve" and self.server.data_manager is not None:
+            self._answer(self.server.data_manager.request_status(query, self.headers.get("Authorization")))
         elif path in _COLLECT_PATHS:
             self._answer(Answer(405, {"Allow": "POST"}))
         else:
@@ -190,13 +198,19 @@ class CollectorServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        measurement_id: str,
+        measurement_id: str | None = None,
         api_secret: str,
+        firebase_app_id: str | None = None,
         timezone: str = "UTC",
         now: dt.datetime | None = None,
         faults: FaultOptions = NO_FAULTS,
         stream_id: str = DEFAULT_STREAM_ID,
         daily_lag_s: float = 0.0,
+        dm_trust: Trust | None = None,
+        property_id: str = "123456789",
+        dm_token_ttl_s: float = 3600.0,
+        dm_requests_per_minute: int | None = None,
+        dm_status_delay_s: float = 0.0,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
@@ -206,6 +220,7 @@ class CollectorServer:
         self._endpoint = Endpoint(
             self._store,
             measurement_id=measurement_id,
+            firebase_app_id=firebase_app_id,
             api_secret=api_secret,
             timezone=timezone,
             now=now,
@@ -213,6 +228,11 @@ class CollectorServer:
             stats=self._stats,
             stream_id=stream_id,
         )
+        # The Data Manager API beside the MP endpoint, when a test service account is trusted.
+        self._data_manager = (DataManagerEndpoint(self._endpoint, dm_trust, property_id=property_id,
+                                                  token_ttl_s=dm_token_ttl_s, per_minute=dm_requests_per_minute,
+                                                  status_delay_s=dm_status_delay_s)
+                              if dm_trust is not None else None)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -221,6 +241,7 @@ class CollectorServer:
             cls = _Server6 if ":" in self.host else _Server
             self._server = cls((self.host, self._requested_port), _Handler)
             self._server.endpoint = self._endpoint
+            self._server.data_manager = self._data_manager
         return self._server
 
     @property

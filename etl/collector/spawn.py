@@ -101,8 +101,9 @@ def _pump(stream: IO[bytes], lines: queue.Queue[str]) -> None:
 def spawn_collector(
     data_dir: Path | str,
     *,
-    measurement_id: str,
+    measurement_id: str | None = None,
     api_secret: str,
+    firebase_app_id: str | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
     timezone: str = "UTC",
@@ -110,6 +111,10 @@ def spawn_collector(
     faults: FaultOptions = NO_FAULTS,
     stream_id: str | None = None,
     daily_lag_s: float | None = None,
+    dm_service_account: Path | None = None,
+    property_id: str | None = None,
+    dm_token_ttl_s: float | None = None,
+    dm_requests_per_minute: int | None = None,
     startup_timeout_s: float = 20.0,
 ) -> Iterator[SpawnedCollector]:
     """Start a collector process on a free port, wait until it answers, stop it on exit."""
@@ -118,10 +123,15 @@ def spawn_collector(
         "host": host,
         "port": port,
         "measurement_id": measurement_id,
+        "firebase_app_id": firebase_app_id,
         "timezone": timezone,
         "now": now,
         "stream_id": stream_id,
         "daily_lag_s": daily_lag_s,
+        "dm_service_account": dm_service_account,
+        "property_id": property_id,
+        "dm_token_ttl_s": dm_token_ttl_s,
+        "dm_requests_per_minute": dm_requests_per_minute,
     }
     env = dict(os.environ, MP_API_SECRET=api_secret, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH", "")) if p)

@@ -47,6 +47,13 @@ class Stats:
                 "events_redated": self._totals["events_redated"],  # stored, timestamp reset (RELAXED)
                 "events_refused": self._totals["events_refused"],
                 "live_traffic": self._totals["live_traffic"],  # the site's own page_views (POST /__live), not ours
+                # The Data Manager API (etl/collector/datamanager.py)
+                "dm_requests": self._totals["dm_requests"],
+                "dm_unauthorized": self._totals["dm_unauthorized"],
+                "dm_validate_requests": self._totals["dm_validate_requests"],
+                "dm_events_invalid": self._totals["dm_events_invalid"],
+                "tokens_issued": self._totals["tokens_issued"],
+                "tokens_refused": self._totals["tokens_refused"],
                 "dropped": dict(self._dropped),
                 "dropped_requests": dict(self._dropped_requests),
                 "injected": dict(self._injected),

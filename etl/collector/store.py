@@ -48,6 +48,12 @@ STORE_COLUMNS: dict[str, str] = {
     ),
     "stream_id": "VARCHAR",
     "platform": "VARCHAR",
+    "app_info": "STRUCT(id VARCHAR, version VARCHAR, firebase_app_id VARCHAR)",
+    "geo": "STRUCT(city VARCHAR, country VARCHAR, continent VARCHAR, region VARCHAR, sub_continent VARCHAR, metro VARCHAR)",
+    "device": (
+        "STRUCT(category VARCHAR, mobile_brand_name VARCHAR, mobile_model_name VARCHAR, operating_system VARCHAR,"
+        " operating_system_version VARCHAR, language VARCHAR, web_info STRUCT(browser VARCHAR, browser_version VARCHAR))"
+    ),
     "ecommerce": (
         "STRUCT(total_item_quantity BIGINT, purchase_revenue_in_usd DOUBLE, purchase_revenue DOUBLE,"
         " refund_value_in_usd DOUBLE, refund_value DOUBLE, shipping_value_in_usd DOUBLE, shipping_value DOUBLE,"

@@ -5,8 +5,18 @@ from __future__ import annotations
 import pandas as pd
 
 from etl.config import SourceConfig
-from etl.extract.fields import CANONICAL_FIELDS, FILTER_PREFIX, MONEY_PARAMS, PARAM_PREFIX, SKIP_REASON, ResolvedColumns
-from etl.extract.money import normalise_amounts
+from etl.extract.fields import (
+    CANONICAL_FIELDS,
+    FILTER_PREFIX,
+    INTERNAL_FIELDS,
+    MONEY_FIELDS,
+    MONEY_PARAMS,
+    PARAM_PREFIX,
+    PLACE_PREFIX,
+    SKIP_REASON,
+    ResolvedColumns,
+)
+from etl.extract.money import currency_marks, normalise_amounts
 from etl.extract.raw import CELL_PROBLEM, RawChunk
 
 TEXT = pd.StringDtype()
@@ -35,12 +45,16 @@ def mapped_fields(raw: RawChunk, cols: ResolvedColumns, source: SourceConfig) ->
     """Every canonical field and param the mapping names, as text; `time` folds into `timestamp`."""
     out: dict[str, pd.Series] = {}
     names: dict[str, str] = {}
-    extra = sorted(f for f in cols.positions if f.startswith((PARAM_PREFIX, FILTER_PREFIX)))
+    extra = sorted(f for f in cols.positions if f.startswith((PARAM_PREFIX, FILTER_PREFIX, PLACE_PREFIX)))
     for field in (*CANONICAL_FIELDS, *extra):
         if not cols.has(field):
             continue
         values = field_text(raw, cols, field)
-        if field == "value" or field.removeprefix(PARAM_PREFIX) in MONEY_PARAMS and field.startswith(PARAM_PREFIX):
+        if field == "value":
+            marks = currency_marks(values)
+            if marks.notna().any():
+                out["value_sign"] = marks
+        if field in MONEY_FIELDS or field.removeprefix(PARAM_PREFIX) in MONEY_PARAMS and field.startswith(PARAM_PREFIX):
             values = money(values, source)
         out[field] = values
         names[field] = cols.headers[field]
@@ -58,6 +72,8 @@ def assemble(rows, fields: dict[str, pd.Series]) -> pd.DataFrame:
     order = [f for f in CANONICAL_FIELDS if f in fields]
     order += sorted(f for f in fields if f.startswith(PARAM_PREFIX))
     order += sorted(f for f in fields if f.startswith(FILTER_PREFIX))
+    order += [f for f in INTERNAL_FIELDS if f in fields]
+    order += sorted(f for f in fields if f.startswith(PLACE_PREFIX))
     if SKIP_REASON in fields:
         order.append(SKIP_REASON)
     if CELL_PROBLEM in fields:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from etl.config import SourceConfig
 from etl.errors import SourceError
+from etl.protocol.place import PLACE_PREFIX as _PLACE_PREFIX
 
 CANONICAL_FIELDS = (
     "client_id",
@@ -29,12 +30,22 @@ CANONICAL_FIELDS = (
     "ad_user_data",
     "ad_personalization",
     "user_id",
+    "total",  # the order's total with tax and shipping: value = total − tax − shipping when value is unmapped
+    "refunded",  # a refund row's cumulative refunded amount, tax included (Shopify's Refunded Amount)
+    "app_instance_id",  # an app stream's pseudonymous id (32 hex digits), instead of client_id
 )
+#: Columns only a kind writes (never mapped by a user): `value_sign`, the currency mark the value cell
+#: carried (etl.extract.money.currency_marks); `time_unknown`, a refund whose export has no time for it
+#: (the transform times it at the wall clock: when it was first seen).
+INTERNAL_FIELDS = ("value_sign", "time_unknown")
 PARAM_PREFIX = "param."
+# `[sources.location]` columns: place.store (looked up in [locations]), place.city, … (etl/protocol/place.py)
+PLACE_PREFIX = _PLACE_PREFIX
 FILTER_PREFIX = "filter."  # `[sources.filter]` columns, carried to the transform's row filter
 SKIP_REASON = "skip_reason"
 # Params holding money: normalised like `value` so "$2.16" arrives as "2.16".
 MONEY_PARAMS = frozenset({"tax", "shipping", "tip", "discount"})
+MONEY_FIELDS = frozenset({"value", "total", "refunded"})
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,31 @@ def specs_for(source: SourceConfig, defaults: Sequence[FieldSpec], helpers: Iter
         by_field[PARAM_PREFIX + name] = FieldSpec(PARAM_PREFIX + name, (header,), required=True)
     for column in source.filter:
         by_field[FILTER_PREFIX + column] = FieldSpec(FILTER_PREFIX + column, (column,), required=True)
+    _place_specs(source, by_field)
     return list(by_field.values())
+
+
+def _place_specs(source: SourceConfig, by_field: dict[str, FieldSpec]) -> None:
+    """`[sources.location]`'s columns. An empty table means the kind's own store column (Shopify's and
+    Square's `Location`), then required: a store location the export cannot give is a mapping to fix."""
+    store = PLACE_PREFIX + "store"
+    place = source.place
+    if place is None or place.fixed_store is not None:
+        by_field.pop(store, None)
+        return
+    named = {PLACE_PREFIX + k: v for k, v in place.columns().items()}
+    if place.store is not None:
+        named[store] = place.store
+    if named:
+        by_field.pop(store, None)
+        for field, header in named.items():
+            by_field[field] = FieldSpec(field, (header,), required=True)
+    elif store in by_field:
+        by_field[store] = FieldSpec(store, by_field[store].headers, required=True)
+    else:
+        raise SourceError(str(source.path), None, None,
+                          f"[sources.location] names no column and kind {source.kind!r} has no store column of its own: "
+                          "set store (a column looked up in [locations]), fixed_store, or city/region_id/country_id")
 
 
 def resolve(path: str, header_row: Sequence[str], specs: Sequence[FieldSpec]) -> ResolvedColumns:

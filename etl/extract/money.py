@@ -18,6 +18,16 @@ def _literal(char: str) -> str:
     return "\\" + char if char.isascii() and not char.isalnum() and char != " " else char
 
 
+def currency_marks(values: pd.Series) -> pd.Series:
+    """The currency mark a cell of amounts carries (`$`, `US$`, `€`, …, or an ISO code like `USD`), NA
+    when none: the transform checks it against the row's currency."""
+    text = values.astype("string").str.strip()
+    sign = text.str.extract(r"((?:US|CA|AU|NZ|HK|S)?\$|[€£¥₹])", expand=False)
+    code = text.str.extract(r"^([A-Z]{3})\s*[\d(+-]", expand=False).fillna(
+        text.str.extract(r"[\d)]\s*([A-Z]{3})$", expand=False))
+    return sign.fillna(code).astype("string")
+
+
 def normalise_amounts(values: pd.Series, decimal: str = ".", thousands: str | None = None) -> pd.Series:
     """Normalise a text column of amounts; NA stays NA, unparseable text stays as written."""
     text = values.astype("string")

@@ -1,4 +1,4 @@
-"""Pending events → MP request bodies: one identity per request, ≤ 25 events, ≤ 130 kB.
+"""Pending events → MP request bodies: one identity (and one place) per request, ≤ 25 events, ≤ 130 kB.
 
 Events arrive already serialised (the transform built their params), so a body is assembled from
 bytes, never re-encoded; its size is known exactly before it is closed. The run marker
@@ -30,6 +30,11 @@ class Request:
         """Ties a request to its log lines (never sent anywhere)."""
         return hashlib.sha256(self.body).hexdigest()[:24]
 
+    def gate_body(self) -> dict:
+        """What the privacy gate and the manifest read: the body itself (a Data Manager request gives an
+        MP-shaped view of its own)."""
+        return orjson.loads(self.body)
+
 
 @dataclass(frozen=True, slots=True)
 class Oversized:
@@ -48,13 +53,15 @@ def resend_marker(run_id: str) -> bytes:
     return run_marker(run_id) + b',"' + RESEND_MARKER_PARAM.encode() + b'":' + orjson.dumps(run_id)
 
 
-def _prefix(event: PendingEvent, validation_behavior: str | None) -> bytes:
-    head = b'{"client_id":' + orjson.dumps(event.client_id)
+def _prefix(event: PendingEvent, validation_behavior: str | None, identity_field: bytes) -> bytes:
+    head = b'{"' + identity_field + b'":' + orjson.dumps(event.client_id)
     if event.user_id:
         head += b',"user_id":' + orjson.dumps(event.user_id)
     consent = consent_json(event.consent)
     if consent:
         head += b',"consent":' + consent
+    if event.place:
+        head += b"," + event.place  # "user_location":{…},"device":{…}: once per request, for all its events
     if validation_behavior:
         head += b',"validation_behavior":' + orjson.dumps(validation_behavior)
     return head + b',"events":['
@@ -67,9 +74,17 @@ def build_requests(
     validation_behavior: str | None = None,
     max_events: int = rules.MAX_EVENTS_PER_REQUEST,
     max_bytes: int = rules.MAX_BODY_BYTES,
+    identity_field: str = "client_id",
 ) -> Iterator[Request | Oversized]:
-    """Group consecutive events of the same identity (the ledger orders them so) into requests."""
+    """Group consecutive events of the same identity (the ledger orders them so) into requests.
+
+    The identity is (client, user_id, consent, place): `user_location` and `device` are request-level
+    in MP, so two stores' orders of one client go in two requests, never one attributed to either
+    store. `identity_field` names the client in the body: `client_id` (web stream) or `app_instance_id`
+    (app stream, MP reference).
+    """
     marker, resent_marker = run_marker(run_id), resend_marker(run_id)
+    field = identity_field.encode()
     identity: tuple | None = None
     head = b""
     ids: list[int] = []
@@ -88,7 +103,7 @@ def build_requests(
             ids, parts = [], []
         if not ids:
             identity = this_identity
-            head = _prefix(event, validation_behavior)
+            head = _prefix(event, validation_behavior, field)
             size = len(head)
             if size + event_size + 2 > max_bytes:
                 yield Oversized(event, size + event_size + 2)

@@ -19,6 +19,7 @@ events still go) and deferred as `expired`, once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import signal
 import threading
@@ -27,14 +28,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-import orjson
-
 from etl.clock import wall_micros
 from etl.load.batching import Oversized, Request, build_requests
 from etl.load.ledger import Ledger, PendingEvent
 from etl.load.manifest import PrivacyManifest
 from etl.load.transport import Answer, Transport
-from etl.policy import ITEM_PARAMS, REQUEST_FIELDS, PrivacyViolation, allowed_params
+from etl.policy import ITEM_PARAMS, PLACE_FIELDS, REQUEST_FIELDS, PrivacyViolation, allowed_params
 from etl.protocol import scrub_message
 
 
@@ -52,7 +51,10 @@ class RetryPolicy:
 
 
 def retryable(answer: Answer) -> bool:
-    """Connection errors, timeouts, 429 and 5xx are worth another try; any other 4xx is not."""
+    """Connection errors, timeouts, 429 and 5xx are worth another try; any other 4xx is not (nor a
+    spent daily quota)."""
+    if answer.give_up:
+        return False
     return answer.status is None or answer.status == 429 or answer.status >= 500
 
 
@@ -155,6 +157,8 @@ def error_class(error: str | None) -> str:
 def check_minimal(body: dict, extra: Mapping[str, Iterable[str]] | None) -> None:
     """The last line of defence: a field outside the allowlist means a bug upstream; stop the run."""
     outside = set(body) - REQUEST_FIELDS
+    for name, allowed in PLACE_FIELDS.items():
+        outside |= {f"{name}.{k}" for k in set(body.get(name) or {}) - allowed}
     for event in body.get("events", []):
         params = event.get("params", {})
         outside |= {f"{event.get('name')}.{p}" for p in set(params) - allowed_params(event.get("name", ""), extra)}
@@ -194,6 +198,11 @@ class SendSettings:
     extra_params: Mapping[str, Iterable[str]] | None = None
     flush_interval_s: float = 0.25
     flush_events: int = 2000
+    identity_field: str = "client_id"  # app_instance_id for an app stream ([property] firebase_app_id)
+    # The Data Manager API (etl/load/datamanager): its request builder (default: MP's `build_requests`),
+    # and why `max_requests` is set (`daily_quota`: what does not fit stays planned, the run says so).
+    request_builder: Callable[..., Iterable] | None = None
+    budget_reason: str | None = None
 
 
 class _Marks:
@@ -201,14 +210,14 @@ class _Marks:
 
     def __init__(self, ledger: Ledger, settings: SendSettings) -> None:
         self.ledger, self.settings = ledger, settings
-        self.sent: list[tuple[int, int, bool]] = []
+        self.sent: list[tuple[int, int, bool, str | None]] = []
         self.failed: dict[str | None, list[tuple[int, int, bool]]] = {}
         self.expired: list[int] = []
         self.pending = 0
         self.last_flush = time.monotonic()
 
-    def add_sent(self, ids: Iterable[int], attempts: int, maybe: bool) -> None:
-        rows = [(i, attempts, maybe) for i in ids]
+    def add_sent(self, ids: Iterable[int], attempts: int, maybe: bool, request_id: str | None = None) -> None:
+        rows = [(i, attempts, maybe, request_id) for i in ids]
         self.sent.extend(rows)
         self._added(len(rows))
 
@@ -232,8 +241,9 @@ class _Marks:
     def flush(self) -> None:
         run_id = self.settings.run_id
         if self.sent:
-            ids, attempts, maybe = zip(*self.sent, strict=True)
-            self.ledger.mark_sent(ids, run_id, attempts=attempts, maybe_delivered=maybe)
+            ids, attempts, maybe, request_ids = zip(*self.sent, strict=True)
+            extra = {"request_ids": request_ids} if any(request_ids) else {}
+            self.ledger.mark_sent(ids, run_id, attempts=attempts, maybe_delivered=maybe, **extra)
         for reason, rows in self.failed.items():
             ids, attempts, maybe = zip(*rows, strict=True)
             self.ledger.mark_failed(ids, run_id, attempts=attempts, maybe_delivered=maybe, reason=reason)
@@ -288,6 +298,19 @@ def _fresh(events: Iterator[PendingEvent], settings: SendSettings, marks: _Marks
         yield event
 
 
+def _refuse_events(ledger: Ledger, request, event_errors: dict, settings: SendSettings, stats: SendStats):
+    """Reject the events an answer names (final, with Google's reason); the rest of the request, or None."""
+    named = sorted(i for i in event_errors if 0 <= i < len(request.ids))
+    if not named:
+        return request  # indices outside the request: nothing to remove, the answer is the request's
+    for i in named:
+        ledger.mark_rejected([request.ids[i]], settings.run_id, request.refusal_reason(i, event_errors[i]))
+        for error in event_errors[i]:
+            stats.gate_messages[f"{error.reason} events: {error.field or 'event'} (Data Manager)"] += 1
+    stats.rejected_at_send += len(named)
+    return request.without(named)
+
+
 async def _send_all(ledger: Ledger, transport: Transport, settings: SendSettings, manifest: PrivacyManifest,
                     stats: SendStats, stopper: Stopper, progress: Callable[[SendStats], None] | None) -> None:
     concurrency = settings.concurrency
@@ -304,18 +327,22 @@ async def _send_all(ledger: Ledger, transport: Transport, settings: SendSettings
     async def produce() -> None:
         queued = 0
         window: list[tuple[Request, dict]] = []
-        requests = build_requests(_fresh(ledger.iter_pending(), settings, marks, stats), run_id=settings.run_id,
-                                  validation_behavior=settings.validation_behavior)
+        builder = settings.request_builder or functools.partial(build_requests, identity_field=settings.identity_field)
+        requests = builder(_fresh(ledger.iter_pending(), settings, marks, stats), run_id=settings.run_id,
+                           validation_behavior=settings.validation_behavior)
         for item in requests:
-            if stopper.stopped or (settings.max_requests is not None and queued >= settings.max_requests):
-                break  # a stop, or a validation sample: the rest stays pending
+            if stopper.stopped:
+                break
+            if settings.max_requests is not None and queued >= settings.max_requests:
+                budget_hit.append(settings.budget_reason)
+                break  # a validation sample, or the daily quota: the rest stays pending
             if isinstance(item, Oversized):
                 ledger.mark_rejected([item.event.id], settings.run_id,
                                      f"event is {item.size} bytes: larger than one request may be (130 kB)")
                 stats.rejected_at_send += 1
                 stats.gate_messages["VALUE_OUT_OF_BOUNDS events: event larger than one request may be"] += 1
                 continue
-            body = orjson.loads(item.body)
+            body = item.gate_body()
             check_minimal(body, settings.extra_params)
             window.append((item, body))
             queued += 1
@@ -339,8 +366,21 @@ async def _send_all(ledger: Ledger, transport: Transport, settings: SendSettings
                 continue
             delivery = await _deliver(transport, request, settings, rng, stats, stopper)
             answer = delivery.answer
-            if answer.ok:
-                marks.add_sent(request.ids, delivery.attempts, delivery.ambiguous)
+            while answer.event_errors and not stopper.stopped:
+                # Fast-fail (Data Manager): the named events are refused, nothing else was processed.
+                rest = _refuse_events(ledger, request, answer.event_errors, settings, stats)
+                if rest is request:
+                    break  # no event of this request is named: the request's own failure
+                request = rest
+                if request is None:
+                    break
+                body = request.gate_body()
+                delivery = await _deliver(transport, request, settings, rng, stats, stopper)
+                answer = delivery.answer
+            if request is None:
+                pass
+            elif answer.ok:
+                marks.add_sent(request.ids, delivery.attempts, delivery.ambiguous, answer.request_id)
                 if delivery.ambiguous:
                     stats.possible_duplicates += len(request.ids)
                 stats.requests_sent += 1
@@ -350,6 +390,8 @@ async def _send_all(ledger: Ledger, transport: Transport, settings: SendSettings
                     stats.debug_messages[_message_key(message)] += 1
             else:
                 reason = f"http {answer.status}" if answer.status is not None else "no answer"
+                if answer.reason:
+                    reason += f" {answer.reason}"
                 marks.add_failed(request.ids, delivery.attempts, delivery.ambiguous, reason)
                 stats.events_failed += len(request.ids)
             if progress is not None:
@@ -361,6 +403,7 @@ async def _send_all(ledger: Ledger, transport: Transport, settings: SendSettings
             if marks.due():
                 marks.flush()
 
+    budget_hit: list[str | None] = []
     flush_task = asyncio.create_task(flusher())
     try:
         await asyncio.gather(produce(), *(work() for _ in range(concurrency)))
@@ -369,7 +412,7 @@ async def _send_all(ledger: Ledger, transport: Transport, settings: SendSettings
         await flush_task
         marks.flush()
         await transport.aclose()
-    stats.stopped = stopper.reason
+    stats.stopped = stopper.reason or next((r for r in budget_hit if r), None)
 
 
 def send_pending(ledger: Ledger, transport: Transport, settings: SendSettings, *,

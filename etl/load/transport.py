@@ -28,6 +28,13 @@ class Answer:
     # No answer, but the request may have reached the endpoint (a reset or a read timeout after the
     # body went out). False for errors before the first byte (connection refused, connect timeout).
     maybe_delivered: bool = False
+    # Data Manager answers (etl/load/datamanager): the request id of a success, Google's reason for a
+    # failure, the violations of single events (index in the request → list), and a refusal that no
+    # retry can help (the daily quota is spent).
+    request_id: str | None = None
+    reason: str | None = None
+    event_errors: dict[int, list] | None = None
+    give_up: bool = False
 
     @property
     def ok(self) -> bool:
@@ -130,7 +137,9 @@ class HttpTransport:
     """
 
     def __init__(self, endpoint: str, measurement_id: str, api_secret: str, *, concurrency: int, timeout_s: float,
-                 debug: bool = False) -> None:
+                 debug: bool = False, stream_param: str = "measurement_id") -> None:
+        """`measurement_id` is the stream's id; for an app stream it is the Firebase App ID and
+        `stream_param` is "firebase_app_id" (MP reference: the query names the stream one way or the other)."""
         import ssl
 
         import certifi
@@ -140,7 +149,7 @@ class HttpTransport:
         self._secret = api_secret
         path = "/debug/mp/collect" if debug else "/mp/collect"
         # Built once: parsing the URL and merging params per request was a third of httpx's CPU.
-        self._url = httpx.URL(endpoint.rstrip("/") + path, params={"measurement_id": measurement_id,
+        self._url = httpx.URL(endpoint.rstrip("/") + path, params={stream_param: measurement_id,
                                                                    "api_secret": api_secret})
         # gzip at most: the body is inflated by read_capped, which reads no other encoding.
         self._headers = {"content-type": "application/json", "user-agent": "mpetl/0.1", "accept-encoding": "gzip"}

@@ -15,6 +15,11 @@ import pandas as pd
 
 DIGEST_PREFIX = "row:"
 ESCAPE = "\x1f"
+#: Between a refund's transaction id and its level (the cumulative refunded amount in minor units):
+#: U+001E, another character no transaction id holds. Shop exports write refunds cumulatively
+#: (Shopify's `Refunded Amount` only grows), so each level is its own event: `#1001␞4800`, then
+#: `#1001␞9600` the night the rest came back; the same level read again is the same key, a duplicate.
+LEVEL = "\x1e"
 
 
 def digest_tail(digest_hex: str) -> str:
@@ -31,8 +36,21 @@ def tails_for(transaction_ids: pd.Series) -> pd.Series:
     return ids.where(~looks_like_digest, ESCAPE + ids)
 
 
+def level_tails(tails: pd.Series, levels: pd.Series) -> pd.Series:
+    """`tail␞level` where a level is given (refund rows of a cumulative export), else the tail."""
+    return (tails + LEVEL + levels.astype("string")).fillna(tails)
+
+
 def unescaped(tails: pd.Series) -> pd.Series:
-    """The tails with the escape of `tails_for` undone (for a reader that tells digests by a flag)."""
+    """The transaction ids of key tails: the escape of `tails_for` undone, a refund's level cut off
+    (for a reader that tells digests by a flag)."""
     text = tails.astype("string")
+    if text.str.contains(LEVEL, regex=False).fillna(False).any():
+        text = text.str.split(LEVEL, n=1).str[0].astype("string")
     escaped = text.str.startswith(ESCAPE).fillna(False)
     return text.where(~escaped, text.str.slice(1)) if escaped.any() else text
+
+
+def transaction_id_of(tail: str) -> str:
+    """One key tail's transaction id (escape undone, level cut off)."""
+    return tail.split(LEVEL, 1)[0].removeprefix(ESCAPE)

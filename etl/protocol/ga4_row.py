@@ -24,6 +24,8 @@ import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
+from etl.protocol.place import app_platform, export_device, export_geo
+
 _ITEM_STRING_FIELDS = (
     "item_id",
     "item_name",
@@ -205,11 +207,18 @@ def ga4_row(
     zone: zoneinfo.ZoneInfo,
     stream_id: str,
     arrival_micros: int | None = None,
+    firebase_app_id: str | None = None,
 ) -> dict[str, Any]:
     """One export-shaped row for `event` (an MP event object) from request `body` (client_id, user_id…).
 
     Event time: the event's ``timestamp_micros``, else the request's, else the arrival time; with
     neither a timestamp nor an arrival time there is no event date, so that is a ValueError.
+
+    `geo` and `device` come from the request's `user_location` and `device` (etl/protocol/place.py: what
+    GA reads of them; null when the request carried none: the local collector derives nothing from an
+    IP). An app stream's row (`firebase_app_id`) has the app instance id as `user_pseudo_id` (BigQuery
+    export schema: "the pseudonymous id … for the user"), `app_info.firebase_app_id`, and `platform`
+    ANDROID or IOS from the app id.
     """
     timestamp = event.get("timestamp_micros", body.get("timestamp_micros", arrival_micros))
     if timestamp is None:
@@ -224,12 +233,15 @@ def ga4_row(
         "event_params": event_params(params),
         "event_server_timestamp_offset": None if arrival_micros is None else arrival_micros - timestamp,
         "user_id": body.get("user_id"),
-        "user_pseudo_id": body.get("client_id"),
+        "user_pseudo_id": body.get("app_instance_id") if firebase_app_id else body.get("client_id"),
         "privacy_info": privacy_info(body.get("consent")),
         "user_properties": user_properties(body.get("user_properties"), body.get(
             "timestamp_micros", timestamp if arrival_micros is None else arrival_micros)),
         "stream_id": stream_id,
-        "platform": "WEB",
+        "platform": app_platform(firebase_app_id) if firebase_app_id else "WEB",
+        "app_info": {"id": None, "version": None, "firebase_app_id": firebase_app_id} if firebase_app_id else None,
+        "geo": export_geo(body.get("user_location")),
+        "device": export_device(body.get("device")),
         "ecommerce": ecommerce(name, params, items),
         "items": items,
         "collected_traffic_source": None,
@@ -262,6 +274,12 @@ ROW_SCHEMA: list[dict[str, Any]] = [
        _f("value", "RECORD", *_VALUE, _f("set_timestamp_micros", "INTEGER")), mode="REPEATED"),
     _f("stream_id", "STRING"),
     _f("platform", "STRING"),
+    _f("app_info", "RECORD", *(_f(name, "STRING") for name in ("id", "version", "firebase_app_id"))),
+    _f("geo", "RECORD", *(_f(name, "STRING") for name in ("city", "country", "continent", "region", "sub_continent",
+                                                          "metro"))),
+    _f("device", "RECORD", *(_f(name, "STRING") for name in (
+        "category", "mobile_brand_name", "mobile_model_name", "operating_system", "operating_system_version",
+        "language")), _f("web_info", "RECORD", _f("browser", "STRING"), _f("browser_version", "STRING"))),
     _f("ecommerce", "RECORD", *(
         _f(name, "INTEGER" if name in ("total_item_quantity", "unique_items") else
            "STRING" if name in ("transaction_id", "currency") else "FLOAT")

@@ -17,6 +17,7 @@ from typing import Any
 
 from etl.protocol.body import parse_body, validate_body_bytes
 from etl.protocol.messages import Message, child_path, message
+from etl.protocol.place import APP_INSTANCE_ID, DEVICE_FIELDS, USER_LOCATION_FIELDS
 from etl.protocol.rules import (
     CONSENT_FIELDS,
     CONSENT_VALUES,
@@ -118,12 +119,14 @@ def validate_request(
     max_age_hours: float = MAX_EVENT_AGE_HOURS,
     future_tolerance_s: float = FUTURE_TOLERANCE_S,
     strict: bool = False,
+    stream: str = "web",
 ) -> list[Message]:
     """Messages for everything GA4 would refuse in ``body`` (an already-parsed JSON value).
 
     An empty list means valid. ``now_micros`` enables the time-window check (events older than
     ``max_age_hours`` or later than ``future_tolerance_s`` from now). ``strict`` adds mpetl's own
-    policy: no ``user_data``, no ``ip_override``.
+    policy: no ``user_data``, no ``ip_override``. ``stream`` is "web" (the request names a
+    measurement_id: ``client_id`` required) or "app" (a firebase_app_id: ``app_instance_id`` required).
     """
     out: list[Message] = []
     if not isinstance(body, dict):
@@ -139,7 +142,7 @@ def validate_request(
             if key in body:
                 out.append(message(key, f"mpetl never sends {key}: it would carry personal data.", VALUE_INVALID))
 
-    _check_identity(body, out)
+    _check_identity(body, out, stream)
     if "timestamp_micros" in body:
         _check_timestamp(body["timestamp_micros"], "timestamp_micros", window, out)
     if "user_properties" in body:
@@ -151,12 +154,15 @@ def validate_request(
     return out
 
 
-def _check_identity(body: dict[str, Any], out: list[Message]) -> None:
-    client_id = body.get("client_id")
+def _check_identity(body: dict[str, Any], out: list[Message], stream: str = "web") -> None:
+    key = "app_instance_id" if stream == "app" else "client_id"
+    client_id = body.get(key)
     if client_id is None:
-        out.append(message("client_id", "client_id is required for a web stream.", VALUE_REQUIRED))
+        out.append(message(key, f"{key} is required for {'an app' if stream == 'app' else 'a web'} stream.", VALUE_REQUIRED))
     elif not isinstance(client_id, str) or not client_id.strip():
-        out.append(message("client_id", "client_id must be a non-empty string.", VALUE_INVALID))
+        out.append(message(key, f"{key} must be a non-empty string.", VALUE_INVALID))
+    elif stream == "app" and not APP_INSTANCE_ID.match(client_id):
+        out.append(message(key, "app_instance_id must be 32 hexadecimal digits.", VALUE_INVALID))
     if "user_id" in body:
         user_id = body["user_id"]
         if not isinstance(user_id, str) or not user_id.strip():
@@ -242,6 +248,18 @@ def _check_optional_request_fields(body: dict[str, Any], out: list[Message]) -> 
     for key in ("user_location", "device", "user_data"):
         if key in body and not isinstance(body[key], dict):
             out.append(message(key, f"{key} must be an object.", VALUE_INVALID))
+    # Their members' names and types. An unknown *code* (a region_id that is no ISO 3166-2 code) is not
+    # malformed: GA takes the request and leaves that geo field unset (etl/protocol/place.py, export_geo).
+    for key, fields in (("user_location", USER_LOCATION_FIELDS), ("device", DEVICE_FIELDS)):
+        value = body.get(key)
+        if not isinstance(value, dict):
+            continue
+        for position, (name, member) in enumerate(value.items()):
+            path = child_path(key, name, position)
+            if name not in fields:
+                out.append(message(path, f"Unknown {key} field.", NAME_INVALID))
+            elif not isinstance(member, str):
+                out.append(message(path, f"{key}.{name} must be a string.", VALUE_INVALID))
     for key in ("user_agent", "ip_override", "app_instance_id"):
         if key in body and not isinstance(body[key], str):
             out.append(message(key, f"{key} must be a string.", VALUE_INVALID))

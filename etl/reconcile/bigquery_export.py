@@ -60,8 +60,9 @@ class BigQueryExport:
     def events_for(self, dates: list[str], event_names: list[str]) -> pd.DataFrame:
         from google.cloud import bigquery
 
-        traffic = self._has_traffic_sources(dates)
-        sql = self._checked(lambda: bigquery_sql(self.project, self.dataset, traffic_sources=traffic))
+        names = self._schema_names(dates)
+        traffic = {"session_traffic_source_last_click", "collected_traffic_source"} <= names
+        sql = self._checked(lambda: bigquery_sql(self.project, self.dataset, traffic_sources=traffic, geo="geo" in names))
         values = query_parameters(dates, list(event_names))
         params = self._date_params(values)
         params.append(bigquery.ArrayQueryParameter("event_names", "STRING", values["event_names"]))
@@ -90,8 +91,9 @@ class BigQueryExport:
             return Watermark(None, None)
         return watermark_from(frame)
 
-    def _has_traffic_sources(self, dates: list[str]) -> bool:
-        """Whether the newest export table among `dates` has both traffic-source columns (schema only)."""
+    def _schema_names(self, dates: list[str]) -> set[str]:
+        """The columns of the newest export table among `dates` (schema only; none when it cannot be read):
+        whether it has the traffic-source columns (added in 2024) and `geo` (every GA4 export has it)."""
         from google.api_core import exceptions as google_exceptions
 
         client = self._client()
@@ -101,10 +103,9 @@ class BigQueryExport:
             except google_exceptions.NotFound:
                 continue
             except (google_exceptions.GoogleAPIError, OSError):
-                return False
-            names = {f.name for f in table.schema}
-            return {"session_traffic_source_last_click", "collected_traffic_source"} <= names
-        return False
+                return set()
+            return {f.name for f in table.schema}
+        return set()
 
     @staticmethod
     def _checked(render):  # -> str

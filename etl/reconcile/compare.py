@@ -420,12 +420,23 @@ def _totals(
         "no_session": no_session,
         "no_session_share": round(no_session / found, 6) if found else None,
         **_attribution(ours),
+        **_geo(ours),
         "date_shifted": int(ours["shifted"].sum()),
         "dates_final": int((per_date["status"] == "final").sum()),
         "dates_provisional": int((per_date["status"] == "provisional").sum()),
         "dates_failed": int(per_date["failed"].sum()),
         "dates_duplicated": int(per_date["duplicated"].sum()),
     }
+
+
+def _geo(ours: pd.DataFrame) -> dict[str, float | int | None]:
+    """How many of our arrived events GA placed in a country (`geo.country`): an in-store sale sent with
+    its store's `user_location` should be all of them; a server event without one shows "(not set)"."""
+    if "geo_country" not in ours:
+        return {"with_geo": None, "with_geo_share": None}
+    country = ours["geo_country"].astype("string")
+    placed = int((country.notna() & ~country.isin(["", "(not set)"])).sum())
+    return {"with_geo": placed, "with_geo_share": round(placed / len(ours), 6) if len(ours) else None}
 
 
 def _attribution(ours: pd.DataFrame) -> dict[str, float | int | None]:

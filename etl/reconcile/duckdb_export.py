@@ -38,6 +38,7 @@ _JSON_COLUMNS = {
     "ecommerce": _ECOMMERCE_TYPE,
     "collected_traffic_source": "STRUCT(manual_source VARCHAR, gclid VARCHAR)",
     "session_traffic_source_last_click": "STRUCT(cross_channel_campaign STRUCT(source VARCHAR))",
+    "geo": "STRUCT(country VARCHAR)",
 }
 _TRAFFIC_TYPES = {
     "collected_traffic_source": _JSON_COLUMNS["collected_traffic_source"],
@@ -45,14 +46,14 @@ _TRAFFIC_TYPES = {
 }
 _COLUMNS_SELECTED = (
     "event_date, event_timestamp, event_name, event_params, ecommerce, collected_traffic_source, "
-    "session_traffic_source_last_click"
+    "session_traffic_source_last_click, geo"
 )
 _SUFFIX_FROM_FILENAME = r"regexp_extract(filename, 'events_((?:intraday_)?[0-9]{8})\.[a-z]+$', 1)"
 _EMPTY_VIEW = (
     "SELECT NULL::VARCHAR AS event_date, NULL::BIGINT AS event_timestamp, NULL::VARCHAR AS event_name, "
     f"NULL::{_PARAM_TYPE} AS event_params, NULL::{_ECOMMERCE_TYPE} AS ecommerce, "
     + ", ".join(f"NULL::{kind} AS {name}" for name, kind in _TRAFFIC_TYPES.items())
-    + ", NULL::VARCHAR AS _TABLE_SUFFIX WHERE false"
+    + f", NULL::{_JSON_COLUMNS['geo']} AS geo, NULL::VARCHAR AS _TABLE_SUFFIX WHERE false"
 )
 
 
@@ -141,10 +142,11 @@ class DuckDBExport:
                 if "session_traffic_source_last_click" in has
                 else f"NULL::{_TRAFFIC_TYPES['session_traffic_source_last_click']}"
             )
+            geo = ("struct_pack(country := geo.country::VARCHAR)" if "geo" in has else f"NULL::{_JSON_COLUMNS['geo']}")
             parts.append(
                 "SELECT event_date::VARCHAR AS event_date, event_timestamp::BIGINT AS event_timestamp, "
                 f"event_name::VARCHAR AS event_name, {params} AS event_params, {ecommerce} AS ecommerce, "
                 f"{collected} AS collected_traffic_source, {last_click} AS session_traffic_source_last_click, "
-                f"{_SUFFIX_FROM_FILENAME} AS _TABLE_SUFFIX FROM store_parquet"
+                f"{geo} AS geo, {_SUFFIX_FROM_FILENAME} AS _TABLE_SUFFIX FROM store_parquet"
             )
         con.execute("CREATE VIEW events AS " + (" UNION ALL ".join(parts) if parts else _EMPTY_VIEW))

@@ -25,7 +25,7 @@ class ExportBackend(Protocol):
         """Events of `event_names` on `dates` (YYYYMMDD), one row per exported event.
 
         Columns: event_date, event_name, transaction_id, run_marker, resend_marker, has_session,
-        event_timestamp, intraday, session_source, collected_source, value, currency.
+        event_timestamp, intraday, session_source, collected_source, value, currency, geo_country.
         """
         ...
 
@@ -104,6 +104,7 @@ def normalise_export(frame: pd.DataFrame, dates: list[str]) -> pd.DataFrame:
             "collected_source": frame["collected_source"].astype("string"),
             "value": pd.to_numeric(frame["value"], errors="coerce").astype("float64"),
             "currency": frame["currency"].astype("string"),
+            "geo_country": frame["geo_country"].astype("string") if "geo_country" in frame else pd.NA,
         },
         columns=list(EXPORT_COLUMNS),
     )

@@ -44,9 +44,16 @@ class ExportScope:
 def scope_from_link(link: Any, streams: Iterable[Any], measurement_id: str) -> Scope:
     """Map an Admin API `BigQueryLink` (and the property's `DataStream`s) to what reconcile needs."""
     exported = list(link.export_streams)
-    ours = {s.name for s in streams if getattr(getattr(s, "web_stream_data", None), "measurement_id", None) == measurement_id}
+    ours = {s.name for s in streams if measurement_id in _stream_ids(s)}
     stream_exported = not exported or bool(ours & set(exported))
     return Scope(excluded_events=frozenset(link.excluded_events), stream_exported=stream_exported)
+
+
+def _stream_ids(stream: Any) -> set[str | None]:
+    """A DataStream's ids: a web stream's measurement id, an app stream's Firebase App ID."""
+    return {getattr(getattr(stream, "web_stream_data", None), "measurement_id", None),
+            getattr(getattr(stream, "android_app_stream_data", None), "firebase_app_id", None),
+            getattr(getattr(stream, "ios_app_stream_data", None), "firebase_app_id", None)}
 
 
 def property_id_of(config: Config) -> str | None:
@@ -68,7 +75,7 @@ def export_scope(config: Config) -> ExportScope:
     if prop is None:
         return _fallback(configured, "no property id ([property] property_id, or dataset analytics_<id>)")
     try:
-        scope, link_name = _ask_admin_api(prop, config.property.measurement_id, rec.admin_api_endpoint)
+        scope, link_name = _ask_admin_api(prop, config.property.mp_stream_id, rec.admin_api_endpoint)
     except ImportError:
         return _fallback(configured, "google-analytics-admin is not installed (pip install 'mpetl[ga4admin]')")
     except Exception as exc:  # noqa: BLE001 - any failure of an optional lookup falls back, named in one line

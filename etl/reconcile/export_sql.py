@@ -19,7 +19,9 @@ A second query, `counts`, gives the rows per table suffix: the export-health che
 third, `watermark`, the export's newest event time and daily table (the evidence before "missing").
 `value` is the export's own figure for the event: `ecommerce.purchase_revenue` / `refund_value` for
 purchases and refunds (what GA4 processed), else the `value` param; `currency` the `currency` param.
-`resend_marker` is our `mpetl_resend` param: set on copies `mpetl resend` sent.
+`resend_marker` is our `mpetl_resend` param: set on copies `mpetl resend` sent. `geo_country` is
+`geo.country` (BigQuery event schema: the country GA placed the event in; a store's `user_location`
+sets it for an in-store sale, etl/protocol/place.py), NULL when the export has no `geo` column.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ EXPORT_COLUMNS = (
     "collected_source",
     "value",
     "currency",
+    "geo_country",
 )
 
 SESSION_PARAM = "ga_session_id"
@@ -65,7 +68,8 @@ SELECT
     (SELECT COALESCE(p.value.double_value, p.value.float_value, CAST(p.value.int_value AS {float}))
      FROM {params} WHERE p.key = 'value')
   ) AS value,
-  (SELECT p.value.string_value FROM {params} WHERE p.key = 'currency') AS currency
+  (SELECT p.value.string_value FROM {params} WHERE p.key = 'currency') AS currency,
+  {geo_country} AS geo_country
 FROM {table} AS e
 WHERE (_TABLE_SUFFIX BETWEEN @start AND @end
        OR _TABLE_SUFFIX BETWEEN @intraday_start AND @intraday_end)
@@ -104,10 +108,11 @@ def bigquery_table(project: str, dataset: str) -> str:
     return f"`{project}.{dataset}.events_*`"
 
 
-def bigquery_sql(project: str, dataset: str, *, traffic_sources: bool = False) -> str:
+def bigquery_sql(project: str, dataset: str, *, traffic_sources: bool = False, geo: bool = True) -> str:
     """The events query over `{project}.{dataset}.events_*`."""
     table = bigquery_table(project, dataset)
-    return _render(table=table, params="UNNEST(e.event_params) AS p", traffic_sources=traffic_sources, float="FLOAT64")
+    return _render(table=table, params="UNNEST(e.event_params) AS p", traffic_sources=traffic_sources, float="FLOAT64",
+                   geo=geo)
 
 
 def bigquery_watermark_sql(project: str, dataset: str) -> str:
@@ -125,7 +130,8 @@ def bigquery_counts_sql(project: str, dataset: str) -> str:
 
 def duckdb_sql(view: str = "events", *, traffic_sources: bool = True) -> str:
     """The same query over a DuckDB view that has the export's columns plus `_TABLE_SUFFIX`."""
-    text = _render(table=view, params="UNNEST(e.event_params) AS u(p)", traffic_sources=traffic_sources, float="DOUBLE")
+    text = _render(table=view, params="UNNEST(e.event_params) AS u(p)", traffic_sources=traffic_sources, float="DOUBLE",
+                   geo=True)
     return re.sub(r"@(\w+)", r"$\1", text)
 
 
@@ -150,8 +156,9 @@ def counts_parameters(dates: list[str]) -> dict[str, object]:
     return {k: v for k, v in query_parameters(dates, []).items() if k != "event_names"}
 
 
-def _render(*, table: str, params: str, traffic_sources: bool, float: str) -> str:  # noqa: A002 - the SQL type
+def _render(*, table: str, params: str, traffic_sources: bool, float: str, geo: bool) -> str:  # noqa: A002 - the SQL type
     return _TEMPLATE.format(
+        geo_country="e.geo.country" if geo else "CAST(NULL AS STRING)",
         table=table,
         params=params,
         float=float,

@@ -131,6 +131,8 @@ def render_html(result: Reconciliation) -> str:
         ("found without a session id (ga_session_id)", fmt_share(t.get("no_session_share"))),
         ("found with a session source in the export (session_traffic_source_last_click)",
          "not in this export" if t.get("session_attributed_share") is None else fmt_share(t["session_attributed_share"])),
+        ("found with a country in the export (geo.country)",
+         "not in this export" if t.get("with_geo_share") is None else fmt_share(t["with_geo_share"])),
     ]
     not_sent = result.not_sent
     dates = result.dates[[c for c in DATE_TABLE_COLUMNS if c in result.dates]] if len(result.dates.columns) else result.dates

@@ -180,6 +180,8 @@ class Reconciliation:
             lines.append(f"found without a session id (ga_session_id): {t['no_session_share']:.1%}")
         if t.get("session_attributed_share") is not None:
             lines.append(f"found with a session source in the export: {t['session_attributed_share']:.1%}")
+        if t.get("with_geo_share") is not None:
+            lines.append(f"found with a country in the export (geo.country): {t['with_geo_share']:.1%}")
         provisional = self.dates[self.dates["status"] == "provisional"] if len(self.dates) else self.dates
         if len(provisional):
             shown = ", ".join(f"{d[:4]}-{d[4:6]}-{d[6:]} (final from {f})" for d, f in

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 import pandas as pd
 
 from etl.accounting import Tally
-from etl.config import PropertyConfig, SourceConfig, WindowConfig
+from etl.config import PlaceConfig, PropertyConfig, SourceConfig, WindowConfig
 from etl.shard import Shard
 from etl.transform.reasons import RejectReasons
 
@@ -48,6 +48,7 @@ class TransformOptions:
     until_micros: int | None = None
     extra_params: Mapping[str, Any] = field(default_factory=dict)  # [privacy] extra_params
     shard: Shard | None = None
+    locations: Mapping[str, PlaceConfig] = field(default_factory=dict)  # [locations]: store → where it is
 
 
 @dataclass(frozen=True)

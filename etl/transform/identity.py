@@ -179,3 +179,11 @@ def session_cookie_for_property(values: pd.Series, measurement_id: str) -> tuple
     picked = pc.if_else(pa.array(named), ours, arr)
     other = named & ~np.asarray(pc.is_valid(ours).to_numpy(zero_copy_only=False), dtype=bool)
     return pd.Series(picked, dtype="str", index=values.index, name=values.name), other
+
+
+def app_instance_ids(values: pd.Series) -> pd.Series:
+    """An app stream's ``app_instance_id`` (32 hexadecimal digits, trimmed), NA where a value holds none."""
+    from etl.protocol.place import APP_INSTANCE_ID_PATTERN
+
+    text = pd.Series(values, dtype="string").str.strip()
+    return text.where(text.str.fullmatch(APP_INSTANCE_ID_PATTERN).fillna(False).astype(bool)).astype("string")

@@ -583,3 +583,48 @@ def _from_base32(token: str) -> bytes | None:
         return base64.b32decode(token + "=" * (-len(token) % 8))
     except (binascii.Error, ValueError):
         return None
+
+
+# --- a place, never a person: what a location column must not hold (issue 26) ---------------------------------
+# A store's city, region and country are data about a place; a customer's street address or postcode is
+# personal data. These detectors run on location columns only (never on ids or amounts, where a run of
+# digits is an order number): `postcode` — UK (``SW1A 1AA``, ``M1 1AE``), Canadian (``K1A 0B1``), Dutch
+# (``1012 AB``) shapes and any standalone run of 3–6 digits with an optional ``-NNNN`` (US ZIP and ZIP+4,
+# German, French, Polish ``00-950``, Japanese ``100-0001``, Indian PINs); `street_address` — a house number
+# beside a street word (``12 Baker Street``, ``221B Baker St``, ``Hauptstraße 5``, ``5 rue de Rivoli``,
+# ``Via Roma 10``) or a continental street word leading the value (``Rue de Rivoli``, ``Calle Mayor``).
+_STREET_WORDS = (r"street|st|road|rd|avenue|ave|lane|ln|boulevard|blvd|drive|dr|way|place|pl|court|ct|terrace|"
+                 r"close|crescent|square|sq|highway|hwy|parkway|pkwy|row|mews|gardens|grove|walk")
+_STREET_SUFFIXES = r"stra(?:ß|ss)e|str\.|weg|gasse|allee|platz|damm|ufer|straat|laan|gracht|plein|vej|gatan|gata|katu"
+_STREET_LEADS = r"rue|via|viale|calle|avenida|rua|ulica|ul\.|chemin|strada|carrer|ruta"
+PLACE_DETECTORS: dict[str, str] = {
+    "postcode": (
+        r"(?i)(?:^|[^A-Za-z0-9])(?:[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d|\d{4}\s?[A-Z]{2})(?:$|[^A-Za-z0-9])"
+        r"|(?:^|\D)\d{3,6}(?:-\d{3,4})?(?:$|\D)"
+    ),
+    "street_address": (
+        r"(?i)(?:^|\W)\d{1,5}[A-Z]?,?\s+(?:[^\W\d_][\w'.-]*\s+){0,4}(?:" + _STREET_WORDS + r")\.?(?:$|\W)"
+        r"|(?i)[^\W\d_](?:" + _STREET_SUFFIXES + r")\s*\d{1,5}"
+        r"|(?i)(?:^|\W)(?:" + _STREET_SUFFIXES + r")\s*\d{1,5}"
+        r"|(?i)(?:^|\s)(?:" + _STREET_LEADS + r")\s+[^\W\d_]"
+        r"|(?i)(?:^|\W)\d{1,5}[A-Z]?,?\s+(?:" + _STREET_LEADS + r")\s"
+    ),
+}
+
+
+def detect_place_data(values: pd.Series, *, postcodes: bool = True) -> pd.Series:
+    """Like `detect_personal_data`, plus `postcode` and `street_address`: for a location column's values.
+
+    `postcodes=False` for UN M49 columns, whose valid codes are three digits (``154``)."""
+    found = detect_personal_data(values)
+    text = arrow_strings(values)
+    for name, pattern in PLACE_DETECTORS.items():
+        if name == "postcode" and not postcodes:
+            continue
+        open_rows = found.isna().to_numpy(dtype=bool)
+        if not open_rows.any():
+            break
+        fires = bool_numpy(pc.match_substring_regex(text, pattern)) & open_rows
+        if fires.any():
+            found = found.mask(fires, name)
+    return found

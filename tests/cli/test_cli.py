@@ -15,8 +15,8 @@ from tests.cli.common import NOW, crm_config
 
 def test_quiet_and_verbose_work_before_or_after_the_command(run_mpetl, tmp_path):
     config = crm_config(tmp_path)
-    for args in (["-q", "run"], ["run", "-q"]):
-        result = run_mpetl(*args, "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", NOW)
+    for n, args in enumerate((["-q", "run"], ["run", "-q"])):
+        result = run_mpetl(*args, "--config", str(config), "--out", str(tmp_path / f"out{n}"), "--dry-run", "--now", NOW)
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""  # no log lines at all
     verbose = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run", "--now", NOW, "-v")

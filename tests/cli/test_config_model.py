@@ -10,13 +10,16 @@ import pytest
 from etl.config import (
     GOOGLE_EU_ENDPOINT,
     DestinationConfig,
+    DeviceConfig,
     HistoricalConfig,
     IdentityMapConfig,
     LedgerConfig,
+    PlaceConfig,
     PrivacyConfig,
     PropertyConfig,
     ReconcileConfig,
     SourceConfig,
+    SourceLocation,
     SourceOptions,
     WindowConfig,
     load_config,
@@ -265,6 +268,8 @@ _TABLES = {
     "property": PropertyConfig, "destination": DestinationConfig, "ledger": LedgerConfig, "window": WindowConfig,
     "reconcile": ReconcileConfig, "historical": HistoricalConfig, "privacy": PrivacyConfig, "sources": SourceConfig,
     "sources.options": SourceOptions, "sources.identity_map": IdentityMapConfig,
+    # issue 26: store locations, the device, app streams
+    "sources.location": SourceLocation, "sources.device": DeviceConfig, "locations.shop": PlaceConfig,
 }
 HOSTILE = {
     "string": '"x"', "empty string": '""', "huge int": "100000000000000000000000", "huge float": "1e300",
@@ -279,6 +284,7 @@ LEGITIMATE = {
     ("sources.options", "won_stages"): {"string", "empty string"},
     ("sources.options", "purchase_statuses"): {"string", "empty string"},
     ("property", "property_id"): {"zero", "huge int"},  # an integer id is the same id
+    ("property", "stream_id"): {"zero", "huge int"},
     ("reconcile", "tolerance"): {"zero"}, ("reconcile", "tolerance_value"): {"zero"}, ("reconcile", "daily_export_cap"): {"zero"},
     ("window", "safety_margin_minutes"): {"zero"}, ("window", "future_tolerance_minutes"): {"zero"},
     ("reconcile", "provisional_hours"): {"zero"}, ("reconcile", "arrival_grace_minutes"): {"zero"},
@@ -291,7 +297,12 @@ for _field in [("destination", "api_secret_file"), ("ledger", "path"), ("reconci
                ("historical", "location"), ("historical", "path"), ("sources", "project"), ("sources", "location"),
                ("sources.options", "items_path"), ("sources.options", "read_api_endpoint"), ("sources", "table"),
                ("sources", "query"), ("sources", "event"), ("sources.identity_map", "path"), ("sources.identity_map", "key"), ("sources.identity_map", "client_id"),
-               ("sources.identity_map", "source_key")]:
+               ("sources.identity_map", "source_key"),
+               # column names (a missing column is the extract's one-line error) and a city's name
+               *(("sources.location", k) for k in ("store", "fixed_store", *SourceLocation.COLUMNS)),
+               ("locations.shop", "city"),
+               *(("sources.device", k) for k in ("operating_system", "operating_system_version", "model", "brand",
+                                                 "browser", "browser_version"))]:
     LEGITIMATE.setdefault(_field, set()).add("string")
 CASES = [(table, key, kind) for table, cls in _TABLES.items() for key in cls.__pydantic_fields__
          if (table, key) not in SKIPPED and key != "KINDS" for kind in HOSTILE]
@@ -325,13 +336,15 @@ def _fuzz_config(tmp_path: Path, table: str, key: str, value: str) -> Path:
         (tmp_path / "ids.csv").write_text("k,c\n1,2\n")
     if table == "historical" and key != "table":
         tables[table] = {"table": '"hist"'}
+    if table.startswith("locations") or table == "sources.location":
+        tables["locations.shop"] = {"country_id": '"GB"'} if key != "country_id" or table != "locations.shop" else {}
     tables.setdefault(table, {})[key] = value
     lines = []
     for name, keys in tables.items():
         if not name.startswith("sources"):
             lines += [f"[{name}]", *(f"{k} = {v}" for k, v in keys.items())]
     lines += ["[[sources]]", *(f"{k} = {v}" for k, v in tables["sources"].items())]
-    for name in ("sources.options", "sources.identity_map"):
+    for name in ("sources.options", "sources.identity_map", "sources.location", "sources.device"):
         if name in tables:
             lines += [f"[{name}]", *(f"{k} = {v}" for k, v in tables[name].items())]
     path = tmp_path / "mpetl.toml"
@@ -342,7 +355,9 @@ def _fuzz_config(tmp_path: Path, table: str, key: str, value: str) -> Path:
 def test_the_fuzz_covers_every_field_of_the_model():
     keys = {(t, k) for t, k, _ in CASES}
     assert ("destination", "deadline_s") in keys and ("sources", "max_field_bytes") in keys
-    assert len(keys) >= 70 and len(CASES) == len(keys) * len(HOSTILE)
+    assert {("property", "firebase_app_id"), ("sources", "device"), ("sources.location", "unknown_store"),
+            ("sources.device", "category"), ("locations.shop", "region_id")} <= keys
+    assert len(keys) >= 90 and len(CASES) == len(keys) * len(HOSTILE)
 
 
 @pytest.mark.parametrize(("table", "key", "kind"), CASES, ids=[f"{t}.{k}={v}" for t, k, v in CASES])
@@ -364,3 +379,43 @@ def test_every_hostile_value_of_every_field_is_a_one_line_error_or_validates(tmp
     for line in cli_errors(result.stderr):
         named = line.split("[", 1)[1].split("]", 1)[0] if "[" in line else ""
         assert named.startswith(_key_path(table, key).rsplit(".", 1)[0]), (line, table, key)
+
+
+# --- issue 26: store locations, the device, app streams -------------------------------------------------------
+
+@pytest.mark.parametrize(("extra", "key", "words"), [
+    (['location = "EU"'], "sources.crm.location", "[sources.location] table"),
+    (["[sources.location]", 'fixed_store = "Leeds"'], "sources.crm.location.fixed_store", "is not a store of [locations]"),
+    (["[sources.location]", 'store = "Shop"'], "sources.crm.location", "no [locations] table"),
+    (["[sources.location]", 'store = "Shop"', 'city = "City"'], "sources.crm.location.city", "not both"),
+    (["[sources.device]", 'category = "kiosk"'], "sources.crm.device.category", "smart TV"),
+    (["[sources.device]", 'language = "english"'], "sources.crm.device.language", "ISO 639-1"),
+    (["[locations.soho]", 'city = "London"', 'region_id = "GB-MAN"', 'country_id = "FR"'],
+     "locations.soho.region_id", "is a region of GB, not of country_id FR"),
+    (["[locations.soho]", 'city = "12 Baker Street"', 'country_id = "GB"'], "locations.soho.city", "no digits"),
+    (["[locations.soho]", 'country_id = "UK"'], "locations.soho.country_id", "ISO 3166-1 alpha-2"),
+    (["[locations.soho]", 'country_id = "GB"', 'continent_id = "154"'], "locations.soho.continent_id", "UN M49"),
+    (["[locations.soho]", 'city = "London"'], "locations.soho.country_id", "is required"),
+])
+def test_place_mistakes_are_one_line_naming_the_key(tmp_path, extra, key, words):
+    text = error_of(write(tmp_path, *extra))
+    assert f"[{key}]" in text and words in text, text
+
+
+def test_a_config_holds_a_web_or_an_app_stream_and_says_so_when_both_are_asked(tmp_path):
+    both = BASE.replace('timezone = "Europe/London"', 'timezone = "Europe/London"\nfirebase_app_id = "1:1234567890:android:321abc456def7890"')
+    text = error_of(write(tmp_path, base=both))
+    assert "[property.firebase_app_id]" in text and "web stream (measurement_id) or an app stream (firebase_app_id), not both" in text
+    app = load_config(write(tmp_path, base=both.replace('measurement_id = "G-ABC123"\n', "")))
+    assert (app.property.mp_stream_id, app.property.stream_param, app.property.identity_field) == (
+        "1:1234567890:android:321abc456def7890", "firebase_app_id", "app_instance_id")
+    text = error_of(write(tmp_path, base=BASE.replace('measurement_id = "G-ABC123"\n', "")))
+    assert "[property.measurement_id]" in text and "firebase_app_id" in text
+
+
+def test_the_shipped_store_and_app_configs_load(tmp_path):
+    stores = load_config(REPO / "jobs/configs/stores.toml")
+    assert stores.locations["Soho"].user_location() == {"city": "London", "region_id": "GB-WSM", "country_id": "GB",
+                                                        "subcontinent_id": "154", "continent_id": "150"}
+    assert stores.source("shops").place is not None and stores.source("shops").job_location is None
+    assert load_config(REPO / "jobs/configs/app.toml").property.is_app

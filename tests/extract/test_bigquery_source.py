@@ -373,7 +373,7 @@ def test_a_table_dropped_mid_read_is_one_line_naming_the_row(warehouse):
     assert "\n" not in str(err) and "reading failed from this row on" in err.message
 
 
-def test_a_row_dated_after_the_wall_clock_is_read_and_rejected_whatever_until_pushes_down(tmp_path, warehouse):
+def test_a_row_dated_after_the_wall_clock_is_read_and_rejected_whatever_until_pushes_down(run_mpetl, tmp_path, warehouse):
     # Three days after the (pinned) wall clock: a typo in the CRM. --until ends long before it, yet the
     # row must be read and rejected, never skipped by the WHERE night after night.
     ahead = {**_rows()[0], "order_id": "BQ-AHEAD", "ts": "2026-11-24T09:00:00Z"}
@@ -382,7 +382,7 @@ def test_a_row_dated_after_the_wall_clock_is_read_and_rejected_whatever_until_pu
         f.write(_csv([ahead]).splitlines()[1] + "\n")
     config = _config(tmp_path, _sources(warehouse))
     window = ("--since", "2026-11-19T00:00:00Z", "--until", "2026-11-20T12:00:00Z")
-    runs = {name: _run(config, tmp_path / name, "--source", name, *window) for name in ("csv", "bq_table")}
+    runs = {name: _run(run_mpetl, config, tmp_path / name, "--source", name, *window) for name in ("csv", "bq_table")}
     for name, (result, summary) in runs.items():
         assert result.returncode == 0, result.stderr
         rejects = [orjson.loads(line) for line in (tmp_path / name / "rejects.ndjson").read_bytes().splitlines()]

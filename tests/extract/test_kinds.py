@@ -75,10 +75,17 @@ def test_shopify_sample_folds_line_items_into_orders():
         # Google's purchase value: the subtotal, without tax and shipping (their own params).
         assert order["value"] == lines[0]["Subtotal"]
         assert (order["param.tax"], order["param.shipping"]) == (lines[0]["Taxes"], lines[0]["Shipping"])
+        # Unit price before discount and the line's own discount: the transform spreads them (allocation).
+        assert [it["price"] for it in items] == [float(r["Lineitem price"]) for r in lines]
+        assert [it.get("line_discount", 0) for it in items] == [float(r["Lineitem discount"]) for r in lines]
     refunds = frame[frame["event_name"] == "refund"]
     refunded = [r for r in raw if r["Financial Status"] in ("refunded", "partially_refunded")]
-    assert refunds["value"].tolist() == [r["Refunded Amount"] for r in refunded]
-    assert refunds["items"].isna().all()
+    # A refund carries the export's cumulative refunded amount and its purchase's own money (value,
+    # tax, shipping, total, items): the transform puts it on the purchase's basis.
+    assert refunds["refunded"].tolist() == [r["Refunded Amount"] for r in refunded]
+    assert refunds["value"].tolist() == [r["Subtotal"] for r in refunded]
+    assert refunds["total"].tolist() == [r["Total"] for r in refunded]
+    assert refunds["items"].notna().all()
     skipped = frame[frame["skip_reason"].notna()]
     assert set(skipped["skip_reason"]) == {"column 'Financial Status' is not a paid status (value not shown)"}
 
@@ -134,7 +141,7 @@ def test_square_sample_items_refunds_zone_and_identity_map():
     assert not frame.loc[refund, "value"].str.startswith("-").any()
     assert frame["currency"].eq("USD").all() and frame["items"].notna().all()
     items = json.loads(frame.loc[0, "items"])
-    assert {"item_id", "item_name", "price", "quantity"} <= set(items[0])
+    assert {"item_id", "item_name", "line_gross", "line_discount", "quantity"} <= set(items[0])
     assert "via identity map" in chunks[0].columns["client_id"]
 
 

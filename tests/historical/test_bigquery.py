@@ -7,14 +7,13 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import orjson
 import pytest
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from etl.config import HistoricalConfig, PropertyConfig
-from etl.load import write_historical
+from etl.config import load_config
+from etl.load import open_ledger
 from tests.reconcile.builders import export_row
 from tests.reconcile.test_reconcile_bigquery import GA4_SCHEMA
 from tests.reliability.harness import generic_source, write_orders
@@ -51,7 +50,8 @@ def test_a_run_loads_deferred_events_into_a_partitioned_table_and_the_view_union
         "table": f"{MPETL_DATASET}.{TABLE}", "backend": "bigquery", "project": "demo", "api_endpoint": bigquery_emulator})
     s = run(config, tmp_path / "out", WALL)
     assert s["deferred"] == len(old)
-    assert s["historical"] == {"backend": "bigquery", "table": f"{MPETL_DATASET}.{TABLE}", "rows": len(old)}
+    assert s["historical"] == {"backend": "bigquery", "table": f"{MPETL_DATASET}.{TABLE}", "rows": len(old),
+                               "earlier_runs": 0}
 
     client = client_for(bigquery_emulator)
     table = client.get_table(f"demo.{MPETL_DATASET}.{TABLE}", timeout=30)
@@ -89,28 +89,27 @@ def test_a_run_loads_deferred_events_into_a_partitioned_table_and_the_view_union
     assert historical_dates == {r["event_date"] for r in stored}
 
 
-def test_an_unreachable_bigquery_is_reported_not_raised_and_nothing_is_lost(tmp_path: Path) -> None:
-    settings = HistoricalConfig(table=f"{DATASET}.{TABLE}", backend="bigquery", project="demo",
-                                api_endpoint="http://127.0.0.1:9", timeout_s=1.0)
-    from etl.load.ledger import DeferredEvent
-    event = DeferredEvent(1, "s|purchase|T1", "s", 2, "1.2", None, "purchase", 1_795_000_000_000_000, "20261218",
-                          b'{"transaction_id":"T1","value":1.5}', "too_old", "run-1")
-    report = write_historical(settings, lambda: iter([event]), PropertyConfig("G-X", "Europe/London"))
-    assert report["rows"] == 0 and "error" in report
+def _config(tmp_path: Path, csv_path: Path, endpoint: str, table: str, timeout_s: float = 60.0) -> Path:
+    return config_for(tmp_path, [generic_source(csv_path)], endpoint=DOWN, historical={
+        "table": table, "backend": "bigquery", "project": "demo", "api_endpoint": endpoint, "timeout_s": timeout_s})
 
 
-def test_writing_the_same_run_twice_loads_it_once(bigquery_emulator: str) -> None:
-    settings = HistoricalConfig(table="twice.mpetl_historical", backend="bigquery", project="demo",
-                                api_endpoint=bigquery_emulator, timeout_s=60.0)
-    from etl.load.ledger import DeferredEvent
-    events = [DeferredEvent(i, f"s|purchase|T{i}", "s", i, "1.2", None, "purchase", 1_795_000_000_000_000 + i,
-                            "20261120", orjson.dumps({"transaction_id": f"T{i}", "value": 1.5}), "too_old",
-                            "20261125T060000Z-aaaaaa") for i in range(3)]
-    prop = PropertyConfig("G-X", "Europe/London")
-    first = write_historical(settings, lambda: iter(events), prop)
-    second = write_historical(settings, lambda: iter(events), prop)
-    assert first == {"backend": "bigquery", "table": settings.table, "rows": 3}
-    assert second == {"backend": "bigquery", "table": settings.table, "rows": 0, "already_loaded": 3}
-    stored = query(client_for(bigquery_emulator), "SELECT h.ecommerce.transaction_id AS tid "
-                                                  "FROM `demo.twice.mpetl_historical` AS h")
-    assert sorted(r["tid"] for r in stored) == ["T0", "T1", "T2"]
+def test_an_unreachable_bigquery_is_reported_then_the_next_run_loads_those_events_once(
+        bigquery_emulator: str, tmp_path: Path, secret) -> None:
+    csv_path = tmp_path / "orders.csv"
+    old = write_orders(csv_path, prefix="OLD", clients=2, per_client=2, hours_ago=120.0, now=WALL - dt.timedelta(hours=4))
+    down = run(_config(tmp_path, csv_path, "http://127.0.0.1:9", "later.mpetl_historical", timeout_s=1.0),
+               tmp_path / "out1", WALL)
+    assert down["historical"]["rows"] == 0 and "error" in down["historical"] and down["exit_code"] == 4
+    with open_ledger(load_config(tmp_path / "config.toml").ledger_location, read_only=True) as ledger:
+        assert ledger.deferred_claims(down["run_id"], "historical") == {"this_run": 0, "other_runs": 0, "unclaimed": 4}
+
+    config = _config(tmp_path, csv_path, bigquery_emulator, "later.mpetl_historical")
+    up = run(config, tmp_path / "out2", WALL + dt.timedelta(hours=1))
+    assert up["historical"]["rows"] == up["historical"]["earlier_runs"] == len(old) and up["exit_code"] == 0
+    again = run(config, tmp_path / "out3", WALL + dt.timedelta(hours=2))
+    assert again["historical"]["rows"] == 0  # nothing left: a second run never loads a row twice
+    stored = query(client_for(bigquery_emulator), "SELECT h.ecommerce.transaction_id AS tid, (SELECT p.value.string_value "
+                   "FROM UNNEST(h.event_params) AS p WHERE p.key = 'mpetl_run') AS run FROM `demo.later.mpetl_historical` AS h")
+    assert sorted(r["tid"] for r in stored) == sorted(old)
+    assert {r["run"] for r in stored} == {down["run_id"]}  # the run that deferred them

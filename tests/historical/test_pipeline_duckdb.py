@@ -67,7 +67,8 @@ def test_deferred_rows_reach_the_historical_store_at_their_true_date_and_union_w
                             historical={"table": "historical", "path": str(hist)})
         s = run(config, tmp_path / "out", WALL)
         assert s["sent"] == len(fresh) and s["deferred"] == len(old)
-        assert s["historical"] == {"backend": "duckdb", "table": "historical", "rows": len(old), "path": str(hist)}
+        assert s["historical"] == {"backend": "duckdb", "table": "historical", "rows": len(old), "path": str(hist),
+                                   "earlier_runs": 0}
 
         rows = union_rows(server.data_dir, hist)
         # Rerun an hour later: nothing is deferred again, so nothing is written twice.
@@ -174,7 +175,7 @@ def test_personal_data_in_a_deferred_row_never_reaches_the_historical_store(tmp_
     assert all(t.encode() in written for t in tids[1:])
 
 
-def test_a_failed_write_is_reported_and_mpetl_historical_writes_that_run_once(run_mpetl, tmp_path, secret):
+def test_a_failed_write_exits_4_and_mpetl_historical_writes_those_events_once(run_mpetl, tmp_path, secret):
     csv_path = tmp_path / "orders.csv"
     old = write_orders(csv_path, prefix="OLD", clients=2, per_client=2, hours_ago=120.0, now=WALL - dt.timedelta(hours=4))
     blocker = tmp_path / "not-a-folder"
@@ -182,7 +183,7 @@ def test_a_failed_write_is_reported_and_mpetl_historical_writes_that_run_once(ru
     broken = config_for(tmp_path, [generic_source(csv_path)], endpoint=DOWN,
                         historical={"table": "historical", "path": str(blocker / "hist")})
     s = run(broken, tmp_path / "out", WALL)
-    assert s["deferred"] == len(old) and s["exit_code"] == 0
+    assert s["deferred"] == len(old) and s["exit_code"] == 4  # the events are not in the table: the run says so
     assert s["historical"]["rows"] == 0
     assert s["historical"]["error"].startswith(("FileExistsError", "NotADirectoryError"))
     assert len(list((tmp_path / "out" / "deferred.csv").open())) == len(old) + 1  # still in deferred.csv
@@ -190,13 +191,77 @@ def test_a_failed_write_is_reported_and_mpetl_historical_writes_that_run_once(ru
     hist = tmp_path / "hist"
     fixed = config_for(tmp_path, [generic_source(csv_path)], endpoint=DOWN,
                        historical={"table": "historical", "path": str(hist)})
+    written = []
     for _ in range(2):
         result = run_mpetl("-q", "historical", "--config", str(fixed), "--run-id", s["run_id"])
         assert result.returncode == 0, result.stderr
-        assert orjson.loads(result.stdout)["rows"] == len(old)
+        written.append(orjson.loads(result.stdout)["rows"])
+    assert written == [len(old), 0]  # the second finds nothing left to write
     (tmp_path / "empty-store").mkdir()
     rows = union_rows(tmp_path / "empty-store", hist)
-    assert sorted(r["transaction_id"] for r in rows) == sorted(old)  # written twice, stored once
+    assert sorted(r["transaction_id"] for r in rows) == sorted(old)
+    assert {r["mpetl_run"] for r in rows} == {s["run_id"]}  # the marker still names the run that deferred them
 
     unknown = run_mpetl("-q", "historical", "--config", str(fixed), "--run-id", "nope")
     assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr
+
+
+def test_the_next_run_writes_what_a_failed_historical_write_left(tmp_path, secret):
+    csv_path = tmp_path / "orders.csv"
+    old = write_orders(csv_path, prefix="OLD", clients=2, per_client=3, hours_ago=120.0, now=WALL - dt.timedelta(hours=4))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the historical folder should be")
+    broken = config_for(tmp_path, [generic_source(csv_path)], endpoint=DOWN,
+                        historical={"table": "historical", "path": str(blocker / "hist")})
+    first = run(broken, tmp_path / "out1", WALL)
+    assert first["exit_code"] == 4 and "error" in first["historical"]
+
+    hist = tmp_path / "hist"
+    fixed = config_for(tmp_path, [generic_source(csv_path)], endpoint=DOWN,
+                       historical={"table": "historical", "path": str(hist)})
+    second = run(fixed, tmp_path / "out2", WALL + dt.timedelta(hours=1))
+    assert second["deferred"] == 0 and second["duplicate"] == len(old) and second["exit_code"] == 0
+    assert second["historical"]["rows"] == second["historical"]["earlier_runs"] == len(old)
+    (tmp_path / "empty-store").mkdir()
+    rows = union_rows(tmp_path / "empty-store", hist)
+    assert sorted(r["transaction_id"] for r in rows) == sorted(old)
+    # The file is named by the run that wrote it; each row's marker by the run that deferred it.
+    assert [p.name.split(".")[1] for p in hist.glob("historical_*.ndjson")] == [second["run_id"]] * len(
+        list(hist.glob("historical_*.ndjson")))
+    assert {r["mpetl_run"] for r in rows} == {first["run_id"]}
+    third = run(fixed, tmp_path / "out3", WALL + dt.timedelta(hours=2))
+    assert third["historical"]["rows"] == 0 and len(union_rows(tmp_path / "empty-store", hist)) == len(old)
+
+
+def test_historical_rows_carry_the_consent_the_ledger_holds(tmp_path, secret):
+    # privacy_info.ads_storage as the export would have it had the event been sent: both ad signals
+    # granted → "Yes", either denied → "No" (etl/protocol/ga4_row.py, the collector's own rule).
+    csv_path = tmp_path / "orders.csv"
+    tids = write_orders(csv_path, prefix="OLD", clients=3, per_client=1, hours_ago=120.0, now=WALL)
+    header, *rows = csv_path.read_text().splitlines()
+    consent = {"OLD-00000": "granted", "OLD-00001": "denied", "OLD-00002": "granted"}
+    csv_path.write_text("\n".join([header + ",Ads,Personalisation"] + [
+        f"{row},{consent[tid]},{'denied' if tid == 'OLD-00002' else 'granted'}" for row, tid in zip(rows, tids, strict=True)
+    ]) + "\n")
+    source = generic_source(csv_path)
+    source["columns"] = {**source["columns"], "ad_user_data": "Ads", "ad_personalization": "Personalisation"}
+    hist = tmp_path / "hist"
+    config = config_for(tmp_path, [source], endpoint=DOWN, historical={"table": "historical", "path": str(hist)})
+    assert run(config, tmp_path / "out", WALL)["historical"]["rows"] == 3
+    stored = {}
+    for file in hist.glob("historical_*.ndjson"):
+        for line in file.read_bytes().splitlines():
+            row = orjson.loads(line)
+            stored[row["ecommerce"]["transaction_id"]] = row["privacy_info"]["ads_storage"]
+    assert stored == {"OLD-00000": "Yes", "OLD-00001": "No", "OLD-00002": "No"}
+def test_historical_rows_carry_the_numeric_stream_id_so_they_union_with_the_export(tmp_path, secret):
+    """The export's `stream_id` is the data stream's number, not the measurement id (issue 21)."""
+    csv_path = tmp_path / "orders.csv"
+    old, _, _ = orders(csv_path)
+    hist = tmp_path / "historical"
+    config = config_for(tmp_path, [generic_source(csv_path)], endpoint=DOWN, property={"stream_id": "4321098765"},
+                        historical={"table": "historical", "path": str(hist)})
+    s = run(config, tmp_path / "out", WALL)
+    assert s["historical"]["rows"] == len(old)
+    rows = [orjson.loads(line) for path in sorted(hist.iterdir()) for line in path.read_bytes().splitlines()]
+    assert len(rows) == len(old) and {r["stream_id"] for r in rows} == {"4321098765"}

@@ -1,4 +1,4 @@
-"""jobs/nightly.sh as cron runs it: yesterday in the property's zone, one run at a time, dated outputs."""
+"""jobs/nightly.sh as cron runs it: yesterday in the property's zone, one run at a time, a folder per run."""
 
 from __future__ import annotations
 
@@ -50,8 +50,18 @@ def read_json(path: Path) -> dict:
 
 
 def sent_event_dates(ledger: Path) -> set[str]:
+    """The dates of the events sent, but for refunds the export gives no time: those are timed when first
+    seen (the wall clock, issue 21), whatever night's orders they came with."""
     with open_ledger(ledger, read_only=True) as db:
-        return set(db.for_reconcile(since="19700101")["event_date"])
+        sent = db.for_reconcile(since="19700101")
+    at_wall_clock = (sent["sent_at_micros"] - sent["timestamp_micros"]).abs() < 60_000_000
+    assert set(sent.loc[at_wall_clock, "event_name"]) <= {"refund"}
+    return set(sent.loc[~at_wall_clock, "event_date"])
+
+
+def sent_on(ledger: Path, day: str) -> int:
+    with open_ledger(ledger, read_only=True) as db:
+        return int((db.for_reconcile(since="19700101")["event_date"] == day.replace("-", "")).sum())
 
 
 def test_nightly_sends_yesterday_reconciles_and_a_rerun_sends_nothing_twice(tmp_path):
@@ -61,26 +71,34 @@ def test_nightly_sends_yesterday_reconciles_and_a_rerun_sends_nothing_twice(tmp_
 
     first = nightly(config, out)
     assert first.returncode == 0, first.stderr[-2000:]
-    summary = read_json(out / "nightly" / day / "run" / "summary.json")
+    summary = read_json(out / "nightly" / day / "latest" / "run" / "summary.json")
+    first_dir = out / "nightly" / day / f"run-{summary['run_id']}"  # the folder is named by the run it holds
     assert summary["window"] == {"since": since.isoformat(), "until": until.isoformat()}
     assert summary["sent"] > 0 and summary["failed"] == 0
     # Only yesterday's events were sent: the ledger's dates (property zone) are that one day.
     assert sent_event_dates(tmp_path / "state" / "ledger.sqlite") == {day.replace("-", "")}
-    report = read_json(out / "nightly" / day / "reconcile" / "reconciliation.json")
-    assert report["verdict"] == "reconciled" and report["totals"]["sent"] == summary["sent"]
-    assert (out / "nightly" / "latest").resolve() == (out / "nightly" / day).resolve()
+    report = read_json(first_dir / "reconcile" / "reconciliation.json")
+    # Refunds timed at the wall clock are today's: tomorrow night reconciles them with today's events.
+    assert report["verdict"] == "reconciled" and report["totals"]["sent"] == sent_on(tmp_path / "state" / "ledger.sqlite", day)
+    assert (out / "nightly" / "latest").resolve() == first_dir.resolve()
     assert '"event":"nightly_finished","exit_code":0' in first.stderr
+    first_summary = (first_dir / "run" / "summary.json").read_bytes()
     # One summary format on stdout (not a terminal): a JSON line for the run, one for the reconciliation.
     lines = [orjson.loads(line) for line in first.stdout.splitlines()]
     assert [line["event"] for line in lines] == ["summary", "reconcile"]
     assert lines[0]["sent"] == summary["sent"] and lines[1]["verdict"] == "reconciled"
     assert all(line.get("level") for line in map(orjson.loads, first.stderr.splitlines()))  # every log line
 
-    # cron retried the same night: the ledger has it all, nothing is sent again.
+    # cron retried the same night: the ledger has it all, nothing is sent again, and the first run's
+    # outputs are still there as they were (the retry has a folder of its own).
     second = nightly(config, out)
     assert second.returncode == 0, second.stderr[-2000:]
-    again = read_json(out / "nightly" / day / "run" / "summary.json")
+    again = read_json(out / "nightly" / "latest" / "run" / "summary.json")
     assert again["sent"] == 0 and again["duplicate"] == summary["sent"]
+    assert (first_dir / "run" / "summary.json").read_bytes() == first_summary
+    assert sorted(p.name for p in (out / "nightly" / day).iterdir()) == sorted(
+        ["latest", first_dir.name, f"run-{again['run_id']}"])
+    assert (out / "nightly" / day / "latest").resolve() == (out / "nightly" / day / f"run-{again['run_id']}").resolve()
     assert len(read_store(tmp_path / "state" / "collector")) == summary["sent"]
     assert files_containing(tmp_path, SECRET) == []
     assert SECRET not in first.stdout + first.stderr + second.stdout + second.stderr
@@ -114,7 +132,7 @@ def test_second_nightly_refuses_to_start_while_the_first_runs(tmp_path):
             if first.poll() is None:
                 first.kill()
     day, since, _ = yesterday_window(zone)
-    summary = read_json(out / "nightly" / day / "run" / "summary.json")
+    summary = read_json(out / "nightly" / day / "latest" / "run" / "summary.json")
     assert summary["window"]["since"] == since.isoformat()
     assert summary["sent"] > 0 and summary["failed"] == 0
     assert '"nightly_started"' not in second.stderr  # it never began a run
@@ -134,7 +152,8 @@ def test_exit_code_is_the_worst_of_run_and_reconcile(tmp_path):
     assert result.returncode == 3, result.stderr[-2000:]
     assert '"nightly_run_finished","exit_code":0' in result.stderr
     assert '"nightly_reconcile_finished","exit_code":3' in result.stderr
-    assert read_json(tmp_path / "out" / "nightly" / day / "reconcile" / "reconciliation.json")["verdict"] == "not_reconciled"
+    assert read_json(tmp_path / "out" / "nightly" / day / "latest" / "reconcile" / "reconciliation.json")["verdict"] == \
+        "not_reconciled"
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -175,4 +194,4 @@ def test_the_installed_command_runs_outside_a_checkout_with_only_mpetl_on_path(t
                             capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert direct.returncode == 0, direct.stderr[-2000:]
     day, _, _ = yesterday_window("Europe/London")
-    assert read_json(out / "nightly" / day / "run" / "summary.json")["sent"] == 0  # the second run: all duplicates
+    assert read_json(out / "nightly" / day / "latest" / "run" / "summary.json")["sent"] == 0  # the second: all duplicates

@@ -55,7 +55,7 @@ def make_ledger(ledger_location, clock) -> Iterator[Callable[..., Ledger]]:
 
 
 def events_frame(keys: list[str], client: str = "111.222", *, ts: int = T0 - 3_600_000_000,
-                 value: float = 10.5) -> pd.DataFrame:
+                 value: float = 10.5, places: list[str | None] | None = None) -> pd.DataFrame:
     """Planned-event rows as the transform makes them (event_key = source|event_name|transaction_id)."""
     rows = []
     for i, key in enumerate(keys):
@@ -67,4 +67,6 @@ def events_frame(keys: list[str], client: str = "111.222", *, ts: int = T0 - 3_6
     frame = pd.DataFrame(rows)
     frame["user_id"] = frame["user_id"].astype("string")
     frame["consent_json"] = frame["consent_json"].astype("string")
+    if places is not None:  # the request members "user_location":{…} of each event (issue 26)
+        frame["place_json"] = pd.Series(places, dtype="string")
     return frame

@@ -199,6 +199,11 @@ def test_a_ledger_from_before_the_key_hash_is_upgraded_in_place_and_keeps_every_
         sent = ledger.for_reconcile(run_id="night-1").set_index("event_name")["transaction_id"]
         assert sent["purchase"] == "T1" and sent.isna()["generate_lead"]
         assert [(e.event_key, e.reason) for e in ledger.deferred_events(unexported=True)] == [("crm|purchase|OLD", "too_old")]
+        # Schema 5's claims: night-1 wrote its deferred event into its own deferred.csv and historical files,
+        # so no later output of those kinds writes it again; `mpetl deferred` never exported it.
+        assert ledger.claim_deferred("night-2", "deferred_csv", "/out") == 0
+        assert ledger.claim_deferred("night-2", "historical", "/hist") == 0
+        assert ledger.claim_deferred("night-2", "export", "/imports") == 1
         assert ledger.integrity_ok()
 
 
@@ -206,11 +211,11 @@ def test_a_newer_or_a_first_schema_is_named_precisely_never_restore_from_a_backu
     newer = tmp_path / "newer.sqlite"
     _sent_ledger(newer, n=1)
     db = sqlite3.connect(newer)
-    db.execute("UPDATE meta SET v = '4' WHERE k = 'schema'")
+    db.execute("UPDATE meta SET v = ? WHERE k = 'schema'", (str(SCHEMA_VERSION + 1),))
     db.execute("UPDATE meta SET v = 'mpetl 0.3.0' WHERE k = 'written_by'")
     db.commit()
     db.close()
-    with pytest.raises(LedgerSchemaError, match=rf"ledger {newer}: written by mpetl 0.3.0 \(schema 4\); this is mpetl "
+    with pytest.raises(LedgerSchemaError, match=rf"ledger {newer}: written by mpetl 0.3.0 \(schema {SCHEMA_VERSION + 1}\); this is mpetl "
                                                 rf"0.1.0 \(schema {SCHEMA_VERSION}\): run the newer mpetl") as caught:
         SqliteLedger(newer, lock=True)
     assert "backup" not in str(caught.value) and caught.value.exit_code == 2
@@ -221,3 +226,34 @@ def test_a_newer_or_a_first_schema_is_named_precisely_never_restore_from_a_backu
     db.close()
     with pytest.raises(LedgerSchemaError, match=rf"ledger {first}: written by mpetl 0.1.0 before 2026-11-29 \(schema 1"):
         SqliteLedger(first, lock=True)
+
+
+def test_a_schema_4_ledger_is_upgraded_in_place_and_its_pending_events_still_leave(tmp_path):
+    """Schema 4 (before store locations) had no `places` table and no `events.place`: a writer adds
+    both in one transaction; what was pending stays pending and leaves without a location, as planned."""
+    from etl.load import build_requests
+
+    path = tmp_path / "ledger.sqlite"
+    with SqliteLedger(path, lock=True, clock=lambda: T0) as ledger:
+        ledger.bind_property(MID, ENDPOINT)
+        ledger.begin_run("night-1", "send")
+        ledger.plan(events_frame(["crm|purchase|T1", "crm|purchase|T2"], ts=T0 - HOUR), "night-1",
+                    oldest_sendable_micros=T0 - 71 * HOUR)
+    db = sqlite3.connect(path)  # make it exactly what mpetl wrote before issue 26
+    db.executescript("ALTER TABLE events DROP COLUMN place; DROP TABLE places; UPDATE meta SET v = '4' WHERE k = 'schema';")
+    db.close()
+    with SqliteLedger(path, read_only=True) as reader:  # a reader reads it as it is
+        assert reader.state_counts()["planned"] == 2
+    assert _meta(path)["schema"] == "4"
+    with SqliteLedger(path, lock=True, clock=lambda: T0) as ledger:
+        assert _meta(path)["schema"] == str(SCHEMA_VERSION)
+        ledger.bind_property(MID, ENDPOINT)
+        ledger.begin_run("night-2", "send")
+        ledger.plan(events_frame(["crm|purchase|T3"], ts=T0 - HOUR,
+                                 places=['"user_location":{"country_id":"GB"}']), "night-2",
+                    oldest_sendable_micros=T0 - 71 * HOUR)
+        ledger.snapshot_pending()
+        bodies = [orjson.loads(r.body) for r in build_requests(ledger.iter_pending(), run_id="night-2")]
+        assert sorted((tuple(e["params"]["transaction_id"] for e in b["events"]), b.get("user_location"))
+                      for b in bodies) == [(("T1", "T2"), None), (("T3",), {"country_id": "GB"})]
+        assert ledger.integrity_ok()

@@ -9,8 +9,8 @@ import itertools
 import pytest
 
 from etl.load import open_ledger
-from etl.load.ledger import TRANSITIONS, is_postgres_url
-from etl.load.ledger.errors import LedgerError, LedgerStateError, LedgerUnreachableError
+from etl.load.ledger import OUTPUT_TRANSITIONS, TRANSITIONS, is_postgres_url
+from etl.load.ledger.errors import LedgerError, LedgerStateError, LedgerUnreachableError, OutputStateError
 from tests.load.conftest import MID, T0, events_frame
 
 HOUR = 3_600_000_000
@@ -23,13 +23,20 @@ ALLOWED = {
     "mark_in_flight": {"planned", "failed"},
     "mark_sent": {"in_flight"},
     "mark_failed": {"in_flight"},
-    "mark_rejected": {"planned", "failed"},
+    "mark_rejected": {"planned", "failed", "in_flight"},  # in_flight: refused by name by the Data Manager API
     "mark_expired": {"planned", "failed"},
-    "mark_exported": {"deferred"},
+    # Per kind of output: a deferred event no output of that kind holds is claimed (taken); released, it is free again.
+    "claim_deferred": {"deferred"},
+    "release_output": {"taken"},
 }
 TARGET = {"mark_in_flight": "in_flight", "mark_sent": "sent", "mark_failed": "failed", "mark_rejected": "rejected",
-          "mark_expired": "deferred", "mark_exported": "exported"}
-STATES = ("planned", "in_flight", "sent", "failed", "deferred", "rejected", "exported")
+          "mark_expired": "deferred", "claim_deferred": "taken", "release_output": "deferred"}
+# An output record's moves (OUTPUT_TRANSITIONS), written out the same way.
+OUTPUT_ALLOWED = {"claim_deferred": {"absent"}, "output_written": {"claimed"}, "output_taken": {"claimed", "written"},
+                  "release_output": {"claimed", "written", "taken"}}
+OUTPUT_TARGET = {"claim_deferred": "claimed", "output_written": "written", "output_taken": "taken",
+                 "release_output": "released"}
+STATES = ("planned", "in_flight", "sent", "failed", "deferred", "rejected", "taken")
 CALLS = {
     "mark_in_flight": lambda ledger, ids: ledger.mark_in_flight(ids),
     "mark_sent": lambda ledger, ids: ledger.mark_sent(ids, RUN, attempts=[1] * len(ids), maybe_delivered=[False] * len(ids)),
@@ -37,7 +44,6 @@ CALLS = {
                                                           maybe_delivered=[False] * len(ids), reason="http 503"),
     "mark_rejected": lambda ledger, ids: ledger.mark_rejected(ids, RUN, "event is too large"),
     "mark_expired": lambda ledger, ids: ledger.mark_expired(ids, RUN),
-    "mark_exported": lambda ledger, ids: ledger.mark_exported(ids, RUN),
 }
 _serial = itertools.count()
 
@@ -45,13 +51,19 @@ _serial = itertools.count()
 def _event_in(ledger, state: str) -> int:
     """A new event driven into `state` by the legal transitions; its id."""
     key = f"crm|purchase|S{next(_serial):04d}"
-    old = state in ("deferred", "exported")
-    ledger.plan(events_frame([key], f"1.{next(_serial)}", ts=T0 - (80 if old else 1) * HOUR), RUN,
+    old = state in ("deferred", "taken")
+    run = RUN
+    if state == "taken":  # deferred by a run of its own, so that a claim can name it alone (deferred_by)
+        run = f"defer-{next(_serial)}"
+        ledger.begin_run(run, "send")
+    ledger.plan(events_frame([key], f"1.{next(_serial)}", ts=T0 - (80 if old else 1) * HOUR), run,
                 oldest_sendable_micros=ledger.clock() - WINDOW)
     if old:
         (eid,) = [e.id for e in ledger.deferred_events(unexported=True) if e.event_key == key]
-        if state == "exported":
-            ledger.mark_exported([eid], RUN)
+        if state == "taken":  # by an `mpetl deferred` export
+            export = f"export-{next(_serial)}"
+            ledger.begin_run(export, "export")
+            assert ledger.claim_deferred(export, "export", "/imports", deferred_by=run) == 1
         return eid
     ledger.snapshot_pending()
     (eid,) = [e.id for e in ledger.iter_pending() if e.event_key == key]
@@ -67,6 +79,8 @@ def _event_in(ledger, state: str) -> int:
 def test_the_transition_table_is_the_design():
     assert {name: set(t.sources) for name, t in TRANSITIONS.items() if name in ALLOWED} == ALLOWED
     assert {name: TRANSITIONS[name].target for name in TARGET} == TARGET
+    assert {name: set(t.sources) for name, t in OUTPUT_TRANSITIONS.items()} == OUTPUT_ALLOWED
+    assert {name: t.target for name, t in OUTPUT_TRANSITIONS.items()} == OUTPUT_TARGET
 
 
 def test_every_transition_moves_only_its_from_states_and_refuses_the_rest(make_ledger):
@@ -99,8 +113,8 @@ def _states(ledger) -> dict[str, int]:
 
 
 def _moved_one(moved: dict[str, int], source: str, target: str) -> bool:
-    """One event left `source` for `target` (exported and deferred share the stored state `deferred`)."""
-    stored = {"exported": "deferred"}
+    """One event left `source` for `target` (taken and deferred share the stored state `deferred`)."""
+    stored = {"taken": "deferred"}
     source, target = stored.get(source, source), stored.get(target, target)
     if source == target:
         return all(v == 0 for v in moved.values())
@@ -124,15 +138,54 @@ def test_a_batch_with_one_wrong_event_moves_none_and_says_which_states(make_ledg
     assert _states(ledger) == {"planned": 1, "sent": 2}
 
 
-def test_an_event_is_exported_once(make_ledger):
+def test_a_claim_takes_only_deferred_events_no_output_of_its_kind_holds_and_each_once(make_ledger):
+    """The set-based transitions: a claim's SQL names the from-state (deferred, not taken by that kind),
+    so no event in any other state is ever claimed, and a second claim of the same kind takes nothing."""
     ledger = make_ledger()
-    ledger.begin_run(RUN, "export")
-    eid = _event_in(ledger, "deferred")
-    ledger.mark_exported([eid], RUN)
-    with pytest.raises(LedgerStateError, match=r"mark_exported moves deferred → exported; refused for 1 of 1 events "
-                                               r"\(exported 1\)"):
-        ledger.mark_exported([eid], "another-export")
+    ledger.begin_run(RUN, "send")
+    ids = {state: _event_in(ledger, state) for state in STATES}
+    before = ledger.inspect()
+    ledger.begin_run("export-1", "export")
+    assert ledger.claim_deferred("export-1", "export", "/imports") == 1
+    assert [e.id for e in ledger.claimed_events("export-1", "export")] == [ids["deferred"]]
+    ledger.begin_run("export-2", "export")
+    assert ledger.claim_deferred("export-2", "export", "/imports") == 0  # exported once, ever
     assert [e.id for e in ledger.deferred_events(unexported=True)] == []
+    # Another kind has its own claim: the deferred.csv takes both deferred events, whoever exported them.
+    assert ledger.claim_deferred(RUN, "deferred_csv", "/out") == 2
+    assert sorted(e.id for e in ledger.claimed_events(RUN, "deferred_csv")) == sorted([ids["deferred"], ids["taken"]])
+    assert ledger.inspect().equals(before)  # claims never change an event's state
+    # Released, the output's events are deferred (free) again for that kind only.
+    assert ledger.release_output("export-1", "export") == 1
+    assert [e.id for e in ledger.deferred_events(unexported=True)] == [ids["deferred"]]
+    assert list(ledger.claimed_events("export-1", "export")) == []
+
+
+def test_an_output_record_moves_only_from_its_from_states_and_a_wrong_move_changes_nothing(make_ledger):
+    ledger = make_ledger()
+    ledger.begin_run(RUN, "send")
+    _event_in(ledger, "deferred")
+    assert ledger.claim_deferred(RUN, "historical", "/hist") == 1
+    with pytest.raises(OutputStateError, match=rf"ledger: claim_deferred moves absent → claimed; refused for run {RUN}'s "
+                                               r"historical output \(claimed\); nothing was changed") as refused:
+        ledger.claim_deferred(RUN, "historical", "/hist")  # one record per run and kind
+    assert isinstance(refused.value, LedgerStateError) and refused.value.exit_code == 2
+    ledger.output_taken(RUN, "historical")
+    for move in (lambda: ledger.output_written(RUN, "historical", []), lambda: ledger.output_taken(RUN, "historical")):
+        with pytest.raises(OutputStateError, match=r"\(taken\); nothing was changed"):
+            move()
+    assert ledger.output_claim(RUN, "historical").state == "taken"
+    assert len(list(ledger.claimed_events(RUN, "historical"))) == 1
+    with pytest.raises(OutputStateError, match=r"output_written moves claimed → written; refused for run nobody's "
+                                               r"historical output \(absent\)"):
+        ledger.output_written("nobody", "historical", [])
+    assert "nobody" not in ledger.run_ids()  # a refused move records nothing, not even the run
+    assert ledger.release_output(RUN, "historical") == 1
+    before = ledger.inspect()
+    with pytest.raises(OutputStateError, match=r"release_output moves claimed \| written \| taken → released; refused "
+                                               rf"for run {RUN}'s historical output \(released\)"):
+        ledger.release_output(RUN, "historical")
+    assert ledger.inspect().equals(before) and ledger.output_claim(RUN, "historical").state == "released"
 
 
 def _plan(ledger, keys, run, client):

@@ -3,6 +3,8 @@ claims are recovered while a live worker's are left alone, one run per shard, sh
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ from etl.errors import LedgerLockedError
 from etl.load.ledger.errors import LedgerSchemaError, LedgerStateError
 from etl.load.ledger.postgres import PostgresLedger
 from etl.shard import Shard
+from tests.load.conftest import events_frame
 
 MID, ENDPOINT = "G-TEST123", "local"
 OLDEST = 1_700_000_000_000_000
@@ -150,7 +153,8 @@ def test_plan_buckets_take_over_and_withdraw(pg_url):
         assert ledger.outcome("run-a").by_source["crm"] == {"sent": 1, "failed": 1, "deferred": 1}
         deferred = list(ledger.deferred_events(unexported=True))
         assert [d.reason for d in deferred] == ["too_old"]
-        ledger.mark_exported([deferred[0].id], "run-b")
+        assert ledger.claim_deferred("run-b", "export", "/imports") == 1
+        assert [e.id for e in ledger.claimed_events("run-b", "export")] == [deferred[0].id]
         assert not list(ledger.deferred_events(unexported=True))
 
 
@@ -201,7 +205,50 @@ def test_a_ledger_of_the_first_postgresql_schema_is_upgraded_in_place(pg_url):
             tids = ledger.for_reconcile(run_id="night-1").set_index("event_name")["transaction_id"]
             assert tids["purchase"] == "row:0123456789abcdef" and tids.isna()["generate_lead"]  # ids are opaque
         assert schema_row() == row
+    # Schema 3 (issue 26): the upgraded ledger keeps each event's place (store location, device).
+    with PostgresLedger(pg_url, lock=True) as ledger:
+        ledger.bind_property(MID, "http://127.0.0.1")
+        ledger.begin_run("night-2", "send")
+        place = '"user_location":{"city":"Manchester","region_id":"GB-MAN","country_id":"GB"}'
+        frame = events_frame(["crm|purchase|T-9"], ts=ledger.clock() - 3_600_000_000, places=[place])
+        assert list(ledger.plan(frame, "night-2", oldest_sendable_micros=0)) == ["planned"]
+        ledger.snapshot_pending()
+        assert [e.place for e in ledger.iter_pending()] == [place.encode()]
     with psycopg.connect(pg_url, autocommit=True) as con:
         con.execute("UPDATE mpetl_meta SET value = '9' WHERE key = 'schema'")
-    with pytest.raises(LedgerSchemaError, match=r"written by mpetl 0.1.0 \(schema 9\); this is mpetl 0.1.0 \(schema 2\)"):
+    with pytest.raises(LedgerSchemaError, match=rf"written by mpetl 0.1.0 \(schema 9\); this is mpetl 0.1.0 \(schema {SCHEMA_VERSION}\)"):
         _open(pg_url)
+
+
+def test_a_live_shards_unsettled_output_is_its_own_a_dead_ones_is_settled_by_others(pg_url):
+    # Shard 1 claims the night's deferred events for its deferred.csv and is still writing it: shard 2
+    # must not touch that claim (nor take the events). Once shard 1's session is gone (killed), it may.
+    old = _events(["crm|purchase|OLD1", "crm|purchase|OLD2"])
+    with _open(pg_url) as one, _open(pg_url) as two:
+        one.begin_run("run-1", "send")
+        two.begin_run("run-2", "send")
+        assert list(one.plan(old, "run-1", oldest_sendable_micros=1_800_000_000_000_000)) == ["deferred"] * 2
+        assert one.claim_deferred("run-1", "deferred_csv", "/out/1") == 2
+        assert two.unsettled_outputs("deferred_csv") == []  # alive: its claim is its own
+        assert two.claim_deferred("run-2", "deferred_csv", "/out/2") == 0
+        one.close()  # killed: the server ends its session and frees its lease (a moment later)
+        deadline = time.monotonic() + 10
+        while not two.unsettled_outputs("deferred_csv") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [(c.run_id, c.state, c.rows) for c in two.unsettled_outputs("deferred_csv")] == [("run-1", "claimed", 2)]
+
+
+def test_a_scratch_session_settles_outputs_in_its_copy_only(pg_url):
+    with _open(pg_url) as real:
+        real.begin_run("run-a", "send")
+        real.plan(_events(["crm|purchase|OLD1"]), "run-a", oldest_sendable_micros=1_800_000_000_000_000)
+        real.claim_deferred("run-a", "deferred_csv", "/out/a")
+    with PostgresLedger(pg_url, scratch=True) as scratch:
+        scratch.bind_property(MID, ENDPOINT)
+        assert scratch.release_output("run-a", "deferred_csv") == 1
+        scratch.begin_run("dry", "dry-run")
+        assert scratch.claim_deferred("dry", "deferred_csv", "/out/dry") == 1
+    with _open(pg_url) as real:
+        assert real.output_claim("run-a", "deferred_csv").state == "claimed"
+        assert real.output_claim("dry", "deferred_csv") is None
+        assert real.deferred_claims("run-a", "deferred_csv") == {"this_run": 1, "other_runs": 0, "unclaimed": 0}

@@ -9,7 +9,7 @@ import pytest
 
 from etl.config import load_config
 from etl.pipeline import RunOptions, run_pipeline
-from tests.support import samples_config
+from tests.support import REPO, samples_config
 
 # Runs once per ledger backend: SQLite, then PostgreSQL (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("ledger_backend")
@@ -30,15 +30,23 @@ def test_deferred_events_are_exported_once_in_the_data_import_template(run_mpetl
     run = run_pipeline(load_config(config), RunOptions(out_dir=tmp_path / "run",
                                                        clock=lambda: int(WEEK_LATER.timestamp()) * 1_000_000))
     deferred = run.summary["deferred"]
-    assert deferred > 100 and run.summary["sent"] == 0 and run.summary["failed"] == 0
+    # Shopify's refunds have no time in the export (no refund date, no Cancelled at): timed when first
+    # seen, the wall clock, they are fresh — the only events left to send (the endpoint is down).
+    shopify = csv.DictReader((REPO / "data" / "samples" / "pos" / "shopify_orders_export.csv").open(encoding="utf-8"))
+    refunds = sum(r["Financial Status"] in ("refunded", "partially_refunded") for r in shopify)
+    assert deferred > 100 and run.summary["sent"] == 0 and run.summary["failed"] == refunds > 0
 
     first = run_mpetl("deferred", "--config", str(config), "--out", str(tmp_path / "import" / "a.csv"))
     assert first.returncode == 0, first.stderr
     rows = list(csv.DictReader((tmp_path / "import" / "a.csv").open()))
     assert len(rows) == deferred
     header = list(rows[0])
-    assert header[:5] == ["measurement_id", "client_id", "user_id", "timestamp_micros", "event_name"]
-    assert all(h.startswith(("event_param.", "item")) for h in header[5:])
+    # Google's template: the consents right after the time (support.google.com/analytics/answer/10325025).
+    assert header[:7] == ["measurement_id", "client_id", "user_id", "timestamp_micros", "ad_personalization",
+                          "ad_user_data", "event_name"]
+    assert all(h.startswith(("event_param.", "item")) for h in header[7:])
+    # Consent follows the data: each deferred event's ad consents, as its request would have carried them.
+    assert {r["ad_user_data"] for r in rows} <= {"GRANTED", "DENIED", ""} and any(r["ad_user_data"] for r in rows)
     assert {r["measurement_id"] for r in rows} == {"G-K7QW2ZP9LM"}
     # Numbers stay numbers, ids stay as they were sent.
     assert not any(r.get("item1.quantity", "").endswith(".0") for r in rows)
@@ -49,3 +57,10 @@ def test_deferred_events_are_exported_once_in_the_data_import_template(run_mpetl
     second = run_mpetl("deferred", "--config", str(config), "--out", str(tmp_path / "import" / "b.csv"))
     assert second.returncode == 0, second.stderr
     assert list(csv.DictReader((tmp_path / "import" / "b.csv").open())) == []  # nothing is exported twice
+
+    # The same --out again: refused in one line, the first file (whose events are exported) untouched.
+    first_bytes = (tmp_path / "import" / "a.csv").read_bytes()
+    again = run_mpetl("deferred", "--config", str(config), "--out", str(tmp_path / "import" / "a.csv"))
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "exists already" in again.stderr
+    assert (tmp_path / "import" / "a.csv").read_bytes() == first_bytes
+    assert sorted(p.name for p in (tmp_path / "import").iterdir()) == ["a.csv", "a_index.csv", "b.csv", "b_index.csv"]

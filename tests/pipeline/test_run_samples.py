@@ -10,6 +10,7 @@ import pytest
 
 from etl.collector import FaultOptions, read_store, spawn_collector
 from etl.load import open_ledger
+from tests.datamanager.support import PROPERTY_ID, dm_destination, point_at, service_account
 from tests.support import SAMPLES_NOW, files_containing, ledger_location, samples_config
 
 # The whole module runs once per ledger backend: SQLite, then PostgreSQL (tests/conftest.py).
@@ -38,14 +39,33 @@ def stored_transaction_ids(store) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def collector(tmp_path):
+def api() -> str:
+    return "measurement_protocol"
+
+
+@pytest.fixture
+def collector(tmp_path, api):
+    """The local endpoint; with `api = "data_manager"` it trusts a test service account, and
+    `server.destination` is what a config needs to send to it through that API."""
+    dm = {}
+    if api == "data_manager":
+        credentials = service_account(tmp_path / "dm" / "sa.json")
+        dm = {"dm_service_account": credentials, "property_id": PROPERTY_ID}
     with spawn_collector(tmp_path / "store", measurement_id=MID, api_secret=SECRET, timezone="Europe/London",
-                         now=PINNED) as server:
+                         now=PINNED, **dm) as server:
+        server.destination = {}
+        if dm:
+            point_at(credentials, server.url)
+            server.destination = dm_destination(server.url, credentials, tmp_path / "dm" / "quota.json")
         yield server
 
 
-def test_run_sends_every_planned_event_and_accounts_for_every_row(run_mpetl, tmp_path, collector):
-    config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
+API = pytest.mark.parametrize("api", ["measurement_protocol", "data_manager"])
+
+
+@API
+def test_run_sends_every_planned_event_and_accounts_for_every_row(run_mpetl, tmp_path, collector, api):
+    config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir, destination=collector.destination)
     result = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "out"), "--now", SAMPLES_NOW)
     assert result.returncode == 0, result.stderr
     s = summary(tmp_path / "out")
@@ -64,12 +84,14 @@ def test_run_sends_every_planned_event_and_accounts_for_every_row(run_mpetl, tmp
         assert not {x["validationCode"] for x in r["reasons"]} & set(s["filtered_codes"])  # filtered: not a reject
     # Deferred rows are shaped for GA4 Data Import (offline events).
     header = (tmp_path / "out" / "deferred.csv").read_text().splitlines()[0].split(",")
-    assert header[:5] == ["measurement_id", "client_id", "user_id", "timestamp_micros", "event_name"]
+    assert header[:7] == ["measurement_id", "client_id", "user_id", "timestamp_micros", "ad_personalization",
+                          "ad_user_data", "event_name"]
     assert len((tmp_path / "out" / "deferred.csv").read_text().splitlines()) == s["deferred"] + 1
 
 
-def test_a_rerun_sends_nothing_new(run_mpetl, tmp_path, collector):
-    config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir)
+@API
+def test_a_rerun_sends_nothing_new(run_mpetl, tmp_path, collector, api):
+    config = samples_config(tmp_path, endpoint=collector.url, store=collector.data_dir, destination=collector.destination)
     first = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "a"), "--now", SAMPLES_NOW)
     second = run_mpetl("run", "--config", str(config), "--out", str(tmp_path / "b"), "--now", SAMPLES_NOW)
     assert first.returncode == second.returncode == 0

@@ -185,8 +185,12 @@ def requested_events(requests_ndjson: Path) -> Counter[EventId]:
     """(event_name, transaction_id) of every event in a dry-run's exact request bodies."""
     counts: Counter[EventId] = Counter()
     for line in requests_ndjson.read_bytes().splitlines():
-        for event in orjson.loads(line)["events"]:
-            counts[(event["name"], event["params"]["transaction_id"])] += 1
+        body = orjson.loads(line)
+        for event in body["events"]:
+            if "destinations" in body:  # a Data Manager request (docs/data-manager.md)
+                counts[(event["eventName"], event["transactionId"])] += 1
+            else:
+                counts[(event["name"], event["params"]["transaction_id"])] += 1
     return counts
 
 

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.reliability.conftest import APIS
 from tests.reliability.harness import (
     assert_no_traceback,
     balanced,
@@ -30,12 +31,14 @@ FAULTS = {"fail_rate": 0.20, "throttle_rate": 0.10, "reset_rate": 0.05, "latency
 
 
 @pytest.mark.slow
-def test_faulty_endpoint_delivers_every_event_and_flags_only_reset_ones(tmp_path, collector, record_property):
-    server = collector(seed=20261121, **FAULTS)
+@pytest.mark.parametrize("api", APIS)
+def test_faulty_endpoint_delivers_every_event_and_flags_only_reset_ones(tmp_path, collector, record_property, api):
+    # Data Manager: one event a request, so its trial meets as many faults as MP's one-client requests do.
+    server = collector(seed=20261121, dm_events_per_request=1, **FAULTS)
     # Retry-After (1 s) is honoured because backoff_max_s is not below it; 15 attempts make a
     # six-in-a-row fault streak (≈ 0.35^6 per request) survivable, as it must be at this fault rate.
     config = samples_config(tmp_path, endpoint=server.url, store=server.data_dir,
-                            destination={"concurrency": 16, "max_attempts": 15, "backoff_base_s": 0.05,
+                            destination={**server.destination, "concurrency": 16, "max_attempts": 15, "backoff_base_s": 0.05,
                                          "backoff_max_s": 1.0, "timeout_s": 10.0})
     reference = cli(*run_args(config, tmp_path / "reference", "--dry-run"))
     assert reference.code == 0, reference.stderr[-2000:]

@@ -124,7 +124,8 @@ def test_a_shard_killed_mid_send_and_rerun_loses_nothing_and_duplicates_only_its
             out, err = proc.communicate(timeout=180)
             assert proc.returncode == 0, err.decode()[-2000:]
 
-    rerun = cli(*run_args(config, outs[1], "--shard", "2/4"), timeout=180)
+    # Into the killed shard's own folder: it holds that run's outputs, so the rerun replaces them.
+    rerun = cli(*run_args(config, outs[1], "--shard", "2/4", "--replace"), timeout=180)
     assert rerun.code == 0, rerun.stderr[-2000:]
     summary = orjson.loads((outs[1] / "summary.json").read_bytes())
     assert summary["recovered_in_flight"] == len(in_flight) > 0

@@ -9,6 +9,9 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
+
+from tests.reliability.conftest import APIS
 from tests.reliability.harness import (
     assert_no_traceback,
     balanced,
@@ -32,10 +35,11 @@ def _finish_later(config, tmp_path, tids, server) -> None:
     assert stored_events(server.data_dir) == {("purchase", tid): 1 for tid in tids}  # nothing lost, nothing twice
 
 
-def test_sigterm_mid_send_finishes_in_flight_writes_the_summary_and_exits_8(tmp_path, collector):
-    server = collector(latency_ms=300)
+@pytest.mark.parametrize("api", APIS)
+def test_sigterm_mid_send_finishes_in_flight_writes_the_summary_and_exits_8(tmp_path, collector, api):
+    server = collector(latency_ms=300, dm_events_per_request=2)  # as MP: one client (2 events) a request
     tids = write_orders(tmp_path / "orders.csv", prefix="TERM", clients=30, per_client=2)
-    config = config_for(tmp_path, [generic_source(tmp_path / "orders.csv")], endpoint=server.url, concurrency=2)
+    config = config_for(tmp_path, [generic_source(tmp_path / "orders.csv")], **server.destination, concurrency=2)
     proc = start(*run_args(config, tmp_path / "out"))
     deadline = time.monotonic() + 30
     while not ledger_counts(ledger_path(tmp_path)).get("sent"):
@@ -53,10 +57,11 @@ def test_sigterm_mid_send_finishes_in_flight_writes_the_summary_and_exits_8(tmp_
     _finish_later(config, tmp_path, tids, server)
 
 
-def test_the_run_deadline_stops_taking_requests_and_exits_8(tmp_path, collector):
-    server = collector(latency_ms=300)
+@pytest.mark.parametrize("api", APIS)
+def test_the_run_deadline_stops_taking_requests_and_exits_8(tmp_path, collector, api):
+    server = collector(latency_ms=300, dm_events_per_request=2)  # as MP: one client (2 events) a request
     tids = write_orders(tmp_path / "orders.csv", prefix="DEAD", clients=30, per_client=2)
-    config = config_for(tmp_path, [generic_source(tmp_path / "orders.csv")], endpoint=server.url, concurrency=2,
+    config = config_for(tmp_path, [generic_source(tmp_path / "orders.csv")], **server.destination, concurrency=2,
                         deadline_s=1.5)
     started = time.monotonic()
     run = cli(*run_args(config, tmp_path / "out"))
@@ -66,7 +71,7 @@ def test_the_run_deadline_stops_taking_requests_and_exits_8(tmp_path, collector)
     summary = orjson_summary(tmp_path / "out")
     assert summary["stopped"] == "deadline" and balanced(summary) and summary["failed"] > 0
     # The next night has no such hurry: the same ledger and store, no deadline.
-    relaxed = config_for(tmp_path, [generic_source(tmp_path / "orders.csv")], endpoint=server.url, concurrency=2)
+    relaxed = config_for(tmp_path, [generic_source(tmp_path / "orders.csv")], **server.destination, concurrency=2)
     _finish_later(relaxed, tmp_path, tids, server)
 
 

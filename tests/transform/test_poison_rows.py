@@ -65,8 +65,18 @@ ITEM_CASES = [
     ('{"item_id": "S", "quantity": 2.5}', "item field quantity is not a whole number"),
     ('{"item_id": "S", "quantity": 1e12}', "item field quantity is larger than"),
     ('{"item_id": "S", "quantity": true}', "item field quantity is not a whole number"),
-    ('{"item_id": "S", "item_name": "' + "x" * 101 + '"}', "item field item_name is longer than 100 characters"),
+    ('{"item_id": "S", "price": -5, "quantity": 1}', "item field price is negative"),
 ]
+
+
+def test_an_item_name_over_100_characters_is_cut_to_100_and_counted_not_rejected():
+    """Google does not log the part of a parameter over its limit, not the event (support 9267744)."""
+    long = "Limited edition hand-thrown stoneware serving bowl with reactive glaze, dishwasher safe, 28 cm wide"
+    result = _with_items([_row()], ['[{"item_id": "S", "item_name": "' + long + ' (blue)", "price": 5, "quantity": 1}]'])
+    (item,) = orjson.loads(result.events["event_json"][0])["params"]["items"]
+    assert item["item_name"] == (long + " (blue)")[:100] and len(item["item_name"]) == 100
+    assert result.tally.limits == {"item_name_truncated": 1}
+    assert result.rejects.empty
 
 
 @pytest.mark.parametrize("item,rule", ITEM_CASES)

@@ -170,7 +170,7 @@ class BigQueryReader:
         limit = self.source.options.get("maximum_bytes_billed")
         if limit is not None:
             config.maximum_bytes_billed = int(limit)
-        job = self.client.query(sql, job_config=config, location=self.source.location, timeout=REQUEST_TIMEOUT_S)
+        job = self.client.query(sql, job_config=config, location=self.source.job_location, timeout=REQUEST_TIMEOUT_S)
         job.result(max_results=0, timeout=REQUEST_TIMEOUT_S)  # wait here: a failed query is one error, before any row
         return job
 
@@ -178,7 +178,7 @@ class BigQueryReader:
         from google.cloud import bigquery
 
         config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False)
-        job = self.client.query(self.query, job_config=config, location=self.source.location, timeout=REQUEST_TIMEOUT_S)
+        job = self.client.query(self.query, job_config=config, location=self.source.job_location, timeout=REQUEST_TIMEOUT_S)
         if not job.schema:
             raise SourceError(self.label, None, None, "the query's dry run returned no columns")
         return list(job.schema)
@@ -208,9 +208,9 @@ def _client(source: SourceConfig) -> Any:
         from google.api_core.client_options import ClientOptions
         from google.auth.credentials import AnonymousCredentials
 
-        return bigquery.Client(project=source.project, location=source.location, credentials=AnonymousCredentials(),
+        return bigquery.Client(project=source.project, location=source.job_location, credentials=AnonymousCredentials(),
                                client_options=ClientOptions(api_endpoint=source.api_endpoint))
-    return bigquery.Client(project=source.project, location=source.location)
+    return bigquery.Client(project=source.project, location=source.job_location)
 
 
 def _read_client(source: SourceConfig) -> Any:

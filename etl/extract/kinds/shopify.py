@@ -7,9 +7,15 @@ The GA cookies come from the cart attributes (`Note Attributes`, one `key: value
 with several GA4 properties stores one `_ga_<ID>` session cookie per property: all of them are passed
 on as `_ga_<ID>=<value>` pairs and the transform keeps the configured property's.
 
-`value` is the order's `Subtotal` (Shopify: after discounts, before shipping and taxes), as Google's
-purchase reference defines it; `Taxes` and `Shipping` go in their own `tax` and `shipping` params.
-An export without `Subtotal` falls back to `Total`.
+Money, as the "Export orders" CSV writes it (one row per line item; the order's columns on its first):
+`Subtotal` (the line items after every discount, before shipping and taxes: the purchase's `value`),
+`Shipping`, `Taxes`, `Total` (= Subtotal + Shipping + Taxes), `Discount Code`, `Discount Amount` (the
+order's discounts), `Lineitem price` (the unit price before discount), `Lineitem quantity`,
+`Lineitem discount` (the discount of the whole line), `Refunded Amount` (cumulative, tax included).
+Items leave here as `price` (unit, before discount), `quantity` and `line_discount`; the transform
+spreads the line's and the order's discounts over the units (etl/transform/allocation.py) so that
+Σ price × quantity == Subtotal. An export without `Subtotal` gets value = Total − Taxes − Shipping in
+the transform (counted as `value_from_total`), never Total.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ HELPERS = (
 )
 DEFAULTS = (
     FieldSpec("transaction_id", ("Name",), required=True),
-    FieldSpec("value", ("Subtotal", "Total"), required=True),
+    FieldSpec("value", ("Subtotal",)),
+    FieldSpec("total", ("Total",), required=True),
     FieldSpec("currency", ("Currency",), required=True),
     FieldSpec("timestamp", ("Paid at",), required=True),
     FieldSpec("created_at", ("Created at",), required=True),
@@ -57,6 +64,8 @@ DEFAULTS = (
     FieldSpec("param.tax", ("Taxes",)),
     FieldSpec("param.shipping", ("Shipping",)),
     FieldSpec("param.coupon", ("Discount Code",)),
+    # The store of a POS order (empty for online ones): looked up in [locations] when [sources.location] is set.
+    FieldSpec("place.store", ("Location",)),
 )
 
 
@@ -114,7 +123,8 @@ class Shopify:
                 fields["session_id"] = _session_cookies(notes)
                 names["session_id"] = cols.headers["note_attributes"]
         fields["items"] = group_arrays(item_objects(self._item_fields(source, lines, cols)), groups).reset_index(drop=True)
-        names["items"] = ", ".join(cols.headers[f] for f in ("lineitem_sku", "lineitem_name", "lineitem_price", "lineitem_quantity") if cols.has(f))
+        names["items"] = ", ".join(cols.headers[f] for f in ("lineitem_sku", "lineitem_name", "lineitem_price",
+                                                              "lineitem_quantity", "lineitem_discount") if cols.has(f))
 
         status = order_level("financial_status").fillna("").str.strip().str.casefold()
         paid = status.isin([s.casefold() for s in source.options.get("purchase_statuses", PAID_STATUSES)]).to_numpy()
@@ -129,9 +139,10 @@ class Shopify:
         if source.options.get("refunds"):
             refunded = status.isin(REFUND_STATUSES).to_numpy()
             if refunded.any():
-                fields, rows, extra = _with_refunds(source, fields, rows, extra, refunded, order_level("refunded_amount"),
+                full = status.eq("refunded").to_numpy()
+                fields, rows, extra = _with_refunds(source, fields, rows, extra, refunded, full, order_level("refunded_amount"),
                                                     order_level("cancelled_at"), order_level("refunded_at"))
-                names["value"] = f"{names['value']} (refund: {cols.headers['refunded_amount']})"
+                names["refunded"] = cols.headers["refunded_amount"]
         return Built(rows, fields, names, len(lines), lines.skipped_blank, extra)
 
     @staticmethod
@@ -142,7 +153,7 @@ class Shopify:
             ("item_brand", "vendor", False),
             ("price", "lineitem_price", True),
             ("quantity", "lineitem_quantity", True),
-            ("discount", "lineitem_discount", True),
+            ("line_discount", "lineitem_discount", True),
         )
         out = {}
         for key, field, numeric in spec:
@@ -170,27 +181,32 @@ def _session_cookies(notes: pd.Series) -> pd.Series:
     return pairs.reindex(notes.index).astype(TEXT)
 
 
-def _with_refunds(source, fields, rows, extra, refunded, refunded_amount, cancelled_at, refunded_at=None):
+def _with_refunds(source, fields, rows, extra, refunded, full, refunded_amount, cancelled_at, refunded_at=None):
     """Append a `refund` record (same row, same transaction id) for every refunded order.
 
-    The refund's own time is used where the export has one (`Refunded at` and similar); else
-    `Cancelled at` when set, else the order's own time. The transform windows it like any other
-    event and counts refunds outside a --since/--until window in the summary.
+    The record carries the purchase's own money (value, tax, shipping, total, items) and `refunded`,
+    the export's cumulative refunded amount (tax included): the transform puts the refund on the
+    purchase's basis (etl/transform/rules/basis.py) and the pipeline sends the delta over what the
+    ledger already holds. Its time: the refund's own column where the export has one (`Refunded at`
+    and similar), else `Cancelled at` for a full refund (status `refunded`), else none: the transform
+    times it at the wall clock, when the refund was first seen (`time_unknown`) — never the purchase's
+    own time, which would date the refund days before it happened.
     """
     idx = np.flatnonzero(refunded)
-    # A refund carries the order's identity and the refunded amount only: the order's tax and
-    # shipping would be wrong for a partial refund, and which items came back is unknown.
+    n = len(idx)
     refund = {k: v.iloc[idx].reset_index(drop=True) for k, v in fields.items()}
-    for k in refund:
-        if k.startswith("param.") or k == "items":
-            refund[k] = pd.Series(pd.NA, index=range(len(idx)), dtype=TEXT)
-    refund["event_name"] = pd.Series("refund", index=range(len(idx)), dtype=TEXT)
-    refund[SKIP_REASON] = pd.Series(pd.NA, index=range(len(idx)), dtype=TEXT)
-    refund["value"] = money(refunded_amount.iloc[idx].reset_index(drop=True), source)
+    refund["event_name"] = pd.Series("refund", index=range(n), dtype=TEXT)
+    refund[SKIP_REASON] = pd.Series(pd.NA, index=range(n), dtype=TEXT)
+    refund["refunded"] = money(refunded_amount.iloc[idx].reset_index(drop=True), source)
+    when = pd.Series(pd.NA, index=range(n), dtype=TEXT)
     if cancelled_at is not None:
-        refund["timestamp"] = cancelled_at.iloc[idx].reset_index(drop=True).fillna(refund["timestamp"])
+        when = when.fillna(cancelled_at.iloc[idx].reset_index(drop=True).where(full[idx]))
     if refunded_at is not None:
-        refund["timestamp"] = refunded_at.iloc[idx].reset_index(drop=True).fillna(refund["timestamp"])
+        when = refunded_at.iloc[idx].reset_index(drop=True).fillna(when)
+    refund["timestamp"] = when
+    refund["time_unknown"] = pd.Series("1", index=range(n), dtype=TEXT).mask(when.notna())
+    for k in ("refunded", "time_unknown"):
+        fields = {**fields, k: pd.Series(pd.NA, index=range(len(rows)), dtype=TEXT)}
     merged = {k: pd.concat([fields[k], refund[k]], ignore_index=True) for k in fields}
     extra = {k: pd.concat([v, v.iloc[idx]], ignore_index=True) for k, v in extra.items()}
     all_rows = np.concatenate([rows, rows[idx]])

@@ -39,12 +39,15 @@ DEFAULTS = (
     FieldSpec("value", ("Net Sales", "Total Collected"), required=True),
     FieldSpec(EVENT_TYPE, ("Event Type",)),
     FieldSpec("param.tax", ("Tax",)),
+    # The store the sale was made in: looked up in [locations] when [sources.location] is set.
+    FieldSpec("place.store", ("Location",)),
 )
 ITEM_SPECS = (
     FieldSpec("transaction_id", ("Transaction ID",), required=True),
     FieldSpec("item_name", ("Item",), required=True),
     FieldSpec("quantity", ("Qty",), required=True),
     FieldSpec("gross", ("Gross Sales",), required=True),
+    FieldSpec("discounts", ("Discounts",)),
     FieldSpec("item_id", ("SKU",)),
     FieldSpec("item_category", ("Category",)),
     FieldSpec("item_variant", ("Price Point Name",)),
@@ -112,7 +115,12 @@ def load_items(source: SourceConfig, path: Path) -> pd.Series:
     for key in ("item_id", "item_name", "item_category", "item_variant"):
         if key in lines:
             fields[key] = (lines[key], False)
-    fields["price"] = (_unit_price(gross, qty), True)
+    # The line's Gross Sales and Discounts as they are: the transform spreads the discounts (and the
+    # transaction's Net Sales) over the units in minor units — a unit price rounded here (gross / qty
+    # to two places) made the items disagree with the value.
+    fields["line_gross"] = (gross, True)
+    if "discounts" in lines:
+        fields["line_discount"] = (abs_text(money(lines["discounts"], source)), True)
     fields["quantity"] = (qty.str.replace(r"^(\d+)\.0+$", r"\1", regex=True), True)
     key = (lines["transaction_id"] + "|" + kind).to_numpy(dtype=object)
     order = np.argsort(key, kind="stable")
@@ -122,13 +130,3 @@ def load_items(source: SourceConfig, path: Path) -> pd.Series:
     starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
     arrays = group_arrays(objects, np.cumsum(starts) - 1)
     return pd.Series(arrays.to_numpy(), index=sorted_keys[starts], dtype=TEXT)
-
-
-def _unit_price(gross: pd.Series, qty: pd.Series) -> pd.Series:
-    """Gross Sales is the line total: price per unit = gross / qty, when both are numbers and qty > 0."""
-    g = pd.to_numeric(gross, errors="coerce")
-    q = pd.to_numeric(qty, errors="coerce")
-    ok = g.notna() & q.notna() & (q > 0)
-    unit = (g / q.where(ok)).round(2)
-    text = unit.map(lambda x: f"{x:.2f}", na_action="ignore").astype(TEXT)
-    return text.where(ok, gross)

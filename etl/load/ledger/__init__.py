@@ -12,9 +12,13 @@ from pathlib import Path
 
 from etl.clock import wall_micros
 from etl.load.ledger.base import (
+    OUTPUT_KINDS,
+    OUTPUT_TRANSITIONS,
     TRANSITIONS,
     DeferredEvent,
     Ledger,
+    OutputClaim,
+    OutputKind,
     PendingEvent,
     RunOutcome,
     State,
@@ -49,5 +53,6 @@ def is_postgres_url(location: Path | str) -> bool:
     return str(location).startswith(("postgresql://", "postgres://"))
 
 
-__all__ = ["TRANSITIONS", "DeferredEvent", "Ledger", "PendingEvent", "RunOutcome", "SqliteLedger", "State", "consent_code",
-           "consent_json", "is_postgres_url", "open_ledger"]
+__all__ = ["OUTPUT_KINDS", "OUTPUT_TRANSITIONS", "TRANSITIONS", "DeferredEvent", "Ledger", "OutputClaim", "OutputKind",
+           "PendingEvent", "RunOutcome", "SqliteLedger", "State", "consent_code", "consent_json", "is_postgres_url",
+           "open_ledger"]

@@ -14,6 +14,13 @@ transaction is rolled back and `LedgerStateError` says how many events were in w
 
 States and transitions: `TRANSITIONS` below, drawn as a table in docs/ARCHITECTURE.md.
 
+Outputs (etl/load/outputs.py): a run's deferred.csv, the historical table and `mpetl deferred` files
+each *claim* deferred events (`claim_deferred`: deferred, not yet taken by that kind → taken by this
+output) in one transaction with their record, which then moves claimed ─▶ written ─▶ taken, or to
+released (`release_output`: its events are deferred and free again for the next output of that kind).
+The record's moves are sealed the same way: `OUTPUT_TRANSITIONS` names each one's from-states, and a
+wrong move raises `OutputStateError` (a `LedgerStateError`) and changes nothing.
+
 A key already sent, deferred or rejected is a *duplicate* when it shows up again: it never moves
 back. A key still pending (planned, failed, in flight) is taken over by the later run that reads it
 again, but only for the same client: the same `source|event|transaction_id` under another client is
@@ -38,13 +45,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl.load.ledger.errors import LedgerError, LedgerStateError
+from etl.load.ledger.errors import LedgerError, LedgerStateError, OutputStateError
 from etl.protocol.event_key import DIGEST_PREFIX, unescaped
 
 State = Literal["planned", "in_flight", "sent", "failed", "deferred", "rejected"]
 PENDING: tuple[State, ...] = ("planned", "failed")
 OPEN: tuple[State, ...] = ("planned", "failed", "in_flight")  # a later run of the same client takes these over
-EXPORTED = "exported"  # not a stored state: a deferred event an output has taken (its exported run is set)
+TAKEN = "taken"  # not a stored state: a deferred event an output holds (that kind's claim column names its run)
 
 
 class Transition(NamedTuple):
@@ -53,12 +60,18 @@ class Transition(NamedTuple):
     sources: tuple[str, ...]
     target: str
 
-    def where(self, status: str = "status", exported: str = "exported_run") -> str:
-        """The SQL condition "the event is in one of my from-states" (a deferred source means not yet exported)."""
-        states = [s for s in self.sources if s != "deferred"]
+    def where(self, status: str = "status", taken: str | Sequence[str] = ()) -> str:
+        """The SQL condition "the row is in one of my from-states". `taken`: the claim column(s) that tell a
+        `deferred` event (every one NULL) from a `taken` one (one of them set); without them every state is
+        a stored one (the output records' table)."""
+        columns = [taken] if isinstance(taken, str) else list(taken)
+        special = ("deferred", TAKEN) if columns else ()
+        states = [s for s in self.sources if s not in special]
         terms = [f"{status} IN ({', '.join(repr(s) for s in states)})"] if states else []
-        if "deferred" in self.sources:
-            terms.append(f"({status} = 'deferred' AND {exported} IS NULL)")
+        if "deferred" in self.sources and columns:
+            terms.append(f"({status} = 'deferred'" + "".join(f" AND {c} IS NULL" for c in columns) + ")")
+        if TAKEN in self.sources and columns:
+            terms.append(f"({status} = 'deferred' AND ({' OR '.join(f'{c} IS NOT NULL' for c in columns)}))")
         return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
 
 
@@ -67,11 +80,17 @@ TRANSITIONS: dict[str, Transition] = {
     "mark_sent": Transition(("in_flight",), "sent"),
     "mark_failed": Transition(("in_flight",), "failed"),
     "recover_in_flight": Transition(("in_flight",), "failed"),
-    "mark_rejected": Transition(("planned", "failed"), "rejected"),
+    # planned/failed: our gate refused it before it left; in_flight: the Data Manager API refused it by name
+    # (its fast-fail answer: that event was not processed, the rest of the request is sent again without it).
+    "mark_rejected": Transition(("planned", "failed", "in_flight"), "rejected"),
     "mark_expired": Transition(("planned", "failed"), "deferred"),
-    "mark_exported": Transition(("deferred",), EXPORTED),
+    # Per kind of output (its claim column): a deferred event no output of that kind holds → this output's;
+    # released, the output's events are deferred (free) again for the next output of that kind.
+    "claim_deferred": Transition(("deferred",), TAKEN),
+    "release_output": Transition((TAKEN,), "deferred"),
     "requeue_for_resend": Transition(("sent",), "planned"),
-    "withdraw": Transition(("planned", "deferred"), "deleted"),  # what a broken source's run created
+    # What a broken source's run created; a deferred event some output (a concurrent shard's) took stays.
+    "withdraw": Transition(("planned", "deferred"), "deleted"),
 }
 """Transition name → (from-states, to-state): the one table both backends' SQL is built from."""
 
@@ -150,6 +169,22 @@ def money_of(params: Sequence[bytes | None]) -> pd.DataFrame:
     })
 
 
+_AMOUNT = r'-?[0-9][0-9.eE+-]*'
+_ORDER_MEMBERS = {name: rf'[{{,]"{name}":(?P<v>{_AMOUNT})' for name in ("value", "tax", "shipping")}
+
+
+def amounts_of(params: Sequence[bytes | None]) -> pd.DataFrame:
+    """`value`, `tax`, `shipping` (text exactly as sent, NA when absent) and `currency` of each params
+    object: what an order's earlier events moved, for the refund delta (etl.transform.refund_deltas)."""
+    arr = pa.array([None if p is None else bytes(p) for p in params], type=pa.binary()).cast(pa.string())
+    out = {name: pd.Series(pd.arrays.ArrowStringArray(pc.cast(pc.struct_field(pc.extract_regex(arr, rx), "v"),
+                                                               pa.string())), dtype="string")
+           for name, rx in _ORDER_MEMBERS.items()}
+    out["currency"] = pd.Series(pd.arrays.ArrowStringArray(pc.cast(
+        pc.struct_field(pc.extract_regex(arr, _CURRENCY_MEMBER), "c"), pa.string())), dtype="string")
+    return pd.DataFrame(out)
+
+
 def frame_with_money(cursor: Iterable[tuple] | Any, columns: Sequence[str], *, chunk: int = 50_000) -> pd.DataFrame:
     """The rows of a DB-API cursor whose last column is `params`, with `value`/`currency` in its place.
 
@@ -190,6 +225,7 @@ class NewEvents:
     params: list[bytes]
     source_row: list[int]
     flags: np.ndarray
+    place: list[str | None] = field(default_factory=list)  # request members user_location/device (None: none)
 
     @classmethod
     def of(cls, events: pd.DataFrame) -> NewEvents:
@@ -210,12 +246,21 @@ class NewEvents:
             params=params_of(events["event_json"]),
             source_row=events["row"].astype("int64").tolist(),
             flags=flags.astype("int64"),
+            place=_texts(events["place_json"]) if "place_json" in events.columns else [None] * len(events),
         )
+
+
+def _texts(column: pd.Series) -> list[str | None]:
+    values = column.astype("object")
+    return values.where(values.notna(), None).tolist()
 
 
 @dataclass(frozen=True, slots=True)
 class PendingEvent:
-    """One event ready to batch: its identity, its parts, and where it came from (for messages)."""
+    """One event ready to batch: its identity, its parts, and where it came from (for messages).
+
+    `place` is the request-level `"user_location":{…},"device":{…}` text (None: none): MP carries it
+    once per request, so it is part of the identity, and no request mixes two stores' events."""
 
     id: int
     event_key: str
@@ -227,10 +272,11 @@ class PendingEvent:
     params: bytes  # the params JSON object, without the run marker
     source_row: int | None = None
     resent: bool = False  # re-queued by `mpetl resend`: the sender adds the resend marker
+    place: bytes | None = None
 
     @property
-    def identity(self) -> tuple[str, str | None, int]:
-        return (self.client_id, self.user_id, self.consent)
+    def identity(self) -> tuple[str, str | None, int, bytes | None]:
+        return (self.client_id, self.user_id, self.consent, self.place)
 
     def event_json(self, marker: bytes) -> bytes:
         """The MP event object, with `marker` (`"mpetl_run":"<run>"`) as the first param."""
@@ -256,6 +302,42 @@ class DeferredEvent:
     params: bytes
     reason: str
     run_id: str | None  # the run that deferred it
+    consent: int = 0  # the request-level ad consents (`consent_json`): historical privacy_info, Data Import columns
+    place: bytes | None = None  # the request members user_location/device, as the event would have been sent
+
+
+# What a deferred event can be handed to, each exactly once (etl/load/outputs.py has the protocol):
+# a run's deferred.csv, the [historical] table, and `mpetl deferred` files.
+OutputKind = Literal["deferred_csv", "historical", "export"]
+OUTPUT_KINDS: tuple[OutputKind, ...] = ("deferred_csv", "historical", "export")
+OutputState = Literal["claimed", "written", "taken", "released"]
+
+OUTPUT_TRANSITIONS: dict[str, Transition] = {
+    "claim_deferred": Transition(("absent",), "claimed"),  # the record is made with the claim: one per run and kind
+    "output_written": Transition(("claimed",), "written"),  # its files are whole under their temporary names
+    "output_taken": Transition(("claimed", "written"), "taken"),  # under their final names: the events are its own
+    "release_output": Transition(("claimed", "written", "taken"), "released"),  # its files gone or never whole
+}
+"""An output record's moves (from-states → to-state): both backends' `UPDATE outputs … WHERE state IN (…)`
+are built from it, as `TRANSITIONS` for events."""
+
+
+@dataclass(frozen=True)
+class OutputClaim:
+    """One run's output of one kind, as the ledger records it (the table `outputs`)."""
+
+    run_id: str
+    kind: str
+    target: str  # the folder its files go to (for BigQuery: the table)
+    state: str
+    rows: int  # events claimed
+    files: list[dict[str, Any]] = field(default_factory=list)  # recorded when written: path, tmp, bytes, sha256 (or job_id)
+
+    @classmethod
+    def from_row(cls, run_id: str, kind: str, target: str, state: str, rows: int, files: str | None) -> OutputClaim:
+        import orjson
+
+        return cls(run_id, kind, target, state, rows, orjson.loads(files) if files else [])
 
 
 @dataclass
@@ -286,9 +368,13 @@ class RunOutcome:
         return out
 
 
+ORDER_ROW = ("event_key", "status", "params")
+"""What a backend's `_order_rows` returns: an order's purchase and refund events (any state but rejected)."""
+OWN_ROW = ("event_key", "status", "reason")
+"""What a backend's `_own_rows` returns per event the run owns; `own_fates` maps the state to its bucket."""
 SENT_ROW = ("event_key", "event_date", "timestamp_micros", "sent_at_micros", "flags", "run_id", "sent_run_id", "params")
 """What a backend's `_sent_rows` returns per sent event; `for_reconcile` builds its frame from it."""
-INSPECT_ROW = ("event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row")
+INSPECT_ROW = ("event_key", "status", "reason", "flags", "run_id", "sent_run_id", "attempts", "source_row", "request_id")
 """What a backend's `_inspect_rows` returns per event; `inspect` builds its frame from it."""
 
 
@@ -396,8 +482,10 @@ class Ledger(ABC):
         these events (write-ahead)."""
 
     @abstractmethod
-    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool]) -> None:
-        """in_flight → sent."""
+    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
+                  request_ids: Sequence[str | None] | None = None) -> None:
+        """in_flight → sent; `request_ids`: the Data Manager API's requestId of each event's request (its
+        request-status diagnostics are read by it: etl/request_diagnostics.py)."""
 
     @abstractmethod
     def mark_failed(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
@@ -406,7 +494,8 @@ class Ledger(ABC):
 
     @abstractmethod
     def mark_rejected(self, ids: Sequence[int], run_id: str, reason: str) -> None:
-        """planned | failed → rejected: refused at send time (never sent), a final state with a reason."""
+        """planned | failed | in_flight → rejected: refused at send time (never recorded: by our gate, or by
+        name by the Data Manager API), a final state with a reason."""
 
     @abstractmethod
     def mark_expired(self, ids: Sequence[int], run_id: str) -> None:
@@ -420,11 +509,64 @@ class Ledger(ABC):
     @abstractmethod
     def deferred_events(self, *, run_id: str | None = None, unexported: bool = False,
                         since_date: str | None = None) -> Iterator[DeferredEvent]:
-        """Deferred events: those a run deferred, or all not yet exported (optionally from a date)."""
+        """Deferred events, read only: those a run deferred, or all no `mpetl deferred` file has taken
+        (optionally from a date). For support and tests: outputs read their own (`claimed_events`)."""
+
+    # -- outputs exactly once (etl/load/outputs.py) -------------------------------------------
+    @abstractmethod
+    def claim_deferred(self, run_id: str, kind: OutputKind, target: str, *, since_date: str | None = None,
+                       deferred_by: str | None = None) -> int:
+        """One transaction: record `run_id`'s output of `kind` (state claimed, files going to `target`) and
+        give it every deferred event of the property no output of that kind holds (optionally dated from
+        `since_date`, or deferred by one run). Returns how many; no other output of that kind can take
+        them now. A second claim of the same run and kind is refused (`OutputStateError`)."""
 
     @abstractmethod
-    def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
-        """deferred (not yet exported) → exported, once: a second export of an event is refused."""
+    def claimed_events(self, run_id: str, kind: OutputKind) -> Iterator[DeferredEvent]:
+        """The events `run_id`'s output of `kind` holds, by id, page by page (bounded memory)."""
+
+    def output_written(self, run_id: str, kind: OutputKind, files: list[dict[str, Any]]) -> None:
+        """claimed → written: the files are whole under their temporary names (described by `files`)."""
+        import orjson
+
+        self._move_output(run_id, kind, "output_written", orjson.dumps(files).decode())
+
+    def output_taken(self, run_id: str, kind: OutputKind) -> None:
+        """claimed | written → taken: the files are under their final names; the events are theirs for good."""
+        self._move_output(run_id, kind, "output_taken")
+
+    @abstractmethod
+    def _move_output(self, run_id: str, kind: OutputKind, transition: str, files: str | None = None) -> None:
+        """One output record by `OUTPUT_TRANSITIONS[transition]`, inside the caller's transaction if any;
+        `OutputStateError` (nothing changed) when the record is in none of its from-states."""
+
+    def _refuse_output(self, run_id: str, kind: OutputKind, transition: str, state: str | None) -> OutputStateError:
+        move = OUTPUT_TRANSITIONS[transition]
+        return OutputStateError(transition, move.sources, move.target, run_id, kind, state or "absent")
+
+    @abstractmethod
+    def release_output(self, run_id: str, kind: OutputKind) -> int:
+        """claimed | written | taken → released, with its events taken → deferred in the same transaction:
+        they are offered to the next output of that kind (its files are gone or were never whole). How many."""
+
+    @abstractmethod
+    def unsettled_outputs(self, kind: OutputKind) -> list[OutputClaim]:
+        """Outputs of `kind` left claimed or written by runs that are no longer running (killed)."""
+
+    @abstractmethod
+    def output_claim(self, run_id: str, kind: OutputKind) -> OutputClaim | None:
+        """The record of `run_id`'s output of `kind`, if it made one."""
+
+    @abstractmethod
+    def deferred_claims(self, run_id: str, kind: OutputKind) -> dict[str, int]:
+        """The events `run_id` deferred, by which output of `kind` holds them: `this_run`, `other_runs`
+        (a concurrent shard's, or an earlier one's), `unclaimed` (must be 0 once the run's output is taken)."""
+
+    @staticmethod
+    def _claim_counts(rows: Iterable[tuple[str, int]]) -> dict[str, int]:
+        counts = dict.fromkeys(("this_run", "other_runs", "unclaimed"), 0)
+        counts.update({holder: int(n) for holder, n in rows})
+        return counts
 
     # -- reconciliation and resend ---------------------------------------------------------------
     @abstractmethod
@@ -472,6 +614,44 @@ class Ledger(ABC):
     def run_ids(self) -> list[str]:
         """Every run id this ledger has seen (the values our `mpetl_run` marker can take)."""
 
+    # -- money ---------------------------------------------------------------------------------
+    def order_history(self, source: str, transaction_ids: Sequence[str]) -> pd.DataFrame:
+        """What the ledger holds of these orders of `source`: their purchase and refund events in any
+        state but rejected (one that never left and never will counts for nothing), whichever run
+        planned them. Columns: transaction_id, event_name, event_key, value, tax, shipping (the amounts
+        as sent, text), currency. The refund delta reads it: exports are cumulative, GA is not.
+
+        A read, no transition: SQLite finds purchases by key hash and refunds through a small partial
+        index on refund keys (`events_refunds`), PostgreSQL by its unique key and a partial index on
+        refunds' transaction ids (`mpetl_events_refunds`); both indexes are created by writers.
+        """
+        ids = sorted({str(t) for t in transaction_ids})
+        rows = list(self._order_rows(source, ids)) if ids else []
+        frame = pd.DataFrame(rows, columns=list(ORDER_ROW))
+        amounts = amounts_of(frame.pop("params").tolist())
+        _, name, tid = self._key_parts(frame.assign(flags=0))
+        return pd.DataFrame({"transaction_id": tid.astype("string"), "event_name": name.astype("string"),
+                             "event_key": frame["event_key"].astype("string"),
+                             **{k: amounts[k] for k in ("value", "tax", "shipping", "currency")}})
+
+    @abstractmethod
+    def _order_rows(self, source: str, transaction_ids: Sequence[str]) -> Iterable[tuple]:
+        """`ORDER_ROW` tuples of the purchase (`source|purchase|id`) and refund (`source|refund|id␞level`)
+        events of these transaction ids, rejected ones left out."""
+
+    def own_fates(self, run_id: str, *, page: int = 200_000) -> Iterator[pd.DataFrame]:
+        """The events this run owns (planned fresh, deferred when planned, or taken over), each with the
+        summary bucket its state means (`bucket_of`): `event_key`, `bucket`, page by page. The pipeline
+        joins it to the money of the rows it planned, so value_sent is the value of the rows sent."""
+        cursor = self._own_rows(run_id)
+        while rows := cursor.fetchmany(page):
+            frame = pd.DataFrame(rows, columns=list(OWN_ROW))
+            yield pd.DataFrame({"event_key": frame["event_key"].astype("string"),
+                                "bucket": [bucket_of(s, r) for s, r in zip(frame["status"], frame["reason"], strict=True)]})
+
+    @abstractmethod
+    def _own_rows(self, run_id: str) -> Any:
+        """A DB-API cursor over `OWN_ROW` tuples of the events whose owner is this run."""
     def run_summaries(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The summary each of these runs recorded when it finished (its summary.json), by run id.
 
@@ -556,4 +736,4 @@ class Ledger(ABC):
 
     @abstractmethod
     def _states_of(self, transition: str, ids: Sequence[int]) -> Mapping[str, int]:
-        """How many of these events are in which state (deferred ones already taken: `exported`)."""
+        """How many of these events are in which state (deferred ones an output holds: `taken`)."""

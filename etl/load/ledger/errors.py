@@ -51,5 +51,18 @@ class LedgerStateError(LedgerError):
                          f"{sum(wrong.values())} of {asked} events ({detail}); nothing was changed")
 
 
+class OutputStateError(LedgerStateError):
+    """An output record's move (`OUTPUT_TRANSITIONS`) asked of a record in none of its from-states, e.g.
+    `output_taken moves claimed | written → taken; refused for run R's deferred_csv output (taken)`.
+    Nothing is changed: not the record, not its events."""
+
+    def __init__(self, transition: str, sources: tuple[str, ...], target: str, run_id: str, kind: str,
+                 found: str) -> None:
+        self.transition, self.asked, self.found = transition, 1, {found: 1}
+        self.run_id, self.kind = run_id, kind
+        LedgerError.__init__(self, f"ledger: {transition} moves {' | '.join(sources)} → {target}; refused for run "
+                                   f"{run_id}'s {kind} output ({found}); nothing was changed")
+
+
 __all__ = ["LedgerDamagedError", "LedgerError", "LedgerLockedError", "LedgerSchemaError", "LedgerStateError",
-           "LedgerUnreachableError"]
+           "LedgerUnreachableError", "OutputStateError"]

@@ -38,23 +38,50 @@ from etl.errors import ConfigError
 from etl.load.ledger.base import (
     DEFER_EXPIRED,
     DEFER_TOO_OLD,
-    EXPORTED,
     FLAG_NO_TRANSACTION_ID,
     FLAG_POSSIBLE_DUPLICATE,
     FLAG_RESENT,
     OPEN,
+    OUTPUT_TRANSITIONS,
     TRANSITIONS,
     DeferredEvent,
     Ledger,
     NewEvents,
+    OutputClaim,
+    OutputKind,
     PendingEvent,
 )
 from etl.load.ledger.errors import LedgerError, LedgerLockedError, LedgerSchemaError, LedgerUnreachableError
+from etl.protocol.event_key import LEVEL, tails_for
 from etl.shard import Shard, client_hash, client_hashes
 
-SCHEMA_VERSION = 2
-"""2: `schema`/`written_by` in `mpetl_meta`. 1: the first layout, the same tables without that row (a
-writer adds it). A row digest is told by its NULL `transaction_id` column (flag 16 for the base)."""
+SCHEMA_VERSION = 5  # 5: store locations; 4: output claims; 3: request_id (the Data Manager API); 2: the schema row
+"""5: `mpetl_events.place` (the request's user_location/device, an id into `mpetl_places`) and the
+pending index ordered by it. 4: `csv_run_id`, `historical_run_id` and `mpetl_outputs`
+(etl/load/outputs.py). 3: `request_id` (the Data Manager API's requestId). 2: `schema`/`written_by` in
+`mpetl_meta`. 1: the first layout, the same tables without that row. A writer upgrades 1 to 4 in place.
+A row digest is told by its NULL `transaction_id` column (flag 16 for the base)."""
+
+# Outputs exactly once (etl/load/outputs.py): which output of each kind holds an event (its run id), and
+# each output's record. Added to a schema-3 ledger by `_create_schema` (additive, no rewrite of the table).
+CLAIM_COLUMN = {"deferred_csv": "csv_run_id", "historical": "historical_run_id", "export": "exported_run_id"}
+CLAIM_COLUMNS = tuple(CLAIM_COLUMN.values())
+OUTPUTS_SCHEMA = """
+CREATE INDEX IF NOT EXISTS mpetl_events_csv_free ON mpetl_events (event_date) WHERE state = 'deferred' AND csv_run_id IS NULL;
+CREATE INDEX IF NOT EXISTS mpetl_events_historical_free ON mpetl_events (event_date)
+    WHERE state = 'deferred' AND historical_run_id IS NULL;
+CREATE TABLE IF NOT EXISTS mpetl_outputs (
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,              -- deferred_csv | historical | export
+    target TEXT NOT NULL,            -- the folder its files go to (BigQuery: the table)
+    state TEXT NOT NULL,             -- claimed | written | taken | released
+    rows INTEGER NOT NULL,
+    files TEXT,                      -- JSON, when written: final path, temporary path, bytes, sha256 (or job_id)
+    claimed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    settled_at TIMESTAMPTZ,
+    PRIMARY KEY (run_id, kind)
+);
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mpetl_events (
@@ -82,15 +109,19 @@ CREATE TABLE IF NOT EXISTS mpetl_events (
     fate_us BIGINT,
     exported_run_id TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
-    claimed_by BIGINT
+    claimed_by BIGINT,
+    request_id TEXT,  -- the Data Manager API's requestId of the request that delivered it
+    csv_run_id TEXT,  -- the run whose deferred.csv took it (a claim: etl/load/outputs.py; `mpetl deferred`'s is exported_run_id)
+    historical_run_id TEXT  -- the run whose historical write took it (a claim)
+    -- place INTEGER: the request's user_location/device (mpetl_places.place; NULL: none), added by PLACES
 ) WITH (fillfactor = 80);  -- room on each page for HOT updates (claims)
 -- Few indexes on purpose: every state change rewrites each index of the row (it cannot be a HOT
 -- update), and an event changes state three or four times. Per-run and per-date reads (outcome,
 -- reconcile, recovery) run once per run and may scan.
-CREATE INDEX IF NOT EXISTS mpetl_events_pending ON mpetl_events (client_id, user_id, consent, timestamp_micros, id)
-    WHERE state IN ('planned', 'failed');
 CREATE INDEX IF NOT EXISTS mpetl_events_run ON mpetl_events (run_id);
 CREATE INDEX IF NOT EXISTS mpetl_events_to_export ON mpetl_events (event_date) WHERE state = 'deferred' AND exported_run_id IS NULL;
+""" + OUTPUTS_SCHEMA + """
+CREATE INDEX IF NOT EXISTS mpetl_events_refunds ON mpetl_events (transaction_id) WHERE event_name = 'refund';
 CREATE TABLE IF NOT EXISTS mpetl_runs (
     run_id TEXT PRIMARY KEY,
     mode TEXT NOT NULL,
@@ -102,10 +133,21 @@ CREATE TABLE IF NOT EXISTS mpetl_runs (
 );
 CREATE TABLE IF NOT EXISTS mpetl_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+"""Schema 3's tables (schema 1 and 2 had them without the schema row, without request_id); PLACES makes them schema 4."""
+# Schema 4, also the upgrade from 1, 2 and 3 (idempotent): a night has a handful of stores and devices, so
+# each distinct `"user_location":{…},"device":{…}` text is stored once and an event holds its integer.
+PLACES = """
+CREATE TABLE IF NOT EXISTS mpetl_places (place INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY, members TEXT NOT NULL UNIQUE);
+ALTER TABLE mpetl_events ADD COLUMN IF NOT EXISTS place INTEGER;
+CREATE INDEX IF NOT EXISTS mpetl_events_pending_v3 ON mpetl_events (client_id, user_id, consent, place, timestamp_micros, id)
+    WHERE state IN ('planned', 'failed');
+DROP INDEX IF EXISTS mpetl_events_pending;
+"""
 # Advisory lock keys (signed 64-bit): hashes of names for the schema and the shards; worker ids are random.
 _SCHEMA_LOCK = client_hash("mpetl:schema") >> 1
 _PLAN_COLUMNS = ("idx", "event_key", "source", "source_row", "event_name", "transaction_id", "client_id",
-                 "client_hash", "user_id", "consent", "timestamp_micros", "event_date", "params", "flags", "too_old")
+                 "client_hash", "user_id", "consent", "timestamp_micros", "event_date", "params", "flags", "too_old",
+                 "place")
 _RETRIES = 5
 _FLAGS = f"flags | CASE WHEN transaction_id IS NULL THEN {FLAG_NO_TRANSACTION_ID} ELSE 0 END"  # a NULL id: a row digest
 _NOT_CLAIMED = "not claimed by this worker"
@@ -117,6 +159,8 @@ def _shard_lock_key(shard: Shard) -> int:
 
 class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database (`[ledger] url = "postgresql://user@host:port/db"`)."""
+
+    _request_id = "request_id"  # a reader of a schema-2 ledger has no such column: NULL
 
     def __init__(self, url: str, *, lock: bool = False, clock: Callable[[], int] = wall_micros,
                  shard: Shard | tuple[int, int] | None = None, read_only: bool = False, scratch: bool = False,
@@ -185,18 +229,47 @@ class PostgresLedger(Ledger):
 
     def _create_schema(self) -> None:
         version = self._schema_version()
+        if version == SCHEMA_VERSION and not self._read_only and self.db.execute(
+                "SELECT to_regclass('mpetl_events_refunds') IS NULL").fetchone()[0]:
+            with self.db.transaction():  # a ledger from before the refund delta: add its small index
+                self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                self.db.execute("CREATE INDEX IF NOT EXISTS mpetl_events_refunds ON mpetl_events (transaction_id) "
+                                "WHERE event_name = 'refund'")
         if version == SCHEMA_VERSION or (self._read_only and version is not None):
+            if version is not None and version < 3:
+                self._request_id = "NULL"  # a reader of a schema-2 ledger: no request ids yet
             return  # a reader reads an older schema as it is: upgrading is a writer's job
         if self._read_only:
             raise LedgerError(f"PostgreSQL ledger at {self.location}: holds no mpetl tables; nothing to read")
         with self.db.transaction():
             # Concurrent CREATE … IF NOT EXISTS can still collide in the catalogue: serialise it.
             self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            if self._schema_version() is None:
+            version = self._schema_version()  # again, under the lock: another writer may have upgraded it
+            if version == SCHEMA_VERSION:
+                return
+            if version is None:
                 self.db.execute(SCHEMA)
+            # Schema 2 → 3: the Data Manager API's request id (nullable; no rewrite of the table).
+            self.db.execute("ALTER TABLE mpetl_events ADD COLUMN IF NOT EXISTS request_id TEXT")
+            if version is not None and version < 4:
+                self._upgrade_from_3()
+                self.db.execute("CREATE INDEX IF NOT EXISTS mpetl_events_refunds ON mpetl_events (transaction_id) "
+                                "WHERE event_name = 'refund'")
+            self.db.execute(PLACES)  # schema 4 → 5: store locations (issue 26)
             self.db.execute(
                 "INSERT INTO mpetl_meta(key, value) VALUES ('schema', %s), ('written_by', %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION), f"mpetl {__version__}"))
+
+    def _upgrade_from_3(self) -> None:
+        """Schema 3 → 4: the claim columns and `mpetl_outputs`. Before claims each run wrote what it deferred
+        into its own deferred.csv and historical write: those events count as taken by the run that deferred
+        them, so nothing is written a second time after the upgrade (`exported_run_id` was `mpetl
+        deferred`'s mark all along: it is that channel's claim as it is)."""
+        self.db.execute("ALTER TABLE mpetl_events ADD COLUMN IF NOT EXISTS csv_run_id TEXT, "
+                        "ADD COLUMN IF NOT EXISTS historical_run_id TEXT")
+        self.db.execute("UPDATE mpetl_events SET csv_run_id = coalesce(csv_run_id, fate_run_id), "
+                        "historical_run_id = coalesce(historical_run_id, fate_run_id) WHERE state = 'deferred'")
+        self.db.execute(OUTPUTS_SCHEMA)
 
     def _shadow_tables(self) -> None:
         """Dry-run and validate must not change the shared ledger: this session gets temporary copies.
@@ -206,15 +279,17 @@ class PostgresLedger(Ledger):
         they vanish with the session. No run lock is needed on a copy.
         """
         with self.db.transaction():
-            for table in ("mpetl_events", "mpetl_runs", "mpetl_meta"):
+            for table in ("mpetl_events", "mpetl_runs", "mpetl_meta", "mpetl_outputs", "mpetl_places"):
                 real = self.db.execute(  # schema-qualified: once the copy exists, the bare name means the copy
                     "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n "
                     "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)", (table,)).fetchone()[0]
                 self.db.execute(f"CREATE TEMP TABLE {table} (LIKE {real} INCLUDING ALL)")
-                overriding = " OVERRIDING SYSTEM VALUE" if table == "mpetl_events" else ""
+                overriding = " OVERRIDING SYSTEM VALUE" if table in ("mpetl_events", "mpetl_places") else ""
                 self.db.execute(f"INSERT INTO pg_temp.{table}{overriding} SELECT * FROM {real}")
             self.db.execute("SELECT setval(pg_get_serial_sequence('pg_temp.mpetl_events', 'id'), "
                             "GREATEST(1, (SELECT max(id) FROM pg_temp.mpetl_events)))")
+            self.db.execute("SELECT setval(pg_get_serial_sequence('pg_temp.mpetl_places', 'place'), "
+                            "GREATEST(1, (SELECT max(place) FROM pg_temp.mpetl_places)))")
 
     def _retrying(self, work, *, transaction: bool = True):
         """Run `work()` (in a transaction unless it is one statement), again if two workers deadlocked
@@ -317,7 +392,6 @@ class PostgresLedger(Ledger):
         first = ~events["event_key"].astype(str).duplicated(keep="first").to_numpy()
         positions = np.flatnonzero(first)
         candidates = events.iloc[positions]
-        rows = self._plan_rows(candidates, positions, oldest_sendable_micros)
         fate_us = self.clock()
         open_states = ", ".join(repr(s) for s in OPEN)
 
@@ -326,7 +400,8 @@ class PostgresLedger(Ledger):
                 "CREATE TEMP TABLE IF NOT EXISTS mpetl_plan_chunk (idx BIGINT, event_key TEXT, source TEXT, "
                 "source_row BIGINT, event_name TEXT, transaction_id TEXT, client_id TEXT, client_hash BIGINT, "
                 "user_id TEXT, consent SMALLINT, timestamp_micros BIGINT, event_date INTEGER, params BYTEA, "
-                "flags INTEGER, too_old BOOLEAN) ON COMMIT DELETE ROWS")
+                "flags INTEGER, too_old BOOLEAN, place INTEGER) ON COMMIT DELETE ROWS")
+            rows = self._plan_rows(candidates, positions, oldest_sendable_micros)
             with self.db.cursor() as cur:
                 with cur.copy(f"COPY mpetl_plan_chunk ({', '.join(_PLAN_COLUMNS)}) FROM STDIN") as copy:
                     for row in rows:
@@ -341,12 +416,12 @@ class PostgresLedger(Ledger):
                 cur.execute(
                     "INSERT INTO mpetl_events (event_key, property, source, source_row, event_name, transaction_id, "
                     "client_id, client_hash, user_id, consent, timestamp_micros, event_date, params, state, flags, "
-                    "reason, run_id, created_run_id, fate_run_id, fate_us) "
+                    "reason, run_id, created_run_id, fate_run_id, fate_us, place) "
                     "SELECT event_key, %(prop)s, source, source_row, event_name, transaction_id, client_id, client_hash, "
                     "user_id, consent, timestamp_micros, event_date, params, "
                     "CASE WHEN too_old THEN 'deferred' ELSE 'planned' END, flags, "
                     "CASE WHEN too_old THEN %(too_old)s END, %(run)s, %(run)s, CASE WHEN too_old THEN %(run)s END, "
-                    "CASE WHEN too_old THEN %(now)s::bigint END "
+                    "CASE WHEN too_old THEN %(now)s::bigint END, place "
                     "FROM mpetl_plan_chunk ORDER BY idx ON CONFLICT (event_key) DO NOTHING RETURNING event_key, state",
                     {"run": run_id, "prop": self._property, "too_old": DEFER_TOO_OLD, "now": fate_us})
                 inserted = dict(cur.fetchall())
@@ -370,13 +445,23 @@ class PostgresLedger(Ledger):
             positions.tolist(), new.keys, parts[0].tolist(), new.source_row, parts[1].tolist(),
             tid.where(tid.notna(), None).tolist(), new.client_id,
             _stored_hash(client_hashes(events["client_id"])).tolist(), new.user_id, new.consent, new.timestamp_micros,
-            new.event_date, new.params, new.flags.tolist(), too_old.tolist(), strict=True))
+            new.event_date, new.params, new.flags.tolist(), too_old.tolist(), self._place_ids(new.place), strict=True))
+
+    def _place_ids(self, members: Sequence[str | None]) -> list[int | None]:
+        """Each members text's id in `mpetl_places` (added when new), inside the plan's transaction."""
+        distinct = sorted({m for m in members if m is not None})
+        if not distinct:
+            return [None] * len(members)
+        self.db.execute("INSERT INTO mpetl_places (members) SELECT unnest(%s::text[]) ON CONFLICT (members) DO NOTHING",
+                        (distinct,))
+        ids = dict(self.db.execute("SELECT members, place FROM mpetl_places WHERE members = ANY(%s)", (distinct,)).fetchall())
+        return [None if m is None else ids[m] for m in members]
 
     def withdraw(self, run_id: str, source: str) -> int:
         def work() -> int:
             deleted = self.db.execute(
                 "DELETE FROM mpetl_events WHERE run_id = %s AND source = %s AND created_run_id = %s "
-                f"AND {TRANSITIONS['withdraw'].where('state', 'exported_run_id')}", (run_id, source, run_id))
+                f"AND {TRANSITIONS['withdraw'].where('state', CLAIM_COLUMNS)}", (run_id, source, run_id))
             self.db.execute("UPDATE mpetl_events SET run_id = prev_run_id, prev_run_id = NULL WHERE run_id = %s "
                             "AND source = %s AND prev_run_id IS NOT NULL", (run_id, source))
             return deleted.rowcount
@@ -407,16 +492,18 @@ class PostgresLedger(Ledger):
         while True:
             rows = self.db.execute(
                 "WITH c AS (SELECT id FROM mpetl_events WHERE state IN ('planned', 'failed') AND claimed_by IS NULL "
-                f"AND property = %s AND {_shard_sql(shard)} ORDER BY client_id, user_id, consent, timestamp_micros, id "
+                f"AND property = %s AND {_shard_sql(shard)} ORDER BY client_id, user_id, consent, place, timestamp_micros, id "
                 "LIMIT %s FOR UPDATE SKIP LOCKED) "
                 "UPDATE mpetl_events e SET claimed_by = %s FROM c WHERE e.id = c.id RETURNING e.id, e.event_key, "
-                "e.client_id, e.user_id, e.consent, e.event_name, e.timestamp_micros, e.params, e.source_row, e.flags",
+                "e.client_id, e.user_id, e.consent, e.event_name, e.timestamp_micros, e.params, e.source_row, e.flags, "
+                "(SELECT p.members FROM mpetl_places p WHERE p.place = e.place), e.place",
                 (self._property, size, self.worker)).fetchall()
             if not rows:
                 return
-            rows.sort(key=lambda r: (r[2], r[3] is not None, r[3] or "", r[4], r[6], r[0]))
+            rows.sort(key=lambda r: (r[2], r[3] is not None, r[3] or "", r[4], r[11] is not None, r[11] or 0, r[6], r[0]))
             for r in rows:
-                yield PendingEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bytes(r[7]), r[8], bool(r[9] & FLAG_RESENT))
+                yield PendingEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bytes(r[7]), r[8], bool(r[9] & FLAG_RESENT),
+                                   None if r[10] is None else r[10].encode())
             if len(rows) < size:
                 return
 
@@ -430,9 +517,9 @@ class PostgresLedger(Ledger):
         if not len(ids):
             return
         move = TRANSITIONS[transition]
-        sets = ", ".join(([f"state = '{move.target}'"] if move.target != EXPORTED else []) + ([assignments] if assignments else []))
+        sets = ", ".join([f"state = '{move.target}'"] + ([assignments] if assignments else []))
         source = f" FROM {per_event} WHERE e.id = u.id" if per_event else " WHERE e.id = ANY(%(ids)s)"
-        sql = (f"UPDATE mpetl_events e SET {sets}{source} AND {move.where('e.state', 'e.exported_run_id')}"
+        sql = (f"UPDATE mpetl_events e SET {sets}{source} AND {move.where('e.state', [f'e.{c}' for c in CLAIM_COLUMNS])}"
                + (" AND e.claimed_by = %(worker)s" if claimed else ""))
         params = {**params, "ids": [int(i) for i in ids], "worker": self.worker}
 
@@ -443,7 +530,7 @@ class PostgresLedger(Ledger):
 
     def _states_of(self, transition: str, ids: Sequence[int]) -> Mapping[str, int]:
         return dict(self.db.execute(
-            "SELECT CASE WHEN state = 'deferred' AND exported_run_id IS NOT NULL THEN 'exported' "
+            f"SELECT CASE WHEN {TRANSITIONS['release_output'].where('state', CLAIM_COLUMNS)} THEN 'taken' "
             f"WHEN %(claims)s AND claimed_by IS DISTINCT FROM %(worker)s THEN state || ', {_NOT_CLAIMED}' "
             "ELSE state END, count(*) FROM mpetl_events WHERE id = ANY(%(ids)s) GROUP BY 1",
             {"claims": transition == "mark_in_flight", "worker": self.worker, "ids": [int(i) for i in ids]}).fetchall())
@@ -453,17 +540,22 @@ class PostgresLedger(Ledger):
         self._move("mark_in_flight", ids, "", {}, claimed=True)
 
     def _move_each(self, transition: str, ids: Sequence[int], run_id: str, attempts: Sequence[int],
-                   maybe_delivered: Sequence[bool], reason: str | None, release: bool) -> None:
+                   maybe_delivered: Sequence[bool], reason: str | None, release: bool,
+                   request_ids: Sequence[str | None] | None = None) -> None:
+        rids = list(request_ids) if request_ids is not None else [None] * len(ids)
         self._move(
             transition, ids,
             "reason = %(reason)s, fate_run_id = %(run)s, fate_us = %(now)s, attempts = e.attempts + u.attempts, "
-            "flags = e.flags | CASE WHEN u.maybe THEN %(dup)s ELSE 0 END" + (", claimed_by = NULL" if release else ""),
+            "flags = e.flags | CASE WHEN u.maybe THEN %(dup)s ELSE 0 END, request_id = coalesce(u.rid, e.request_id)"
+            + (", claimed_by = NULL" if release else ""),
             {"run": run_id, "now": self.clock(), "att": [int(a) for a in attempts],
-             "maybe": [bool(m) for m in maybe_delivered], "reason": reason, "dup": FLAG_POSSIBLE_DUPLICATE},
-            per_event="unnest(%(ids)s::bigint[], %(att)s::int[], %(maybe)s::bool[]) AS u(id, attempts, maybe)")
+             "maybe": [bool(m) for m in maybe_delivered], "reason": reason, "dup": FLAG_POSSIBLE_DUPLICATE, "rid": rids},
+            per_event="unnest(%(ids)s::bigint[], %(att)s::int[], %(maybe)s::bool[], %(rid)s::text[]) "
+                      "AS u(id, attempts, maybe, rid)")
 
-    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool]) -> None:
-        self._move_each("mark_sent", ids, run_id, attempts, maybe_delivered, None, release=True)
+    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
+                  request_ids: Sequence[str | None] | None = None) -> None:
+        self._move_each("mark_sent", ids, run_id, attempts, maybe_delivered, None, release=True, request_ids=request_ids)
 
     def mark_failed(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
                     reason: str | None = None) -> None:
@@ -498,20 +590,110 @@ class PostgresLedger(Ledger):
         if since_date is not None:
             where.append("event_date >= %s")
             args.append(int(since_date))
+        yield from self._deferred_pages(" AND ".join(where), args)
+
+    def _deferred_pages(self, where: str, args: Sequence[object]) -> Iterator[DeferredEvent]:
+        """Only iterated inside a public generator (deferred_events, claimed_events): their wrapper maps
+        the driver's errors."""
         last = 0
         while True:
             rows = self.db.execute(
                 "SELECT id, event_key, source, source_row, client_id, user_id, event_name, timestamp_micros, event_date, "
-                f"params, reason, fate_run_id FROM mpetl_events WHERE {' AND '.join(where)} AND id > %s "
+                "params, reason, fate_run_id, consent, (SELECT p.members FROM mpetl_places p WHERE p.place = e.place) "
+                f"FROM mpetl_events e WHERE {where} AND id > %s "
                 "ORDER BY id LIMIT %s", (*args, last, self._page)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
             for r in rows:
-                yield DeferredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], str(r[8]), bytes(r[9]), r[10], r[11])
+                yield DeferredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], str(r[8]), bytes(r[9]), r[10], r[11],
+                                    int(r[12] or 0), None if r[13] is None else r[13].encode())
 
-    def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
-        self._move("mark_exported", ids, "exported_run_id = %(run)s", {"run": run_id})
+    # -- outputs exactly once ----------------------------------------------------------------------
+    def claim_deferred(self, run_id: str, kind: OutputKind, target: str, *, since_date: str | None = None,
+                       deferred_by: str | None = None) -> int:
+        """As `Ledger.claim_deferred`; rows a concurrent shard is claiming are skipped (SKIP LOCKED), never
+        waited for: they are that shard's, or free again for the next output if its claim rolls back."""
+        column = CLAIM_COLUMN[kind]
+        if self._property is None:
+            raise LedgerError("bind_property() must be called before claim_deferred()")
+        where = [TRANSITIONS["claim_deferred"].where("state", column), "property = %(prop)s"]
+        if since_date is not None:
+            where.append("event_date >= %(since)s")
+        if deferred_by is not None:
+            where.append("fate_run_id = %(by)s")
+        params = {"run": run_id, "prop": self._property, "since": int(since_date) if since_date else None,
+                  "by": deferred_by, "kind": kind, "target": target, "state": OUTPUT_TRANSITIONS["claim_deferred"].target}
+
+        def work() -> int:
+            if (state := self._output_state(run_id, kind)) is not None:
+                raise self._refuse_output(run_id, kind, "claim_deferred", state)
+            claimed = self.db.execute(
+                f"WITH c AS (SELECT id FROM mpetl_events WHERE {' AND '.join(where)} FOR UPDATE SKIP LOCKED) "
+                f"UPDATE mpetl_events e SET {column} = %(run)s FROM c WHERE e.id = c.id", params).rowcount
+            self.db.execute("INSERT INTO mpetl_outputs (run_id, kind, target, state, rows) "
+                            "VALUES (%(run)s, %(kind)s, %(target)s, %(state)s, %(rows)s)", {**params, "rows": claimed})
+            return claimed
+
+        return self._retrying(work)
+
+    def claimed_events(self, run_id: str, kind: OutputKind) -> Iterator[DeferredEvent]:
+        column = CLAIM_COLUMN[kind]
+        yield from self._deferred_pages(f"{column} = %s AND {TRANSITIONS['release_output'].where('state', column)}",
+                                        [run_id])
+
+    def _output_state(self, run_id: str, kind: OutputKind) -> str | None:
+        row = self.db.execute("SELECT state FROM mpetl_outputs WHERE run_id = %s AND kind = %s", (run_id, kind)).fetchone()
+        return row[0] if row else None
+
+    def _move_output(self, run_id: str, kind: OutputKind, transition: str, files: str | None = None) -> None:
+        move = OUTPUT_TRANSITIONS[transition]
+        cur = self.db.execute(
+            "UPDATE mpetl_outputs SET state = %(to)s, settled_at = clock_timestamp(), files = coalesce(%(files)s, files) "
+            f"WHERE run_id = %(run)s AND kind = %(kind)s AND {move.where('state')}",
+            {"to": move.target, "files": files, "run": run_id, "kind": kind})
+        if cur.rowcount != 1:
+            raise self._refuse_output(run_id, kind, transition, self._output_state(run_id, kind))
+
+    def release_output(self, run_id: str, kind: OutputKind) -> int:
+        column = CLAIM_COLUMN[kind]
+
+        def work() -> int:
+            self._move_output(run_id, kind, "release_output")
+            return self.db.execute(
+                f"UPDATE mpetl_events SET {column} = NULL WHERE {column} = %s "
+                f"AND {TRANSITIONS['release_output'].where('state', column)}", (run_id,)).rowcount
+
+        return self._retrying(work)
+
+    def unsettled_outputs(self, kind: OutputKind) -> list[OutputClaim]:
+        """Unsettled outputs of runs whose worker is gone (its lease lock is free); a live shard's are its own."""
+        rows = self.db.execute(
+            "SELECT o.run_id, o.kind, o.target, o.state, o.rows, o.files, r.worker FROM mpetl_outputs o "
+            f"LEFT JOIN mpetl_runs r USING (run_id) WHERE o.kind = %s AND {OUTPUT_TRANSITIONS['output_taken'].where('o.state')} "
+            "ORDER BY o.claimed_at", (kind,)).fetchall()
+        out = []
+        for *claim, worker in rows:
+            if worker == self.worker:
+                continue  # this session's own run: alive
+            if worker is not None:
+                if not self.db.execute("SELECT pg_try_advisory_lock(%s)", (worker,)).fetchone()[0]:
+                    continue  # alive
+                self.db.execute("SELECT pg_advisory_unlock(%s)", (worker,))
+            out.append(OutputClaim.from_row(*claim))
+        return out
+
+    def output_claim(self, run_id: str, kind: OutputKind) -> OutputClaim | None:
+        row = self.db.execute("SELECT run_id, kind, target, state, rows, files FROM mpetl_outputs "
+                              "WHERE run_id = %s AND kind = %s", (run_id, kind)).fetchone()
+        return OutputClaim.from_row(*row) if row else None
+
+    def deferred_claims(self, run_id: str, kind: OutputKind) -> dict[str, int]:
+        column = CLAIM_COLUMN[kind]
+        return self._claim_counts(self.db.execute(
+            f"SELECT CASE WHEN {column} IS NULL THEN 'unclaimed' WHEN {column} = %(run)s THEN 'this_run' "
+            "ELSE 'other_runs' END, count(*) FROM mpetl_events WHERE fate_run_id = %(run)s AND state = 'deferred' "
+            "GROUP BY 1", {"run": run_id}))
 
     # -- reconciliation and resend -----------------------------------------------------------------
     def requeue_for_resend(self, keys: Sequence[str], run_id: str) -> int:
@@ -533,6 +715,18 @@ class PostgresLedger(Ledger):
             "AND (%(since)s::int IS NULL OR event_date >= %(since)s) AND (%(until)s::int IS NULL OR event_date <= %(until)s) "
             "ORDER BY id",
             {"run": run_id, "since": int(since) if since else None, "until": int(until) if until else None})
+
+    def _order_rows(self, source: str, transaction_ids: Sequence[str]) -> Iterable[tuple]:
+        purchases = [f"{source}|purchase|{tail}" for tail in tails_for(pd.Series(list(transaction_ids), dtype="string"))]
+        rows = self.db.execute(
+            "SELECT event_key, state, params FROM mpetl_events WHERE event_key = ANY(%s) AND state <> 'rejected' "
+            "UNION ALL SELECT event_key, state, params FROM mpetl_events WHERE event_name = 'refund' "
+            "AND transaction_id = ANY(%s) AND source = %s AND state <> 'rejected' AND position(%s in event_key) > 0",
+            (purchases, list(transaction_ids), source, LEVEL)).fetchall()
+        return [(key, state, bytes(params)) for key, state, params in rows]
+
+    def _own_rows(self, run_id: str) -> Any:
+        return self.db.execute("SELECT event_key, state, reason FROM mpetl_events WHERE run_id = %s", (run_id,))
 
     def known_keys(self, transaction_ids: Sequence[str]) -> pd.DataFrame:
         rows = self.db.execute("SELECT event_name, transaction_id FROM mpetl_events WHERE transaction_id = ANY(%s)",
@@ -573,7 +767,8 @@ class PostgresLedger(Ledger):
 
     def _inspect_rows(self) -> Iterable[tuple]:
         return self.db.execute(
-            f"SELECT event_key, state, reason, {_FLAGS}, run_id, fate_run_id, attempts, source_row FROM mpetl_events ORDER BY id"
+            f"SELECT event_key, state, reason, {_FLAGS}, run_id, fate_run_id, attempts, source_row, {self._request_id} "
+            "FROM mpetl_events ORDER BY id"
         ).fetchall()
 
 

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -34,15 +35,17 @@ from etl.errors import ConfigError
 from etl.load.ledger.base import (
     DEFER_EXPIRED,
     DEFER_TOO_OLD,
-    EXPORTED,
     FLAG_NO_TRANSACTION_ID,
     FLAG_POSSIBLE_DUPLICATE,
     FLAG_RESENT,
     OPEN,
+    OUTPUT_TRANSITIONS,
     TRANSITIONS,
     DeferredEvent,
     Ledger,
     NewEvents,
+    OutputClaim,
+    OutputKind,
     PendingEvent,
     split_key,
 )
@@ -52,13 +55,16 @@ from etl.load.ledger.errors import (
     LedgerLockedError,
     LedgerSchemaError,
 )
-from etl.protocol.event_key import ESCAPE
+from etl.protocol.event_key import LEVEL, tails_for, transaction_id_of
 from etl.shard import client_shard
 
-SCHEMA_VERSION = 3
-"""3: schema version and writer in `meta`, flag 16 (the key's tail is a row digest). 2: `meta`, integer
-runs, params without the marker (its first layout, before 2026-11-29 19:39, had no `key_hash`; both
-are upgraded in place). 1: the first ledger (one `events` table, no `meta`): not readable."""
+SCHEMA_VERSION = 6
+"""6: `events.place` (the request's user_location/device, an id into `places`). 5: output claims
+(`csv_run`, `historical_run` and the `outputs` table: etl/load/outputs.py). 4: `request_id` (the Data
+Manager API's requestId of the request that delivered an event). 3: schema version and writer in
+`meta`, flag 16 (the key's tail is a row digest). 2: `meta`, integer runs, params without the marker
+(its first layout, before 2026-11-29 19:39, had no `key_hash`; 2 to 5 are upgraded in place).
+1: the first ledger (one `events` table, no `meta`): not readable."""
 FLAG_TID_IN_KEY = 8  # this backend's own: the params' transaction_id lives only in the key
 
 
@@ -93,8 +99,18 @@ CREATE TABLE IF NOT EXISTS events (
     source_row INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
     flags INTEGER NOT NULL DEFAULT 0, -- 1 possible_duplicate, 2 resent, 4 has_session, 8 transaction_id in the key, 16 no transaction id
-    exported_run INTEGER
+    exported_run INTEGER,            -- the `mpetl deferred` export that took it (a claim: etl/load/outputs.py)
+    request_id TEXT,                 -- the Data Manager API's requestId of the request that delivered it
+    csv_run INTEGER,                 -- the run whose deferred.csv took it (a claim)
+    historical_run INTEGER,          -- the run whose historical write took it (a claim)
+    place INTEGER                    -- the request's user_location/device (places.place); NULL: none
 );
+"""
+REFUNDS_INDEX = "CREATE INDEX IF NOT EXISTS events_refunds ON events(event_key) WHERE instr(event_key, '|refund|') > 0"
+# A night has a handful of stores and devices: each distinct `"user_location":{…},"device":{…}` text is
+# stored once, and an event holds its small integer (1–2 bytes) instead of ~120 bytes of JSON.
+PLACES_TABLE = """
+CREATE TABLE IF NOT EXISTS places (place INTEGER PRIMARY KEY, members TEXT NOT NULL UNIQUE);
 """
 EVENTS_INDEXES = """
 CREATE INDEX IF NOT EXISTS events_key ON events(key_hash);
@@ -104,6 +120,29 @@ CREATE INDEX IF NOT EXISTS events_run ON events(run);
 CREATE INDEX IF NOT EXISTS events_fate_run ON events(fate_run) WHERE (fate_run != run OR status IN ('deferred', 'rejected'));
 CREATE INDEX IF NOT EXISTS events_date ON events(event_date);
 CREATE INDEX IF NOT EXISTS events_to_export ON events(event_date) WHERE status = 'deferred' AND exported_run IS NULL;
+CREATE INDEX IF NOT EXISTS events_refunds ON events(event_key) WHERE instr(event_key, '|refund|') > 0;
+"""
+# Outputs exactly once (etl/load/outputs.py): which output of each kind holds an event (its run), and each
+# output's record. Added to a schema-4 ledger by `_upgrade_from_4`.
+CLAIM_COLUMN = {"deferred_csv": "csv_run", "historical": "historical_run", "export": "exported_run"}
+CLAIM_COLUMNS = tuple(CLAIM_COLUMN.values())
+OUTPUTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outputs (
+    run INTEGER NOT NULL,            -- the run whose output it is
+    kind TEXT NOT NULL,              -- deferred_csv | historical | export
+    target TEXT NOT NULL,            -- the folder its files go to (BigQuery: the table)
+    state TEXT NOT NULL,             -- claimed | written | taken | released
+    rows INTEGER NOT NULL,           -- events claimed
+    files TEXT,                      -- JSON, when written: final path, temporary path, bytes, sha256 (or job_id)
+    claimed_us INTEGER NOT NULL,
+    settled_us INTEGER,
+    PRIMARY KEY (run, kind)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_csv_free ON events(event_date) WHERE status = 'deferred' AND csv_run IS NULL;
+CREATE INDEX IF NOT EXISTS events_csv_run ON events(csv_run) WHERE csv_run IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_historical_free ON events(event_date) WHERE status = 'deferred' AND historical_run IS NULL;
+CREATE INDEX IF NOT EXISTS events_historical_run ON events(historical_run) WHERE historical_run IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_exported_run ON events(exported_run) WHERE exported_run IS NOT NULL;
 """
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
@@ -121,7 +160,7 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_us INTEGER,
     summary_json TEXT
 );
-""" + EVENTS_TABLE + EVENTS_INDEXES
+""" + PLACES_TABLE + EVENTS_TABLE + EVENTS_INDEXES + OUTPUTS_SCHEMA
 _EVENT_COLUMNS = ("id, key_hash, event_key, client_id, user_id, consent, ts, event_date, params, status, reason, property, "
                   "run, first_run, prev_run, fate_run, fate_us, source_row, attempts, flags, exported_run")
 # The key's tail (after `source|event_name|`), in SQL.
@@ -155,6 +194,7 @@ class SqliteLedger(Ledger):
     """
 
     _driver_errors = (sqlite3.Error,)
+    _request_id = "e.request_id"  # a reader of a schema-3 file has no such column: NULL
 
     def __init__(self, path: Path, *, lock: bool = False, clock: Callable[[], int] = wall_micros,
                  read_only: bool = False, scratch: bool = False, scratch_dir: Path | None = None) -> None:
@@ -193,7 +233,8 @@ class SqliteLedger(Ledger):
         version = self._schema_version()
         if version == 0:
             raise LedgerError(f"ledger {self.path}: holds no mpetl tables (a new or foreign file); nothing to read")
-        self.legacy_digest_keys = version < SCHEMA_VERSION  # read as it is: upgrading is a writer's job
+        self.legacy_digest_keys = version < 3  # read as it is: upgrading is a writer's job
+        self._request_id = "e.request_id" if version >= 4 else "NULL"
 
     def _open_writable(self, *, lock: bool, scratch: bool) -> None:
         try:
@@ -216,6 +257,8 @@ class SqliteLedger(Ledger):
         self.db.execute("PRAGMA cache_size=-65536")
         self.db.execute("PRAGMA wal_autocheckpoint=10000")
         self._migrate()
+        # Ledgers written before the refund delta lack its small index (refund keys only): add it.
+        self.db.execute(REFUNDS_INDEX)
         self._remember_name()
 
     def _scratch_copy(self, scratch_dir: Path | None) -> Path:
@@ -278,8 +321,34 @@ class SqliteLedger(Ledger):
             self.db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{stamp}COMMIT;")
             return
         with self._transaction():  # all of the upgrade, or (a kill, an error) none of it
-            self._upgrade_from_2()
+            if version == 2:
+                self._upgrade_from_2()
+            if version <= 3:
+                self._upgrade_from_3()
+            if version <= 4:
+                self._upgrade_from_4()
+            self._upgrade_from_5()
             self.db.execute(stamp.rstrip(";"))
+
+    def _upgrade_from_4(self) -> None:
+        """Schema 4 → 5 in place: the claim columns and the `outputs` table. Before claims each run wrote
+        what it deferred into its own deferred.csv and historical write, so those events count as taken
+        by the run that deferred them: nothing is written a second time after the upgrade. `mpetl
+        deferred` marked its events (`exported_run`) all along: that column is its claim as it is."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(events)")}
+        for column in ("csv_run", "historical_run"):
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE events ADD COLUMN {column} INTEGER")
+        self.db.execute("UPDATE events SET csv_run = coalesce(csv_run, fate_run), "
+                        "historical_run = coalesce(historical_run, fate_run) WHERE status = 'deferred'")
+        for statement in OUTPUTS_SCHEMA.split(";"):
+            if statement.strip():
+                self.db.execute(statement)
+
+    def _upgrade_from_3(self) -> None:
+        """Schema 3 → 4 in place: the nullable `request_id` column (a ledger from before the Data Manager API)."""
+        if "request_id" not in {r[1] for r in self.db.execute("PRAGMA table_info(events)")}:
+            self.db.execute("ALTER TABLE events ADD COLUMN request_id TEXT")
 
     def _upgrade_from_2(self) -> None:
         """Schema 2 → 3 in place: the first layout (no `key_hash`, a UNIQUE text key) is rebuilt into
@@ -296,6 +365,23 @@ class SqliteLedger(Ledger):
             if statement.strip():
                 self.db.execute(statement)
         self.db.execute(f"UPDATE events SET flags = flags | {FLAG_NO_TRANSACTION_ID} WHERE {_TAIL} LIKE 'row:%'")
+
+    def _upgrade_from_5(self) -> None:
+        """Schema 5 → 6 in place: the `places` table and `events.place` (NULL: the events planned before
+        had no location, which is what NULL means)."""
+        self.db.execute(PLACES_TABLE)
+        if "place" not in {r[1] for r in self.db.execute("PRAGMA table_info(events)")}:
+            self.db.execute("ALTER TABLE events ADD COLUMN place INTEGER")
+
+    def _place_ids(self, members: Sequence[str | None]) -> list[int | None]:
+        """Each members text's id in `places` (added when new); None stays None."""
+        distinct = sorted({m for m in members if m is not None})
+        if not distinct:
+            return [None] * len(members)
+        self.db.executemany("INSERT OR IGNORE INTO places(members) VALUES (?)", [(m,) for m in distinct])
+        ids = dict(self.db.execute("SELECT members, place FROM places WHERE members IN (SELECT value FROM json_each(?))",
+                                   (orjson.dumps(distinct).decode(),)).fetchall())
+        return [None if m is None else ids[m] for m in members]
 
     def _refuse_a_journal_under_another_name(self) -> None:
         """SQLite names its write-ahead log after the path it was opened by: a ledger with two names
@@ -467,8 +553,8 @@ class SqliteLedger(Ledger):
                 # Rows of one identity get neighbouring ids, so the marks of a request (and of a window
                 # of requests, which the sender takes in identity order) land on few pages.
                 fresh = events[new].assign(_too_old=too_old[new], _hash=np.asarray(hashes, dtype="int64")[new])
-                fresh = fresh.sort_values(["client_id", "user_id", "consent_json", "timestamp_micros"], kind="stable",
-                                          na_position="first")
+                order = [c for c in ("client_id", "user_id", "consent_json", "place_json", "timestamp_micros") if c in fresh]
+                fresh = fresh.sort_values(order, kind="stable", na_position="first")
                 self._insert(fresh, fresh.pop("_too_old").to_numpy(), fresh.pop("_hash").tolist(), run)
         return buckets
 
@@ -481,12 +567,12 @@ class SqliteLedger(Ledger):
             hashes, new.keys, new.client_id, new.user_id, new.consent, new.timestamp_micros, new.event_date, params,
             np.where(too_old, "deferred", "planned").tolist(), np.where(too_old, DEFER_TOO_OLD, None).tolist(),
             np.where(too_old, run, None).tolist(), np.where(too_old, now, None).tolist(), new.source_row,
-            flags.tolist(), strict=True,
+            flags.tolist(), self._place_ids(new.place), strict=True,
         )
         self.db.executemany(
             "INSERT INTO events(key_hash, event_key, client_id, user_id, consent, ts, event_date, params, status, reason, "
-            f"fate_run, fate_us, source_row, flags, property, run, first_run) VALUES "
-            f"(?,?,?,?,?,?,?,?,?,?,?,?,?,?,{self._property},{run},{run})",
+            f"fate_run, fate_us, source_row, flags, place, property, run, first_run) VALUES "
+            f"(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,{self._property},{run},{run})",
             rows,
         )
 
@@ -496,7 +582,7 @@ class SqliteLedger(Ledger):
         with self._transaction():
             deleted = self.db.execute(
                 "DELETE FROM events WHERE run = ? AND first_run = ? AND substr(event_key, 1, ?) = ? "
-                f"AND {TRANSITIONS['withdraw'].where()}",
+                f"AND {TRANSITIONS['withdraw'].where(taken=CLAIM_COLUMNS)}",
                 (run, run, len(prefix), prefix),
             ).rowcount
             self.db.execute(
@@ -517,7 +603,7 @@ class SqliteLedger(Ledger):
             args += [shard[1], shard[0]]
         self.db.execute(
             f"INSERT INTO send_queue(id) SELECT id FROM events WHERE {where} "
-            "ORDER BY client_id, IFNULL(user_id, ''), consent, ts, id",
+            "ORDER BY client_id, IFNULL(user_id, ''), consent, IFNULL(place, 0), ts, id",
             args,
         )
         return self.db.execute("SELECT COUNT(*) FROM send_queue").fetchone()[0]
@@ -526,16 +612,18 @@ class SqliteLedger(Ledger):
         last = 0
         while True:
             rows = self.db.execute(
-                "SELECT q.seq, e.id, e.event_key, e.client_id, e.user_id, e.consent, e.ts, e.params, e.source_row, e.flags "
-                "FROM send_queue q JOIN events e USING (id) WHERE q.seq > ? ORDER BY q.seq LIMIT ?",
+                "SELECT q.seq, e.id, e.event_key, e.client_id, e.user_id, e.consent, e.ts, e.params, e.source_row, e.flags, "
+                "p.members FROM send_queue q JOIN events e USING (id) LEFT JOIN places p ON p.place = e.place "
+                "WHERE q.seq > ? ORDER BY q.seq LIMIT ?",
                 (last, page),
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for _seq, eid, key, client_id, user_id, consent, ts, params, row, flags in rows:
+            for _seq, eid, key, client_id, user_id, consent, ts, params, row, flags, members in rows:
                 yield PendingEvent(eid, key, client_id, user_id, consent, key.split("|", 2)[1], ts,
-                                   _restore_tid(params, key, flags), row, bool(flags & FLAG_RESENT))
+                                   _restore_tid(params, key, flags), row, bool(flags & FLAG_RESENT),
+                                   None if members is None else members.encode())
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -554,38 +642,41 @@ class SqliteLedger(Ledger):
         if not len(ids):
             return
         move = TRANSITIONS[transition]
-        sets = ", ".join(([f"status = '{move.target}'"] if move.target != EXPORTED else []) + ([assignments] if assignments else []))
+        sets = ", ".join([f"status = '{move.target}'"] + ([assignments] if assignments else []))
         with self._transaction():
             moved = self.db.execute(
-                f"UPDATE events SET {sets} WHERE id IN (SELECT value FROM json_each(?)) AND {move.where()}",
+                f"UPDATE events SET {sets} WHERE id IN (SELECT value FROM json_each(?)) AND {move.where(taken=CLAIM_COLUMNS)}",
                 (*args, _ids_json(ids))).rowcount
             self._check_moved(transition, ids, moved)
 
     def _move_each(self, transition: str, ids: Sequence[int], attempts: Sequence[int], maybe_delivered: Sequence[bool],
-                   reason: str | None, run_id: str) -> None:
-        """`_move` with each event's own attempts and maybe-delivered flag (mark_sent, mark_failed)."""
+                   reason: str | None, run_id: str, request_ids: Sequence[str | None] | None = None) -> None:
+        """`_move` with each event's own attempts, maybe-delivered flag and request id (mark_sent, mark_failed)."""
         if not len(ids):
             return
         move = TRANSITIONS[transition]
         run, now = self._run(run_id), self.clock()
+        rids = request_ids if request_ids is not None else [None] * len(ids)
         with self._transaction():
             cur = self.db.executemany(
                 "UPDATE events SET status = ?, reason = ?, fate_run = ?, fate_us = ?, attempts = attempts + ?, "
-                f"flags = flags | ? WHERE id = ? AND {move.where()}",
-                [(move.target, reason, run, now, a, FLAG_POSSIBLE_DUPLICATE if m else 0, i)
-                 for i, a, m in zip(ids, attempts, maybe_delivered, strict=True)])
+                f"flags = flags | ?, request_id = coalesce(?, request_id) WHERE id = ? AND {move.where(taken=CLAIM_COLUMNS)}",
+                [(move.target, reason, run, now, a, FLAG_POSSIBLE_DUPLICATE if m else 0, r, i)
+                 for i, a, m, r in zip(ids, attempts, maybe_delivered, rids, strict=True)])
             self._check_moved(transition, ids, cur.rowcount)
 
     def _states_of(self, transition: str, ids: Sequence[int]) -> Mapping[str, int]:
         return dict(self.db.execute(
-            "SELECT CASE WHEN status = 'deferred' AND exported_run IS NOT NULL THEN 'exported' ELSE status END, COUNT(*) "
+            f"SELECT CASE WHEN {TRANSITIONS['release_output'].where(taken=CLAIM_COLUMNS)} THEN 'taken' ELSE status END, "
+            "COUNT(*) "
             "FROM events WHERE id IN (SELECT value FROM json_each(?)) GROUP BY 1", (_ids_json(ids),)).fetchall())
 
     def mark_in_flight(self, ids: Sequence[int]) -> None:
         self._move("mark_in_flight", ids)
 
-    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool]) -> None:
-        self._move_each("mark_sent", ids, attempts, maybe_delivered, None, run_id)
+    def mark_sent(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
+                  request_ids: Sequence[str | None] | None = None) -> None:
+        self._move_each("mark_sent", ids, attempts, maybe_delivered, None, run_id, request_ids)
 
     def mark_failed(self, ids: Sequence[int], run_id: str, *, attempts: Sequence[int], maybe_delivered: Sequence[bool],
                     reason: str | None = None) -> None:
@@ -621,24 +712,100 @@ class SqliteLedger(Ledger):
         if since_date is not None:
             where.append("e.event_date >= ?")
             args.append(int(since_date))
+        yield from self._deferred_pages(" AND ".join(where), args)
+
+    def _deferred_pages(self, where: str, args: Sequence[object]) -> Iterator[DeferredEvent]:
+        """Only iterated inside a public generator (deferred_events, claimed_events): their wrapper maps
+        the driver's errors."""
         last = 0
         while True:
             rows = self.db.execute(
                 "SELECT e.id, e.event_key, e.source_row, e.client_id, e.user_id, e.ts, e.event_date, e.params, e.reason, "
-                f"r.run_id, e.flags FROM events e LEFT JOIN runs r ON r.run = e.fate_run WHERE {' AND '.join(where)} AND e.id > ? "
+                f"r.run_id, e.flags, e.consent, p.members FROM events e LEFT JOIN runs r ON r.run = e.fate_run "
+                f"LEFT JOIN places p ON p.place = e.place WHERE {where} AND e.id > ? "
                 "ORDER BY e.id LIMIT 5000",
                 (*args, last),
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for eid, key, row, client_id, user_id, ts, day, params, reason, rid, flags in rows:
+            for eid, key, row, client_id, user_id, ts, day, params, reason, rid, flags, consent, members in rows:
                 source, name, _ = split_key(key)
                 yield DeferredEvent(eid, key, source, row, client_id, user_id, name, ts, str(day),
-                                    _restore_tid(params, key, flags), reason, rid)
+                                    _restore_tid(params, key, flags), reason, rid, int(consent or 0),
+                                    None if members is None else members.encode())
 
-    def mark_exported(self, ids: Sequence[int], run_id: str) -> None:
-        self._move("mark_exported", ids, "exported_run = ?", self._run(run_id))
+    # -- outputs exactly once ----------------------------------------------------------------------
+    def claim_deferred(self, run_id: str, kind: OutputKind, target: str, *, since_date: str | None = None,
+                       deferred_by: str | None = None) -> int:
+        column, run = CLAIM_COLUMN[kind], self._run(run_id)
+        if self._property is None:
+            raise LedgerError("bind_property() must be called before claim_deferred()")
+        where, args = [TRANSITIONS["claim_deferred"].where(taken=column), "property = ?"], [self._property]
+        if since_date is not None:
+            where.append("event_date >= ?")
+            args.append(int(since_date))
+        if deferred_by is not None:
+            where.append(f"fate_run = ? AND {BY_FATE}")
+            args.append(self._run(deferred_by))
+        with self._transaction():
+            if (state := self._output_state(run, kind)) is not None:
+                raise self._refuse_output(run_id, kind, "claim_deferred", state)
+            claimed = self.db.execute(f"UPDATE events SET {column} = ? WHERE {' AND '.join(where)}",
+                                      (run, *args)).rowcount
+            self.db.execute("INSERT INTO outputs(run, kind, target, state, rows, claimed_us) VALUES (?, ?, ?, ?, ?, ?)",
+                            (run, kind, target, OUTPUT_TRANSITIONS["claim_deferred"].target, claimed, self.clock()))
+        return claimed
+
+    def claimed_events(self, run_id: str, kind: OutputKind) -> Iterator[DeferredEvent]:
+        column = CLAIM_COLUMN[kind]
+        yield from self._deferred_pages(f"e.{column} = ? AND {TRANSITIONS['release_output'].where('e.status', f'e.{column}')}",
+                                        [self._run(run_id)])
+
+    def _output_state(self, run: int | None, kind: OutputKind) -> str | None:
+        row = self.db.execute("SELECT state FROM outputs WHERE run = ? AND kind = ?", (run, kind)).fetchone()
+        return row[0] if row else None
+
+    def _known_run(self, run_id: str) -> int | None:
+        """The run's number, never a new one (an output of a run the ledger never saw is absent)."""
+        row = self.db.execute("SELECT run FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    def _move_output(self, run_id: str, kind: OutputKind, transition: str, files: str | None = None) -> None:
+        move = OUTPUT_TRANSITIONS[transition]
+        run = self._known_run(run_id)
+        moved = self.db.execute(
+            "UPDATE outputs SET state = ?, settled_us = ?, files = coalesce(?, files) "
+            f"WHERE run = ? AND kind = ? AND {move.where('state')}", (move.target, self.clock(), files, run, kind)).rowcount
+        if moved != 1:
+            raise self._refuse_output(run_id, kind, transition, self._output_state(run, kind))
+
+    def release_output(self, run_id: str, kind: OutputKind) -> int:
+        column = CLAIM_COLUMN[kind]
+        with self._transaction():
+            self._move_output(run_id, kind, "release_output")
+            run = self._known_run(run_id)
+            return self.db.execute(
+                f"UPDATE events SET {column} = NULL WHERE {column} = ? AND {TRANSITIONS['release_output'].where(taken=column)}",
+                (run,)).rowcount
+
+    def unsettled_outputs(self, kind: OutputKind) -> list[OutputClaim]:
+        # One run at a time holds this ledger (the run lock): every other run's unsettled output is a dead one's.
+        return [OutputClaim.from_row(*row) for row in self.db.execute(
+            "SELECT r.run_id, o.kind, o.target, o.state, o.rows, o.files FROM outputs o JOIN runs r USING (run) "
+            f"WHERE o.kind = ? AND {OUTPUT_TRANSITIONS['output_taken'].where('o.state')} ORDER BY o.run", (kind,))]
+
+    def output_claim(self, run_id: str, kind: OutputKind) -> OutputClaim | None:
+        row = self.db.execute(
+            "SELECT r.run_id, o.kind, o.target, o.state, o.rows, o.files FROM outputs o JOIN runs r USING (run) "
+            "WHERE r.run_id = ? AND o.kind = ?", (run_id, kind)).fetchone()
+        return OutputClaim.from_row(*row) if row else None
+
+    def deferred_claims(self, run_id: str, kind: OutputKind) -> dict[str, int]:
+        column, run = CLAIM_COLUMN[kind], self._run(run_id)
+        return self._claim_counts(self.db.execute(
+            f"SELECT CASE WHEN {column} IS NULL THEN 'unclaimed' WHEN {column} = ? THEN 'this_run' ELSE 'other_runs' END, "
+            f"COUNT(*) FROM events WHERE fate_run = ? AND status = 'deferred' AND {BY_FATE} GROUP BY 1", (run, run)))
 
     # -- reconciliation and resend ---------------------------------------------------------------
     def requeue_for_resend(self, keys: Sequence[str], run_id: str) -> int:
@@ -674,6 +841,27 @@ class SqliteLedger(Ledger):
         params = {"run": run, "since": int(since) if since else None, "until": int(until) if until else None}
         return self.db.execute(sql, params)
 
+    def _order_rows(self, source: str, transaction_ids: Sequence[str]) -> Iterable[tuple]:
+        tails = tails_for(pd.Series(list(transaction_ids), dtype="string")).tolist()
+        purchases = [f"{source}|purchase|{tail}" for tail in tails]
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS order_keys(key_hash INTEGER, event_key TEXT)")
+        with self._transaction():
+            self.db.execute("DELETE FROM order_keys")
+            self.db.executemany("INSERT INTO order_keys VALUES (?, ?)", ((key_hash(k), k) for k in purchases))
+            rows = self.db.execute(
+                "SELECT e.event_key, e.status, e.params FROM order_keys o JOIN events e ON e.key_hash = o.key_hash "
+                "AND e.event_key = o.event_key WHERE e.status != 'rejected'").fetchall()
+            for tail in tails:  # refund levels: `source|refund|id␞<minor units>`, through the partial index
+                low = f"{source}|refund|{tail}{LEVEL}"
+                rows += self.db.execute(
+                    "SELECT event_key, status, params FROM events WHERE instr(event_key, '|refund|') > 0 "
+                    "AND event_key > ? AND event_key < ? AND status != 'rejected'",
+                    (low, low[:-1] + chr(ord(LEVEL) + 1))).fetchall()
+        return rows
+
+    def _own_rows(self, run_id: str) -> Any:
+        return self.db.execute("SELECT event_key, status, reason FROM events WHERE run = ?", (self._run(run_id),))
+
     def known_keys(self, transaction_ids: Sequence[str]) -> pd.DataFrame:
         # The key holds the id; without a column of its own this is one scan, asked only for the
         # export's unexplained ids (reconciliation's extras).
@@ -682,7 +870,7 @@ class SqliteLedger(Ledger):
         if wanted:
             for key, flags in self.db.execute("SELECT event_key, flags FROM events"):
                 _, name, tail = split_key(key)
-                tid = None if flags & FLAG_NO_TRANSACTION_ID else tail.removeprefix(ESCAPE)
+                tid = None if flags & FLAG_NO_TRANSACTION_ID else transaction_id_of(tail)
                 if tid in wanted:
                     found.append((name, tid))
         return pd.DataFrame(found, columns=["event_name", "transaction_id"], dtype="string")
@@ -721,7 +909,7 @@ class SqliteLedger(Ledger):
 
     def _inspect_rows(self) -> Iterable[tuple]:
         return self.db.execute(
-            "SELECT e.event_key, e.status, e.reason, e.flags, o.run_id, f.run_id, e.attempts, e.source_row "
+            f"SELECT e.event_key, e.status, e.reason, e.flags, o.run_id, f.run_id, e.attempts, e.source_row, {self._request_id} "
             "FROM events e JOIN runs o ON o.run = e.run LEFT JOIN runs f ON f.run = e.fate_run ORDER BY e.id").fetchall()
 
 

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from etl.accounting import Notes
 from etl.policy import MARKER_PARAMS
 from etl.protocol import rules
-from etl.protocol.event_key import digest_tail, tails_for
+from etl.protocol.event_key import digest_tail, level_tails, tails_for
 from etl.transform import jsonfrag
 from etl.transform.arrow_text import arrow_strings
 from etl.transform.context import Param, RuleContext
@@ -45,6 +45,9 @@ class Parts:
     user_id: pd.Series | None = None
     consent: dict[str, pd.Series | str] = field(default_factory=dict)
     items: pd.Series | None = None
+    key_level: pd.Series | None = None  # refund rows of a cumulative export: the key's level (basis rule)
+    money: tuple[pd.Series, pa.Array] | None = None  # currency (valid codes) and signed exact value per row
+    place: pd.Series | None = None  # the request members "user_location":{…},"device":{…} (NA: none)
 
 
 def apply(ctx: RuleContext, parts: Parts) -> pd.DataFrame:
@@ -112,6 +115,8 @@ def _events(ctx: RuleContext, parts: Parts, sel: np.ndarray) -> tuple[pd.DataFra
         consent_json = pd.Series(pd.arrays.ArrowStringArray(joined))
 
     key_tail = tails_for(s_tid)  # ids are opaque: one starting with "row:" cannot pass for a digest
+    if parts.key_level is not None:
+        key_tail = level_tails(key_tail, pick(parts.key_level))  # a refund level is its own event
     if key_tail.isna().any():
         # No transaction id (lead events may lack one): a stable digest of what identifies the conversion.
         # The time as the row holds it, not as sent: a rerun must find the same key.
@@ -130,6 +135,7 @@ def _events(ctx: RuleContext, parts: Parts, sel: np.ndarray) -> tuple[pd.DataFra
             "client_id": s_client,
             "user_id": pick(parts.user_id) if parts.user_id is not None else no_text,
             "consent_json": consent_json if consent_json is not None else no_text,
+            "place_json": pick(parts.place).astype("string") if parts.place is not None else no_text,
             "timestamp_micros": s_ts,
             "event_date": event_date_in_zone(s_ts, ctx.options.prop.timezone).reset_index(drop=True),
             "transaction_id": s_tid,
@@ -138,6 +144,11 @@ def _events(ctx: RuleContext, parts: Parts, sel: np.ndarray) -> tuple[pd.DataFra
             "event_json": pd.Series(pd.arrays.ArrowStringArray(event_json)),
         }
     )
+    if parts.money is not None:  # what the event moves in GA's revenue, exact (the pipeline's money tally)
+        currency, moved = parts.money
+        events["money_currency"] = pick(currency)
+        events["money_value"] = pd.Series(pc.cast(moved.filter(pa.array(sel, type=pa.bool_())), pa.string())
+                                          .to_numpy(zero_copy_only=False), dtype="string")
     return events, event_json, param_parts
 
 
@@ -151,15 +162,16 @@ def _param_part(param: Param, values: pd.Series) -> tuple[str, pa.Array, str]:
 
 
 def _oversized(event_json: pa.Array, events: pd.DataFrame) -> np.ndarray:
-    """Events that cannot fit in one request even alone: ``{"client_id":…,"user_id":…,"consent":…,"events":[…]}``."""
+    """Events that cannot fit in one request even alone: ``{"client_id":…,"user_id":…,"consent":…,"user_location":…,"events":[…]}``."""
     size = pc.binary_length(pc.cast(event_json, pa.binary())).to_numpy(zero_copy_only=False).astype(np.int64)
     if not len(size) or int(size.max()) + 2_000 < rules.MAX_BODY_BYTES:
         return np.zeros(len(size), dtype=bool)  # the usual case: far below the limit, whatever the identity
-    head = len('{"client_id":,"events":[]}') + _REQUEST_SLACK_BYTES
-    for column, overhead in (("client_id", 2), ("user_id", len(',"user_id":') + 2), ("consent_json", len(',"consent":'))):
+    head = len('{"app_instance_id":,"events":[]}') + _REQUEST_SLACK_BYTES
+    for column, overhead in (("client_id", 2), ("user_id", len(',"user_id":') + 2), ("consent_json", len(',"consent":')),
+                             ("place_json", 1)):
         lengths = events[column].astype("string").str.encode("utf-8").str.len()
         # JSON escaping can at most double a string: count it doubled, so an event passing here always fits.
-        factor = 1 if column == "consent_json" else 2
+        factor = 1 if column in ("consent_json", "place_json") else 2
         size = size + (lengths.fillna(-overhead).to_numpy(dtype=np.int64) * factor + overhead)
     return size + head > rules.MAX_BODY_BYTES
 

@@ -44,6 +44,8 @@ def _known_zones() -> frozenset[str]:
 def apply(ctx: RuleContext) -> Times:
     reasons, window, wall = ctx.reasons, ctx.options.window, ctx.options.wall_micros
     ts_blank = blank(ctx.get("timestamp"))
+    if ctx.has("time_unknown"):  # a refund timed when first seen (scope): its empty time is no fault
+        ts_blank &= ctx.frame["time_unknown"].isna().to_numpy(dtype=bool)
     ts_na = ctx.times.isna().to_numpy(dtype=bool)
     label = ctx.label("timestamp")
     bad_zone = np.zeros(ctx.n, dtype=bool)
