@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.runtime-stamp
 STAMP := $(VENV)/.test-stamp
 
-.PHONY: run test test-fast lint clean airflow-venv system-deps bench
+.PHONY: run test test-fast lint clean airflow-venv system-deps bench docs
 
 $(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,13 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
+# The reference site (mkdocs.yml, docs/) into site/. `make test` builds it too, with --strict, in a test
+# (tests/cli/test_readme.py): a broken link or anchor, or a page missing from the nav, fails the suite.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict -d site
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check etl tests bench jobs
 
 clean:
-	rm -rf $(VENV) .venv-airflow out state .pytest_cache build
+	rm -rf $(VENV) .venv-airflow out state .pytest_cache build site

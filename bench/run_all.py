@@ -1,6 +1,6 @@
 """`make bench`: every issue-16 figure measured in one run and printed beside its goal.
 
-Writes out/bench/results.json (the README's figures come from it). The 5M-row dry run is slow and
+Writes out/bench/results.json (bench/README.md's Results come from it). The 5M-row dry run is slow and
 only runs with BENCH_BIG=1; BENCH_GA4MP_REQUESTS=0 times ga4mp on every request instead of a sample.
 
     .venv/bin/python bench/run_all.py

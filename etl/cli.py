@@ -1,6 +1,6 @@
 """`mpetl`: the command line analysts and schedulers use.
 
-Exit codes (README, "Exit codes"): 0 ok, 2 bad input or config, 3 not reconciled, 4 send failures
+Exit codes (docs/outputs.md, "Exit codes"): 0 ok, 2 bad input or config, 3 not reconciled, 4 send failures
 remain (the next run retries them), 5 another run holds the ledger, 6 the export cannot judge
 (absent, paused, capped), 7 the canary of `mpetl check` was not found in the export, 8 the run
 stopped early. Errors are one line on stderr, never a traceback, never a cell value or the API secret.
@@ -203,7 +203,7 @@ def _load(config_path: Path):
 @click.option("--since", type=INSTANT, default=None, help="Only rows whose event time is at or after this (ISO-8601; naive = UTC).")
 @click.option("--until", type=INSTANT, default=None, help="Only rows whose event time is before this (ISO-8601; naive = UTC).")
 @click.option("--shard", type=SHARD, default=None,
-              help="Plan and send only the clients of shard K of N (README: Scale-out); other rows count as other_shard.")
+              help="Plan and send only the clients of shard K of N (docs/scale-out.md); other rows count as other_shard.")
 @click.option("--replace", is_flag=True,
               help="--out holds another run's outputs: remove them first (its deferred.csv rows go into this run's).")
 def run(config_path: Path, out_path: Path, dry_run: bool, shard: Any, **options: Any) -> int:

@@ -3,7 +3,7 @@
 Why a module of its own: every age decision (defer when planning, expire before sending, the resend
 window) must read the same clock, and tests inject another one here instead of a `--now` flag that
 could make an event look fresher than it is. To simulate another night for a whole process, pin the
-process clock (libfaketime, README "Simulating a past night"); nothing in mpetl can.
+process clock (libfaketime, docs/ledger.md, "Google's clock"); nothing in mpetl can.
 """
 
 from __future__ import annotations

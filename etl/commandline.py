@@ -3,7 +3,7 @@ the parameter types.
 
 Why one error path: a scheduler reads the exit code, a person reads one line. A known failure (an
 `MpetlError`, a bad argument, a file that cannot be written) leaves as one `mpetl: error: …` line on
-stderr with its documented exit code (README, "Exit codes"), whichever command raised it; anything
+stderr with its documented exit code (docs/outputs.md, "Exit codes"), whichever command raised it; anything
 else is a bug and keeps its traceback. Commands return their exit code; `main` exits with it.
 
 `log_options` gives every command -q/-v/--log-file, before or after its name.

@@ -417,7 +417,7 @@ class SourceOptions:
     maximum_bytes_billed: Annotated[StrictInt | None, Field(gt=0)] = None
     storage_api: StrictBool | None = None
     read_api_endpoint: str | None = None
-    # Money (README "Commerce"): a CSV/CRM amount that includes tax, with its `tax` column (params.tax) or
+    # Money (docs/commerce.md): a CSV/CRM amount that includes tax, with its `tax` column (params.tax) or
     # a rate; and what a generic `items` column's `price`/`discount` mean.
     value_includes_tax: StrictBool | None = None
     tax_rate: Annotated[float | None, Field(ge=0, lt=10, allow_inf_nan=False)] = None
@@ -642,7 +642,7 @@ class SourceConfig:
     engagement_time: StrictBool = False
     options: SourceOptions = field(default_factory=SourceOptions)  # kind-specific (stage names, refunds…)
     # A CSV cell larger than this (bytes as written) rejects its row with a reason naming row and column;
-    # the file's other rows go on. Memory stays bounded by it (README "Bad input").
+    # the file's other rows go on. Memory stays bounded by it (docs/configuration.md, `max_field_bytes`).
     max_field_bytes: Annotated[StrictInt, Field(ge=1024, le=64 << 20)] = 1 << 20
     # `[sources.filter]`: source column -> allowed values (case-insensitive, trimmed); other rows: FILTERED.
     filter: Annotated[dict[str, StringList], AfterValidator(_filter)] = field(default_factory=dict)
@@ -724,7 +724,7 @@ class ReconcileConfig:
 
 @dataclass(frozen=True, config=_TABLE)
 class HistoricalConfig:
-    """`[historical]`: where deferred events go at their true date (README "Deferred events").
+    """`[historical]`: where deferred events go at their true date (docs/deferred.md).
 
     bigquery: `table` is "dataset.table" or "project.dataset.table", partitioned by `event_day`.
     duckdb: files `<path>/<table>_YYYYMMDD.<run_id>.ndjson` (default path: state/historical).
@@ -780,7 +780,7 @@ class ConfigFile:
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     historical: HistoricalConfig | None = None  # absent: deferred events go to deferred.csv only
-    # `[locations.<store>]`: where each store is (README "Store locations"); sources look stores up here.
+    # `[locations.<store>]`: where each store is (docs/locations.md); sources look stores up here.
     locations: dict[Annotated[str, Field(min_length=1)], PlaceConfig] = field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -1,6 +1,6 @@
 """Exceptions that carry the exit code a scheduler should see.
 
-Exit codes are part of the tool's contract with cron and Airflow (README, "Exit codes"):
+Exit codes are part of the tool's contract with cron and Airflow (docs/outputs.md, "Exit codes"):
 0 ok, 2 bad input or config (also a ledger that cannot be used: damaged, an unknown schema, its
 server unreachable), 3 not reconciled, 4 send failures remain (or events expired into deferred.csv),
 5 another run holds the ledger, 6 the export cannot judge (absent, paused or capped), 7 the canary

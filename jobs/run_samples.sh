@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: the nightly job on data/samples/ against the project's own local MP endpoint (the run
 # starts and stops it), then reconciliation of what was sent against the endpoint's GA4-shaped store.
-# The samples are historical exports, so the night is simulated the way the README says to: the
+# The samples are historical exports, so the night is simulated the way docs/ledger.md says to: the
 # process clock (libfaketime) starts at the morning after their last day. `--now` could not do it:
 # it only selects rows, and an event's age is always the wall clock's, as it is Google's.
 set -uo pipefail

@@ -103,7 +103,7 @@ FAKETIME_LIB = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.
 
 
 def pinned_clock_env(env: dict[str, str] | None = None, at: str = SAMPLES_NOW) -> dict[str, str]:
-    """A child process whose wall clock starts at `at` (libfaketime), as the README says to simulate a night.
+    """A child process whose wall clock starts at `at` (libfaketime), as docs/ledger.md says to simulate a night.
 
     `--now` only selects rows; the age of an event is always the wall clock's, as it is Google's, so a
     test about a past night pins the process clock, not a flag. .ci/run installs Debian's faketime.

@@ -10,7 +10,7 @@ The template (support.google.com/analytics/answer/10325025): `measurement_id, cl
 timestamp_micros, event_name`, then `event_param.<name>` and `item<N>.<field>`. Numbers stay numbers
 (`2`, not `2.0`), ids are written exactly as sent. Google uses the upload time when
 `timestamp_micros` is absent and requires it "within 24 hours of event": imported offline events do
-not land at an old true date (README, "Deferred events").
+not land at an old true date (docs/deferred.md).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ The codes are read from maintained data, never a hand list: ISO 3166-1 and 3166-
 Debian iso-codes database), UN M49 areas and the English names GA shows (CLDR: "Northern America",
 "Southeast Asia", "United States") from Babel. M49's five continental regions are M49's own top level;
 which sub-region a country lies in is not shipped by either package, so a `subcontinent_id` is checked
-to be an M49 area, not to contain the country (README, "Store locations").
+to be an M49 area, not to contain the country (docs/locations.md).
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ class Reconciliation:
         t = self.totals
         lines = [
             f"{self.verdict.upper()} (exit {self.exit_code}) — {self.headline}",
-            f"run: {self.run_id or '-'}   dates: {len(self.dates)} "
+            f"run: {self.run_id or 'every run with events on these dates'}   dates: {len(self.dates)} "
             f"({t.get('dates_final', 0)} final, {t.get('dates_provisional', 0)} provisional)",
             f"sent {t['sent']}, arrived {t.get('arrived', t['found'])}, not yet arrived {t.get('not_yet_arrived', 0)}, "
             f"missing {t['missing']}, export not available {t.get('export_unavailable', 0)}, "

@@ -5,7 +5,7 @@ so a float round-trip (which loses microseconds beyond 2^53 µs ≈ year 2255 bu
 seconds on the way) is never used. Fields are parsed into integers and combined with integer arithmetic on
 ``datetime64[us]`` values.
 
-Rules (the README quotes them):
+Rules (docs/transform.md quotes them):
 
 * **An explicit offset wins.** ``Z``, ``UTC``/``GMT``, ``±HH``, ``±HHMM`` or ``±HH:MM`` after the time
   (``2026-11-20T14:03:11Z``, ``2026-11-20 14:03:11 -0500``, ``2026-11-20T14:03:11+01:00``) fixes the

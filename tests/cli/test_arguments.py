@@ -1,5 +1,5 @@
 """Every command's arguments fuzzed with bad values: each is one line `mpetl: error: …` naming the
-option, exit 2 (README, "Exit codes"), before anything runs — never a traceback, a hang or a wrong answer.
+option, exit 2 (docs/outputs.md, "Exit codes"), before anything runs — never a traceback, a hang or a wrong answer.
 
 The cases come from the commands themselves (click's parameter types), so a new option is fuzzed
 the day it is added. Values: wrong types, empty strings, huge numbers, nan/inf, bad ISO dates and

@@ -166,7 +166,7 @@ def test_every_help_example_is_a_command_line_mpetl_accepts(run_mpetl):
 
 
 def test_shell_completion_is_clicks_own(tmp_path):
-    """`eval "$(_MPETL_COMPLETE=bash_source mpetl)"` (the README's line) completes commands."""
+    """`eval "$(_MPETL_COMPLETE=bash_source mpetl)"` (docs/cli.md's line) completes commands."""
     import shutil
     import sys
 

@@ -172,7 +172,7 @@ def test_file_url_runs_end_to_end_like_the_local_path(run_mpetl, tmp_path):
         runs[name] = (orjson.loads((out / "summary.json").read_bytes()), _requests(out))
     (local, local_requests), (url, url_requests) = runs["local"], runs["url"]
     assert url_requests == local_requests and len(url_requests) > 0
-    for key in ("rows_in", "sent", "rejected", "deferred", "duplicate"):
+    for key in ("rows_in", "would_send", "rejected", "deferred", "duplicate"):
         assert url[key] == local[key], key
 
 
@@ -198,7 +198,7 @@ def test_memory_url_runs_end_to_end_through_the_cli(run_mpetl, tmp_path):
         assert Buckets.from_summary(summary, where="summary.json").balanced()
         runs[name] = (summary, _requests(out))
     assert runs["memory"][1] == runs["local"][1]
-    assert runs["memory"][0]["sent"] == runs["local"][0]["sent"] == 30
+    assert runs["memory"][0]["would_send"] == runs["local"][0]["would_send"] == 30
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The documented union query, run the way README "Deferred events" tells an offline user to run it."""
+"""The documented union query, run the way docs/deferred.md tells an offline user to run it."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from .support import VIEW_SQL
 from .test_pipeline_duckdb import DOWN, LONDON, WALL, config_for, run
 
 DATASET = "analytics_424242"  # the GA4 export
-MPETL_DATASET = "mpetl_reporting"  # the historical table (and the view) beside it, as README suggests
+MPETL_DATASET = "mpetl_reporting"  # the historical table (and the view) beside it, as docs/deferred.md suggests
 TABLE = "mpetl_historical"
 
 

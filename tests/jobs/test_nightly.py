@@ -28,7 +28,7 @@ def nightly_env(secret: str | None = SECRET) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MP_API_SECRET", "MPETL_OUT")}
     if secret:
         env["MP_API_SECRET"] = secret
-    return pinned_clock_env(env)  # the night is simulated by the process clock, as the README says
+    return pinned_clock_env(env)  # the night is simulated by the process clock, as docs/ledger.md says
 
 
 def nightly(config: Path, out_root: Path, *extra: str, secret: str | None = SECRET) -> subprocess.CompletedProcess:

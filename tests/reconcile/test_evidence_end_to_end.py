@@ -74,7 +74,7 @@ def ours_in_store(store: Path) -> list[tuple[str, str | None]]:
 def reconcile(config: Path, out: Path, run_id: str) -> tuple[int, dict]:
     rec = mpetl("reconcile", "--config", str(config), "--out", str(out), "--run-id", run_id)
     assert rec.returncode in (0, 3), rec.stdout + rec.stderr
-    (out / "summary.txt").write_text(rec.stdout)  # what the operator read (README quotes one)
+    (out / "summary.txt").write_text(rec.stdout)  # what the operator read (docs/reconcile.md quotes one)
     return rec.returncode, orjson.loads((out / "reconciliation.json").read_bytes())
 
 

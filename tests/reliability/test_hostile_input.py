@@ -132,7 +132,7 @@ def test_fuzzed_csv_through_the_whole_pipeline_stays_balanced(content: bytes) ->
         assert summary["exit_code"] in (0, 2)
         assert balanced(summary)
         requests = (out / "requests.ndjson").read_bytes().splitlines() if (out / "requests.ndjson").exists() else []
-        assert sum(len(orjson.loads(line)["events"]) for line in requests) == summary["sent"]
+        assert sum(len(orjson.loads(line)["events"]) for line in requests) == summary["would_send"]
         rejects = (out / "rejects.ndjson").read_bytes()
         assert len(rejects.splitlines()) == summary["rejected"]
         index = out / "deferred_index.csv"
@@ -257,7 +257,7 @@ def test_huge_nul_and_mistyped_cells_are_rejected_by_column_without_traceback(tm
     for row, column in expected_columns.items():
         assert row in rejects, f"row {row} should be rejected"
         assert any(column in r["description"] for r in rejects[row]), rejects[row]
-    assert summary["sent"] == 2  # OK-1 and BIG-NOTE
+    assert summary["would_send"] == 2  # OK-1 and BIG-NOTE
     for name in ("rejects.ndjson", "summary.json", "requests.ndjson"):
         assert b"HUGE" not in (tmp_path / "out" / name).read_bytes(), name
     assert "HUGE" not in run.stdout + run.stderr
@@ -273,7 +273,7 @@ def test_per_row_zone_naming_a_zone_folder_is_a_reject_not_a_crash(tmp_path) -> 
     assert_no_traceback(run.stdout, run.stderr)
     assert run.code == 0
     summary = run.summary(tmp_path / "out")
-    assert balanced(summary) and summary["sent"] == 1 and summary["rejected"] == 3
+    assert balanced(summary) and summary["would_send"] == 1 and summary["rejected"] == 3
 
 
 def test_a_file_of_several_read_blocks_with_a_per_row_zone_column_is_read(tmp_path) -> None:
@@ -285,7 +285,7 @@ def test_a_file_of_several_read_blocks_with_a_per_row_zone_column_is_read(tmp_pa
     assert_no_traceback(run.stdout, run.stderr)
     assert run.code == 0
     summary = run.summary(tmp_path / "out")
-    assert balanced(summary) and summary["sent"] == len(rows)
+    assert balanced(summary) and summary["would_send"] == len(rows)
 
 
 def test_timestamp_parser_accepts_multi_chunk_arrow_columns() -> None:
@@ -316,7 +316,7 @@ def test_a_ten_thousand_column_header_is_a_clear_error_or_works(tmp_path) -> Non
     assert balanced(summary)
     [error] = summary["source_errors"]
     assert error["source"] == "wide" and "GA Cookie" in error["error"] and "10000 columns" in error["error"]
-    assert summary["sources"]["wide_mapped"]["sent"] == 1
+    assert summary["sources"]["wide_mapped"]["would_send"] == 1
 
 
 def _csv_cells(folder: Path, *, skip: tuple[str, ...] = ()) -> list[str]:
@@ -514,7 +514,7 @@ def test_a_cell_over_the_cap_rejects_its_row_and_the_other_999_go_on(tmp_path, s
     assert_no_traceback(run.stdout, run.stderr)
     assert run.code == 0, run.stderr[-2000:]
     summary = run.summary(tmp_path / "out")
-    assert balanced(summary) and summary["rows_in"] == 1000 and summary["sent"] == 999 and summary["rejected"] == 1
+    assert balanced(summary) and summary["rows_in"] == 1000 and summary["would_send"] == 999 and summary["rejected"] == 1
     reasons = _rejects_by_row(tmp_path / "out")[500]  # a blanked mapped cell also misses its rule (e.g. required)
     assert {"fieldPath": "events[0]", "validationCode": "VALUE_OUT_OF_BOUNDS",
             "description": f"column {column!r} holds a cell over max_field_bytes (1,048,576 bytes); the row was not read"
@@ -561,7 +561,7 @@ def test_a_gzipped_file_holding_one_1gb_cell_is_read_in_bounded_memory(tmp_path)
     assert_no_traceback(run.stdout, run.stderr)
     assert run.code == 0, run.stderr[-2000:]
     summary = run.summary(tmp_path / "out")
-    assert balanced(summary) and summary["rows_in"] == 3 and summary["sent"] == 2
+    assert balanced(summary) and summary["rows_in"] == 3 and summary["would_send"] == 2
     assert "'Notes' holds a cell over max_field_bytes" in _rejects_by_row(tmp_path / "out")[2][0]["description"]
     assert peak < 600 << 20, f"peak RSS {peak >> 20} MB"
 

@@ -4,7 +4,7 @@ tracking numbers, payment-provider ids, amounts, dates, GA cookies and product n
 with 4, Shopify's base64 gids, "at"/"dot" codes, UUIDs in capitals, licence keys, MAC addresses, ISBN-10s,
 dates, versions, base64-looking SKUs, BIC codes, postcodes, NI-like stock codes).
 
-Generated from a fixed seed, so the false-positive rate the README reports is reproducible:
+Generated from a fixed seed, so the false-positive rate docs/privacy.md reports is reproducible:
 
     .venv/bin/python -m tests.transform.non_personal_corpus
 """

@@ -1,5 +1,5 @@
 """Personal data in the forms found in real requests, rejects and logs (issue 14), and the ordinary ids,
-coupons and SKUs that must not trigger (the false-positive rate the README reports)."""
+coupons and SKUs that must not trigger (the false-positive rate docs/privacy.md reports)."""
 
 from __future__ import annotations
 
@@ -161,5 +161,5 @@ def test_ordinary_ids_coupons_and_skus_do_not_trigger() -> None:
     assert len(values) >= 18_000
     found = detect_personal_data(pd.Series(values))
     hits = [(v, d) for v, d in zip(values, found, strict=True) if not pd.isna(d)]
-    # The README's privacy section reports this rate; it is 0 on the corpus today.
+    # docs/privacy.md reports this rate; it is 0 on the corpus today.
     assert hits == []

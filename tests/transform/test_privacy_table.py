@@ -215,8 +215,8 @@ def test_no_form_reaches_any_file_or_log_of_a_dry_run(tmp_path: Path, on_pii: st
     summary = run.summary(out)
     droppable = 2 * len(FORMS)  # coupon and the declared param
     assert balanced(summary) and summary["rows_in"] == rows
-    assert summary["sent"] == (droppable if on_pii == "drop" else 0)
-    assert summary["rejected"] == rows - summary["sent"]
+    assert summary["would_send"] == (droppable if on_pii == "drop" else 0)
+    assert summary["rejected"] == rows - summary["would_send"]
     files = {p.name: p.read_bytes().decode("utf-8", errors="replace") for p in out.rglob("*") if p.is_file()}
     assert {"requests.ndjson", "rejects.ndjson", "summary.json"} <= set(files)
     files["stdout+stderr"] = run.stdout + run.stderr

@@ -2,7 +2,7 @@
 
 Why here and not at the CLI: the backend knows which database it speaks to, so its message can name
 the ledger (a path, or a URL without its password) and say what to do, in one line; the CLI, cron
-and Airflow then print any `MpetlError` the same way. Exit codes (README, "Exit codes"): 2 for a
+and Airflow then print any `MpetlError` the same way. Exit codes (docs/outputs.md, "Exit codes"): 2 for a
 ledger that cannot be used (damaged, an unknown schema, unreachable, a refused transition), 5 when
 another run holds it.
 """

@@ -5,8 +5,8 @@ with the item field named, instead of failing the send gate every night.
 
 Money, as Google defines it (etl/transform/allocation.py): each item leaves with `price` = its unit
 price after its share of every discount, `discount` = the unit discount, `quantity`, and the event's
-`value` is Σ price × quantity to the cent. The items a source gives (the convention, README
-"Commerce"): `price` is the unit price *before* discount (`options.item_price = "after_discount"`
+`value` is Σ price × quantity to the cent. The items a source gives (the convention,
+docs/commerce.md): `price` is the unit price *before* discount (`options.item_price = "after_discount"`
 when it is already net), `discount` is per unit (`options.item_discount = "per_line"` for the whole
 line's), `line_discount` is the whole line's discount and `line_gross` the line's total before
 discount (for exports that give no unit price, Square's Gross Sales); `quantity` defaults to 1. The
