@@ -11,12 +11,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import orjson
+import pandas as pd
 import pytest
 
 from etl.collector import FaultOptions, read_store, spawn_collector
 from etl.load import open_ledger
 from tests.reconcile.builders import export_row, write_store
-from tests.support import REPO, SAMPLES_NOW, files_containing, pinned_clock_env, samples_config
+from tests.support import REPO, SAMPLES_NOW, files_containing, pinned_clock_env, samples_config, timed_when_first_seen
 
 NIGHTLY = REPO / "jobs" / "nightly.sh"
 SECRET = "SENTINEL-SECRET-nightly-7f3a"
@@ -49,19 +50,9 @@ def read_json(path: Path) -> dict:
     return orjson.loads(path.read_bytes())
 
 
-def sent_event_dates(ledger: Path) -> set[str]:
-    """The dates of the events sent, but for refunds the export gives no time: those are timed when first
-    seen (the wall clock, issue 21), whatever night's orders they came with."""
+def sent_events(ledger: Path) -> pd.DataFrame:
     with open_ledger(ledger, read_only=True) as db:
-        sent = db.for_reconcile(since="19700101")
-    at_wall_clock = (sent["sent_at_micros"] - sent["timestamp_micros"]).abs() < 60_000_000
-    assert set(sent.loc[at_wall_clock, "event_name"]) <= {"refund"}
-    return set(sent.loc[~at_wall_clock, "event_date"])
-
-
-def sent_on(ledger: Path, day: str) -> int:
-    with open_ledger(ledger, read_only=True) as db:
-        return int((db.for_reconcile(since="19700101")["event_date"] == day.replace("-", "")).sum())
+        return db.for_reconcile(since="19700101")
 
 
 def test_nightly_sends_yesterday_reconciles_and_a_rerun_sends_nothing_twice(tmp_path):
@@ -75,11 +66,13 @@ def test_nightly_sends_yesterday_reconciles_and_a_rerun_sends_nothing_twice(tmp_
     first_dir = out / "nightly" / day / f"run-{summary['run_id']}"  # the folder is named by the run it holds
     assert summary["window"] == {"since": since.isoformat(), "until": until.isoformat()}
     assert summary["sent"] > 0 and summary["failed"] == 0
-    # Only yesterday's events were sent: the ledger's dates (property zone) are that one day.
-    assert sent_event_dates(tmp_path / "state" / "ledger.sqlite") == {day.replace("-", "")}
+    # Only yesterday's events were sent: the ledger's dates (property zone) are that one day, but for
+    # refunds timed when first seen.
+    sent = sent_events(tmp_path / "state" / "ledger.sqlite")
+    assert set(sent.loc[~timed_when_first_seen(sent), "event_date"]) == {day.replace("-", "")}
     report = read_json(first_dir / "reconcile" / "reconciliation.json")
     # Refunds timed at the wall clock are today's: tomorrow night reconciles them with today's events.
-    assert report["verdict"] == "reconciled" and report["totals"]["sent"] == sent_on(tmp_path / "state" / "ledger.sqlite", day)
+    assert report["verdict"] == "reconciled" and report["totals"]["sent"] == int((sent["event_date"] == day.replace("-", "")).sum())
     assert (out / "nightly" / "latest").resolve() == first_dir.resolve()
     assert '"event":"nightly_finished","exit_code":0' in first.stderr
     first_summary = (first_dir / "run" / "summary.json").read_bytes()

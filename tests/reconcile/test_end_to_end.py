@@ -94,12 +94,17 @@ def collector(tmp_path):
         yield c
 
 
-def test_a_dropped_event_shadowed_by_the_site_tag_is_still_missing(run_mpetl, tmp_path, collector):
+def _send_then_drop(run_mpetl, tmp_path, collector) -> tuple[Path, str]:
+    """A real send of the orders, then DROPPED taken out of the export (what GA does with events it drops)."""
     config = make_config(tmp_path, collector.url, collector.data_dir)
     run = run_mpetl("-q", "run", "--config", str(config), "--out", str(tmp_path / "out"))
     assert run.returncode == 0, run.stderr
-    run_id = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())["run_id"]
     drop_from_export(collector.data_dir, DROPPED)
+    return config, orjson.loads((tmp_path / "out" / "summary.json").read_bytes())["run_id"]
+
+
+def test_a_dropped_event_shadowed_by_the_site_tag_is_still_missing(run_mpetl, tmp_path, collector):
+    config, run_id = _send_then_drop(run_mpetl, tmp_path, collector)
     site_tag_purchase(collector.url, DROPPED)
 
     rec = run_mpetl("-q", "reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--run-id", run_id)
@@ -129,11 +134,7 @@ def test_a_dropped_event_shadowed_by_the_site_tag_is_still_missing(run_mpetl, tm
 
 def test_resend_defers_what_the_window_no_longer_allows(run_mpetl, tmp_path, collector):
     """An event whose 72 h (minus the margin) are over by the wall clock is not resent, only listed."""
-    config = make_config(tmp_path, collector.url, collector.data_dir)
-    run = run_mpetl("-q", "run", "--config", str(config), "--out", str(tmp_path / "out"))
-    assert run.returncode == 0, run.stderr
-    run_id = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())["run_id"]
-    drop_from_export(collector.data_dir, DROPPED)
+    config, run_id = _send_then_drop(run_mpetl, tmp_path, collector)
     collector.live_traffic()  # the export shows hits received after the send: the drop is proven
     strict = make_config(tmp_path, collector.url, collector.data_dir)
     text = strict.read_text().replace("[window]", "[window]\nsafety_margin_minutes = 4300")
@@ -235,11 +236,7 @@ def test_the_next_step_of_a_failed_date_is_a_command_that_resends(run_mpetl, tmp
     """What to do next names `mpetl resend` with the real config and run id; pasted as it is, it resends."""
     import shlex
 
-    config = make_config(tmp_path, collector.url, collector.data_dir)
-    run = run_mpetl("-q", "run", "--config", str(config), "--out", str(tmp_path / "out"))
-    assert run.returncode == 0, run.stderr
-    run_id = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())["run_id"]
-    drop_from_export(collector.data_dir, DROPPED)
+    config, run_id = _send_then_drop(run_mpetl, tmp_path, collector)
     collector.live_traffic()  # the export shows hits received after the send: the drop is proven
 
     rec = run_mpetl("-q", "reconcile", "--config", str(config), "--out", str(tmp_path / "rec"), "--run-id", run_id)

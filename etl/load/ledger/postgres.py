@@ -66,6 +66,9 @@ A row digest is told by its NULL `transaction_id` column (flag 16 for the base).
 # each output's record. Added to a schema-3 ledger by `_create_schema` (additive, no rewrite of the table).
 CLAIM_COLUMN = {"deferred_csv": "csv_run_id", "historical": "historical_run_id", "export": "exported_run_id"}
 CLAIM_COLUMNS = tuple(CLAIM_COLUMN.values())
+# The refund delta reads an order's refunds by transaction id (Ledger.order_history); writers add it to
+# older ledgers at open.
+REFUNDS_INDEX = "CREATE INDEX IF NOT EXISTS mpetl_events_refunds ON mpetl_events (transaction_id) WHERE event_name = 'refund'"
 OUTPUTS_SCHEMA = """
 CREATE INDEX IF NOT EXISTS mpetl_events_csv_free ON mpetl_events (event_date) WHERE state = 'deferred' AND csv_run_id IS NULL;
 CREATE INDEX IF NOT EXISTS mpetl_events_historical_free ON mpetl_events (event_date)
@@ -120,8 +123,7 @@ CREATE TABLE IF NOT EXISTS mpetl_events (
 -- reconcile, recovery) run once per run and may scan.
 CREATE INDEX IF NOT EXISTS mpetl_events_run ON mpetl_events (run_id);
 CREATE INDEX IF NOT EXISTS mpetl_events_to_export ON mpetl_events (event_date) WHERE state = 'deferred' AND exported_run_id IS NULL;
-""" + OUTPUTS_SCHEMA + """
-CREATE INDEX IF NOT EXISTS mpetl_events_refunds ON mpetl_events (transaction_id) WHERE event_name = 'refund';
+""" + OUTPUTS_SCHEMA + REFUNDS_INDEX + """;
 CREATE TABLE IF NOT EXISTS mpetl_runs (
     run_id TEXT PRIMARY KEY,
     mode TEXT NOT NULL,
@@ -233,8 +235,7 @@ class PostgresLedger(Ledger):
                 "SELECT to_regclass('mpetl_events_refunds') IS NULL").fetchone()[0]:
             with self.db.transaction():  # a ledger from before the refund delta: add its small index
                 self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                self.db.execute("CREATE INDEX IF NOT EXISTS mpetl_events_refunds ON mpetl_events (transaction_id) "
-                                "WHERE event_name = 'refund'")
+                self.db.execute(REFUNDS_INDEX)
         if version == SCHEMA_VERSION or (self._read_only and version is not None):
             if version is not None and version < 3:
                 self._request_id = "NULL"  # a reader of a schema-2 ledger: no request ids yet
@@ -253,8 +254,7 @@ class PostgresLedger(Ledger):
             self.db.execute("ALTER TABLE mpetl_events ADD COLUMN IF NOT EXISTS request_id TEXT")
             if version is not None and version < 4:
                 self._upgrade_from_3()
-                self.db.execute("CREATE INDEX IF NOT EXISTS mpetl_events_refunds ON mpetl_events (transaction_id) "
-                                "WHERE event_name = 'refund'")
+                self.db.execute(REFUNDS_INDEX)
             self.db.execute(PLACES)  # schema 4 → 5: store locations (issue 26)
             self.db.execute(
                 "INSERT INTO mpetl_meta(key, value) VALUES ('schema', %s), ('written_by', %s) "
